@@ -1,0 +1,46 @@
+// Bundles the extension host, the CLI and each webview with esbuild.
+// Native packages stay external: they load their own .node binaries at run time.
+import * as esbuild from 'esbuild';
+import { readdirSync, existsSync } from 'node:fs';
+
+const quiet = process.argv.includes('--quiet');
+const nativeExternals = ['vscode', 'onnxruntime-node', 'sharp', 'webgpu'];
+
+const hostBuilds = [
+  { entryPoints: ['extension/extension.ts'], outfile: 'dist/extension.js' },
+  { entryPoints: ['extension/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
+].filter((b) => existsSync(b.entryPoints[0]));
+
+// Each webview/<panel>/main.ts becomes dist/webview/<panel>.js (browser, IIFE).
+const webviewEntries = existsSync('webview')
+  ? readdirSync('webview', { withFileTypes: true })
+      .filter((e) => e.isDirectory() && existsSync(`webview/${e.name}/main.ts`))
+      .map((e) => ({ in: `webview/${e.name}/main.ts`, out: e.name }))
+  : [];
+
+await Promise.all([
+  ...hostBuilds.map((b) =>
+    esbuild.build({
+      ...b,
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      sourcemap: true,
+      external: nativeExternals,
+      logLevel: quiet ? 'error' : 'info',
+    }),
+  ),
+  webviewEntries.length &&
+    esbuild.build({
+      entryPoints: webviewEntries,
+      outdir: 'dist/webview',
+      bundle: true,
+      platform: 'browser',
+      format: 'iife',
+      target: 'es2022',
+      sourcemap: true,
+      loader: { '.css': 'text' },
+      logLevel: quiet ? 'error' : 'info',
+    }),
+]);
