@@ -1,0 +1,183 @@
+// An embedding corpus on disk: the patch embeddings of a folder of images as f16 .npy shards
+// (shard-00000.npy, ...: readEmbeddings reads the folder in name order) plus manifest.json, which
+// records the encoder, the shards, where each image's rows are, and the images that were skipped.
+// Extraction resumes: each shard is written before the manifest that names it (both atomically),
+// so after a crash or cancel the manifest only lists complete shards, and a re-run with the same
+// folder encodes only the images not listed yet.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from './atomic-write';
+import { forEachEncodedBatch, type BatchControl, type EncodedBatch, type SkippedImage } from './embed';
+import type { Encoder, EncoderDescriptor } from './encoders/index';
+import { CancelledError, UserError } from './errors';
+import { writeNpy } from './formats/npy';
+import { f32ToF16 } from './half';
+
+export const MANIFEST = 'manifest.json';
+/** Shards of about this size: big enough for few files, small enough to write often. */
+export const SHARD_BYTES = 64 * 1024 * 1024;
+const F16_MAX = 65504;
+
+export interface CorpusShard {
+  /** file name inside the corpus folder */
+  file: string;
+  rows: number;
+}
+
+export interface CorpusImage {
+  /** the image path as given */
+  path: string;
+  shard: number;
+  /** first row of this image inside its shard */
+  row: number;
+  rows: number;
+}
+
+export interface CorpusManifest {
+  formatVersion: 1;
+  encoder: EncoderDescriptor;
+  d: number;
+  dtype: 'float16';
+  shards: CorpusShard[];
+  images: CorpusImage[];
+  skipped: SkippedImage[];
+}
+
+export interface CorpusResult {
+  /** vectors in the whole corpus, this run's and earlier runs' */
+  vectors: number;
+  d: number;
+  /** full paths of all shards, in order */
+  shards: string[];
+  skipped: SkippedImage[];
+}
+
+function shardName(index: number): string {
+  return `shard-${String(index).padStart(5, '0')}.npy`;
+}
+
+function sameEncoder(a: EncoderDescriptor, b: EncoderDescriptor): boolean {
+  return a.kind === b.kind && a.id === b.id && a.d === b.d && a.patch === b.patch && a.inputSize.join('x') === b.inputSize.join('x');
+}
+
+async function readManifest(outDir: string, encoder: Encoder): Promise<CorpusManifest | null> {
+  const file = path.join(outDir, MANIFEST);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    return null;
+  }
+  let manifest: CorpusManifest;
+  try {
+    manifest = JSON.parse(text);
+  } catch {
+    throw new UserError(`${file}: not valid JSON; delete the corpus folder to start over`);
+  }
+  if (manifest.formatVersion !== 1 || !Array.isArray(manifest.shards) || !Array.isArray(manifest.images)) {
+    throw new UserError(`${file}: not a corpus manifest this version understands; delete the corpus folder to start over`);
+  }
+  if (!sameEncoder(manifest.encoder, encoder.descriptor)) {
+    throw new UserError(`${outDir} holds a corpus made with encoder '${manifest.encoder.id}', not '${encoder.descriptor.id}'; use another folder`);
+  }
+  for (const shard of manifest.shards) {
+    await fs.stat(path.join(outDir, shard.file)).catch(() => {
+      throw new UserError(`${outDir}: shard ${shard.file} named in ${MANIFEST} is missing; delete the corpus folder to start over`);
+    });
+  }
+  return manifest;
+}
+
+/** Shard files a crash left behind before their manifest was written: readEmbeddings would
+ *  read them as part of the corpus, so they go. */
+async function removeUnlisted(outDir: string, manifest: CorpusManifest): Promise<void> {
+  const listed = new Set(manifest.shards.map((s) => s.file));
+  for (const name of await fs.readdir(outDir)) {
+    if (/^shard-\d+\.npy$/.test(name) && !listed.has(name)) await fs.rm(path.join(outDir, name), { force: true });
+  }
+}
+
+export interface CorpusControl extends BatchControl {
+  /** target shard size in bytes (default SHARD_BYTES); a shard holds whole encoder batches */
+  shardBytes?: number;
+}
+
+export async function extractCorpus(encoder: Encoder, images: string[], outDir: string, control: CorpusControl = {}): Promise<CorpusResult> {
+  await fs.mkdir(outDir, { recursive: true });
+  const manifest: CorpusManifest = (await readManifest(outDir, encoder)) ?? {
+    formatVersion: 1,
+    encoder: encoder.descriptor,
+    d: encoder.d,
+    dtype: 'float16',
+    shards: [],
+    images: [],
+    skipped: [],
+  };
+  await removeUnlisted(outDir, manifest);
+
+  const done = new Set(manifest.images.map((i) => i.path));
+  const pending = images.filter((i) => !done.has(i));
+  // Images skipped earlier are tried again (the file may have been fixed); the rest stay listed.
+  const retried = new Set(pending);
+  manifest.skipped = manifest.skipped.filter((s) => !retried.has(s.path));
+
+  const d = encoder.d;
+  const rowsPerImage = encoder.grid[0] * encoder.grid[1];
+  const imagesPerShard = Math.max(1, Math.floor((control.shardBytes ?? SHARD_BYTES) / (2 * d * rowsPerImage)));
+  let buffer: EncodedBatch[] = [];
+  let buffered = 0;
+
+  const flush = async (): Promise<void> => {
+    if (buffered === 0) return;
+    const index = manifest.shards.length;
+    const file = shardName(index);
+    const perImage = rowsPerImage * d;
+    const values = new Float32Array(buffered * perImage);
+    const entries: CorpusImage[] = [];
+    for (const batch of buffer) {
+      values.set(batch.embeddings.data, entries.length * perImage);
+      for (const image of batch.images) entries.push({ path: image, shard: index, row: entries.length * rowsPerImage, rows: rowsPerImage });
+    }
+    // f16 tops out at 65504: a larger activation would be stored as Inf and poison k-means later.
+    const bad = values.findIndex((v) => !(Math.abs(v) <= F16_MAX));
+    if (bad >= 0) {
+      throw new UserError(`${entries[Math.floor(bad / perImage)].path}: encoder '${encoder.descriptor.id}' produced a value (${values[bad]}) that f16 cannot store`);
+    }
+    const rows = buffered * rowsPerImage;
+    await writeNpy(path.join(outDir, file), { dtype: 'float16', shape: [rows, d], data: f32ToF16(values) });
+    manifest.shards.push({ file, rows });
+    manifest.images.push(...entries);
+    await writeFileAtomic(path.join(outDir, MANIFEST), JSON.stringify(manifest, null, 1));
+    buffer = [];
+    buffered = 0;
+  };
+
+  let skipped: SkippedImage[] = [];
+  const already = images.length - pending.length;
+  try {
+    ({ skipped } = await forEachEncodedBatch(
+      encoder,
+      pending,
+      async (batch) => {
+        buffer.push(batch);
+        buffered += batch.images.length;
+        if (buffered >= imagesPerShard) await flush();
+      },
+      { signal: control.signal, onProgress: (n, total) => control.onProgress?.(already + n, already + total) },
+    ));
+  } catch (err) {
+    // Keep what was encoded before a cancel, so the next run resumes after it.
+    if (err instanceof CancelledError) await flush();
+    throw err;
+  }
+  await flush();
+  manifest.skipped.push(...skipped);
+  await writeFileAtomic(path.join(outDir, MANIFEST), JSON.stringify(manifest, null, 1));
+
+  return {
+    vectors: manifest.shards.reduce((n, s) => n + s.rows, 0),
+    d,
+    shards: manifest.shards.map((s) => path.join(outDir, s.file)),
+    skipped: manifest.skipped,
+  };
+}

@@ -1,0 +1,95 @@
+// Images -> patch embeddings in batches, shared by tokenize, build (small corpora kept in memory)
+// and the CLI's `embed`. An image that cannot be read is skipped and reported, never fatal: one
+// bad file in a folder of thousands must not lose the rest of the run.
+import type { Matrix } from '../../native-gpu/backend';
+import type { Encoder } from './encoders/index';
+import type { RgbImage } from './image';
+import { CancelledError, UserError, throwIfCancelled } from './errors';
+
+export interface SkippedImage {
+  path: string;
+  reason: string;
+}
+
+export interface EncodedBatch {
+  /** the images of this batch that could be read, in input order */
+  images: string[];
+  /** [images.length * L x d], image-major, raster order within an image */
+  embeddings: Matrix;
+}
+
+export interface BatchControl {
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Images per encoder call: large enough to amortize a GPU/ONNX dispatch, small enough that a
+ *  batch of 384x384 inputs stays well under a hundred MB. */
+export const IMAGE_BATCH = 8;
+
+/** Encodes `images` in batches and hands each batch to `onBatch`, in order. */
+export async function forEachEncodedBatch(
+  encoder: Encoder,
+  images: string[],
+  onBatch: (batch: EncodedBatch) => Promise<void> | void,
+  control: BatchControl = {},
+): Promise<{ skipped: SkippedImage[] }> {
+  const skipped: SkippedImage[] = [];
+  control.onProgress?.(0, images.length);
+  for (let start = 0; start < images.length; start += IMAGE_BATCH) {
+    throwIfCancelled(control.signal);
+    const paths: string[] = [];
+    const pixels: RgbImage[] = [];
+    for (const path of images.slice(start, start + IMAGE_BATCH)) {
+      try {
+        pixels.push(await encoder.load(path));
+        paths.push(path);
+      } catch (err) {
+        if (err instanceof CancelledError) throw err;
+        skipped.push({ path, reason: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    if (pixels.length > 0) {
+      const embeddings = await encoder.encode(pixels, { signal: control.signal });
+      await onBatch({ images: paths, embeddings });
+    }
+    control.onProgress?.(Math.min(start + IMAGE_BATCH, images.length), images.length);
+  }
+  return { skipped };
+}
+
+/** All embeddings of `images` in one matrix (for corpora that fit in memory). */
+export async function embedImages(
+  encoder: Encoder,
+  images: string[],
+  control: BatchControl = {},
+): Promise<{ embeddings: Matrix; images: string[]; skipped: SkippedImage[] }> {
+  const perImage = encoder.grid[0] * encoder.grid[1] * encoder.d;
+  const data = new Float32Array(images.length * perImage);
+  const kept: string[] = [];
+  const { skipped } = await forEachEncodedBatch(
+    encoder,
+    images,
+    (batch) => {
+      data.set(batch.embeddings.data, kept.length * perImage);
+      kept.push(...batch.images);
+    },
+    control,
+  );
+  const rows = kept.length * encoder.grid[0] * encoder.grid[1];
+  return {
+    embeddings: { rows, cols: encoder.d, data: data.subarray(0, rows * encoder.d) },
+    images: kept,
+    skipped,
+  };
+}
+
+/** Throws when no image at all could be read: a run with nothing to work on is the user's error,
+ *  and the (first) reason is what they need to see. */
+export function requireSomeImages(kept: number, skipped: SkippedImage[]): void {
+  if (kept > 0) return;
+  const first = skipped[0];
+  if (!first) throw new UserError('no images to work on');
+  const reason = first.reason.includes(first.path) ? first.reason : `${first.path}: ${first.reason}`;
+  throw new UserError(skipped.length === 1 ? reason : `none of the ${skipped.length} images could be read (first: ${reason})`);
+}

@@ -1,0 +1,38 @@
+// The built-in encoder: the orthonormal 2-D DCT-II of each 16x16 RGB patch, d = 3*16*16 = 768
+// (channel-major). It needs no weights and is exactly invertible, so a codeword is a pixel patch
+// seen in frequency space; computed by the backend (backend.dctPatches) so a GPU can do it too.
+import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
+import { throwIfCancelled } from '../errors';
+import { loadImage, type RgbImage } from '../image';
+import type { Encoder, EncoderDescriptor } from './index';
+
+export const DCT_PATCH = 16;
+
+export async function openDctEncoder(size: number, backend: ComputeBackend): Promise<Encoder> {
+  const p = DCT_PATCH;
+  const d = 3 * p * p;
+  const grid: [number, number] = [size / p, size / p];
+  const descriptor: EncoderDescriptor = { kind: 'dct', id: `dct:${size}`, patch: p, inputSize: [size, size], d };
+  return {
+    descriptor,
+    d,
+    patch: p,
+    inputSize: [size, size],
+    grid,
+    load: (path) => loadImage(path, { width: size, height: size, resample: 'bicubic' }),
+    async encode(images: RgbImage[], control?: RunControl): Promise<Matrix> {
+      const perImage = grid[0] * grid[1] * d;
+      const data = new Float32Array(images.length * perImage);
+      for (const [i, img] of images.entries()) {
+        throwIfCancelled(control?.signal);
+        if (img.width !== size || img.height !== size) {
+          throw new Error(`dct encoder: image is ${img.width}x${img.height}, expected ${size}x${size} (use encoder.load)`);
+        }
+        const patches = await backend.dctPatches(img.data, size, size, p);
+        data.set(patches.data, i * perImage);
+      }
+      return { rows: images.length * grid[0] * grid[1], cols: d, data };
+    },
+    async dispose() {},
+  };
+}

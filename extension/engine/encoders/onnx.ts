@@ -1,0 +1,168 @@
+// SigLIP-style ONNX vision towers: input pixel_values [B, 3, H, W] -> output last_hidden_state
+// [B, L, d], run by onnxruntime-node on the CPU execution provider. Given either a Hugging Face
+// style folder (model file + preprocessor_config.json) or a bare .onnx file (SigLIP defaults).
+// The model's inputs and outputs are checked when it is opened, so a wrong model fails with one
+// line saying what was expected and what was found, not deep inside a run.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { Matrix, RunControl } from '../../../native-gpu/backend';
+import { UserError, throwIfCancelled } from '../errors';
+import { loadImage, type RgbImage } from '../image';
+import type { Encoder, EncoderDescriptor } from './index';
+import { DEFAULT_PREPROCESS, readPreprocessorConfig, toPixelValues, type Preprocess } from './preprocess';
+
+/** Where Hugging Face style repositories keep the vision tower, first match wins. */
+export const MODEL_CANDIDATES = ['model.onnx', 'vision_model.onnx', 'onnx/vision_model.onnx', 'onnx/model.onnx'];
+const DEFAULT_SIZE = 224;
+/** Images per session.run when the batch dimension is free. */
+const MAX_BATCH = 8;
+
+interface ModelFiles {
+  model: string;
+  config: string | null;
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fs.stat(file).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+}
+
+async function locate(spec: string): Promise<ModelFiles> {
+  if (!(await fs.stat(spec)).isDirectory()) return { model: spec, config: null };
+  for (const candidate of MODEL_CANDIDATES) {
+    const model = path.join(spec, candidate);
+    if (await exists(model)) {
+      const config = path.join(spec, 'preprocessor_config.json');
+      return { model, config: (await exists(config)) ? config : null };
+    }
+  }
+  throw new UserError(`${spec}: no ONNX model found (looked for ${MODEL_CANDIDATES.join(', ')})`);
+}
+
+type TensorMeta = { name: string; type: string; shape: ReadonlyArray<number | string> };
+
+function tensorMetas(metas: readonly ort.InferenceSession.ValueMetadata[]): TensorMeta[] {
+  return metas.map((m) => (m.isTensor ? { name: m.name, type: m.type, shape: m.shape } : { name: m.name, type: 'non-tensor', shape: [] }));
+}
+
+function describe(metas: TensorMeta[]): string {
+  return metas.map((m) => `'${m.name}' [${m.shape.join(',')}]${m.type === 'float32' ? '' : ` ${m.type}`}`).join(', ') || 'nothing';
+}
+
+/** The pixel input: 'pixel_values' (or the only input), float32 [B, 3, H, W]. */
+function pickInput(file: string, inputs: TensorMeta[]): TensorMeta {
+  const input = inputs.find((m) => m.name === 'pixel_values') ?? (inputs.length === 1 ? inputs[0] : undefined);
+  const ok = input && inputs.length === 1 && input.type === 'float32' && input.shape.length === 4 && (input.shape[1] === 3 || typeof input.shape[1] === 'string');
+  if (!ok) throw new UserError(`${file}: expected input 'pixel_values' [B,3,H,W] float32, found ${describe(inputs)}`);
+  return input;
+}
+
+/** The patch embeddings: 'last_hidden_state' (or the first rank-3 output), float32 [B, L, d]. */
+function pickOutput(file: string, outputs: TensorMeta[]): TensorMeta {
+  const output = outputs.find((m) => m.name === 'last_hidden_state') ?? outputs.find((m) => m.shape.length === 3);
+  if (!output || output.type !== 'float32' || output.shape.length !== 3) {
+    throw new UserError(`${file}: expected output 'last_hidden_state' [B,L,d] float32, found ${describe(outputs)}`);
+  }
+  return output;
+}
+
+/** Grid and patch size for L tokens over an H x W input. A ViT with a CLS token returns
+ *  L = gridH*gridW + 1 with the CLS token first; it is not a patch, so it is dropped. */
+function gridOf(file: string, tokens: number, [h, w]: [number, number]): { grid: [number, number]; patch: number; skip: number } {
+  for (const skip of [0, 1]) {
+    const patch = Math.round(Math.sqrt((h * w) / (tokens - skip)));
+    if (patch > 0 && h % patch === 0 && w % patch === 0 && (h / patch) * (w / patch) === tokens - skip) {
+      return { grid: [h / patch, w / patch], patch, skip };
+    }
+  }
+  throw new UserError(`${file}: ${tokens} output tokens do not form a grid of square patches over a ${h}x${w} input`);
+}
+
+/** Input size: the config's, else the model's fixed H and W, else 224; they must agree. */
+function inputSizeOf(file: string, input: TensorMeta, configured: [number, number] | null): [number, number] {
+  const [, , mh, mw] = input.shape;
+  const fixed = typeof mh === 'number' && typeof mw === 'number' ? ([mh, mw] as [number, number]) : null;
+  if (configured && fixed && (configured[0] !== fixed[0] || configured[1] !== fixed[1])) {
+    throw new UserError(`${file}: preprocessor_config.json resizes to ${configured[0]}x${configured[1]} but the model takes ${fixed[0]}x${fixed[1]}`);
+  }
+  return configured ?? fixed ?? [DEFAULT_SIZE, DEFAULT_SIZE];
+}
+
+export async function openOnnxEncoder(spec: string): Promise<Encoder> {
+  const files = await locate(spec);
+  const config = files.config ? await readPreprocessorConfig(files.config) : null;
+  const preprocess: Preprocess = config?.preprocess ?? DEFAULT_PREPROCESS;
+
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(files.model, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  } catch (err) {
+    throw new UserError(`${files.model}: cannot load ONNX model (${(err as Error).message.split('\n')[0]})`);
+  }
+  try {
+    const input = pickInput(files.model, tensorMetas(session.inputMetadata));
+    const output = pickOutput(files.model, tensorMetas(session.outputMetadata));
+    const inputSize = inputSizeOf(files.model, input, config?.size ?? null);
+    const batchDim = input.shape[0];
+    const fixedBatch = typeof batchDim === 'number' ? batchDim : null;
+
+    const run = async (images: RgbImage[]): Promise<ort.Tensor> => {
+      const count = fixedBatch ?? images.length;
+      const feeds = { [input.name]: new ort.Tensor('float32', toPixelValues(images, preprocess, count), [count, 3, inputSize[0], inputSize[1]]) };
+      let result;
+      try {
+        result = await session.run(feeds, [output.name]);
+      } catch (err) {
+        throw new UserError(`${files.model}: inference failed (${(err as Error).message.split('\n')[0]})`);
+      }
+      return result[output.name] as ort.Tensor;
+    };
+
+    // One run on a blank image tells the token count L and d even when the model leaves them
+    // symbolic, and proves the model runs before any real work is queued.
+    const blank: RgbImage = { data: new Float32Array(3 * inputSize[0] * inputSize[1]), width: inputSize[1], height: inputSize[0] };
+    const probe = await run([blank]);
+    if (probe.dims.length !== 3) throw new UserError(`${files.model}: output '${output.name}' has shape [${probe.dims.join(',')}], expected [B,L,d]`);
+    const [, tokens, d] = probe.dims;
+    const { grid, patch, skip } = gridOf(files.model, tokens, inputSize);
+    const perImage = grid[0] * grid[1];
+
+    const descriptor: EncoderDescriptor = { kind: 'onnx', id: path.resolve(spec), patch, inputSize, d, preprocess };
+    return {
+      descriptor,
+      d,
+      patch,
+      inputSize,
+      grid,
+      load: (file) => loadImage(file, { width: inputSize[1], height: inputSize[0], resample: preprocess.resample }),
+      async encode(images: RgbImage[], control?: RunControl): Promise<Matrix> {
+        for (const img of images) {
+          if (img.width !== inputSize[1] || img.height !== inputSize[0]) {
+            throw new Error(`onnx encoder: image is ${img.width}x${img.height}, expected ${inputSize[1]}x${inputSize[0]} (use encoder.load)`);
+          }
+        }
+        const data = new Float32Array(images.length * perImage * d);
+        const step = fixedBatch ?? MAX_BATCH;
+        for (let start = 0; start < images.length; start += step) {
+          throwIfCancelled(control?.signal);
+          const batch = images.slice(start, start + step);
+          const out = (await run(batch)).data as Float32Array;
+          for (let b = 0; b < batch.length; b++) {
+            const from = (b * tokens + skip) * d;
+            data.set(out.subarray(from, from + perImage * d), (start + b) * perImage * d);
+          }
+        }
+        return { rows: images.length * perImage, cols: d, data };
+      },
+      async dispose() {
+        await session.release();
+      },
+    };
+  } catch (err) {
+    await session.release();
+    throw err;
+  }
+}

@@ -1,0 +1,168 @@
+// The safetensors format (as specified by huggingface/safetensors and read by
+// safetensors.torch.load_file): an 8-byte little-endian u64 N, then N bytes of UTF-8 JSON
+// {"<name>": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}},
+// padded with spaces to a multiple of 8, then the data buffer. Offsets are relative to the data
+// buffer; tensors must tile it exactly, with no holes or overlaps (the reference loader checks).
+import { promises as fs } from 'node:fs';
+import { writeFileAtomic } from '../atomic-write';
+import { UserError } from '../errors';
+
+export type SafetensorsDtype = 'F32' | 'F16' | 'F64' | 'I32' | 'I64';
+export type TensorData = Float32Array | Uint16Array | Float64Array | Int32Array | BigInt64Array;
+
+export interface Tensor {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** F16 tensors carry raw IEEE half bits */
+  data: TensorData;
+}
+
+export interface SafetensorsFile {
+  tensors: Record<string, Tensor>;
+  metadata: Record<string, string>;
+}
+
+interface DtypeInfo {
+  bytes: number;
+  make(buffer: ArrayBuffer): TensorData;
+  matches(data: TensorData): boolean;
+}
+
+const DTYPES: Record<SafetensorsDtype, DtypeInfo> = {
+  F64: { bytes: 8, make: (b) => new Float64Array(b), matches: (d) => d instanceof Float64Array },
+  I64: { bytes: 8, make: (b) => new BigInt64Array(b), matches: (d) => d instanceof BigInt64Array },
+  F32: { bytes: 4, make: (b) => new Float32Array(b), matches: (d) => d instanceof Float32Array },
+  I32: { bytes: 4, make: (b) => new Int32Array(b), matches: (d) => d instanceof Int32Array },
+  F16: { bytes: 2, make: (b) => new Uint16Array(b), matches: (d) => d instanceof Uint16Array },
+};
+
+const MAX_HEADER = 100_000_000; // the reference implementation's limit
+
+interface HeaderEntry {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+function elementCount(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function parseHeader(json: string, name: string, dataLength: number): { entries: Map<string, HeaderEntry>; metadata: Record<string, string> } {
+  let header: unknown;
+  try {
+    header = JSON.parse(json);
+  } catch {
+    throw new UserError(`${name}: not a safetensors file (its header is not JSON)`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new UserError(`${name}: not a safetensors file (its header is not a JSON object)`);
+  }
+  const entries = new Map<string, HeaderEntry>();
+  let metadata: Record<string, string> = {};
+  for (const [key, value] of Object.entries(header as Record<string, unknown>)) {
+    if (key === '__metadata__') {
+      const ok = typeof value === 'object' && value !== null && Object.values(value).every((v) => typeof v === 'string');
+      if (!ok) throw new UserError(`${name}: __metadata__ must map strings to strings`);
+      metadata = value as Record<string, string>;
+      continue;
+    }
+    const v = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof v?.dtype !== 'string' || !(v.dtype in DTYPES)) {
+      throw new UserError(`${name}: tensor '${key}' has dtype ${JSON.stringify(v?.dtype)}; supported: ${Object.keys(DTYPES).join(', ')}`);
+    }
+    const shape = v.shape;
+    const offsets = v.data_offsets;
+    const isCount = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+    if (!Array.isArray(shape) || !shape.every(isCount) || !Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
+      throw new UserError(`${name}: tensor '${key}' has a malformed shape or data_offsets`);
+    }
+    const dtype = v.dtype as SafetensorsDtype;
+    const [begin, end] = offsets as number[];
+    if (end - begin !== elementCount(shape) * DTYPES[dtype].bytes || end > dataLength) {
+      throw new UserError(`${name}: tensor '${key}' (${dtype} [${shape.join(', ')}]) does not match its data_offsets [${begin}, ${end}] in a ${dataLength}-byte buffer`);
+    }
+    entries.set(key, { dtype, shape, begin, end });
+  }
+  // Tensors must tile the data buffer exactly, as the reference loader requires.
+  let cursor = 0;
+  for (const [key, e] of [...entries].sort((a, b) => a[1].begin - b[1].begin)) {
+    if (e.begin !== cursor) throw new UserError(`${name}: tensor '${key}' starts at byte ${e.begin}, expected ${cursor} (holes or overlaps in the data buffer)`);
+    cursor = e.end;
+  }
+  if (cursor !== dataLength) throw new UserError(`${name}: data buffer is ${dataLength} bytes but the tensors cover ${cursor}`);
+  return { entries, metadata };
+}
+
+/**
+ * Reads a safetensors file. Each tensor is read straight into its own buffer, so a codebook of
+ * several GB never needs one buffer of the whole file.
+ */
+export async function readSafetensors(file: string): Promise<SafetensorsFile> {
+  let handle;
+  try {
+    handle = await fs.open(file, 'r');
+  } catch (err) {
+    throw new UserError(`${file}: cannot open (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  try {
+    const size = (await handle.stat()).size;
+    const prefix = new Uint8Array(8);
+    await handle.read(prefix, 0, 8, 0);
+    const headerLength = Number(new DataView(prefix.buffer).getBigUint64(0, true));
+    if (size < 8 || headerLength > MAX_HEADER || 8 + headerLength > size) {
+      throw new UserError(`${file}: not a safetensors file (header length ${headerLength} does not fit a ${size}-byte file)`);
+    }
+    const headerBytes = new Uint8Array(headerLength);
+    await handle.read(headerBytes, 0, headerLength, 8);
+    const dataStart = 8 + headerLength;
+    const { entries, metadata } = parseHeader(new TextDecoder().decode(headerBytes), file, size - dataStart);
+
+    const tensors: Record<string, Tensor> = {};
+    for (const [key, e] of entries) {
+      const buffer = new ArrayBuffer(e.end - e.begin);
+      const { bytesRead } = await handle.read(new Uint8Array(buffer), 0, buffer.byteLength, dataStart + e.begin);
+      if (bytesRead !== buffer.byteLength) throw new UserError(`${file}: truncated while reading tensor '${key}'`);
+      tensors[key] = { dtype: e.dtype, shape: e.shape, data: DTYPES[e.dtype].make(buffer) };
+    }
+    return { tensors, metadata };
+  } finally {
+    await handle.close();
+  }
+}
+
+export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array {
+  // Widest dtype first, then by name (what the Python writer does): every tensor then starts at
+  // an offset aligned to its element size, so readers can map it without copying.
+  const names = Object.keys(tensors).sort((a, b) => DTYPES[tensors[b].dtype].bytes - DTYPES[tensors[a].dtype].bytes || (a < b ? -1 : a > b ? 1 : 0));
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const name of names) {
+    const t = tensors[name];
+    if (!DTYPES[t.dtype].matches(t.data)) throw new Error(`encodeSafetensors: tensor '${name}' data does not match dtype ${t.dtype}`);
+    if (elementCount(t.shape) !== t.data.length) {
+      throw new Error(`encodeSafetensors: tensor '${name}' shape [${t.shape.join(', ')}] holds ${elementCount(t.shape)} values, data has ${t.data.length}`);
+    }
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
+    offset += t.data.byteLength;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const headerLength = Math.ceil(json.length / 8) * 8;
+  const out = new Uint8Array(8 + headerLength + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerLength), true);
+  out.set(json, 8);
+  out.fill(0x20, 8 + json.length, 8 + headerLength); // space padding, allowed by the spec
+  let cursor = 8 + headerLength;
+  for (const name of names) {
+    const d = tensors[name].data;
+    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), cursor);
+    cursor += d.byteLength;
+  }
+  return out;
+}
+
+export async function writeSafetensors(file: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
+  await writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+}

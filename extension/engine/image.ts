@@ -1,0 +1,133 @@
+// Image files <-> planar float RGB, through sharp (libvips). Decoding applies the EXIF orientation,
+// takes the first frame of animated/multi-page files, expands grey to RGB and flattens alpha onto
+// WHITE (the usual choice in preprocessing pipelines: a transparent logo or cut-out reads as
+// "on paper", not "on black"). Resizing stretches to the exact size asked ('fill'), as the
+// Hugging Face image processors do with do_resize and a {height, width} size.
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { writeFileAtomic } from './atomic-write';
+import { UserError } from './errors';
+
+export interface RgbImage {
+  /** planar [3, H, W], values in [0, 1] */
+  data: Float32Array;
+  width: number;
+  height: number;
+}
+
+export type Resample = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos3';
+
+export interface ResizeTo {
+  width: number;
+  height: number;
+  resample?: Resample;
+}
+
+export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'tif', 'tiff', 'gif'];
+
+/** sharp's own default guard against decompression bombs (0x3FFF * 0x3FFF pixels), kept
+ *  explicit so the error message can name it. */
+export const MAX_INPUT_PIXELS = 0x3fff * 0x3fff;
+
+const KERNELS: Record<Resample, keyof sharp.KernelEnum> = {
+  nearest: 'nearest',
+  bilinear: 'linear',
+  bicubic: 'cubic',
+  lanczos3: 'lanczos3',
+};
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
+}
+
+export async function loadImage(file: string, size?: ResizeTo): Promise<RgbImage> {
+  if (size && !(Number.isInteger(size.width) && Number.isInteger(size.height) && size.width > 0 && size.height > 0)) {
+    throw new Error(`loadImage: bad target size ${size.width}x${size.height}`);
+  }
+  let pipeline = sharp(file, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' })
+    .rotate() // apply the EXIF orientation, then drop the tag
+    .flatten({ background: '#ffffff' })
+    .toColourspace('srgb');
+  if (size) pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: KERNELS[size.resample ?? 'bicubic'] });
+  let raw: { data: Buffer; info: sharp.OutputInfo };
+  try {
+    raw = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    const reason = firstLine(err);
+    if (/pixel limit/i.test(reason)) {
+      throw new UserError(`${file}: image is larger than the ${Math.round(MAX_INPUT_PIXELS / 1e6)}-megapixel limit; downscale it first`);
+    }
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || /missing|does not exist/i.test(reason)) {
+      throw new UserError(`${file}: no such image file`);
+    }
+    throw new UserError(`${file}: cannot read image (${reason})`);
+  }
+  const { width, height, channels } = raw.info;
+  if (channels !== 3) throw new Error(`loadImage: expected 3 channels after conversion, got ${channels}`);
+  // Interleaved bytes (HWC) -> planar floats (CHW).
+  const plane = width * height;
+  const data = new Float32Array(3 * plane);
+  const bytes = raw.data;
+  for (let i = 0; i < plane; i++) {
+    data[i] = bytes[3 * i] / 255;
+    data[plane + i] = bytes[3 * i + 1] / 255;
+    data[2 * plane + i] = bytes[3 * i + 2] / 255;
+  }
+  return { data, width, height };
+}
+
+/** PNG bytes of an image; values are clamped to [0, 1] and rounded to 8 bits. */
+export async function encodePng(img: RgbImage): Promise<Uint8Array> {
+  const plane = img.width * img.height;
+  if (img.data.length !== 3 * plane) throw new Error(`encodePng: ${img.data.length} values for a 3x${img.height}x${img.width} image`);
+  const bytes = Buffer.alloc(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = img.data[c * plane + i];
+      // NaN (which no clamp removes) becomes 0 rather than poisoning the encoder.
+      bytes[3 * i + c] = v > 0 ? Math.round(Math.min(v, 1) * 255) : 0;
+    }
+  }
+  const png = await sharp(bytes, { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
+  return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
+}
+
+export async function writePng(file: string, img: RgbImage): Promise<void> {
+  await writeFileAtomic(file, await encodePng(img));
+}
+
+function isImageName(name: string): boolean {
+  return IMAGE_EXTENSIONS.includes(path.extname(name).slice(1).toLowerCase());
+}
+
+/**
+ * The image files (by extension) under a folder, recursively, sorted by path so runs are
+ * reproducible; hidden entries (".git", ".DS_Store"...) are left out. A single file is returned
+ * as is if it has an image extension. A folder without images gives an empty list.
+ */
+export async function listImages(fileOrDir: string): Promise<string[]> {
+  let stat;
+  try {
+    stat = await fs.stat(fileOrDir);
+  } catch {
+    throw new UserError(`${fileOrDir}: no such file or folder`);
+  }
+  if (!stat.isDirectory()) {
+    if (!isImageName(fileOrDir)) throw new UserError(`${fileOrDir}: not an image file (expected ${IMAGE_EXTENSIONS.join(', ')})`);
+    return [fileOrDir];
+  }
+  const found: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+      if (entry.name.startsWith('.')) continue;
+      const full = path.join(dir, entry.name);
+      // Follow symlinks (image folders are often links into a data set), by what they point at.
+      const isDir = entry.isDirectory() || (entry.isSymbolicLink() && (await fs.stat(full).catch(() => null))?.isDirectory());
+      if (isDir) await walk(full);
+      else if (isImageName(entry.name)) found.push(full);
+    }
+  };
+  await walk(fileOrDir);
+  return found.sort();
+}

@@ -1,0 +1,29 @@
+// The public engine API, for the extension host and the CLI. Nothing here imports 'vscode'.
+export { UserError, CancelledError, throwIfCancelled } from './errors';
+export { writeFileAtomic } from './atomic-write';
+export { f16ToF32, f32ToF16 } from './half';
+export { readNpy, writeNpy, encodeNpy, readEmbeddings, type NpyArray } from './formats/npy';
+export { readCodebook, writeCodebook, type Codebook, type CodebookMeta } from './codebook';
+export { loadImage, encodePng, writePng, listImages, type RgbImage } from './image';
+export { openEncoder, openEncoderFromDescriptor, type Encoder, type EncoderDescriptor } from './encoders/index';
+export { extractCorpus } from './corpus';
+export { decodeTokens, refineAtlas } from './atlas';
+export { codeStats, type CodeStats } from './stats';
+export { kmeans, type KMeansOptions, type KMeansProgress, type KMeansResult } from './kmeans';
+export { embedImages, forEachEncodedBatch, requireSomeImages, type SkippedImage } from './embed';
+export {
+  tokenizeImages,
+  checkEncoderMatches,
+  readTokenGrids,
+  writeTokenJson,
+  writeTokenDataset,
+  type TokenGrid,
+  type TokenDatasetIndex,
+} from './tokenize';
+export { buildCodebook, EXTERNAL_ENCODER, type BuildRequest, type BuildSummary, type BuildProgress } from './build';
+export { runDemo, type DemoResult, type DemoProgress } from './demo';
+export { renderReport, renderHeatmap, rankFrequencySvg } from './report';
+export { psnr, meanPsnr } from './quality';
+export { countColor, rampColor, logCountLevel, heatmapColumns, DEAD_CODE_RGB } from './colormap';
+export type { ComputeBackend, Matrix, DeviceChoice } from '../../native-gpu/backend';
+export { openBackend } from '../../native-gpu/index';

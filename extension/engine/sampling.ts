@@ -1,0 +1,43 @@
+// Seeded randomness for everything that must be reproducible (k-means init, corpus subsamples):
+// the same seed gives the same numbers on every machine. Math.random is never used for these.
+import type { Matrix } from '../../native-gpu/backend.js';
+
+/** splitmix32: small, fast, well-mixed; returns uniform floats in [0, 1) with 53 random bits. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  const next32 = (): number => {
+    state = (state + 0x9e3779b9) >>> 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return (z ^ (z >>> 16)) >>> 0;
+  };
+  return () => ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992;
+}
+
+/** `count` distinct indices in [0, n), uniform without replacement, in ascending order. */
+export function sampleIndices(n: number, count: number, random: () => number): Uint32Array {
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  // Partial Fisher-Yates: the first `count` slots end up a uniform sample without replacement.
+  for (let i = 0; i < count; i++) {
+    const j = i + Math.floor(random() * (n - i));
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  return order.slice(0, count).sort();
+}
+
+/** The given rows copied into a new matrix, in the given order. */
+export function takeRows(points: Matrix, rows: ArrayLike<number>): Matrix {
+  const d = points.cols;
+  const data = new Float32Array(rows.length * d);
+  for (let i = 0; i < rows.length; i++) data.set(points.data.subarray(rows[i] * d, (rows[i] + 1) * d), i * d);
+  return { rows: rows.length, cols: d, data };
+}
+
+/** A seeded uniform random subset of `count` rows, kept in corpus order. */
+export function sampleRows(points: Matrix, count: number, seed: number): Matrix {
+  return takeRows(points, sampleIndices(points.rows, count, seededRandom(seed)));
+}

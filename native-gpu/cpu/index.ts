@@ -1,0 +1,73 @@
+// The CPU backend: the math-bound part (distance GEMM + argmin) runs as an onnxruntime graph on
+// all cores; the rest (accumulating k-means sums, histograms, patch tiling, DCT) is plain
+// typed-array code, memory-bound and cheap next to the search.
+import * as os from 'node:os';
+import * as ort from 'onnxruntime-node';
+import type { CodebookData, CodebookHandle, ComputeBackend, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
+import { UserError } from '../../extension/engine/errors.js';
+import { CpuCodebook, createSearchSession, searchNearest } from './nearest.js';
+import { accumulateClusters } from './accumulate.js';
+import { dctPatches, idctPatches } from './dct.js';
+import { mosaic } from './mosaic.js';
+
+export async function createCpuBackend(): Promise<ComputeBackend> {
+  const threads = os.availableParallelism();
+  let session: ort.InferenceSession | null = await createSearchSession(threads);
+
+  const live = (): ort.InferenceSession => {
+    if (!session) throw new Error('the cpu backend was disposed');
+    return session;
+  };
+  const own = (handle: CodebookHandle): CpuCodebook => {
+    if (!(handle instanceof CpuCodebook)) throw new Error('codebook handle was not loaded by the cpu backend');
+    return handle;
+  };
+
+  return {
+    name: 'cpu',
+    device: `cpu (onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}, ${threads} threads)`,
+
+    async loadCodebook(codebook: CodebookData): Promise<CodebookHandle> {
+      live();
+      return new CpuCodebook(codebook);
+    },
+
+    nearest(handle: CodebookHandle, queries: Matrix, control?: RunControl): Promise<NearestResult> {
+      return searchNearest(live(), own(handle), queries, control);
+    },
+
+    async kmeansStep(handle: CodebookHandle, points: Matrix, control?: RunControl): Promise<KMeansStepResult> {
+      const cb = own(handle);
+      const { ids, distances } = await searchNearest(live(), cb, points, control);
+      return { ids, distances, ...accumulateClusters(points, ids, distances, cb.k) };
+    },
+
+    async histogram(ids: Int32Array, k: number): Promise<Uint32Array> {
+      const counts = new Uint32Array(k);
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i];
+        if (id < 0 || id >= k) throw new UserError(`token id ${id} at position ${i} is outside the codebook (ids run from 0 to ${k - 1})`);
+        counts[id]++;
+      }
+      return counts;
+    },
+
+    async mosaic(atlas: Matrix, ids: Int32Array, gridH: number, gridW: number, patch: number): Promise<Float32Array> {
+      return mosaic(atlas, ids, gridH, gridW, patch);
+    },
+
+    async dctPatches(image: Float32Array, height: number, width: number, patch: number): Promise<Matrix> {
+      return dctPatches(image, height, width, patch);
+    },
+
+    async idctPatches(coefficients: Matrix, gridH: number, gridW: number, patch: number): Promise<Float32Array> {
+      return idctPatches(coefficients, gridH, gridW, patch);
+    },
+
+    async dispose(): Promise<void> {
+      const s = session;
+      session = null;
+      await s?.release();
+    },
+  };
+}

@@ -1,0 +1,80 @@
+// Adapter choice and device loss: what openBackend picks, the error when nothing fits, and the
+// CPU fallback when the device dies mid-run.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openBackend } from '../../native-gpu/index.js';
+import { hasHardwareAdapter } from '../../native-gpu/webgpu/device.js';
+import { UserError } from '../../extension/engine/errors.js';
+import { assertSameNearest, gpuTestsDisabled, matrix, openCpu, openGpu } from './harness.js';
+
+if (!gpuTestsDisabled()) {
+  test("openBackend('webgpu') without allowSoftware: a hardware adapter, or a clear UserError", async () => {
+    if (await hasHardwareAdapter()) {
+      const backend = await openBackend('webgpu', { allowSoftware: false });
+      try {
+        assert.match(backend.device, /^webgpu: /);
+        assert.doesNotMatch(backend.device, /software/);
+      } finally {
+        await backend.dispose();
+      }
+    } else {
+      await assert.rejects(openBackend('webgpu', { allowSoftware: false }), (err: Error) => {
+        assert.ok(err instanceof UserError, `expected a UserError, got ${err}`);
+        assert.match(err.message, /^no WebGPU adapter found \(tried .+\).*; use --device cpu$/);
+        assert.doesNotMatch(err.message, /\n/);
+        return true;
+      });
+    }
+  });
+
+  test("openBackend('auto') never picks a software adapter", async () => {
+    const backend = await openBackend('auto');
+    try {
+      if (await hasHardwareAdapter()) assert.equal(backend.name, 'webgpu');
+      else assert.equal(backend.name, 'cpu');
+      assert.doesNotMatch(backend.device, /software/);
+    } finally {
+      await backend.dispose();
+    }
+  });
+
+  test('the device string names the adapter and its backend', async () => {
+    const gpu = await openGpu();
+    try {
+      assert.match(gpu.device, /^webgpu: .+ \((software, )?(vulkan|opengles)\)$/);
+    } finally {
+      await gpu.dispose();
+    }
+  });
+
+  test('device lost mid-run: the pending call and later calls finish on the CPU with a warning', async () => {
+    const warnings: string[] = [];
+    const gpu = await openGpu(undefined, warnings);
+    const cpu = await openCpu();
+    try {
+      const codes = matrix(257, 24, 21), queries = matrix(90, 24, 22);
+      const handle = await gpu.loadCodebook(codes);
+      const ref = await cpu.nearest(await cpu.loadCodebook(codes), queries);
+      const before = await gpu.nearest(handle, queries);
+      assertSameNearest(before.ids, ref.ids, codes.data, queries);
+      assert.equal(warnings.length, 0);
+
+      const pending = gpu.nearest(handle, queries);
+      gpu.gpuDevice.destroy(); // while the call is queued / in flight
+      const during = await pending;
+      assertSameNearest(during.ids, ref.ids, codes.data, queries);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0], /device lost.*CPU backend/);
+
+      const step = await gpu.kmeansStep(handle, queries);
+      assertSameNearest(step.ids, ref.ids, codes.data, queries);
+      assert.equal(step.counts.reduce((a, b) => a + b, 0), queries.rows);
+      assert.deepEqual(Array.from(await gpu.histogram(Int32Array.from([0, 2, 2]), 3)), [1, 0, 2]);
+      assert.match(gpu.fallbackReason ?? '', /device lost/);
+      assert.equal(warnings.length, 1, 'one warning, not one per call');
+    } finally {
+      await gpu.dispose();
+      await cpu.dispose();
+    }
+  });
+}

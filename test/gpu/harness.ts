@@ -1,0 +1,86 @@
+// Shared set-up of the GPU tests: the WebGPU backend on whatever adapter this machine has (a
+// hardware GPU first, else the software one: the tier runs with UNICODE2_ALLOW_SOFTWARE_GPU=1),
+// the CPU backend it is held equal to, and seeded data without near ties.
+// Env: UNICODE2_NO_GPU_TESTS=1 leaves them out; UNICODE2_REQUIRE_HARDWARE_GPU=1 refuses a software adapter.
+import assert from 'node:assert/strict';
+import type { ComputeBackend, Matrix } from '../../native-gpu/backend.js';
+import { createCpuBackend } from '../../native-gpu/cpu/index.js';
+import { createWebGpuBackend, type WebGpuBackend, type WebGpuTuning } from '../../native-gpu/webgpu/index.js';
+
+/** true (after saying why) when the GPU tests must not register: env UNICODE2_NO_GPU_TESTS=1 */
+export function gpuTestsDisabled(): boolean {
+  if (process.env.UNICODE2_NO_GPU_TESTS !== '1') return false;
+  console.log('no GPU tests: UNICODE2_NO_GPU_TESTS=1 is set');
+  return true;
+}
+
+/** The WebGPU backend, or a failure that says what to do on a machine without an adapter. */
+export async function openGpu(tuning?: WebGpuTuning, warnings: string[] = []): Promise<WebGpuBackend> {
+  let backend: WebGpuBackend;
+  try {
+    backend = await createWebGpuBackend({ allowSoftware: true, tuning, onWarning: (m) => warnings.push(m) });
+  } catch (err) {
+    throw new Error(`the GPU tests need a WebGPU adapter and found none: ${(err as Error).message} ` +
+      '(set UNICODE2_NO_GPU_TESTS=1 to leave the GPU tests out on such a machine)');
+  }
+  // On a GPU machine (scripts/gpu-device-check.sh) a software adapter must not stand in silently.
+  if (process.env.UNICODE2_REQUIRE_HARDWARE_GPU === '1' && /software/.test(backend.device)) {
+    await backend.dispose();
+    throw new Error(`UNICODE2_REQUIRE_HARDWARE_GPU=1 but only ${backend.device} was found`);
+  }
+  return backend;
+}
+
+export function openCpu(): Promise<ComputeBackend> {
+  return createCpuBackend();
+}
+
+/** mulberry32 + Box-Muller: reproducible normal samples */
+export function normals(count: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const uniform = (): number => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 1) / 4294967297;
+  };
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  return out;
+}
+
+export function matrix(rows: number, cols: number, seed: number): Matrix {
+  return { rows, cols, data: normals(rows * cols, seed) };
+}
+
+export function squaredDistance(a: Float32Array, ai: number, b: Float32Array, bi: number, d: number): number {
+  let s = 0;
+  for (let j = 0; j < d; j++) {
+    const diff = a[ai * d + j] - b[bi * d + j];
+    s += diff * diff;
+  }
+  return s;
+}
+
+/** Same ids as the reference, except where both ids are exactly as near (within 1e-5 relative). */
+export function assertSameNearest(ids: Int32Array, reference: Int32Array, codes: Float32Array, queries: Matrix): void {
+  assert.equal(ids.length, reference.length);
+  let differing = 0;
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] === reference[i]) continue;
+    differing++;
+    const mine = squaredDistance(queries.data, i, codes, ids[i], queries.cols);
+    const theirs = squaredDistance(queries.data, i, codes, reference[i], queries.cols);
+    assert.ok(Math.abs(mine - theirs) <= 1e-5 * Math.max(theirs, 1e-12), `query ${i}: code ${ids[i]} at ${mine} vs reference code ${reference[i]} at ${theirs}`);
+  }
+  // Random normal data has no ties to speak of: more than a stray one means a real difference.
+  assert.ok(differing <= Math.max(1, ids.length / 100), `${differing} of ${ids.length} ids differ`);
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}

@@ -1,0 +1,28 @@
+// DCT patch features of the committed fixture photos: real, structured vectors (smooth regions,
+// textures, edges) for search and k-means tests, computed through a backend's dctPatches.
+import * as path from 'node:path';
+import type { ComputeBackend, Matrix } from '../../native-gpu/backend.js';
+import { loadImage } from '../../extension/engine/image.js';
+
+export const FIXTURE_PHOTOS = [
+  'astronaut.jpg', 'brick.png', 'chelsea.png', 'china.jpg', 'coffee.jpg', 'flower.jpg',
+  'grass.png', 'gravel.png', 'hubble_deep_field.jpg', 'motorcycle_left.jpg', 'rocket.jpg',
+];
+
+/** (size/patch)^2 rows of 3*patch^2 DCT coefficients for one fixture photo resized to size x size */
+export async function dctFeatures(backend: ComputeBackend, file: string, size: number, patch: number): Promise<Matrix> {
+  const img = await loadImage(path.join(__dirname, '../fixtures/images', file), { width: size, height: size });
+  return backend.dctPatches(img.data, size, size, patch);
+}
+
+/** rows of several matrices stacked */
+export function stackRows(parts: Matrix[]): Matrix {
+  const cols = parts[0].cols;
+  const data = new Float32Array(parts.reduce((n, m) => n + m.data.length, 0));
+  let offset = 0;
+  for (const m of parts) {
+    data.set(m.data, offset);
+    offset += m.data.length;
+  }
+  return { rows: data.length / cols, cols, data };
+}

@@ -1,0 +1,159 @@
+// buildCodebook on real data: precomputed .npy embeddings and the real fixture photos through the
+// DCT encoder, k-means on the real CPU backend (onnxruntime).
+import { test, before, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
+import { createCpuBackend } from '../../native-gpu/cpu/index';
+import { buildCodebook, EXTERNAL_ENCODER } from '../../extension/engine/build';
+import { readCodebook, codebookFingerprint } from '../../extension/engine/codebook';
+import { writeNpy } from '../../extension/engine/formats/npy';
+import { CancelledError, UserError } from '../../extension/engine/errors';
+import { seededRandom } from '../../extension/engine/sampling';
+
+const FIXTURES = path.join(__dirname, '../fixtures/images');
+
+let backend: ComputeBackend;
+let dir: string;
+
+before(async () => {
+  backend = await createCpuBackend();
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'u2-build-'));
+});
+after(async () => {
+  await backend.dispose();
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+/** `clusters` well-separated Gaussian blobs of `per` points each in d dimensions. */
+function blobs(clusters: number, per: number, d: number, seed: number): Matrix {
+  const random = seededRandom(seed);
+  const data = new Float32Array(clusters * per * d);
+  for (let c = 0; c < clusters; c++) {
+    const centre = Array.from({ length: d }, () => (random() - 0.5) * 100);
+    for (let p = 0; p < per; p++) {
+      for (let j = 0; j < d; j++) data[(c * per + p) * d + j] = centre[j]! + (random() - 0.5);
+    }
+  }
+  return { rows: clusters * per, cols: d, data };
+}
+
+async function npyOf(name: string, m: Matrix): Promise<string> {
+  const file = path.join(dir, name);
+  await writeNpy(file, { shape: [m.rows, m.cols], dtype: 'float32', data: m.data });
+  return file;
+}
+
+test('build from .npy embeddings writes a codebook that finds the clusters', async () => {
+  const points = blobs(8, 40, 16, 1);
+  const embeddings = await npyOf('blobs.npy', points);
+  const out = path.join(dir, 'blobs.safetensors');
+  const summary = await buildCodebook({ embeddings, encoder: EXTERNAL_ENCODER, k: 8, iterations: 30, seed: 3, out }, backend);
+
+  assert.equal(summary.k, 8);
+  assert.equal(summary.d, 16);
+  assert.equal(summary.dead, 0);
+  assert.equal(summary.utilization, 1);
+  // 8 blobs of 40 equally sized points: perplexity of a perfect clustering is exactly 8.
+  assert.ok(Math.abs(summary.perplexity - 8) < 1e-9, `perplexity ${summary.perplexity}`);
+  // Every point within 0.5 of its blob centre per coordinate: inertia <= N * d * 0.25.
+  assert.ok(summary.inertia < points.rows * 16 * 0.25, `inertia ${summary.inertia}`);
+
+  const cb = await readCodebook(out);
+  assert.equal(cb.fingerprint, summary.fingerprint);
+  assert.equal(cb.meta.encoder.id, EXTERNAL_ENCODER);
+  assert.equal(cb.meta.encoder.d, 16);
+  assert.equal(cb.meta.atlas, 'none');
+  assert.equal(cb.meta.k, 8);
+  assert.equal(cb.meta.seed, 3);
+  assert.equal(cb.meta.corpusFingerprint, codebookFingerprint(points));
+  assert.deepEqual(cb.trainable.data, cb.frozen.data);
+  assert.equal(cb.counts!.reduce((a, b) => a + b, 0), points.rows);
+});
+
+test('the same seed gives the same codebook; a sample trains on fewer vectors', async () => {
+  const embeddings = await npyOf('blobs2.npy', blobs(4, 50, 8, 2));
+  const run = (name: string, sample?: number) =>
+    buildCodebook({ embeddings, encoder: EXTERNAL_ENCODER, k: 4, seed: 7, sample, out: path.join(dir, name) }, backend);
+  const a = await run('a.safetensors');
+  const b = await run('b.safetensors');
+  assert.equal(a.fingerprint, b.fingerprint);
+  await run('s.safetensors', 60);
+  const sampled = await readCodebook(path.join(dir, 's.safetensors'));
+  assert.equal(sampled.counts!.reduce((x, y) => x + y, 0), 60);
+  await assert.rejects(run('t.safetensors', 3), (e: Error) => e instanceof UserError && /k=4 .*3/.test(e.message));
+});
+
+test('bad requests are UserErrors and write nothing', async () => {
+  const embeddings = await npyOf('small.npy', blobs(2, 5, 4, 3));
+  const out = path.join(dir, 'never.safetensors');
+  const req = { embeddings, encoder: EXTERNAL_ENCODER, out };
+  await assert.rejects(buildCodebook({ ...req, k: 0 }, backend), UserError);
+  await assert.rejects(buildCodebook({ ...req, k: 11 }, backend), (e: Error) => e instanceof UserError && /larger than the number of vectors \(10\)/.test(e.message));
+  await assert.rejects(buildCodebook({ ...req, k: 2, lambda: -1 }, backend), UserError);
+  await assert.rejects(buildCodebook({ ...req, k: 2, encoder: 'dct' }, backend), (e: Error) => e instanceof UserError && /d=4 .*d=768/.test(e.message));
+  await assert.rejects(buildCodebook({ ...req, images: FIXTURES, k: 2 }, backend), UserError);
+
+  const nan = blobs(2, 5, 4, 4);
+  nan.data[13] = NaN;
+  const nanFile = await npyOf('nan.npy', nan);
+  await assert.rejects(buildCodebook({ ...req, embeddings: nanFile, k: 2 }, backend), UserError);
+  await assert.rejects(fs.access(out));
+});
+
+test('a cancelled build leaves the previous codebook byte-identical and no temp file', async () => {
+  const embeddings = await npyOf('cancel.npy', blobs(16, 60, 32, 5));
+  const out = path.join(dir, 'cancel', 'cb.safetensors');
+  await buildCodebook({ embeddings, encoder: EXTERNAL_ENCODER, k: 4, out }, backend);
+  const before = await fs.readFile(out);
+  const controller = new AbortController();
+  const phases: string[] = [];
+  await assert.rejects(
+    buildCodebook({ embeddings, encoder: EXTERNAL_ENCODER, k: 16, iterations: 1000, tolerance: 0, seed: 9, out }, backend, {
+      signal: controller.signal,
+      onProgress: (e) => {
+        phases.push(e.phase);
+        if (e.phase === 'kmeans' && e.done >= 2) controller.abort();
+      },
+    }),
+    CancelledError,
+  );
+  assert.ok(phases.includes('kmeans') && !phases.includes('write'), phases.join(','));
+  assert.deepEqual(await fs.readFile(out), before);
+  assert.deepEqual(await fs.readdir(path.dirname(out)), ['cb.safetensors']);
+});
+
+test('build from real photos with the DCT encoder records the encoder and a DCT atlas', async () => {
+  const out = path.join(dir, 'photos.safetensors');
+  const phases = new Set<string>();
+  const summary = await buildCodebook({ images: FIXTURES, encoder: 'dct', k: 32, iterations: 5, lambda: 0.1, out }, backend, {
+    onProgress: (e) => phases.add(e.phase),
+  });
+  assert.deepEqual([...phases], ['embed', 'kmeans', 'write']);
+  assert.equal(summary.d, 768);
+  assert.equal(summary.device, backend.device);
+  const cb = await readCodebook(out);
+  assert.equal(cb.meta.encoder.kind, 'dct');
+  assert.equal(cb.meta.atlas, 'dct');
+  assert.equal(cb.meta.lambda, 0.1);
+  assert.equal(cb.frozen.rows, 32);
+  // 224x224 DCT: 196 patches per image; every patch of every readable photo was counted.
+  const total = cb.counts!.reduce((a, b) => a + b, 0);
+  assert.equal(total % 196, 0);
+  assert.ok(total / 196 >= 10, `only ${total / 196} images embedded`);
+});
+
+test('unreadable images in the folder are left out and listed', async () => {
+  const folder = path.join(dir, 'mixed');
+  await fs.mkdir(folder);
+  for (const name of ['astronaut.jpg', 'coffee.jpg']) await fs.copyFile(path.join(FIXTURES, name), path.join(folder, name));
+  const bad = path.join(folder, 'broken.png');
+  await fs.copyFile(path.join(FIXTURES, '../bad/not-an-image.png'), bad);
+  const out = path.join(dir, 'mixed.safetensors');
+  const summary = await buildCodebook({ images: folder, encoder: 'dct', k: 4, iterations: 2, out }, backend);
+  assert.deepEqual(summary.skipped.map((s) => s.path), [bad]);
+  const cb = await readCodebook(out);
+  assert.equal(cb.counts!.reduce((a, b) => a + b, 0), 2 * 196);
+});

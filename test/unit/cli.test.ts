@@ -1,0 +1,288 @@
+// The built `unicode2` CLI (dist/cli.js), run as a child process on the real fixture photos:
+// its stdout/stderr/exit-code contract, the pipeline end to end, bad input, and Ctrl-C.
+import { test, before, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { readCodebook } from '../../extension/engine/codebook';
+import { readNpy, writeNpy } from '../../extension/engine/formats/npy';
+import { listImages } from '../../extension/engine/image';
+import { seededRandom } from '../../extension/engine/sampling';
+
+const ROOT = path.join(__dirname, '../..');
+const CLI = path.join(ROOT, 'dist/cli.js');
+const IMAGES = path.join(ROOT, 'test/fixtures/images');
+const BAD = path.join(ROOT, 'test/fixtures/bad');
+const PHOTO_A = path.join(IMAGES, 'astronaut.jpg');
+const PHOTO_B = path.join(IMAGES, 'coffee.jpg');
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+let dir: string;
+/** A codebook built once from the fixture photos (K=32, DCT) for the commands that need one. */
+let codebook: string;
+
+/** Runs the CLI. Commands run on the CPU backend unless a test names a device: 'auto' would probe
+ *  for a GPU through Dawn, whose native warnings on stderr are not the CLI's to test here. */
+function cli(args: string[], onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
+  const argv = args.includes('--help') || args.includes('--device') ? args : [...args, '--device', 'cpu'];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...argv], { cwd: dir, env: { ...process.env, UNICODE2_DEBUG: '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+      stderr += s;
+      onStderr?.(stderr, child);
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** Runs with --json and returns the one JSON document printed, after checking exit 0. */
+async function cliJson(args: string[]): Promise<Record<string, any>> {
+  const r = await cli([...args, '--json', '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  return JSON.parse(r.stdout);
+}
+
+/** Bad input: exit 2, exactly one line `unicode2: ...` on stderr, no stack, nothing on stdout. */
+async function assertUserError(args: string[], pattern: RegExp): Promise<void> {
+  const r = await cli([...args, '--quiet']);
+  assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+  assert.equal(r.stdout, '');
+  const lines = r.stderr.split('\n').filter(Boolean);
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, /^unicode2: /);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  assert.match(lines[0]!, pattern);
+}
+
+async function writeMatrix(name: string, rows: number, cols: number, seed: number, spread = 1): Promise<{ file: string; data: Float32Array }> {
+  const random = seededRandom(seed);
+  const data = Float32Array.from({ length: rows * cols }, () => (random() - 0.5) * spread);
+  const file = path.join(dir, name);
+  await writeNpy(file, { shape: [rows, cols], dtype: 'float32', data });
+  return { file, data };
+}
+
+before(async () => {
+  execFileSync(process.execPath, ['scripts/build.mjs', '--quiet'], { cwd: ROOT, stdio: 'inherit' });
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'u2-cli-'));
+  codebook = path.join(dir, 'cb.safetensors');
+  const r = await cli(['build', '--images', IMAGES, '--k', '32', '--iters', '3', '--out', codebook, '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+});
+after(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+test('build --json prints exactly the summary document', async () => {
+  const out = path.join(dir, 'b.safetensors');
+  const s = await cliJson(['build', '--images', IMAGES, '--k', '16', '--iters', '2', '--lambda', '0.1', '--out', out]);
+  for (const key of ['k', 'd', 'iterations', 'inertia', 'utilization', 'perplexity', 'dead', 'seconds', 'device']) {
+    assert.ok(key in s, `missing ${key}`);
+  }
+  assert.equal(s.k, 16);
+  assert.equal(s.d, 768);
+  assert.ok(s.iterations >= 1 && s.iterations <= 2);
+  const cb = await readCodebook(out);
+  assert.equal(cb.meta.lambda, 0.1);
+  assert.equal(s.utilization, (16 - s.dead) / 16);
+});
+
+test('tokenize -> decode -> stats on real photos', async () => {
+  const t = await cliJson(['tokenize', '--codebook', codebook, PHOTO_A, PHOTO_B]);
+  assert.equal(t.results.length, 2);
+  assert.equal(typeof t.device, 'string');
+  for (const r of t.results) {
+    assert.deepEqual(r.grid, [14, 14]);
+    assert.equal(r.ids.length, 196);
+    assert.ok(r.ids.every((id: number) => Number.isInteger(id) && id >= 0 && id < 32));
+  }
+  assert.deepEqual(t.results.map((r: { image: string }) => r.image), [PHOTO_A, PHOTO_B]);
+
+  const tokens = path.join(dir, 't.json');
+  const written = await cliJson(['tokenize', '--codebook', codebook, PHOTO_A, PHOTO_B, '--out', tokens]);
+  assert.equal(written.out, tokens);
+  const onFile = JSON.parse(await fs.readFile(tokens, 'utf8'));
+  assert.deepEqual(onFile.results.map((r: { ids: number[] }) => r.ids), t.results.map((r: { ids: number[] }) => r.ids));
+
+  const png = path.join(dir, 'second.png');
+  const d = await cliJson(['decode', '--codebook', codebook, '--tokens', tokens, '--index', '1', '--out', png]);
+  assert.equal(d.image, PHOTO_B);
+  const meta = await sharp(png).metadata();
+  assert.equal(meta.format, 'png');
+  assert.equal(meta.width, 224);
+  assert.equal(meta.height, 224);
+
+  const fromTokens = await cliJson(['stats', '--codebook', codebook, '--tokens', tokens]);
+  assert.equal(fromTokens.tokens, 2 * 196);
+  const distinct = new Set(t.results.flatMap((r: { ids: number[] }) => r.ids)).size;
+  assert.equal(fromTokens.used, distinct);
+  assert.equal(fromTokens.dead, 32 - distinct);
+  assert.equal(fromTokens.utilization, distinct / 32);
+  const fromImages = await cliJson(['stats', '--codebook', codebook, '--images', PHOTO_A]);
+  assert.equal(fromImages.tokens, 196);
+
+  const dataset = path.join(dir, 'tokens.npy');
+  const ds = await cliJson(['tokenize', '--codebook', codebook, IMAGES, '--out', dataset]);
+  const n = (await listImages(IMAGES)).length;
+  assert.deepEqual(ds.shape, [n, 196]);
+  assert.deepEqual((await readNpy(dataset)).shape, [n, 196]);
+  const all = await cliJson(['stats', '--codebook', codebook, '--tokens', dataset]);
+  assert.equal(all.tokens, n * 196);
+});
+
+test('embed writes float32 [N*L, d] and an index; build accepts it with the same encoder', async () => {
+  const emb = path.join(dir, 'emb.npy');
+  const e = await cliJson(['embed', PHOTO_A, PHOTO_B, '--out', emb]);
+  assert.deepEqual(e.shape, [2 * 196, 768]);
+  const arr = await readNpy(emb);
+  assert.equal(arr.dtype, 'float32');
+  assert.deepEqual(arr.shape, [392, 768]);
+  const index = JSON.parse(await fs.readFile(`${emb}.index.json`, 'utf8'));
+  assert.deepEqual(index.images, [PHOTO_A, PHOTO_B]);
+  const out = path.join(dir, 'from-emb.safetensors');
+  await cliJson(['build', '--embeddings', emb, '--encoder', 'dct', '--k', '8', '--out', out]);
+  const cb = await readCodebook(out);
+  assert.equal(cb.meta.encoder.kind, 'dct');
+  assert.equal(cb.meta.atlas, 'dct');
+});
+
+test('refine rewrites the codebook in place with a fitted atlas, tokens unchanged', async () => {
+  const copy = path.join(dir, 'refine.safetensors');
+  await fs.copyFile(codebook, copy);
+  const before = await readCodebook(copy);
+  const r = await cliJson(['refine', '--codebook', copy, '--images', IMAGES]);
+  assert.equal(r.out, copy);
+  assert.equal(r.atlas, 'refined');
+  const after = await readCodebook(copy);
+  assert.equal(after.meta.atlas, 'refined');
+  assert.equal(after.fingerprint, before.fingerprint);
+  assert.notDeepEqual(after.trainable.data, before.trainable.data);
+  const tokens = path.join(dir, 'refine-tokens.json');
+  await cliJson(['tokenize', '--codebook', copy, PHOTO_A, '--out', tokens]);
+  const png = path.join(dir, 'refined.png');
+  await cliJson(['decode', '--codebook', copy, '--tokens', tokens, '--out', png]);
+  assert.equal((await sharp(png).metadata()).width, 224);
+});
+
+test('search returns the exact nearest codes (brute-force reference)', async () => {
+  const points = await writeMatrix('pts.npy', 300, 12, 1, 10);
+  const cbFile = path.join(dir, 'pts.safetensors');
+  await cliJson(['build', '--embeddings', points.file, '--k', '20', '--out', cbFile]);
+  const queries = await writeMatrix('q.npy', 97, 12, 2, 10);
+  const out = path.join(dir, 'ids.npy');
+  const s = await cliJson(['search', '--codebook', cbFile, '--queries', queries.file, '--out', out]);
+  assert.deepEqual(s.shape, [97]);
+  const ids = await readNpy(out);
+  assert.equal(ids.dtype, 'int32');
+  const { frozen } = await readCodebook(cbFile);
+  for (let q = 0; q < 97; q++) {
+    let best = -1;
+    let bestD = Infinity;
+    for (let k = 0; k < frozen.rows; k++) {
+      let dist = 0;
+      for (let j = 0; j < 12; j++) dist += (queries.data[q * 12 + j]! - frozen.data[k * 12 + j]!) ** 2;
+      if (dist < bestD) [bestD, best] = [dist, k];
+    }
+    assert.equal((ids.data as Int32Array)[q], best, `query ${q}`);
+  }
+});
+
+test('bad input exits 2 with one clear line and no stack', async () => {
+  const out = path.join(dir, 'never.safetensors');
+  const small = await writeMatrix('small.npy', 10, 8, 3);
+  const nan = await writeMatrix('nan.npy', 10, 8, 4);
+  nan.data[17] = NaN;
+  await writeNpy(nan.file, { shape: [10, 8], dtype: 'float32', data: nan.data });
+  const garbage = path.join(dir, 'garbage.npy');
+  await fs.writeFile(garbage, 'this is not a numpy file');
+  const d8 = path.join(dir, 'd8.safetensors');
+  await cliJson(['build', '--embeddings', small.file, '--k', '2', '--out', d8]);
+
+  await assertUserError(['tokenize', '--codebook', codebook, path.join(BAD, 'not-an-image.png')], /not-an-image\.png/);
+  await assertUserError(['tokenize', '--codebook', codebook, path.join(BAD, 'truncated.jpg')], /truncated\.jpg/);
+  await assertUserError(['tokenize', '--codebook', codebook, path.join(dir, 'nope.jpg')], /nope\.jpg/);
+  await assertUserError(['tokenize', '--codebook', d8, '--encoder', 'dct', PHOTO_A], /codebook has d=8 but encoder '.*' gives d=768/);
+  await assertUserError(['tokenize', '--codebook', d8, PHOTO_A], /--encoder/);
+  await assertUserError(['build', '--embeddings', garbage, '--k', '2', '--out', out], /garbage\.npy/);
+  await assertUserError(['build', '--embeddings', nan.file, '--k', '2', '--out', out], /nan\.npy/);
+  await assertUserError(['build', '--embeddings', small.file, '--k', '0', '--out', out], /k must be/);
+  await assertUserError(['build', '--embeddings', small.file, '--k', '11', '--out', out], /k=11 is larger than the number of vectors \(10\)/);
+  await assertUserError(['build', '--embeddings', small.file, '--k', 'many', '--out', out], /--k needs a whole number/);
+  await assertUserError(['build', '--embeddings', small.file, '--k', '2', '--out', out, '--frobnicate'], /unknown option --frobnicate/);
+  await assertUserError(['build', '--embeddings', small.file, '--out', out], /missing required option --k/);
+  await assertUserError(['build', '--k', '2', '--out', out], /needs --images or --embeddings/);
+  await assertUserError(['build', '--embeddings', small.file, '--k', '2', '--out', out, '--device', 'tpu'], /--device must be one of/);
+  await assertUserError(['search', '--codebook', codebook, '--queries', small.file, '--out', out], /d=768 .*d=8/);
+  await assertUserError(['decode', '--codebook', d8, '--tokens', path.join(dir, 'absent.json'), '--out', out], /absent\.json/);
+  await assertUserError(['frobnicate'], /unknown command 'frobnicate'/);
+  await assert.rejects(fs.access(out));
+});
+
+test('--help for every command exits 0 and lists its options', async () => {
+  for (const [command, option] of [['embed', '--encoder'], ['build', '--embeddings'], ['tokenize', '--codebook'], ['search', '--queries'], ['decode', '--tokens'], ['refine', '--images'], ['stats', '--tokens'], ['demo', '--out']] as const) {
+    const r = await cli([command, '--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, new RegExp(`^usage: unicode2 ${command}`));
+    assert.ok(r.stdout.includes(option) && r.stdout.includes('--device') && r.stdout.includes('--json'), r.stdout);
+  }
+});
+
+/** Starts a long build, sends SIGINT once k-means reports progress, returns the finished run. */
+function interruptedBuild(embeddings: string, out: string): Promise<Run> {
+  let sent = false;
+  return cli(['build', '--embeddings', embeddings, '--k', '64', '--iters', '100000', '--tolerance', '0', '--out', out], (stderr, child) => {
+    if (!sent && /^kmeans /m.test(stderr)) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+}
+
+test('Ctrl-C during a build exits 130 and leaves no file and no temp file', async () => {
+  const points = await writeMatrix('long.npy', 2000, 32, 5);
+  const sub = path.join(dir, 'sigint');
+  await fs.mkdir(sub);
+
+  const fresh = path.join(sub, 'fresh.safetensors');
+  const r1 = await interruptedBuild(points.file, fresh);
+  assert.equal(r1.code, 130, r1.stderr);
+  assert.match(r1.stderr, /unicode2: cancelled/);
+  assert.deepEqual(await fs.readdir(sub), []);
+
+  const existing = path.join(sub, 'existing.safetensors');
+  await cliJson(['build', '--embeddings', points.file, '--k', '4', '--iters', '2', '--out', existing]);
+  const before = await fs.readFile(existing);
+  const r2 = await interruptedBuild(points.file, existing);
+  assert.equal(r2.code, 130, r2.stderr);
+  assert.deepEqual(await fs.readFile(existing), before);
+  assert.deepEqual(await fs.readdir(sub), ['existing.safetensors']);
+});
+
+test('demo writes a self-contained report whose metrics match what it printed', async () => {
+  const out = path.join(dir, 'demo');
+  const r = await cliJson(['demo', '--out', out]);
+  const html = await fs.readFile(path.join(out, 'report.html'), 'utf8');
+  assert.equal(r.report, path.join(out, 'report.html'));
+  assert.match(html, /<img id="heatmap"[^>]* src="data:image\/png;base64,/);
+  assert.equal(html.match(/class="reconstruction" src="data:image\/png;base64,/g)?.length, r.samples.length);
+  assert.ok(r.samples.length >= 2);
+  const value = (name: string) => Number(html.match(new RegExp(`data-metric="${name}" data-value="([^"]*)"`))![1]);
+  assert.equal(value('utilization'), r.utilization);
+  assert.equal(value('perplexity'), r.perplexity);
+  assert.equal(value('k'), r.k);
+  for (const s of r.samples) assert.ok(Number.isFinite(s.psnr) && s.psnr > 0, `${s.image}: ${s.psnr}`);
+});

@@ -1,0 +1,137 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { readCodebook, writeCodebook, codebookFingerprint, type Codebook, type CodebookMeta } from '../../extension/engine/codebook';
+import { UserError } from '../../extension/engine/errors';
+import { writeSafetensors } from '../../extension/engine/formats/safetensors';
+import { f16ToF32, f32ToF16 } from '../../extension/engine/half';
+import { pythonWithNumpy, readSafetensorsInPython } from '../helpers/python';
+
+async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cb-'));
+  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function matrix(rows: number, cols: number, f: (i: number) => number) {
+  return { rows, cols, data: Float32Array.from({ length: rows * cols }, (_, i) => f(i)) };
+}
+
+function sampleCodebook(): Omit<Codebook, 'fingerprint'> {
+  const k = 6;
+  const d = 12;
+  const meta: CodebookMeta = {
+    formatVersion: 1,
+    encoder: { kind: 'dct', id: 'dct:32', patch: 2, inputSize: [32, 32], d },
+    k,
+    d,
+    lambda: 0.5,
+    iterations: 20,
+    seed: 7,
+    corpusFingerprint: '0123456789abcdef',
+    atlas: 'dct',
+    createdAt: '2025-01-01T00:00:00.000Z',
+    source: 'test', // extra fields survive
+  };
+  return {
+    frozen: matrix(k, d, (i) => Math.sin(i) * 3),
+    trainable: matrix(k, d, (i) => Math.cos(i)),
+    counts: Float64Array.of(5, 0, 12, 1, 0, 3),
+    coarse: { centroids: matrix(2, d, (i) => i / 7), assign: Int32Array.of(0, 1, 1, 0, 0, 1) },
+    meta,
+  };
+}
+
+test('write -> read round-trips all tensors and metadata; the fingerprint is the frozen bytes\' hash', async (t) => {
+  const file = path.join(await tempDir(t), 'cb.safetensors');
+  const cb = sampleCodebook();
+  const fingerprint = await writeCodebook(file, cb);
+  const back = await readCodebook(file);
+  assert.equal(back.fingerprint, fingerprint);
+  assert.match(fingerprint, /^[0-9a-f]{16}$/);
+  assert.deepEqual(back.frozen, cb.frozen);
+  assert.deepEqual(back.trainable, cb.trainable);
+  assert.deepEqual(back.counts, cb.counts);
+  assert.deepEqual(back.coarse, cb.coarse);
+  assert.deepEqual(back.meta, cb.meta);
+  // A different frozen codebook gets a different fingerprint.
+  const moved = { ...cb.frozen, data: cb.frozen.data.map((v, i) => (i === 0 ? v + 1e-3 : v)) };
+  assert.notEqual(codebookFingerprint(moved), fingerprint);
+});
+
+test('f16 storage: values come back rounded to half, and the returned fingerprint matches the file', async (t) => {
+  const file = path.join(await tempDir(t), 'cb16.safetensors');
+  const cb = sampleCodebook();
+  const fingerprint = await writeCodebook(file, cb, { dtype: 'f16' });
+  const back = await readCodebook(file);
+  assert.equal(back.fingerprint, fingerprint);
+  assert.deepEqual(back.frozen.data, f16ToF32(f32ToF16(cb.frozen.data)));
+  assert.deepEqual(back.trainable.data, f16ToF32(f32ToF16(cb.trainable.data)));
+  const f16Size = (await fs.stat(file)).size;
+  await writeCodebook(file, cb);
+  assert.ok(f16Size < (await fs.stat(file)).size);
+});
+
+test('a codebook without trainable starts trainable from frozen', async (t) => {
+  const file = path.join(await tempDir(t), 'frozen-only.safetensors');
+  const cb = sampleCodebook();
+  const metadata = Object.fromEntries(Object.entries(cb.meta).map(([k, v]) => [k, JSON.stringify(v)]));
+  await writeSafetensors(file, { frozen: { dtype: 'F32', shape: [6, 12], data: cb.frozen.data } }, metadata);
+  const back = await readCodebook(file);
+  assert.deepEqual(back.trainable, cb.frozen);
+  assert.notEqual(back.trainable.data, back.frozen.data); // a copy: refining T must not move C
+  assert.equal(back.counts, null);
+});
+
+test('the file is what PyTorch-side tools expect: tensors, int64 counts, JSON metadata', async (t) => {
+  const python = pythonWithNumpy();
+  if (!python) return t.skip('no python3 with NumPy on this machine');
+  const file = path.join(await tempDir(t), 'cb.safetensors');
+  const cb = sampleCodebook();
+  await writeCodebook(file, cb, { dtype: 'f16' });
+  for (const { reader, dump } of readSafetensorsInPython(python, file)) {
+    const shapes = Object.fromEntries(Object.entries(dump.tensors).map(([name, [dtype, shape]]) => [name, [dtype, shape]]));
+    assert.deepEqual(shapes, {
+      frozen: ['F16', [6, 12]],
+      trainable: ['F16', [6, 12]],
+      counts: ['I64', [6]],
+      coarse: ['F16', [2, 12]],
+      coarse_assign: ['I64', [6]],
+    }, reader);
+    assert.deepEqual(dump.tensors.counts[2], [...cb.counts!], reader);
+    assert.deepEqual(dump.tensors.coarse_assign[2], [...cb.coarse!.assign], reader);
+    assert.deepEqual(dump.tensors.frozen[2], [...f16ToF32(f32ToF16(cb.frozen.data))], reader);
+    const meta = Object.fromEntries(Object.entries(dump.meta).map(([k, v]) => [k, JSON.parse(v)]));
+    assert.deepEqual(meta, cb.meta, reader);
+  }
+});
+
+test('inconsistent or damaged codebooks are refused with one-line UserErrors naming the file', async (t) => {
+  const dir = await tempDir(t);
+  const cb = sampleCodebook();
+  const meta = (over: Partial<Record<string, unknown>>) =>
+    Object.fromEntries(Object.entries({ ...cb.meta, ...over }).map(([k, v]) => [k, JSON.stringify(v)]));
+  const frozen = { dtype: 'F32' as const, shape: [6, 12], data: cb.frozen.data };
+  const nan = { ...frozen, data: cb.frozen.data.map((v, i) => (i === 30 ? NaN : v)) };
+  const cases: [string, Parameters<typeof writeSafetensors>[1], Record<string, string>, RegExp][] = [
+    ['no-frozen', { trainable: frozen }, meta({}), /missing tensor 'frozen'/],
+    ['k-mismatch', { frozen }, meta({ k: 5 }), /tensor 'frozen' is \[6, 12\] but the metadata says k = 5, d = 12/],
+    ['nan', { frozen: nan }, meta({}), /tensor 'frozen' row 2 holds a non-finite value/],
+    ['short-trainable', { frozen, trainable: { dtype: 'F32', shape: [2, 12], data: cb.frozen.data.subarray(0, 24) } }, meta({}), /tensor 'trainable' has 2 rows, expected k = 6/],
+    ['bad-counts', { frozen, counts: { dtype: 'I64', shape: [3], data: BigInt64Array.of(1n, 2n, 3n) } }, meta({}), /tensor 'counts' has 3 entries, expected k = 6/],
+    ['not-ours', { frozen }, { note: 'x' }, /not a UniCode² codebook/],
+    ['version', { frozen }, meta({ formatVersion: 2 }), /codebook format version 2 is not supported/],
+    ['1d-frozen', { frozen: { dtype: 'F32', shape: [72], data: cb.frozen.data } }, meta({}), /tensor 'frozen' must be 2-D/],
+  ];
+  for (const [name, tensors, metadata, message] of cases) {
+    const file = path.join(dir, `${name}.safetensors`);
+    await writeSafetensors(file, tensors, metadata);
+    await assert.rejects(readCodebook(file), (e: Error) => e instanceof UserError && e.message.startsWith(file) && message.test(e.message) && !e.message.includes('\n'), name);
+  }
+  // Writing validates too, and leaves nothing behind when it refuses.
+  const target = path.join(dir, 'refused.safetensors');
+  await assert.rejects(writeCodebook(target, { ...cb, meta: { ...cb.meta, d: 11 } }), /metadata says k = 6, d = 11/);
+  await assert.rejects(fs.stat(target), { code: 'ENOENT' });
+});

@@ -1,0 +1,136 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { ComputeBackend } from '../../native-gpu/backend';
+import { createCpuBackend } from '../../native-gpu/cpu/index';
+import { extractCorpus, MANIFEST, type CorpusManifest } from '../../extension/engine/corpus';
+import { IMAGE_BATCH } from '../../extension/engine/embed';
+import { openEncoder, type Encoder } from '../../extension/engine/encoders/index';
+import { CancelledError, UserError } from '../../extension/engine/errors';
+import { readEmbeddings } from '../../extension/engine/formats/npy';
+import { f16ToF32, f32ToF16 } from '../../extension/engine/half';
+import { listImages } from '../../extension/engine/image';
+
+const fixtures = path.join(__dirname, '../fixtures');
+const truncated = path.join(fixtures, 'bad/truncated.jpg');
+
+let backend: ComputeBackend;
+let encoder: Encoder;
+let images: string[];
+let tmp: string;
+test.before(async () => {
+  backend = await createCpuBackend();
+  encoder = await openEncoder('dct:64', backend); // 16 tokens per image keeps the corpus small
+  images = await listImages(path.join(fixtures, 'images'));
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'corpus-'));
+});
+test.after(async () => {
+  await encoder.dispose();
+  await backend.dispose();
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+/** The encoder with a count of the images it was asked to load. */
+function counting(e: Encoder): { encoder: Encoder; loads: string[] } {
+  const loads: string[] = [];
+  return { loads, encoder: { ...e, load: (p) => (loads.push(p), e.load(p)) } };
+}
+
+async function expectedRows(files: string[]): Promise<Float32Array> {
+  const m = await encoder.encode(await Promise.all(files.map((f) => encoder.load(f))));
+  return f16ToF32(f32ToF16(m.data)); // what an f16 shard can hold
+}
+
+async function manifestOf(dir: string): Promise<CorpusManifest> {
+  return JSON.parse(await fs.readFile(path.join(dir, MANIFEST), 'utf8'));
+}
+
+test('extracts f16 shards + manifest; the folder reads back as the embeddings, in order; bad files are listed', async () => {
+  const dir = path.join(tmp, 'all');
+  const input = [...images, truncated];
+  const progress: number[] = [];
+  // One image per shard: every encoder batch (IMAGE_BATCH images) becomes its own shard.
+  const result = await extractCorpus(encoder, input, dir, { shardBytes: 1, onProgress: (done) => progress.push(done) });
+  assert.equal(result.d, 768);
+  assert.equal(result.vectors, images.length * 16);
+  assert.deepEqual(result.skipped.map((s) => s.path), [truncated]);
+  assert.match(result.skipped[0].reason, /truncated\.jpg: cannot read image/);
+  // The unreadable file comes last, so it adds no shard.
+  assert.equal(result.shards.length, Math.ceil(images.length / IMAGE_BATCH));
+  assert.equal(progress.at(-1), input.length);
+
+  const m = await manifestOf(dir);
+  assert.deepEqual(m.encoder, encoder.descriptor);
+  assert.deepEqual(m.images.map((i) => i.path), images);
+  assert.deepEqual(m.skipped, result.skipped);
+  assert.equal(m.shards.reduce((n, s) => n + s.rows, 0), result.vectors);
+
+  const back = await readEmbeddings(dir);
+  assert.deepEqual([back.rows, back.cols], [result.vectors, 768]);
+  assert.deepEqual(back.data, await expectedRows(images));
+  // The per-image index points at that image's rows.
+  const entry = m.images[9];
+  const shardStart = m.shards.slice(0, entry.shard).reduce((n, s) => n + s.rows, 0);
+  const own = back.data.subarray((shardStart + entry.row) * 768, (shardStart + entry.row + entry.rows) * 768);
+  assert.deepEqual(own, await expectedRows([entry.path]));
+});
+
+test('resumes: a second run encodes only the images not in the manifest, and leftovers of a crash are dropped', async () => {
+  const dir = path.join(tmp, 'resume');
+  await extractCorpus(encoder, images.slice(0, 5), dir);
+  // A shard written just before a crash, never named by the manifest.
+  await fs.writeFile(path.join(dir, 'shard-00007.npy'), 'half-written');
+  const { encoder: counted, loads } = counting(encoder);
+  const result = await extractCorpus(counted, images, dir);
+  assert.deepEqual(loads, images.slice(5));
+  assert.equal(result.vectors, images.length * 16);
+  await assert.rejects(fs.stat(path.join(dir, 'shard-00007.npy')), { code: 'ENOENT' });
+  assert.deepEqual((await readEmbeddings(dir)).data, await expectedRows(images));
+  // Nothing new: nothing is encoded.
+  const again = counting(encoder);
+  await extractCorpus(again.encoder, images, dir);
+  assert.deepEqual(again.loads, []);
+});
+
+test('a cancel keeps the batches already encoded; the next run finishes the rest', async () => {
+  const dir = path.join(tmp, 'cancel');
+  const abort = new AbortController();
+  await assert.rejects(
+    extractCorpus(encoder, images, dir, { signal: abort.signal, onProgress: (done) => done >= IMAGE_BATCH && abort.abort() }),
+    CancelledError,
+  );
+  const kept = (await manifestOf(dir)).images.map((i) => i.path);
+  assert.deepEqual(kept, images.slice(0, IMAGE_BATCH));
+  const { encoder: counted, loads } = counting(encoder);
+  await extractCorpus(counted, images, dir);
+  assert.deepEqual(loads, images.slice(IMAGE_BATCH));
+  assert.deepEqual((await readEmbeddings(dir)).data, await expectedRows(images));
+});
+
+test('a folder holding another encoder\'s corpus is refused', async () => {
+  const dir = path.join(tmp, 'other');
+  await extractCorpus(encoder, images.slice(0, 1), dir);
+  const other = await openEncoder('dct:32', backend);
+  try {
+    await assert.rejects(extractCorpus(other, images, dir), (e: Error) => e instanceof UserError && /made with encoder 'dct:64', not 'dct:32'/.test(e.message));
+  } finally {
+    await other.dispose();
+  }
+});
+
+test('an activation beyond f16 range is an error naming the image, and no shard is kept for it', async () => {
+  const dir = path.join(tmp, 'overflow');
+  const loud: Encoder = {
+    ...encoder,
+    encode: async (imgs, control) => {
+      const m = await encoder.encode(imgs, control);
+      m.data[m.data.length - 1] = 1e6; // the last image of the batch
+      return m;
+    },
+  };
+  const batch = images.slice(0, 3);
+  await assert.rejects(extractCorpus(loud, batch, dir), (e: Error) => e instanceof UserError && e.message.startsWith(`${batch[2]}: encoder 'dct:64' produced a value (1000000) that f16 cannot store`));
+  assert.deepEqual((await fs.readdir(dir)).filter((f) => f.endsWith('.npy')), []);
+});

@@ -1,0 +1,117 @@
+// The demo on the bundled sample photos, and the pieces of its report.
+import { test, before, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import type { ComputeBackend } from '../../native-gpu/backend';
+import { createCpuBackend } from '../../native-gpu/cpu/index';
+import { runDemo, demoK, defaultSamplesDir } from '../../extension/engine/demo';
+import { renderHeatmap, rankFrequencySvg } from '../../extension/engine/report';
+import { countColor, DEAD_CODE_RGB } from '../../extension/engine/colormap';
+import { readCodebook } from '../../extension/engine/codebook';
+import { openEncoder } from '../../extension/engine/encoders/index';
+import { psnr } from '../../extension/engine/quality';
+import { encodePng, listImages } from '../../extension/engine/image';
+
+let backend: ComputeBackend;
+let dir: string;
+
+before(async () => {
+  backend = await createCpuBackend();
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'u2-demo-'));
+});
+after(async () => {
+  await backend.dispose();
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+/** `data-metric="name" data-value="x"` values of the report, by name (first occurrence). */
+function reportMetrics(html: string): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const [, name, value] of html.matchAll(/data-metric="(\w+)" data-value="([^"]*)"/g)) {
+    if (!m.has(name!)) m.set(name!, Number(value));
+  }
+  return m;
+}
+
+test('demo builds, tokenizes, decodes and reports on the bundled samples', async () => {
+  const samples = await listImages(defaultSamplesDir());
+  assert.ok(samples.length >= 2, `${samples.length} samples`);
+  const r = await runDemo(path.join(dir, 'out'), backend);
+
+  assert.equal(r.summary.k, demoK(samples.length * 196));
+  assert.equal(r.stats.tokens, samples.length * 196);
+  const cb = await readCodebook(r.codebook);
+  assert.equal(cb.fingerprint, r.summary.fingerprint);
+  const tokens = JSON.parse(await fs.readFile(r.tokens, 'utf8'));
+  assert.equal(tokens.results.length, samples.length);
+
+  // Reconstructions must carry the picture: better than the best flat image (each input's mean).
+  const encoder = await openEncoder('dct', backend);
+  try {
+    for (const s of r.samples) {
+      const input = await encoder.load(s.image);
+      const flat = new Float32Array(input.data.length);
+      const plane = input.width * input.height;
+      for (let c = 0; c < 3; c++) {
+        const channel = input.data.subarray(c * plane, (c + 1) * plane);
+        flat.fill(channel.reduce((a, v) => a + v, 0) / plane, c * plane, (c + 1) * plane);
+      }
+      const baseline = psnr(input, { ...input, data: flat });
+      assert.ok(s.psnr > baseline + 3, `${s.image}: ${s.psnr} dB vs flat ${baseline} dB`);
+    }
+  } finally {
+    await encoder.dispose();
+  }
+
+  const html = await fs.readFile(r.report, 'utf8');
+  // Self-contained: nothing fetched from anywhere.
+  assert.doesNotMatch(html, /(src|href)="(?!data:)/);
+  assert.doesNotMatch(html, /<script|<link|url\(/i);
+  assert.match(html, /<img id="heatmap" class="heatmap" src="data:image\/png;base64,/);
+  assert.equal(html.match(/class="reconstruction" src="data:image\/png;base64,/g)?.length, samples.length);
+  assert.equal(html.match(/<section class="sample"/g)?.length, samples.length);
+  const metrics = reportMetrics(html);
+  assert.equal(metrics.get('utilization'), r.stats.utilization);
+  assert.equal(metrics.get('perplexity'), r.stats.perplexity);
+  assert.equal(metrics.get('k'), r.summary.k);
+  assert.equal(metrics.get('meanPsnr'), r.meanPsnr);
+  const psnrs = [...html.matchAll(/data-metric="psnr" data-value="([^"]*)"/g)].map((m) => Number(m[1]));
+  assert.deepEqual(psnrs, r.samples.map((s) => s.psnr));
+});
+
+test('demoK keeps at least ~4 vectors per code and at most 256 codes', () => {
+  assert.equal(demoK(6 * 196), 256);
+  assert.equal(demoK(2 * 196), 64);
+  assert.equal(demoK(100_000), 256);
+  assert.equal(demoK(3), 1);
+});
+
+test('the heatmap paints each code with the shared log-count ramp, dead codes apart', async () => {
+  const counts = [0, 1, 10, 100, 1000, 0, 5];
+  const img = renderHeatmap(counts);
+  const png = await sharp(Buffer.from(await encodePng(img))).raw().toBuffer({ resolveWithObject: true });
+  const { width, channels } = png.info;
+  const columns = 3; // ceil(sqrt(7))
+  const cell = width / columns;
+  counts.forEach((count, code) => {
+    const x = (code % columns) * cell + Math.floor(cell / 2);
+    const y = Math.floor(code / columns) * cell + Math.floor(cell / 2);
+    const at = (y * width + x) * channels;
+    const pixel = [png.data[at], png.data[at + 1], png.data[at + 2]];
+    assert.deepEqual(pixel, [...countColor(count, 1000)], `code ${code}`);
+  });
+  assert.deepEqual([...countColor(0, 1000)], [...DEAD_CODE_RGB]);
+  assert.notDeepEqual(countColor(1, 1000), countColor(1000, 1000));
+});
+
+test('the rank-frequency plot has one point per used code', () => {
+  const svg = rankFrequencySvg([50, 20, 5, 1, 0, 0]);
+  const points = svg.match(/points="([^"]*)"/)![1]!.trim().split(' ');
+  assert.equal(points.length, 4);
+  const ys = points.map((p) => Number(p.split(',')[1]));
+  // Counts fall with rank, so the curve goes down the page (SVG y grows downward).
+  for (let i = 1; i < ys.length; i++) assert.ok(ys[i]! > ys[i - 1]!);
+});
