@@ -3,6 +3,7 @@
 //   node .device/gpu-tests.js        test/gpu kernel + device tests (node:test)
 //   node .device/gpu-cli-test.js     test/gpu/cli-device.test.ts (needs dist/cli.js)
 //   node .device/webgpu-bench.js     bench/webgpu.bench.ts
+//   node .device/tokenize-bench.js   bench/tokenize.bench.ts (end-to-end images/s)
 import * as esbuild from 'esbuild';
 import { readdirSync } from 'node:fs';
 
@@ -27,4 +28,6 @@ await Promise.all([
   // CLI test's bundle at the depth of test/gpu (two levels under the root) via a define.
   esbuild.build({ ...common, entryPoints: [`test/gpu/${CLI_TEST}`], outfile: '.device/gpu-cli-test.js', define: { __dirname: JSON.stringify('test/gpu') } }),
   esbuild.build({ ...common, entryPoints: ['bench/webgpu.bench.ts'], outfile: '.device/webgpu-bench.js' }),
+  // Reads test/fixtures and media/samples relative to __dirname, like the CLI test above.
+  esbuild.build({ ...common, entryPoints: ['bench/tokenize.bench.ts'], outfile: '.device/tokenize-bench.js', define: { __dirname: JSON.stringify('bench') } }),
 ]);

@@ -50,6 +50,8 @@ else
   echo "gpu-cli-test: skipped (needs .device/gpu-cli-test.js and dist/cli.js)" | tee -a "$OUT/exit-codes.txt"
 fi
 run webgpu-bench 420 "$NODE_BIN" .device/webgpu-bench.js
+# BENCHMARKS.md here is a copy that does not come back: the figures travel in the logs.
+BENCH_NO_WRITE=1 run tokenize-bench 300 "$NODE_BIN" .device/tokenize-bench.js
 
 {
   echo "==== summary"
@@ -61,6 +63,7 @@ run webgpu-bench 420 "$NODE_BIN" .device/webgpu-bench.js
   done
   grep -vE '^(Warning|    at |$)' "$OUT/webgpu-bench.log" 2>/dev/null | grep -v '^BENCH_JSON' | tail -15
   grep '^BENCH_JSON' "$OUT/webgpu-bench.log" > "$OUT/webgpu-bench.json" 2>/dev/null
+  grep -E 'images/s|no hardware' "$OUT/tokenize-bench.log" 2>/dev/null
   cat "$OUT/exit-codes.txt"
 } | tee "$OUT/summary.txt"
 exit $status
