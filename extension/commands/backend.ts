@@ -1,0 +1,67 @@
+// The compute backend of this window: opened lazily on first use with the device setting,
+// re-opened when unicode2.device / unicode2.allowSoftwareGpu change, disposed on deactivate.
+// The status-bar item shows which device computes; clicking it picks another.
+import * as vscode from 'vscode';
+import { openBackend } from '../../native-gpu/index.js';
+import type { ComputeBackend } from '../../native-gpu/backend.js';
+import { readSettings } from './config.js';
+
+export class BackendManager implements vscode.Disposable {
+  private current: Promise<ComputeBackend> | null = null;
+  private readonly status = vscode.window.createStatusBarItem('unicode2.device', vscode.StatusBarAlignment.Right, 100);
+  private readonly subscription: vscode.Disposable;
+  private readonly resetEmitter = new vscode.EventEmitter<void>();
+  /** fires when the device changed: whatever was opened on the old backend must be reopened */
+  readonly onDidReset = this.resetEmitter.event;
+
+  constructor(private readonly log: vscode.OutputChannel) {
+    this.status.name = 'UniCode² compute device';
+    this.status.command = 'unicode2.selectDevice';
+    this.showStatus(readSettings().device, 'not opened yet: opens on first use');
+    this.status.show();
+    this.subscription = vscode.workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration('unicode2.device') || e.affectsConfiguration('unicode2.allowSoftwareGpu')) void this.reset();
+    });
+  }
+
+  get(): Promise<ComputeBackend> {
+    if (!this.current) {
+      const { device, allowSoftwareGpu } = readSettings();
+      this.showStatus(device, 'opening…');
+      const opening = openBackend(device, { allowSoftware: allowSoftwareGpu, onWarning: (m) => this.log.appendLine(`[device] ${m}`) });
+      this.current = opening;
+      opening.then(
+        (b) => {
+          this.log.appendLine(`[device] ${device} -> ${b.device}`);
+          this.showStatus(b.name, b.device);
+        },
+        (err: Error) => {
+          // a failed open is not cached: the next use tries again (e.g. after changing the setting)
+          if (this.current === opening) this.current = null;
+          this.showStatus(device, `failed: ${err.message}`);
+        },
+      );
+    }
+    return this.current;
+  }
+
+  private showStatus(name: string, detail: string): void {
+    this.status.text = `$(chip) UniCode²: ${name}`;
+    this.status.tooltip = `UniCode² compute device: ${detail}\nClick to choose another.`;
+  }
+
+  private async reset(): Promise<void> {
+    const old = this.current;
+    this.current = null;
+    this.showStatus(readSettings().device, 'not opened yet: opens on first use');
+    this.resetEmitter.fire();
+    await old?.then((b) => b.dispose()).catch(() => undefined);
+  }
+
+  async dispose(): Promise<void> {
+    this.subscription.dispose();
+    this.status.dispose();
+    await this.reset();
+    this.resetEmitter.dispose();
+  }
+}

@@ -1,0 +1,51 @@
+// The extension's settings (contributes.configuration in package.json), read in one place.
+import * as vscode from 'vscode';
+import * as path from 'node:path';
+import { existsSync } from 'node:fs';
+import type { DeviceChoice } from '../../native-gpu/backend.js';
+
+export interface Settings {
+  device: DeviceChoice;
+  encoder: string;
+  codebook: string;
+  k: number;
+  lambda: number;
+  iterations: number;
+  seed: number;
+  allowSoftwareGpu: boolean;
+}
+
+export function readSettings(): Settings {
+  const c = vscode.workspace.getConfiguration('unicode2');
+  return {
+    device: c.get<DeviceChoice>('device', 'auto'),
+    encoder: c.get<string>('encoder', 'dct'),
+    codebook: c.get<string>('codebook', ''),
+    k: c.get<number>('k', 1024),
+    lambda: c.get<number>('lambda', 0.1),
+    iterations: c.get<number>('iterations', 20),
+    seed: c.get<number>('seed', 0),
+    allowSoftwareGpu: c.get<boolean>('allowSoftwareGpu', false),
+  };
+}
+
+/** `<workspace>/.unicode2`, where builds and token sets go; null without an open folder. */
+export function workspaceDataDir(): string | null {
+  const folder = vscode.workspace.workspaceFolders?.[0];
+  return folder ? path.join(folder.uri.fsPath, '.unicode2') : null;
+}
+
+export function defaultCodebookPath(): string | null {
+  const dir = workspaceDataDir();
+  return dir ? path.join(dir, 'codebook.safetensors') : null;
+}
+
+/** The setting when given (relative paths are taken from the workspace), else the default file if it exists. */
+export function configuredCodebook(settings: Settings): string | null {
+  if (settings.codebook) {
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    return path.isAbsolute(settings.codebook) || !folder ? settings.codebook : path.join(folder.uri.fsPath, settings.codebook);
+  }
+  const fallback = defaultCodebookPath();
+  return fallback && existsSync(fallback) ? fallback : null;
+}

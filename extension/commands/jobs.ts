@@ -1,0 +1,92 @@
+// Runs one piece of long work the same way for every command: a Lab cell that shows its inputs,
+// parameters, progress and outputs; a cancellable progress notification whose Cancel (or the
+// cell's stop button) aborts the engine through an AbortSignal; and errors mapped to what the
+// user can act on: UserError -> its one line, CancelledError -> an info message.
+import * as vscode from 'vscode';
+import { CancelledError, UserError } from '../engine/errors.js';
+import type { LabCell, LabKind } from '../../webview/protocol.js';
+import type { LabStore } from '../panels/labStore.js';
+
+export interface JobSpec {
+  kind: LabKind;
+  title: string;
+  inputs: Record<string, string>;
+  params: Record<string, string | number>;
+  /** shown instead of the generic "… cancelled" message */
+  cancelledMessage?: string;
+}
+
+export interface JobContext {
+  signal: AbortSignal;
+  progress(done: number, total: number, message?: string): void;
+}
+
+export type JobOutputs = Pick<LabCell, 'metrics' | 'thumbnails' | 'tokenPreview' | 'files'>;
+
+export class Jobs {
+  private readonly running = new Map<string, AbortController>();
+  private nextId = Date.now();
+
+  constructor(
+    private readonly lab: LabStore,
+    private readonly log: vscode.OutputChannel,
+  ) {}
+
+  cancel(cellId: string): void {
+    this.running.get(cellId)?.abort();
+  }
+
+  /** Runs `work`; resolves to its result, or undefined when it failed or was cancelled (already reported). */
+  async run<T extends JobOutputs>(spec: JobSpec, work: (ctx: JobContext) => Promise<T>): Promise<T | undefined> {
+    const id = `cell-${(this.nextId++).toString(36)}`;
+    const abort = new AbortController();
+    this.running.set(id, abort);
+    this.lab.add({ id, kind: spec.kind, status: 'running', title: spec.title, startedAt: new Date().toISOString(), inputs: spec.inputs, params: spec.params, progress: { done: 0, total: 0 } });
+    this.log.appendLine(`[${spec.kind}] ${spec.title} ${JSON.stringify({ ...spec.inputs, ...spec.params })}`);
+    const started = Date.now();
+    try {
+      const result = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `UniCode²: ${spec.title}`, cancellable: true },
+        async (progress, token) => {
+          token.onCancellationRequested(() => abort.abort());
+          let reported = 0;
+          let lastCell = 0;
+          return work({
+            signal: abort.signal,
+            progress: (done, total, message) => {
+              const fraction = total > 0 ? Math.min(1, done / total) : 0;
+              progress.report({ increment: Math.max(0, (fraction - reported) * 100), message });
+              reported = Math.max(reported, fraction);
+              // workspaceState writes are not free: update the cell at most ~5 times a second
+              const now = Date.now();
+              if (now - lastCell > 200 || done === total) {
+                lastCell = now;
+                this.lab.update(id, { progress: { done, total, message } });
+              }
+            },
+          });
+        },
+      );
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      this.lab.update(id, { status: 'done', finishedAt: new Date().toISOString(), progress: undefined, ...result });
+      this.log.appendLine(`[${spec.kind}] done in ${seconds} s`);
+      return result;
+    } catch (err) {
+      const finishedAt = new Date().toISOString();
+      if (err instanceof CancelledError || abort.signal.aborted) {
+        const message = spec.cancelledMessage ?? `UniCode²: ${spec.title} cancelled`;
+        this.lab.update(id, { status: 'cancelled', finishedAt, progress: undefined, error: message });
+        this.log.appendLine(`[${spec.kind}] cancelled`);
+        void vscode.window.showInformationMessage(message);
+      } else {
+        const message = err instanceof UserError ? err.message : `unexpected error: ${(err as Error).message ?? String(err)}`;
+        this.lab.update(id, { status: 'failed', finishedAt, progress: undefined, error: message });
+        this.log.appendLine(`[${spec.kind}] failed: ${err instanceof UserError ? message : ((err as Error).stack ?? message)}`);
+        void vscode.window.showErrorMessage(`UniCode²: ${message}`);
+      }
+      return undefined;
+    } finally {
+      this.running.delete(id);
+    }
+  }
+}

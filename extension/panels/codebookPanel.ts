@@ -1,0 +1,176 @@
+// Host side of the codebook panel: loads the codebook, computes the heatmap order, counts codes
+// over the selected data set (the build corpus' stored counts or a token set of this session),
+// and answers "what is code k": the image patches that use it and its nearest codewords.
+import * as vscode from 'vscode';
+import * as path from 'node:path';
+import { codeStats, type Codebook, type RgbImage } from '../engine/index.js';
+import type { CodebookChannel, CodebookData, CodebookReply, CodePatch, CodeNeighbour, DatasetInfo } from '../../webview/protocol.js';
+import type { Studio } from '../commands/studio.js';
+import { connectWebview, webviewOptions } from './webviewHost.js';
+import { similarityOrder } from './codeOrder.js';
+import { cropPatch, pngDataUri } from './images.js';
+
+export const CODEBOOK_VIEW_TYPE = 'unicode2.codebook';
+const BUILD = 'build';
+const MAX_PATCHES = 24;
+const NEIGHBOURS = 8;
+
+interface PanelState {
+  restore?: CodebookData['restore'];
+}
+
+export class CodebookPanel {
+  private static readonly open = new Map<string, CodebookPanel>();
+  private dataset = BUILD;
+  private counts: number[] = [];
+  private order: Promise<number[]> | null = null;
+
+  static show(studio: Studio, file: string): void {
+    const existing = CodebookPanel.open.get(file);
+    if (existing) return existing.panel.reveal();
+    const panel = vscode.window.createWebviewPanel(CODEBOOK_VIEW_TYPE, `Codebook: ${path.basename(file)}`, vscode.ViewColumn.Active, {
+      ...webviewOptions(studio.extensionUri),
+      retainContextWhenHidden: true,
+    });
+    new CodebookPanel(studio, panel, file);
+  }
+
+  static serializer(studio: Studio): vscode.WebviewPanelSerializer<PanelState> {
+    return {
+      async deserializeWebviewPanel(panel, state) {
+        if (!state?.restore?.file) return panel.dispose();
+        panel.webview.options = webviewOptions(studio.extensionUri);
+        new CodebookPanel(studio, panel, state.restore.file);
+      },
+    };
+  }
+
+  private constructor(
+    private readonly studio: Studio,
+    readonly panel: vscode.WebviewPanel,
+    private readonly file: string,
+  ) {
+    CodebookPanel.open.set(file, this);
+    const { endpoint, disposable } = connectWebview<CodebookChannel['request'], CodebookChannel['notification']>(
+      panel.webview, studio.extensionUri, 'codebook', 'codebook', panel.title, studio.log, (r) => this.handle(r),
+    );
+    const onSets = studio.onDidChangeTokenSets(() => endpoint.notify({ type: 'datasets', datasets: this.datasets() }));
+    panel.onDidDispose(() => {
+      CodebookPanel.open.delete(file);
+      disposable.dispose();
+      onSets.dispose();
+    });
+  }
+
+  private async handle(r: CodebookChannel['request']): Promise<CodebookReply> {
+    switch (r.type) {
+      case 'init':
+        return { type: 'codebook', data: await this.data() };
+      case 'selectDataset':
+        this.dataset = r.dataset === BUILD || this.studio.tokenSet(r.dataset) ? r.dataset : BUILD;
+        return { type: 'codebook', data: await this.data() };
+      case 'addTokensFile': {
+        const set = await this.studio.pickTokensFile();
+        if (set) this.dataset = set.id;
+        return set ? { type: 'codebook', data: await this.data() } : { type: 'datasets', datasets: this.datasets() };
+      }
+      case 'codeDetail':
+        return this.detail(r.code);
+    }
+  }
+
+  private datasets(): DatasetInfo[] {
+    return [{ id: BUILD, label: 'Build corpus (stored counts)' }, ...this.studio.allTokenSets().map((s) => ({ id: s.id, label: s.label }))];
+  }
+
+  private async data(): Promise<CodebookData> {
+    const cb = await this.studio.codebook(this.file);
+    this.order ??= Promise.resolve().then(() => similarityOrder(cb.frozen));
+    this.counts = await this.countsOf(cb);
+    const s = codeStats(this.counts);
+    return {
+      summary: {
+        file: path.basename(this.file), k: cb.frozen.rows, d: cb.frozen.cols, encoder: cb.meta.encoder.id, lambda: cb.meta.lambda,
+        iterations: cb.meta.iterations, fingerprint: cb.fingerprint, atlas: cb.meta.atlas,
+        tokens: s.tokens, used: s.used, utilization: s.utilization, perplexity: s.perplexity, dead: s.dead,
+      },
+      counts: this.counts,
+      order: await this.order,
+      datasets: this.datasets(),
+      dataset: this.dataset,
+      restore: { file: this.file },
+    };
+  }
+
+  private async countsOf(cb: Codebook): Promise<number[]> {
+    const set = this.studio.tokenSet(this.dataset);
+    if (!set) return cb.counts ? Array.from(cb.counts) : new Array<number>(cb.frozen.rows).fill(0);
+    const ids = Int32Array.from(set.grids.flatMap((g) => g.ids.filter((id) => id < cb.frozen.rows)));
+    const backend = await this.studio.backend.get();
+    return Array.from(await backend.histogram(ids, cb.frozen.rows));
+  }
+
+  private async detail(code: number): Promise<CodebookReply> {
+    const cb = await this.studio.codebook(this.file);
+    if (code >= cb.frozen.rows) throw new Error(`code ${code} is outside the codebook (K = ${cb.frozen.rows})`);
+    const tokens = this.counts.reduce((a, b) => a + b, 0);
+    const count = this.counts[code] ?? 0;
+    const [patches, neighbours] = await Promise.all([this.patches(cb, code), this.neighbours(cb, code)]);
+    return {
+      type: 'codeDetail', code, count, share: tokens > 0 ? count / tokens : 0, patches, neighbours,
+      note: patches.length ? undefined : this.studio.allTokenSets().length
+        ? 'No image of the tokenized data sets uses this code.'
+        : 'Tokenize an image or a folder to see the patches that use each code.',
+    };
+  }
+
+  /** Crops of the source images at the cells holding `code`: from the selected token set, or
+   *  from every token set of this session when the build corpus is selected. */
+  private async patches(cb: Codebook, code: number): Promise<CodePatch[]> {
+    const set = this.studio.tokenSet(this.dataset);
+    const grids = (set ? [set] : this.studio.allTokenSets()).flatMap((s) => s.grids).filter((g) => g.codebook === cb.fingerprint);
+    const hits: { image: string; cell: number; grid: [number, number] }[] = [];
+    for (const g of grids) {
+      g.ids.forEach((id, cell) => id === code && hits.length < MAX_PATCHES && hits.push({ image: g.image, cell, grid: g.grid }));
+      if (hits.length >= MAX_PATCHES) break;
+    }
+    if (!hits.length) return [];
+    const encoder = await this.studio.encoderFor(cb);
+    const loaded = new Map<string, Promise<RgbImage | null>>();
+    const out: CodePatch[] = [];
+    for (const hit of hits) {
+      if (!loaded.has(hit.image)) loaded.set(hit.image, encoder.load(hit.image).catch(() => null));
+      const img = await loaded.get(hit.image)!;
+      if (!img) continue; // the image moved since it was tokenized: skip its patches
+      const row = Math.floor(hit.cell / hit.grid[1]);
+      const col = hit.cell % hit.grid[1];
+      const src = await pngDataUri(cropPatch(img, row, col, encoder.patch, Math.max(1, Math.round(48 / encoder.patch))));
+      out.push({ src, image: path.basename(hit.image), row, col });
+    }
+    return out;
+  }
+
+  /** Nearest codewords through the backend: the one codeword is the "codebook", every codeword a
+   *  query, so one nearest() call returns each code's squared distance to it. */
+  private async neighbours(cb: Codebook, code: number): Promise<CodeNeighbour[]> {
+    const backend = await this.studio.backend.get();
+    const d = cb.frozen.cols;
+    const handle = await backend.loadCodebook({ rows: 1, cols: d, data: cb.frozen.data.slice(code * d, (code + 1) * d) });
+    try {
+      const { distances } = await backend.nearest(handle, cb.frozen);
+      const best: { code: number; distance: number }[] = [];
+      for (let i = 0; i < distances.length; i++) {
+        if (i === code) continue;
+        const dist = Math.max(0, distances[i]!);
+        if (best.length < NEIGHBOURS || dist < best[best.length - 1]!.distance) {
+          best.push({ code: i, distance: dist });
+          best.sort((a, b) => a.distance - b.distance);
+          if (best.length > NEIGHBOURS) best.pop();
+        }
+      }
+      return best.map((b) => ({ ...b, count: this.counts[b.code] ?? 0 }));
+    } finally {
+      handle.dispose();
+    }
+  }
+}

@@ -1,0 +1,54 @@
+// Pixels for the webviews: engine images (planar float RGB) as PNG data: URIs, and patch crops.
+import { encodePng, type RgbImage } from '../engine/index.js';
+
+export async function pngDataUri(img: RgbImage): Promise<string> {
+  return `data:image/png;base64,${Buffer.from(await encodePng(img)).toString('base64')}`;
+}
+
+/** The p x p patch at grid cell (row, col), enlarged `scale` times (nearest) so it is visible. */
+export function cropPatch(img: RgbImage, row: number, col: number, p: number, scale: number): RgbImage {
+  const size = p * scale;
+  const out = new Float32Array(3 * size * size);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < size; y++) {
+      const sy = row * p + Math.floor(y / scale);
+      for (let x = 0; x < size; x++) {
+        out[(c * size + y) * size + x] = img.data[(c * img.height + sy) * img.width + col * p + Math.floor(x / scale)]!;
+      }
+    }
+  }
+  return { data: out, width: size, height: size };
+}
+
+/** Nearest-neighbour enlargement (token mosaics stay crisp). */
+export function upscale(img: RgbImage, factor: number): RgbImage {
+  if (factor === 1) return img;
+  const w = img.width * factor;
+  const h = img.height * factor;
+  const out = new Float32Array(3 * w * h);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < h; y++) {
+      const src = (c * img.height + Math.floor(y / factor)) * img.width;
+      for (let x = 0; x < w; x++) out[(c * h + y) * w + x] = img.data[src + Math.floor(x / factor)]!;
+    }
+  }
+  return { data: out, width: w, height: h };
+}
+
+/** A small thumbnail (longest side `max`) for the Lab, by box-averaging. */
+export function thumbnail(img: RgbImage, max = 64): RgbImage {
+  const f = Math.max(1, Math.ceil(Math.max(img.width, img.height) / max));
+  const w = Math.floor(img.width / f);
+  const h = Math.floor(img.height / f);
+  const out = new Float32Array(3 * w * h);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        let s = 0;
+        for (let dy = 0; dy < f; dy++) for (let dx = 0; dx < f; dx++) s += img.data[(c * img.height + y * f + dy) * img.width + x * f + dx]!;
+        out[(c * h + y) * w + x] = s / (f * f);
+      }
+    }
+  }
+  return { data: out, width: w, height: h };
+}

@@ -1,0 +1,53 @@
+// The Lab's cells, kept with the workspace (workspaceState) so the notebook of runs comes back
+// after a reload. Runs cannot survive a reload: a cell still 'running' when loaded was
+// interrupted and is shown as cancelled.
+import * as vscode from 'vscode';
+import type { LabCell } from '../../webview/protocol.js';
+
+const KEY = 'unicode2.lab.cells';
+/** oldest cells beyond this are dropped: workspaceState is not meant for unbounded data */
+const MAX_CELLS = 60;
+
+export class LabStore {
+  private cells: LabCell[];
+  private readonly changed = new vscode.EventEmitter<LabCell[]>();
+  readonly onDidChange = this.changed.event;
+
+  constructor(private readonly memento: vscode.Memento) {
+    this.cells = (memento.get<LabCell[]>(KEY) ?? []).map((c) =>
+      c.status === 'running' ? { ...c, status: 'cancelled', error: 'interrupted: the window was reloaded', progress: undefined } : c,
+    );
+  }
+
+  all(): LabCell[] {
+    return this.cells;
+  }
+
+  get(id: string): LabCell | undefined {
+    return this.cells.find((c) => c.id === id);
+  }
+
+  add(cell: LabCell): void {
+    this.cells = [cell, ...this.cells].slice(0, MAX_CELLS);
+    this.save();
+  }
+
+  update(id: string, patch: Partial<LabCell>): void {
+    this.cells = this.cells.map((c) => (c.id === id ? { ...c, ...patch } : c));
+    this.save();
+  }
+
+  remove(id: string): void {
+    this.cells = this.cells.filter((c) => c.id !== id);
+    this.save();
+  }
+
+  private save(): void {
+    void this.memento.update(KEY, this.cells);
+    this.changed.fire(this.cells);
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+  }
+}

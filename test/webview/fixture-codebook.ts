@@ -1,0 +1,51 @@
+// A small real codebook built by the engine from the fixture photos (DCT encoder, K = 256), and a
+// real image tokenized with it: test data for the token-grid and generation panels.
+import * as path from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import {
+  buildCodebook, decodeTokens, listImages, openEncoderFromDescriptor, readCodebook, tokenizeImages, type Codebook, type Encoder, type TokenGrid,
+} from '../../extension/engine/index.js';
+import { createCpuBackend } from '../../native-gpu/cpu/index.js';
+import type { ComputeBackend } from '../../native-gpu/backend.js';
+import { pngDataUri } from '../../extension/panels/images.js';
+
+export const fixtureImages = path.resolve(__dirname, '../fixtures/images');
+
+export interface Fixture {
+  backend: ComputeBackend;
+  cb: Codebook;
+  encoder: Encoder;
+  /** chelsea.png's tokens */
+  grid: TokenGrid;
+  /** every fixture photo's tokens */
+  grids: TokenGrid[];
+  decode(ids: number[]): Promise<string>;
+  imageUri: string;
+}
+
+let fixture: Promise<Fixture> | null = null;
+
+export function realFixture(): Promise<Fixture> {
+  fixture ??= (async () => {
+    const backend = await createCpuBackend();
+    const out = path.join(mkdtempSync(path.join(tmpdir(), 'unicode2-webview-')), 'codebook.safetensors');
+    await buildCodebook({ images: fixtureImages, encoder: 'dct', k: 256, iterations: 10, seed: 0, lambda: 0.1, out }, backend);
+    const cb = await readCodebook(out);
+    const encoder = await openEncoderFromDescriptor(cb.meta.encoder, backend);
+    const image = path.join(fixtureImages, 'chelsea.png');
+    const { results: grids } = await tokenizeImages(cb, encoder, await listImages(fixtureImages), backend, { withDistances: true });
+    const grid = grids.find((g) => g.image === image)!;
+    const decode = async (ids: number[]): Promise<string> => pngDataUri(await decodeTokens(cb, Int32Array.from(ids), grid.grid, backend));
+    return { backend, cb, encoder, grid, grids, decode, imageUri: await pngDataUri(await encoder.load(image)) };
+  })();
+  return fixture;
+}
+
+export async function disposeFixture(): Promise<void> {
+  if (!fixture) return;
+  const f = await fixture;
+  await f.encoder.dispose();
+  await f.backend.dispose();
+  fixture = null;
+}

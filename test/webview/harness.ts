@@ -1,0 +1,170 @@
+// Loads a panel's real bundle (dist/webview/<panel>.js) in headless Chromium inside the same
+// CSP-locked page the extension serves, with a stand-in for acquireVsCodeApi: every message the
+// webview posts goes to `host` (the test's side of the protocol), and the test can post back.
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { renderWebviewHtml, newNonce } from '../../extension/panels/html.js';
+import type { Envelope } from '../../webview/protocol.js';
+
+const root = path.resolve(__dirname, '../..');
+export const artifacts = path.join(root, '.test-artifacts');
+const fileUrl = (p: string): string => pathToFileURL(path.join(root, p)).href;
+
+/** The bundles come from `node scripts/build.mjs` (npm test runs it before the tiers). */
+function requireBundle(panel: string): void {
+  if (!existsSync(path.join(root, `dist/webview/${panel}.js`))) {
+    throw new Error(`dist/webview/${panel}.js is missing: run node scripts/build.mjs first`);
+  }
+}
+
+export type Theme = 'light' | 'dark';
+
+/** A small subset of VS Code's Default Light Modern / Dark Modern colours. */
+const THEMES: Record<Theme, Record<string, string>> = {
+  dark: {
+    foreground: '#cccccc', 'editor-background': '#1f1f1f', descriptionForeground: '#9d9d9d', 'sideBar-background': '#181818',
+    'widget-border': '#313131', 'editorWidget-background': '#202020', 'editorWidget-border': '#454545', focusBorder: '#0078d4',
+    'button-background': '#0078d4', 'button-foreground': '#ffffff', 'button-hoverBackground': '#026ec1', 'button-border': '#ffffff12',
+    'button-secondaryBackground': '#313131', 'button-secondaryForeground': '#cccccc', 'button-secondaryHoverBackground': '#3c3c3c',
+    'dropdown-background': '#313131', 'dropdown-border': '#3c3c3c', 'dropdown-foreground': '#cccccc', 'dropdown-listBackground': '#1f1f1f',
+    'input-background': '#313131', 'input-border': '#3c3c3c', 'input-foreground': '#cccccc', 'input-placeholderForeground': '#989898',
+    'editorHoverWidget-background': '#202020', 'editorHoverWidget-border': '#454545', 'editorHoverWidget-foreground': '#cccccc',
+    'textLink-foreground': '#4daafc', 'textLink-activeForeground': '#4daafc', 'progressBar-background': '#0078d4', 'charts-blue': '#3794ff',
+    'charts-green': '#89d185', 'errorForeground': '#f85149', 'editorWarning-foreground': '#cca700', 'icon-foreground': '#cccccc',
+    'toolbar-hoverBackground': '#5a5d5e50', 'list-activeSelectionBackground': '#04395e', 'list-hoverBackground': '#2a2d2e',
+    'badge-background': '#616161', 'badge-foreground': '#f8f8f8', 'testing-iconPassed': '#73c991', 'widget-shadow': '#0000005c',
+    'settings-dropdownBackground': '#313131', 'settings-dropdownBorder': '#3c3c3c', 'settings-dropdownForeground': '#cccccc',
+    'settings-dropdownListBorder': '#454545', 'settings-textInputBackground': '#313131', 'settings-textInputBorder': '#3c3c3c',
+    'settings-textInputForeground': '#cccccc', 'list-activeSelectionForeground': '#ffffff', 'checkbox-background': '#313131', 'checkbox-border': '#3c3c3c',
+    'font-family': 'system-ui, "Ubuntu", "Droid Sans", sans-serif', 'font-size': '13px', 'editor-font-family': '"DejaVu Sans Mono", monospace',
+  },
+  light: {
+    foreground: '#3b3b3b', 'editor-background': '#ffffff', descriptionForeground: '#717171', 'sideBar-background': '#f8f8f8',
+    'widget-border': '#e5e5e5', 'editorWidget-background': '#f8f8f8', 'editorWidget-border': '#c8c8c8', focusBorder: '#005fb8',
+    'button-background': '#005fb8', 'button-foreground': '#ffffff', 'button-hoverBackground': '#0258a8', 'button-border': '#0000001a',
+    'button-secondaryBackground': '#e5e5e5', 'button-secondaryForeground': '#3b3b3b', 'button-secondaryHoverBackground': '#cccccc',
+    'dropdown-background': '#ffffff', 'dropdown-border': '#cecece', 'dropdown-foreground': '#3b3b3b', 'dropdown-listBackground': '#ffffff',
+    'input-background': '#ffffff', 'input-border': '#cecece', 'input-foreground': '#3b3b3b', 'input-placeholderForeground': '#767676',
+    'editorHoverWidget-background': '#f8f8f8', 'editorHoverWidget-border': '#c8c8c8', 'editorHoverWidget-foreground': '#3b3b3b',
+    'textLink-foreground': '#005fb8', 'textLink-activeForeground': '#005fb8', 'progressBar-background': '#005fb8', 'charts-blue': '#1a85ff',
+    'charts-green': '#388a34', 'errorForeground': '#f85149', 'editorWarning-foreground': '#bf8803', 'icon-foreground': '#3b3b3b',
+    'toolbar-hoverBackground': '#b8b8b850', 'list-activeSelectionBackground': '#e8e8e8', 'list-hoverBackground': '#f2f2f2',
+    'badge-background': '#cccccc', 'badge-foreground': '#3b3b3b', 'testing-iconPassed': '#388a34', 'widget-shadow': '#00000029',
+    'settings-dropdownBackground': '#ffffff', 'settings-dropdownBorder': '#cecece', 'settings-dropdownForeground': '#3b3b3b',
+    'settings-dropdownListBorder': '#c8c8c8', 'settings-textInputBackground': '#ffffff', 'settings-textInputBorder': '#cecece',
+    'settings-textInputForeground': '#3b3b3b', 'list-activeSelectionForeground': '#000000', 'checkbox-background': '#f8f8f8', 'checkbox-border': '#cecece',
+    'font-family': 'system-ui, "Ubuntu", "Droid Sans", sans-serif', 'font-size': '13px', 'editor-font-family': '"DejaVu Sans Mono", monospace',
+  },
+};
+
+/** Answers the webview's requests: return the reply body (or throw to send an error reply). */
+export type HostHandler = (body: { type: string; [k: string]: unknown }) => unknown;
+
+export interface PanelPage {
+  page: Page;
+  /** every envelope the webview posted, in order */
+  posted: Envelope<{ type: string }>[];
+  /** the console warnings the page logged (the webview reports dropped messages there) */
+  warnings: string[];
+  /** posts a raw message into the webview, as the host's postMessage would */
+  post(message: unknown): Promise<void>;
+  screenshot(name: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+let browser: Browser | null = null;
+
+export async function openPanel(panel: string, theme: Theme, host: HostHandler, viewport = { width: 1100, height: 700 }): Promise<PanelPage> {
+  requireBundle(panel);
+  browser ??= await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--allow-file-access-from-files'],
+  });
+  const page = await browser.newPage({ viewport, deviceScaleFactor: 1 });
+  const posted: Envelope<{ type: string }>[] = [];
+  const warnings: string[] = [];
+  page.on('console', (m) => (m.type() === 'warning' || m.type() === 'error') && warnings.push(m.text()));
+  page.on('pageerror', (e) => warnings.push(`pageerror: ${e.message}`));
+
+  const post = async (message: unknown): Promise<void> => {
+    await page.evaluate((m) => window.postMessage(m, '*'), message as object);
+  };
+  await page.exposeFunction('__toHost', async (envelope: Envelope<{ type: string }>) => {
+    posted.push(envelope);
+    if (envelope.kind !== 'request') return;
+    let body: unknown;
+    try {
+      body = await host(envelope.body as { type: string });
+    } catch (err) {
+      body = { type: 'error', message: (err as Error).message };
+    }
+    await post({ kind: 'reply', id: envelope.id, body });
+  });
+
+  const nonce = newNonce();
+  const vars = Object.entries(THEMES[theme]).map(([k, v]) => `--vscode-${k}: ${v};`).join(' ');
+  const standIn = `<style nonce="${nonce}">html { ${vars} }</style>
+<script nonce="${nonce}">
+  let state;
+  window.acquireVsCodeApi = () => ({
+    postMessage: (m) => window.__toHost(m),
+    getState: () => state,
+    setState: (s) => { state = s; },
+  });
+  document.addEventListener('DOMContentLoaded', () => document.body.classList.add('vscode-${theme}'));
+</script>`;
+  const html = renderWebviewHtml({
+    cspSource: 'file:',
+    nonce,
+    title: panel,
+    script: fileUrl(`dist/webview/${panel}.js`),
+    stylesheet: fileUrl('media/styles/webview.css'),
+    codicons: fileUrl('media/styles/codicons/codicon.css'),
+  }).replace('<body>', `<body>\n${standIn}`);
+  const dir = path.join(artifacts, 'webview');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${panel}-${theme}.html`);
+  writeFileSync(file, html);
+  await page.goto(pathToFileURL(file).href);
+
+  return {
+    page,
+    posted,
+    warnings,
+    post,
+    async screenshot(name) {
+      const shots = path.join(artifacts, 'screenshots');
+      mkdirSync(shots, { recursive: true });
+      const out = path.join(shots, `${name}.png`);
+      await page.screenshot({ path: out });
+      return out;
+    },
+    close: () => page.close(),
+  };
+}
+
+export async function closeBrowser(): Promise<void> {
+  await browser?.close();
+  browser = null;
+}
+
+
+/** Canvas pixel (CSS coordinates, DPR 1) as [r, g, b, a]. */
+export async function canvasPixel(page: Page, selector: string, x: number, y: number): Promise<number[]> {
+  return page.evaluate(
+    ([sel, px, py]) => {
+      const c = document.querySelector(sel as string) as HTMLCanvasElement;
+      return Array.from(c.getContext('2d')!.getImageData(px as number, py as number, 1, 1).data);
+    },
+    [selector, x, y] as const,
+  );
+}
+
+/** Polls `predicate` (e.g. on `posted`, which fills asynchronously) until it holds or 5 s pass. */
+export async function until(predicate: () => boolean, what: string): Promise<void> {
+  for (const started = Date.now(); !predicate(); await new Promise((r) => setTimeout(r, 20))) {
+    if (Date.now() - started > 5000) throw new Error(`timed out waiting for ${what}`);
+  }
+}

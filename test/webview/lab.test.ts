@@ -1,0 +1,94 @@
+// The Lab view's bundle in headless Chromium: cells render with their kind and status hooks,
+// inputs, metrics and outputs; buttons send the right requests; host pushes update the list.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { openPanel, closeBrowser, until, type Theme } from './harness.js';
+import { realFixture, disposeFixture } from './fixture-codebook.js';
+import { pngDataUri, thumbnail } from '../../extension/panels/images.js';
+import { loadImage } from '../../extension/engine/index.js';
+import type { LabCell } from '../../webview/protocol.js';
+import * as path from 'node:path';
+
+after(async () => {
+  await closeBrowser();
+  await disposeFixture();
+});
+
+async function cells(): Promise<LabCell[]> {
+  const f = await realFixture();
+  const thumb = await pngDataUri(thumbnail(await loadImage(f.grid.image)));
+  const t0 = Date.parse('2026-01-15T10:00:00Z');
+  const at = (min: number): string => new Date(t0 + min * 60_000).toISOString();
+  return [
+    {
+      id: 'c4', kind: 'tokenize', status: 'running', title: 'Tokenize folder images', startedAt: at(9),
+      inputs: { folder: '/work/data/images', codebook: '/work/.unicode2/codebook.safetensors' }, params: {},
+      progress: { done: 7, total: 12, message: 'image 7 of 12' },
+    },
+    {
+      id: 'c3', kind: 'tokenize', status: 'done', title: `Tokenize ${path.basename(f.grid.image)}`, startedAt: at(6), finishedAt: at(6),
+      inputs: { image: f.grid.image }, params: {}, metrics: { grid: '14×14', 'distinct codes': new Set(f.grid.ids).size },
+      thumbnails: [thumb], tokenPreview: { grid: f.grid.grid, ids: f.grid.ids }, files: ['/work/.unicode2/tokens/chelsea.tokens.json'],
+    },
+    {
+      id: 'c2', kind: 'build', status: 'cancelled', title: 'Build codebook (K = 16384) from photos', startedAt: at(3), finishedAt: at(4),
+      inputs: { folder: '/work/photos' }, params: { k: 16384, lambda: 0.1, iterations: 20, seed: 0, encoder: 'dct' },
+      error: 'UniCode²: build cancelled — previous codebook kept',
+    },
+    {
+      id: 'c1', kind: 'build', status: 'done', title: 'Build codebook (K = 256) from images', startedAt: at(0), finishedAt: at(1),
+      inputs: { folder: '/work/data/images' }, params: { k: 256, lambda: 0.1, iterations: 10, seed: 0, encoder: 'dct' },
+      metrics: { K: 256, d: 768, utilization: '100.0%', perplexity: 231, dead: 0, device: 'cpu (onnxruntime)' },
+      thumbnails: [thumb, thumb], files: ['/work/.unicode2/codebook.safetensors'],
+    },
+    {
+      id: 'c0', kind: 'decode', status: 'failed', title: 'Decode grid.tokens.json', startedAt: at(0),
+      inputs: { tokens: '/work/grid.tokens.json' }, params: { decoder: 'atlas' }, error: 'token id 70000 at position 3 is outside the codebook (ids run from 0 to 255)',
+    },
+  ];
+}
+
+test('cells carry kind and status hooks; actions post requests naming the cell', async () => {
+  const list = await cells();
+  const p = await openPanel('lab', 'dark', (b) => (b.type === 'init' ? { type: 'cells', cells: list } : { type: 'ok' }), { width: 360, height: 900 });
+  try {
+    await p.page.locator('.lab-cell').first().waitFor();
+    const hooks = await p.page.locator('.lab-cell').evaluateAll((els) => els.map((e) => `${(e as HTMLElement).dataset.kind}/${(e as HTMLElement).dataset.status}`));
+    assert.deepEqual(hooks, list.map((c) => `${c.kind}/${c.status}`));
+    // a running cell offers Cancel only; a finished one re-run, open and remove
+    assert.deepEqual(await p.page.locator('.lab-cell[data-id="c4"] [data-action]').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.action)), ['cancel']);
+    await p.page.locator('.lab-cell[data-id="c1"] [data-action="rerun"]').click();
+    await p.page.locator('.lab-cell[data-id="c3"] [data-action="open"]').click();
+    await p.page.locator('.lab-cell[data-id="c4"] [data-action="cancel"]').click();
+    await p.page.locator('[data-run="demo"]').click();
+    await until(() => p.posted.filter((m) => m.kind === 'request').length === 5, 'five requests');
+    const requests = p.posted.filter((m) => m.kind === 'request').map((m) => m.body);
+    assert.deepEqual(requests.slice(1), [
+      { type: 'rerun', cell: 'c1' }, { type: 'open', cell: 'c3' }, { type: 'cancel', cell: 'c4' }, { type: 'run', kind: 'demo' },
+    ]);
+    assert.match((await p.page.locator('.lab-cell[data-id="c0"] .error').textContent())!, /outside the codebook/);
+    assert.equal(await p.page.locator('.lab-cell[data-id="c3"] canvas.token-preview').getAttribute('width'), '14');
+
+    // the host pushes a new list: the running cell finished
+    const next = list.map((c) => (c.id === 'c4' ? { ...c, status: 'done' as const, progress: undefined } : c));
+    await p.post({ kind: 'notify', body: { type: 'cells', cells: next } });
+    await p.page.locator('.lab-cell[data-id="c4"][data-status="done"]').waitFor();
+  } finally {
+    await p.close();
+  }
+});
+
+for (const theme of ['light', 'dark'] as Theme[]) {
+  test(`screenshot, ${theme} theme`, async () => {
+    const list = await cells();
+    const p = await openPanel('lab', theme, () => ({ type: 'cells', cells: list }), { width: 360, height: 900 });
+    try {
+      await p.page.locator('.lab-cell').first().waitFor();
+      await p.page.waitForFunction(() => [...document.images].every((i) => i.complete));
+      await p.screenshot(`lab-${theme}`);
+      assert.equal(p.warnings.length, 0, p.warnings.join('\n'));
+    } finally {
+      await p.close();
+    }
+  });
+}

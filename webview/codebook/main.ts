@@ -1,0 +1,208 @@
+// Codebook panel: utilization heatmap of all K codes, summary, rank-frequency plot, and the
+// detail of a clicked code (image patches that use it, nearest codes). Data comes from the host.
+import '../common/elements.js';
+import type { CodebookChannel, CodebookData, CodebookReply, CodebookSummary, DatasetInfo } from '../protocol.js';
+import { connect, loadState, saveState } from '../common/vscode.js';
+import { Tooltip, byId, formatInt, formatPct, formatShare, h } from '../common/dom.js';
+import { DEAD_CODE_RGB, css, rampColor } from '../common/colors.js';
+import type { ViewTransform } from '../common/viewport.js';
+import { Heatmap } from './heatmap.js';
+import { drawRankFrequency } from './rankFrequency.js';
+
+type Req = CodebookChannel['request'];
+type Detail = Extract<CodebookReply, { type: 'codeDetail' }>;
+
+interface ViewState {
+  restore: CodebookData['restore'] | null;
+  view: ViewTransform | null;
+  selected: number | null;
+  dataset: string | null;
+}
+
+const state = loadState<ViewState>({ restore: null, view: null, selected: null, dataset: null });
+const host = connect<Req, CodebookChannel['notification']>('codebook', (n) => {
+  if (n.type === 'datasets') renderDatasets(n.datasets, current?.dataset ?? '');
+});
+
+let current: CodebookData | null = null;
+let heatmap: Heatmap | null = null;
+const tooltip = new Tooltip();
+
+document.body.append(
+  h('header', { class: 'toolbar' },
+    h('h1', { id: 'title' }, 'Codebook'),
+    h('span', { class: 'spacer' }),
+    h('label', { for: 'dataset' }, 'Counts from'),
+    h('vscode-single-select', { id: 'dataset', 'aria-label': 'data set' }),
+    h('vscode-button', { id: 'add-dataset', secondary: true, title: 'Count codes over a tokens JSON file', icon: 'add' }, 'Tokens file…'),
+  ),
+  h('main', { class: 'codebook-layout' },
+    h('section', { class: 'heatmap-pane' },
+      h('canvas', { id: 'heatmap', tabindex: 0, 'aria-label': 'code utilization heatmap' }),
+      h('div', { class: 'legend' },
+        h('span', { id: 'dead-swatch', class: 'swatch' }), 'dead',
+        h('span', { id: 'ramp', class: 'ramp' }), h('span', { id: 'ramp-max' }, 'max'),
+        h('span', { class: 'spacer' }),
+        h('span', { class: 'hint' }, 'scroll to zoom · drag to pan · click a code'),
+        h('vscode-button', { id: 'fit', secondary: true, title: 'Fit to view', icon: 'screen-full' }),
+      ),
+    ),
+    h('aside', { class: 'side' },
+      h('section', { id: 'summary', class: 'card' }, 'Loading…'),
+      h('section', { id: 'detail', class: 'card' }, h('p', { class: 'muted' }, 'Click a code to see the image patches that use it and its nearest codes.')),
+      h('section', { class: 'card' }, h('h2', {}, 'Rank-frequency'), h('canvas', { id: 'rank-frequency' })),
+    ),
+  ),
+);
+
+const rampStops = Array.from({ length: 9 }, (_, i) => css(rampColor(i / 8)));
+// CSSOM, not style attributes: the CSP forbids inline style attributes
+byId('ramp').style.background = `linear-gradient(to right, ${rampStops.join(', ')})`;
+byId('dead-swatch').style.background = css(DEAD_CODE_RGB);
+
+function renderSummary(s: CodebookSummary): void {
+  const row = (label: string, value: string): HTMLElement[] => [h('dt', {}, label), h('dd', {}, value)];
+  byId('title').textContent = `Codebook · ${s.file}`;
+  byId('summary').replaceChildren(
+    h('h2', {}, 'Summary'),
+    h('dl', {},
+      ...row('K', formatInt(s.k)),
+      ...row('d', formatInt(s.d)),
+      ...row('encoder', s.encoder),
+      ...row('lambda', String(s.lambda)),
+      ...row('iterations', String(s.iterations)),
+      ...row('tokens counted', formatInt(s.tokens)),
+      ...row('utilization', `${formatPct(s.utilization)} (${formatInt(s.used)} used)`),
+      ...row('perplexity', `${formatInt(s.perplexity)} of ${formatInt(s.k)}`),
+      ...row('dead codes', formatInt(s.dead)),
+      ...row('atlas', s.atlas),
+      ...row('fingerprint', s.fingerprint),
+    ),
+  );
+}
+
+function renderDatasets(datasets: DatasetInfo[], selected: string): void {
+  const select = byId('dataset');
+  select.replaceChildren(...datasets.map((d) => h('vscode-option', { value: d.id, selected: d.id === selected }, d.label)));
+  (select as unknown as { value: string }).value = selected;
+}
+
+function show(data: CodebookData): void {
+  current = data;
+  state.restore = data.restore;
+  saveState(state);
+  renderSummary(data.summary);
+  renderDatasets(data.datasets, data.dataset);
+  let max = 0;
+  for (const c of data.counts) if (c > max) max = c;
+  byId('ramp-max').textContent = formatInt(max);
+  const canvas = byId<HTMLCanvasElement>('heatmap');
+  if (heatmap && data.order.length === Number(canvas.dataset.k)) {
+    heatmap.paint(data.counts);
+  } else {
+    heatmap = new Heatmap(canvas, data.order, data.counts, (t) => {
+      state.view = t;
+      saveState(state);
+    });
+    if (state.view) heatmap.viewport.t = state.view;
+    else heatmap.viewport.fit();
+  }
+  heatmap.selected = state.selected !== null && state.selected < data.order.length ? state.selected : null;
+  heatmap.draw();
+  drawRankFrequency(byId<HTMLCanvasElement>('rank-frequency'), data.counts);
+  if (heatmap.selected !== null) void selectCode(heatmap.selected);
+}
+
+async function selectCode(code: number): Promise<void> {
+  if (!heatmap) return;
+  heatmap.selected = code;
+  state.selected = code;
+  saveState(state);
+  heatmap.draw();
+  const detail = byId('detail');
+  detail.replaceChildren(h('h2', {}, `Code ${code}`), h('vscode-progress-bar', { indeterminate: true }));
+  try {
+    renderDetail(await host.request<Detail>({ type: 'codeDetail', code }));
+  } catch (err) {
+    detail.replaceChildren(h('h2', {}, `Code ${code}`), h('p', { class: 'error' }, (err as Error).message));
+  }
+}
+
+function renderDetail(d: Detail): void {
+  const neighbours = h('ol', { class: 'neighbours' },
+    ...d.neighbours.map((n) => {
+      const link = h('a', { href: '#', 'data-code': n.code }, `code ${n.code}`);
+      link.addEventListener('click', (e) => {
+        e.preventDefault();
+        void selectCode(n.code);
+      });
+      return h('li', {}, link, h('span', { class: 'muted' }, ` · dist² ${n.distance.toPrecision(3)} · ${formatInt(n.count)} use${n.count === 1 ? '' : 's'}`));
+    }),
+  );
+  const patches = d.patches.length
+    ? h('div', { class: 'patches' },
+        ...d.patches.map((p) => h('img', { src: p.src, alt: `patch of ${p.image}`, title: `${p.image} (row ${p.row}, col ${p.col})` })))
+    : h('p', { class: 'muted' }, d.note ?? 'No tokenized image uses this code.');
+  byId('detail').replaceChildren(
+    h('h2', {}, `Code ${d.code}`),
+    h('p', {}, `${formatInt(d.count)} use${d.count === 1 ? '' : 's'} · ${formatShare(d.share)} of tokens`),
+    h('h3', {}, 'Image patches'),
+    patches,
+    h('h3', {}, 'Nearest codes'),
+    neighbours,
+  );
+}
+
+// --- interaction -------------------------------------------------------------------------------
+const canvas = byId<HTMLCanvasElement>('heatmap');
+const local = (e: MouseEvent): [number, number] => {
+  const r = canvas.getBoundingClientRect();
+  return [e.clientX - r.left, e.clientY - r.top];
+};
+function hover(e: MouseEvent): void {
+  if (!heatmap || !current || (e.buttons & 1) !== 0) return tooltip.hide();
+  const code = heatmap.codeAt(...local(e));
+  if (code === null) return tooltip.hide();
+  const count = current.counts[code]!;
+  const share = current.summary.tokens > 0 ? count / current.summary.tokens : 0;
+  tooltip.show(e.clientX, e.clientY, [`code ${code}`, `count ${formatInt(count)}`, `share ${formatShare(share)}`]);
+}
+canvas.addEventListener('pointermove', hover);
+// the viewport zooms first (its listener was added first), then the tooltip follows the new cell
+canvas.addEventListener('wheel', hover);
+canvas.addEventListener('pointerleave', () => tooltip.hide());
+canvas.addEventListener('click', (e) => {
+  if (!heatmap || heatmap.viewport.panned) return;
+  const code = heatmap.codeAt(...local(e));
+  if (code !== null) void selectCode(code);
+});
+byId('fit').addEventListener('click', () => heatmap?.viewport.fit());
+byId('dataset').addEventListener('change', async (e) => {
+  const dataset = (e.target as unknown as { value: string }).value;
+  if (!current || dataset === current.dataset) return;
+  state.dataset = dataset;
+  saveState(state);
+  const reply = await host.request<Extract<CodebookReply, { type: 'codebook' }>>({ type: 'selectDataset', dataset });
+  show(reply.data);
+});
+byId('add-dataset').addEventListener('click', async () => {
+  const reply = await host.request<CodebookReply>({ type: 'addTokensFile' });
+  if (reply.type === 'codebook') show(reply.data);
+});
+new ResizeObserver(() => {
+  heatmap?.draw();
+  if (current) drawRankFrequency(byId<HTMLCanvasElement>('rank-frequency'), current.counts);
+}).observe(canvas);
+
+async function start(): Promise<void> {
+  const init = await host.request<Extract<CodebookReply, { type: 'codebook' }>>({ type: 'init' });
+  if (state.dataset && state.dataset !== init.data.dataset && init.data.datasets.some((d) => d.id === state.dataset)) {
+    const reply = await host.request<Extract<CodebookReply, { type: 'codebook' }>>({ type: 'selectDataset', dataset: state.dataset });
+    show(reply.data);
+  } else {
+    show(init.data);
+  }
+}
+start().catch((err: Error) => {
+  byId('summary').replaceChildren(h('p', { class: 'error' }, err.message));
+});

@@ -1,0 +1,103 @@
+// The Lab: a notebook of runs. Each cell shows its inputs, parameters, live progress and outputs
+// (metrics, thumbnails, a token-grid preview, files) and can be re-run, opened or removed.
+// The host owns the cells (kept in workspaceState); this view only renders what it is sent.
+import '../common/elements.js';
+import type { LabCell, LabChannel, LabKind, LabReply } from '../protocol.js';
+import { connect } from '../common/vscode.js';
+import { h, icon } from '../common/dom.js';
+import { codeColor } from '../common/colors.js';
+
+type Req = LabChannel['request'];
+
+const host = connect<Req, LabChannel['notification']>('lab', (n) => render(n.cells));
+
+const KINDS: { kind: LabKind; label: string; icon: string }[] = [
+  { kind: 'build', label: 'Build', icon: 'database' },
+  { kind: 'tokenize', label: 'Tokenize', icon: 'symbol-array' },
+  { kind: 'decode', label: 'Decode', icon: 'file-media' },
+  { kind: 'refine', label: 'Refine', icon: 'wand' },
+  { kind: 'demo', label: 'Demo', icon: 'beaker' },
+];
+const kindIcon = (kind: LabKind): string => KINDS.find((k) => k.kind === kind)!.icon;
+const STATUS_ICON: Record<LabCell['status'], string> = {
+  running: 'loading codicon-modifier-spin', done: 'pass', failed: 'error', cancelled: 'circle-slash',
+};
+
+const toolbar = h('nav', { class: 'lab-toolbar', 'aria-label': 'new run' },
+  ...KINDS.map((k) => {
+    const b = h('vscode-button', { secondary: true, title: `New ${k.label.toLowerCase()} run`, 'data-run': k.kind, icon: k.icon }, k.label);
+    b.addEventListener('click', () => void host.request({ type: 'run', kind: k.kind }));
+    return b;
+  }),
+);
+const list = h('div', { id: 'cells', class: 'lab-cells' });
+document.body.classList.add('lab');
+document.body.append(toolbar, list);
+
+function action(name: string, title: string, codicon: string, cell: string): HTMLElement {
+  const b = h('button', { class: 'icon-button', title, 'aria-label': title, 'data-action': name }, icon(codicon));
+  b.addEventListener('click', () => void host.request({ type: name as 'rerun', cell }));
+  return b;
+}
+
+function table(entries: Record<string, string | number>, cls: string): HTMLElement | string {
+  const keys = Object.keys(entries);
+  if (!keys.length) return '';
+  return h('dl', { class: cls }, ...keys.flatMap((k) => [h('dt', {}, k), h('dd', { title: String(entries[k]) }, String(entries[k]))]));
+}
+
+function tokenPreview(p: NonNullable<LabCell['tokenPreview']>): HTMLCanvasElement {
+  const [gh, gw] = p.grid;
+  const c = h('canvas', { class: 'token-preview', width: gw, height: gh, title: `${gh}×${gw} tokens` });
+  const ctx = c.getContext('2d')!;
+  const img = ctx.createImageData(gw, gh);
+  p.ids.forEach((id, i) => img.data.set([...codeColor(id), 255], i * 4));
+  ctx.putImageData(img, 0, 0);
+  return c;
+}
+
+function cellView(cell: LabCell): HTMLElement {
+  const time = new Date(cell.startedAt).toLocaleTimeString();
+  const actions = h('span', { class: 'actions' },
+    ...(cell.status === 'running'
+      ? [action('cancel', 'Cancel', 'debug-stop', cell.id)]
+      : [action('rerun', 'Run again', 'refresh', cell.id), action('open', 'Open in a panel', 'go-to-file', cell.id), action('remove', 'Remove', 'trash', cell.id)]),
+  );
+  const progress = cell.status === 'running' && cell.progress
+    ? h('div', { class: 'progress' },
+        h('vscode-progress-bar', { value: cell.progress.done, max: Math.max(1, cell.progress.total), indeterminate: cell.progress.total === 0 }),
+        h('span', { class: 'muted' }, cell.progress.message ?? `${cell.progress.done} / ${cell.progress.total}`))
+    : '';
+  const outputs = h('div', { class: 'outputs' },
+    ...(cell.thumbnails ?? []).map((src) => h('img', { class: 'thumb', src, alt: 'output' })),
+    cell.tokenPreview ? tokenPreview(cell.tokenPreview) : '',
+  );
+  return h('article', { class: 'lab-cell', 'data-kind': cell.kind, 'data-status': cell.status, 'data-id': cell.id },
+    h('header', {},
+      h('span', { class: `status status-${cell.status}`, title: cell.status }, icon(STATUS_ICON[cell.status])),
+      icon(kindIcon(cell.kind)),
+      h('strong', { class: 'title', title: cell.title }, cell.title),
+      h('span', { class: 'muted time' }, time),
+      actions),
+    table(cell.inputs, 'inputs'),
+    table(cell.params, 'params'),
+    progress,
+    cell.metrics ? table(cell.metrics, 'metrics') : '',
+    outputs.childElementCount ? outputs : '',
+    ...(cell.files ?? []).map((f) => h('div', { class: 'file muted', title: f }, icon('file'), ` ${f}`)),
+    cell.error ? h('div', { class: 'error' }, cell.error) : '',
+  );
+}
+
+function render(cells: LabCell[]): void {
+  list.replaceChildren(
+    ...(cells.length
+      ? cells.map(cellView)
+      : [h('p', { class: 'empty muted' }, 'No runs yet. Start one above, or from the command palette (UniCode²: …).')]),
+  );
+}
+
+host
+  .request<Extract<LabReply, { type: 'cells' }>>({ type: 'init' })
+  .then((r) => render(r.cells))
+  .catch((err: Error) => list.replaceChildren(h('p', { class: 'error' }, err.message)));
