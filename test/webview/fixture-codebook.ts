@@ -1,7 +1,7 @@
 // A small real codebook built by the engine from the fixture photos (DCT encoder, K = 256), and a
 // real image tokenized with it: test data for the token-grid and generation panels.
 import * as path from 'node:path';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import {
   buildCodebook, decodeTokens, listImages, openEncoderFromDescriptor, readCodebook, tokenizeImages, type Codebook, type Encoder, type TokenGrid,
@@ -29,9 +29,11 @@ let fixture: Promise<Fixture> | null = null;
 export function realFixture(): Promise<Fixture> {
   fixture ??= (async () => {
     const backend = await createCpuBackend();
-    const out = path.join(mkdtempSync(path.join(tmpdir(), 'unicode2-webview-')), 'codebook.safetensors');
+    const dir = mkdtempSync(path.join(tmpdir(), 'unicode2-webview-'));
+    const out = path.join(dir, 'codebook.safetensors');
     await buildCodebook({ images: fixtureImages, encoder: 'dct', k: 256, iterations: 10, seed: 0, lambda: 0.1, out }, backend);
     const cb = await readCodebook(out);
+    rmSync(dir, { recursive: true, force: true }); // everything needed is in memory now
     const encoder = await openEncoderFromDescriptor(cb.meta.encoder, backend);
     const image = path.join(fixtureImages, 'chelsea.png');
     const { results: grids } = await tokenizeImages(cb, encoder, await listImages(fixtureImages), backend, { withDistances: true });

@@ -1,0 +1,150 @@
+// Drives the code-server workbench the way a person does: command palette, the simple file
+// dialog (a quick input in the browser build), notifications, and the webviews two frames deep.
+import { chromium, type BrowserContext, type Frame, type Page } from 'playwright-core';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from './code-server';
+
+const artifactsDir = join(repoRoot, '.test-artifacts', 'e2e');
+
+export interface Workbench {
+  page: Page;
+  /** Folder of this workbench's screenshots: .test-artifacts/e2e/<name>/. */
+  artifacts: string;
+  /** Saves a numbered screenshot (01-<step>.png, ...) so each step can be looked at afterwards. */
+  screenshot(step: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Debian's chromium, headless, with a fresh profile; code-server loaded and its workbench visible.
+ * `name` names the folder its screenshots go to.
+ */
+export async function openWorkbench(url: string, name: string, timeoutMs = 90_000): Promise<Workbench> {
+  const profile = await mkdtemp(join(tmpdir(), 'unicode2-e2e-chromium-'));
+  let context: BrowserContext | undefined;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      viewport: { width: 1400, height: 900 },
+      // Playwright sets the profile itself and refuses --user-data-dir here.
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(url);
+    await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: timeoutMs });
+    const opened = context;
+    const artifacts = join(artifactsDir, name);
+    await rm(artifacts, { recursive: true, force: true });
+    await mkdir(artifacts, { recursive: true });
+    let shots = 0;
+    return {
+      page,
+      artifacts,
+      screenshot: async (step) => {
+        shots += 1;
+        await page.screenshot({ path: join(artifacts, `${String(shots).padStart(2, '0')}-${step}.png`) });
+      },
+      close: async () => {
+        await opened.close();
+        await rm(profile, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await context?.close();
+    await rm(profile, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Runs a command from the palette by its full title ("UniCode²: Run Demo"). A palette opened before
+ * the extension host has registered the extension never lists its commands and does not refresh,
+ * so the palette is reopened until the entry shows up.
+ */
+export async function runCommand(page: Page, title: string, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const palette = page.locator('.quick-input-widget');
+  const entry = palette.locator('.monaco-list-row', { hasText: title }).first();
+  while (Date.now() < deadline) {
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('F1');
+    await palette.locator('input').waitFor({ state: 'visible', timeout: 10_000 });
+    await page.keyboard.type(title);
+    try {
+      await entry.waitFor({ state: 'visible', timeout: 3_000 });
+      await entry.click();
+      return;
+    } catch {
+      await page.keyboard.press('Escape');
+      await page.waitForTimeout(2_000);
+    }
+  }
+  throw new Error(`command "${title}" never appeared in the palette within ${timeoutMs} ms`);
+}
+
+/**
+ * Answers the browser build's simple file dialog, a quick input whose text is a path: the absolute
+ * path is typed over what is there and accepted with Enter. An Enter that comes before the dialog
+ * has resolved the typed path moves into the folder instead of accepting it, so Enter is repeated
+ * while the dialog stays open.
+ */
+export async function answerFileDialog(page: Page, absolutePath: string, timeoutMs = 30_000): Promise<void> {
+  const widget = page.locator('.quick-input-widget');
+  const input = widget.locator('input');
+  const deadline = Date.now() + timeoutMs;
+  // The palette that ran the command closes as the dialog opens in the same widget: wait until the
+  // input holds a path (the dialog starts at the workspace folder) rather than the palette's ">...".
+  while (!(await input.inputValue().catch(() => '')).startsWith('/')) {
+    if (Date.now() > deadline) throw new Error(`no file dialog opened within ${timeoutMs} ms`);
+    await page.waitForTimeout(250);
+  }
+  await input.fill(absolutePath);
+  while (Date.now() < deadline) {
+    // The dialog resolves the typed path asynchronously; give it a moment before each Enter.
+    await page.waitForTimeout(1_000);
+    await input.press('Enter');
+    try {
+      await widget.waitFor({ state: 'hidden', timeout: 2_000 });
+      return;
+    } catch {
+      // still open: it moved into the folder; accept again
+    }
+  }
+  throw new Error(`the file dialog did not accept ${absolutePath} within ${timeoutMs} ms`);
+}
+
+/**
+ * The frame of the webview whose document contains `selector`. Webview content sits two frames deep
+ * (iframe.webview > #active-frame); searching every frame also copes with several panels open.
+ */
+export async function findWebviewFrame(page: Page, selector: string, timeoutMs = 60_000): Promise<Frame> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const frame of page.frames()) {
+      if (frame === page.mainFrame()) continue;
+      try {
+        if (await frame.$(selector)) return frame;
+      } catch {
+        // the frame navigated or went away while being searched
+      }
+    }
+    await page.waitForTimeout(500);
+  }
+  throw new Error(`no webview shows "${selector}" within ${timeoutMs} ms`);
+}
+
+/** The notification toast whose text contains `text`. */
+export function notification(page: Page, text: string | RegExp) {
+  return page.locator('.notification-toast', { hasText: text }).first();
+}
