@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { CodebookData, CodebookHandle, ComputeBackend, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
 import { UserError } from '../../extension/engine/errors.js';
-import { CpuCodebook, createSearchSession, searchNearest } from './nearest.js';
+import { CpuCodebook, createSearchSession, searchNearestIds } from './nearest.js';
+import { exactDistances } from '../distances.js';
 import { accumulateClusters } from './accumulate.js';
 import { dctPatches, idctPatches } from './dct.js';
 import { mosaic } from './mosaic.js';
@@ -32,14 +33,16 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
       return new CpuCodebook(codebook);
     },
 
-    nearest(handle: CodebookHandle, queries: Matrix, control?: RunControl): Promise<NearestResult> {
-      return searchNearest(live(), own(handle), queries, control);
+    async nearest(handle: CodebookHandle, queries: Matrix, control?: RunControl): Promise<NearestResult> {
+      const cb = own(handle);
+      const ids = await searchNearestIds(live(), cb, queries, control);
+      return { ids, distances: exactDistances(queries, ids, (id) => cb.row(id)) };
     },
 
     async kmeansStep(handle: CodebookHandle, points: Matrix, control?: RunControl): Promise<KMeansStepResult> {
       const cb = own(handle);
-      const { ids, distances } = await searchNearest(live(), cb, points, control);
-      return { ids, distances, ...accumulateClusters(points, ids, distances, cb.k) };
+      const ids = await searchNearestIds(live(), cb, points, control);
+      return { ids, ...accumulateClusters(points, ids, cb.codes, cb.k) };
     },
 
     async histogram(ids: Int32Array, k: number): Promise<Uint32Array> {

@@ -13,7 +13,7 @@
 // [queryBatch x chunkRows] score block (<= SCORE_BLOCK floats), never a Q x K matrix.
 import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
-import type { CodebookData, CodebookHandle, Matrix, NearestResult, RunControl } from '../backend.js';
+import type { CodebookData, CodebookHandle, Matrix, RunControl } from '../backend.js';
 import { GraphBuilder, float } from '../../extension/engine/onnx/graph.js';
 import { f16ToF32 } from '../../extension/engine/half.js';
 import { UserError, throwIfCancelled } from '../../extension/engine/errors.js';
@@ -49,6 +49,11 @@ export class CpuCodebook implements CodebookHandle {
         norms: new ort.Tensor('float32', norms.subarray(start, start + rows), [rows]),
       });
     }
+  }
+
+  /** code `id` as a view into the codebook */
+  row(id: number): Float32Array {
+    return this.codes.subarray(id * this.d, (id + 1) * this.d);
   }
 
   get isDisposed(): boolean {
@@ -89,8 +94,9 @@ export async function createSearchSession(threads = os.availableParallelism()): 
   });
 }
 
-export async function searchNearest(session: ort.InferenceSession, cb: CpuCodebook, queries: Matrix,
-                                    control?: RunControl): Promise<NearestResult> {
+/** The nearest code of every query (ids only: callers add exact distances as they need them). */
+export async function searchNearestIds(session: ort.InferenceSession, cb: CpuCodebook, queries: Matrix,
+                                       control?: RunControl): Promise<Int32Array> {
   if (cb.isDisposed) throw new Error('the codebook handle was disposed');
   if (queries.cols !== cb.d) {
     throw new UserError(`the vectors have ${queries.cols} dimensions but the codebook has ${cb.d}; use embeddings from the encoder the codebook was built with`);
@@ -117,21 +123,5 @@ export async function searchNearest(session: ort.InferenceSession, cb: CpuCodebo
       }
     }
   }
-  return { ids, distances: exactDistances(cb, queries, ids) };
-}
-
-/** The winners' squared distances recomputed directly in f64: ||q||^2 + score cancels badly in
- *  f32 when q is close to its code, and inertia is summed from these. */
-function exactDistances(cb: CpuCodebook, queries: Matrix, ids: Int32Array): Float32Array {
-  const d = cb.d, q = queries.data, c = cb.codes;
-  const out = new Float32Array(ids.length);
-  for (let i = 0; i < ids.length; i++) {
-    let s = 0;
-    for (let j = 0, qo = i * d, co = ids[i] * d; j < d; j++) {
-      const diff = q[qo + j] - c[co + j];
-      s += diff * diff;
-    }
-    out[i] = s;
-  }
-  return out;
+  return ids;
 }

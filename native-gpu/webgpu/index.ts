@@ -8,7 +8,8 @@ import { CancelledError, UserError } from '../../extension/engine/errors.js';
 import { openGpuContext, type GpuContext } from './device.js';
 import { createRuntime, type Runtime, type WebGpuTuning } from './runtime.js';
 import { GpuCodebook } from './gpu-codebook.js';
-import { exactDistances, searchNearestIds } from './search.js';
+import { searchNearestIds } from './search.js';
+import { exactDistances } from '../distances.js';
 import { SumBuffers } from './kernels/accumulate.js';
 import { histogram } from './kernels/histogram.js';
 import { mosaic } from './kernels/mosaic.js';
@@ -160,7 +161,7 @@ class Backend implements WebGpuBackend {
       async () => {
         const cb = this.gpuCodebook(handle);
         const ids = await searchNearestIds(this.rt, cb, queries, control);
-        return { ids, distances: exactDistances(cb, queries, ids) };
+        return { ids, distances: exactDistances(queries, ids, (id) => cb.rowsF32(id, 1)) };
       },
       async (cpu) => cpu.nearest(await this.cpuHandle(cpu, handle), queries, control),
     );
@@ -175,7 +176,7 @@ class Backend implements WebGpuBackend {
         const sums = new SumBuffers(this.rt, cb.chunks, cb.dPad);
         try {
           const ids = await searchNearestIds(this.rt, cb, points, control, (batch) => sums.add(batch.buffer, batch.ids, cb.chunks, cb.k));
-          const distances = exactDistances(cb, points, ids);
+          const distances = exactDistances(points, ids, (id) => cb.rowsF32(id, 1));
           return { ids, distances, ...(await this.readSums(cb, sums, ids, distances)) };
         } finally {
           sums.release();

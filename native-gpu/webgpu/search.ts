@@ -107,20 +107,3 @@ function padRows(data: Float32Array, rows: number, d: number, dPad: number): Flo
   for (let r = 0; r < rows; r++) out.set(data.subarray(r * d, (r + 1) * d), r * dPad);
   return out;
 }
-
-/** The winners' squared distances recomputed in f64 on the host, as the CPU backend does:
- *  ||q||^2 + score cancels badly in f32 when a query sits close to its code. O(Q*d), cheap. */
-export function exactDistances(cb: GpuCodebook, queries: Matrix, ids: Int32Array): Float32Array {
-  const d = cb.d, q = queries.data;
-  const out = new Float32Array(ids.length);
-  for (let i = 0; i < ids.length; i++) {
-    const c = cb.rowsF32(ids[i], 1);
-    let s = 0;
-    for (let j = 0, qo = i * d; j < d; j++) {
-      const diff = q[qo + j] - c[j];
-      s += diff * diff;
-    }
-    out[i] = s;
-  }
-  return out;
-}
