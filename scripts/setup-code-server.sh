@@ -46,7 +46,10 @@ init_prefix "$cs_prefix"
 rm -f "$done_marker"
 # The postinstall compiles native modules with node-gyp: npm_config_nodedir points it at the
 # Node 24 headers already on disk (otherwise it tries to download them).
-PATH="$node_home/bin:$PATH" \
+# Under `npm test` the outer npm exports npm_config_user_agent ("npm/11 node/v20 ..."), which the
+# inner npm takes as its own config and code-server's postinstall reads to check the Node major:
+# drop it, and the outer npm's NODE, so both see Node 24.
+env -u npm_config_user_agent -u NODE PATH="$node_home/bin:$PATH" \
 npm_config_nodedir="$node_home" \
   npm install --prefix "$cs_prefix" --no-audit --no-fund --loglevel=error \
     "code-server@$CODE_SERVER_VERSION" >&2
