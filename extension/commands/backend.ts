@@ -1,5 +1,7 @@
 // The compute backend of this window: opened lazily on first use with the device setting,
 // re-opened when unicode2.device / unicode2.allowSoftwareGpu change, disposed on deactivate.
+// A job holds the backend while it runs (hold()): a device change mid-job opens the new backend
+// for later work, and the old one (and what was opened on it) is released only when no job runs.
 // The status-bar item shows which device computes; clicking it picks another.
 import * as vscode from 'vscode';
 import { openBackend } from '../../native-gpu/index.js';
@@ -8,6 +10,9 @@ import { readSettings } from './config.js';
 
 export class BackendManager implements vscode.Disposable {
   private current: Promise<ComputeBackend> | null = null;
+  private jobsRunning = 0;
+  /** releases of replaced backends, waiting for the running jobs to end */
+  private readonly retired: (() => Promise<void>)[] = [];
   private readonly status = vscode.window.createStatusBarItem('unicode2.device', vscode.StatusBarAlignment.Right, 100);
   private readonly subscription: vscode.Disposable;
   private readonly resetEmitter = new vscode.EventEmitter<void>();
@@ -50,12 +55,29 @@ export class BackendManager implements vscode.Disposable {
     this.status.tooltip = `UniCode² compute device: ${detail}\nClick to choose another.`;
   }
 
+  /** Runs `work` with the backends it may use kept alive until it ends. */
+  async hold<T>(work: () => Promise<T>): Promise<T> {
+    this.jobsRunning++;
+    try {
+      return await work();
+    } finally {
+      if (--this.jobsRunning === 0) await this.releaseRetired();
+    }
+  }
+
   private async reset(): Promise<void> {
     const old = this.current;
     this.current = null;
     this.showStatus(readSettings().device, 'not opened yet: opens on first use');
-    this.resetEmitter.fire();
-    await old?.then((b) => b.dispose()).catch(() => undefined);
+    this.retired.push(async () => {
+      this.resetEmitter.fire();
+      await old?.then((b) => b.dispose()).catch(() => undefined);
+    });
+    if (this.jobsRunning === 0) await this.releaseRetired();
+  }
+
+  private async releaseRetired(): Promise<void> {
+    for (const release of this.retired.splice(0)) await release();
   }
 
   async dispose(): Promise<void> {

@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 import { CancelledError, UserError } from '../engine/errors.js';
 import type { LabCell, LabKind } from '../../webview/protocol.js';
 import type { LabStore } from '../panels/labStore.js';
+import type { BackendManager } from './backend.js';
 
 export interface JobSpec {
   kind: LabKind;
@@ -30,6 +31,7 @@ export class Jobs {
   constructor(
     private readonly lab: LabStore,
     private readonly log: vscode.OutputChannel,
+    private readonly backend: BackendManager,
   ) {}
 
   cancel(cellId: string): void {
@@ -51,7 +53,7 @@ export class Jobs {
           token.onCancellationRequested(() => abort.abort());
           let reported = 0;
           let lastCell = 0;
-          return work({
+          return this.backend.hold(() => work({
             signal: abort.signal,
             progress: (done, total, message) => {
               const fraction = total > 0 ? Math.min(1, done / total) : 0;
@@ -64,7 +66,7 @@ export class Jobs {
                 this.lab.update(id, { progress: { done, total, message } });
               }
             },
-          });
+          }));
         },
       );
       const seconds = ((Date.now() - started) / 1000).toFixed(1);

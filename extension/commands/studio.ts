@@ -34,7 +34,7 @@ export class Studio implements vscode.Disposable {
 
   constructor(readonly context: vscode.ExtensionContext) {
     this.lab = new LabStore(context.workspaceState);
-    this.jobs = new Jobs(this.lab, this.log);
+    this.jobs = new Jobs(this.lab, this.log, this.backend);
     this.backend.onDidReset(() => this.disposeEncoders());
   }
 
