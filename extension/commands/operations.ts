@@ -4,7 +4,7 @@ import * as vscode from 'vscode';
 import * as path from 'node:path';
 import {
   buildCodebook, codeStats, decodeTokens, listImages, loadImage, readTokenGrids, refineAtlas, runDemo, tokenizeImages, writeCodebook,
-  throwIfCancelled, writePng, writeTokenJson, UserError, type RgbImage, type TokenGrid,
+  throwIfCancelled, writePng, writeTokenDataset, writeTokenJson, UserError, type RgbImage, type TokenGrid,
 } from '../engine/index.js';
 import type { Studio } from './studio.js';
 import { defaultCodebookPath, readSettings, workspaceDataDir } from './config.js';
@@ -169,6 +169,13 @@ export class Operations {
           const { results, skipped } = await tokenizeImages(cb, encoder, images, backend, { signal, onProgress: progress });
           if (!results.length) throw new UserError(`none of the ${images.length} images in ${dir} could be read`);
           const files = await this.saveTokens(path.basename(dir), results);
+          // The data-set form researchers load in PyTorch: int32 [N, L] + an index of image paths.
+          const dataDir = workspaceDataDir();
+          if (dataDir) {
+            const dataset = path.join(dataDir, 'tokens', `${path.basename(dir)}.tokens.npy`);
+            await writeTokenDataset(dataset, results);
+            files.push(dataset);
+          }
           this.studio.addTokenSet(`${path.basename(dir)} (${results.length} images)`, results, files[0]);
           const stats = codeStats(await backend.histogram(Int32Array.from(results.flatMap((r) => r.ids)), cb.frozen.rows));
           return {
