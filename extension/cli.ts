@@ -106,6 +106,11 @@ function fmt(x: number, digits = 4): string {
   return Number.isInteger(x) ? String(x) : x.toFixed(digits);
 }
 
+/** a share in [0, 1] as a percentage, e.g. utilization 0.8734 -> "87.34%" */
+function pct(x: number): string {
+  return `${(100 * x).toFixed(2)}%`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Commands
 
@@ -191,7 +196,7 @@ const build: Command = {
       json: s,
       text:
         `wrote ${s.out} (K=${s.k}, d=${s.d}, fingerprint ${s.fingerprint})\n` +
-        `iterations ${s.iterations}, inertia ${s.inertia.toPrecision(6)}, utilization ${fmt(s.utilization)}, ` +
+        `iterations ${s.iterations}, inertia ${s.inertia.toPrecision(6)}, utilization ${pct(s.utilization)}, ` +
         `perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}, ${s.seconds.toFixed(2)} s on ${s.device}`,
     };
   },
@@ -371,7 +376,7 @@ const stats: Command = {
     const s = codeStats(await backend.histogram(Int32Array.from(ids), k));
     return {
       json: { tokens: s.tokens, k: s.k, used: s.used, utilization: s.utilization, perplexity: s.perplexity, dead: s.dead, device: backend.device },
-      text: `${s.tokens} tokens over K=${s.k}: used ${s.used}, utilization ${fmt(s.utilization)}, perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}`,
+      text: `${s.tokens} tokens over K=${s.k}: used ${s.used}, utilization ${pct(s.utilization)}, perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}`,
     };
   },
 };
@@ -407,7 +412,7 @@ const demo: Command = {
     };
     const lines = [
       `codebook  ${r.codebook} (K=${r.summary.k}, d=${r.summary.d}, ${r.summary.iterations} iterations, ${r.summary.seconds.toFixed(2)} s on ${r.summary.device})`,
-      `usage     ${s.tokens} tokens: utilization ${fmt(s.utilization)}, perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}`,
+      `usage     ${s.tokens} tokens: utilization ${pct(s.utilization)}, perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}`,
       ...r.samples.map((x) => `psnr      ${x.psnr.toFixed(2)} dB  ${path.basename(x.image)}`),
       `mean psnr ${r.meanPsnr.toFixed(2)} dB`,
       `report    ${r.report}`,
