@@ -17,7 +17,7 @@ export function drawRankFrequency(canvas: HTMLCanvasElement, counts: number[]): 
     ctx.fillText('no code is used in this data set', 8, h / 2);
     return;
   }
-  const pad = { l: 44, r: 10, t: 20, b: 26 };
+  const pad = { l: 44, r: 10, t: 20, b: 34 };
   const maxRank = Math.log10(Math.max(10, sorted.length));
   const maxCount = Math.ceil(Math.log10(Math.max(10, sorted[0]!)));
   const X = (logRank: number): number => pad.l + (logRank / maxRank) * (w - pad.l - pad.r);
@@ -36,7 +36,7 @@ export function drawRankFrequency(canvas: HTMLCanvasElement, counts: number[]): 
   ctx.textAlign = 'right';
   for (let e = 0; e <= maxCount; e++) ctx.fillText(`1e${e}`, pad.l - 5, Y(e) + 4);
   ctx.textAlign = 'right';
-  ctx.fillText('rank', w - pad.r, h - pad.b + 14);
+  ctx.fillText('rank', w - pad.r, h - 4); // below the tick labels: a right-end tick would collide
   ctx.textAlign = 'left';
   ctx.fillText('count', 4, 10);
 
