@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
+import { seededRandom } from '../../extension/engine/sampling.js';
 import { createWebGpuBackend, type WebGpuBackend, type WebGpuTuning } from '../../native-gpu/webgpu/index.js';
 
 /** true (after saying why) when the GPU tests must not register: env UNICODE2_NO_GPU_TESTS=1 */
@@ -35,16 +36,10 @@ export function openCpu(): Promise<ComputeBackend> {
   return createCpuBackend();
 }
 
-/** mulberry32 + Box-Muller: reproducible normal samples */
+/** Box-Muller over the engine's seeded generator: reproducible normal samples */
 export function normals(count: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const uniform = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 1) / 4294967297;
-  };
+  const random = seededRandom(seed);
+  const uniform = (): number => 1 - random(); // (0, 1]: log(0) must never happen
   const out = new Float32Array(count);
   for (let i = 0; i < count; i++) out[i] = Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
   return out;

@@ -11,21 +11,13 @@ import { realFixture, disposeFixture } from './fixture-codebook.js';
 import { similarityOrder } from '../../extension/panels/codeOrder.js';
 import { cropPatch, pngDataUri } from '../../extension/panels/images.js';
 import * as path from 'node:path';
+import { seededRandom } from '../../extension/engine/sampling.js';
 
 after(async () => {
   await closeBrowser();
   await disposeFixture();
 });
 
-/** deterministic PRNG (mulberry32) so synthetic data is the same on every run */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function codebookData(counts: number[], order: number[], file = 'codebook.safetensors'): CodebookData {
   const tokens = counts.reduce((a, b) => a + b, 0);
@@ -50,7 +42,7 @@ function codebookData(counts: number[], order: number[], file = 'codebook.safete
  * neighbouring cells (similar codes are used alike), and a dead region where usage fades out.
  */
 function realisticData(k: number): CodebookData {
-  const rand = rng(7);
+  const rand = seededRandom(7);
   const { cols, rows } = heatmapLayout(k);
   const order = Array.from({ length: k }, (_, i) => i);
   for (let i = k - 1; i > 0; i--) {
