@@ -9,6 +9,8 @@ import type { Codebook } from './codebook';
 import { forEachEncodedBatch, type BatchControl } from './embed';
 import type { Encoder } from './encoders/index';
 import { UserError } from './errors';
+import { checkEncoderMatches } from './tokenize';
+import { checkTokenIds } from '../../native-gpu/token-ids';
 import type { RgbImage } from './image';
 
 function atlasPatch(cb: Codebook): number {
@@ -28,10 +30,8 @@ export async function decodeTokens(cb: Codebook, ids: Int32Array, grid: [number,
   const k = cb.trainable.rows;
   const cols = cb.trainable.cols;
   const coefficients = new Float32Array(ids.length * cols);
-  ids.forEach((id, i) => {
-    if (!(id >= 0 && id < k)) throw new UserError(`token id ${id} at position ${i} is outside the codebook (ids run from 0 to ${k - 1})`);
-    coefficients.set(cb.trainable.data.subarray(id * cols, (id + 1) * cols), i * cols);
-  });
+  checkTokenIds(ids, k);
+  ids.forEach((id, i) => coefficients.set(cb.trainable.data.subarray(id * cols, (id + 1) * cols), i * cols));
   const pixels = await backend.idctPatches({ rows: ids.length, cols, data: coefficients }, gridH, gridW, p);
   for (let i = 0; i < pixels.length; i++) pixels[i] = Math.min(1, Math.max(0, pixels[i]));
   return { data: pixels, width: gridW * p, height: gridH * p };
@@ -50,9 +50,7 @@ export async function refineAtlas(
   backend: ComputeBackend,
   control: BatchControl = {},
 ): Promise<Codebook> {
-  if (encoder.d !== cb.frozen.cols) {
-    throw new UserError(`codebook has d=${cb.frozen.cols} but encoder '${encoder.descriptor.id}' gives d=${encoder.d}`);
-  }
+  checkEncoderMatches(cb, encoder);
   const p = encoder.patch;
   const [height, width] = encoder.inputSize;
   if (height % p !== 0 || width % p !== 0) throw new UserError(`encoder '${encoder.descriptor.id}' input ${width}x${height} is not a whole number of ${p}x${p} patches`);

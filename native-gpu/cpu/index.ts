@@ -4,9 +4,9 @@
 import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { CodebookData, CodebookHandle, ComputeBackend, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
-import { UserError } from '../../extension/engine/errors.js';
 import { CpuCodebook, createSearchSession, searchNearestIds } from './nearest.js';
 import { exactDistances } from '../distances.js';
+import { checkTokenIds } from '../token-ids.js';
 import { accumulateClusters } from './accumulate.js';
 import { dctPatches, idctPatches } from './dct.js';
 import { mosaic } from './mosaic.js';
@@ -46,12 +46,9 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
     },
 
     async histogram(ids: Int32Array, k: number): Promise<Uint32Array> {
+      checkTokenIds(ids, k);
       const counts = new Uint32Array(k);
-      for (let i = 0; i < ids.length; i++) {
-        const id = ids[i];
-        if (id < 0 || id >= k) throw new UserError(`token id ${id} at position ${i} is outside the codebook (ids run from 0 to ${k - 1})`);
-        counts[id]++;
-      }
+      for (let i = 0; i < ids.length; i++) counts[ids[i]]++;
       return counts;
     },
 

@@ -1,6 +1,7 @@
 // Histogram of token ids: one thread per id, atomicAdd on u32 counters. Ids are range-checked on
 // the host first (an out-of-range id is the user's data problem, not a GPU fault).
 import { UserError } from '../../../extension/engine/errors.js';
+import { checkTokenIds } from '../../token-ids.js';
 import { STORAGE, readBack } from '../buffers.js';
 import { dispatch, grid2d, type ProgramInfo } from '../program.js';
 import type { Runtime } from '../runtime.js';
@@ -27,16 +28,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   };
 }
 
-export function checkIds(ids: Int32Array, k: number): void {
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    if (id < 0 || id >= k) throw new UserError(`token id ${id} at position ${i} is outside the codebook (ids run from 0 to ${k - 1})`);
-  }
-}
-
 export async function histogram(rt: Runtime, ids: Int32Array, k: number): Promise<Uint32Array> {
   if (!Number.isInteger(k) || k < 1) throw new UserError(`the codebook size must be a positive integer, got ${k}`);
-  checkIds(ids, k);
+  checkTokenIds(ids, k);
   const { device, pool } = rt;
   if (k * 4 > device.limits.maxStorageBufferBindingSize) throw new UserError(`a histogram of ${k} codes is too large for this GPU; use --device cpu`);
   const pipeline = await rt.pipelines.get(histogramProgram());

@@ -4,7 +4,7 @@ import type { Matrix } from '../../backend.js';
 import { UserError } from '../../../extension/engine/errors.js';
 import { STORAGE, readBack } from '../buffers.js';
 import { dispatch, grid2d, type ProgramInfo } from '../program.js';
-import { checkIds } from './histogram.js';
+import { checkTokenIds } from '../../token-ids.js';
 import type { Runtime } from '../runtime.js';
 
 const WORKGROUP = 256;
@@ -41,7 +41,7 @@ export async function mosaic(rt: Runtime, atlas: Matrix, ids: Int32Array, gridH:
   if (!Number.isInteger(p) || p < 1) throw new UserError(`the patch size must be a positive integer, got ${p}`);
   if (atlas.cols !== 3 * p * p) throw new UserError(`the atlas rows have ${atlas.cols} values but patches of ${p}x${p} RGB need ${3 * p * p}`);
   if (ids.length !== gridH * gridW) throw new UserError(`the token grid ${gridH}x${gridW} needs ${gridH * gridW} ids, got ${ids.length}`);
-  checkIds(ids, atlas.rows);
+  checkTokenIds(ids, atlas.rows);
   const { device, pool } = rt;
   const width = gridW * p, height = gridH * p;
   const outBytes = 3 * width * height * 4;

@@ -1,0 +1,10 @@
+// The one range check for token ids, used wherever ids index a codebook (histograms, mosaics,
+// the atlas decoder): an id outside [0, k) is bad input, never an out-of-bounds read.
+import { UserError } from '../extension/engine/errors.js';
+
+export function checkTokenIds(ids: ArrayLike<number>, k: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!(id >= 0 && id < k)) throw new UserError(`token id ${id} at position ${i} is outside the codebook (ids run from 0 to ${k - 1})`);
+  }
+}
