@@ -95,33 +95,39 @@ export async function runCommand(page: Page, title: string, timeoutMs = 90_000):
 
 /**
  * Answers the browser build's simple file dialog, a quick input whose text is a path: the absolute
- * path is typed over what is there and accepted with Enter. An Enter that comes before the dialog
- * has resolved the typed path moves into the folder instead of accepting it, so Enter is repeated
- * while the dialog stays open.
+ * path is typed over what is there and accepted with Enter. Two races are handled by retrying:
+ * the dialog's first listing of its start folder ends by writing that folder back into the input,
+ * over anything typed before it finished; and an Enter that comes before the dialog has resolved
+ * the typed path moves into the folder instead of accepting it. So before every Enter the input is
+ * checked to still hold the path (typed again if not), until the dialog closes.
  */
-export async function answerFileDialog(page: Page, absolutePath: string, timeoutMs = 30_000): Promise<void> {
+export async function answerFileDialog(page: Page, absolutePath: string, timeoutMs = 60_000): Promise<void> {
   const widget = page.locator('.quick-input-widget');
   const input = widget.locator('input');
+  const value = () => input.inputValue().catch(() => '');
   const deadline = Date.now() + timeoutMs;
   // The palette that ran the command closes as the dialog opens in the same widget: wait until the
   // input holds a path (the dialog starts at the workspace folder) rather than the palette's ">...".
-  while (!(await input.inputValue().catch(() => '')).startsWith('/')) {
+  while (!(await value()).startsWith('/')) {
     if (Date.now() > deadline) throw new Error(`no file dialog opened within ${timeoutMs} ms`);
     await page.waitForTimeout(250);
   }
-  await input.fill(absolutePath);
+  let seen = '';
   while (Date.now() < deadline) {
+    if ((await value()) !== absolutePath) await input.fill(absolutePath);
     // The dialog resolves the typed path asynchronously; give it a moment before each Enter.
     await page.waitForTimeout(1_000);
+    seen = await value();
+    if (seen !== absolutePath) continue;
     await input.press('Enter');
     try {
       await widget.waitFor({ state: 'hidden', timeout: 2_000 });
       return;
     } catch {
-      // still open: it moved into the folder; accept again
+      // still open: it moved into the folder; type the path again and accept again
     }
   }
-  throw new Error(`the file dialog did not accept ${absolutePath} within ${timeoutMs} ms`);
+  throw new Error(`the file dialog did not accept ${absolutePath} within ${timeoutMs} ms (its input last held "${seen}")`);
 }
 
 /**
