@@ -11,6 +11,7 @@ export interface Settings {
   k: number;
   lambda: number;
   iterations: number;
+  tolerance: number;
   seed: number;
   allowSoftwareGpu: boolean;
 }
@@ -24,6 +25,7 @@ export function readSettings(): Settings {
     k: c.get<number>('k', 1024),
     lambda: c.get<number>('lambda', 0.1),
     iterations: c.get<number>('iterations', 20),
+    tolerance: c.get<number>('tolerance', 1e-4),
     seed: c.get<number>('seed', 0),
     allowSoftwareGpu: c.get<boolean>('allowSoftwareGpu', false),
   };

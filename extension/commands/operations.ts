@@ -64,7 +64,7 @@ export class Operations {
       const out = defaultCodebookPath();
       if (!out) throw new UserError('open a folder first: the codebook is written to <folder>/.unicode2/codebook.safetensors');
       const s = readSettings();
-      const params = { k: s.k, lambda: s.lambda, iterations: s.iterations, seed: s.seed, encoder: s.encoder };
+      const params = { k: s.k, lambda: s.lambda, iterations: s.iterations, tolerance: s.tolerance, seed: s.seed, encoder: s.encoder };
       const images = folder;
       const result = await this.studio.jobs.run(
         {

@@ -14,9 +14,11 @@ import { repoRoot, startCodeServer, type CodeServer } from './code-server';
 import { answerFileDialog, findWebviewFrame, notification, openWorkbench, runCommand, type Workbench } from './workbench';
 import { listFolder, makeRepeatedImages, makeWorkspace, sha256, writeWorkspaceSettings } from './workspace';
 
-// Small and quick for the codebook the later steps use; the cancelled build is made slow instead.
+// Small and quick for the codebook the later steps use. The cancelled build is made to run for
+// minutes however fast the machine (every one of 1000 iterations, no early stop), so Cancel is
+// always pressed while it runs.
 const quickSettings = { 'unicode2.device': 'cpu', 'unicode2.encoder': 'dct', 'unicode2.k': 64, 'unicode2.iterations': 5 };
-const slowSettings = { ...quickSettings, 'unicode2.k': 512, 'unicode2.iterations': 200 };
+const slowSettings = { ...quickSettings, 'unicode2.k': 512, 'unicode2.iterations': 1000, 'unicode2.tolerance': 0 };
 const STEP_TIMEOUT = 5 * 60_000;
 
 describe('UniCode² Studio in code-server', { timeout: 20 * 60_000 }, () => {
