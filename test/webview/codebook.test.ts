@@ -1,9 +1,10 @@
 // The codebook panel's bundle in headless Chromium: heatmap colours read back from the canvas,
 // tooltip, code detail round trip, protocol validation, and pan/zoom at K = 500,000 without
-// per-cell DOM. Screenshots (light and dark) go to .test-artifacts/screenshots/.
+// per-cell DOM, a theme switch redrawing the canvas. Screenshots (light, dark, high contrast) go to
+// .test-artifacts/screenshots/.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { openPanel, closeBrowser, canvasPixel, until, type Theme } from './harness.js';
+import { openPanel, closeBrowser, canvasPixel, until, THEME_NAMES, themeRgb } from './harness.js';
 import { countColor, rampColor, DEAD_CODE_RGB } from '../../webview/common/colors.js';
 import { heatmapLayout } from '../../webview/codebook/heatmap.js';
 import type { CodebookData } from '../../webview/protocol.js';
@@ -111,6 +112,38 @@ test('heatmap pixels follow the colour ramp of the known counts; tooltip names t
     assert.match(summary!, /K64/);
     assert.match(summary!, /d768/);
     assert.match(summary!, new RegExp(`utilization${(data.summary.utilization * 100).toFixed(1)}%`));
+  } finally {
+    await p.close();
+  }
+});
+
+test('a theme switch while the panel is open redraws the heatmap in the new colours', async () => {
+  const counts = Array.from({ length: 64 }, (_, i) => i * 11);
+  const data = codebookData(counts, counts.map((_, i) => i));
+  const p = await openPanel('codebook', 'dark', host(data));
+  try {
+    const canvas = p.page.locator('#heatmap[data-drawn="true"]');
+    await canvas.waitFor();
+    const box = (await canvas.boundingBox())!;
+    // the 8 x 8 grid is centred in a wider canvas: the strip left of it shows the background
+    const scale = box.height / 8;
+    assert.ok((box.width - 8 * scale) / 2 > 8, 'the canvas leaves a background strip beside the grid');
+    const background = () => canvasPixel(p.page, '#heatmap', 3, Math.round(box.height / 2));
+    const code42 = () => canvasPixel(p.page, '#heatmap', Math.round((box.width - 8 * scale) / 2 + 2.5 * scale), Math.round(5.5 * scale));
+    assert.deepEqual(await background(), [...themeRgb('dark', 'editor-background'), 255]);
+    for (const theme of ['light', 'high-contrast', 'dark'] as const) {
+      await p.setTheme(theme);
+      const want = [...themeRgb(theme, 'editor-background'), 255];
+      for (const started = Date.now(); JSON.stringify(await background()) !== JSON.stringify(want);) {
+        if (Date.now() - started > 5000) assert.fail(`the heatmap kept its old background after switching to ${theme}: ${await background()}`);
+        await p.page.waitForTimeout(20);
+      }
+      // data colours do not depend on the theme
+      assert.deepEqual(await code42(), [...countColor(counts[42]!, counts[63]!), 255], `code 42 in ${theme}`);
+    }
+    // (Chromium's hint about this test's own repeated getImageData calls is not the panel's)
+    const panelWarnings = p.warnings.filter((w) => !/willReadFrequently/.test(w));
+    assert.equal(panelWarnings.length, 0, panelWarnings.join('\n'));
   } finally {
     await p.close();
   }
@@ -245,7 +278,7 @@ function cellCentre(box: { width: number; height: number }, data: CodebookData, 
   return [(box.width - cols * scale) / 2 + ((cell % cols) + 0.5) * scale, (box.height - rows * scale) / 2 + (Math.floor(cell / cols) + 0.5) * scale];
 }
 
-for (const theme of ['light', 'dark'] as Theme[]) {
+for (const theme of THEME_NAMES) {
   test(`screenshot of a real codebook, ${theme} theme`, async () => {
     const { data, answer } = await realHost();
     const p = await openPanel('codebook', theme, answer, { width: 1200, height: 760 });

@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { openPanel, closeBrowser, type Theme } from './harness.js';
+import { openPanel, closeBrowser, THEME_NAMES } from './harness.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
 import { decodeTokens } from '../../extension/engine/index.js';
 import { pngDataUri } from '../../extension/panels/images.js';
@@ -37,7 +37,7 @@ function host(f: Fixture) {
   };
 }
 
-for (const theme of ['light', 'dark'] as Theme[]) {
+for (const theme of THEME_NAMES) {
   test(`generate from a token source at 2x and save (${theme})`, async () => {
     const f = await realFixture();
     const p = await openPanel('generation', theme, host(f), { width: 1000, height: 760 });

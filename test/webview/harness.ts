@@ -19,9 +19,11 @@ function requireBundle(panel: string): void {
   }
 }
 
-export type Theme = 'light' | 'dark';
+export type Theme = 'light' | 'dark' | 'high-contrast';
+/** Every theme a panel is screenshotted in. */
+export const THEME_NAMES: Theme[] = ['light', 'dark', 'high-contrast'];
 
-/** A small subset of VS Code's Default Light Modern / Dark Modern colours. */
+/** A small subset of VS Code's Default Light Modern / Dark Modern / Dark High Contrast colours. */
 const THEMES: Record<Theme, Record<string, string>> = {
   dark: {
     foreground: '#cccccc', 'editor-background': '#1f1f1f', descriptionForeground: '#9d9d9d', 'sideBar-background': '#181818',
@@ -57,7 +59,33 @@ const THEMES: Record<Theme, Record<string, string>> = {
     'settings-textInputForeground': '#3b3b3b', 'list-activeSelectionForeground': '#000000', 'checkbox-background': '#f8f8f8', 'checkbox-border': '#cecece',
     'font-family': 'system-ui, "Ubuntu", "Droid Sans", sans-serif', 'font-size': '13px', 'editor-font-family': '"DejaVu Sans Mono", monospace',
   },
+  // High contrast leaves most fills black and marks every widget edge with contrastBorder and the
+  // focused one with contrastActiveBorder.
+  'high-contrast': {
+    foreground: '#ffffff', 'editor-background': '#000000', descriptionForeground: '#ffffffb3', 'sideBar-background': '#000000',
+    contrastBorder: '#6fc3df', contrastActiveBorder: '#f38518', focusBorder: '#f38518',
+    'widget-border': '#6fc3df', 'editorWidget-background': '#0c141f', 'editorWidget-border': '#6fc3df',
+    'button-background': '#000000', 'button-foreground': '#ffffff', 'button-border': '#6fc3df',
+    'button-secondaryBackground': '#000000', 'button-secondaryForeground': '#ffffff',
+    'dropdown-background': '#000000', 'dropdown-border': '#6fc3df', 'dropdown-foreground': '#ffffff', 'dropdown-listBackground': '#000000',
+    'input-background': '#000000', 'input-border': '#6fc3df', 'input-foreground': '#ffffff', 'input-placeholderForeground': '#ffffffb3',
+    'editorHoverWidget-background': '#0c141f', 'editorHoverWidget-border': '#6fc3df', 'editorHoverWidget-foreground': '#ffffff',
+    'textLink-foreground': '#21a6ff', 'textLink-activeForeground': '#21a6ff', 'progressBar-background': '#6fc3df', 'charts-blue': '#3794ff',
+    'charts-green': '#89d185', 'errorForeground': '#f48771', 'editorWarning-foreground': '#ffd370', 'icon-foreground': '#ffffff',
+    'badge-background': '#000000', 'badge-foreground': '#ffffff', 'testing-iconPassed': '#73c991',
+    'settings-dropdownBackground': '#000000', 'settings-dropdownBorder': '#6fc3df', 'settings-dropdownForeground': '#ffffff',
+    'settings-dropdownListBorder': '#6fc3df', 'settings-textInputBackground': '#000000', 'settings-textInputBorder': '#6fc3df',
+    'settings-textInputForeground': '#ffffff', 'list-activeSelectionForeground': '#ffffff', 'checkbox-background': '#000000', 'checkbox-border': '#6fc3df',
+    'font-family': 'system-ui, "Ubuntu", "Droid Sans", sans-serif', 'font-size': '13px', 'editor-font-family': '"DejaVu Sans Mono", monospace',
+  },
 };
+
+/** A theme's colour as [r, g, b] (for comparing with canvas pixels). */
+export function themeRgb(theme: Theme, variable: string): number[] {
+  const hex = THEMES[theme][variable];
+  if (!hex || !/^#[0-9a-f]{6}$/i.test(hex)) throw new Error(`no opaque colour ${variable} in the ${theme} theme`);
+  return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+}
 
 /** Answers the webview's requests: return the reply body (or throw to send an error reply). */
 export type HostHandler = (body: { type: string; [k: string]: unknown }) => unknown;
@@ -70,6 +98,8 @@ export interface PanelPage {
   warnings: string[];
   /** posts a raw message into the webview, as the host's postMessage would */
   post(message: unknown): Promise<void>;
+  /** switches the colour theme the way VS Code does: variables on <html>'s style, kind on <body>'s class */
+  setTheme(theme: Theme): Promise<void>;
   screenshot(name: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -134,6 +164,13 @@ export async function openPanel(panel: string, theme: Theme, host: HostHandler, 
     posted,
     warnings,
     post,
+    async setTheme(next) {
+      await page.evaluate(([vars, kind]) => {
+        for (const [k, v] of Object.entries(vars as Record<string, string>)) document.documentElement.style.setProperty(`--vscode-${k}`, v);
+        document.body.classList.remove('vscode-light', 'vscode-dark', 'vscode-high-contrast');
+        document.body.classList.add(`vscode-${kind as string}`);
+      }, [THEMES[next], next] as const);
+    },
     async screenshot(name) {
       const shots = path.join(artifacts, 'screenshots');
       mkdirSync(shots, { recursive: true });

@@ -2,7 +2,7 @@
 // inputs, metrics and outputs; buttons send the right requests; host pushes update the list.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { openPanel, closeBrowser, until, type Theme } from './harness.js';
+import { openPanel, closeBrowser, until, THEME_NAMES } from './harness.js';
 import { realFixture, disposeFixture } from './fixture-codebook.js';
 import { pngDataUri, thumbnail } from '../../extension/panels/images.js';
 import { loadImage } from '../../extension/engine/index.js';
@@ -78,7 +78,7 @@ test('cells carry kind and status hooks; actions post requests naming the cell',
   }
 });
 
-for (const theme of ['light', 'dark'] as Theme[]) {
+for (const theme of THEME_NAMES) {
   test(`screenshot, ${theme} theme`, async () => {
     const list = await cells();
     const p = await openPanel('lab', theme, () => ({ type: 'cells', cells: list }), { width: 360, height: 900 });

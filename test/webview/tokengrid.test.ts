@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { openPanel, closeBrowser, canvasPixel, type Theme } from './harness.js';
+import { openPanel, closeBrowser, canvasPixel, THEME_NAMES } from './harness.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
 import { codeColor } from '../../webview/common/colors.js';
 import type { TokenGridData } from '../../webview/protocol.js';
@@ -115,7 +115,7 @@ test('clicking a cell highlights every cell holding that code', async () => {
   }
 });
 
-for (const theme of ['light', 'dark'] as Theme[]) {
+for (const theme of THEME_NAMES) {
   test(`screenshot, ${theme} theme`, async () => {
     const f = await realFixture();
     const p = await openPanel('tokengrid', theme, host(f), { width: 1100, height: 680 });

@@ -5,7 +5,7 @@ import type { CodebookChannel, CodebookData, CodebookReply, CodebookSummary, Dat
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, formatInt, formatPct, formatShare, h } from '../common/dom.js';
 import { DEAD_CODE_RGB, css, rampColor } from '../common/colors.js';
-import type { ViewTransform } from '../common/viewport.js';
+import { onThemeChange, type ViewTransform } from '../common/viewport.js';
 import { Heatmap } from './heatmap.js';
 import { drawRankFrequency } from './rankFrequency.js';
 
@@ -189,10 +189,12 @@ byId('add-dataset').addEventListener('click', async () => {
   const reply = await host.request<CodebookReply>({ type: 'addTokensFile' });
   if (reply.type === 'codebook') show(reply.data);
 });
-new ResizeObserver(() => {
+function redraw(): void {
   heatmap?.draw();
   if (current) drawRankFrequency(byId<HTMLCanvasElement>('rank-frequency'), current.counts);
-}).observe(canvas);
+}
+new ResizeObserver(redraw).observe(canvas);
+onThemeChange(redraw);
 
 async function start(): Promise<void> {
   const init = await host.request<Extract<CodebookReply, { type: 'codebook' }>>({ type: 'init' });

@@ -98,6 +98,26 @@ export function fitBackingStore(canvas: HTMLCanvasElement): number {
   return dpr;
 }
 
+/**
+ * Calls `redraw` after VS Code switches the colour theme. Canvases keep pixels, not CSS, so they
+ * must be drawn again: VS Code writes the new theme's variables into <html>'s style and its kind
+ * (vscode-light, vscode-dark, vscode-high-contrast…) into <body>'s class; both are watched, and a
+ * burst of changes gives one redraw on the next frame.
+ */
+export function onThemeChange(redraw: () => void): void {
+  let pending = false;
+  const observer = new MutationObserver(() => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      redraw();
+    });
+  });
+  observer.observe(document.documentElement, { attributes: true, attributeFilter: ['style'] });
+  observer.observe(document.body, { attributes: true, attributeFilter: ['class'] });
+}
+
 /** A VS Code theme colour for canvas drawing (canvases cannot use CSS variables directly). */
 export function themeColor(variable: string, fallback: string): string {
   return getComputedStyle(document.body).getPropertyValue(variable).trim() || fallback;

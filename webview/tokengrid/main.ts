@@ -6,7 +6,7 @@ import type { TokenGridChannel, TokenGridData, TokenGridReply } from '../protoco
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, h } from '../common/dom.js';
 import { codeColor, css } from '../common/colors.js';
-import { fitBackingStore, themeColor } from '../common/viewport.js';
+import { fitBackingStore, onThemeChange, themeColor } from '../common/viewport.js';
 
 type Req = TokenGridChannel['request'];
 
@@ -225,6 +225,7 @@ byId('decode').addEventListener('click', async () => {
 });
 byId('to-generation').addEventListener('click', () => void host.request({ type: 'openInGeneration', ids }));
 new ResizeObserver(draw).observe(canvas);
+onThemeChange(draw);
 
 async function start(): Promise<void> {
   const reply = await host.request<Extract<TokenGridReply, { type: 'tokenGrid' }>>({ type: 'init' });
