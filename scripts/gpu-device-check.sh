@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks on a device machine (NVIDIA GPU, Vulkan driver; no npm, maybe no node, no network):
 # the GPU tests and the WebGPU bench on the hardware adapter, results under $OUT.
+# --tests-only: the GPU tests and the CLI check, no benchmarks (a re-check after a change).
 #
 # Needs, from the working tree copy: .device/gpu-tests.js, .device/webgpu-bench.js (and
 # optionally .device/gpu-cli-test.js + dist/cli.js), built here by scripts/build-device-bundle.mjs;
@@ -49,9 +50,11 @@ if [[ -f .device/gpu-cli-test.js && -f dist/cli.js ]]; then
 else
   echo "gpu-cli-test: skipped (needs .device/gpu-cli-test.js and dist/cli.js)" | tee -a "$OUT/exit-codes.txt"
 fi
-run webgpu-bench 420 "$NODE_BIN" .device/webgpu-bench.js
-# BENCHMARKS.md here is a copy that does not come back: the figures travel in the logs.
-BENCH_NO_WRITE=1 run tokenize-bench 300 "$NODE_BIN" .device/tokenize-bench.js
+if [[ "${1:-}" != "--tests-only" ]]; then
+  run webgpu-bench 420 "$NODE_BIN" .device/webgpu-bench.js
+  # BENCHMARKS.md here is a copy that does not come back: the figures travel in the logs.
+  BENCH_NO_WRITE=1 run tokenize-bench 300 "$NODE_BIN" .device/tokenize-bench.js
+fi
 
 {
   echo "==== summary"
