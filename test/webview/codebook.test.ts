@@ -126,18 +126,16 @@ test('a theme switch while the panel is open redraws the heatmap in the new colo
     await canvas.waitFor();
     const box = (await canvas.boundingBox())!;
     // the 8 x 8 grid is centred in a wider canvas: the strip left of it shows the background
-    const scale = box.height / 8;
-    assert.ok((box.width - 8 * scale) / 2 > 8, 'the canvas leaves a background strip beside the grid');
+    const [code0x] = cellCentre(box, data, 0);
+    assert.ok(code0x - box.height / 16 > 8, 'the canvas leaves a background strip beside the grid');
     const background = () => canvasPixel(p.page, '#heatmap', 3, Math.round(box.height / 2));
-    const code42 = () => canvasPixel(p.page, '#heatmap', Math.round((box.width - 8 * scale) / 2 + 2.5 * scale), Math.round(5.5 * scale));
+    const [x42, y42] = cellCentre(box, data, 42);
+    const code42 = () => canvasPixel(p.page, '#heatmap', Math.round(x42), Math.round(y42));
     assert.deepEqual(await background(), [...themeRgb('dark', 'editor-background'), 255]);
     for (const theme of ['light', 'high-contrast', 'dark'] as const) {
       await p.setTheme(theme);
-      const want = [...themeRgb(theme, 'editor-background'), 255];
-      for (const started = Date.now(); JSON.stringify(await background()) !== JSON.stringify(want);) {
-        if (Date.now() - started > 5000) assert.fail(`the heatmap kept its old background after switching to ${theme}: ${await background()}`);
-        await p.page.waitForTimeout(20);
-      }
+      const want = JSON.stringify([...themeRgb(theme, 'editor-background'), 255]);
+      await until(async () => JSON.stringify(await background()) === want, `the heatmap background to turn ${theme}`);
       // data colours do not depend on the theme
       assert.deepEqual(await code42(), [...countColor(counts[42]!, counts[63]!), 255], `code 42 in ${theme}`);
     }

@@ -165,11 +165,11 @@ export async function openPanel(panel: string, theme: Theme, host: HostHandler, 
     warnings,
     post,
     async setTheme(next) {
-      await page.evaluate(([vars, kind]) => {
+      await page.evaluate(([vars, kind, all]) => {
         for (const [k, v] of Object.entries(vars as Record<string, string>)) document.documentElement.style.setProperty(`--vscode-${k}`, v);
-        document.body.classList.remove('vscode-light', 'vscode-dark', 'vscode-high-contrast');
+        document.body.classList.remove(...(all as string[]).map((t) => `vscode-${t}`));
         document.body.classList.add(`vscode-${kind as string}`);
-      }, [THEMES[next], next] as const);
+      }, [THEMES[next], next, THEME_NAMES] as const);
     },
     async screenshot(name) {
       const shots = path.join(artifacts, 'screenshots');
@@ -199,9 +199,12 @@ export async function canvasPixel(page: Page, selector: string, x: number, y: nu
   );
 }
 
-/** Polls `predicate` (e.g. on `posted`, which fills asynchronously) until it holds or 5 s pass. */
-export async function until(predicate: () => boolean, what: string): Promise<void> {
-  for (const started = Date.now(); !predicate(); await new Promise((r) => setTimeout(r, 20))) {
+/**
+ * Polls `predicate` (e.g. on `posted`, which fills asynchronously, or a canvas pixel read back from
+ * the page) until it holds or 5 s pass.
+ */
+export async function until(predicate: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (const started = Date.now(); !(await predicate()); await new Promise((r) => setTimeout(r, 20))) {
     if (Date.now() - started > 5000) throw new Error(`timed out waiting for ${what}`);
   }
 }
