@@ -10,11 +10,11 @@
 // Float32Array, created once at load, and nothing is copied.
 //
 // Memory stays bounded for any K and any number of queries: each run materializes one
-// [queryBatch x chunkRows] score block (<= SCORE_BLOCK floats), never a Q x K matrix. Query
-// batches are also capped at QUERY_BATCH rows: for a small codebook the score block then stays
-// well under 64 MB, and ArgMin/ReduceMin reread it while it is still in cache. Measured on 2 cores,
-// N = 200,000, K = 4,096, d = 768: 4,096-row batches 10.4 s, 2,048 10.1 s, 1,024 9.9 s, 512 9.6 s
-// (medians of 3); smaller batches repack the codebook (Gemm's B) more often, so 1,024 it is.
+// [QUERY_BATCH x chunkRows] score block (at most 1,024 x 16,384 floats = 64 MB), never a Q x K
+// matrix. The batch is fixed rather than sized to fill 64 MB: for a small codebook the score
+// block then stays small, and ArgMin/ReduceMin reread it while it is still in cache. Measured on
+// 2 cores, N = 200,000, K = 4,096, d = 768: 4,096-row batches 10.4 s, 2,048 10.1 s, 1,024 9.9 s,
+// 512 9.6 s (medians of 3); smaller batches repack the codebook (Gemm's B) more often, so 1,024.
 import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { CodebookData, CodebookHandle, Matrix, RunControl } from '../backend.js';
@@ -24,9 +24,7 @@ import { UserError, throwIfCancelled } from '../../extension/engine/errors.js';
 
 /** codebook rows per Gemm; a chunk of 16384 x 1152 f32 is 75 MB */
 export const CHUNK_ROWS = 16384;
-/** max floats of one score block (64 MB) */
-const SCORE_BLOCK = 1 << 24;
-/** max queries per run, whatever the codebook size (see the header) */
+/** queries per run, whatever the codebook size (see the header) */
 const QUERY_BATCH = 1024;
 
 export class CpuCodebook implements CodebookHandle {
@@ -110,9 +108,8 @@ export async function searchNearestIds(session: ort.InferenceSession, cb: CpuCod
   const n = queries.rows;
   const ids = new Int32Array(n);
   const scores = new Float32Array(n).fill(Infinity);
-  const batch = Math.max(1, Math.min(QUERY_BATCH, Math.floor(SCORE_BLOCK / Math.min(cb.k, CHUNK_ROWS))));
-  for (let q0 = 0; q0 < n; q0 += batch) {
-    const rows = Math.min(batch, n - q0);
+  for (let q0 = 0; q0 < n; q0 += QUERY_BATCH) {
+    const rows = Math.min(QUERY_BATCH, n - q0);
     const qTensor = new ort.Tensor('float32', queries.data.subarray(q0 * cb.d, (q0 + rows) * cb.d), [rows, cb.d]);
     // Chunks go in ascending code order and only a strictly lower score replaces the best so far,
     // so ties resolve to the lowest code index, as ArgMin does within a chunk.
