@@ -1,7 +1,7 @@
 // UniCode² Studio: activation wires commands, panels (with their serializers, so they come back
 // after a reload) and the Lab view. All work lives in commands/, panels/ and engine/.
 import * as vscode from 'vscode';
-import { Studio } from './commands/studio.js';
+import { Studio } from './state/studio.js';
 import { registerCommands } from './commands/index.js';
 import { CodebookPanel, CODEBOOK_VIEW_TYPE } from './panels/codebookPanel.js';
 import { TokenGridPanel, TOKEN_GRID_VIEW_TYPE } from './panels/tokenGridPanel.js';

@@ -2,7 +2,7 @@
 // never loads Dawn (a ~130 MB native module that also keeps node alive while it is open).
 import type { ComputeBackend, DeviceChoice } from './backend.js';
 import { createCpuBackend } from './cpu/index.js';
-import { UserError } from '../extension/engine/errors.js';
+import { UserError } from '../common/errors.js';
 
 type WebGpuModule = typeof import('./webgpu/index.js');
 // require(), not import(): this package compiles to CommonJS and tsx cannot resolve a dynamic

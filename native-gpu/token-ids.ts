@@ -1,6 +1,6 @@
 // The one range check for token ids, used wherever ids index a codebook (histograms, mosaics,
 // the atlas decoder): an id outside [0, k) is bad input, never an out-of-bounds read.
-import { UserError } from '../extension/engine/errors.js';
+import { UserError } from '../common/errors.js';
 
 export function checkTokenIds(ids: ArrayLike<number>, k: number): void {
   for (let i = 0; i < ids.length; i++) {

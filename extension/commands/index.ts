@@ -1,6 +1,6 @@
 // Registers the palette / Explorer commands and the Lab's actions over one Operations object.
 import * as vscode from 'vscode';
-import type { Studio } from './studio.js';
+import type { Studio } from '../state/studio.js';
 import { Operations } from './operations.js';
 import type { LabActions } from '../panels/labView.js';
 import { CodebookPanel } from '../panels/codebookPanel.js';

@@ -6,8 +6,8 @@ import {
   buildCodebook, codeStats, decodeTokens, listImages, loadImage, readTokenGrids, refineAtlas, runDemo, tokenizeImages, writeCodebook,
   throwIfCancelled, writePng, writeTokenDataset, writeTokenJson, UserError, type RgbImage, type TokenGrid,
 } from '../engine/index.js';
-import type { Studio } from './studio.js';
-import { defaultCodebookPath, readSettings, workspaceDataDir } from './config.js';
+import type { Studio } from '../state/studio.js';
+import { defaultCodebookPath, readSettings, workspaceDataDir } from '../state/config.js';
 import { pngDataUri, thumbnail } from '../panels/images.js';
 import { CodebookPanel } from '../panels/codebookPanel.js';
 import { TokenGridPanel } from '../panels/tokenGridPanel.js';

@@ -8,7 +8,7 @@ import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import type { Codebook } from './codebook';
 import { forEachEncodedBatch, type BatchControl } from './embed';
 import type { Encoder } from './encoders/index';
-import { UserError } from './errors';
+import { UserError } from '../../common/errors';
 import { checkEncoderMatches } from './tokenize';
 import { checkTokenIds } from '../../native-gpu/token-ids';
 import type { RgbImage } from './image';

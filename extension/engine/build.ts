@@ -12,15 +12,14 @@ import type { CodebookMeta } from './codebook';
 import { codebookFingerprint, writeCodebook } from './codebook';
 import { extractCorpus } from './corpus';
 import { embedImages, requireSomeImages, type SkippedImage } from './embed';
-import { openEncoder, type Encoder, type EncoderDescriptor } from './encoders/index';
-import { throwIfCancelled, UserError } from './errors';
+import { EXTERNAL_ENCODER, openEncoder, type Encoder, type EncoderDescriptor } from './encoders/index';
+import { throwIfCancelled, UserError } from '../../common/errors';
 import { readEmbeddings } from './formats/npy';
 import { listImages } from './image';
+import { DEFAULTS } from './defaults';
 import { kmeans } from './kmeans';
 import { sampleRows } from './sampling';
 import { codeStats } from './stats';
-
-export const EXTERNAL_ENCODER = 'external';
 
 export interface BuildRequest {
   images?: string;
@@ -65,7 +64,6 @@ export interface BuildControl {
   onProgress?: (e: BuildProgress) => void;
 }
 
-const DEFAULT_ITERATIONS = 20;
 /** Corpora up to this many f32 bytes are embedded in memory; larger ones go through the resumable
  *  on-disk corpus (f16 shards) so an interrupted extraction is not redone. */
 const IN_MEMORY_CORPUS_BYTES = 256 * 2 ** 20;
@@ -73,9 +71,9 @@ const IN_MEMORY_CORPUS_BYTES = 256 * 2 ** 20;
 export async function buildCodebook(req: BuildRequest, backend: ComputeBackend, control: BuildControl = {}): Promise<BuildSummary> {
   const started = performance.now();
   validateRequest(req);
-  const iterations = req.iterations ?? DEFAULT_ITERATIONS;
-  const lambda = req.lambda ?? 0;
-  const seed = req.seed ?? 0;
+  const iterations = req.iterations ?? DEFAULTS.iterations;
+  const lambda = req.lambda ?? DEFAULTS.lambda;
+  const seed = req.seed ?? DEFAULTS.seed;
 
   const { points, encoder, skipped } = req.images
     ? await embeddingsFromImages(req.images, req.encoder, req.out, backend, control)

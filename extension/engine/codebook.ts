@@ -11,9 +11,9 @@
 import { createHash } from 'node:crypto';
 import type { Matrix } from '../../native-gpu/backend';
 import type { EncoderDescriptor } from './encoders/index';
-import { UserError } from './errors';
+import { UserError } from '../../common/errors';
 import { readSafetensors, writeSafetensors, type Tensor } from './formats/safetensors';
-import { f16ToF32, f32ToF16 } from './half';
+import { f16ToF32, f32ToF16 } from '../../common/half';
 
 export const CODEBOOK_FORMAT_VERSION = 1;
 

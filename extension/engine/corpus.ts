@@ -9,9 +9,9 @@ import * as path from 'node:path';
 import { writeFileAtomic } from './atomic-write';
 import { forEachEncodedBatch, type BatchControl, type EncodedBatch, type SkippedImage } from './embed';
 import type { Encoder, EncoderDescriptor } from './encoders/index';
-import { CancelledError, UserError } from './errors';
+import { CancelledError, UserError } from '../../common/errors';
 import { writeNpy } from './formats/npy';
-import { f32ToF16 } from './half';
+import { f32ToF16 } from '../../common/half';
 
 export const MANIFEST = 'manifest.json';
 /** Shards of about this size: big enough for few files, small enough to write often. */

@@ -8,7 +8,7 @@ import { decodeTokens } from './atlas';
 import { buildCodebook, type BuildSummary } from './build';
 import { readCodebook } from './codebook';
 import { openEncoder } from './encoders/index';
-import { throwIfCancelled, UserError } from './errors';
+import { throwIfCancelled, UserError } from '../../common/errors';
 import { writeFileAtomic } from './atomic-write';
 import { listImages } from './image';
 import { meanPsnr, psnr } from './quality';

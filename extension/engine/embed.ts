@@ -4,7 +4,7 @@
 import type { Matrix } from '../../native-gpu/backend';
 import type { Encoder } from './encoders/index';
 import type { RgbImage } from './image';
-import { CancelledError, UserError, throwIfCancelled } from './errors';
+import { CancelledError, UserError, throwIfCancelled } from '../../common/errors';
 
 export interface SkippedImage {
   path: string;

@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from './atomic-write';
-import { UserError } from './errors';
+import { UserError } from '../../common/errors';
 
 export interface RgbImage {
   /** planar [3, H, W], values in [0, 1] */

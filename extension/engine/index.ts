@@ -1,11 +1,11 @@
 // The public engine API, for the extension host and the CLI. Nothing here imports 'vscode'.
-export { UserError, CancelledError, throwIfCancelled } from './errors';
+export { UserError, CancelledError, throwIfCancelled } from '../../common/errors';
 export { writeFileAtomic } from './atomic-write';
-export { f16ToF32, f32ToF16 } from './half';
+export { f16ToF32, f32ToF16 } from '../../common/half';
 export { readNpy, writeNpy, encodeNpy, readEmbeddings, type NpyArray } from './formats/npy';
 export { readCodebook, writeCodebook, type Codebook, type CodebookMeta } from './codebook';
 export { loadImage, encodePng, writePng, listImages, type RgbImage } from './image';
-export { openEncoder, openEncoderFromDescriptor, type Encoder, type EncoderDescriptor } from './encoders/index';
+export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor } from './encoders/index';
 export { extractCorpus } from './corpus';
 export { decodeTokens, refineAtlas } from './atlas';
 export { codeStats, type CodeStats } from './stats';
@@ -20,10 +20,11 @@ export {
   type TokenGrid,
   type TokenDatasetIndex,
 } from './tokenize';
-export { buildCodebook, EXTERNAL_ENCODER, type BuildRequest, type BuildSummary, type BuildProgress } from './build';
+export { DEFAULTS } from './defaults';
+export { buildCodebook, type BuildRequest, type BuildSummary, type BuildProgress } from './build';
 export { runDemo, type DemoResult, type DemoProgress } from './demo';
 export { renderReport, renderHeatmap, rankFrequencySvg } from './report';
 export { psnr, meanPsnr } from './quality';
-export { countColor, rampColor, logCountLevel, heatmapColumns, DEAD_CODE_RGB } from './colormap';
-export type { ComputeBackend, Matrix, DeviceChoice } from '../../native-gpu/backend';
+export { countColor, rampColor, logCountLevel, heatmapColumns, DEAD_CODE_RGB } from '../../common/colormap';
+export type { ComputeBackend, Matrix, DeviceChoice, BackendName } from '../../native-gpu/backend';
 export { openBackend } from '../../native-gpu/index';

@@ -15,20 +15,21 @@
 // their own code (the E farthest for E empty codes; ties -> lower point index), and that point is
 // taken out of its old code's sum. This is deterministic and never increases the inertia.
 import type { ComputeBackend, KMeansStepResult, Matrix } from '../../native-gpu/backend.js';
-import { throwIfCancelled, UserError } from './errors.js';
+import { throwIfCancelled, UserError } from '../../common/errors.js';
+import { DEFAULTS } from './defaults.js';
 import { sampleIndices, seededRandom, takeRows } from './sampling.js';
 
 export interface KMeansOptions {
   k: number;
-  /** max update iterations (default 20) */
+  /** max update iterations (default DEFAULTS.iterations) */
   iterations?: number;
-  /** utilization regularization weight (default 0: plain k-means) */
+  /** utilization regularization weight (default DEFAULTS.lambda = 0: plain k-means) */
   lambda?: number;
   seed?: number;
   /** default 'kmeans++', or 'random' when k-means++ would cost more than KMEANSPP_MAX_FLOPS
    *  (sample x k x d multiply-adds: for K in the hundreds of thousands it would take hours) */
   init?: 'kmeans++' | 'random';
-  /** stop when |inertia change| / inertia falls below this (default 1e-4) */
+  /** stop when |inertia change| / inertia falls below this (default DEFAULTS.tolerance) */
   tolerance?: number;
   /** k-means++ draws from a uniform sample of this many points when there are more (default 100,000) */
   initSample?: number;
@@ -66,12 +67,12 @@ const KMEANSPP_ROUNDS = 64;
 export async function kmeans(points: Matrix, opts: KMeansOptions, backend: ComputeBackend,
                              control: KMeansControl = {}): Promise<KMeansResult> {
   const { k } = opts;
-  const maxIterations = opts.iterations ?? 20;
-  const lambda = opts.lambda ?? 0;
-  const tolerance = opts.tolerance ?? 1e-4;
+  const maxIterations = opts.iterations ?? DEFAULTS.iterations;
+  const lambda = opts.lambda ?? DEFAULTS.lambda;
+  const tolerance = opts.tolerance ?? DEFAULTS.tolerance;
   validate(points, k, maxIterations, lambda);
 
-  const random = seededRandom(opts.seed ?? 0);
+  const random = seededRandom(opts.seed ?? DEFAULTS.seed);
   const sampleSize = Math.min(points.rows, Math.max(k, opts.initSample ?? DEFAULT_INIT_SAMPLE));
   const init = opts.init ?? (sampleSize * k * points.cols > KMEANSPP_MAX_FLOPS ? 'random' : 'kmeans++');
   let centroids = init === 'random'

@@ -1,6 +1,6 @@
 // Reconstruction quality of a decoded image against the encoder's input.
 import type { RgbImage } from './image';
-import { UserError } from './errors';
+import { UserError } from '../../common/errors';
 
 /** Peak signal-to-noise ratio in dB for images in [0, 1] (peak 1); Infinity when identical. */
 export function psnr(reference: RgbImage, test: RgbImage): number {

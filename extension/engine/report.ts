@@ -5,7 +5,7 @@
 import type { BuildSummary } from './build';
 import type { CodeStats } from './stats';
 import { encodePng, type RgbImage } from './image';
-import { countColor, heatmapColumns } from './colormap';
+import { countColor, heatmapColumns } from '../../common/colormap';
 import { meanPsnr } from './quality';
 
 export interface ReportSample {

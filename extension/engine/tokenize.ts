@@ -7,7 +7,7 @@ import type { ComputeBackend } from '../../native-gpu/backend';
 import type { Codebook } from './codebook';
 import type { Encoder } from './encoders/index';
 import { forEachEncodedBatch, type BatchControl, type SkippedImage } from './embed';
-import { UserError } from './errors';
+import { UserError } from '../../common/errors';
 import { writeFileAtomic } from './atomic-write';
 import { readNpy, writeNpy } from './formats/npy';
 

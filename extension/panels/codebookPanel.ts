@@ -4,10 +4,10 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { codeStats, type Codebook, type RgbImage } from '../engine/index.js';
-import type { CodebookChannel, CodebookData, CodebookReply, CodePatch, CodeNeighbour, DatasetInfo } from '../../webview/protocol.js';
-import type { Studio } from '../commands/studio.js';
+import type { CodebookChannel, CodebookData, CodebookReply, CodePatch, CodeNeighbour, DatasetInfo } from '../../common/protocol.js';
+import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
-import { similarityOrder } from './codeOrder.js';
+import { similarityOrder } from '../engine/codeOrder.js';
 import { cropPatch, pngDataUri } from './images.js';
 
 export const CODEBOOK_VIEW_TYPE = 'unicode2.codebook';

@@ -4,11 +4,11 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { decodeTokens, writePng, UserError, type RgbImage, type TokenGrid } from '../engine/index.js';
-import type { GenerationChannel, GenerationReply, GenerationResult, GenerationSource } from '../../webview/protocol.js';
-import type { Studio } from '../commands/studio.js';
+import type { GenerationChannel, GenerationReply, GenerationResult, GenerationSource } from '../../common/protocol.js';
+import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
 import { pngDataUri, upscale } from './images.js';
-import type { Endpoint } from '../../webview/protocol.js';
+import type { Endpoint } from '../../common/protocol.js';
 
 export const GENERATION_VIEW_TYPE = 'unicode2.generation';
 const EDITED = 'edited';

@@ -1,8 +1,8 @@
 // The Lab side view (WebviewView in its own activity-bar container): renders the LabStore's
 // cells and turns the cell buttons into commands (new run, re-run, open, remove, cancel).
 import * as vscode from 'vscode';
-import type { LabCell, LabChannel, LabReply } from '../../webview/protocol.js';
-import type { Studio } from '../commands/studio.js';
+import type { LabCell, LabChannel, LabReply } from '../../common/protocol.js';
+import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
 
 export const LAB_VIEW_ID = 'unicode2.lab';

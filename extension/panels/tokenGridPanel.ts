@@ -3,8 +3,8 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { decodeTokens, tokenizeImages, UserError, type Codebook, type TokenGrid } from '../engine/index.js';
-import type { TokenGridChannel, TokenGridData, TokenGridReply } from '../../webview/protocol.js';
-import type { Studio } from '../commands/studio.js';
+import type { TokenGridChannel, TokenGridData, TokenGridReply } from '../../common/protocol.js';
+import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
 import { pngDataUri } from './images.js';
 import { GenerationPanel } from './generationPanel.js';

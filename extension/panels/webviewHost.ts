@@ -2,7 +2,7 @@
 // the user's workspace/files), the CSP page, and the protocol endpoint that validates requests
 // from the webview and sends replies back.
 import * as vscode from 'vscode';
-import { Endpoint, type PanelName } from '../../webview/protocol.js';
+import { Endpoint, type PanelName } from '../../common/protocol.js';
 import { renderWebviewHtml } from './html.js';
 
 export function webviewOptions(extensionUri: vscode.Uri, userRoots: vscode.Uri[] = []): vscode.WebviewOptions {

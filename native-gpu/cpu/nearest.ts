@@ -18,9 +18,9 @@
 import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { CodebookData, CodebookHandle, Matrix, RunControl } from '../backend.js';
-import { GraphBuilder, float } from '../../extension/engine/onnx/graph.js';
-import { f16ToF32 } from '../../extension/engine/half.js';
-import { UserError, throwIfCancelled } from '../../extension/engine/errors.js';
+import { GraphBuilder, float } from './onnx-graph.js';
+import { f16ToF32 } from '../../common/half.js';
+import { UserError, throwIfCancelled } from '../../common/errors.js';
 
 /** codebook rows per Gemm; a chunk of 16384 x 1152 f32 is 75 MB */
 export const CHUNK_ROWS = 16384;

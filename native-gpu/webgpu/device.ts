@@ -2,7 +2,7 @@
 // limits, pins the Dawn instance for the device's life, and turns device loss and uncaptured
 // errors into plain messages. Everything else in webgpu/ receives a GpuContext.
 import { spawnSync } from 'node:child_process';
-import { UserError } from '../../extension/engine/errors.js';
+import { UserError } from '../../common/errors.js';
 
 /** What a backend needs from an opened device. */
 export interface GpuContext {

@@ -3,8 +3,8 @@
 // norms (computed on the host in f64 from the values the GPU will see). f16 codebooks stay f16 on
 // the GPU, two halves per u32, unpacked in WGSL: no adapter feature is needed.
 import type { CodebookData, CodebookHandle } from '../backend.js';
-import { f16ToF32 } from '../../extension/engine/half.js';
-import { UserError } from '../../extension/engine/errors.js';
+import { f16ToF32 } from '../../common/half.js';
+import { UserError } from '../../common/errors.js';
 import { STORAGE, writeAligned } from './buffers.js';
 import type { Runtime } from './runtime.js';
 

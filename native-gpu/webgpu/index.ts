@@ -4,7 +4,7 @@
 // never a result computed by a dead device.
 import type { CodebookData, CodebookHandle, ComputeBackend, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
 import { createCpuBackend } from '../cpu/index.js';
-import { CancelledError, UserError } from '../../extension/engine/errors.js';
+import { CancelledError, UserError } from '../../common/errors.js';
 import { openGpuContext, type GpuContext } from './device.js';
 import { createRuntime, type Runtime, type WebGpuTuning } from './runtime.js';
 import { GpuCodebook } from './gpu-codebook.js';

@@ -2,7 +2,7 @@
 // one nearest dispatch per codebook chunk writes partial minima for its splits, one merge dispatch
 // reduces them across splits and chunks on the GPU, and only the winning ids come back.
 import type { Matrix, RunControl } from '../backend.js';
-import { UserError, throwIfCancelled } from '../../extension/engine/errors.js';
+import { UserError, throwIfCancelled } from '../../common/errors.js';
 import { STORAGE, readBack } from './buffers.js';
 import { dispatch, grid2d } from './program.js';
 import { mergeProgram, nearestParams, nearestProgram, tileRows } from './kernels/nearest.js';

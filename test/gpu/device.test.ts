@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openBackend } from '../../native-gpu/index.js';
 import { hasHardwareAdapter } from '../../native-gpu/webgpu/device.js';
-import { UserError } from '../../extension/engine/errors.js';
+import { UserError } from '../../common/errors.js';
 import { assertSameNearest, gpuTestsDisabled, matrix, openCpu, openGpu } from './harness.js';
 
 if (!gpuTestsDisabled()) {

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import type { ComputeBackend, HalfMatrix, Matrix } from '../../native-gpu/backend.js';
 import type { WebGpuBackend } from '../../native-gpu/webgpu/index.js';
 import { HARDWARE_TILE } from '../../native-gpu/webgpu/kernels/nearest.js';
-import { UserError } from '../../extension/engine/errors.js';
-import { f16ToF32, f32ToF16 } from '../../extension/engine/half.js';
+import { UserError } from '../../common/errors.js';
+import { f16ToF32, f32ToF16 } from '../../common/half.js';
 import { assertSameNearest, gpuTestsDisabled, matrix, maxAbsDiff, normals, openCpu, openGpu } from './harness.js';
 
 if (!gpuTestsDisabled()) {

@@ -8,7 +8,7 @@ import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { decodeTokens, refineAtlas } from '../../extension/engine/atlas';
 import { codebookFingerprint, type Codebook } from '../../extension/engine/codebook';
 import { openEncoder, type Encoder } from '../../extension/engine/encoders/index';
-import { UserError } from '../../extension/engine/errors';
+import { UserError } from '../../common/errors';
 import type { RgbImage } from '../../extension/engine/image';
 import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
 

@@ -7,10 +7,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
-import { buildCodebook, EXTERNAL_ENCODER } from '../../extension/engine/build';
+import { buildCodebook } from '../../extension/engine/build';
+import { EXTERNAL_ENCODER } from '../../extension/engine/encoders/index';
 import { readCodebook, codebookFingerprint } from '../../extension/engine/codebook';
 import { writeNpy } from '../../extension/engine/formats/npy';
-import { CancelledError, UserError } from '../../extension/engine/errors';
+import { CancelledError, UserError } from '../../common/errors';
 import { seededRandom } from '../../extension/engine/sampling';
 
 const FIXTURES = path.join(__dirname, '../fixtures/images');

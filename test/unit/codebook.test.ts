@@ -4,9 +4,9 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readCodebook, writeCodebook, codebookFingerprint, type Codebook, type CodebookMeta } from '../../extension/engine/codebook';
-import { UserError } from '../../extension/engine/errors';
+import { UserError } from '../../common/errors';
 import { writeSafetensors } from '../../extension/engine/formats/safetensors';
-import { f16ToF32, f32ToF16 } from '../../extension/engine/half';
+import { f16ToF32, f32ToF16 } from '../../common/half';
 import { pythonWithNumpy, readSafetensorsInPython } from '../helpers/python';
 
 async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {

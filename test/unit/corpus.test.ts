@@ -8,9 +8,9 @@ import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { extractCorpus, MANIFEST, type CorpusManifest } from '../../extension/engine/corpus';
 import { IMAGE_BATCH } from '../../extension/engine/embed';
 import { openEncoder, type Encoder } from '../../extension/engine/encoders/index';
-import { CancelledError, UserError } from '../../extension/engine/errors';
+import { CancelledError, UserError } from '../../common/errors';
 import { readEmbeddings } from '../../extension/engine/formats/npy';
-import { f16ToF32, f32ToF16 } from '../../extension/engine/half';
+import { f16ToF32, f32ToF16 } from '../../common/half';
 import { listImages } from '../../extension/engine/image';
 
 const fixtures = path.join(__dirname, '../fixtures');

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import { CHUNK_ROWS } from '../../native-gpu/cpu/nearest.js';
-import { f32ToF16, f16ToF32 } from '../../extension/engine/half.js';
-import { CancelledError, UserError } from '../../extension/engine/errors.js';
+import { f32ToF16, f16ToF32 } from '../../common/half.js';
+import { CancelledError, UserError } from '../../common/errors.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
 import { dctFeatures } from '../helpers/dct-features.js';
 

@@ -9,7 +9,7 @@ import type { ComputeBackend } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { runDemo, demoK, defaultSamplesDir } from '../../extension/engine/demo';
 import { renderHeatmap, rankFrequencySvg } from '../../extension/engine/report';
-import { countColor, DEAD_CODE_RGB } from '../../extension/engine/colormap';
+import { countColor, DEAD_CODE_RGB } from '../../common/colormap';
 import { readCodebook } from '../../extension/engine/codebook';
 import { openEncoder } from '../../extension/engine/encoders/index';
 import { psnr } from '../../extension/engine/quality';

@@ -7,8 +7,8 @@ import type { ComputeBackend } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { openEncoder, openEncoderFromDescriptor, type Encoder } from '../../extension/engine/encoders/index';
 import { readPreprocessorConfig } from '../../extension/engine/encoders/preprocess';
-import { UserError } from '../../extension/engine/errors';
-import { GraphBuilder } from '../../extension/engine/onnx/graph';
+import { UserError } from '../../common/errors';
+import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph';
 import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
 
 const photos = ['astronaut.jpg', 'formats/chelsea.webp', 'grass.png'].map((n) => path.join(__dirname, '../fixtures/images', n));

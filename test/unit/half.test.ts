@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { f16ToF32, f32ToF16 } from '../../extension/engine/half';
+import { f16ToF32, f32ToF16 } from '../../common/half';
 import { readNpy } from '../../extension/engine/formats/npy';
 
 const npyDir = path.join(__dirname, '../fixtures/npy');

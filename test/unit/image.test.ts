@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { UserError } from '../../extension/engine/errors';
+import { UserError } from '../../common/errors';
 import { encodePng, listImages, loadImage, writePng, type RgbImage } from '../../extension/engine/image';
 
 const fixtures = path.join(__dirname, '../fixtures');

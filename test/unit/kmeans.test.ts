@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import { kmeans, type KMeansProgress } from '../../extension/engine/kmeans.js';
-import { CancelledError, UserError } from '../../extension/engine/errors.js';
+import { CancelledError, UserError } from '../../common/errors.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
 import { FIXTURE_PHOTOS, dctFeatures, stackRows } from '../helpers/dct-features.js';
 

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UserError } from '../../extension/engine/errors';
+import { UserError } from '../../common/errors';
 import { encodeNpy, readEmbeddings, readNpy, writeNpy, type NpyArray } from '../../extension/engine/formats/npy';
-import { f16ToF32 } from '../../extension/engine/half';
+import { f16ToF32 } from '../../common/half';
 import { pythonWithNumpy, runPythonJson } from '../helpers/python';
 
 const dir = path.join(__dirname, '../fixtures/npy');

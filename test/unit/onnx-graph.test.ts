@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder, float, floats } from '../../extension/engine/onnx/graph.js';
+import { GraphBuilder, float, floats } from '../../native-gpu/cpu/onnx-graph.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
 
 async function run(g: GraphBuilder, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {

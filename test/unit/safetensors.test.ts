@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UserError } from '../../extension/engine/errors';
+import { UserError } from '../../common/errors';
 import { encodeSafetensors, readSafetensors, writeSafetensors, type Tensor } from '../../extension/engine/formats/safetensors';
-import { f16ToF32, f32ToF16 } from '../../extension/engine/half';
+import { f16ToF32, f32ToF16 } from '../../common/half';
 import { pythonWithNumpy, readSafetensorsInPython } from '../helpers/python';
 
 const reference = path.join(__dirname, '../fixtures/safetensors/reference.safetensors');

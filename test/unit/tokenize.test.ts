@@ -8,11 +8,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
-import { buildCodebook, EXTERNAL_ENCODER } from '../../extension/engine/build';
+import { buildCodebook } from '../../extension/engine/build';
+import { EXTERNAL_ENCODER } from '../../extension/engine/encoders/index';
 import { readCodebook, type Codebook } from '../../extension/engine/codebook';
 import { openEncoder, type Encoder } from '../../extension/engine/encoders/index';
 import { embedImages } from '../../extension/engine/embed';
-import { UserError } from '../../extension/engine/errors';
+import { UserError } from '../../common/errors';
 import { readNpy, writeNpy } from '../../extension/engine/formats/npy';
 import { tokenizeImages, readTokenGrids, writeTokenDataset, writeTokenJson } from '../../extension/engine/tokenize';
 

@@ -2,8 +2,8 @@
 // close in the embedding space close on the heatmap.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { similarityOrder } from '../../extension/panels/codeOrder.js';
-import { heatmapColumns } from '../../extension/engine/colormap.js';
+import { similarityOrder } from '../../extension/engine/codeOrder.js';
+import { heatmapColumns } from '../../common/colormap.js';
 
 test('codewords along two directions come out as a grid ordered by both', () => {
   // K = 400 codewords in d = 16: code i sits at (u, v) = (i mod 20, floor(i / 20)) of a plane

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { renderWebviewHtml, newNonce } from '../../extension/panels/html.js';
-import type { Envelope } from '../../webview/protocol.js';
+import type { Envelope } from '../../common/protocol.js';
 
 const root = path.resolve(__dirname, '../..');
 export const artifacts = path.join(root, '.test-artifacts');

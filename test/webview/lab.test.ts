@@ -6,7 +6,7 @@ import { openPanel, closeBrowser, until, THEME_NAMES } from './harness.js';
 import { realFixture, disposeFixture } from './fixture-codebook.js';
 import { pngDataUri, thumbnail } from '../../extension/panels/images.js';
 import { loadImage } from '../../extension/engine/index.js';
-import type { LabCell } from '../../webview/protocol.js';
+import type { LabCell } from '../../common/protocol.js';
 import * as path from 'node:path';
 
 after(async () => {

@@ -2,7 +2,7 @@
 // are matched to requests by id, error replies reject, and malformed messages never reach a handler.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Endpoint, validateEnvelope, type Envelope } from '../../webview/protocol.js';
+import { Endpoint, validateEnvelope, type Envelope } from '../../common/protocol.js';
 
 test('validation accepts well-formed messages and names what is wrong with the rest', () => {
   assert.equal(validateEnvelope('codebook', 'host', { kind: 'request', id: 1, body: { type: 'codeDetail', code: 7 } }), null);

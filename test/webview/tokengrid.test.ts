@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { openPanel, closeBrowser, canvasPixel, THEME_NAMES } from './harness.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
 import { codeColor } from '../../webview/common/colors.js';
-import type { TokenGridData } from '../../webview/protocol.js';
+import type { TokenGridData } from '../../common/protocol.js';
 
 after(async () => {
   await closeBrowser();

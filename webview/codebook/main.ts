@@ -1,7 +1,7 @@
 // Codebook panel: utilization heatmap of all K codes, summary, rank-frequency plot, and the
 // detail of a clicked code (image patches that use it, nearest codes). Data comes from the host.
 import '../common/elements.js';
-import type { CodebookChannel, CodebookData, CodebookReply, CodebookSummary, DatasetInfo } from '../protocol.js';
+import type { CodebookChannel, CodebookData, CodebookReply, CodebookSummary, DatasetInfo } from '../../common/protocol.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, formatInt, formatPct, formatShare, h } from '../common/dom.js';
 import { DEAD_CODE_RGB, css, rampColor } from '../common/colors.js';

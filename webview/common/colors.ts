@@ -1,9 +1,9 @@
 // Colours drawn on canvases. Panels take their chrome from VS Code theme variables; data colours
 // come from the engine's log-count ramp (viridis), the same one the static HTML report uses, so
 // the panel and the report agree and every theme reads the same.
-import type { Rgb } from '../../extension/engine/colormap.js';
+import type { Rgb } from '../../common/colormap.js';
 
-export { countColor, rampColor, DEAD_CODE_RGB, heatmapColumns, type Rgb } from '../../extension/engine/colormap.js';
+export { countColor, rampColor, DEAD_CODE_RGB, heatmapColumns, type Rgb } from '../../common/colormap.js';
 
 /** A stable, well-spread colour per code id (for token-grid overlays). */
 export function codeColor(id: number): Rgb {

@@ -1,7 +1,7 @@
 // The webview side of a panel's connection: acquires the VS Code API once, validates what the
 // host posts (malformed messages are dropped and reported back to the console) and keeps the
 // panel's view state with getState/setState so it survives reloads.
-import { Endpoint, type PanelName } from '../protocol.js';
+import { Endpoint, type PanelName } from '../../common/protocol.js';
 
 interface VsCodeApi {
   postMessage(message: unknown): void;

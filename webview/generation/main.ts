@@ -1,7 +1,7 @@
 // Generation panel: choose a token source (a tokenized image, the edited grid from the token-grid
 // panel, a tokens JSON file), the decoder and its output size, generate, and save results.
 import '../common/elements.js';
-import type { GenerationChannel, GenerationReply, GenerationResult, GenerationSource } from '../protocol.js';
+import type { GenerationChannel, GenerationReply, GenerationResult, GenerationSource } from '../../common/protocol.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { byId, h } from '../common/dom.js';
 

@@ -2,7 +2,7 @@
 // (metrics, thumbnails, a token-grid preview, files) and can be re-run, opened or removed.
 // The host owns the cells (kept in workspaceState); this view only renders what it is sent.
 import '../common/elements.js';
-import type { LabCell, LabChannel, LabKind, LabReply } from '../protocol.js';
+import type { LabCell, LabChannel, LabKind, LabReply } from '../../common/protocol.js';
 import { connect } from '../common/vscode.js';
 import { h, icon } from '../common/dom.js';
 import { codeColor } from '../common/colors.js';

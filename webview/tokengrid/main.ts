@@ -2,7 +2,7 @@
 // distance, click to highlight every cell with that code, paint mode to edit the grid, and the
 // atlas reconstruction beside it, re-decoded by the host on request.
 import '../common/elements.js';
-import type { TokenGridChannel, TokenGridData, TokenGridReply } from '../protocol.js';
+import type { TokenGridChannel, TokenGridData, TokenGridReply } from '../../common/protocol.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, h } from '../common/dom.js';
 import { codeColor, css } from '../common/colors.js';

@@ -2,7 +2,7 @@
 // (channel-major). It needs no weights and is exactly invertible, so a codeword is a pixel patch
 // seen in frequency space; computed by the backend (backend.dctPatches) so a GPU can do it too.
 import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
-import { throwIfCancelled } from '../errors';
+import { throwIfCancelled } from '../../../common/errors';
 import { loadImage, type RgbImage } from '../image';
 import type { Encoder, EncoderDescriptor } from './index';
 

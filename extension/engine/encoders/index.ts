@@ -4,7 +4,7 @@
 // the same encoder can be reopened to tokenize with it later.
 import { promises as fs } from 'node:fs';
 import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
-import { UserError } from '../errors';
+import { UserError } from '../../../common/errors';
 import type { RgbImage } from '../image';
 import { openDctEncoder, DCT_PATCH } from './dct';
 import { openOnnxEncoder } from './onnx';
@@ -38,6 +38,9 @@ export interface Encoder {
 }
 
 export const DEFAULT_DCT_SIZE = 224;
+
+/** The encoder id a codebook built from precomputed embeddings of unknown origin records. */
+export const EXTERNAL_ENCODER = 'external';
 
 /** 'dct' (224x224) | 'dct:<size>' (any multiple of 16) | model folder | .onnx file */
 export async function openEncoder(spec: string, backend: ComputeBackend): Promise<Encoder> {
@@ -77,4 +80,14 @@ export async function openEncoderFromDescriptor(desc: EncoderDescriptor, backend
     throw new UserError(`encoder '${desc.id}' now gives ${show(encoder.descriptor)} but the codebook was built with ${show(desc)}`);
   }
   return encoder;
+}
+
+/** The encoder a codebook was built with, or the one the user names instead (`override`). */
+export async function openCodebookEncoder(cb: { meta: { encoder: EncoderDescriptor } }, override: string | undefined,
+                                          backend: ComputeBackend): Promise<Encoder> {
+  if (override) return openEncoder(override, backend);
+  if (cb.meta.encoder.id === EXTERNAL_ENCODER) {
+    throw new UserError('this codebook was built from external embeddings; name the encoder that made them with --encoder');
+  }
+  return openEncoderFromDescriptor(cb.meta.encoder, backend);
 }

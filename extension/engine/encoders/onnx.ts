@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Matrix, RunControl } from '../../../native-gpu/backend';
-import { UserError, throwIfCancelled } from '../errors';
+import { UserError, throwIfCancelled } from '../../../common/errors';
 import { loadImage, type RgbImage } from '../image';
 import type { Encoder, EncoderDescriptor } from './index';
 import { DEFAULT_PREPROCESS, readPreprocessorConfig, toPixelValues, type Preprocess } from './preprocess';

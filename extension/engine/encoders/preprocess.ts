@@ -2,7 +2,7 @@
 // and applied to decoded images: resize to the model's size, then pixel_values =
 // (byte * rescale - mean[c]) / std[c], batched as [B, 3, H, W].
 import { promises as fs } from 'node:fs';
-import { UserError } from '../errors';
+import { UserError } from '../../../common/errors';
 import type { RgbImage, Resample } from '../image';
 
 export interface Preprocess {

@@ -7,8 +7,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Matrix } from '../../../native-gpu/backend';
 import { writeFileAtomic } from '../atomic-write';
-import { UserError } from '../errors';
-import { f16ToF32 } from '../half';
+import { UserError } from '../../../common/errors';
+import { f16ToF32 } from '../../../common/half';
 
 export type NpyDtype = 'float32' | 'float16' | 'float64' | 'int32' | 'int64' | 'uint8';
 export type NpyData = Float32Array | Uint16Array | Float64Array | Int32Array | BigInt64Array | Uint8Array;

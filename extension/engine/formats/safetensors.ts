@@ -5,7 +5,7 @@
 // buffer; tensors must tile it exactly, with no holes or overlaps (the reference loader checks).
 import { promises as fs } from 'node:fs';
 import { writeFileAtomic } from '../atomic-write';
-import { UserError } from '../errors';
+import { UserError } from '../../../common/errors';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'F64' | 'I32' | 'I64';
 export type TensorData = Float32Array | Uint16Array | Float64Array | Int32Array | BigInt64Array;

@@ -7,7 +7,7 @@
 // vs coefficient rows). The basis is computed on the host in f64. Coefficients of a patch are
 // channel-major [c][u][v], u the vertical frequency, as in the CPU backend.
 import type { Matrix } from '../../backend.js';
-import { UserError } from '../../../extension/engine/errors.js';
+import { UserError } from '../../../common/errors.js';
 import { STORAGE, readBack } from '../buffers.js';
 import { dispatch, grid2d, type ProgramInfo } from '../program.js';
 import type { Runtime } from '../runtime.js';

@@ -1,6 +1,6 @@
 // Histogram of token ids: one thread per id, atomicAdd on u32 counters. Ids are range-checked on
 // the host first (an out-of-range id is the user's data problem, not a GPU fault).
-import { UserError } from '../../../extension/engine/errors.js';
+import { UserError } from '../../../common/errors.js';
 import { checkTokenIds } from '../../token-ids.js';
 import { STORAGE, readBack } from '../buffers.js';
 import { dispatch, grid2d, type ProgramInfo } from '../program.js';

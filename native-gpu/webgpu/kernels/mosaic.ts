@@ -1,7 +1,7 @@
 // Atlas mosaic: token grid -> planar RGB pixels, one thread per output value. Only the atlas rows
 // the grid uses go to the GPU (compacted on the host), so a 500K-code atlas costs nothing here.
 import type { Matrix } from '../../backend.js';
-import { UserError } from '../../../extension/engine/errors.js';
+import { UserError } from '../../../common/errors.js';
 import { STORAGE, readBack } from '../buffers.js';
 import { dispatch, grid2d, type ProgramInfo } from '../program.js';
 import { checkTokenIds } from '../../token-ids.js';

@@ -4,8 +4,7 @@
 // for later work, and the old one (and what was opened on it) is released only when no job runs.
 // The status-bar item shows which device computes; clicking it picks another.
 import * as vscode from 'vscode';
-import { openBackend } from '../../native-gpu/index.js';
-import type { ComputeBackend } from '../../native-gpu/backend.js';
+import { openBackend, type ComputeBackend } from '../engine/index.js';
 import { readSettings } from './config.js';
 
 export class BackendManager implements vscode.Disposable {

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
-import type { DeviceChoice } from '../../native-gpu/backend.js';
+import { DEFAULTS, type DeviceChoice } from '../engine/index.js';
 
 export interface Settings {
   device: DeviceChoice;
@@ -19,15 +19,15 @@ export interface Settings {
 export function readSettings(): Settings {
   const c = vscode.workspace.getConfiguration('unicode2');
   return {
-    device: c.get<DeviceChoice>('device', 'auto'),
-    encoder: c.get<string>('encoder', 'dct'),
+    device: c.get<DeviceChoice>('device', DEFAULTS.device),
+    encoder: c.get<string>('encoder', DEFAULTS.encoder),
     codebook: c.get<string>('codebook', ''),
-    k: c.get<number>('k', 1024),
-    lambda: c.get<number>('lambda', 0.1),
-    iterations: c.get<number>('iterations', 20),
-    tolerance: c.get<number>('tolerance', 1e-4),
-    seed: c.get<number>('seed', 0),
-    allowSoftwareGpu: c.get<boolean>('allowSoftwareGpu', false),
+    k: c.get<number>('k', DEFAULTS.k),
+    lambda: c.get<number>('lambda', DEFAULTS.lambda),
+    iterations: c.get<number>('iterations', DEFAULTS.iterations),
+    tolerance: c.get<number>('tolerance', DEFAULTS.tolerance),
+    seed: c.get<number>('seed', DEFAULTS.seed),
+    allowSoftwareGpu: c.get<boolean>('allowSoftwareGpu', DEFAULTS.allowSoftwareGpu),
   };
 }
 

@@ -3,9 +3,9 @@
 // cell's stop button) aborts the engine through an AbortSignal; and errors mapped to what the
 // user can act on: UserError -> its one line, CancelledError -> an info message.
 import * as vscode from 'vscode';
-import { CancelledError, UserError } from '../engine/errors.js';
-import type { LabCell, LabKind } from '../../webview/protocol.js';
-import type { LabStore } from '../panels/labStore.js';
+import { CancelledError, UserError } from '../../common/errors.js';
+import type { LabCell, LabKind } from '../../common/protocol.js';
+import type { LabStore } from './labStore.js';
 import type { BackendManager } from './backend.js';
 
 export interface JobSpec {

@@ -3,7 +3,7 @@
 // so both axes of the heatmap mean something. Directions come from power iteration on a sample
 // of at most 20,000 codewords (a direction needs no more), projections cover all K.
 import type { Matrix } from '../../native-gpu/backend.js';
-import { heatmapColumns } from '../engine/colormap.js';
+import { heatmapColumns } from '../../common/colormap.js';
 
 const SAMPLE = 20_000;
 const ITERATIONS = 20;

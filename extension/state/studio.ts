@@ -7,7 +7,7 @@ import { readCodebook, openEncoderFromDescriptor, readTokenGrids, UserError, typ
 import { BackendManager } from './backend.js';
 import { Jobs } from './jobs.js';
 import { configuredCodebook, readSettings } from './config.js';
-import { LabStore } from '../panels/labStore.js';
+import { LabStore } from './labStore.js';
 
 export interface TokenSet {
   id: string;

@@ -1,0 +1,64 @@
+// What every `unicode2` command shares: the Command shape, the options several commands take,
+// and small helpers for reading options and reporting.
+import type { CommandSpec, OptionSpec, ParsedArgs } from './args';
+import type { ProgressReporter } from './progress';
+import { DEFAULTS, listImages, UserError, type ComputeBackend, type SkippedImage } from '../engine/index';
+
+export const DEVICE: OptionSpec = {
+  kind: 'string',
+  choices: ['auto', 'cpu', 'webgpu'],
+  help: `compute device: 'auto' (a hardware GPU if present, else cpu), 'cpu' or 'webgpu' (default ${DEFAULTS.device})`,
+};
+export const COMMON: Record<string, OptionSpec> = {
+  json: { kind: 'flag', help: 'print exactly one JSON document on stdout' },
+  quiet: { kind: 'flag', help: 'no progress on stderr' },
+  help: { kind: 'flag', help: 'show this help' },
+};
+export const COMPUTE: Record<string, OptionSpec> = { device: DEVICE, ...COMMON };
+export const CODEBOOK: OptionSpec = { kind: 'string', value: 'CB', required: true, help: 'codebook (.safetensors)' };
+export const ENCODER_OVERRIDE: OptionSpec = {
+  kind: 'string',
+  value: 'E',
+  help: "encoder to use instead of the one recorded in the codebook: 'dct', 'dct:<size>', a model folder or .onnx file",
+};
+export const IMAGES_OPERANDS = { name: 'IMAGES', min: 1, max: Infinity };
+
+/** What a command gets to work with; the backend is opened lazily so `--help` and input errors
+ *  found before computing never start a GPU. */
+export interface Context {
+  args: ParsedArgs;
+  signal: AbortSignal;
+  progress: ProgressReporter;
+  backend(): Promise<ComputeBackend>;
+}
+
+export interface Command {
+  spec: CommandSpec;
+  run(ctx: Context): Promise<{ json: unknown; text: string }>;
+}
+
+export const str = (args: ParsedArgs, name: string) => args.options[name] as string | undefined;
+export const num = (args: ParsedArgs, name: string) => args.options[name] as number | undefined;
+
+export async function listAll(operands: string[]): Promise<string[]> {
+  const lists = await Promise.all(operands.map((o) => listImages(o)));
+  const images = lists.flat();
+  if (images.length === 0) throw new UserError(`no images found in ${operands.join(', ')}`);
+  return images;
+}
+
+export function reportSkipped(progress: ProgressReporter, skipped: SkippedImage[]): void {
+  for (const s of skipped) progress.note(`unicode2: skipped ${s.path}: ${s.reason}`);
+}
+
+export const imageProgress = (ctx: Context, phase: string) => (done: number, total: number) =>
+  ctx.progress.report({ phase, done, total });
+
+export function fmt(x: number, digits = 4): string {
+  return Number.isInteger(x) ? String(x) : x.toFixed(digits);
+}
+
+/** a share in [0, 1] as a percentage, e.g. utilization 0.8734 -> "87.34%" */
+export function pct(x: number): string {
+  return `${(100 * x).toFixed(2)}%`;
+}

@@ -1,0 +1,36 @@
+// `unicode2 decode`
+import { CODEBOOK, COMPUTE, num, str, type Command } from '../command';
+import { decodeTokens, readCodebook, readTokenGrids, writePng, UserError } from '../../engine/index';
+
+export const decode: Command = {
+  spec: {
+    name: 'decode',
+    summary: "Token grid -> image through the codebook's atlas (each code's pixel patch).",
+    options: {
+      codebook: CODEBOOK,
+      tokens: { kind: 'string', value: 'FILE', required: true, help: 'tokens as written by tokenize (.json, or .npy data set)' },
+      out: { kind: 'string', value: 'FILE', required: true, help: 'output .png' },
+      index: { kind: 'int', value: 'I', help: 'which grid of the tokens file (default 0)' },
+      ...COMPUTE,
+    },
+  },
+  async run(ctx) {
+    const cb = await readCodebook(str(ctx.args, 'codebook')!);
+    const tokensPath = str(ctx.args, 'tokens')!;
+    const grids = await readTokenGrids(tokensPath, cb.frozen.rows);
+    const index = num(ctx.args, 'index') ?? 0;
+    const g = grids[index];
+    if (!g) throw new UserError(`--index ${index} is out of range: ${tokensPath} holds ${grids.length} token grid(s)`);
+    if (g.codebook && g.codebook !== cb.fingerprint) {
+      throw new UserError(`these tokens were made with codebook ${g.codebook}, not with ${cb.fingerprint}`);
+    }
+    const backend = await ctx.backend();
+    const img = await decodeTokens(cb, Int32Array.from(g.ids), g.grid, backend);
+    const out = str(ctx.args, 'out')!;
+    await writePng(out, img);
+    return {
+      json: { out, width: img.width, height: img.height, image: g.image, device: backend.device },
+      text: `wrote ${out} (${img.width}x${img.height}) from the tokens of ${g.image}`,
+    };
+  },
+};

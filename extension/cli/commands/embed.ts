@@ -1,0 +1,37 @@
+// `unicode2 embed`
+import { COMPUTE, IMAGES_OPERANDS, imageProgress, listAll, reportSkipped, str, type Command } from '../command';
+import { embedImages, openEncoder, requireSomeImages, writeFileAtomic, writeNpy , DEFAULTS } from '../../engine/index';
+
+export const embed: Command = {
+  spec: {
+    name: 'embed',
+    summary: 'Encode images into patch embeddings: float32 [N*L, d] .npy plus <out>.index.json (images, grid, encoder).',
+    operands: IMAGES_OPERANDS,
+    options: {
+      out: { kind: 'string', value: 'FILE', required: true, help: 'output .npy' },
+      encoder: { kind: 'string', value: 'E', help: `encoder: 'dct', 'dct:<size>', a model folder or .onnx file (default ${DEFAULTS.encoder})` },
+      ...COMPUTE,
+    },
+  },
+  async run(ctx) {
+    const images = await listAll(ctx.args.operands);
+    const out = str(ctx.args, 'out')!;
+    const encoder = await openEncoder(str(ctx.args, 'encoder') ?? DEFAULTS.encoder, await ctx.backend());
+    try {
+      const r = await embedImages(encoder, images, { signal: ctx.signal, onProgress: imageProgress(ctx, 'embed') });
+      requireSomeImages(r.images.length, r.skipped);
+      reportSkipped(ctx.progress, r.skipped);
+      const shape = [r.embeddings.rows, r.embeddings.cols];
+      const index = `${out}.index.json`;
+      const indexDoc = { images: r.images, grid: encoder.grid, rowsPerImage: encoder.grid[0] * encoder.grid[1], encoder: encoder.descriptor };
+      await writeFileAtomic(index, JSON.stringify(indexDoc, null, 2) + '\n');
+      await writeNpy(out, { shape, dtype: 'float32', data: r.embeddings.data });
+      return {
+        json: { out, shape, index, images: r.images.length, skipped: r.skipped.length },
+        text: `wrote ${out} [${shape.join(', ')}] and ${index}`,
+      };
+    } finally {
+      await encoder.dispose();
+    }
+  },
+};

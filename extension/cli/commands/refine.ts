@@ -1,0 +1,35 @@
+// `unicode2 refine`
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, imageProgress, listAll, str, type Command } from '../command';
+import { readCodebook, refineAtlas, writeCodebook, openCodebookEncoder } from '../../engine/index';
+
+export const refine: Command = {
+  spec: {
+    name: 'refine',
+    summary: "Refine the codebook's atlas (trainable half) to the mean pixel patch of each code over images.",
+    options: {
+      codebook: CODEBOOK,
+      images: { kind: 'string', value: 'DIR', required: true, help: 'images to refine from' },
+      out: { kind: 'string', value: 'FILE', help: 'output codebook (default: rewrite --codebook in place, atomically)' },
+      encoder: ENCODER_OVERRIDE,
+      ...COMPUTE,
+    },
+  },
+  async run(ctx) {
+    const cbPath = str(ctx.args, 'codebook')!;
+    const cb = await readCodebook(cbPath);
+    const images = await listAll([str(ctx.args, 'images')!]);
+    const backend = await ctx.backend();
+    const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
+    try {
+      const refined = await refineAtlas(cb, encoder, images, backend, { signal: ctx.signal, onProgress: imageProgress(ctx, 'refine') });
+      const out = str(ctx.args, 'out') ?? cbPath;
+      const fingerprint = await writeCodebook(out, refined);
+      return {
+        json: { out, k: refined.frozen.rows, d: refined.frozen.cols, atlas: refined.meta.atlas, fingerprint, device: backend.device },
+        text: `wrote ${out} (atlas ${refined.meta.atlas}, ${images.length} images)`,
+      };
+    } finally {
+      await encoder.dispose();
+    }
+  },
+};

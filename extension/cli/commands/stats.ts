@@ -1,0 +1,44 @@
+// `unicode2 stats`
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, fmt, imageProgress, listAll, pct, reportSkipped, str, type Command } from '../command';
+import { codeStats, readCodebook, readTokenGrids, requireSomeImages, tokenizeImages, type Codebook, openCodebookEncoder } from '../../engine/index';
+
+export const stats: Command = {
+  spec: {
+    name: 'stats',
+    summary: 'Codebook usage over images or a tokens file: utilization, perplexity, dead codes.',
+    options: {
+      codebook: CODEBOOK,
+      images: { kind: 'string', value: 'DIR', help: 'tokenize these images and count' },
+      tokens: { kind: 'string', value: 'FILE', help: 'count the ids of a tokenize output (.json or .npy data set)' },
+      encoder: ENCODER_OVERRIDE,
+      ...COMPUTE,
+    },
+    exactlyOne: [['images', 'tokens']],
+  },
+  async run(ctx) {
+    const cb = await readCodebook(str(ctx.args, 'codebook')!);
+    const k = cb.frozen.rows;
+    const tokensPath = str(ctx.args, 'tokens');
+    const backend = await ctx.backend();
+    let ids: number[];
+    if (tokensPath) {
+      ids = (await readTokenGrids(tokensPath, k)).flatMap((g) => g.ids);
+    } else {
+      const images = await listAll([str(ctx.args, 'images')!]);
+      const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
+      try {
+        const r = await tokenizeImages(cb, encoder, images, backend, { signal: ctx.signal, onProgress: imageProgress(ctx, 'tokenize') });
+        requireSomeImages(r.results.length, r.skipped);
+        reportSkipped(ctx.progress, r.skipped);
+        ids = r.results.flatMap((g) => g.ids);
+      } finally {
+        await encoder.dispose();
+      }
+    }
+    const s = codeStats(await backend.histogram(Int32Array.from(ids), k));
+    return {
+      json: { tokens: s.tokens, k: s.k, used: s.used, utilization: s.utilization, perplexity: s.perplexity, dead: s.dead, device: backend.device },
+      text: `${s.tokens} tokens over K=${s.k}: used ${s.used}, utilization ${pct(s.utilization)}, perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}`,
+    };
+  },
+};

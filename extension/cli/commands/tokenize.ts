@@ -1,0 +1,46 @@
+// `unicode2 tokenize`
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, imageProgress, listAll, reportSkipped, str, type Command } from '../command';
+import { readCodebook, requireSomeImages, tokenizeImages, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder } from '../../engine/index';
+
+export const tokenize: Command = {
+  spec: {
+    name: 'tokenize',
+    summary: 'Turn images into token grids (nearest frozen code of every patch).',
+    operands: IMAGES_OPERANDS,
+    options: {
+      codebook: CODEBOOK,
+      out: { kind: 'string', value: 'FILE', help: 'write .json (per-image grids) or .npy (int32 [N, L] data set + FILE.index.json); default: print' },
+      encoder: ENCODER_OVERRIDE,
+      ...COMPUTE,
+    },
+  },
+  async run(ctx) {
+    const out = str(ctx.args, 'out');
+    if (out && !/\.(json|npy)$/i.test(out)) throw new UserError(`--out must end in .json or .npy, got ${out}`);
+    const images = await listAll(ctx.args.operands);
+    const cb = await readCodebook(str(ctx.args, 'codebook')!);
+    const backend = await ctx.backend();
+    const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
+    try {
+      const { results, skipped } = await tokenizeImages(cb, encoder, images, backend, {
+        signal: ctx.signal,
+        onProgress: imageProgress(ctx, 'tokenize'),
+      });
+      requireSomeImages(results.length, skipped);
+      reportSkipped(ctx.progress, skipped);
+      if (!out) {
+        const doc = { results, device: backend.device };
+        return { json: doc, text: JSON.stringify(doc) };
+      }
+      const grid = results[0]!.grid;
+      if (/\.npy$/i.test(out)) {
+        const { shape } = await writeTokenDataset(out, results);
+        return { json: { out, shape, grid, index: `${out}.index.json`, device: backend.device }, text: `wrote ${out} [${shape.join(', ')}]` };
+      }
+      await writeTokenJson(out, results);
+      return { json: { out, images: results.length, grid, device: backend.device }, text: `wrote ${out} (${results.length} token grids, ${grid.join('x')})` };
+    } finally {
+      await encoder.dispose();
+    }
+  },
+};

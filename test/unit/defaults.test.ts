@@ -1,0 +1,29 @@
+// One set of defaults: the extension's settings in package.json and the README's settings table
+// say what extension/engine/defaults.ts says.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { DEFAULTS } from '../../extension/engine/defaults';
+
+const root = path.resolve(__dirname, '../..');
+const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+const settings: Record<string, { default: unknown }> = manifest.contributes.configuration.properties;
+
+test("package.json's settings default to the engine's defaults", () => {
+  for (const [key, value] of Object.entries(DEFAULTS)) {
+    const setting = settings[`unicode2.${key}`];
+    assert.ok(setting, `package.json has no setting unicode2.${key}`);
+    assert.deepEqual(setting.default, value, `unicode2.${key}`);
+  }
+});
+
+test("the README's settings table shows the same defaults", () => {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  for (const [key, value] of Object.entries(DEFAULTS)) {
+    const row = new RegExp('^\\| `unicode2\\.' + key + '` \\| ([^|]+) \\|', 'm').exec(readme);
+    assert.ok(row, `README.md has no row for unicode2.${key}`);
+    const shown = row[1]!.trim().replace(/^`|`$/g, '').replace(/^"|"$/g, '');
+    assert.equal(shown, String(value), `README default of unicode2.${key}`);
+  }
+});
