@@ -78,8 +78,15 @@ export async function runCommand(page: Page, title: string, timeoutMs = 90_000):
   const entry = palette.locator('.monaco-list-row', { hasText: title }).first();
   while (Date.now() < deadline) {
     await page.keyboard.press('Escape');
+    // A panel that just opened may hold the keyboard focus inside its webview iframe, where F1
+    // only reaches the workbench once the webview has loaded: give the focus back to the page.
+    await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
     await page.keyboard.press('F1');
-    await palette.locator('input').waitFor({ state: 'visible', timeout: 10_000 });
+    try {
+      await palette.locator('input').waitFor({ state: 'visible', timeout: 10_000 });
+    } catch {
+      continue; // the palette did not open: try again until the deadline
+    }
     await page.keyboard.type(title);
     try {
       await entry.waitFor({ state: 'visible', timeout: 3_000 });
