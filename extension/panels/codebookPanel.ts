@@ -4,7 +4,7 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { codeStats, type Codebook, type RgbImage } from '../engine/index.js';
-import type { CodebookChannel, CodebookData, CodebookReply, CodePatch, CodeNeighbour, DatasetInfo } from '../../common/protocol.js';
+import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
 import { similarityOrder } from '../engine/codeOrder.js';
@@ -16,7 +16,7 @@ const MAX_PATCHES = 24;
 const NEIGHBOURS = 8;
 
 interface PanelState {
-  restore?: CodebookData['restore'];
+  restore?: CodebookView['restore'];
 }
 
 export class CodebookPanel {
@@ -51,10 +51,21 @@ export class CodebookPanel {
     private readonly file: string,
   ) {
     CodebookPanel.open.set(file, this);
-    const { endpoint, disposable } = connectWebview<CodebookChannel['request'], CodebookChannel['notification']>(
-      panel.webview, studio.extensionUri, 'codebook', 'codebook', panel.title, studio.log, (r) => this.handle(r),
-    );
-    const onSets = studio.onDidChangeTokenSets(() => endpoint.notify({ type: 'datasets', datasets: this.datasets() }));
+    const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'codebook', codebookProtocol, panel.title, studio.log, {
+      init: () => this.data(),
+      selectDataset: ({ dataset }) => {
+        this.dataset = dataset === BUILD || this.studio.tokenSet(dataset) ? dataset : BUILD;
+        return this.data();
+      },
+      addTokensFile: async () => {
+        const set = await this.studio.pickTokensFile();
+        if (!set) return null;
+        this.dataset = set.id;
+        return this.data();
+      },
+      codeDetail: ({ code }) => this.detail(code),
+    });
+    const onSets = studio.onDidChangeTokenSets(() => endpoint.notify('datasets', { datasets: this.datasets() }));
     panel.onDidDispose(() => {
       CodebookPanel.open.delete(file);
       disposable.dispose();
@@ -62,28 +73,11 @@ export class CodebookPanel {
     });
   }
 
-  private async handle(r: CodebookChannel['request']): Promise<CodebookReply> {
-    switch (r.type) {
-      case 'init':
-        return { type: 'codebook', data: await this.data() };
-      case 'selectDataset':
-        this.dataset = r.dataset === BUILD || this.studio.tokenSet(r.dataset) ? r.dataset : BUILD;
-        return { type: 'codebook', data: await this.data() };
-      case 'addTokensFile': {
-        const set = await this.studio.pickTokensFile();
-        if (set) this.dataset = set.id;
-        return set ? { type: 'codebook', data: await this.data() } : { type: 'datasets', datasets: this.datasets() };
-      }
-      case 'codeDetail':
-        return this.detail(r.code);
-    }
-  }
-
   private datasets(): DatasetInfo[] {
     return [{ id: BUILD, label: 'Build corpus (stored counts)' }, ...this.studio.allTokenSets().map((s) => ({ id: s.id, label: s.label }))];
   }
 
-  private async data(): Promise<CodebookData> {
+  private async data(): Promise<CodebookView> {
     const cb = await this.studio.codebook(this.file);
     this.order ??= Promise.resolve().then(() => similarityOrder(cb.frozen));
     this.counts = await this.countsOf(cb);
@@ -110,14 +104,14 @@ export class CodebookPanel {
     return Array.from(await backend.histogram(ids, cb.frozen.rows));
   }
 
-  private async detail(code: number): Promise<CodebookReply> {
+  private async detail(code: number): Promise<CodeDetail> {
     const cb = await this.studio.codebook(this.file);
     if (code >= cb.frozen.rows) throw new Error(`code ${code} is outside the codebook (K = ${cb.frozen.rows})`);
     const tokens = this.counts.reduce((a, b) => a + b, 0);
     const count = this.counts[code] ?? 0;
     const [patches, neighbours] = await Promise.all([this.patches(cb, code), this.neighbours(cb, code)]);
     return {
-      type: 'codeDetail', code, count, share: tokens > 0 ? count / tokens : 0, patches, neighbours,
+      code, count, share: tokens > 0 ? count / tokens : 0, patches, neighbours,
       note: patches.length ? undefined : this.studio.allTokenSets().length
         ? 'No image of the tokenized data sets uses this code.'
         : 'Tokenize an image or a folder to see the patches that use each code.',

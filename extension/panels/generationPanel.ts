@@ -4,11 +4,11 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { decodeTokens, writePng, UserError, type RgbImage, type TokenGrid } from '../engine/index.js';
-import type { GenerationChannel, GenerationReply, GenerationResult, GenerationSource } from '../../common/protocol.js';
+import { generationProtocol, type GenerationResult, type GenerationSource } from '../../common/protocol/generation.js';
+import type { HostEndpoint } from '../../common/protocol/shared.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
 import { pngDataUri, upscale } from './images.js';
-import type { Endpoint } from '../../common/protocol.js';
 
 export const GENERATION_VIEW_TYPE = 'unicode2.generation';
 const EDITED = 'edited';
@@ -16,7 +16,7 @@ const EDITED = 'edited';
 export class GenerationPanel {
   private static current: GenerationPanel | null = null;
   private readonly results: { result: GenerationResult; image: RgbImage }[] = [];
-  private readonly endpoint: Endpoint<GenerationChannel['notification'], GenerationChannel['request']>;
+  private readonly endpoint: HostEndpoint<typeof generationProtocol>;
 
   static show(studio: Studio): void {
     if (GenerationPanel.current) {
@@ -45,9 +45,19 @@ export class GenerationPanel {
     readonly panel: vscode.WebviewPanel,
   ) {
     GenerationPanel.current = this;
-    const { endpoint, disposable } = connectWebview<GenerationChannel['request'], GenerationChannel['notification']>(
-      panel.webview, studio.extensionUri, 'generation', 'generation', panel.title, studio.log, (r) => this.handle(r),
-    );
+    const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'generation', generationProtocol, panel.title, studio.log, {
+      init: () => ({
+        sources: this.sources().map((s) => s.source),
+        codebook: this.studio.codebookPath() ? path.basename(this.studio.codebookPath()!) : '',
+        results: this.results.map((x) => x.result),
+      }),
+      addTokensFile: async () => {
+        await this.studio.pickTokensFile();
+        return this.sources().map((s) => s.source);
+      },
+      generate: ({ source, upscale }) => this.generate(source, upscale),
+      savePng: ({ result }) => this.save(result),
+    });
     this.endpoint = endpoint;
     const onSets = studio.onDidChangeTokenSets(() => this.pushSources());
     panel.onDidDispose(() => {
@@ -58,7 +68,7 @@ export class GenerationPanel {
   }
 
   private pushSources(): void {
-    this.endpoint.notify({ type: 'sources', sources: this.sources().map((s) => s.source) });
+    this.endpoint.notify('sources', { sources: this.sources().map((s) => s.source) });
   }
 
   private sources(): { source: GenerationSource; grid: TokenGrid }[] {
@@ -74,34 +84,15 @@ export class GenerationPanel {
     return out;
   }
 
-  private async handle(r: GenerationChannel['request']): Promise<GenerationReply> {
-    switch (r.type) {
-      case 'init':
-        return {
-          type: 'generation',
-          sources: this.sources().map((s) => s.source),
-          codebook: this.studio.codebookPath() ? path.basename(this.studio.codebookPath()!) : '',
-          results: this.results.map((x) => x.result),
-        };
-      case 'addTokensFile':
-        await this.studio.pickTokensFile();
-        return { type: 'sources', sources: this.sources().map((s) => s.source) };
-      case 'generate':
-        return { type: 'result', result: await this.generate(r.source, r.upscale) };
-      case 'savePng':
-        return { type: 'saved', path: await this.save(r.result) };
-    }
-  }
-
   private async generate(sourceId: string, factor: number): Promise<GenerationResult> {
     const source = this.sources().find((s) => s.source.id === sourceId);
     if (!source) throw new UserError('that token source is no longer available');
     if (![1, 2, 4].includes(factor)) throw new UserError(`output size ${factor}x is not offered (1x, 2x or 4x)`);
     const file = this.studio.requireCodebookPath();
     const cb = await this.studio.codebook(file);
-    this.endpoint.notify({ type: 'progress', done: 0, total: 1, message: 'Decoding through the atlas…' });
+    this.endpoint.notify('progress', { done: 0, total: 1, message: 'Decoding through the atlas…' });
     const image = upscale(await decodeTokens(cb, Int32Array.from(source.grid.ids), source.grid.grid, await this.studio.backend.get()), factor);
-    this.endpoint.notify({ type: 'progress', done: 1, total: 1 });
+    this.endpoint.notify('progress', { done: 1, total: 1 });
     const result: GenerationResult = {
       id: `result-${this.results.length + 1}`, label: source.source.label, image: await pngDataUri(image), width: image.width, height: image.height,
     };

@@ -1,7 +1,7 @@
 // The Lab side view (WebviewView in its own activity-bar container): renders the LabStore's
 // cells and turns the cell buttons into commands (new run, re-run, open, remove, cancel).
 import * as vscode from 'vscode';
-import type { LabCell, LabChannel, LabReply } from '../../common/protocol.js';
+import { labProtocol, type LabCell } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
 
@@ -24,40 +24,41 @@ export class LabViewProvider implements vscode.WebviewViewProvider {
 
   resolveWebviewView(view: vscode.WebviewView): void {
     view.webview.options = webviewOptions(this.studio.extensionUri);
-    const { endpoint, disposable } = connectWebview<LabChannel['request'], LabChannel['notification']>(
-      view.webview, this.studio.extensionUri, 'lab', 'lab', 'UniCode² Lab', this.studio.log, (r) => this.handle(r),
-    );
-    const onCells = this.studio.lab.onDidChange((cells) => endpoint.notify({ type: 'cells', cells }));
+    const { endpoint, disposable } = connectWebview(view.webview, this.studio.extensionUri, 'lab', labProtocol, 'UniCode² Lab', this.studio.log, {
+      init: () => this.studio.lab.all(),
+      run: ({ kind }) => {
+        // not awaited: the run reports through its cell; the button's request is answered at once
+        void this.actions.run(kind);
+        return null;
+      },
+      rerun: ({ cell }) => {
+        void this.actions.rerun(this.cell(cell));
+        return null;
+      },
+      open: async ({ cell }) => {
+        await this.actions.open(this.cell(cell));
+        return null;
+      },
+      remove: ({ cell }) => {
+        this.studio.jobs.cancel(this.cell(cell).id);
+        this.studio.lab.remove(cell);
+        return null;
+      },
+      cancel: ({ cell }) => {
+        this.studio.jobs.cancel(this.cell(cell).id);
+        return null;
+      },
+    });
+    const onCells = this.studio.lab.onDidChange((cells) => endpoint.notify('cells', { cells }));
     view.onDidDispose(() => {
       disposable.dispose();
       onCells.dispose();
     });
   }
 
-  private async handle(r: LabChannel['request']): Promise<LabReply> {
-    if (r.type === 'init') return { type: 'cells', cells: this.studio.lab.all() };
-    if (r.type === 'run') {
-      // not awaited: the run reports through its cell; the button's request is answered at once
-      void this.actions.run(r.kind);
-      return { type: 'ok' };
-    }
-    const cell = this.studio.lab.get(r.cell);
-    if (!cell) throw new Error(`no Lab cell ${r.cell}`);
-    switch (r.type) {
-      case 'rerun':
-        void this.actions.rerun(cell);
-        break;
-      case 'open':
-        await this.actions.open(cell);
-        break;
-      case 'remove':
-        this.studio.jobs.cancel(cell.id);
-        this.studio.lab.remove(cell.id);
-        break;
-      case 'cancel':
-        this.studio.jobs.cancel(cell.id);
-        break;
-    }
-    return { type: 'ok' };
+  private cell(id: string): LabCell {
+    const cell = this.studio.lab.get(id);
+    if (!cell) throw new Error(`no Lab cell ${id}`);
+    return cell;
   }
 }

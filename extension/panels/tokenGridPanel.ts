@@ -3,7 +3,7 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { decodeTokens, tokenizeImages, UserError, type Codebook, type TokenGrid } from '../engine/index.js';
-import type { TokenGridChannel, TokenGridData, TokenGridReply } from '../../common/protocol.js';
+import { tokenGridProtocol, type TokenGridRestore, type TokenGridView } from '../../common/protocol/tokengrid.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
 import { pngDataUri } from './images.js';
@@ -21,7 +21,7 @@ export class TokenGridPanel {
   }
 
   /** After a reload the panel comes back by tokenizing its image again (fast, and it picks up a rebuilt codebook). */
-  static serializer(studio: Studio): vscode.WebviewPanelSerializer<{ restore?: TokenGridData['restore'] }> {
+  static serializer(studio: Studio): vscode.WebviewPanelSerializer<{ restore?: TokenGridRestore }> {
     return {
       async deserializeWebviewPanel(panel, state) {
         const restore = state?.restore;
@@ -44,36 +44,32 @@ export class TokenGridPanel {
     private readonly codebookFile: string,
     private readonly grid: Promise<TokenGrid>,
   ) {
-    const { disposable } = connectWebview<TokenGridChannel['request'], never>(
-      panel.webview, studio.extensionUri, 'tokengrid', 'tokenGrid', panel.title, studio.log, (r) => this.handle(r),
-    );
+    const { disposable } = connectWebview(panel.webview, studio.extensionUri, 'tokengrid', tokenGridProtocol, panel.title, studio.log, {
+      init: () => this.view(),
+      decode: async ({ ids }) => {
+        const [cb, grid] = await Promise.all([this.studio.codebook(this.codebookFile), this.grid]);
+        this.checkIds(ids, grid, cb);
+        return { reconstruction: await this.reconstruct(cb, ids, grid.grid) };
+      },
+      openInGeneration: async ({ ids }) => {
+        const [cb, grid] = await Promise.all([this.studio.codebook(this.codebookFile), this.grid]);
+        this.checkIds(ids, grid, cb);
+        this.studio.editedGrid = { ...grid, ids, distances: undefined };
+        GenerationPanel.show(this.studio);
+        return null;
+      },
+    });
     panel.onDidDispose(() => disposable.dispose());
   }
 
-  private async handle(r: TokenGridChannel['request']): Promise<TokenGridReply> {
-    const cb = await this.studio.codebook(this.codebookFile);
-    const grid = await this.grid;
-    switch (r.type) {
-      case 'init': {
-        const encoder = await this.studio.encoderFor(cb);
-        return {
-          type: 'tokenGrid',
-          data: {
-            imageLabel: path.basename(grid.image), image: await pngDataUri(await encoder.load(grid.image)), grid: grid.grid, ids: grid.ids,
-            distances: grid.distances, reconstruction: await this.reconstruct(cb, grid.ids, grid.grid), k: cb.frozen.rows,
-            codebook: cb.fingerprint, restore: { codebook: this.codebookFile, image: grid.image },
-          },
-        };
-      }
-      case 'decode':
-        this.checkIds(r.ids, grid, cb);
-        return { type: 'decoded', reconstruction: await this.reconstruct(cb, r.ids, grid.grid) };
-      case 'openInGeneration':
-        this.checkIds(r.ids, grid, cb);
-        this.studio.editedGrid = { ...grid, ids: r.ids, distances: undefined };
-        GenerationPanel.show(this.studio);
-        return { type: 'ok' };
-    }
+  private async view(): Promise<TokenGridView> {
+    const [cb, grid] = await Promise.all([this.studio.codebook(this.codebookFile), this.grid]);
+    const encoder = await this.studio.encoderFor(cb);
+    return {
+      imageLabel: path.basename(grid.image), image: await pngDataUri(await encoder.load(grid.image)), grid: grid.grid, ids: grid.ids,
+      distances: grid.distances, reconstruction: await this.reconstruct(cb, grid.ids, grid.grid), k: cb.frozen.rows,
+      codebook: cb.fingerprint, restore: { codebook: this.codebookFile, image: grid.image },
+    };
   }
 
   private checkIds(ids: number[], grid: TokenGrid, cb: Codebook): void {

@@ -1,28 +1,27 @@
-// Wiring shared by every webview: options (scripts on, resources limited to the extension and
-// the user's workspace/files), the CSP page, and the protocol endpoint that validates requests
-// from the webview and sends replies back.
+// Wiring shared by every webview: options (scripts on, resources limited to what the pages load:
+// the bundles and the styles; images travel as data: URIs), the CSP page, and the protocol
+// endpoint that checks every request from the webview against its descriptor and answers it.
 import * as vscode from 'vscode';
-import { Endpoint, type PanelName } from '../../common/protocol.js';
+import { HostEndpoint, type AnyProtocol, type Handlers } from '../../common/protocol/shared.js';
 import { renderWebviewHtml } from './html.js';
 
-export function webviewOptions(extensionUri: vscode.Uri, userRoots: vscode.Uri[] = []): vscode.WebviewOptions {
-  const workspace = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri);
+export function webviewOptions(extensionUri: vscode.Uri): vscode.WebviewOptions {
   return {
     enableScripts: true,
-    localResourceRoots: [vscode.Uri.joinPath(extensionUri, 'dist', 'webview'), vscode.Uri.joinPath(extensionUri, 'media'), ...workspace, ...userRoots],
+    localResourceRoots: [vscode.Uri.joinPath(extensionUri, 'dist', 'webview'), vscode.Uri.joinPath(extensionUri, 'media', 'styles')],
   };
 }
 
-/** Fills a webview with the panel's page and connects it; `handle` answers its requests. */
-export function connectWebview<TRequest, TOut>(
+/** Fills a webview with the panel's page and connects it; `handlers` answer its requests. */
+export function connectWebview<P extends AnyProtocol>(
   webview: vscode.Webview,
   extensionUri: vscode.Uri,
   bundle: string,
-  panel: PanelName,
+  protocol: P,
   title: string,
   log: vscode.OutputChannel,
-  handle: (request: TRequest) => Promise<unknown>,
-): { endpoint: Endpoint<TOut, TRequest>; disposable: vscode.Disposable } {
+  handlers: Handlers<P>,
+): { endpoint: HostEndpoint<P>; disposable: vscode.Disposable } {
   const asUri = (...parts: string[]): string => webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, ...parts)).toString();
   webview.html = renderWebviewHtml({
     cspSource: webview.cspSource,
@@ -31,15 +30,10 @@ export function connectWebview<TRequest, TOut>(
     stylesheet: asUri('media', 'styles', 'webview.css'),
     codicons: asUri('media', 'styles', 'codicons', 'codicon.css'),
   });
-  const endpoint = new Endpoint<TOut, TRequest>({
-    panel,
-    side: 'host',
+  const endpoint = new HostEndpoint(protocol, handlers, {
     post: (m) => void webview.postMessage(m),
-    onMessage: (body) => handle(body).catch((err: Error) => {
-      log.appendLine(`[${panel}] ${err.message}`);
-      throw err;
-    }),
-    onReject: (reason) => log.appendLine(`[${panel}] rejected a malformed message from the webview: ${reason}`),
+    onReject: (reason) => log.appendLine(`[${protocol.name}] rejected a malformed message from the webview: ${reason}`),
+    onError: (type, err) => log.appendLine(`[${protocol.name}] ${type}: ${err instanceof Error ? err.message : String(err)}`),
   });
   const disposable = webview.onDidReceiveMessage((m) => endpoint.receive(m));
   return { endpoint, disposable };

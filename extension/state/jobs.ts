@@ -4,7 +4,7 @@
 // user can act on: UserError -> its one line, CancelledError -> an info message.
 import * as vscode from 'vscode';
 import { CancelledError, UserError } from '../../common/errors.js';
-import type { LabCell, LabKind } from '../../common/protocol.js';
+import type { LabCell, LabKind } from '../../common/protocol/lab.js';
 import type { LabStore } from './labStore.js';
 import type { BackendManager } from './backend.js';
 

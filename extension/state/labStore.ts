@@ -2,7 +2,7 @@
 // after a reload. Runs cannot survive a reload: a cell still 'running' when loaded was
 // interrupted and is shown as cancelled.
 import * as vscode from 'vscode';
-import type { LabCell } from '../../common/protocol.js';
+import type { LabCell } from '../../common/protocol/lab.js';
 
 const KEY = 'unicode2.lab.cells';
 /** oldest cells beyond this are dropped: workspaceState is not meant for unbounded data */

@@ -4,10 +4,10 @@
 // .test-artifacts/screenshots/.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { openPanel, closeBrowser, canvasPixel, until, THEME_NAMES, themeRgb } from './harness.js';
+import { openPanel, closeBrowser, canvasPixel, until, THEME_NAMES, themeRgb, type TestHost } from './harness.js';
 import { countColor, rampColor, DEAD_CODE_RGB } from '../../webview/common/colors.js';
 import { heatmapLayout } from '../../webview/codebook/heatmap.js';
-import type { CodebookData } from '../../common/protocol.js';
+import { codebookProtocol, type CodebookView, type CodeDetail } from '../../common/protocol/codebook.js';
 import { realFixture, disposeFixture } from './fixture-codebook.js';
 import { similarityOrder } from '../../extension/engine/codeOrder.js';
 import { cropPatch, pngDataUri } from '../../extension/panels/images.js';
@@ -20,7 +20,7 @@ after(async () => {
 });
 
 
-function codebookData(counts: number[], order: number[], file = 'codebook.safetensors'): CodebookData {
+function codebookData(counts: number[], order: number[], file = 'codebook.safetensors'): CodebookView {
   const tokens = counts.reduce((a, b) => a + b, 0);
   const used = counts.filter((c) => c > 0).length;
   const entropy = -counts.reduce((h, c) => (c > 0 ? h + (c / tokens) * Math.log(c / tokens) : h), 0);
@@ -42,7 +42,7 @@ function codebookData(counts: number[], order: number[], file = 'codebook.safete
  * heatmap layout (the host orders by similarity), heavy-tailed counts that vary smoothly between
  * neighbouring cells (similar codes are used alike), and a dead region where usage fades out.
  */
-function realisticData(k: number): CodebookData {
+function realisticData(k: number): CodebookView {
   const rand = seededRandom(7);
   const { cols, rows } = heatmapLayout(k);
   const order = Array.from({ length: k }, (_, i) => i);
@@ -64,25 +64,24 @@ function realisticData(k: number): CodebookData {
   return codebookData(counts, order);
 }
 
-const host = (data: CodebookData) => (body: { type: string; code?: unknown }) => {
-  if (body.type === 'init' || body.type === 'selectDataset') return { type: 'codebook', data };
-  if (body.type === 'codeDetail') {
-    const code = body.code as number;
-    return {
-      type: 'codeDetail', code, count: data.counts[code], share: data.counts[code]! / data.summary.tokens, patches: [],
-      neighbours: [1, 2, 3].map((o) => ({ code: (code + o) % data.counts.length, distance: o * 0.5, count: data.counts[(code + o) % data.counts.length] })),
-      note: 'No tokenized image uses this code.',
-    };
-  }
-  throw new Error(`unexpected request ${body.type}`);
-};
+type CodebookHost = TestHost<typeof codebookProtocol>;
+
+const host = (data: CodebookView): CodebookHost => ({
+  init: () => data,
+  selectDataset: () => data,
+  codeDetail: ({ code }) => ({
+    code, count: data.counts[code]!, share: data.counts[code]! / data.summary.tokens, patches: [],
+    neighbours: [1, 2, 3].map((o) => ({ code: (code + o) % data.counts.length, distance: o * 0.5, count: data.counts[(code + o) % data.counts.length]! })),
+    note: 'No tokenized image uses this code.',
+  }),
+});
 
 test('heatmap pixels follow the colour ramp of the known counts; tooltip names the code', async () => {
   // 64 codes in an 8 x 8 grid, identity order: code i sits at (i % 8, i / 8)
   const counts = Array.from({ length: 64 }, (_, i) => (i % 5 === 0 ? 0 : i * 37));
   const max = Math.max(...counts);
   const data = codebookData(counts, counts.map((_, i) => i));
-  const p = await openPanel('codebook', 'dark', host(data));
+  const p = await openPanel('codebook', codebookProtocol, 'dark', host(data));
   try {
     const canvas = p.page.locator('#heatmap[data-drawn="true"]');
     await canvas.waitFor();
@@ -120,7 +119,7 @@ test('heatmap pixels follow the colour ramp of the known counts; tooltip names t
 test('a theme switch while the panel is open redraws the heatmap in the new colours', async () => {
   const counts = Array.from({ length: 64 }, (_, i) => i * 11);
   const data = codebookData(counts, counts.map((_, i) => i));
-  const p = await openPanel('codebook', 'dark', host(data));
+  const p = await openPanel('codebook', codebookProtocol, 'dark', host(data));
   try {
     const canvas = p.page.locator('#heatmap[data-drawn="true"]');
     await canvas.waitFor();
@@ -149,7 +148,7 @@ test('a theme switch while the panel is open redraws the heatmap in the new colo
 
 test('clicking a code asks the host for its detail and shows the nearest codes', async () => {
   const data = realisticData(1000);
-  const p = await openPanel('codebook', 'light', host(data));
+  const p = await openPanel('codebook', codebookProtocol, 'light', host(data));
   try {
     const canvas = p.page.locator('#heatmap[data-drawn="true"]');
     await canvas.waitFor();
@@ -159,8 +158,7 @@ test('clicking a code asks the host for its detail and shows the nearest codes',
     const hovered = Number(/code (\d+)/.exec(tip!)![1]);
     await p.page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
     await p.page.locator('#detail .neighbours li').first().waitFor();
-    const request = p.posted.find((m) => m.kind === 'request' && m.body.type === 'codeDetail');
-    assert.deepEqual(request?.body, { type: 'codeDetail', code: hovered });
+    assert.deepEqual(p.requests('codeDetail'), [{ code: hovered }]);
     assert.equal(await p.page.locator('#detail h2').textContent(), `Code ${hovered}`);
     assert.equal(await p.page.locator('#detail .neighbours li').count(), 3);
   } finally {
@@ -170,16 +168,18 @@ test('clicking a code asks the host for its detail and shows the nearest codes',
 
 test('a malformed message from the host is rejected and logged, and the panel keeps working', async () => {
   const data = realisticData(100);
-  const p = await openPanel('codebook', 'dark', host(data));
+  const p = await openPanel('codebook', codebookProtocol, 'dark', host(data));
   try {
     await p.page.locator('#heatmap[data-drawn="true"]').waitFor();
     const before = await p.page.locator('#summary').textContent();
-    await p.post({ kind: 'notify', body: { type: 'datasets', datasets: [{ id: 3, label: 'x' }] } });
-    await p.post({ kind: 'reply', id: 999, body: { type: 'codebook', data: { summary: null } } });
-    await p.post({ kind: 'request', id: 1, body: { type: 'init' } });
+    await p.post({ kind: 'notify', type: 'datasets', params: { datasets: [{ id: 3, label: 'x' }] } });
+    await p.post({ kind: 'reply', id: 999, result: { summary: null } });
+    await p.post({ kind: 'request', id: 1, type: 'init', params: {} });
     const dropped = (): string[] => p.warnings.filter((w) => w.includes('dropped a malformed message'));
     await until(() => dropped().length === 3, 'three rejections');
-    assert.match(dropped()[0]!, /datasets\[0\]\.id must be a string/);
+    assert.match(dropped()[0]!, /params\.datasets\.0\.id: Invalid type: Expected string but received 3/);
+    assert.match(dropped()[1]!, /reply 999 answers no pending request/);
+    assert.match(dropped()[2]!, /message\.kind must be reply or notify/);
     assert.equal(await p.page.locator('#summary').textContent(), before);
     assert.equal(await p.page.locator('vscode-option').count(), 2);
   } finally {
@@ -189,7 +189,7 @@ test('a malformed message from the host is rejected and logged, and the panel ke
 
 test('K = 500,000: one canvas, zoom keeps the code under the cursor, pan moves it, no per-cell DOM', async () => {
   const data = realisticData(500_000);
-  const p = await openPanel('codebook', 'dark', host(data));
+  const p = await openPanel('codebook', codebookProtocol, 'dark', host(data));
   try {
     const canvas = p.page.locator('#heatmap[data-drawn="true"]');
     await canvas.waitFor({ timeout: 30_000 });
@@ -238,16 +238,14 @@ test('K = 500,000: one canvas, zoom keeps the code under the cursor, pan moves i
  * host's similarity order, and for a clicked code the crops of the fixture photos that use it and
  * its nearest codewords (brute force here; the panel asks the backend).
  */
-async function realHost(): Promise<{ data: CodebookData; answer: (body: { type: string; code?: unknown }) => Promise<unknown> }> {
+async function realHost(): Promise<{ data: CodebookView; answer: CodebookHost }> {
   const f = await realFixture();
   const counts = Array.from(f.cb.counts!);
   const data = codebookData(counts, similarityOrder(f.cb.frozen));
   data.summary = { ...data.summary, d: f.cb.frozen.cols, encoder: f.cb.meta.encoder.id, lambda: f.cb.meta.lambda, iterations: f.cb.meta.iterations, fingerprint: f.cb.fingerprint };
   const images = new Map(await Promise.all(f.grids.map(async (g) => [g.image, await f.encoder.load(g.image)] as const)));
   const { rows: k, cols: d, data: w } = f.cb.frozen;
-  const answer = async (body: { type: string; code?: unknown }): Promise<unknown> => {
-    if (body.type !== 'codeDetail') return host(data)(body);
-    const code = body.code as number;
+  const codeDetail = async ({ code }: { code: number }): Promise<CodeDetail> => {
     const patches = [];
     for (const g of f.grids) {
       for (let cell = 0; cell < g.ids.length && patches.length < 24; cell++) {
@@ -263,13 +261,13 @@ async function realHost(): Promise<{ data: CodebookData; answer: (body: { type: 
     };
     const neighbours = Array.from({ length: k }, (_, i) => i).filter((i) => i !== code).sort((a, b) => dist(a) - dist(b)).slice(0, 6)
       .map((i) => ({ code: i, distance: dist(i), count: counts[i]! }));
-    return { type: 'codeDetail', code, count: counts[code], share: counts[code]! / data.summary.tokens, patches, neighbours };
+    return { code, count: counts[code]!, share: counts[code]! / data.summary.tokens, patches, neighbours };
   };
-  return { data, answer };
+  return { data, answer: { ...host(data), codeDetail } };
 }
 
 /** Where a code's cell is drawn right after the panel opened (fit to the canvas, centred). */
-function cellCentre(box: { width: number; height: number }, data: CodebookData, code: number): [number, number] {
+function cellCentre(box: { width: number; height: number }, data: CodebookView, code: number): [number, number] {
   const { cols, rows } = heatmapLayout(data.order.length);
   const scale = Math.min(box.width / cols, box.height / rows);
   const cell = data.order.indexOf(code);
@@ -279,7 +277,7 @@ function cellCentre(box: { width: number; height: number }, data: CodebookData, 
 for (const theme of THEME_NAMES) {
   test(`screenshot of a real codebook, ${theme} theme`, async () => {
     const { data, answer } = await realHost();
-    const p = await openPanel('codebook', theme, answer, { width: 1200, height: 760 });
+    const p = await openPanel('codebook', codebookProtocol, theme, answer, { width: 1200, height: 760 });
     try {
       await p.page.locator('#heatmap[data-drawn="true"]').waitFor();
       const box = (await p.page.locator('#heatmap').boundingBox())!;
@@ -301,7 +299,7 @@ for (const theme of THEME_NAMES) {
 }
 
 test('screenshot at K = 500,000, zoomed in', async () => {
-  const p = await openPanel('codebook', 'dark', host(realisticData(500_000)), { width: 1200, height: 760 });
+  const p = await openPanel('codebook', codebookProtocol, 'dark', host(realisticData(500_000)), { width: 1200, height: 760 });
   try {
     await p.page.locator('#heatmap[data-drawn="true"]').waitFor({ timeout: 30_000 });
     const box = (await p.page.locator('#heatmap').boundingBox())!;

@@ -1,12 +1,13 @@
 // Loads a panel's real bundle (dist/webview/<panel>.js) in headless Chromium inside the same
 // CSP-locked page the extension serves, with a stand-in for acquireVsCodeApi: every message the
-// webview posts goes to `host` (the test's side of the protocol), and the test can post back.
+// webview posts goes through a real HostEndpoint of the panel's protocol (so a malformed request
+// from the webview is caught) to the test's handlers, and the test can post back.
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { renderWebviewHtml, newNonce } from '../../extension/panels/html.js';
-import type { Envelope } from '../../common/protocol.js';
+import { HostEndpoint, type AnyProtocol, type Envelope, type Handlers, type Params, type RequestName } from '../../common/protocol/shared.js';
 
 const root = path.resolve(__dirname, '../..');
 export const artifacts = path.join(root, '.test-artifacts');
@@ -87,13 +88,18 @@ export function themeRgb(theme: Theme, variable: string): number[] {
   return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
 }
 
-/** Answers the webview's requests: return the reply body (or throw to send an error reply). */
-export type HostHandler = (body: { type: string; [k: string]: unknown }) => unknown;
+/** The test's host: handlers for the requests the test expects (typed by the protocol, as the
+ *  extension's are); any other request gets an error reply naming it. */
+export type TestHost<P extends AnyProtocol> = Partial<Handlers<P>>;
 
-export interface PanelPage {
+export interface PanelPage<P extends AnyProtocol> {
   page: Page;
   /** every envelope the webview posted, in order */
-  posted: Envelope<{ type: string }>[];
+  posted: Envelope[];
+  /** the parameters of every request of that type the webview sent, in order */
+  requests<K extends RequestName<P>>(type: K): Params<P, K>[];
+  /** requests from the webview that failed the protocol's schemas */
+  rejected: string[];
   /** the console warnings the page logged (the webview reports dropped messages there) */
   warnings: string[];
   /** posts a raw message into the webview, as the host's postMessage would */
@@ -106,14 +112,21 @@ export interface PanelPage {
 
 let browser: Browser | null = null;
 
-export async function openPanel(panel: string, theme: Theme, host: HostHandler, viewport = { width: 1100, height: 700 }): Promise<PanelPage> {
+export async function openPanel<P extends AnyProtocol>(
+  panel: string,
+  protocol: P,
+  theme: Theme,
+  host: TestHost<P>,
+  viewport = { width: 1100, height: 700 },
+): Promise<PanelPage<P>> {
   requireBundle(panel);
   browser ??= await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--allow-file-access-from-files'],
   });
   const page = await browser.newPage({ viewport, deviceScaleFactor: 1 });
-  const posted: Envelope<{ type: string }>[] = [];
+  const posted: Envelope[] = [];
+  const rejected: string[] = [];
   const warnings: string[] = [];
   page.on('console', (m) => (m.type() === 'warning' || m.type() === 'error') && warnings.push(m.text()));
   page.on('pageerror', (e) => warnings.push(`pageerror: ${e.message}`));
@@ -121,16 +134,19 @@ export async function openPanel(panel: string, theme: Theme, host: HostHandler, 
   const post = async (message: unknown): Promise<void> => {
     await page.evaluate((m) => window.postMessage(m, '*'), message as object);
   };
-  await page.exposeFunction('__toHost', async (envelope: Envelope<{ type: string }>) => {
+  const handlers = Object.fromEntries(
+    Object.keys(protocol.requests).map((type) => [
+      type,
+      (host as Record<string, unknown>)[type] ??
+        (() => {
+          throw new Error(`this test does not answer ${type} requests`);
+        }),
+    ]),
+  ) as Handlers<P>;
+  const endpoint = new HostEndpoint(protocol, handlers, { post: (m) => void post(m), onReject: (reason) => rejected.push(reason) });
+  await page.exposeFunction('__toHost', async (envelope: Envelope) => {
     posted.push(envelope);
-    if (envelope.kind !== 'request') return;
-    let body: unknown;
-    try {
-      body = await host(envelope.body as { type: string });
-    } catch (err) {
-      body = { type: 'error', message: (err as Error).message };
-    }
-    await post({ kind: 'reply', id: envelope.id, body });
+    await endpoint.receive(envelope);
   });
 
   const nonce = newNonce();
@@ -162,6 +178,8 @@ export async function openPanel(panel: string, theme: Theme, host: HostHandler, 
   return {
     page,
     posted,
+    requests: (type) => posted.flatMap((m) => (m.kind === 'request' && m.type === type ? [m.params as never] : [])),
+    rejected,
     warnings,
     post,
     async setTheme(next) {
@@ -178,7 +196,11 @@ export async function openPanel(panel: string, theme: Theme, host: HostHandler, 
       await page.screenshot({ path: out });
       return out;
     },
-    close: () => page.close(),
+    async close() {
+      await page.close();
+      // every test checks, on the way out, that the bundle only sent requests its protocol allows
+      if (rejected.length) throw new Error(`the webview sent malformed requests: ${rejected.join('; ')}`);
+    },
   };
 }
 

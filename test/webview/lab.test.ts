@@ -6,7 +6,7 @@ import { openPanel, closeBrowser, until, THEME_NAMES } from './harness.js';
 import { realFixture, disposeFixture } from './fixture-codebook.js';
 import { pngDataUri, thumbnail } from '../../extension/panels/images.js';
 import { loadImage } from '../../extension/engine/index.js';
-import type { LabCell } from '../../common/protocol.js';
+import { labProtocol, type LabCell } from '../../common/protocol/lab.js';
 import * as path from 'node:path';
 
 after(async () => {
@@ -50,7 +50,8 @@ async function cells(): Promise<LabCell[]> {
 
 test('cells carry kind and status hooks; actions post requests naming the cell', async () => {
   const list = await cells();
-  const p = await openPanel('lab', 'dark', (b) => (b.type === 'init' ? { type: 'cells', cells: list } : { type: 'ok' }), { width: 360, height: 900 });
+  const ok = () => null;
+  const p = await openPanel('lab', labProtocol, 'dark', { init: () => list, run: ok, rerun: ok, open: ok, cancel: ok, remove: ok }, { width: 360, height: 900 });
   try {
     await p.page.locator('.lab-cell').first().waitFor();
     const hooks = await p.page.locator('.lab-cell').evaluateAll((els) => els.map((e) => `${(e as HTMLElement).dataset.kind}/${(e as HTMLElement).dataset.status}`));
@@ -62,7 +63,7 @@ test('cells carry kind and status hooks; actions post requests naming the cell',
     await p.page.locator('.lab-cell[data-id="c4"] [data-action="cancel"]').click();
     await p.page.locator('[data-run="demo"]').click();
     await until(() => p.posted.filter((m) => m.kind === 'request').length === 5, 'five requests');
-    const requests = p.posted.filter((m) => m.kind === 'request').map((m) => m.body);
+    const requests = p.posted.flatMap((m) => (m.kind === 'request' ? [{ type: m.type, ...(m.params as object) }] : []));
     assert.deepEqual(requests.slice(1), [
       { type: 'rerun', cell: 'c1' }, { type: 'open', cell: 'c3' }, { type: 'cancel', cell: 'c4' }, { type: 'run', kind: 'demo' },
     ]);
@@ -71,7 +72,7 @@ test('cells carry kind and status hooks; actions post requests naming the cell',
 
     // the host pushes a new list: the running cell finished
     const next = list.map((c) => (c.id === 'c4' ? { ...c, status: 'done' as const, progress: undefined } : c));
-    await p.post({ kind: 'notify', body: { type: 'cells', cells: next } });
+    await p.post({ kind: 'notify', type: 'cells', params: { cells: next } });
     await p.page.locator('.lab-cell[data-id="c4"][data-status="done"]').waitFor();
   } finally {
     await p.close();
@@ -81,7 +82,7 @@ test('cells carry kind and status hooks; actions post requests naming the cell',
 for (const theme of THEME_NAMES) {
   test(`screenshot, ${theme} theme`, async () => {
     const list = await cells();
-    const p = await openPanel('lab', theme, () => ({ type: 'cells', cells: list }), { width: 360, height: 900 });
+    const p = await openPanel('lab', labProtocol, theme, { init: () => list }, { width: 360, height: 900 });
     try {
       await p.page.locator('.lab-cell').first().waitFor();
       await p.page.waitForFunction(() => [...document.images].every((i) => i.complete));

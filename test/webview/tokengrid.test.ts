@@ -3,32 +3,31 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { openPanel, closeBrowser, canvasPixel, THEME_NAMES } from './harness.js';
+import { openPanel, closeBrowser, canvasPixel, THEME_NAMES, type TestHost } from './harness.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
 import { codeColor } from '../../webview/common/colors.js';
-import type { TokenGridData } from '../../common/protocol.js';
+import { tokenGridProtocol, type TokenGridView } from '../../common/protocol/tokengrid.js';
 
 after(async () => {
   await closeBrowser();
   await disposeFixture();
 });
 
-function host(f: Fixture) {
-  const data: TokenGridData = {
+function host(f: Fixture): TestHost<typeof tokenGridProtocol> {
+  const data: TokenGridView = {
     imageLabel: path.basename(f.grid.image), image: f.imageUri, grid: f.grid.grid, ids: f.grid.ids, distances: f.grid.distances,
     reconstruction: '', k: f.cb.frozen.rows, codebook: f.cb.fingerprint, restore: { codebook: '/work/codebook.safetensors', image: f.grid.image },
   };
-  return async (body: { type: string; ids?: unknown }) => {
-    if (body.type === 'init') return { type: 'tokenGrid', data: { ...data, reconstruction: await f.decode(f.grid.ids) } };
-    if (body.type === 'decode') return { type: 'decoded', reconstruction: await f.decode(body.ids as number[]) };
-    if (body.type === 'openInGeneration') return { type: 'ok' };
-    throw new Error(`unexpected request ${body.type}`);
+  return {
+    init: async () => ({ ...data, reconstruction: await f.decode(f.grid.ids) }),
+    decode: async ({ ids }) => ({ reconstruction: await f.decode(ids) }),
+    openInGeneration: () => null,
   };
 }
 
 test('grid of a real tokenized image: dimensions, colour per code, hover shows id and distance', async () => {
   const f = await realFixture();
-  const p = await openPanel('tokengrid', 'dark', host(f));
+  const p = await openPanel('tokengrid', tokenGridProtocol, 'dark', host(f));
   try {
     const canvas = p.page.locator('#token-grid[data-drawn="true"]');
     await canvas.waitFor();
@@ -60,7 +59,7 @@ test('grid of a real tokenized image: dimensions, colour per code, hover shows i
 
 test('paint a cell with another code and decode again through the host', async () => {
   const f = await realFixture();
-  const p = await openPanel('tokengrid', 'light', host(f));
+  const p = await openPanel('tokengrid', tokenGridProtocol, 'light', host(f));
   try {
     const canvas = p.page.locator('#token-grid[data-drawn="true"]');
     await canvas.waitFor();
@@ -76,10 +75,9 @@ test('paint a cell with another code and decode again through the host', async (
     assert.equal(await p.page.locator('#edits').textContent(), '1 cell edited');
     await p.page.locator('#decode').click();
     await p.page.waitForFunction((b) => document.querySelector('#reconstruction')!.getAttribute('src') !== b, before);
-    const request = p.posted.find((m) => m.kind === 'request' && m.body.type === 'decode');
     const expected = [...f.grid.ids];
     expected[cell] = newCode;
-    assert.deepEqual((request!.body as unknown as { ids: number[] }).ids, expected);
+    assert.deepEqual(p.requests('decode'), [{ ids: expected }]);
   } finally {
     await p.close();
   }
@@ -87,7 +85,7 @@ test('paint a cell with another code and decode again through the host', async (
 
 test('clicking a cell highlights every cell holding that code', async () => {
   const f = await realFixture();
-  const p = await openPanel('tokengrid', 'dark', host(f));
+  const p = await openPanel('tokengrid', tokenGridProtocol, 'dark', host(f));
   try {
     const canvas = p.page.locator('#token-grid[data-drawn="true"]');
     await canvas.waitFor();
@@ -118,7 +116,7 @@ test('clicking a cell highlights every cell holding that code', async () => {
 for (const theme of THEME_NAMES) {
   test(`screenshot, ${theme} theme`, async () => {
     const f = await realFixture();
-    const p = await openPanel('tokengrid', theme, host(f), { width: 1100, height: 680 });
+    const p = await openPanel('tokengrid', tokenGridProtocol, theme, host(f), { width: 1100, height: 680 });
     try {
       const canvas = p.page.locator('#token-grid[data-drawn="true"]');
       await canvas.waitFor();

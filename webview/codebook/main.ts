@@ -1,7 +1,7 @@
 // Codebook panel: utilization heatmap of all K codes, summary, rank-frequency plot, and the
 // detail of a clicked code (image patches that use it, nearest codes). Data comes from the host.
 import '../common/elements.js';
-import type { CodebookChannel, CodebookData, CodebookReply, CodebookSummary, DatasetInfo } from '../../common/protocol.js';
+import { codebookProtocol, type CodebookView, type CodeDetail, type CodebookSummary, type DatasetInfo } from '../../common/protocol/codebook.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, formatInt, formatPct, formatShare, h } from '../common/dom.js';
 import { DEAD_CODE_RGB, css, rampColor } from '../common/colors.js';
@@ -9,22 +9,19 @@ import { onThemeChange, type ViewTransform } from '../common/viewport.js';
 import { Heatmap } from './heatmap.js';
 import { drawRankFrequency } from './rankFrequency.js';
 
-type Req = CodebookChannel['request'];
-type Detail = Extract<CodebookReply, { type: 'codeDetail' }>;
-
 interface ViewState {
-  restore: CodebookData['restore'] | null;
+  restore: CodebookView['restore'] | null;
   view: ViewTransform | null;
   selected: number | null;
   dataset: string | null;
 }
 
 const state = loadState<ViewState>({ restore: null, view: null, selected: null, dataset: null });
-const host = connect<Req, CodebookChannel['notification']>('codebook', (n) => {
-  if (n.type === 'datasets') renderDatasets(n.datasets, current?.dataset ?? '');
+const host = connect(codebookProtocol, {
+  datasets: ({ datasets }) => renderDatasets(datasets, current?.dataset ?? ''),
 });
 
-let current: CodebookData | null = null;
+let current: CodebookView | null = null;
 let heatmap: Heatmap | null = null;
 const tooltip = new Tooltip();
 
@@ -87,7 +84,7 @@ function renderDatasets(datasets: DatasetInfo[], selected: string): void {
   (select as unknown as { value: string }).value = selected;
 }
 
-function show(data: CodebookData): void {
+function show(data: CodebookView): void {
   current = data;
   state.restore = data.restore;
   saveState(state);
@@ -122,13 +119,13 @@ async function selectCode(code: number): Promise<void> {
   const detail = byId('detail');
   detail.replaceChildren(h('h2', {}, `Code ${code}`), h('vscode-progress-bar', { indeterminate: true }));
   try {
-    renderDetail(await host.request<Detail>({ type: 'codeDetail', code }));
+    renderDetail(await host.request('codeDetail', { code }));
   } catch (err) {
     detail.replaceChildren(h('h2', {}, `Code ${code}`), h('p', { class: 'error' }, (err as Error).message));
   }
 }
 
-function renderDetail(d: Detail): void {
+function renderDetail(d: CodeDetail): void {
   const neighbours = h('ol', { class: 'neighbours' },
     ...d.neighbours.map((n) => {
       const link = h('a', { href: '#', 'data-code': n.code }, `code ${n.code}`);
@@ -182,12 +179,11 @@ byId('dataset').addEventListener('change', async (e) => {
   if (!current || dataset === current.dataset) return;
   state.dataset = dataset;
   saveState(state);
-  const reply = await host.request<Extract<CodebookReply, { type: 'codebook' }>>({ type: 'selectDataset', dataset });
-  show(reply.data);
+  show(await host.request('selectDataset', { dataset }));
 });
 byId('add-dataset').addEventListener('click', async () => {
-  const reply = await host.request<CodebookReply>({ type: 'addTokensFile' });
-  if (reply.type === 'codebook') show(reply.data);
+  const view = await host.request('addTokensFile');
+  if (view) show(view);
 });
 function redraw(): void {
   heatmap?.draw();
@@ -197,12 +193,11 @@ new ResizeObserver(redraw).observe(canvas);
 onThemeChange(redraw);
 
 async function start(): Promise<void> {
-  const init = await host.request<Extract<CodebookReply, { type: 'codebook' }>>({ type: 'init' });
-  if (state.dataset && state.dataset !== init.data.dataset && init.data.datasets.some((d) => d.id === state.dataset)) {
-    const reply = await host.request<Extract<CodebookReply, { type: 'codebook' }>>({ type: 'selectDataset', dataset: state.dataset });
-    show(reply.data);
+  const init = await host.request('init');
+  if (state.dataset && state.dataset !== init.dataset && init.datasets.some((d) => d.id === state.dataset)) {
+    show(await host.request('selectDataset', { dataset: state.dataset }));
   } else {
-    show(init.data);
+    show(init);
   }
 }
 start().catch((err: Error) => {

@@ -1,7 +1,7 @@
-// The webview side of a panel's connection: acquires the VS Code API once, validates what the
-// host posts (malformed messages are dropped and reported back to the console) and keeps the
-// panel's view state with getState/setState so it survives reloads.
-import { Endpoint, type PanelName } from '../../common/protocol.js';
+// The webview side of a panel's connection: acquires the VS Code API once, checks what the host
+// posts against the panel's protocol (malformed messages are dropped and reported to the console)
+// and keeps the panel's view state with getState/setState so it survives reloads.
+import { WebviewEndpoint, type AnyProtocol, type NotificationHandlers } from '../../common/protocol/shared.js';
 
 interface VsCodeApi {
   postMessage(message: unknown): void;
@@ -12,18 +12,12 @@ declare function acquireVsCodeApi(): VsCodeApi;
 
 const api = acquireVsCodeApi();
 
-export function connect<TRequest, TNotification>(
-  panel: PanelName,
-  onNotification: (body: TNotification) => void,
-): Endpoint<TRequest, TNotification> {
-  const endpoint = new Endpoint<TRequest, TNotification>({
-    panel,
-    side: 'webview',
+export function connect<P extends AnyProtocol>(protocol: P, onNotification: NotificationHandlers<P>): WebviewEndpoint<P> {
+  const endpoint = new WebviewEndpoint(protocol, onNotification, {
     post: (m) => api.postMessage(m),
-    onMessage: onNotification,
     onReject: (reason) => console.warn(`UniCode²: dropped a malformed message: ${reason}`),
   });
-  window.addEventListener('message', (e: MessageEvent) => void endpoint.receive(e.data));
+  window.addEventListener('message', (e: MessageEvent) => endpoint.receive(e.data));
   return endpoint;
 }
 

@@ -1,17 +1,16 @@
 // Generation panel: choose a token source (a tokenized image, the edited grid from the token-grid
 // panel, a tokens JSON file), the decoder and its output size, generate, and save results.
 import '../common/elements.js';
-import type { GenerationChannel, GenerationReply, GenerationResult, GenerationSource } from '../../common/protocol.js';
+import { generationProtocol, type GenerationResult, type GenerationSource } from '../../common/protocol/generation.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { byId, h } from '../common/dom.js';
 
-type Req = GenerationChannel['request'];
 type Value = HTMLElement & { value: string };
 
 const state = loadState<{ source: string | null; upscale: number }>({ source: null, upscale: 2 });
-const host = connect<Req, GenerationChannel['notification']>('generation', (n) => {
-  if (n.type === 'sources') renderSources(n.sources);
-  else showProgress(n.done, n.total, n.message);
+const host = connect(generationProtocol, {
+  sources: ({ sources }) => renderSources(sources),
+  progress: ({ done, total, message }) => showProgress(done, total, message),
 });
 
 document.body.append(
@@ -61,8 +60,8 @@ function showProgress(done: number, total: number, message?: string): void {
 function addResult(r: GenerationResult): void {
   const save = h('vscode-button', { secondary: true, 'data-result': r.id, icon: 'save' }, 'Save as PNG');
   save.addEventListener('click', async () => {
-    const reply = await host.request<Extract<GenerationReply, { type: 'saved' }>>({ type: 'savePng', result: r.id });
-    if (reply.path) byId('status').textContent = `Saved ${reply.path}`;
+    const saved = await host.request('savePng', { result: r.id });
+    if (saved) byId('status').textContent = `Saved ${saved}`;
   });
   byId('results').prepend(
     h('figure', { class: 'card result' },
@@ -80,8 +79,7 @@ byId('upscale').addEventListener('change', () => {
   saveState(state);
 });
 byId('add-file').addEventListener('click', async () => {
-  const reply = await host.request<Extract<GenerationReply, { type: 'sources' }>>({ type: 'addTokensFile' });
-  renderSources(reply.sources);
+  renderSources(await host.request('addTokensFile'));
 });
 byId('generate').addEventListener('click', async () => {
   if (!state.source) return;
@@ -89,8 +87,7 @@ byId('generate').addEventListener('click', async () => {
   button.toggleAttribute('disabled', true);
   showProgress(0, 1, 'Decoding…');
   try {
-    const reply = await host.request<Extract<GenerationReply, { type: 'result' }>>({ type: 'generate', source: state.source, upscale: state.upscale });
-    addResult(reply.result);
+    addResult(await host.request('generate', { source: state.source, upscale: state.upscale }));
     showProgress(1, 1, '');
   } catch (err) {
     showProgress(1, 1, (err as Error).message);
@@ -100,7 +97,7 @@ byId('generate').addEventListener('click', async () => {
 });
 
 host
-  .request<Extract<GenerationReply, { type: 'generation' }>>({ type: 'init' })
+  .request('init')
   .then((init) => {
     byId('codebook').textContent = init.codebook ? `codebook ${init.codebook}` : 'no active codebook';
     renderSources(init.sources);

@@ -2,14 +2,12 @@
 // (metrics, thumbnails, a token-grid preview, files) and can be re-run, opened or removed.
 // The host owns the cells (kept in workspaceState); this view only renders what it is sent.
 import '../common/elements.js';
-import type { LabCell, LabChannel, LabKind, LabReply } from '../../common/protocol.js';
+import { labProtocol, type LabCell, type LabKind } from '../../common/protocol/lab.js';
 import { connect } from '../common/vscode.js';
 import { h, icon } from '../common/dom.js';
 import { codeColor } from '../common/colors.js';
 
-type Req = LabChannel['request'];
-
-const host = connect<Req, LabChannel['notification']>('lab', (n) => render(n.cells));
+const host = connect(labProtocol, { cells: ({ cells }) => render(cells) });
 
 const KINDS: { kind: LabKind; label: string; icon: string }[] = [
   { kind: 'build', label: 'Build', icon: 'database' },
@@ -26,7 +24,7 @@ const STATUS_ICON: Record<LabCell['status'], string> = {
 const toolbar = h('nav', { class: 'lab-toolbar', 'aria-label': 'new run' },
   ...KINDS.map((k) => {
     const b = h('vscode-button', { secondary: true, title: `New ${k.label.toLowerCase()} run`, 'data-run': k.kind, icon: k.icon }, k.label);
-    b.addEventListener('click', () => void host.request({ type: 'run', kind: k.kind }));
+    b.addEventListener('click', () => void host.request('run', { kind: k.kind }));
     return b;
   }),
 );
@@ -34,9 +32,9 @@ const list = h('div', { id: 'cells', class: 'lab-cells' });
 document.body.classList.add('lab');
 document.body.append(toolbar, list);
 
-function action(name: string, title: string, codicon: string, cell: string): HTMLElement {
+function action(name: 'rerun' | 'open' | 'remove' | 'cancel', title: string, codicon: string, cell: string): HTMLElement {
   const b = h('button', { class: 'icon-button', title, 'aria-label': title, 'data-action': name }, icon(codicon));
-  b.addEventListener('click', () => void host.request({ type: name as 'rerun', cell }));
+  b.addEventListener('click', () => void host.request(name, { cell }));
   return b;
 }
 
@@ -98,6 +96,6 @@ function render(cells: LabCell[]): void {
 }
 
 host
-  .request<Extract<LabReply, { type: 'cells' }>>({ type: 'init' })
-  .then((r) => render(r.cells))
+  .request('init')
+  .then(render)
   .catch((err: Error) => list.replaceChildren(h('p', { class: 'error' }, err.message)));

@@ -2,16 +2,14 @@
 // distance, click to highlight every cell with that code, paint mode to edit the grid, and the
 // atlas reconstruction beside it, re-decoded by the host on request.
 import '../common/elements.js';
-import type { TokenGridChannel, TokenGridData, TokenGridReply } from '../../common/protocol.js';
+import { tokenGridProtocol, type TokenGridRestore, type TokenGridView } from '../../common/protocol/tokengrid.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, h } from '../common/dom.js';
 import { codeColor, css } from '../common/colors.js';
 import { fitBackingStore, onThemeChange, themeColor } from '../common/viewport.js';
 
-type Req = TokenGridChannel['request'];
-
 interface ViewState {
-  restore: TokenGridData['restore'] | null;
+  restore: TokenGridRestore | null;
   ids: number[] | null;
   opacity: number;
   showIds: boolean;
@@ -21,9 +19,9 @@ interface ViewState {
 }
 
 const state = loadState<ViewState>({ restore: null, ids: null, opacity: 0.45, showIds: false, paint: false, paintCode: null, highlight: null });
-const host = connect<Req, never>('tokenGrid', () => undefined);
+const host = connect(tokenGridProtocol, {});
 const tooltip = new Tooltip();
-let data: TokenGridData | null = null;
+let data: TokenGridView | null = null;
 let ids: number[] = [];
 let source: HTMLImageElement | null = null;
 
@@ -217,19 +215,18 @@ byId('decode').addEventListener('click', async () => {
   const button = byId('decode');
   button.toggleAttribute('disabled', true);
   try {
-    const reply = await host.request<Extract<TokenGridReply, { type: 'decoded' }>>({ type: 'decode', ids });
+    const reply = await host.request('decode', { ids });
     byId<HTMLImageElement>('reconstruction').src = reply.reconstruction;
   } finally {
     button.toggleAttribute('disabled', false);
   }
 });
-byId('to-generation').addEventListener('click', () => void host.request({ type: 'openInGeneration', ids }));
+byId('to-generation').addEventListener('click', () => void host.request('openInGeneration', { ids }));
 new ResizeObserver(draw).observe(canvas);
 onThemeChange(draw);
 
 async function start(): Promise<void> {
-  const reply = await host.request<Extract<TokenGridReply, { type: 'tokenGrid' }>>({ type: 'init' });
-  data = reply.data;
+  data = await host.request('init');
   state.restore = data.restore;
   const [gh, gw] = data.grid;
   ids = state.ids && state.ids.length === gh * gw ? state.ids : [...data.ids];

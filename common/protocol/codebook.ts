@@ -1,0 +1,75 @@
+// The Codebook panel's messages: the utilization heatmap's data (summary, per-code counts of the
+// selected data set, heatmap order), the detail of one code, and the data sets to count over.
+import * as v from 'valibot';
+import { finite, index, message, noParams, numbers, protocol, request, text } from './shared.js';
+
+export const datasetInfo = message({ id: text, label: text });
+
+export const codebookSummary = message({
+  file: text,
+  k: index,
+  d: index,
+  encoder: text,
+  lambda: finite,
+  iterations: index,
+  fingerprint: text,
+  atlas: text,
+  /** statistics of the selected data set's counts */
+  tokens: finite,
+  used: index,
+  utilization: finite,
+  perplexity: finite,
+  dead: index,
+});
+
+export const codebookView = message({
+  summary: codebookSummary,
+  /** per-code counts of the selected data set, length K */
+  counts: numbers('finite'),
+  /** heatmap cell -> code id (similar codes adjacent), a permutation of 0..K-1 */
+  order: numbers('index'),
+  datasets: v.array(datasetInfo),
+  dataset: text,
+  /** what the panel serializer needs to reopen this panel after a reload (kept in webview state) */
+  restore: message({ file: text }),
+});
+
+export const codePatch = message({
+  /** data: URI of the crop, upscaled for visibility */
+  src: text,
+  image: text,
+  row: index,
+  col: index,
+});
+
+export const codeNeighbour = message({ code: index, distance: finite, count: finite });
+
+export const codeDetail = message({
+  code: index,
+  count: finite,
+  share: finite,
+  patches: v.array(codePatch),
+  neighbours: v.array(codeNeighbour),
+  note: v.optional(text),
+});
+
+export const codebookProtocol = protocol(
+  'codebook',
+  {
+    init: request(noParams, codebookView),
+    selectDataset: request(message({ dataset: text }), codebookView),
+    codeDetail: request(message({ code: index }), codeDetail),
+    /** asks for a tokens file and counts over it; null when the dialog was dismissed */
+    addTokensFile: request(noParams, v.nullable(codebookView)),
+  },
+  {
+    datasets: message({ datasets: v.array(datasetInfo) }),
+  },
+);
+
+export type CodebookSummary = v.InferOutput<typeof codebookSummary>;
+export type CodebookView = v.InferOutput<typeof codebookView>;
+export type DatasetInfo = v.InferOutput<typeof datasetInfo>;
+export type CodePatch = v.InferOutput<typeof codePatch>;
+export type CodeNeighbour = v.InferOutput<typeof codeNeighbour>;
+export type CodeDetail = v.InferOutput<typeof codeDetail>;
