@@ -32,6 +32,28 @@ export interface NearestResult {
   distances: Float32Array;
 }
 
+/** The coarse level of an IVF index: K1 coarse centroids and the cell of every code. */
+export interface CoarseData {
+  /** [K1 x d] */
+  centroids: CodebookData;
+  /** each code's cell, in [0, K1); length K */
+  assign: Int32Array;
+}
+
+/** A codebook uploaded with its coarse level for IVF search (codes grouped by cell). */
+export interface IvfHandle {
+  readonly k: number;
+  readonly d: number;
+  /** coarse cells K1 (empty cells included) */
+  readonly cells: number;
+  dispose(): void;
+}
+
+export interface IvfControl extends RunControl {
+  /** coarse cells searched per query, a whole number in [1, cells] */
+  nprobe: number;
+}
+
 export interface KMeansStepResult {
   ids: Int32Array;
   distances: Float32Array;
@@ -59,6 +81,12 @@ export interface ComputeBackend {
   loadCodebook(codebook: CodebookData): Promise<CodebookHandle>;
   /** exact nearest code (squared L2) for every query row */
   nearest(codebook: CodebookHandle, queries: Matrix, control?: RunControl): Promise<NearestResult>;
+  /** IVF index over the codes: grouped by coarse cell once here (no copy when `assign` is
+   *  already sorted, as codebooks built two-level store it) */
+  loadIvf(codes: CodebookData, coarse: CoarseData): Promise<IvfHandle>;
+  /** For every query the nearest code among the codes of its `nprobe` nearest coarse cells
+   *  (squared L2; exact distances). nprobe = cells gives exact search's ids (exact ties aside). */
+  nearestIvf(index: IvfHandle, queries: Matrix, control: IvfControl): Promise<NearestResult>;
   /** one k-means assignment pass plus per-code sums and counts for the update */
   kmeansStep(codebook: CodebookHandle, points: Matrix, control?: RunControl): Promise<KMeansStepResult>;
   /** counts[k] = number of ids equal to k (ids outside [0,k) are an error) */

@@ -3,9 +3,11 @@
 // typed-array code, memory-bound and cheap next to the search.
 import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
-import type { CodebookData, CodebookHandle, ComputeBackend, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
+import type { CoarseData, CodebookData, CodebookHandle, ComputeBackend, IvfControl, IvfHandle, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
 import { CpuCodebook, createSearchSession, searchNearestIds } from './nearest.js';
 import { exactDistances } from '../distances.js';
+import { rowsF32 } from '../ivf.js';
+import { CpuIvf, searchIvf } from './ivf.js';
 import { checkTokenIds } from '../token-ids.js';
 import { accumulateClusters } from './accumulate.js';
 import { dctPatches, idctPatches } from './dct.js';
@@ -24,6 +26,11 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
     return handle;
   };
 
+  const ownIvf = (handle: IvfHandle): CpuIvf => {
+    if (!(handle instanceof CpuIvf)) throw new Error('IVF index was not loaded by the cpu backend');
+    return handle;
+  };
+
   return {
     name: 'cpu',
     device: `cpu (onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}, ${threads} threads)`,
@@ -37,6 +44,18 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
       const cb = own(handle);
       const ids = await searchNearestIds(live(), cb, queries, control);
       return { ids, distances: exactDistances(queries, ids, (id) => cb.row(id)) };
+    },
+
+    async loadIvf(codes: CodebookData, coarse: CoarseData): Promise<IvfHandle> {
+      live();
+      return CpuIvf.create(codes, coarse);
+    },
+
+    async nearestIvf(handle: IvfHandle, queries: Matrix, control: IvfControl): Promise<NearestResult> {
+      const ivf = ownIvf(handle);
+      const best = await searchIvf(live(), ivf, queries, control);
+      const grouped = ivf.layout.grouped;
+      return { ids: best.ids, distances: exactDistances(queries, best.positions, (p) => rowsF32(grouped, p, 1)) };
     },
 
     async kmeansStep(handle: CodebookHandle, points: Matrix, control?: RunControl): Promise<KMeansStepResult> {

@@ -101,6 +101,13 @@ export async function createSearchSession(threads = os.availableParallelism()): 
 /** The nearest code of every query (ids only: callers add exact distances as they need them). */
 export async function searchNearestIds(session: ort.InferenceSession, cb: CpuCodebook, queries: Matrix,
                                        control?: RunControl): Promise<Int32Array> {
+  return (await searchNearest(session, cb, queries, control)).ids;
+}
+
+/** The nearest code of every query and its search score ||c||^2 - 2 q.c (the squared distance
+ *  less ||q||^2): IVF search (ivf.ts) compares these across the cells a query probes. */
+export async function searchNearest(session: ort.InferenceSession, cb: CpuCodebook, queries: Matrix,
+                                    control?: RunControl): Promise<{ ids: Int32Array; scores: Float32Array }> {
   if (cb.isDisposed) throw new Error('the codebook handle was disposed');
   if (queries.cols !== cb.d) {
     throw new UserError(`the vectors have ${queries.cols} dimensions but the codebook has ${cb.d}; use embeddings from the encoder the codebook was built with`);
@@ -126,5 +133,5 @@ export async function searchNearestIds(session: ort.InferenceSession, cb: CpuCod
       }
     }
   }
-  return ids;
+  return { ids, scores };
 }

@@ -2,13 +2,15 @@
 // if the device is lost (driver reset, device.destroy(), out of GPU memory) the call that saw it
 // and every later call run on the CPU backend instead, after one warning: never a crash, and
 // never a result computed by a dead device.
-import type { CodebookData, CodebookHandle, ComputeBackend, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
+import type { CoarseData, CodebookData, CodebookHandle, ComputeBackend, IvfControl, IvfHandle, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
 import { createCpuBackend } from '../cpu/index.js';
 import { CancelledError, UserError } from '../../common/errors.js';
 import { openGpuContext, type GpuContext } from './device.js';
 import { createRuntime, type Runtime, type WebGpuTuning } from './runtime.js';
 import { GpuCodebook } from './gpu-codebook.js';
 import { searchNearestIds } from './search.js';
+import { GpuIvf, searchIvf } from './ivf.js';
+import { rowsF32 } from '../ivf.js';
 import { exactDistances } from '../distances.js';
 import { SumBuffers } from './kernels/accumulate.js';
 import { histogram } from './kernels/histogram.js';
@@ -35,17 +37,19 @@ export interface WebGpuBackend extends ComputeBackend {
   readonly fallbackReason: string | null;
 }
 
-/** A codebook as this backend holds it: on the GPU, and on the CPU once a fallback needed it. */
-class Handle implements CodebookHandle {
-  cpu: CodebookHandle | null = null;
-  constructor(readonly source: CodebookData, public gpu: GpuCodebook | null, private readonly live: Set<Handle>) {
+type Disposable = { dispose(): void };
+
+/** Something this backend loaded: on the GPU, and on the CPU once a fallback needed it. */
+abstract class Loaded<G extends Disposable, C extends Disposable> {
+  cpu: C | null = null;
+  constructor(readonly codes: CodebookData, public gpu: G | null, private readonly live: Set<Disposable>) {
     live.add(this);
   }
   get k(): number {
-    return this.source.rows;
+    return this.codes.rows;
   }
   get d(): number {
-    return this.source.cols;
+    return this.codes.cols;
   }
   dispose(): void {
     this.gpu?.dispose();
@@ -53,6 +57,17 @@ class Handle implements CodebookHandle {
     this.cpu?.dispose();
     this.cpu = null;
     this.live.delete(this);
+  }
+}
+
+class Handle extends Loaded<GpuCodebook, CodebookHandle> implements CodebookHandle {}
+
+class IvfIndex extends Loaded<GpuIvf, IvfHandle> implements IvfHandle {
+  constructor(codes: CodebookData, readonly coarse: CoarseData, gpu: GpuIvf | null, live: Set<Disposable>) {
+    super(codes, gpu, live);
+  }
+  get cells(): number {
+    return this.coarse.centroids.rows;
   }
 }
 
@@ -75,7 +90,8 @@ class Backend implements WebGpuBackend {
   fallbackReason: string | null = null;
   private cpuBackend: Promise<ComputeBackend> | null = null;
   private tail: Promise<unknown> = Promise.resolve();
-  private readonly handles = new Set<Handle>();
+  /** every codebook and IVF index loaded and not yet disposed */
+  private readonly loaded = new Set<Disposable>();
   private disposed = false;
 
   constructor(private readonly ctx: GpuContext, private readonly rt: Runtime, private readonly warn: (m: string) => void) {
@@ -128,12 +144,12 @@ class Backend implements WebGpuBackend {
   }
 
   private async cpuHandle(cpu: ComputeBackend, handle: Handle): Promise<CodebookHandle> {
-    handle.cpu ??= await cpu.loadCodebook(handle.source);
+    handle.cpu ??= await cpu.loadCodebook(handle.codes);
     return handle.cpu;
   }
 
   private own(handle: CodebookHandle): Handle {
-    if (!(handle instanceof Handle) || !this.handles.has(handle)) throw new Error('codebook handle was not loaded by this webgpu backend');
+    if (!(handle instanceof Handle) || !this.loaded.has(handle)) throw new Error('codebook handle was not loaded by this webgpu backend');
     return handle;
   }
 
@@ -145,9 +161,9 @@ class Backend implements WebGpuBackend {
   async loadCodebook(codebook: CodebookData): Promise<CodebookHandle> {
     return this.run(
       'loading the codebook',
-      async () => new Handle(codebook, new GpuCodebook(this.rt, codebook), this.handles),
+      async () => new Handle(codebook, new GpuCodebook(this.rt, codebook), this.loaded),
       async (cpu) => {
-        const h = new Handle(codebook, null, this.handles);
+        const h = new Handle(codebook, null, this.loaded);
         h.cpu = await cpu.loadCodebook(codebook);
         return h;
       },
@@ -164,6 +180,35 @@ class Backend implements WebGpuBackend {
         return { ids, distances: exactDistances(queries, ids, (id) => cb.rowsF32(id, 1)) };
       },
       async (cpu) => cpu.nearest(await this.cpuHandle(cpu, handle), queries, control),
+    );
+  }
+
+  async loadIvf(codes: CodebookData, coarse: CoarseData): Promise<IvfHandle> {
+    return this.run(
+      'loading the IVF index',
+      async () => new IvfIndex(codes, coarse, await GpuIvf.create(this.rt, codes, coarse), this.loaded),
+      async (cpu) => {
+        const index = new IvfIndex(codes, coarse, null, this.loaded);
+        index.cpu = await cpu.loadIvf(codes, coarse);
+        return index;
+      },
+    );
+  }
+
+  nearestIvf(index: IvfHandle, queries: Matrix, control: IvfControl): Promise<NearestResult> {
+    if (!(index instanceof IvfIndex) || !this.loaded.has(index)) throw new Error('IVF index was not loaded by this webgpu backend');
+    return this.run(
+      'IVF search',
+      async () => {
+        if (!index.gpu) throw new Error('the IVF index was disposed');
+        const best = await searchIvf(this.rt, index.gpu, queries, control);
+        const grouped = index.gpu.layout.grouped;
+        return { ids: best.ids, distances: exactDistances(queries, best.positions, (p) => rowsF32(grouped, p, 1)) };
+      },
+      async (cpu) => {
+        index.cpu ??= await cpu.loadIvf(index.codes, index.coarse);
+        return cpu.nearestIvf(index.cpu, queries, control);
+      },
     );
   }
 
@@ -222,7 +267,7 @@ class Backend implements WebGpuBackend {
     if (this.disposed) return;
     await this.tail;
     this.disposed = true;
-    for (const handle of [...this.handles]) handle.dispose();
+    for (const loaded of [...this.loaded]) loaded.dispose();
     this.rt.pool.destroyAll();
     this.ctx.release();
     const cpu = this.cpuBackend;

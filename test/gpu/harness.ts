@@ -2,11 +2,13 @@
 // hardware GPU first, else the software one: the tier runs with UNICODE2_ALLOW_SOFTWARE_GPU=1),
 // the CPU backend it is held equal to, and seeded data without near ties.
 // Env: UNICODE2_NO_GPU_TESTS=1 leaves them out; UNICODE2_REQUIRE_HARDWARE_GPU=1 refuses a software adapter.
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
 import { createWebGpuBackend, type WebGpuBackend, type WebGpuTuning } from '../../native-gpu/webgpu/index.js';
+import { squaredDistance } from '../helpers/nearest.js';
 
 /** true (after saying why) when the GPU tests must not register: env UNICODE2_NO_GPU_TESTS=1 */
 export function gpuTestsDisabled(): boolean {
@@ -36,6 +38,32 @@ export function openCpu(): Promise<ComputeBackend> {
   return createCpuBackend();
 }
 
+/** One WebGPU and one CPU backend for the tests of a file: opened before them, disposed after. */
+export function suiteBackends(): { readonly gpu: WebGpuBackend; readonly cpu: ComputeBackend } {
+  let gpu: WebGpuBackend | undefined;
+  let cpu: ComputeBackend | undefined;
+  before(async () => {
+    gpu = await openGpu();
+    cpu = await openCpu();
+  });
+  after(async () => {
+    await gpu?.dispose();
+    await cpu?.dispose();
+  });
+  const opened = <T>(b: T | undefined): T => {
+    if (!b) throw new Error('the suite backends are not open yet');
+    return b;
+  };
+  return {
+    get gpu() {
+      return opened(gpu);
+    },
+    get cpu() {
+      return opened(cpu);
+    },
+  };
+}
+
 /** Box-Muller over the engine's seeded generator: reproducible normal samples */
 export function normals(count: number, seed: number): Float32Array {
   const random = seededRandom(seed);
@@ -47,15 +75,6 @@ export function normals(count: number, seed: number): Float32Array {
 
 export function matrix(rows: number, cols: number, seed: number): Matrix {
   return { rows, cols, data: normals(rows * cols, seed) };
-}
-
-export function squaredDistance(a: Float32Array, ai: number, b: Float32Array, bi: number, d: number): number {
-  let s = 0;
-  for (let j = 0; j < d; j++) {
-    const diff = a[ai * d + j] - b[bi * d + j];
-    s += diff * diff;
-  }
-  return s;
 }
 
 /** Same ids as the reference, except where both ids are exactly as near (within 1e-5 relative). */

@@ -9,6 +9,13 @@
 // memory and write one partial minimum per (split, query). The merge program then reduces the
 // partials of every split of every chunk.
 //
+// Grouped variant (IVF search, webgpu/ivf.ts): the same tile program, but each workgroup row
+// (wid.y) takes its query block and code range from a table instead of the uniforms: entry t =
+// (first query row, query rows <= TILE_M, first code in the chunk, code rows), so ONE dispatch
+// searches every (cell, block of that cell's queries) pair against that cell's codes. Workgroup
+// column wid.x is the split of the cell's range; splits past a short cell's end write "no code"
+// (index 0xffffffff). Partials go to partial[(wid.x * tileCount + t) * TILE_M + row].
+//
 // Ties: a thread visits its codes in increasing index and keeps only strictly lower scores;
 // every cross-thread / cross-split comparison is lexicographic on (score, index). So the lowest
 // index wins among exact ties, as ArgMin does on the CPU backend.
@@ -60,19 +67,24 @@ export function nearestParams(p: { queryRows: number; codeRows: number; codeBase
   return new Uint32Array([p.queryRows, p.codeRows, p.codeBase, p.dVec, p.codesPerSplit, p.slotBase, p.slotStride, 0]);
 }
 
+/** Uniforms of one grouped dispatch (same struct; the per-tile fields come from the table). */
+export function groupedParams(p: { codeBase: number; dVec: number; codesPerSplit: number; tileCount: number }): Uint32Array {
+  return new Uint32Array([0, 0, p.codeBase, p.dVec, p.codesPerSplit, 0, 0, p.tileCount]);
+}
+
 const BEST_STRUCT = 'struct Best { score: f32, index: u32 }';
 // Largest finite f32: scores of padding codes, and the starting "best", so no real score loses to them.
 const FLT_MAX = '3.40282346638528859812e+38f';
 
-export function nearestProgram(t: NearestTile, half: boolean): ProgramInfo {
+export function nearestProgram(t: NearestTile, half: boolean, grouped = false): ProgramInfo {
   return {
-    name: 'nearest',
+    name: grouped ? 'nearest-grouped' : 'nearest',
     cacheKey: `${tileName(t)}/${half ? 'f16' : 'f32'}`,
-    source: () => nearestSource(t, half),
+    source: () => nearestSource(t, half, grouped),
   };
 }
 
-function nearestSource(t: NearestTile, half: boolean): string {
+function nearestSource(t: NearestTile, half: boolean, grouped: boolean): string {
   const { tm, tn } = t;
   const tm4 = tm / 4, tn4 = tn / 4;
   const lines: string[] = [];
@@ -101,15 +113,29 @@ fn loadCode(i: u32) -> vec4<f32> { let p = codes[i]; return vec4<f32>(unpack2x16
     : `@group(0) @binding(1) var<storage, read> codes: array<vec4<f32>>;
 fn loadCode(i: u32) -> vec4<f32> { return codes[i]; }`;
 
+  // Where a workgroup's queries, codes and output are: from the uniforms, or from its table entry.
+  const range = grouped
+    ? `  let entry = tiles[wid.y];
+  let qTile = entry.x;
+  let qEnd = entry.x + entry.y;
+  let splitStart = entry.z + wid.x * params.codesPerSplit;
+  let splitEnd = min(splitStart + params.codesPerSplit, entry.z + entry.w);`
+    : `  let qTile = wid.y * TILE_M;
+  let qEnd = params.queryRows;
+  let splitStart = wid.x * params.codesPerSplit;
+  let splitEnd = min(splitStart + params.codesPerSplit, params.codeRows);`;
+  const output = grouped ? '(wid.x * params.tileCount + wid.y) * TILE_M + l' : '(params.slotBase + wid.x) * params.slotStride + qTile + l';
+  const tableDecl = grouped ? '@group(0) @binding(5) var<storage, read> tiles: array<vec4<u32>>; // (first query, queries, first code, codes)\n' : '';
+
   return /* wgsl */ `
 ${BEST_STRUCT}
-struct Params { queryRows: u32, codeRows: u32, codeBase: u32, dVec: u32, codesPerSplit: u32, slotBase: u32, slotStride: u32, pad: u32 }
+struct Params { queryRows: u32, codeRows: u32, codeBase: u32, dVec: u32, codesPerSplit: u32, slotBase: u32, slotStride: u32, tileCount: u32 }
 @group(0) @binding(0) var<storage, read> queries: array<vec4<f32>>;
 ${codeDecl}
 @group(0) @binding(2) var<storage, read> norms: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<Best>;
 @group(0) @binding(4) var<uniform> params: Params;
-
+${tableDecl}
 const WGX = ${t.wgX}u;
 const WGY = ${t.wgY}u;
 const TM = ${tm}u;
@@ -136,9 +162,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let tx = lid.x;
   let ty = lid.y;
   let tid = ty * WGX + tx;
-  let qTile = wid.y * TILE_M;
-  let splitStart = wid.x * params.codesPerSplit;
-  let splitEnd = min(splitStart + params.codesPerSplit, params.codeRows);
+${range}
 
   var acc: array<vec4<f32>, ${tm * tn4}>;
   var best: array<f32, TM>;
@@ -158,7 +182,7 @@ ${resetAcc}
         let r = l / KV;
         let kv = l % KV;
         var v = vec4<f32>(0.0);
-        if (qTile + r < params.queryRows && k0 + kv < params.dVec) { v = queries[(qTile + r) * params.dVec + k0 + kv]; }
+        if (qTile + r < qEnd && k0 + kv < params.dVec) { v = queries[(qTile + r) * params.dVec + k0 + kv]; }
         let base = kv * 4u * TILE_M4 + r / 4u;
         let c = r % 4u;
         As[base][c] = v.x; As[base + TILE_M4][c] = v.y; As[base + 2u * TILE_M4][c] = v.z; As[base + 3u * TILE_M4][c] = v.w;
@@ -195,8 +219,8 @@ ${fold}
     workgroupBarrier();
   }
   for (var l = tid; l < TILE_M; l += NT) {
-    if (qTile + l < params.queryRows) {
-      partial[(params.slotBase + wid.x) * params.slotStride + qTile + l] = Best(redScore[l], redIndex[l]);
+    if (qTile + l < qEnd) {
+      partial[${output}] = Best(redScore[l], redIndex[l]);
     }
   }
 }

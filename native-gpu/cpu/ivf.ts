@@ -1,0 +1,191 @@
+// IVF search on the CPU (the scheme is in ../ivf.ts). Two steps per batch of queries:
+//   1. coarse: one onnxruntime graph, Gemm(queries, centroids, transB, alpha=-2, C=norms) -> TopK
+//      (smallest nprobe, sorted), gives each query's nprobe nearest non-empty cells;
+//   2. fine: for every cell, the queries that probe it are gathered into one block and searched
+//      against the cell's codes with nearest.ts's own search (one Gemm + ArgMin per block), and
+//      each query keeps the best of its cells.
+// Each cell is a CpuCodebook over a view of the grouped table, so the fine step is the exact
+// search code path, just on many small codebooks. Memory beyond the codebook: one gathered block
+// of at most GATHER_ROWS queries, the [batch x nprobe] probe lists and a score block of at most
+// COARSE_SCORES floats.
+//
+// The coarse step is also what the WebGPU backend uses (webgpu/ivf.ts): it is ~1/(nprobe x mean
+// cell size / K1) of the fine work, and the Gemm + TopK graph is already here.
+import * as os from 'node:os';
+import * as ort from 'onnxruntime-node';
+import type { CoarseData, CodebookData, IvfControl, IvfHandle, Matrix } from '../backend.js';
+import { BestPerQuery, checkNprobe, gatherRows, groupByCell, queriesByCell, rowsF32, type CellLayout } from '../ivf.js';
+import { CpuCodebook, searchNearest } from './nearest.js';
+import { GraphBuilder, float } from './onnx-graph.js';
+import { UserError, throwIfCancelled } from '../../common/errors.js';
+
+/** queries per fine Gemm block (as nearest.ts's own query batch) */
+const GATHER_ROWS = 1024;
+/** queries per coarse-then-fine round: bounds the probe lists (batch x nprobe int32) */
+export const IVF_BATCH = 65_536;
+/** floats in one coarse score block (64 MB) */
+const COARSE_SCORES = 1 << 24;
+
+/** The coarse step: each query's nprobe nearest non-empty cells, nearest first. */
+export class CoarseQuantizer {
+  private constructor(
+    private session: ort.InferenceSession | null,
+    private readonly centroids: ort.Tensor,
+    private readonly norms: ort.Tensor,
+    /** row r of `centroids` is cell cellIds[r] */
+    private readonly cellIds: Int32Array,
+    readonly d: number,
+  ) {}
+
+  /** `cells` of `centroids` (the non-empty ones) become the candidates. */
+  static async create(centroids: CodebookData, cells: Int32Array, threads = os.availableParallelism()): Promise<CoarseQuantizer> {
+    const d = centroids.cols;
+    const data = new Float32Array(cells.length * d);
+    const norms = new Float32Array(cells.length);
+    cells.forEach((cell, r) => {
+      const row = rowsF32(centroids, cell, 1);
+      data.set(row, r * d);
+      let s = 0;
+      for (let j = 0; j < d; j++) s += row[j] * row[j];
+      norms[r] = s;
+    });
+    const g = new GraphBuilder('ivf_coarse');
+    g.input('queries', 'float32', ['Q', 'D']);
+    g.input('centroids', 'float32', ['C', 'D']);
+    g.input('norms', 'float32', ['C']);
+    g.input('nprobe', 'int64', [1]);
+    g.node('Gemm', ['queries', 'centroids', 'norms'], ['scores'], { transB: 1, alpha: float(-2) });
+    // Smallest first; among equal scores TopK keeps the lower index first.
+    g.node('TopK', ['scores', 'nprobe'], ['best', 'cells'], { axis: 1, largest: 0, sorted: 1 });
+    g.output('best', 'float32', ['Q', 'P']);
+    g.output('cells', 'int64', ['Q', 'P']);
+    const session = await ort.InferenceSession.create(g.toModel(), {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    });
+    return new CoarseQuantizer(
+      session,
+      new ort.Tensor('float32', data, [cells.length, d]),
+      new ort.Tensor('float32', norms, [cells.length]),
+      cells,
+      d,
+    );
+  }
+
+  /** candidate cells (non-empty ones) */
+  get candidates(): number {
+    return this.cellIds.length;
+  }
+
+  /** [queries.rows x nprobe] cell ids, each row nearest first; nprobe <= candidates */
+  async probe(queries: Matrix, nprobe: number, signal?: AbortSignal): Promise<Int32Array> {
+    if (!this.session) throw new Error('the IVF index was disposed');
+    const { d } = this;
+    const out = new Int32Array(queries.rows * nprobe);
+    const k = new ort.Tensor('int64', BigInt64Array.of(BigInt(nprobe)), [1]);
+    const batch = Math.max(1, Math.min(GATHER_ROWS, Math.floor(COARSE_SCORES / this.candidates)));
+    for (let q0 = 0; q0 < queries.rows; q0 += batch) {
+      throwIfCancelled(signal);
+      const rows = Math.min(batch, queries.rows - q0);
+      const q = new ort.Tensor('float32', queries.data.subarray(q0 * d, (q0 + rows) * d), [rows, d]);
+      const result = await this.session.run({ queries: q, centroids: this.centroids, norms: this.norms, nprobe: k }, ['cells']);
+      const picked = result.cells.data as BigInt64Array;
+      for (let i = 0; i < rows * nprobe; i++) out[q0 * nprobe + i] = this.cellIds[Number(picked[i])];
+    }
+    return out;
+  }
+
+  async dispose(): Promise<void> {
+    const s = this.session;
+    this.session = null;
+    await s?.release();
+  }
+}
+
+export class CpuIvf implements IvfHandle {
+  readonly k: number;
+  readonly d: number;
+  readonly cells: number;
+  private disposed = false;
+
+  private constructor(
+    readonly layout: CellLayout,
+    readonly coarse: CoarseQuantizer,
+    /** cell c's codes as a codebook of their own (views of the grouped table); null when empty */
+    readonly cellCodebooks: (CpuCodebook | null)[],
+  ) {
+    this.k = layout.grouped.rows;
+    this.d = layout.grouped.cols;
+    this.cells = layout.cells;
+  }
+
+  static async create(codes: CodebookData, coarse: CoarseData): Promise<CpuIvf> {
+    const layout = groupByCell(codes, coarse);
+    const { grouped, cellStart, cells } = layout;
+    const d = grouped.cols;
+    const cellCodebooks: (CpuCodebook | null)[] = [];
+    for (let c = 0; c < cells; c++) {
+      const start = cellStart[c], rows = cellStart[c + 1] - start;
+      if (rows === 0) {
+        cellCodebooks.push(null);
+        continue;
+      }
+      const view: CodebookData = 'half' in grouped
+        ? { rows, cols: d, half: grouped.half.subarray(start * d, (start + rows) * d) }
+        : { rows, cols: d, data: grouped.data.subarray(start * d, (start + rows) * d) };
+      cellCodebooks.push(new CpuCodebook(view));
+    }
+    return new CpuIvf(layout, await CoarseQuantizer.create(coarse.centroids, layout.nonEmpty), cellCodebooks);
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const cb of this.cellCodebooks) cb?.dispose();
+    void this.coarse.dispose();
+  }
+}
+
+/** Nearest code of every query among its nprobe nearest cells' codes: ids and grouped positions. */
+export async function searchIvf(session: ort.InferenceSession, ivf: CpuIvf, queries: Matrix, control: IvfControl): Promise<BestPerQuery> {
+  if (ivf.isDisposed) throw new Error('the IVF index was disposed');
+  if (queries.cols !== ivf.d) {
+    throw new UserError(`the vectors have ${queries.cols} dimensions but the codebook has ${ivf.d}; use embeddings from the encoder the codebook was built with`);
+  }
+  checkNprobe(control.nprobe, ivf.cells);
+  // Only non-empty cells are candidates; probing more cells than hold codes adds nothing.
+  const nprobe = Math.min(control.nprobe, ivf.coarse.candidates);
+  const { order, cellStart, cells } = ivf.layout;
+  const d = ivf.d;
+  const best = new BestPerQuery(queries.rows);
+  const scratch = new Float32Array(GATHER_ROWS * d);
+  for (let q0 = 0; q0 < queries.rows; q0 += IVF_BATCH) {
+    const rows = Math.min(IVF_BATCH, queries.rows - q0);
+    const batch: Matrix = { rows, cols: d, data: queries.data.subarray(q0 * d, (q0 + rows) * d) };
+    const probes = await ivf.coarse.probe(batch, nprobe, control.signal);
+    const { start, members } = queriesByCell(probes, nprobe, cells);
+    for (let c = 0; c < cells; c++) {
+      const cb = ivf.cellCodebooks[c];
+      if (!cb) continue;
+      for (let from = start[c]; from < start[c + 1]; from += GATHER_ROWS) {
+        throwIfCancelled(control.signal);
+        const to = Math.min(from + GATHER_ROWS, start[c + 1]);
+        gatherRows(batch, members, from, to, scratch);
+        const block: Matrix = { rows: to - from, cols: d, data: scratch.subarray(0, (to - from) * d) };
+        const { ids, scores } = await searchNearest(session, cb, block, control);
+        for (let i = 0; i < ids.length; i++) {
+          const position = cellStart[c] + ids[i];
+          best.offer(q0 + members[from + i], scores[i], order[position], position);
+        }
+      }
+    }
+  }
+  best.checkComplete();
+  return best;
+}
