@@ -113,5 +113,5 @@ test('readEmbeddings rejects NaN rows, mixed d, non-2-D and non-float input', as
   await assert.rejects(readEmbeddings(fixture('mixed-d')), (e: Error) => e instanceof UserError && /b\.npy: has d = 6 but .*a\.npy has d = 8/.test(e.message));
   await assert.rejects(readEmbeddings(fixture('u1.npy')), /expected a 2-D array \[N, d\] of embeddings, found shape \(2, 3, 4\)/);
   await assert.rejects(readEmbeddings(fixture('i4.npy')), /expected float embeddings/);
-  await assert.rejects(readEmbeddings(fixture('missing.npy')), /missing\.npy: no such file or folder/);
+  await assert.rejects(readEmbeddings(fixture('missing.npy')), /missing\.npy: cannot read embeddings: no such file or folder/);
 });

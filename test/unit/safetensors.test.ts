@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -104,5 +105,10 @@ test('malformed files are refused with one-line UserErrors naming the file', asy
     await fs.writeFile(file, bytes);
     await assert.rejects(readSafetensors(file), (e: Error) => e instanceof UserError && e.message.startsWith(file) && message.test(e.message) && !e.message.includes('\n'), name);
   }
-  await assert.rejects(readSafetensors(path.join(dir, 'missing.safetensors')), /missing\.safetensors: cannot open \(ENOENT\)/);
+  await assert.rejects(readSafetensors(path.join(dir, 'missing.safetensors')), /missing\.safetensors: cannot read a safetensors file: no such file or folder/);
+  // A folder or a FIFO where the file should be: refused by type, the FIFO without blocking.
+  await assert.rejects(readSafetensors(dir), (e: Error) => e instanceof UserError && e.message === `${dir}: expected a safetensors file (a regular file), found a folder`);
+  const fifo = path.join(dir, 'pipe.safetensors');
+  execFileSync('mkfifo', [fifo]);
+  await assert.rejects(readSafetensors(fifo), (e: Error) => e instanceof UserError && e.message === `${fifo}: expected a safetensors file (a regular file), found a named pipe (FIFO)`);
 });

@@ -4,9 +4,11 @@
 // Only C-order little-endian arrays of the dtypes below are accepted; anything else is a UserError
 // rather than a silent misread.
 import { promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Matrix } from '../../../native-gpu/backend';
 import { writeFileAtomic } from '../atomic-write';
+import { onFile, openRegularFile, readExactly } from '../files';
 import { UserError } from '../../../common/errors';
 import { f16ToF32 } from '../../../common/half';
 
@@ -25,6 +27,8 @@ export interface NpyHeader {
   dtype: NpyDtype;
   /** byte offset of the data in the file */
   dataOffset: number;
+  /** bytes of data the shape and dtype announce (the file holds at least this many after the header) */
+  dataBytes: number;
 }
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
@@ -33,17 +37,17 @@ const ALIGN = 64;
 interface DtypeInfo {
   descr: string;
   bytes: number;
-  make(buffer: ArrayBuffer): NpyData;
+  make(buffer: ArrayBuffer, offset: number, length: number): NpyData;
   matches(data: NpyData): boolean;
 }
 
 const DTYPES: Record<NpyDtype, DtypeInfo> = {
-  float32: { descr: '<f4', bytes: 4, make: (b) => new Float32Array(b), matches: (d) => d instanceof Float32Array },
-  float16: { descr: '<f2', bytes: 2, make: (b) => new Uint16Array(b), matches: (d) => d instanceof Uint16Array },
-  float64: { descr: '<f8', bytes: 8, make: (b) => new Float64Array(b), matches: (d) => d instanceof Float64Array },
-  int32: { descr: '<i4', bytes: 4, make: (b) => new Int32Array(b), matches: (d) => d instanceof Int32Array },
-  int64: { descr: '<i8', bytes: 8, make: (b) => new BigInt64Array(b), matches: (d) => d instanceof BigInt64Array },
-  uint8: { descr: '|u1', bytes: 1, make: (b) => new Uint8Array(b), matches: (d) => d instanceof Uint8Array },
+  float32: { descr: '<f4', bytes: 4, make: (b, o, n) => new Float32Array(b, o, n), matches: (d) => d instanceof Float32Array },
+  float16: { descr: '<f2', bytes: 2, make: (b, o, n) => new Uint16Array(b, o, n), matches: (d) => d instanceof Uint16Array },
+  float64: { descr: '<f8', bytes: 8, make: (b, o, n) => new Float64Array(b, o, n), matches: (d) => d instanceof Float64Array },
+  int32: { descr: '<i4', bytes: 4, make: (b, o, n) => new Int32Array(b, o, n), matches: (d) => d instanceof Int32Array },
+  int64: { descr: '<i8', bytes: 8, make: (b, o, n) => new BigInt64Array(b, o, n), matches: (d) => d instanceof BigInt64Array },
+  uint8: { descr: '|u1', bytes: 1, make: (b, o, n) => new Uint8Array(b, o, n), matches: (d) => d instanceof Uint8Array },
 };
 
 // '<u1' and '|u1' are the same thing; NumPy writes '|u1'.
@@ -56,12 +60,18 @@ function product(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Parses the header of an .npy file from its first bytes (at least the whole header). */
-function parseHeader(bytes: Uint8Array, name: string): NpyHeader {
+/** Largest header accepted (NumPy itself refuses headers above 10,000 bytes unless told to). */
+export const MAX_NPY_HEADER = 2 ** 20;
+/** Bytes read first: the header of almost every file fits. */
+const FIRST_READ = 4096;
+
+/** Where the header text sits and where the data starts, from the first 12 bytes (or all of a
+ *  shorter file). The header length is bounded before anything is read or allocated for it. */
+function npyLayout(bytes: Uint8Array, fileSize: number, name: string): { headerStart: number; dataOffset: number } {
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) {
     throw new UserError(`${name}: not a NumPy .npy file (missing the \\x93NUMPY magic)`);
   }
-  const major = bytes[6];
+  const major = bytes[6]!;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let headerLength: number;
   let headerStart: number;
@@ -76,7 +86,21 @@ function parseHeader(bytes: Uint8Array, name: string): NpyHeader {
   } else {
     throw new UserError(`${name}: unsupported .npy format version ${major}.${bytes[7]} (expected 1.0, 2.0 or 3.0)`);
   }
+  if (headerLength > MAX_NPY_HEADER) {
+    throw new UserError(`${name}: .npy header length ${headerLength} exceeds the limit of ${MAX_NPY_HEADER} bytes`);
+  }
   const dataOffset = headerStart + headerLength;
+  if (dataOffset > fileSize) throw new UserError(`${name}: truncated .npy header (${headerLength} bytes announced, the file has ${fileSize})`);
+  return { headerStart, dataOffset };
+}
+
+/**
+ * Parses the header of an .npy file of `fileSize` bytes from its first bytes (at least the whole
+ * header). The data the header announces (shape x itemsize) must fit in the file: a header can
+ * never make a reader allocate more than the file holds.
+ */
+export function parseNpyHeader(bytes: Uint8Array, fileSize: number, name: string): NpyHeader {
+  const { headerStart, dataOffset } = npyLayout(bytes, fileSize, name);
   if (bytes.length < dataOffset) throw new UserError(`${name}: truncated .npy header`);
   const header = new TextDecoder().decode(bytes.subarray(headerStart, dataOffset));
 
@@ -84,83 +108,85 @@ function parseHeader(bytes: Uint8Array, name: string): NpyHeader {
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw new UserError(`${name}: malformed .npy header ${JSON.stringify(header.trim())}`);
+    throw new UserError(`${name}: malformed .npy header ${JSON.stringify(header.trim().slice(0, 200))}`);
   }
   if (descr.startsWith('>')) {
     throw new UserError(`${name}: big-endian data ('${descr}') is not supported; save it little-endian (a.astype('<${descr.slice(1)}'))`);
   }
   const dtype = BY_DESCR.get(descr);
   if (!dtype) {
-    throw new UserError(`${name}: unsupported dtype '${descr}' (expected one of ${[...BY_DESCR.keys()].join(', ')})`);
+    throw new UserError(`${name}: unsupported dtype '${descr.slice(0, 40)}' (expected one of ${[...BY_DESCR.keys()].join(', ')})`);
   }
   if (fortran === 'True') {
     throw new UserError(`${name}: Fortran-order arrays are not supported; save it with np.ascontiguousarray first`);
   }
-  const shape = shapeText
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0)
-    .map((s) => {
-      const n = Number(s.replace(/L$/, '')); // Python 2 wrote longs as "3L"
-      if (!Number.isSafeInteger(n) || n < 0) throw new UserError(`${name}: bad shape (${shapeText}) in .npy header`);
-      return n;
-    });
-  return { shape, dtype, dataOffset };
+  const dims = shapeText.split(',').map((s) => s.trim());
+  if (dims.at(-1) === '') dims.pop(); // "(3,)": a 1-tuple's trailing comma
+  const shape = dims.map((s) => {
+    // Decimal digits only (Python 2 wrote longs as "3L"): Number() would also take "0x10" or "1e3".
+    if (!/^\d+L?$/.test(s)) throw new UserError(`${name}: bad shape (${shapeText.slice(0, 80)}) in .npy header`);
+    return Number(s.replace(/L$/, ''));
+  });
+  const available = fileSize - dataOffset;
+  const itemsize = DTYPES[dtype].bytes;
+  let count = shape.includes(0) ? 0 : 1;
+  for (const n of count === 0 ? [] : shape) {
+    count *= n;
+    if (count * itemsize > available) {
+      throw new UserError(`${name}: truncated .npy file (shape (${shape.join(', ')}) of ${descr} needs more than the ${available} data bytes the file has)`);
+    }
+  }
+  return { shape, dtype, dataOffset, dataBytes: count * itemsize };
+}
+
+/** The header of an open .npy file: a first bounded read, and a second one only if the header
+ *  says it is longer (and within MAX_NPY_HEADER and the file). */
+async function readHeaderOf(handle: FileHandle, size: number, file: string): Promise<NpyHeader> {
+  const first = new Uint8Array(Math.min(size, FIRST_READ));
+  await readExactly(handle, first, 0, file, '.npy file');
+  const { dataOffset } = npyLayout(first, size, file);
+  if (dataOffset <= first.length) return parseNpyHeader(first, size, file);
+  const whole = new Uint8Array(dataOffset);
+  await readExactly(handle, whole, 0, file, '.npy file');
+  return parseNpyHeader(whole, size, file);
 }
 
 /** Reads only the header (shape, dtype) of an .npy file. */
 export async function readNpyHeader(file: string): Promise<NpyHeader> {
-  const handle = await openForRead(file);
+  const { handle, size } = await openRegularFile(file, 'a .npy file');
   try {
-    // The header is almost always within the first 4 KiB; read more only if it says so.
-    let bytes = new Uint8Array(4096);
-    let { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
-    bytes = bytes.subarray(0, bytesRead);
-    if (bytesRead >= 12) {
-      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      const needed = bytes[6] === 1 ? 10 + view.getUint16(8, true) : 12 + view.getUint32(8, true);
-      if (needed > bytes.length && bytes[6] <= 3) {
-        const full = new Uint8Array(needed);
-        ({ bytesRead } = await handle.read(full, 0, needed, 0));
-        bytes = full.subarray(0, bytesRead);
-      }
-    }
-    return parseHeader(bytes, file);
+    return await readHeaderOf(handle, size, file);
   } finally {
     await handle.close();
   }
 }
 
-async function openForRead(file: string) {
-  try {
-    return await fs.open(file, 'r');
-  } catch (err) {
-    throw new UserError(`${file}: cannot open (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-}
-
-/** Decodes a whole .npy file already in memory. */
-export function decodeNpy(bytes: Uint8Array, name = '.npy data'): NpyArray {
-  const { shape, dtype, dataOffset } = parseHeader(bytes, name);
+/** The typed array over `length` bytes at `offset` of `bytes`: a view when the offset is aligned
+ *  to the element size (typed arrays require it), else a copy. */
+function typedData(dtype: NpyDtype, bytes: Uint8Array, offset: number, length: number): NpyData {
   const info = DTYPES[dtype];
-  const byteLength = product(shape) * info.bytes;
-  if (bytes.length - dataOffset < byteLength) {
-    throw new UserError(`${name}: truncated .npy file (shape (${shape.join(', ')}) needs ${byteLength} data bytes, found ${bytes.length - dataOffset})`);
-  }
-  // Copy into a fresh buffer: typed arrays need an offset aligned to their element size.
-  const start = bytes.byteOffset + dataOffset;
-  const data = info.make(bytes.buffer.slice(start, start + byteLength) as ArrayBuffer);
-  return { shape, dtype, data };
+  const start = bytes.byteOffset + offset;
+  if (start % info.bytes === 0) return info.make(bytes.buffer as ArrayBuffer, start, length / info.bytes);
+  return info.make(bytes.buffer.slice(start, start + length) as ArrayBuffer, 0, length / info.bytes);
 }
 
+/** Decodes a whole .npy file already in memory (a view of its bytes where alignment allows). */
+export function decodeNpy(bytes: Uint8Array, name = '.npy data'): NpyArray {
+  const { shape, dtype, dataOffset, dataBytes } = parseNpyHeader(bytes, bytes.length, name);
+  return { shape, dtype, data: typedData(dtype, bytes, dataOffset, dataBytes) };
+}
+
+/** Reads an .npy file: the header first, then exactly the data it announces, into one buffer. */
 export async function readNpy(file: string): Promise<NpyArray> {
-  let bytes: Uint8Array;
+  const { handle, size } = await openRegularFile(file, 'a .npy file');
   try {
-    bytes = await fs.readFile(file);
-  } catch (err) {
-    throw new UserError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    const { shape, dtype, dataOffset, dataBytes } = await readHeaderOf(handle, size, file);
+    const bytes = new Uint8Array(dataBytes);
+    await readExactly(handle, bytes, dataOffset, file, '.npy file');
+    return { shape, dtype, data: typedData(dtype, bytes, 0, dataBytes) };
+  } finally {
+    await handle.close();
   }
-  return decodeNpy(bytes, file);
 }
 
 export function encodeNpy(a: NpyArray): Uint8Array {
@@ -198,14 +224,9 @@ export async function writeNpy(file: string, a: NpyArray): Promise<void> {
 
 /** The .npy files of a folder in name order, or the one file given. */
 async function embeddingFiles(fileOrDir: string): Promise<string[]> {
-  let stat;
-  try {
-    stat = await fs.stat(fileOrDir);
-  } catch {
-    throw new UserError(`${fileOrDir}: no such file or folder`);
-  }
+  const stat = await onFile(fileOrDir, 'read embeddings', () => fs.stat(fileOrDir));
   if (!stat.isDirectory()) return [fileOrDir];
-  const names = (await fs.readdir(fileOrDir)).filter((n) => n.toLowerCase().endsWith('.npy')).sort();
+  const names = (await onFile(fileOrDir, 'list the folder', () => fs.readdir(fileOrDir))).filter((n) => n.toLowerCase().endsWith('.npy')).sort();
   if (names.length === 0) throw new UserError(`${fileOrDir}: folder holds no .npy files`);
   return names.map((n) => path.join(fileOrDir, n));
 }
@@ -231,7 +252,9 @@ function toFloat32(a: NpyArray): Float32Array {
  */
 export async function readEmbeddings(fileOrDir: string): Promise<Matrix> {
   const files = await embeddingFiles(fileOrDir);
-  const headers = await Promise.all(files.map(readNpyHeader));
+  // One file open at a time: a folder of thousands of shards must not run out of descriptors.
+  const headers: NpyHeader[] = [];
+  for (const file of files) headers.push(await readNpyHeader(file));
   let d = -1;
   let rows = 0;
   headers.forEach((h, i) => {
@@ -250,8 +273,9 @@ export async function readEmbeddings(fileOrDir: string): Promise<Matrix> {
 
   const data = new Float32Array(rows * d);
   let offset = 0;
-  for (const file of files) {
+  for (const [n, file] of files.entries()) {
     const values = toFloat32(await readNpy(file));
+    if (values.length !== headers[n]!.shape[0]! * d) throw new UserError(`${file}: changed while it was being read; try again`);
     for (let i = 0; i < values.length; i++) {
       if (!Number.isFinite(values[i])) {
         throw new UserError(`${file}: row ${Math.floor(i / d)} holds a non-finite value (${values[i]}); embeddings must be finite`);

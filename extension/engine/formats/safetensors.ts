@@ -3,8 +3,8 @@
 // {"<name>": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}},
 // padded with spaces to a multiple of 8, then the data buffer. Offsets are relative to the data
 // buffer; tensors must tile it exactly, with no holes or overlaps (the reference loader checks).
-import { promises as fs } from 'node:fs';
 import { writeFileAtomic } from '../atomic-write';
+import { openRegularFile, readExactly } from '../files';
 import { UserError } from '../../../common/errors';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'F64' | 'I32' | 'I64';
@@ -36,9 +36,10 @@ const DTYPES: Record<SafetensorsDtype, DtypeInfo> = {
   F16: { bytes: 2, make: (b) => new Uint16Array(b), matches: (d) => d instanceof Uint16Array },
 };
 
-const MAX_HEADER = 100_000_000; // the reference implementation's limit
+/** The reference implementation's limit on the JSON header. */
+export const MAX_SAFETENSORS_HEADER = 100_000_000;
 
-interface HeaderEntry {
+export interface HeaderEntry {
   dtype: SafetensorsDtype;
   shape: number[];
   begin: number;
@@ -49,7 +50,18 @@ function elementCount(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-function parseHeader(json: string, name: string, dataLength: number): { entries: Map<string, HeaderEntry>; metadata: Record<string, string> } {
+export interface SafetensorsHeader {
+  /** tensors by name; offsets relative to the data buffer, which they tile exactly */
+  entries: Map<string, HeaderEntry>;
+  metadata: Record<string, string>;
+}
+
+/**
+ * Parses a safetensors JSON header for a data buffer of `dataLength` bytes. Every tensor's
+ * shape x dtype size must equal its byte range, and the ranges must tile the buffer: a header
+ * can never make a reader allocate more than the file holds.
+ */
+export function parseSafetensorsHeader(json: string, dataLength: number, name: string): SafetensorsHeader {
   let header: unknown;
   try {
     header = JSON.parse(json);
@@ -63,7 +75,7 @@ function parseHeader(json: string, name: string, dataLength: number): { entries:
   let metadata: Record<string, string> = {};
   for (const [key, value] of Object.entries(header as Record<string, unknown>)) {
     if (key === '__metadata__') {
-      const ok = typeof value === 'object' && value !== null && Object.values(value).every((v) => typeof v === 'string');
+      const ok = typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string');
       if (!ok) throw new UserError(`${name}: __metadata__ must map strings to strings`);
       metadata = value as Record<string, string>;
       continue;
@@ -79,8 +91,8 @@ function parseHeader(json: string, name: string, dataLength: number): { entries:
       throw new UserError(`${name}: tensor '${key}' has a malformed shape or data_offsets`);
     }
     const dtype = v.dtype as SafetensorsDtype;
-    const [begin, end] = offsets as number[];
-    if (end - begin !== elementCount(shape) * DTYPES[dtype].bytes || end > dataLength) {
+    const [begin, end] = offsets as [number, number];
+    if (begin > end || end > dataLength || end - begin !== elementCount(shape) * DTYPES[dtype].bytes) {
       throw new UserError(`${name}: tensor '${key}' (${dtype} [${shape.join(', ')}]) does not match its data_offsets [${begin}, ${end}] in a ${dataLength}-byte buffer`);
     }
     entries.set(key, { dtype, shape, begin, end });
@@ -100,30 +112,25 @@ function parseHeader(json: string, name: string, dataLength: number): { entries:
  * several GB never needs one buffer of the whole file.
  */
 export async function readSafetensors(file: string): Promise<SafetensorsFile> {
-  let handle;
+  const what = 'a safetensors file';
+  const { handle, size } = await openRegularFile(file, what);
   try {
-    handle = await fs.open(file, 'r');
-  } catch (err) {
-    throw new UserError(`${file}: cannot open (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  try {
-    const size = (await handle.stat()).size;
+    if (size < 8) throw new UserError(`${file}: not a safetensors file (${size} bytes, shorter than its 8-byte header length)`);
     const prefix = new Uint8Array(8);
-    await handle.read(prefix, 0, 8, 0);
+    await readExactly(handle, prefix, 0, file, what);
     const headerLength = Number(new DataView(prefix.buffer).getBigUint64(0, true));
-    if (size < 8 || headerLength > MAX_HEADER || 8 + headerLength > size) {
+    if (headerLength > MAX_SAFETENSORS_HEADER || 8 + headerLength > size) {
       throw new UserError(`${file}: not a safetensors file (header length ${headerLength} does not fit a ${size}-byte file)`);
     }
     const headerBytes = new Uint8Array(headerLength);
-    await handle.read(headerBytes, 0, headerLength, 8);
+    await readExactly(handle, headerBytes, 8, file, what);
     const dataStart = 8 + headerLength;
-    const { entries, metadata } = parseHeader(new TextDecoder().decode(headerBytes), file, size - dataStart);
+    const { entries, metadata } = parseSafetensorsHeader(new TextDecoder().decode(headerBytes), size - dataStart, file);
 
     const tensors: Record<string, Tensor> = {};
     for (const [key, e] of entries) {
       const buffer = new ArrayBuffer(e.end - e.begin);
-      const { bytesRead } = await handle.read(new Uint8Array(buffer), 0, buffer.byteLength, dataStart + e.begin);
-      if (bytesRead !== buffer.byteLength) throw new UserError(`${file}: truncated while reading tensor '${key}'`);
+      await readExactly(handle, new Uint8Array(buffer), dataStart + e.begin, file, what);
       tensors[key] = { dtype: e.dtype, shape: e.shape, data: DTYPES[e.dtype].make(buffer) };
     }
     return { tensors, metadata };
