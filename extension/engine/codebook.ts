@@ -10,12 +10,13 @@
 // be strings), e.g. "k" -> "1024", "encoder" -> "{\"kind\":\"dct\",...}".
 import { createHash } from 'node:crypto';
 import type { Matrix } from '../../native-gpu/backend';
-import type { EncoderDescriptor } from './encoders/index';
+import { validateEncoderDescriptor, type EncoderDescriptor } from './encoders/index';
 import { UserError } from '../../common/errors';
 import { readSafetensors, writeSafetensors, type Tensor } from './formats/safetensors';
 import { f16ToF32, f32ToF16 } from '../../common/half';
 
 export const CODEBOOK_FORMAT_VERSION = 1;
+const ATLAS_KINDS: readonly CodebookMeta['atlas'][] = ['dct', 'refined', 'none'];
 
 export interface CodebookMeta {
   formatVersion: 1;
@@ -70,6 +71,8 @@ function checkFinite(file: string, name: string, m: Matrix): void {
 function validate(file: string, cb: Omit<Codebook, 'fingerprint'>): void {
   const { frozen, trainable, counts, coarse, meta } = cb;
   if (meta.formatVersion !== CODEBOOK_FORMAT_VERSION) fail(file, `codebook format version ${String(meta.formatVersion)} is not supported (expected ${CODEBOOK_FORMAT_VERSION})`);
+  validateEncoderDescriptor(meta.encoder, `${file}: metadata 'encoder'`);
+  if (meta.encoder.d !== meta.d) fail(file, `the encoder gives d = ${meta.encoder.d} but the codebook has d = ${meta.d}`);
   if (frozen.rows !== meta.k || frozen.cols !== meta.d) {
     fail(file, `tensor 'frozen' is [${frozen.rows}, ${frozen.cols}] but the metadata says k = ${meta.k}, d = ${meta.d}`);
   }
@@ -147,9 +150,8 @@ function parseMeta(file: string, metadata: Record<string, string>): CodebookMeta
   for (const key of ['k', 'd'] as const) {
     if (!Number.isSafeInteger(meta[key])) fail(file, `metadata '${key}' must be an integer, found ${JSON.stringify(metadata[key])}`);
   }
-  const encoder = meta.encoder as Partial<EncoderDescriptor> | undefined;
-  if (typeof encoder !== 'object' || encoder === null || typeof encoder.kind !== 'string' || typeof encoder.id !== 'string') {
-    fail(file, `metadata 'encoder' must describe the encoder ({kind, id, ...}), found ${JSON.stringify(metadata.encoder)}`);
+  if (!ATLAS_KINDS.includes(meta.atlas as CodebookMeta['atlas'])) {
+    fail(file, `metadata 'atlas' must be one of ${ATLAS_KINDS.join(', ')}, found ${JSON.stringify(metadata.atlas)}`);
   }
   return meta as CodebookMeta;
 }

@@ -24,7 +24,7 @@ function sampleCodebook(): Omit<Codebook, 'fingerprint'> {
   const d = 12;
   const meta: CodebookMeta = {
     formatVersion: 1,
-    encoder: { kind: 'dct', id: 'dct:32', patch: 2, inputSize: [32, 32], d },
+    encoder: { kind: 'onnx', id: '/models/tiny-vit', patch: 2, inputSize: [32, 32], d },
     k,
     d,
     lambda: 0.5,
@@ -132,6 +132,6 @@ test('inconsistent or damaged codebooks are refused with one-line UserErrors nam
   }
   // Writing validates too, and leaves nothing behind when it refuses.
   const target = path.join(dir, 'refused.safetensors');
-  await assert.rejects(writeCodebook(target, { ...cb, meta: { ...cb.meta, d: 11 } }), /metadata says k = 6, d = 11/);
+  await assert.rejects(writeCodebook(target, { ...cb, meta: { ...cb.meta, k: 5 } }), /metadata says k = 5, d = 12/);
   await assert.rejects(fs.stat(target), { code: 'ENOENT' });
 });

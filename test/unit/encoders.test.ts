@@ -126,13 +126,15 @@ test('preprocessor_config.json: PIL resample numbers, rescale and normalize swit
     ['zerostd', { image_std: [0.5, 0, 0.5] }, /must not contain 0/],
     ['badresample', { resample: 9 }, /'resample' must be a PIL filter number/],
     ['badsize', { size: { longest_edge: 3 } }, /'size' must be/],
+    ['hugesize', { size: 50_000 }, /input size 50000x50000 exceeds the limit of 1024 x 1024 pixels/],
+    ['strrescale', { rescale_factor: '0.5' }, /'rescale_factor' must be a positive number, found "0.5"/],
   ] as const) {
     const file = await write(name, config);
     await assert.rejects(readPreprocessorConfig(file), isUserError(new RegExp(`${name}\\.json: .*${message.source}`)));
   }
   const broken = path.join(tmp, 'broken.json');
   await fs.writeFile(broken, '{oops');
-  await assert.rejects(readPreprocessorConfig(broken), isUserError(/broken\.json: cannot read preprocessor config/));
+  await assert.rejects(readPreprocessorConfig(broken), isUserError(/broken\.json: preprocessor config is not valid JSON/));
 });
 
 test('models that are not SigLIP-shaped vision towers get a clear error naming what was found', async () => {

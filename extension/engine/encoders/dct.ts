@@ -2,7 +2,8 @@
 // (channel-major). It needs no weights and is exactly invertible, so a codeword is a pixel patch
 // seen in frequency space; computed by the backend (backend.dctPatches) so a GPU can do it too.
 import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
-import { throwIfCancelled } from '../../../common/errors';
+import { throwIfCancelled, UserError } from '../../../common/errors';
+import { checkInputSize } from '../limits';
 import { loadImage, type RgbImage } from '../image';
 import type { Encoder, EncoderDescriptor } from './index';
 
@@ -10,6 +11,8 @@ export const DCT_PATCH = 16;
 
 export async function openDctEncoder(size: number, backend: ComputeBackend): Promise<Encoder> {
   const p = DCT_PATCH;
+  checkInputSize([size, size], `encoder 'dct:${size}'`);
+  if (size % p !== 0) throw new UserError(`encoder 'dct:${size}': the DCT input size must be a positive multiple of ${p} (e.g. dct:224)`);
   const d = 3 * p * p;
   const grid: [number, number] = [size / p, size / p];
   const descriptor: EncoderDescriptor = { kind: 'dct', id: `dct:${size}`, patch: p, inputSize: [size, size], d };

@@ -6,9 +6,10 @@ import { promises as fs } from 'node:fs';
 import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
 import { UserError } from '../../../common/errors';
 import type { RgbImage } from '../image';
+import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM } from '../limits';
 import { openDctEncoder, DCT_PATCH } from './dct';
 import { openOnnxEncoder } from './onnx';
-import type { Preprocess } from './preprocess';
+import { checkPreprocess, type Preprocess } from './preprocess';
 
 export interface EncoderDescriptor {
   kind: 'dct' | 'onnx';
@@ -42,38 +43,83 @@ export const DEFAULT_DCT_SIZE = 224;
 /** The encoder id a codebook built from precomputed embeddings of unknown origin records. */
 export const EXTERNAL_ENCODER = 'external';
 
-/** 'dct' (224x224) | 'dct:<size>' (any multiple of 16) | model folder | .onnx file */
+/** 'dct' (224x224) | 'dct:<size>' (a multiple of 16, at most MAX_INPUT_SIDE) | model folder | .onnx file */
 export async function openEncoder(spec: string, backend: ComputeBackend): Promise<Encoder> {
   if (spec === 'dct') return openDctEncoder(DEFAULT_DCT_SIZE, backend);
-  if (spec.startsWith('dct:')) {
-    const size = Number(spec.slice(4));
-    if (!Number.isInteger(size) || size <= 0 || size % DCT_PATCH !== 0) {
-      throw new UserError(`encoder '${spec}': the DCT input size must be a positive multiple of ${DCT_PATCH} (e.g. dct:224)`);
-    }
-    return openDctEncoder(size, backend);
-  }
-  try {
-    await fs.stat(spec);
-  } catch {
-    throw new UserError(`encoder '${spec}': no such model folder or .onnx file (or use 'dct' / 'dct:<size>')`);
-  }
+  if (spec.startsWith('dct:')) return openDctEncoder(dctSizeOf(spec), backend);
+  const stat = await fs.stat(spec).catch(() => null);
+  if (!stat) throw new UserError(`encoder '${spec}': no such model folder or .onnx file (or use 'dct' / 'dct:<size>')`);
   return openOnnxEncoder(spec);
+}
+
+/** The input size of a 'dct:<size>' spec; the size itself is checked by openDctEncoder. */
+function dctSizeOf(spec: string): number {
+  const text = spec.slice(4);
+  const size = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(size) || size <= 0 || size % DCT_PATCH !== 0) {
+    throw new UserError(`encoder '${spec}': the DCT input size must be a positive multiple of ${DCT_PATCH} (e.g. dct:224)`);
+  }
+  return size;
+}
+
+function isCount(n: unknown, min: number): n is number {
+  return Number.isSafeInteger(n) && (n as number) >= min;
+}
+
+/**
+ * The one validator of an encoder descriptor read from a file (a codebook's metadata, a corpus
+ * manifest): every field present and of its type, sizes within the limits (limits.ts), and the
+ * fields consistent with the kind, so that opening the encoder it names cannot allocate without
+ * bound or open something else than it says (a 'dct' descriptor never opens a model file).
+ */
+export function validateEncoderDescriptor(value: unknown, source: string): EncoderDescriptor {
+  const fail = (problem: string): never => {
+    throw new UserError(`${source}: invalid encoder descriptor: ${problem}`);
+  };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(`expected {kind, id, patch, inputSize, d}, found ${JSON.stringify(value)}`);
+  const desc = value as Record<string, unknown>;
+  const { kind, id, patch, inputSize, d } = desc;
+  if (kind !== 'dct' && kind !== 'onnx') fail(`'kind' must be 'dct' or 'onnx', found ${JSON.stringify(kind)}`);
+  if (typeof id !== 'string' || id.length === 0) fail(`'id' must be a non-empty string, found ${JSON.stringify(id)}`);
+  if (!isCount(d, 1) || d > MAX_EMBEDDING_DIM) fail(`'d' must be a whole number from 1 to ${MAX_EMBEDDING_DIM}, found ${JSON.stringify(d)}`);
+  if (!Array.isArray(inputSize) || inputSize.length !== 2) fail(`'inputSize' must be [height, width], found ${JSON.stringify(inputSize)}`);
+  if (!isCount(patch, 0)) fail(`'patch' must be a whole number of pixels, found ${JSON.stringify(patch)}`);
+  const size = inputSize as unknown[];
+  if (kind === 'onnx' && id === EXTERNAL_ENCODER) {
+    // Built from embeddings of unknown origin: no image geometry to check.
+    if (patch !== 0 || size[0] !== 0 || size[1] !== 0) fail(`the '${EXTERNAL_ENCODER}' encoder has patch 0 and inputSize [0, 0], found patch ${patch} and ${JSON.stringify(size)}`);
+  } else {
+    checkInputSize(size, `${source}: encoder '${id}'`);
+    const [h, w] = size as [number, number];
+    if (!isCount(patch, 1) || h % patch !== 0 || w % patch !== 0) fail(`patch ${patch} does not tile the ${h}x${w} input`);
+    checkGridSize([h / (patch as number), w / (patch as number)], `${source}: encoder '${id}'`);
+    if (kind === 'dct') {
+      const expected = `dct:${h}`;
+      if (id !== expected || h !== w || patch !== DCT_PATCH || d !== 3 * DCT_PATCH * DCT_PATCH) {
+        fail(`a 'dct' encoder is id '${expected}' with a square input, patch ${DCT_PATCH} and d = ${3 * DCT_PATCH * DCT_PATCH}, found id ${JSON.stringify(id)}, input ${h}x${w}, patch ${patch}, d = ${d}`);
+      }
+    }
+  }
+  if (desc.preprocess !== undefined) checkPreprocess(desc.preprocess, source);
+  return value as EncoderDescriptor;
 }
 
 function sameShape(a: EncoderDescriptor, b: EncoderDescriptor): boolean {
   return a.d === b.d && a.patch === b.patch && a.inputSize[0] === b.inputSize[0] && a.inputSize[1] === b.inputSize[1];
 }
 
-/** Reopens the encoder a codebook was built with, and checks it still produces what it did. */
+/** Reopens the encoder a codebook was built with (by its kind: a 'dct' descriptor opens the
+ *  built-in encoder, never a file), and checks it still produces what it did. */
 export async function openEncoderFromDescriptor(desc: EncoderDescriptor, backend: ComputeBackend): Promise<Encoder> {
-  if (desc.kind === 'onnx') {
-    try {
-      await fs.stat(desc.id);
-    } catch {
+  let encoder: Encoder;
+  if (desc.kind === 'dct') {
+    encoder = await openDctEncoder(desc.inputSize[0], backend);
+  } else {
+    if (!(await fs.stat(desc.id).catch(() => null))) {
       throw new UserError(`the codebook was built with encoder '${desc.id}', which is not available here; name the encoder's model folder explicitly`);
     }
+    encoder = await openOnnxEncoder(desc.id);
   }
-  const encoder = await openEncoder(desc.id, backend);
   if (!sameShape(encoder.descriptor, desc)) {
     const show = (e: EncoderDescriptor) => `d=${e.d}, patch ${e.patch}, input ${e.inputSize.join('x')}`;
     await encoder.dispose();

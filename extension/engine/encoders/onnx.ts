@@ -8,7 +8,9 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Matrix, RunControl } from '../../../native-gpu/backend';
 import { UserError, throwIfCancelled } from '../../../common/errors';
+import { onFile, requireRegularFile } from '../files';
 import { loadImage, type RgbImage } from '../image';
+import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM, MAX_FIXED_BATCH } from '../limits';
 import type { Encoder, EncoderDescriptor } from './index';
 import { DEFAULT_PREPROCESS, readPreprocessorConfig, toPixelValues, type Preprocess } from './preprocess';
 
@@ -23,20 +25,27 @@ interface ModelFiles {
   config: string | null;
 }
 
-async function exists(file: string): Promise<boolean> {
+/** Whether anything is at `file` (a folder or FIFO there is found, and refused when read). */
+async function present(file: string): Promise<boolean> {
   return fs.stat(file).then(
-    (s) => s.isFile(),
+    () => true,
     () => false,
   );
 }
 
+/** The model file and its preprocessor config, each checked to be a regular file: onnxruntime
+ *  would block forever opening a FIFO. */
 async function locate(spec: string): Promise<ModelFiles> {
-  if (!(await fs.stat(spec)).isDirectory()) return { model: spec, config: null };
+  if (!(await onFile(spec, 'open the encoder', () => fs.stat(spec))).isDirectory()) {
+    await requireRegularFile(spec, 'an ONNX model');
+    return { model: spec, config: null };
+  }
   for (const candidate of MODEL_CANDIDATES) {
     const model = path.join(spec, candidate);
-    if (await exists(model)) {
+    if (await present(model)) {
+      await requireRegularFile(model, 'an ONNX model');
       const config = path.join(spec, 'preprocessor_config.json');
-      return { model, config: (await exists(config)) ? config : null };
+      return { model, config: (await present(config)) ? config : null };
     }
   }
   throw new UserError(`${spec}: no ONNX model found (looked for ${MODEL_CANDIDATES.join(', ')})`);
@@ -81,10 +90,17 @@ function gridOf(file: string, tokens: number, [h, w]: [number, number]): { grid:
   throw new UserError(`${file}: ${tokens} output tokens do not form a grid of square patches over a ${h}x${w} input`);
 }
 
+/** A dimension the model fixes (a positive number); symbolic or unknown dimensions are free. */
+function fixedDim(dim: number | string | undefined): number | null {
+  return typeof dim === 'number' && dim > 0 ? dim : null;
+}
+
 /** Input size: the config's, else the model's fixed H and W, else 224; they must agree. */
 function inputSizeOf(file: string, input: TensorMeta, configured: [number, number] | null): [number, number] {
-  const [, , mh, mw] = input.shape;
-  const fixed = typeof mh === 'number' && typeof mw === 'number' ? ([mh, mw] as [number, number]) : null;
+  const [mh, mw] = [fixedDim(input.shape[2]), fixedDim(input.shape[3])];
+  const fixed = mh !== null && mw !== null ? ([mh, mw] as [number, number]) : null;
+  // Checked from the model's metadata, before anything is allocated for an input of that size.
+  if (fixed) checkInputSize(fixed, file);
   if (configured && fixed && (configured[0] !== fixed[0] || configured[1] !== fixed[1])) {
     throw new UserError(`${file}: preprocessor_config.json resizes to ${configured[0]}x${configured[1]} but the model takes ${fixed[0]}x${fixed[1]}`);
   }
@@ -106,8 +122,14 @@ export async function openOnnxEncoder(spec: string): Promise<Encoder> {
     const input = pickInput(files.model, tensorMetas(session.inputMetadata));
     const output = pickOutput(files.model, tensorMetas(session.outputMetadata));
     const inputSize = inputSizeOf(files.model, input, config?.size ?? null);
-    const batchDim = input.shape[0];
-    const fixedBatch = typeof batchDim === 'number' ? batchDim : null;
+    const fixedBatch = fixedDim(input.shape[0]);
+    if (fixedBatch !== null && fixedBatch > MAX_FIXED_BATCH) {
+      throw new UserError(`${files.model}: the model's fixed batch size ${fixedBatch} exceeds the limit of ${MAX_FIXED_BATCH} images`);
+    }
+    const declaredD = fixedDim(output.shape[2]);
+    if (declaredD !== null && declaredD > MAX_EMBEDDING_DIM) {
+      throw new UserError(`${files.model}: the model's embedding size d = ${declaredD} exceeds the limit of ${MAX_EMBEDDING_DIM}`);
+    }
 
     const run = async (images: RgbImage[]): Promise<ort.Tensor> => {
       const count = fixedBatch ?? images.length;
@@ -126,8 +148,10 @@ export async function openOnnxEncoder(spec: string): Promise<Encoder> {
     const blank: RgbImage = { data: new Float32Array(3 * inputSize[0] * inputSize[1]), width: inputSize[1], height: inputSize[0] };
     const probe = await run([blank]);
     if (probe.dims.length !== 3) throw new UserError(`${files.model}: output '${output.name}' has shape [${probe.dims.join(',')}], expected [B,L,d]`);
-    const [, tokens, d] = probe.dims;
+    const [, tokens, d] = probe.dims as [number, number, number];
+    if (!(d >= 1 && d <= MAX_EMBEDDING_DIM)) throw new UserError(`${files.model}: the model's embedding size d = ${d} is outside 1..${MAX_EMBEDDING_DIM}`);
     const { grid, patch, skip } = gridOf(files.model, tokens, inputSize);
+    checkGridSize(grid, files.model);
     const perImage = grid[0] * grid[1];
 
     const descriptor: EncoderDescriptor = { kind: 'onnx', id: path.resolve(spec), patch, inputSize, d, preprocess };

@@ -1,9 +1,10 @@
 // The image preprocessing of a Hugging Face vision model, read from its preprocessor_config.json,
 // and applied to decoded images: resize to the model's size, then pixel_values =
 // (byte * rescale - mean[c]) / std[c], batched as [B, 3, H, W].
-import { promises as fs } from 'node:fs';
 import { UserError } from '../../../common/errors';
+import { readJsonFile } from '../files';
 import type { RgbImage, Resample } from '../image';
+import { checkInputSize, MAX_CONFIG_BYTES } from '../limits';
 
 export interface Preprocess {
   mean: number[];
@@ -30,6 +31,28 @@ function isPositiveInt(n: unknown): n is number {
   return Number.isInteger(n) && (n as number) > 0;
 }
 
+function isScale(n: unknown): n is number {
+  return typeof n === 'number' && Number.isFinite(n) && n > 0;
+}
+
+const RESAMPLES: readonly Resample[] = ['nearest', 'bilinear', 'bicubic', 'lanczos3'];
+
+/** Checks a Preprocess as recorded in a codebook's encoder descriptor (written by this program,
+ *  or edited by hand): three finite means, three finite non-zero stds, a positive rescale and a
+ *  known resampling kernel. */
+export function checkPreprocess(value: unknown, source: string): Preprocess {
+  const p = value as Partial<Record<keyof Preprocess, unknown>> | null;
+  const triple3 = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+  let problem: string | undefined;
+  if (typeof p !== 'object' || p === null) problem = 'is not an object';
+  else if (!triple3(p.mean)) problem = `'mean' must be 3 finite numbers, found ${JSON.stringify(p.mean)}`;
+  else if (!triple3(p.std) || (p.std as number[]).includes(0)) problem = `'std' must be 3 finite non-zero numbers, found ${JSON.stringify(p.std)}`;
+  else if (!isScale(p.rescale)) problem = `'rescale' must be a positive number, found ${JSON.stringify(p.rescale)}`;
+  else if (!RESAMPLES.includes(p.resample as Resample)) problem = `'resample' must be one of ${RESAMPLES.join(', ')}, found ${JSON.stringify(p.resample)}`;
+  if (problem) throw new UserError(`${source}: the encoder's preprocessing ${problem}`);
+  return value as Preprocess;
+}
+
 function triple(file: string, key: string, value: unknown): number[] {
   const v = typeof value === 'number' ? [value, value, value] : value;
   if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) {
@@ -42,23 +65,21 @@ function parseSize(file: string, raw: Record<string, unknown>): [number, number]
   if (raw.do_resize === false) return null;
   const size = raw.size;
   if (size === undefined) return null;
-  if (isPositiveInt(size)) return [size, size];
   const s = size as Record<string, unknown>;
-  if (isPositiveInt(s?.height) && isPositiveInt(s?.width)) return [s.height, s.width];
+  let parsed: [number, number];
+  if (isPositiveInt(size)) parsed = [size, size];
+  else if (isPositiveInt(s?.height) && isPositiveInt(s?.width)) parsed = [s.height, s.width];
   // CLIP-style configs give a shortest edge (then a centre crop); the codebook needs one fixed
   // grid, so the image is resized straight to the square instead of cropped.
-  if (isPositiveInt(s?.shortest_edge)) return [s.shortest_edge, s.shortest_edge];
-  throw new UserError(`${file}: 'size' must be {height, width}, {shortest_edge} or a number, found ${JSON.stringify(size)}`);
+  else if (isPositiveInt(s?.shortest_edge)) parsed = [s.shortest_edge, s.shortest_edge];
+  else throw new UserError(`${file}: 'size' must be {height, width}, {shortest_edge} or a number, found ${JSON.stringify(size)}`);
+  checkInputSize(parsed, file);
+  return parsed;
 }
 
 export async function readPreprocessorConfig(file: string): Promise<PreprocessorConfig> {
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(await fs.readFile(file, 'utf8'));
-  } catch (err) {
-    throw new UserError(`${file}: cannot read preprocessor config (${(err as Error).message.split('\n')[0]})`);
-  }
-  if (typeof raw !== 'object' || raw === null) throw new UserError(`${file}: preprocessor config must be a JSON object`);
+  const raw = (await readJsonFile(file, 'preprocessor config', MAX_CONFIG_BYTES)) as Record<string, unknown>;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new UserError(`${file}: preprocessor config must be a JSON object`);
 
   let resample = DEFAULT_PREPROCESS.resample;
   if (raw.resample !== undefined) {
@@ -69,7 +90,7 @@ export async function readPreprocessorConfig(file: string): Promise<Preprocessor
   let rescale = 1;
   if (raw.do_rescale !== false) {
     rescale = raw.rescale_factor === undefined ? 1 / 255 : (raw.rescale_factor as number);
-    if (typeof rescale !== 'number' || !(rescale > 0)) throw new UserError(`${file}: 'rescale_factor' must be a positive number`);
+    if (!isScale(rescale)) throw new UserError(`${file}: 'rescale_factor' must be a positive number, found ${JSON.stringify(raw.rescale_factor)}`);
   }
   const normalize = raw.do_normalize !== false;
   const mean = normalize ? triple(file, 'image_mean', raw.image_mean ?? DEFAULT_PREPROCESS.mean) : [0, 0, 0];
