@@ -7,6 +7,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { writeFileAtomic } from './atomic-write';
+import { onFile, requireRegularFile } from './files';
+import { MAX_IMAGE_PIXELS } from './limits';
 import { UserError } from '../../common/errors';
 
 export interface RgbImage {
@@ -26,9 +28,6 @@ export interface ResizeTo {
 
 export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'tif', 'tiff', 'gif'];
 
-/** sharp's own default guard against decompression bombs (0x3FFF * 0x3FFF pixels), kept
- *  explicit so the error message can name it. */
-export const MAX_INPUT_PIXELS = 0x3fff * 0x3fff;
 
 const KERNELS: Record<Resample, keyof sharp.KernelEnum> = {
   nearest: 'nearest',
@@ -45,7 +44,11 @@ export async function loadImage(file: string, size?: ResizeTo): Promise<RgbImage
   if (size && !(Number.isInteger(size.width) && Number.isInteger(size.height) && size.width > 0 && size.height > 0)) {
     throw new Error(`loadImage: bad target size ${size.width}x${size.height}`);
   }
-  let pipeline = sharp(file, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' })
+  // libvips opens the path itself: a FIFO would block it forever, a folder fails obscurely.
+  await requireRegularFile(file, 'an image file');
+  // The pixel limit is checked from the header, before decoding: a small file can announce a
+  // decompression bomb.
+  let pipeline = sharp(file, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' })
     .rotate() // apply the EXIF orientation, then drop the tag
     .flatten({ background: '#ffffff' })
     .toColourspace('srgb');
@@ -56,10 +59,7 @@ export async function loadImage(file: string, size?: ResizeTo): Promise<RgbImage
   } catch (err) {
     const reason = firstLine(err);
     if (/pixel limit/i.test(reason)) {
-      throw new UserError(`${file}: image is larger than the ${Math.round(MAX_INPUT_PIXELS / 1e6)}-megapixel limit; downscale it first`);
-    }
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || /missing|does not exist/i.test(reason)) {
-      throw new UserError(`${file}: no such image file`);
+      throw new UserError(`${file}: image is larger than the ${Math.round(MAX_IMAGE_PIXELS / 1e6)}-megapixel limit; downscale it first`);
     }
     throw new UserError(`${file}: cannot read image (${reason})`);
   }
@@ -103,31 +103,45 @@ function isImageName(name: string): boolean {
 
 /**
  * The image files (by extension) under a folder, recursively, sorted by path so runs are
- * reproducible; hidden entries (".git", ".DS_Store"...) are left out. A single file is returned
- * as is if it has an image extension. A folder without images gives an empty list.
+ * reproducible; hidden entries (".git", ".DS_Store"...) are left out. Symbolic links are followed
+ * (image folders are often links into a data set), but each real folder is walked once and each
+ * real file listed once: a link back to a parent folder neither loops nor lists the images
+ * again. A file reached both directly and through a link to it is listed under its direct path.
+ * A single file is returned as is if it has an image extension. A folder without images gives an
+ * empty list.
  */
 export async function listImages(fileOrDir: string): Promise<string[]> {
-  let stat;
-  try {
-    stat = await fs.stat(fileOrDir);
-  } catch {
-    throw new UserError(`${fileOrDir}: no such file or folder`);
-  }
+  const stat = await onFile(fileOrDir, 'list images', () => fs.stat(fileOrDir));
   if (!stat.isDirectory()) {
     if (!isImageName(fileOrDir)) throw new UserError(`${fileOrDir}: not an image file (expected ${IMAGE_EXTENSIONS.join(', ')})`);
     return [fileOrDir];
   }
-  const found: string[] = [];
+  const seenDirs = new Set<string>();
+  /** real path of each image file -> the path it is listed under */
+  const files = new Map<string, { path: string; viaLink: boolean }>();
   const walk = async (dir: string): Promise<void> => {
-    for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    const real = await onFile(dir, 'list images', () => fs.realpath(dir));
+    if (seenDirs.has(real)) return;
+    seenDirs.add(real);
+    const entries = await onFile(dir, 'list images', () => fs.readdir(dir, { withFileTypes: true }));
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
       if (entry.name.startsWith('.')) continue;
       const full = path.join(dir, entry.name);
-      // Follow symlinks (image folders are often links into a data set), by what they point at.
-      const isDir = entry.isDirectory() || (entry.isSymbolicLink() && (await fs.stat(full).catch(() => null))?.isDirectory());
-      if (isDir) await walk(full);
-      else if (isImageName(entry.name)) found.push(full);
+      const viaLink = entry.isSymbolicLink();
+      // A link is judged by what it points at; a dangling one is left out.
+      const target = viaLink ? await fs.stat(full).catch(() => null) : entry;
+      if (!target) continue;
+      if (target.isDirectory()) {
+        await walk(full);
+      } else if (isImageName(entry.name)) {
+        // Anything else with an image name (a FIFO, a device) is listed and refused when loaded.
+        const realFile = viaLink ? await fs.realpath(full).catch(() => full) : path.join(real, entry.name);
+        const listed = files.get(realFile);
+        if (!listed || (listed.viaLink && !viaLink)) files.set(realFile, { path: full, viaLink });
+      }
     }
   };
   await walk(fileOrDir);
-  return found.sort();
+  return [...files.values()].map((f) => f.path).sort();
 }

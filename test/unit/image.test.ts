@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -98,7 +99,7 @@ test('corrupt, non-image and missing files give one-line UserErrors naming the f
   const text = path.join(fixtures, 'bad/not-an-image.png');
   await assert.rejects(loadImage(truncated), isUserErrorNaming(truncated, /cannot read image/));
   await assert.rejects(loadImage(text), isUserErrorNaming(text, /cannot read image/));
-  await assert.rejects(loadImage(path.join(fixtures, 'nope.png')), isUserErrorNaming(path.join(fixtures, 'nope.png'), /no such image file/));
+  await assert.rejects(loadImage(path.join(fixtures, 'nope.png')), isUserErrorNaming(path.join(fixtures, 'nope.png'), /cannot read an image file: no such file or folder/));
 });
 
 /** A PNG built by hand: IHDR (RGB, given bit depth) + one IDAT of the given filtered rows. */
@@ -137,7 +138,7 @@ test('an image beyond the pixel limit is refused from its header, before decodin
   t.after(() => fs.rm(tmp, { recursive: true, force: true }));
   const file = path.join(tmp, 'huge.png');
   await fs.writeFile(file, handMadePng(30000, 30000, 8, Buffer.alloc(100)));
-  await assert.rejects(loadImage(file), isUserErrorNaming(file, /larger than the 268-megapixel limit/));
+  await assert.rejects(loadImage(file), isUserErrorNaming(file, /larger than the 100-megapixel limit/));
 });
 
 test('encodePng/writePng round-trip 8-bit values and clamp out-of-range ones', async (t) => {
@@ -169,5 +170,37 @@ test('listImages walks folders recursively, sorted, by extension, skipping hidde
   assert.deepEqual(await listImages(tmp), [path.join(tmp, 'a/c.webp'), path.join(tmp, 'b.JPG')]);
   assert.deepEqual(await listImages(path.join(tmp, 'b.JPG')), [path.join(tmp, 'b.JPG')]);
   await assert.rejects(listImages(path.join(tmp, 'notes.txt')), /notes\.txt: not an image file/);
-  await assert.rejects(listImages(path.join(tmp, 'missing')), /missing: no such file or folder/);
+  await assert.rejects(listImages(path.join(tmp, 'missing')), /missing: cannot list images: no such file or folder/);
+});
+
+test('listImages follows links but walks each real folder once and lists each real file once', async (t) => {
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'img-'));
+  t.after(() => fs.rm(tmp, { recursive: true, force: true }));
+  await fs.mkdir(path.join(tmp, 'a/b'), { recursive: true });
+  await fs.writeFile(path.join(tmp, 'a/one.png'), '');
+  await fs.writeFile(path.join(tmp, 'a/b/two.png'), '');
+  await fs.symlink('..', path.join(tmp, 'a/b/up')); // a loop back to a parent
+  await fs.symlink(path.join(tmp, 'a'), path.join(tmp, 'a/b/again')); // a second loop, absolute
+  await fs.symlink('two.png', path.join(tmp, 'a/b/twin.png')); // a link to a file already listed
+  await fs.symlink('nowhere.png', path.join(tmp, 'a/dangling.png'));
+  await fs.symlink(path.join(fixtures, 'images/formats'), path.join(tmp, 'linked')); // a link into a data set
+  const formats = await listImages(path.join(fixtures, 'images/formats'));
+  assert.deepEqual(await listImages(tmp), [
+    path.join(tmp, 'a/b/two.png'),
+    path.join(tmp, 'a/one.png'),
+    ...formats.map((f) => path.join(tmp, 'linked', path.basename(f))),
+  ]);
+});
+
+test('a folder or a FIFO where an image file should be is refused by type, without blocking', async (t) => {
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'img-'));
+  t.after(() => fs.rm(tmp, { recursive: true, force: true }));
+  const fifo = path.join(tmp, 'pipe.png');
+  execFileSync('mkfifo', [fifo]);
+  const folder = path.join(tmp, 'folder.jpg');
+  await fs.mkdir(folder);
+  await assert.rejects(loadImage(fifo), isUserErrorNaming(fifo, /expected an image file \(a regular file\), found a named pipe \(FIFO\)$/));
+  await assert.rejects(loadImage(folder), isUserErrorNaming(folder, /expected an image file \(a regular file\), found a folder$/));
+  // Listing names the FIFO (by its name), so that loading it reports it instead of dropping it silently.
+  assert.deepEqual(await listImages(tmp), [fifo]);
 });
