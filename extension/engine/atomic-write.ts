@@ -105,6 +105,11 @@ export async function writeFilesAtomic(files: FileToWrite[]): Promise<void> {
       const data = typeof file.data === 'string' ? Buffer.from(file.data) : file.data;
       temps.push({ tmp: await writeTemp(target, data), target });
     }
+    // A folder in the way fails its rename: found before the first rename, so none happens.
+    for (const { target } of temps) {
+      current = target;
+      if ((await fs.stat(target).catch(() => null))?.isDirectory()) throw Object.assign(new Error('EISDIR'), { code: 'EISDIR' });
+    }
     for (const { tmp, target } of temps) {
       current = target;
       await fs.rename(tmp, target);
