@@ -3,7 +3,7 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import {
-  buildCodebook, codeStats, decodeTokens, listImages, loadImage, readTokenGrids, refineAtlas, runDemo, tokenizeImages, writeCodebook,
+  buildCodebook, checkTokensMatchCodebook, codeStats, decodeTokens, listImages, loadImage, readTokenGrids, refineAtlas, runDemo, tokenizeImages, writeCodebook,
   throwIfCancelled, writePng, writeTokenDataset, writeTokenJson, UserError, type RgbImage, type TokenGrid,
 } from '../engine/index.js';
 import type { Studio } from '../state/studio.js';
@@ -210,7 +210,8 @@ export class Operations {
         { kind: 'decode', title: `Decode ${path.basename(file)}`, inputs: { tokens: file, codebook }, params: { decoder: 'atlas' } },
         async ({ signal, progress }) => {
           const cb = await this.studio.codebook(codebook);
-          const grids = await readTokenGrids(file, cb.frozen.rows);
+          const grids = await readTokenGrids(file);
+          checkTokensMatchCodebook(cb, grids, file);
           const backend = await this.studio.backend.get();
           const written: string[] = [];
           const images: RgbImage[] = [];

@@ -11,6 +11,7 @@ import type { Encoder } from './encoders/index';
 import { UserError } from '../../common/errors';
 import { checkEncoderMatches } from './tokenize';
 import { checkTokenIds } from '../../native-gpu/token-ids';
+import { checkGridSize } from './limits';
 import type { RgbImage } from './image';
 
 function atlasPatch(cb: Codebook): number {
@@ -25,6 +26,7 @@ function atlasPatch(cb: Codebook): number {
 export async function decodeTokens(cb: Codebook, ids: Int32Array, grid: [number, number], backend: ComputeBackend): Promise<RgbImage> {
   if (cb.meta.atlas === 'none') throw new UserError('this codebook has no pixel atlas yet: refine the codebook first (unicode2 refine)');
   const p = atlasPatch(cb);
+  checkGridSize(grid, 'token grid'); // before anything is allocated for it
   const [gridH, gridW] = grid;
   if (ids.length !== gridH * gridW) throw new UserError(`${ids.length} token ids do not fill a ${gridH}x${gridW} grid`);
   const k = cb.trainable.rows;

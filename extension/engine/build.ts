@@ -1,22 +1,26 @@
 // Builds a frozen codebook: embeddings (from images through an encoder, or precomputed .npy) ->
 // optional seeded subsample -> utilization-regularized k-means -> .safetensors, written atomically
-// so a cancelled or failed build leaves any previous codebook at `out` byte-identical.
+// so a cancelled or failed build leaves any previous codebook at `out` byte-identical. A build
+// holds the lock of its output (output-lock.ts) from start to end: a second build to the same
+// output is refused instead of sharing (and deleting) the first one's corpus folder.
 //
 // Building from precomputed embeddings: pass the encoder that produced them (e.g. 'dct') and its
 // descriptor is stored, so tokenize/decode can reopen it; pass EXTERNAL_ENCODER ('external') when
 // they come from elsewhere, and the codebook records `{kind: 'onnx', id: 'external'}` with no
 // patch/input size: searching it works, tokenizing images then needs an explicit encoder.
 import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import type { CodebookMeta } from './codebook';
 import { codebookFingerprint, writeCodebook } from './codebook';
-import { extractCorpus } from './corpus';
+import { corpusInputFingerprint, extractCorpus } from './corpus';
 import { embedImages, requireSomeImages, type SkippedImage } from './embed';
 import { EXTERNAL_ENCODER, openEncoder, type Encoder, type EncoderDescriptor } from './encoders/index';
 import { throwIfCancelled, UserError } from '../../common/errors';
 import { readEmbeddings } from './formats/npy';
 import { listImages } from './image';
 import { DEFAULTS } from './defaults';
+import { withOutputLock } from './output-lock';
 import { kmeans } from './kmeans';
 import { sampleRows } from './sampling';
 import { codeStats } from './stats';
@@ -33,6 +37,9 @@ export interface BuildRequest {
   sample?: number;
   /** k-means stops early when the relative inertia change falls below this (default: kmeans') */
   tolerance?: number;
+  /** corpora of images up to this many f32 bytes are embedded in memory (default 256 MiB); larger
+   *  ones go through the resumable on-disk corpus beside the output */
+  inMemoryCorpusBytes?: number;
   out: string;
 }
 
@@ -69,14 +76,18 @@ export interface BuildControl {
 const IN_MEMORY_CORPUS_BYTES = 256 * 2 ** 20;
 
 export async function buildCodebook(req: BuildRequest, backend: ComputeBackend, control: BuildControl = {}): Promise<BuildSummary> {
-  const started = performance.now();
   validateRequest(req);
+  return withOutputLock(req.out, 'build', () => build(req, backend, control));
+}
+
+async function build(req: BuildRequest, backend: ComputeBackend, control: BuildControl): Promise<BuildSummary> {
+  const started = performance.now();
   const iterations = req.iterations ?? DEFAULTS.iterations;
   const lambda = req.lambda ?? DEFAULTS.lambda;
   const seed = req.seed ?? DEFAULTS.seed;
 
   const { points, encoder, skipped } = req.images
-    ? await embeddingsFromImages(req.images, req.encoder, req.out, backend, control)
+    ? await embeddingsFromImages(req, backend, control)
     : await embeddingsFromFiles(req.embeddings!, req.encoder, backend);
   // Same digest as a codebook's fingerprint (sha256 of the f32 bytes, 16 hex): ties the codebook
   // to the exact data it was built from.
@@ -169,22 +180,21 @@ function describeIteration(inertia: number | undefined, used: number | undefined
 }
 
 async function embeddingsFromImages(
-  source: string,
-  encoderSpec: string,
-  out: string,
+  req: BuildRequest,
   backend: ComputeBackend,
   control: BuildControl,
 ): Promise<{ points: Matrix; encoder: EncoderDescriptor; skipped: SkippedImage[] }> {
+  const source = req.images!;
   const images = await listImages(source);
   if (images.length === 0) throw new UserError(`no images found in ${source}`);
-  const encoder = await openEncoder(encoderSpec, backend);
+  const encoder = await openEncoder(req.encoder, backend);
   try {
     const onProgress = (done: number, total: number) => control.onProgress?.({ phase: 'embed', done, total });
     const bytes = images.length * encoder.grid[0] * encoder.grid[1] * encoder.d * 4;
     const corpus =
-      bytes <= IN_MEMORY_CORPUS_BYTES
+      bytes <= (req.inMemoryCorpusBytes ?? IN_MEMORY_CORPUS_BYTES)
         ? await embedInMemory(encoder, images, { signal: control.signal, onProgress })
-        : await embedOnDisk(encoder, images, `${out}.corpus`, { signal: control.signal, onProgress });
+        : await embedOnDisk(encoder, images, req.out, { signal: control.signal, onProgress });
     return { ...corpus, encoder: encoder.descriptor };
   } finally {
     await encoder.dispose();
@@ -207,13 +217,25 @@ async function embedInMemory(encoder: Encoder, images: string[], control: EmbedC
   return { points: embeddings, skipped };
 }
 
-/** Large corpora: the resumable shard folder beside the output, removed once it has been read so
- *  only an interrupted build leaves it (to resume from). */
-async function embedOnDisk(encoder: Encoder, images: string[], dir: string, control: EmbedControl): Promise<Corpus> {
+/** The corpus folder of a build: beside the output, named by the fingerprint of its input
+ *  (encoder + image list), so an interrupted build resumes only over the same input, and a build
+ *  over other images starts a corpus of its own instead of training on the old one's vectors. */
+export function corpusFolder(out: string, encoder: EncoderDescriptor, images: readonly string[]): string {
+  return `${path.resolve(out)}.corpus-${corpusInputFingerprint(encoder, images)}`;
+}
+
+/** Large corpora: the resumable shard folder beside the output. Once read, it goes, and with it
+ *  the corpus folders of this output's earlier, interrupted builds over other input (this build
+ *  holds the output's lock, so no other job is using them). */
+async function embedOnDisk(encoder: Encoder, images: string[], out: string, control: EmbedControl): Promise<Corpus> {
+  const dir = corpusFolder(out, encoder.descriptor, images);
   const corpus = await extractCorpus(encoder, images, dir, control);
   requireSomeImages(corpus.vectors, corpus.skipped);
   const points = await readEmbeddings(dir);
-  await fs.rm(dir, { recursive: true, force: true });
+  const prefix = `${path.basename(path.resolve(out))}.corpus-`;
+  for (const name of await fs.readdir(path.dirname(dir))) {
+    if (name.startsWith(prefix)) await fs.rm(path.join(path.dirname(dir), name), { recursive: true, force: true });
+  }
   return { points, skipped: corpus.skipped };
 }
 

@@ -1,14 +1,19 @@
-// An embedding corpus on disk: the patch embeddings of a folder of images as f16 .npy shards
+// An embedding corpus on disk: the patch embeddings of a list of images as f16 .npy shards
 // (shard-00000.npy, ...: readEmbeddings reads the folder in name order) plus manifest.json, which
-// records the encoder, the shards, where each image's rows are, and the images that were skipped.
-// Extraction resumes: each shard is written before the manifest that names it (both atomically),
-// so after a crash or cancel the manifest only lists complete shards, and a re-run with the same
-// folder encodes only the images not listed yet.
+// records the encoder, a fingerprint of the input (encoder + sorted image list), the shards, where
+// each image's rows are, and the images that were skipped. Extraction resumes: each shard is
+// written before the manifest that names it (both atomically), so after a crash or cancel the
+// manifest only lists complete shards, and a re-run over the same input encodes only the images
+// not listed yet. A folder holds the corpus of one input: a run over other images is refused, so
+// no vector of an image outside the input ever reaches the corpus.
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from './atomic-write';
 import { forEachEncodedBatch, type BatchControl, type EncodedBatch, type SkippedImage } from './embed';
-import type { Encoder, EncoderDescriptor } from './encoders/index';
+import { validateEncoderDescriptor, type Encoder, type EncoderDescriptor } from './encoders/index';
+import { onFile, readJsonFile } from './files';
+import { MAX_JSON_BYTES } from './limits';
 import { CancelledError, UserError } from '../../common/errors';
 import { writeNpy } from './formats/npy';
 import { f32ToF16 } from '../../common/half';
@@ -36,6 +41,8 @@ export interface CorpusImage {
 export interface CorpusManifest {
   formatVersion: 1;
   encoder: EncoderDescriptor;
+  /** corpusInputFingerprint of the encoder and images this corpus is of */
+  inputs: string;
   d: number;
   dtype: 'float16';
   shards: CorpusShard[];
@@ -60,25 +67,28 @@ function sameEncoder(a: EncoderDescriptor, b: EncoderDescriptor): boolean {
   return a.kind === b.kind && a.id === b.id && a.d === b.d && a.patch === b.patch && a.inputSize.join('x') === b.inputSize.join('x');
 }
 
-async function readManifest(outDir: string, encoder: Encoder): Promise<CorpusManifest | null> {
+/** Fingerprint of what a corpus is of: the encoder and the sorted list of image paths (16 hex
+ *  digits of a sha256). */
+export function corpusInputFingerprint(encoder: EncoderDescriptor, images: readonly string[]): string {
+  const hash = createHash('sha256').update(JSON.stringify(encoder));
+  for (const image of [...images].sort()) hash.update('\n').update(image);
+  return hash.digest('hex').slice(0, 16);
+}
+
+async function readManifest(outDir: string, encoder: Encoder, inputs: string): Promise<CorpusManifest | null> {
   const file = path.join(outDir, MANIFEST);
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch {
-    return null;
-  }
-  let manifest: CorpusManifest;
-  try {
-    manifest = JSON.parse(text);
-  } catch {
-    throw new UserError(`${file}: not valid JSON; delete the corpus folder to start over`);
-  }
-  if (manifest.formatVersion !== 1 || !Array.isArray(manifest.shards) || !Array.isArray(manifest.images)) {
-    throw new UserError(`${file}: not a corpus manifest this version understands; delete the corpus folder to start over`);
-  }
+  if (!(await fs.stat(file).catch(() => null))) return null;
+  const manifest = (await readJsonFile(file, 'corpus manifest', MAX_JSON_BYTES)) as CorpusManifest;
+  const valid =
+    typeof manifest === 'object' && manifest !== null && manifest.formatVersion === 1 && typeof manifest.inputs === 'string' &&
+    Array.isArray(manifest.shards) && Array.isArray(manifest.images) && Array.isArray(manifest.skipped);
+  if (!valid) throw new UserError(`${file}: not a corpus manifest this version understands; delete the corpus folder to start over`);
+  validateEncoderDescriptor(manifest.encoder, file);
   if (!sameEncoder(manifest.encoder, encoder.descriptor)) {
     throw new UserError(`${outDir} holds a corpus made with encoder '${manifest.encoder.id}', not '${encoder.descriptor.id}'; use another folder`);
+  }
+  if (manifest.inputs !== inputs) {
+    throw new UserError(`${outDir} holds the corpus of other images (input fingerprint ${manifest.inputs}, not ${inputs}); use another folder`);
   }
   for (const shard of manifest.shards) {
     await fs.stat(path.join(outDir, shard.file)).catch(() => {
@@ -103,10 +113,12 @@ export interface CorpusControl extends BatchControl {
 }
 
 export async function extractCorpus(encoder: Encoder, images: string[], outDir: string, control: CorpusControl = {}): Promise<CorpusResult> {
-  await fs.mkdir(outDir, { recursive: true });
-  const manifest: CorpusManifest = (await readManifest(outDir, encoder)) ?? {
+  await onFile(outDir, 'create the corpus folder', () => fs.mkdir(outDir, { recursive: true }));
+  const inputs = corpusInputFingerprint(encoder.descriptor, images);
+  const manifest: CorpusManifest = (await readManifest(outDir, encoder, inputs)) ?? {
     formatVersion: 1,
     encoder: encoder.descriptor,
+    inputs,
     d: encoder.d,
     dtype: 'float16',
     shards: [],

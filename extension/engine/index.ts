@@ -1,6 +1,8 @@
 // The public engine API, for the extension host and the CLI. Nothing here imports 'vscode'.
 export { UserError, CancelledError, throwIfCancelled } from '../../common/errors';
-export { writeFileAtomic } from './atomic-write';
+export { writeFileAtomic, writeFilesAtomic } from './atomic-write';
+export { lockOutput, withOutputLock, type OutputLock } from './output-lock';
+export { MAX_GRID_SIDE, MAX_INPUT_SIDE, MAX_IMAGE_PIXELS, checkGridSize } from './limits';
 export { f16ToF32, f32ToF16 } from '../../common/half';
 export { readNpy, writeNpy, encodeNpy, readEmbeddings, type NpyArray } from './formats/npy';
 export { readCodebook, writeCodebook, type Codebook, type CodebookMeta } from './codebook';
@@ -14,6 +16,7 @@ export { embedImages, forEachEncodedBatch, requireSomeImages, type SkippedImage 
 export {
   tokenizeImages,
   checkEncoderMatches,
+  checkTokensMatchCodebook,
   readTokenGrids,
   writeTokenJson,
   writeTokenDataset,

@@ -2,14 +2,17 @@
 // every patch (squared L2). Indexing always uses the frozen codebook so tokens never move when the
 // trainable half is refined. Also reads and writes the two token file forms: per-image JSON and a
 // data set (.npy int32 [N, L] + an index of image paths).
-import { promises as fs } from 'node:fs';
+import { createHash } from 'node:crypto';
 import type { ComputeBackend } from '../../native-gpu/backend';
+import { checkTokenIds } from '../../native-gpu/token-ids';
 import type { Codebook } from './codebook';
 import type { Encoder } from './encoders/index';
 import { forEachEncodedBatch, type BatchControl, type SkippedImage } from './embed';
 import { UserError } from '../../common/errors';
-import { writeFileAtomic } from './atomic-write';
-import { readNpy, writeNpy } from './formats/npy';
+import { writeFileAtomic, writeFilesAtomic } from './atomic-write';
+import { openRegularFile, readExactly, readJsonFile } from './files';
+import { decodeNpy, encodeNpy } from './formats/npy';
+import { checkGridSize, MAX_JSON_BYTES } from './limits';
 
 export interface TokenGrid {
   image: string;
@@ -72,37 +75,52 @@ export async function tokenizeImages(
   }
 }
 
-/** Index written beside a token data set: which image each row of the .npy is. */
+/** Index written beside a token data set: which image each row of the .npy is, and the size and
+ *  sha256 of the .npy it was written with, so a data file and an index that do not belong
+ *  together (a write killed between its two renames) are told apart instead of misread. */
 export interface TokenDatasetIndex {
   images: string[];
   grid: [number, number];
   codebook: string;
   encoder: string;
   device: string;
+  /** size in bytes of the .npy written with this index (absent in indexes of older versions) */
+  dataBytes?: number;
+  /** sha256 (hex) of that .npy */
+  dataSha256?: string;
 }
 
 export function datasetIndexPath(npyPath: string): string {
   return `${npyPath}.index.json`;
 }
 
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
 /** Writes results as int32 [N, L] .npy plus `<path>.index.json`. All rows share one grid (one
- *  encoder, one input size), which is what makes the array rectangular. */
+ *  encoder, one input size), which is what makes the array rectangular. Both files are written
+ *  before either replaces a previous pair (writeFilesAtomic), data first. */
 export async function writeTokenDataset(path: string, results: TokenGrid[]): Promise<{ shape: [number, number] }> {
   const first = results[0];
   if (!first) throw new UserError('no token grids to write');
   const tokens = first.ids.length;
   const data = new Int32Array(results.length * tokens);
   results.forEach((r, i) => data.set(r.ids, i * tokens));
+  const npy = encodeNpy({ shape: [results.length, tokens], dtype: 'int32', data });
   const index: TokenDatasetIndex = {
     images: results.map((r) => r.image),
     grid: first.grid,
     codebook: first.codebook,
     encoder: first.encoder,
     device: first.device,
+    dataBytes: npy.length,
+    dataSha256: sha256(npy),
   };
-  // Index first: a data set is usable only with its index, so the .npy appearing means both exist.
-  await writeFileAtomic(datasetIndexPath(path), JSON.stringify(index, null, 2) + '\n');
-  await writeNpy(path, { shape: [results.length, tokens], dtype: 'int32', data });
+  await writeFilesAtomic([
+    { path, data: npy },
+    { path: datasetIndexPath(path), data: JSON.stringify(index, null, 2) + '\n' },
+  ]);
   return { shape: [results.length, tokens] };
 }
 
@@ -113,38 +131,70 @@ export async function writeTokenJson(path: string, results: TokenGrid[]): Promis
 }
 
 /** Reads token grids from a tokenize output: JSON (one grid or {results}) or a .npy data set
- *  with its index. Every grid is checked for shape; ids are checked against `k` when given. */
-export async function readTokenGrids(path: string, k?: number): Promise<TokenGrid[]> {
-  const grids = path.toLowerCase().endsWith('.npy') ? await readDatasetGrids(path) : await readJsonGrids(path);
-  for (const g of grids) validateGrid(g, path, k);
-  return grids;
+ *  with its index. Every grid is checked for shape and size (limits.ts) and its ids for being
+ *  integers; whether they fit a codebook is checkTokensMatchCodebook's job. */
+export async function readTokenGrids(path: string): Promise<TokenGrid[]> {
+  return path.toLowerCase().endsWith('.npy') ? readDatasetGrids(path) : readJsonGrids(path);
+}
+
+/**
+ * The one check that token grids belong to a codebook, before they are decoded or counted: made
+ * with this codebook (when they name the one they were made with), grids within the size limit,
+ * every id within [0, K). Used by decode, stats, the codebook panel's counts and generation.
+ */
+export function checkTokensMatchCodebook(cb: Codebook, grids: readonly TokenGrid[], source: string): void {
+  for (const g of grids) {
+    if (g.codebook && g.codebook !== cb.fingerprint) {
+      throw new UserError(`${source}: these tokens were made with codebook ${g.codebook}, not with this codebook (${cb.fingerprint}); tokenize the images with it again`);
+    }
+    checkGridSize(g.grid, source);
+    if (g.ids.length !== g.grid[0] * g.grid[1]) throw new UserError(`${source}: grid [${g.grid.join(', ')}] does not match ${g.ids.length} ids`);
+    checkTokenIds(g.ids, cb.frozen.rows, source);
+  }
 }
 
 async function readJsonGrids(path: string): Promise<TokenGrid[]> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(await fs.readFile(path, 'utf8'));
-  } catch (err) {
-    throw new UserError(`cannot read tokens from ${path}: ${(err as Error).message}`);
-  }
+  const doc = await readJsonFile(path, 'tokens file', MAX_JSON_BYTES);
   const list = isRecord(doc) && Array.isArray(doc.results) ? doc.results : [doc];
   return list.map((g) => {
     if (!isRecord(g) || !Array.isArray(g.ids) || !Array.isArray(g.grid)) {
       throw new UserError(`${path} is not a tokenize output: expected objects with "grid" and "ids"`);
     }
-    return g as unknown as TokenGrid;
+    checkGridSize(g.grid, path);
+    const [h, w] = g.grid;
+    if (g.ids.length !== h * w) throw new UserError(`${path}: grid [${h}, ${w}] does not match ${g.ids.length} ids`);
+    const bad = g.ids.find((id) => !Number.isSafeInteger(id));
+    if (bad !== undefined) throw new UserError(`${path}: token id ${JSON.stringify(bad)} is not a whole number`);
+    for (const key of ['image', 'codebook', 'encoder', 'device'] as const) {
+      if (g[key] !== undefined && typeof g[key] !== 'string') throw new UserError(`${path}: "${key}" must be a string, found ${JSON.stringify(g[key])}`);
+    }
+    return { image: '', codebook: '', encoder: '', device: '', ...g } as unknown as TokenGrid;
   });
 }
 
 async function readDatasetGrids(path: string): Promise<TokenGrid[]> {
-  const arr = await readNpy(path);
+  const index = await readDatasetIndex(path);
+  const what = 'a token data set';
+  const { handle, size } = await openRegularFile(path, what);
+  let bytes: Uint8Array;
+  try {
+    if (index.dataBytes !== undefined && size !== index.dataBytes) throw mismatch(path, `${size} bytes, the index says ${index.dataBytes}`);
+    bytes = new Uint8Array(size);
+    await readExactly(handle, bytes, 0, path, what);
+  } finally {
+    await handle.close();
+  }
+  if (index.dataSha256 !== undefined && sha256(bytes) !== index.dataSha256) throw mismatch(path, 'a different sha256 than its index records');
+  const arr = decodeNpy(bytes, path);
   if (arr.dtype !== 'int32' || arr.shape.length !== 2) {
     throw new UserError(`${path} is not a token data set: expected int32 [N, L], found ${arr.dtype} [${arr.shape.join(', ')}]`);
   }
   const [n, tokens] = arr.shape as [number, number];
-  const index = await readDatasetIndex(path);
   if (index.images.length !== n) {
     throw new UserError(`${datasetIndexPath(path)} lists ${index.images.length} images but ${path} has ${n} rows`);
+  }
+  if (tokens !== index.grid[0] * index.grid[1]) {
+    throw new UserError(`${path}: rows of ${tokens} tokens do not fill the grid [${index.grid.join(', ')}] of its index`);
   }
   const data = arr.data as Int32Array;
   return index.images.map((image, i) => ({
@@ -157,25 +207,24 @@ async function readDatasetGrids(path: string): Promise<TokenGrid[]> {
   }));
 }
 
-async function readDatasetIndex(npyPath: string): Promise<TokenDatasetIndex> {
-  const indexPath = datasetIndexPath(npyPath);
-  try {
-    const doc: unknown = JSON.parse(await fs.readFile(indexPath, 'utf8'));
-    if (isRecord(doc) && Array.isArray(doc.images) && Array.isArray(doc.grid)) return doc as unknown as TokenDatasetIndex;
-  } catch (err) {
-    throw new UserError(`cannot read the index of token data set ${npyPath} (${indexPath}): ${(err as Error).message}`);
-  }
-  throw new UserError(`${indexPath} is not a token data set index: expected "images" and "grid"`);
+function mismatch(path: string, found: string): UserError {
+  return new UserError(`${path} does not belong to its index ${datasetIndexPath(path)} (the data file has ${found}): an interrupted write or a file copied over; tokenize again`);
 }
 
-function validateGrid(g: TokenGrid, path: string, k: number | undefined): void {
-  const [h, w] = g.grid;
-  if (!Number.isInteger(h) || !Number.isInteger(w) || h! < 1 || w! < 1 || g.ids.length !== h! * w!) {
-    throw new UserError(`${path}: grid [${g.grid.join(', ')}] does not match ${g.ids.length} ids`);
-  }
-  if (k === undefined) return;
-  const bad = g.ids.find((id) => !Number.isInteger(id) || id < 0 || id >= k);
-  if (bad !== undefined) throw new UserError(`${path}: token id ${bad} is outside the codebook's range 0..${k - 1}`);
+async function readDatasetIndex(npyPath: string): Promise<TokenDatasetIndex> {
+  const indexPath = datasetIndexPath(npyPath);
+  const doc = await readJsonFile(indexPath, `the index of token data set ${npyPath}`, MAX_JSON_BYTES);
+  const ok =
+    isRecord(doc) &&
+    Array.isArray(doc.images) &&
+    doc.images.every((i) => typeof i === 'string') &&
+    Array.isArray(doc.grid) &&
+    ['codebook', 'encoder', 'device'].every((k) => typeof doc[k] === 'string') &&
+    (doc.dataBytes === undefined || Number.isSafeInteger(doc.dataBytes)) &&
+    (doc.dataSha256 === undefined || typeof doc.dataSha256 === 'string');
+  if (!ok) throw new UserError(`${indexPath} is not a token data set index: expected "images", "grid", "codebook", "encoder" and "device"`);
+  checkGridSize(doc.grid as unknown[], indexPath);
+  return doc as unknown as TokenDatasetIndex;
 }
 
 function isRecord(x: unknown): x is Record<string, unknown> {

@@ -3,7 +3,7 @@
 // and answers "what is code k": the image patches that use it and its nearest codewords.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { codeStats, type Codebook, type RgbImage } from '../engine/index.js';
+import { checkTokensMatchCodebook, codeStats, type Codebook, type RgbImage } from '../engine/index.js';
 import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
@@ -99,7 +99,8 @@ export class CodebookPanel {
   private async countsOf(cb: Codebook): Promise<number[]> {
     const set = this.studio.tokenSet(this.dataset);
     if (!set) return cb.counts ? Array.from(cb.counts) : new Array<number>(cb.frozen.rows).fill(0);
-    const ids = Int32Array.from(set.grids.flatMap((g) => g.ids.filter((id) => id < cb.frozen.rows)));
+    checkTokensMatchCodebook(cb, set.grids, set.label);
+    const ids = Int32Array.from(set.grids.flatMap((g) => g.ids));
     const backend = await this.studio.backend.get();
     return Array.from(await backend.histogram(ids, cb.frozen.rows));
   }

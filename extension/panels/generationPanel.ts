@@ -3,7 +3,7 @@
 // "Save as PNG" through a save dialog and an atomic write.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { decodeTokens, writePng, UserError, type RgbImage, type TokenGrid } from '../engine/index.js';
+import { checkTokensMatchCodebook, decodeTokens, writePng, UserError, type RgbImage, type TokenGrid } from '../engine/index.js';
 import { generationProtocol, type GenerationResult, type GenerationSource } from '../../common/protocol/generation.js';
 import type { HostEndpoint } from '../../common/protocol/shared.js';
 import type { Studio } from '../state/studio.js';
@@ -90,6 +90,7 @@ export class GenerationPanel {
     if (![1, 2, 4].includes(factor)) throw new UserError(`output size ${factor}x is not offered (1x, 2x or 4x)`);
     const file = this.studio.requireCodebookPath();
     const cb = await this.studio.codebook(file);
+    checkTokensMatchCodebook(cb, [source.grid], source.source.label);
     this.endpoint.notify('progress', { done: 0, total: 1, message: 'Decoding through the atlas…' });
     const image = upscale(await decodeTokens(cb, Int32Array.from(source.grid.ids), source.grid.grid, await this.studio.backend.get()), factor);
     this.endpoint.notify('progress', { done: 1, total: 1 });

@@ -2,12 +2,14 @@
 // DCT encoder, k-means on the real CPU backend (onnxruntime).
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { buildCodebook } from '../../extension/engine/build';
+import { lockOutput } from '../../extension/engine/output-lock';
 import { EXTERNAL_ENCODER } from '../../extension/engine/encoders/index';
 import { readCodebook, codebookFingerprint } from '../../extension/engine/codebook';
 import { writeNpy } from '../../extension/engine/formats/npy';
@@ -157,4 +159,64 @@ test('unreadable images in the folder are left out and listed', async () => {
   assert.deepEqual(summary.skipped.map((s) => s.path), [bad]);
   const cb = await readCodebook(out);
   assert.equal(cb.counts!.reduce((a, b) => a + b, 0), 2 * 196);
+});
+
+/** A folder of copies of some fixture photos. */
+async function photoFolder(name: string, photos: string[]): Promise<string> {
+  const folder = path.join(dir, name);
+  await fs.mkdir(folder, { recursive: true });
+  for (const photo of photos) await fs.copyFile(path.join(FIXTURES, photo), path.join(folder, photo));
+  return folder;
+}
+
+test('an interrupted on-disk build of folder A, then a build of folder B to the same output, trains on B alone', async () => {
+  const a = await photoFolder('corpus-a', ['astronaut.jpg', 'coffee.jpg', 'chelsea.png', 'brick.png', 'grass.png', 'gravel.png', 'flower.jpg', 'hubble_deep_field.jpg', 'motorcycle_left.jpg']);
+  const b = await photoFolder('corpus-b', ['astronaut.jpg', 'chelsea.png']);
+  const out = path.join(dir, 'corpus-out', 'cb.safetensors');
+  // inMemoryCorpusBytes 0: every build goes through the resumable corpus folder beside the output.
+  const req = { encoder: 'dct:64', k: 8, iterations: 3, seed: 1, inMemoryCorpusBytes: 0, out };
+  const abort = new AbortController();
+  await assert.rejects(
+    buildCodebook({ ...req, images: a }, backend, { signal: abort.signal, onProgress: (e) => e.phase === 'embed' && e.done >= 8 && abort.abort() }),
+    CancelledError,
+  );
+  const left = await fs.readdir(path.dirname(out));
+  assert.equal(left.filter((n) => n.startsWith('cb.safetensors.corpus-')).length, 1, left.join(','));
+  assert.ok(!left.includes('cb.safetensors.lock'), 'the cancelled build released its lock');
+
+  const summary = await buildCodebook({ ...req, images: b }, backend);
+  // The same build of B alone, into a fresh folder: the same corpus, hence the same codebook.
+  const fresh = await buildCodebook({ ...req, images: b, out: path.join(dir, 'corpus-fresh', 'cb.safetensors') }, backend);
+  const [got, want] = [await readCodebook(out), await readCodebook(fresh.out)];
+  assert.equal(got.meta.corpusFingerprint, want.meta.corpusFingerprint);
+  assert.equal(summary.fingerprint, fresh.fingerprint);
+  assert.equal(got.counts!.reduce((x, y) => x + y, 0), 2 * 16); // 2 images of 4x4 tokens, nothing of A
+  // B's corpus is read and gone, and so is the one A's interrupted build left.
+  assert.deepEqual(await fs.readdir(path.dirname(out)), ['cb.safetensors']);
+});
+
+test('one job owns an output: a build is refused while another job holds it, a dead holder\'s lock is taken over', async () => {
+  const embeddings = await npyOf('lock.npy', blobs(16, 60, 32, 6));
+  const out = path.join(dir, 'lock', 'cb.safetensors');
+  const req = { embeddings, encoder: EXTERNAL_ENCODER, k: 4, iterations: 2, out };
+  // A job of this (live) process holds the output, as the extension's job runner does.
+  const held = await lockOutput(out, 'build');
+  await assert.rejects(buildCodebook(req, backend), (e: Error) => e instanceof UserError && e.message === `another build is writing ${out} (pid ${process.pid}); wait for it or choose another output`);
+  await assert.rejects(fs.stat(out), { code: 'ENOENT' });
+  await held.release();
+  await buildCodebook(req, backend);
+  assert.deepEqual(await fs.readdir(path.dirname(out)), ['cb.safetensors']);
+
+  // A lock left by a process that is gone (here: a child that has exited) is taken over.
+  const child = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+  const deadPid = Number(child.stdout.trim());
+  await fs.writeFile(`${out}.lock`, JSON.stringify({ pid: deadPid, started: null, job: 'build', token: 'x' }));
+  const before = await fs.readFile(out);
+  await buildCodebook({ ...req, seed: 5, k: 5 }, backend);
+  assert.notDeepEqual(await fs.readFile(out), before);
+  assert.deepEqual(await fs.readdir(path.dirname(out)), ['cb.safetensors']);
+  // A pid that runs again, but as a process started at another time than the holder: gone too.
+  await fs.writeFile(`${out}.lock`, JSON.stringify({ pid: process.pid, started: 1, job: 'build', token: 'y' }));
+  await buildCodebook(req, backend);
+  assert.deepEqual(await fs.readdir(path.dirname(out)), ['cb.safetensors']);
 });

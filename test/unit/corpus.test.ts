@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComputeBackend } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
-import { extractCorpus, MANIFEST, type CorpusManifest } from '../../extension/engine/corpus';
+import { corpusInputFingerprint, extractCorpus, MANIFEST, type CorpusManifest } from '../../extension/engine/corpus';
 import { IMAGE_BATCH } from '../../extension/engine/embed';
 import { openEncoder, type Encoder } from '../../extension/engine/encoders/index';
 import { CancelledError, UserError } from '../../common/errors';
@@ -79,12 +79,14 @@ test('extracts f16 shards + manifest; the folder reads back as the embeddings, i
 
 test('resumes: a second run encodes only the images not in the manifest, and leftovers of a crash are dropped', async () => {
   const dir = path.join(tmp, 'resume');
-  await extractCorpus(encoder, images.slice(0, 5), dir);
+  // The first run stops after its first batch (as a crash after that shard would).
+  const abort = new AbortController();
+  await assert.rejects(extractCorpus(encoder, images, dir, { signal: abort.signal, onProgress: (done) => done >= IMAGE_BATCH && abort.abort() }), CancelledError);
   // A shard written just before a crash, never named by the manifest.
   await fs.writeFile(path.join(dir, 'shard-00007.npy'), 'half-written');
   const { encoder: counted, loads } = counting(encoder);
   const result = await extractCorpus(counted, images, dir);
-  assert.deepEqual(loads, images.slice(5));
+  assert.deepEqual(loads, images.slice(IMAGE_BATCH));
   assert.equal(result.vectors, images.length * 16);
   await assert.rejects(fs.stat(path.join(dir, 'shard-00007.npy')), { code: 'ENOENT' });
   assert.deepEqual((await readEmbeddings(dir)).data, await expectedRows(images));
@@ -92,6 +94,19 @@ test('resumes: a second run encodes only the images not in the manifest, and lef
   const again = counting(encoder);
   await extractCorpus(again.encoder, images, dir);
   assert.deepEqual(again.loads, []);
+});
+
+test('a folder holding the corpus of other images is refused: no vector of an image outside the input is used', async () => {
+  const dir = path.join(tmp, 'inputs');
+  await extractCorpus(encoder, images.slice(0, 3), dir);
+  const m = await manifestOf(dir);
+  assert.equal(m.inputs, corpusInputFingerprint(encoder.descriptor, images.slice(0, 3)));
+  // The fingerprint is of the set of images: the order they are given in does not matter.
+  assert.equal(m.inputs, corpusInputFingerprint(encoder.descriptor, images.slice(0, 3).reverse()));
+  await assert.rejects(
+    extractCorpus(encoder, images.slice(1, 4), dir),
+    (e: Error) => e instanceof UserError && e.message === `${dir} holds the corpus of other images (input fingerprint ${m.inputs}, not ${corpusInputFingerprint(encoder.descriptor, images.slice(1, 4))}); use another folder`,
+  );
 });
 
 test('a cancel keeps the batches already encoded; the next run finishes the rest', async () => {

@@ -15,7 +15,7 @@ import { openEncoder, type Encoder } from '../../extension/engine/encoders/index
 import { embedImages } from '../../extension/engine/embed';
 import { UserError } from '../../common/errors';
 import { readNpy, writeNpy } from '../../extension/engine/formats/npy';
-import { tokenizeImages, readTokenGrids, writeTokenDataset, writeTokenJson } from '../../extension/engine/tokenize';
+import { checkTokensMatchCodebook, tokenizeImages, readTokenGrids, writeTokenDataset, writeTokenJson } from '../../extension/engine/tokenize';
 
 const FIXTURES = path.join(__dirname, '../fixtures');
 const PHOTOS = ['astronaut.jpg', 'chelsea.png', 'coffee.jpg'].map((f) => path.join(FIXTURES, 'images', f));
@@ -106,7 +106,7 @@ test('token JSON and the .npy data set round-trip, with ids checked against K', 
   const { results } = await tokenizeImages(cb, encoder, PHOTOS, backend);
   const json = path.join(dir, 'tokens.json');
   await writeTokenJson(json, results);
-  assert.deepEqual((await readTokenGrids(json, cb.frozen.rows)).map((g) => g.ids), results.map((r) => r.ids));
+  assert.deepEqual((await readTokenGrids(json)).map((g) => g.ids), results.map((r) => r.ids));
 
   const single = path.join(dir, 'one.json');
   await writeTokenJson(single, results.slice(0, 1));
@@ -123,9 +123,52 @@ test('token JSON and the .npy data set round-trip, with ids checked against K', 
   assert.deepEqual(index.images, PHOTOS);
   assert.deepEqual(index.grid, [14, 14]);
   assert.equal(index.codebook, cb.fingerprint);
-  const back = await readTokenGrids(npy, cb.frozen.rows);
+  const back = await readTokenGrids(npy);
   assert.deepEqual(back.map((g) => g.ids), results.map((r) => r.ids));
 
   const maxId = Math.max(...results.flatMap((r) => r.ids));
-  await assert.rejects(readTokenGrids(json, maxId), (e: Error) => e instanceof UserError && /outside the codebook's range/.test(e.message));
+  // ids beyond a smaller codebook's K: refused by the one codebook check
+  const smaller = { ...cb, frozen: { ...cb.frozen, rows: maxId } };
+  assert.throws(() => checkTokensMatchCodebook(smaller, results, json), (e: Error) => e instanceof UserError && e.message.startsWith(`${json}: token id ${maxId} at position`));
+});
+
+test('a data file and an index that do not belong together are told apart, not misread', async () => {
+  const { results } = await tokenizeImages(cb, encoder, PHOTOS, backend);
+  const a = path.join(dir, 'pair-a.npy');
+  const b = path.join(dir, 'pair-b.npy');
+  await writeTokenDataset(a, results);
+  await writeTokenDataset(b, [results[2]!, results[0]!, results[1]!]); // same shape, other rows
+  const index = JSON.parse(await fs.readFile(`${a}.index.json`, 'utf8'));
+  assert.equal(index.dataBytes, (await fs.stat(a)).size);
+  assert.match(index.dataSha256, /^[0-9a-f]{64}$/);
+  // b's data under a's index: same size, other content (as after a write killed between renames)
+  await fs.copyFile(b, a);
+  await assert.rejects(readTokenGrids(a), (e: Error) => e instanceof UserError && e.message.startsWith(`${a} does not belong to its index ${a}.index.json (the data file has a different sha256 than its index records)`));
+  await fs.writeFile(a, (await fs.readFile(b)).subarray(0, 200));
+  await assert.rejects(readTokenGrids(a), (e: Error) => e instanceof UserError && e.message.includes('(the data file has 200 bytes, the index says'));
+  // An index of an older version (no size, no sha256) is read as it was.
+  const { dataBytes: _size, dataSha256: _sha, ...legacy } = JSON.parse(await fs.readFile(`${b}.index.json`, 'utf8'));
+  await fs.writeFile(`${b}.index.json`, JSON.stringify(legacy));
+  assert.deepEqual((await readTokenGrids(b)).map((g) => g.image), [PHOTOS[2], PHOTOS[0], PHOTOS[1]]);
+});
+
+test('token grids beyond the grid limit are refused when read, before anything is allocated for them', async () => {
+  const big = path.join(dir, 'big.json');
+  await fs.writeFile(big, JSON.stringify({ grid: [2000, 2000], ids: [0] }));
+  await assert.rejects(readTokenGrids(big), (e: Error) => e instanceof UserError && e.message === `${big}: grid [2000, 2000] exceeds the limit of 128 x 128 tokens`);
+  const long = path.join(dir, 'long.json');
+  await fs.writeFile(long, JSON.stringify({ grid: [1, 200000], ids: [] }));
+  await assert.rejects(readTokenGrids(long), /grid \[1, 200000\] exceeds the limit of 128 x 128 tokens/);
+  const odd = path.join(dir, 'odd.json');
+  await fs.writeFile(odd, JSON.stringify({ grid: [1, 2], ids: [0, 'x'] }));
+  await assert.rejects(readTokenGrids(odd), (e: Error) => e instanceof UserError && e.message === `${odd}: token id "x" is not a whole number`);
+});
+
+test('tokens made with another codebook are refused by the one codebook check', async () => {
+  const { results } = await tokenizeImages(cb, encoder, PHOTOS.slice(0, 1), backend);
+  const other = { ...results[0]!, codebook: '0123456789abcdef' };
+  assert.throws(() => checkTokensMatchCodebook(cb, [other], 'tokens.json'), (e: Error) => e instanceof UserError &&
+    e.message === `tokens.json: these tokens were made with codebook 0123456789abcdef, not with this codebook (${cb.fingerprint}); tokenize the images with it again`);
+  // Tokens that name no codebook (written by other tools) are checked by range only.
+  checkTokensMatchCodebook(cb, [{ ...results[0]!, codebook: '' }], 'tokens.json');
 });

@@ -1,6 +1,6 @@
 // `unicode2 refine`
-import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, imageProgress, listAll, str, type Command } from '../command';
-import { readCodebook, refineAtlas, writeCodebook, openCodebookEncoder } from '../../engine/index';
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, imageProgress, listAll, str, type Command, type Context } from '../command';
+import { readCodebook, refineAtlas, writeCodebook, openCodebookEncoder, withOutputLock } from '../../engine/index';
 
 export const refine: Command = {
   spec: {
@@ -16,20 +16,25 @@ export const refine: Command = {
   },
   async run(ctx) {
     const cbPath = str(ctx.args, 'codebook')!;
-    const cb = await readCodebook(cbPath);
-    const images = await listAll([str(ctx.args, 'images')!]);
-    const backend = await ctx.backend();
-    const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
-    try {
-      const refined = await refineAtlas(cb, encoder, images, backend, { signal: ctx.signal, onProgress: imageProgress(ctx, 'refine') });
-      const out = str(ctx.args, 'out') ?? cbPath;
-      const fingerprint = await writeCodebook(out, refined);
-      return {
-        json: { out, k: refined.frozen.rows, d: refined.frozen.cols, atlas: refined.meta.atlas, fingerprint, device: backend.device },
-        text: `wrote ${out} (atlas ${refined.meta.atlas}, ${images.length} images)`,
-      };
-    } finally {
-      await encoder.dispose();
-    }
+    // Read, refine and rewrite as one job: another job writing the output meanwhile would be lost.
+    return withOutputLock(str(ctx.args, 'out') ?? cbPath, 'refine', () => refineInto(ctx, cbPath));
   },
 };
+
+async function refineInto(ctx: Context, cbPath: string): Promise<{ json: unknown; text: string }> {
+  const cb = await readCodebook(cbPath);
+  const images = await listAll([str(ctx.args, 'images')!]);
+  const backend = await ctx.backend();
+  const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
+  try {
+    const refined = await refineAtlas(cb, encoder, images, backend, { signal: ctx.signal, onProgress: imageProgress(ctx, 'refine') });
+    const out = str(ctx.args, 'out') ?? cbPath;
+    const fingerprint = await writeCodebook(out, refined);
+    return {
+      json: { out, k: refined.frozen.rows, d: refined.frozen.cols, atlas: refined.meta.atlas, fingerprint, device: backend.device },
+      text: `wrote ${out} (atlas ${refined.meta.atlas}, ${images.length} images)`,
+    };
+  } finally {
+    await encoder.dispose();
+  }
+}

@@ -1,6 +1,6 @@
 // `unicode2 stats`
 import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, fmt, imageProgress, listAll, pct, reportSkipped, str, type Command } from '../command';
-import { codeStats, readCodebook, readTokenGrids, requireSomeImages, tokenizeImages, type Codebook, openCodebookEncoder } from '../../engine/index';
+import { checkTokensMatchCodebook, codeStats, readCodebook, readTokenGrids, requireSomeImages, tokenizeImages, type Codebook, openCodebookEncoder } from '../../engine/index';
 
 export const stats: Command = {
   spec: {
@@ -22,7 +22,9 @@ export const stats: Command = {
     const backend = await ctx.backend();
     let ids: number[];
     if (tokensPath) {
-      ids = (await readTokenGrids(tokensPath, k)).flatMap((g) => g.ids);
+      const grids = await readTokenGrids(tokensPath);
+      checkTokensMatchCodebook(cb, grids, tokensPath);
+      ids = grids.flatMap((g) => g.ids);
     } else {
       const images = await listAll([str(ctx.args, 'images')!]);
       const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
