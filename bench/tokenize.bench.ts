@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   await encoder.dispose();
 
   const backends: ComputeBackend[] = [cpu];
-  if (probeHardwareAdapterQuietly()) backends.push(await openBackend('webgpu'));
+  if (await probeHardwareAdapterQuietly()) backends.push(await openBackend('webgpu'));
   else console.log('tokenize bench: no hardware GPU adapter, CPU backend only');
 
   const rows: Row[] = [];

@@ -29,7 +29,7 @@ export async function openBackend(choice: DeviceChoice, opts: OpenBackendOptions
       // 'auto' means "the fast one": a software adapter is slower than the CPU backend, so it is
       // never picked here; no hardware adapter (a UserError from the probe) means the CPU.
       const { createWebGpuBackend, probeHardwareAdapterQuietly } = loadWebGpu();
-      if (!probeHardwareAdapterQuietly()) return createCpuBackend();
+      if (!(await probeHardwareAdapterQuietly())) return createCpuBackend();
       try {
         return await createWebGpuBackend({ allowSoftware: false, onWarning: opts.onWarning });
       } catch (err) {

@@ -5,7 +5,7 @@
 // Hugging Face image processors do with do_resize and a {height, width} size.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import sharp from 'sharp';
+import type Sharp from 'sharp';
 import { writeFileAtomic } from './atomic-write';
 import { onFile, requireRegularFile } from './files';
 import { MAX_IMAGE_PIXELS } from './limits';
@@ -28,13 +28,22 @@ export interface ResizeTo {
 
 export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'tif', 'tiff', 'gif'];
 
-
-const KERNELS: Record<Resample, keyof sharp.KernelEnum> = {
+const KERNELS: Record<Resample, keyof Sharp.KernelEnum> = {
   nearest: 'nearest',
   bilinear: 'linear',
   bicubic: 'cubic',
   lanczos3: 'lanczos3',
 };
+
+let sharpModule: typeof Sharp | null = null;
+
+/** sharp (libvips), loaded on first use so that importing the engine loads no native library
+ *  (the VS Code extension host imports it at activation; see native-gpu/onnxruntime.ts). */
+function sharp(): typeof Sharp {
+  // require where it is needed: esbuild leaves an external require() in place
+  sharpModule ??= require('sharp') as typeof Sharp;
+  return sharpModule;
+}
 
 function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
@@ -48,12 +57,12 @@ export async function loadImage(file: string, size?: ResizeTo): Promise<RgbImage
   await requireRegularFile(file, 'an image file');
   // The pixel limit is checked from the header, before decoding: a small file can announce a
   // decompression bomb.
-  let pipeline = sharp(file, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' })
+  let pipeline = sharp()(file, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' })
     .rotate() // apply the EXIF orientation, then drop the tag
     .flatten({ background: '#ffffff' })
     .toColourspace('srgb');
   if (size) pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: KERNELS[size.resample ?? 'bicubic'] });
-  let raw: { data: Buffer; info: sharp.OutputInfo };
+  let raw: { data: Buffer; info: Sharp.OutputInfo };
   try {
     raw = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
   } catch (err) {
@@ -89,7 +98,7 @@ export async function encodePng(img: RgbImage): Promise<Uint8Array> {
       bytes[3 * i + c] = v > 0 ? Math.round(Math.min(v, 1) * 255) : 0;
     }
   }
-  const png = await sharp(bytes, { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
+  const png = await sharp()(bytes, { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
   return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
 }
 

@@ -2,7 +2,8 @@
 // all cores; the rest (accumulating k-means sums, histograms, patch tiling, DCT) is plain
 // typed-array code, memory-bound and cheap next to the search.
 import * as os from 'node:os';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { onnxruntime } from '../onnxruntime.js';
 import type { CoarseData, CodebookData, CodebookHandle, ComputeBackend, IvfControl, IvfHandle, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
 import { CpuCodebook, createSearchSession, searchNearestIds } from './nearest.js';
 import { exactDistances } from '../distances.js';
@@ -15,6 +16,7 @@ import { mosaic } from './mosaic.js';
 
 export async function createCpuBackend(): Promise<ComputeBackend> {
   const threads = os.availableParallelism();
+  const { env } = onnxruntime();
   let session: ort.InferenceSession | null = await createSearchSession(threads);
 
   const live = (): ort.InferenceSession => {
@@ -33,7 +35,7 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
 
   return {
     name: 'cpu',
-    device: `cpu (onnxruntime ${ort.env.versions.node ?? ort.env.versions.common}, ${threads} threads)`,
+    device: `cpu (onnxruntime ${env.versions.node ?? env.versions.common}, ${threads} threads)`,
 
     async loadCodebook(codebook: CodebookData): Promise<CodebookHandle> {
       live();

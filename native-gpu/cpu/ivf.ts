@@ -12,7 +12,8 @@
 // The coarse step is also what the WebGPU backend uses (webgpu/ivf.ts): it is ~1/(nprobe x mean
 // cell size / K1) of the fine work, and the Gemm + TopK graph is already here.
 import * as os from 'node:os';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { onnxruntime } from '../onnxruntime.js';
 import type { CoarseData, CodebookData, IvfControl, IvfHandle, Matrix } from '../backend.js';
 import { BestPerQuery, checkNprobe, gatherRows, groupByCell, queriesByCell, rowsF32, type CellLayout } from '../ivf.js';
 import { CpuCodebook, searchNearest } from './nearest.js';
@@ -59,7 +60,7 @@ export class CoarseQuantizer {
     g.node('TopK', ['scores', 'nprobe'], ['best', 'cells'], { axis: 1, largest: 0, sorted: 1 });
     g.output('best', 'float32', ['Q', 'P']);
     g.output('cells', 'int64', ['Q', 'P']);
-    const session = await ort.InferenceSession.create(g.toModel(), {
+    const session = await onnxruntime().InferenceSession.create(g.toModel(), {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
@@ -67,8 +68,8 @@ export class CoarseQuantizer {
     });
     return new CoarseQuantizer(
       session,
-      new ort.Tensor('float32', data, [cells.length, d]),
-      new ort.Tensor('float32', norms, [cells.length]),
+      new (onnxruntime().Tensor)('float32', data, [cells.length, d]),
+      new (onnxruntime().Tensor)('float32', norms, [cells.length]),
       cells,
       d,
     );
@@ -84,12 +85,12 @@ export class CoarseQuantizer {
     if (!this.session) throw new Error('the IVF index was disposed');
     const { d } = this;
     const out = new Int32Array(queries.rows * nprobe);
-    const k = new ort.Tensor('int64', BigInt64Array.of(BigInt(nprobe)), [1]);
+    const k = new (onnxruntime().Tensor)('int64', BigInt64Array.of(BigInt(nprobe)), [1]);
     const batch = Math.max(1, Math.min(GATHER_ROWS, Math.floor(COARSE_SCORES / this.candidates)));
     for (let q0 = 0; q0 < queries.rows; q0 += batch) {
       throwIfCancelled(signal);
       const rows = Math.min(batch, queries.rows - q0);
-      const q = new ort.Tensor('float32', queries.data.subarray(q0 * d, (q0 + rows) * d), [rows, d]);
+      const q = new (onnxruntime().Tensor)('float32', queries.data.subarray(q0 * d, (q0 + rows) * d), [rows, d]);
       const result = await this.session.run({ queries: q, centroids: this.centroids, norms: this.norms, nprobe: k }, ['cells']);
       const picked = result.cells.data as BigInt64Array;
       for (let i = 0; i < rows * nprobe; i++) out[q0 * nprobe + i] = this.cellIds[Number(picked[i])];

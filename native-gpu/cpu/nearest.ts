@@ -16,7 +16,8 @@
 // 2 cores, N = 200,000, K = 4,096, d = 768: 4,096-row batches 10.4 s, 2,048 10.1 s, 1,024 9.9 s,
 // 512 9.6 s (medians of 3); smaller batches repack the codebook (Gemm's B) more often, so 1,024.
 import * as os from 'node:os';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { onnxruntime } from '../onnxruntime.js';
 import type { CodebookData, CodebookHandle, Matrix, RunControl } from '../backend.js';
 import { GraphBuilder, float } from './onnx-graph.js';
 import { f16ToF32 } from '../../common/half.js';
@@ -44,13 +45,14 @@ export class CpuCodebook implements CodebookHandle {
       throw new Error(`codebook data has ${this.codes.length} values for ${this.k} x ${this.d}`);
     }
     const norms = rowSquaredNorms(this.codes, this.k, this.d);
+    const { Tensor } = onnxruntime();
     for (let start = 0; start < this.k; start += CHUNK_ROWS) {
       const rows = Math.min(CHUNK_ROWS, this.k - start);
       this.chunks.push({
         start,
         rows,
-        codes: new ort.Tensor('float32', this.codes.subarray(start * this.d, (start + rows) * this.d), [rows, this.d]),
-        norms: new ort.Tensor('float32', norms.subarray(start, start + rows), [rows]),
+        codes: new Tensor('float32', this.codes.subarray(start * this.d, (start + rows) * this.d), [rows, this.d]),
+        norms: new Tensor('float32', norms.subarray(start, start + rows), [rows]),
       });
     }
   }
@@ -90,7 +92,7 @@ export async function createSearchSession(threads = os.availableParallelism()): 
   g.node('ReduceMin', ['scores'], ['best'], { axes: [1], keepdims: 0 });
   g.output('ids', 'int64', ['Q']);
   g.output('best', 'float32', ['Q']);
-  return ort.InferenceSession.create(g.toModel(), {
+  return onnxruntime().InferenceSession.create(g.toModel(), {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
@@ -117,7 +119,7 @@ export async function searchNearest(session: ort.InferenceSession, cb: CpuCodebo
   const scores = new Float32Array(n).fill(Infinity);
   for (let q0 = 0; q0 < n; q0 += QUERY_BATCH) {
     const rows = Math.min(QUERY_BATCH, n - q0);
-    const qTensor = new ort.Tensor('float32', queries.data.subarray(q0 * cb.d, (q0 + rows) * cb.d), [rows, cb.d]);
+    const qTensor = new (onnxruntime().Tensor)('float32', queries.data.subarray(q0 * cb.d, (q0 + rows) * cb.d), [rows, cb.d]);
     // Chunks go in ascending code order and only a strictly lower score replaces the best so far,
     // so ties resolve to the lowest code index, as ArgMin does within a chunk.
     for (const chunk of cb.chunks) {

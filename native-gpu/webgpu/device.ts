@@ -1,7 +1,7 @@
 // The one module that talks to Dawn: picks an adapter, requests a device with the adapter's own
 // limits, pins the Dawn instance for the device's life, and turns device loss and uncaptured
 // errors into plain messages. Everything else in webgpu/ receives a GpuContext.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { UserError } from '../../common/errors.js';
 
 /** What a backend needs from an opened device. */
@@ -140,9 +140,11 @@ export async function hasHardwareAdapter(): Promise<boolean> {
  * hasHardwareAdapter() asked in a child process. Dawn writes its probe warnings ("Couldn't load
  * Vulkan", reduced limits) straight to file descriptor 2 from native code, which would break the
  * CLI's one-line errors and --json/--quiet output on every machine without a GPU; a child's
- * stderr can be thrown away. Also keeps Dawn out of a CPU-only process entirely.
+ * stderr can be thrown away. Also keeps Dawn out of a CPU-only process entirely. Asynchronous:
+ * the probe takes a second or more (up to its 30 s timeout on a sick driver), and the VS Code
+ * extension host, which runs every extension on one thread, must not stop for it.
  */
-export function probeHardwareAdapterQuietly(): boolean {
+export async function probeHardwareAdapterQuietly(): Promise<boolean> {
   let dawnPath: string;
   try {
     dawnPath = require.resolve('webgpu');
@@ -160,14 +162,21 @@ export function probeHardwareAdapterQuietly(): boolean {
       process.exit(0);
     }, () => process.exit(0));`;
   // ELECTRON_RUN_AS_NODE: inside desktop VS Code the extension host's execPath is Electron.
-  const child = spawnSync(process.execPath, ['-e', script], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'ignore'],
-    env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
-    timeout: 30_000,
+  // A probe that fails, crashes or times out means "no hardware adapter": the caller falls back
+  // to the CPU.
+  const stdout = await new Promise<string>((resolve) => {
+    const child = spawn(process.execPath, ['-e', script], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      timeout: 30_000,
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.on('close', () => resolve(out));
+    child.on('error', () => resolve(''));
   });
   try {
-    const info = JSON.parse(child.stdout || 'null') as AdapterFacts | null;
+    const info = JSON.parse(stdout || 'null') as AdapterFacts | null;
     return info !== null && !isSoftwareInfo(info);
   } catch {
     return false;

@@ -5,7 +5,8 @@
 // line saying what was expected and what was found, not deep inside a run.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { onnxruntime } from '../../../native-gpu/onnxruntime';
 import type { Matrix, RunControl } from '../../../native-gpu/backend';
 import { UserError, throwIfCancelled } from '../../../common/errors';
 import { onFile, requireRegularFile } from '../files';
@@ -112,9 +113,10 @@ export async function openOnnxEncoder(spec: string): Promise<Encoder> {
   const config = files.config ? await readPreprocessorConfig(files.config) : null;
   const preprocess: Preprocess = config?.preprocess ?? DEFAULT_PREPROCESS;
 
+  const { InferenceSession, Tensor } = onnxruntime();
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(files.model, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    session = await InferenceSession.create(files.model, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
   } catch (err) {
     throw new UserError(`${files.model}: cannot load ONNX model (${(err as Error).message.split('\n')[0]})`);
   }
@@ -133,7 +135,7 @@ export async function openOnnxEncoder(spec: string): Promise<Encoder> {
 
     const run = async (images: RgbImage[]): Promise<ort.Tensor> => {
       const count = fixedBatch ?? images.length;
-      const feeds = { [input.name]: new ort.Tensor('float32', toPixelValues(images, preprocess, count), [count, 3, inputSize[0], inputSize[1]]) };
+      const feeds = { [input.name]: new Tensor('float32', toPixelValues(images, preprocess, count), [count, 3, inputSize[0], inputSize[1]]) };
       let result;
       try {
         result = await session.run(feeds, [output.name]);
