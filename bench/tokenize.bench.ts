@@ -10,7 +10,7 @@ import { probeHardwareAdapterQuietly } from '../native-gpu/webgpu/device.js';
 import { openEncoder } from '../extension/engine/encoders/index.js';
 import { listImages } from '../extension/engine/image.js';
 import { tokenizeImages } from '../extension/engine/tokenize.js';
-import type { Codebook } from '../extension/engine/codebook.js';
+import { inMemory, type Codebook } from '../extension/engine/codebook.js';
 import { seededRandom } from '../extension/engine/sampling.js';
 import { quickMode, updateSection } from './harness.js';
 
@@ -30,7 +30,7 @@ function codebookFrom(patches: Matrix, k: number): Codebook {
   const frozen = { rows: k, cols: patches.cols, data };
   return {
     frozen,
-    trainable: frozen,
+    trainable: inMemory(frozen),
     counts: null,
     fingerprint: `bench-k${k}`,
     meta: {

@@ -10,7 +10,7 @@
 // CoarseQuantizer (the WebGPU backend uses it too: see webgpu/ivf.ts); the per-cell GEMMs are each
 // backend's own.
 import type { CoarseData, CodebookData, Matrix } from './backend.js';
-import { f16ToF32 } from '../common/half.js';
+import { valueCount } from './tables.js';
 import { UserError } from '../common/errors.js';
 
 /**
@@ -31,22 +31,12 @@ export interface CellLayout {
   nonEmpty: Int32Array;
 }
 
-export function rowCount(data: CodebookData): number {
-  return 'half' in data ? data.half.length : data.data.length;
-}
-
-/** Rows [r0, r0 + n) of a codebook as f32 (a view for f32 data, decoded for f16). */
-export function rowsF32(data: CodebookData, r0: number, n: number): Float32Array {
-  const d = data.cols;
-  return 'half' in data ? f16ToF32(data.half.subarray(r0 * d, (r0 + n) * d)) : data.data.subarray(r0 * d, (r0 + n) * d);
-}
-
 /** Throws unless the coarse level fits the codes: every assignment a cell, centroids of width d. */
 export function checkCoarse(codes: CodebookData, coarse: CoarseData): void {
   const k = codes.rows, d = codes.cols, cells = coarse.centroids.rows;
   if (k < 1 || d < 1) throw new UserError(`the codebook is empty (${k} x ${d}); expected at least one code of at least one dimension`);
-  if (rowCount(codes) !== k * d) throw new Error(`codebook data has ${rowCount(codes)} values for ${k} x ${d}`);
-  if (rowCount(coarse.centroids) !== cells * coarse.centroids.cols) throw new Error(`coarse centroid data does not hold ${cells} x ${coarse.centroids.cols} values`);
+  if (valueCount(codes) !== k * d) throw new Error(`codebook data has ${valueCount(codes)} values for ${k} x ${d}`);
+  if (valueCount(coarse.centroids) !== cells * coarse.centroids.cols) throw new Error(`coarse centroid data does not hold ${cells} x ${coarse.centroids.cols} values`);
   if (cells < 1) throw new UserError('the coarse level has no cells; expected at least one coarse centroid');
   if (coarse.centroids.cols !== d) throw new UserError(`the coarse centroids have ${coarse.centroids.cols} dimensions but the codes have ${d}`);
   if (coarse.assign.length !== k) throw new UserError(`the coarse assignment lists ${coarse.assign.length} codes but the codebook has ${k}`);

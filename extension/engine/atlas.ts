@@ -5,7 +5,8 @@
 // closed form: the mean pixel patch of everything a code was assigned, the least-squares best
 // patch for that code on that corpus. The DCT is linear, so the mean is taken in DCT space.
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
-import type { Codebook } from './codebook';
+import { inMemory, type Codebook } from './codebook';
+import { rowsF32 } from '../../native-gpu/tables';
 import { forEachEncodedBatch, type BatchControl } from './embed';
 import type { Encoder } from './encoders/index';
 import { UserError } from '../../common/errors';
@@ -33,7 +34,8 @@ export async function decodeTokens(cb: Codebook, ids: Int32Array, grid: [number,
   const cols = cb.trainable.cols;
   const coefficients = new Float32Array(ids.length * cols);
   checkTokenIds(ids, k);
-  ids.forEach((id, i) => coefficients.set(cb.trainable.data.subarray(id * cols, (id + 1) * cols), i * cols));
+  const atlas = await cb.trainable.load();
+  ids.forEach((id, i) => coefficients.set(rowsF32(atlas, id, 1), i * cols));
   const pixels = await backend.idctPatches({ rows: ids.length, cols, data: coefficients }, gridH, gridW, p);
   for (let i = 0; i < pixels.length; i++) pixels[i] = Math.min(1, Math.max(0, pixels[i]));
   return { data: pixels, width: gridW * p, height: gridH * p };
@@ -59,6 +61,8 @@ export async function refineAtlas(
   const hadAtlas = cb.meta.atlas !== 'none';
   const cols = 3 * p * p;
   if (hadAtlas) atlasPatch(cb);
+  // Read now, before anything else: a refined codebook is often written back over this file.
+  const previous = hadAtlas ? await cb.trainable.load() : null;
 
   const k = cb.frozen.rows;
   const sums = new Float64Array(k * cols);
@@ -114,15 +118,15 @@ export async function refineAtlas(
     const row = atlas.subarray(code * cols, (code + 1) * cols);
     if (counts[code] > 0) {
       for (let j = 0; j < cols; j++) row[j] = sums[code * cols + j] / counts[code];
-    } else if (hadAtlas) {
-      row.set(cb.trainable.data.subarray(code * cols, (code + 1) * cols));
+    } else if (previous) {
+      row.set(rowsF32(previous, code, 1));
     } else {
       for (let j = 0; j < cols; j++) row[j] = total[j] / patches;
     }
   }
   return {
     ...cb,
-    trainable: { rows: k, cols, data: atlas },
+    trainable: inMemory({ rows: k, cols, data: atlas }),
     meta: { ...cb.meta, atlas: 'refined', atlasPatches: patches },
   };
 }

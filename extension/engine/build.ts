@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import type { CodebookMeta } from './codebook';
-import { codebookFingerprint, writeCodebook } from './codebook';
+import { codebookFingerprint, inMemory, writeCodebook } from './codebook';
 import { corpusInputFingerprint, extractCorpus } from './corpus';
 import { embedImages, requireSomeImages, type SkippedImage } from './embed';
 import { EXTERNAL_ENCODER, openEncoder, type Encoder, type EncoderDescriptor } from './encoders/index';
@@ -130,7 +130,7 @@ async function build(req: BuildRequest, backend: ComputeBackend, control: BuildC
   };
   const fingerprint = await writeCodebook(req.out, {
     frozen: result.centroids,
-    trainable: { rows: result.centroids.rows, cols: result.centroids.cols, data: result.centroids.data.slice() },
+    trainable: inMemory(result.centroids),
     counts: result.counts,
     meta,
   });

@@ -81,6 +81,7 @@ export async function requireRegularFile(file: string, what: string): Promise<nu
 export interface OpenedFile {
   handle: fs.FileHandle;
   size: number;
+  mtimeMs: number;
 }
 
 /**
@@ -93,7 +94,7 @@ export async function openRegularFile(file: string, what: string): Promise<Opene
   try {
     const stat = await onFile(file, `read ${what}`, () => handle.stat());
     if (!stat.isFile()) throw notRegular(file, what, kindOf(stat));
-    return { handle, size: stat.size };
+    return { handle, size: stat.size, mtimeMs: stat.mtimeMs };
   } catch (err) {
     await handle.close();
     throw err;

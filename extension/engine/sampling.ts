@@ -1,6 +1,7 @@
 // Seeded randomness for everything that must be reproducible (k-means init, corpus subsamples):
 // the same seed gives the same numbers on every machine. Math.random is never used for these.
-import type { Matrix } from '../../native-gpu/backend.js';
+import type { CodebookData, Matrix } from '../../native-gpu/backend.js';
+import { rowsF32 } from '../../native-gpu/tables.js';
 
 /** splitmix32: small, fast, well-mixed; returns uniform floats in [0, 1) with 53 random bits. */
 export function seededRandom(seed: number): () => number {
@@ -29,11 +30,11 @@ export function sampleIndices(n: number, count: number, random: () => number): U
   return order.slice(0, count).sort();
 }
 
-/** The given rows copied into a new matrix, in the given order. */
-export function takeRows(points: Matrix, rows: ArrayLike<number>): Matrix {
+/** The given rows copied into a new f32 matrix, in the given order (f16 rows are decoded). */
+export function takeRows(points: CodebookData, rows: ArrayLike<number>): Matrix {
   const d = points.cols;
   const data = new Float32Array(rows.length * d);
-  for (let i = 0; i < rows.length; i++) data.set(points.data.subarray(rows[i] * d, (rows[i] + 1) * d), i * d);
+  for (let i = 0; i < rows.length; i++) data.set(rowsF32(points, rows[i], 1), i * d);
   return { rows: rows.length, cols: d, data };
 }
 

@@ -3,7 +3,7 @@
 // and answers "what is code k": the image patches that use it and its nearest codewords.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { checkTokensMatchCodebook, codeStats, type Codebook, type RgbImage } from '../engine/index.js';
+import { checkTokensMatchCodebook, codeStats, nearestCodewords, type Codebook, type RgbImage } from '../engine/index.js';
 import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
@@ -145,27 +145,8 @@ export class CodebookPanel {
     return out;
   }
 
-  /** Nearest codewords through the backend: the one codeword is the "codebook", every codeword a
-   *  query, so one nearest() call returns each code's squared distance to it. */
   private async neighbours(cb: Codebook, code: number): Promise<CodeNeighbour[]> {
-    const backend = await this.studio.backend.get();
-    const d = cb.frozen.cols;
-    const handle = await backend.loadCodebook({ rows: 1, cols: d, data: cb.frozen.data.slice(code * d, (code + 1) * d) });
-    try {
-      const { distances } = await backend.nearest(handle, cb.frozen);
-      const best: { code: number; distance: number }[] = [];
-      for (let i = 0; i < distances.length; i++) {
-        if (i === code) continue;
-        const dist = Math.max(0, distances[i]!);
-        if (best.length < NEIGHBOURS || dist < best[best.length - 1]!.distance) {
-          best.push({ code: i, distance: dist });
-          best.sort((a, b) => a.distance - b.distance);
-          if (best.length > NEIGHBOURS) best.pop();
-        }
-      }
-      return best.map((b) => ({ ...b, count: this.counts[b.code] ?? 0 }));
-    } finally {
-      handle.dispose();
-    }
+    const nearest = await nearestCodewords(cb, code, NEIGHBOURS, await this.studio.backend.get());
+    return nearest.map((b) => ({ ...b, count: this.counts[b.code] ?? 0 }));
   }
 }

@@ -7,7 +7,7 @@ import { onnxruntime } from '../onnxruntime.js';
 import type { CoarseData, CodebookData, CodebookHandle, ComputeBackend, IvfControl, IvfHandle, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
 import { CpuCodebook, createSearchSession, searchNearestIds } from './nearest.js';
 import { exactDistances } from '../distances.js';
-import { rowsF32 } from '../ivf.js';
+import { rowsF32 } from '../tables.js';
 import { CpuIvf, searchIvf } from './ivf.js';
 import { checkTokenIds } from '../token-ids.js';
 import { accumulateClusters } from './accumulate.js';

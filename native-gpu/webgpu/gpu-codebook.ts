@@ -3,7 +3,7 @@
 // norms (computed on the host in f64 from the values the GPU will see). f16 codebooks stay f16 on
 // the GPU, two halves per u32, unpacked in WGSL: no adapter feature is needed.
 import type { CodebookData, CodebookHandle } from '../backend.js';
-import { f16ToF32 } from '../../common/half.js';
+import { rowsF32 } from '../tables.js';
 import { UserError } from '../../common/errors.js';
 import { STORAGE, writeAligned } from './buffers.js';
 import type { Runtime } from './runtime.js';
@@ -92,8 +92,7 @@ export class GpuCodebook implements CodebookHandle {
 
   /** rows [r0, r0+n) as f32 values, d columns */
   rowsF32(r0: number, n: number): Float32Array {
-    const { d } = this;
-    return 'half' in this.source ? f16ToF32(this.source.half.subarray(r0 * d, (r0 + n) * d)) : this.source.data.subarray(r0 * d, (r0 + n) * d);
+    return rowsF32(this.source, r0, n);
   }
 
   get isDisposed(): boolean {

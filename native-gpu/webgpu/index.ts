@@ -10,7 +10,7 @@ import { createRuntime, type Runtime, type WebGpuTuning } from './runtime.js';
 import { GpuCodebook } from './gpu-codebook.js';
 import { searchNearestIds } from './search.js';
 import { GpuIvf, searchIvf } from './ivf.js';
-import { rowsF32 } from '../ivf.js';
+import { rowsF32 } from '../tables.js';
 import { exactDistances } from '../distances.js';
 import { SumBuffers } from './kernels/accumulate.js';
 import { histogram } from './kernels/histogram.js';

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { decodeTokens, refineAtlas } from '../../extension/engine/atlas';
-import { codebookFingerprint, type Codebook } from '../../extension/engine/codebook';
+import { codebookFingerprint, inMemory, type Codebook } from '../../extension/engine/codebook';
 import { openEncoder, type Encoder } from '../../extension/engine/encoders/index';
 import { UserError } from '../../common/errors';
 import type { RgbImage } from '../../extension/engine/image';
@@ -28,10 +28,13 @@ test.after(async () => {
   await fs.rm(tmp, { recursive: true, force: true });
 });
 
-function codebook(frozen: Matrix, encoder: Encoder, atlas: 'dct' | 'none'): Codebook {
+/** A codebook in memory whose atlas starts as a copy of frozen; `atlas` is that copy, to edit. */
+function codebook(frozen: Matrix, encoder: Encoder, atlas: 'dct' | 'none'): Codebook & { frozen: Matrix; atlas: Matrix } {
+  const trainable = { ...frozen, data: frozen.data.slice() };
   return {
     frozen,
-    trainable: { ...frozen, data: frozen.data.slice() },
+    trainable: inMemory(trainable),
+    atlas: trainable,
     counts: null,
     meta: {
       formatVersion: 1, encoder: encoder.descriptor, k: frozen.rows, d: frozen.cols, lambda: 0, iterations: 0, seed: 0,
@@ -95,7 +98,7 @@ test('refineAtlas: each code becomes the mean pixel patch of what it was assigne
   const all = await dct.encode(images);
   const cb = codebook(everyNth(all, 5), dct, 'dct');
   // Start the atlas off the centroids, so refining has something to fix.
-  cb.trainable.data.forEach((_, i, a) => (a[i] *= 0.7));
+  cb.atlas.data.forEach((_, i, a) => (a[i] *= 0.7));
 
   const refined = await refineAtlas(cb, dct, photos, backend);
   assert.equal(refined.meta.atlas, 'refined');
@@ -116,8 +119,8 @@ test('refineAtlas: each code becomes the mean pixel patch of what it was assigne
       pixelPatch(img, t, 16).forEach((v, j) => (sums[id][j] += v));
     }
   });
-  const rowsAsPatches = await backend.idctPatches({ rows: k, cols: 768, data: refined.trainable.data }, 1, k, 16);
-  const unrefined = await backend.idctPatches({ rows: k, cols: 768, data: cb.trainable.data }, 1, k, 16);
+  const rowsAsPatches = await backend.idctPatches(await refined.trainable.load() as Matrix, 1, k, 16);
+  const unrefined = await backend.idctPatches(cb.atlas, 1, k, 16);
   for (let code = 0; code < k; code++) {
     const decoded = pixelPatch({ data: rowsAsPatches, width: 16 * k, height: 16 }, code, 16);
     const expected = counts[code] > 0 ? sums[code].map((v) => v / counts[code]) : pixelPatch({ data: unrefined, width: 16 * k, height: 16 }, code, 16);

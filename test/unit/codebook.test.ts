@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readCodebook, writeCodebook, codebookFingerprint, type Codebook, type CodebookMeta } from '../../extension/engine/codebook';
+import { readCodebook, writeCodebook, codebookFingerprint, inMemory, type Codebook, type CodebookMeta } from '../../extension/engine/codebook';
+import type { Matrix } from '../../native-gpu/backend';
+import { createHash } from 'node:crypto';
 import { UserError } from '../../common/errors';
 import { writeSafetensors } from '../../extension/engine/formats/safetensors';
 import { f16ToF32, f32ToF16 } from '../../common/half';
@@ -19,7 +21,8 @@ function matrix(rows: number, cols: number, f: (i: number) => number) {
   return { rows, cols, data: Float32Array.from({ length: rows * cols }, (_, i) => f(i)) };
 }
 
-function sampleCodebook(): Omit<Codebook, 'fingerprint'> {
+/** A small codebook in memory, with its tables as plain f32 matrices for comparisons. */
+function sampleCodebook(): Omit<Codebook, 'fingerprint' | 'frozen'> & { frozen: Matrix; trainableValues: Matrix } {
   const k = 6;
   const d = 12;
   const meta: CodebookMeta = {
@@ -35,9 +38,11 @@ function sampleCodebook(): Omit<Codebook, 'fingerprint'> {
     createdAt: '2025-01-01T00:00:00.000Z',
     source: 'test', // extra fields survive
   };
+  const trainableValues = matrix(k, d, (i) => Math.cos(i));
   return {
     frozen: matrix(k, d, (i) => Math.sin(i) * 3),
-    trainable: matrix(k, d, (i) => Math.cos(i)),
+    trainable: inMemory(trainableValues),
+    trainableValues,
     counts: Float64Array.of(5, 0, 12, 1, 0, 3),
     coarse: { centroids: matrix(2, d, (i) => i / 7), assign: Int32Array.of(0, 1, 1, 0, 0, 1) },
     meta,
@@ -52,7 +57,7 @@ test('write -> read round-trips all tensors and metadata; the fingerprint is the
   assert.equal(back.fingerprint, fingerprint);
   assert.match(fingerprint, /^[0-9a-f]{16}$/);
   assert.deepEqual(back.frozen, cb.frozen);
-  assert.deepEqual(back.trainable, cb.trainable);
+  assert.deepEqual(await back.trainable.load(), cb.trainableValues);
   assert.deepEqual(back.counts, cb.counts);
   assert.deepEqual(back.coarse, cb.coarse);
   assert.deepEqual(back.meta, cb.meta);
@@ -67,9 +72,15 @@ test('f16 storage: values come back rounded to half, and the returned fingerprin
   const fingerprint = await writeCodebook(file, cb, { dtype: 'f16' });
   const back = await readCodebook(file);
   assert.equal(back.fingerprint, fingerprint);
-  assert.deepEqual(back.frozen.data, f16ToF32(f32ToF16(cb.frozen.data)));
-  assert.deepEqual(back.trainable.data, f16ToF32(f32ToF16(cb.trainable.data)));
+  // frozen stays f16 in memory, as stored; the fingerprint is the hash of those f16 bytes
+  assert.deepEqual(back.frozen, { rows: 6, cols: 12, half: f32ToF16(cb.frozen.data) });
+  assert.equal(fingerprint, createHash('sha256').update(new Uint8Array(f32ToF16(cb.frozen.data).buffer)).digest('hex').slice(0, 16));
+  assert.deepEqual(await back.trainable.load(), { rows: 6, cols: 12, half: f32ToF16(cb.trainableValues.data) });
+  assert.deepEqual(back.coarse!.centroids.data, f16ToF32(f32ToF16(cb.coarse!.centroids.data)));
   const f16Size = (await fs.stat(file)).size;
+  // Writing an f16 codebook back keeps it f16 (and its fingerprint) unless told otherwise.
+  assert.equal(await writeCodebook(file, back), fingerprint);
+  assert.equal((await fs.stat(file)).size, f16Size);
   await writeCodebook(file, cb);
   assert.ok(f16Size < (await fs.stat(file)).size);
 });
@@ -80,8 +91,9 @@ test('a codebook without trainable starts trainable from frozen', async (t) => {
   const metadata = Object.fromEntries(Object.entries(cb.meta).map(([k, v]) => [k, JSON.stringify(v)]));
   await writeSafetensors(file, { frozen: { dtype: 'F32', shape: [6, 12], data: cb.frozen.data } }, metadata);
   const back = await readCodebook(file);
-  assert.deepEqual(back.trainable, cb.frozen);
-  assert.notEqual(back.trainable.data, back.frozen.data); // a copy: refining T must not move C
+  const trainable = await back.trainable.load();
+  assert.deepEqual(trainable, cb.frozen);
+  assert.notEqual((trainable as Matrix).data, (back.frozen as Matrix).data); // a copy: refining T must not move C
   assert.equal(back.counts, null);
 });
 
@@ -134,4 +146,55 @@ test('inconsistent or damaged codebooks are refused with one-line UserErrors nam
   const target = path.join(dir, 'refused.safetensors');
   await assert.rejects(writeCodebook(target, { ...cb, meta: { ...cb.meta, k: 5 } }), /metadata says k = 5, d = 12/);
   await assert.rejects(fs.stat(target), { code: 'ENOENT' });
+});
+
+test('an f16 frozen table holding infinity or NaN is refused like an f32 one', async (t) => {
+  const dir = await tempDir(t);
+  const cb = sampleCodebook();
+  const metadata = Object.fromEntries(Object.entries(cb.meta).map(([k, v]) => [k, JSON.stringify(v)]));
+  const half = f32ToF16(cb.frozen.data);
+  for (const [name, bits] of [['inf', 0x7c00], ['nan', 0x7e00]] as const) {
+    const file = path.join(dir, `${name}.safetensors`);
+    await writeSafetensors(file, { frozen: { dtype: 'F16', shape: [6, 12], data: half.map((h, i) => (i === 40 ? bits : h)) } }, metadata);
+    await assert.rejects(readCodebook(file), (e: Error) => e instanceof UserError && /tensor 'frozen' row 3 holds a non-finite value/.test(e.message), name);
+  }
+});
+
+/** bytes this process has read through read() calls so far (/proc/self/io rchar) */
+async function bytesReadSoFar(): Promise<number> {
+  const io = await fs.readFile('/proc/self/io', 'utf8');
+  return Number(/^rchar: (\d+)$/m.exec(io)![1]);
+}
+
+test('a 500,000-code file is read without its trainable table, which loads on first use', async (t) => {
+  const dir = await tempDir(t);
+  const k = 500_000, d = 8, dt = 48;
+  const meta = { ...sampleCodebook().meta, k, d, encoder: { kind: 'onnx', id: 'external', patch: 0, inputSize: [0, 0], d } };
+  const metadata = Object.fromEntries(Object.entries(meta).map(([key, v]) => [key, JSON.stringify(v)]));
+  const frozen = f32ToF16(Float32Array.from({ length: k * d }, (_, i) => ((i * 7919) % 1000) / 1000));
+  const trainable = Float32Array.from({ length: k * dt }, (_, i) => (i % 97) / 97);
+  trainable[dt * 123_456 + 5] = NaN; // only a read of trainable can notice this
+  const file = path.join(dir, 'big.safetensors');
+  await writeSafetensors(file, { frozen: { dtype: 'F16', shape: [k, d], data: frozen }, trainable: { dtype: 'F32', shape: [k, dt], data: trainable } }, metadata);
+
+  const before = await bytesReadSoFar();
+  const cb = await readCodebook(file);
+  const read = (await bytesReadSoFar()) - before;
+  assert.deepEqual([cb.frozen.rows, cb.frozen.cols, cb.trainable.rows, cb.trainable.cols], [k, d, k, dt]);
+  assert.deepEqual(cb.frozen, { rows: k, cols: d, half: frozen });
+  // the f16 frozen table is 8 MB, trainable 96 MB: reading went no further than frozen (and the header)
+  assert.ok(read >= frozen.byteLength && read < frozen.byteLength + (1 << 20), `read ${read} bytes`);
+  await assert.rejects(cb.trainable.load(), (e: Error) => e instanceof UserError && /tensor 'trainable' row 123456 holds a non-finite value/.test(e.message));
+
+  trainable[dt * 123_456 + 5] = 0;
+  await writeSafetensors(file, { frozen: { dtype: 'F16', shape: [k, d], data: frozen }, trainable: { dtype: 'F32', shape: [k, dt], data: trainable } }, metadata);
+  const clean = await readCodebook(file);
+  const loaded = await clean.trainable.load();
+  assert.deepEqual(loaded, { rows: k, cols: dt, data: trainable });
+  assert.equal(await clean.trainable.load(), loaded); // read once
+
+  // Once the file is replaced, a table not yet loaded is refused rather than read from the new file.
+  const stale = await readCodebook(file);
+  await writeSafetensors(file, { frozen: { dtype: 'F16', shape: [k, d], data: frozen } }, metadata);
+  await assert.rejects(stale.trainable.load(), (e: Error) => e instanceof UserError && /changed on disk since it was opened/.test(e.message));
 });

@@ -69,7 +69,7 @@ test('token ids are the nearest frozen codes of each patch, 14x14 per 224px imag
     assert.equal(r.encoder, encoder.descriptor.id);
     assert.equal(r.device, backend.device);
     r.ids.forEach((id, p) => {
-      const ref = bruteNearest(embeddings, img * 196 + p, cb.frozen);
+      const ref = bruteNearest(embeddings, img * 196 + p, cb.frozen as Matrix); // built as f32
       // Exact ties (and float near-ties) may go either way; everywhere else the id must match.
       if (ref.second - ref.dist > 1e-3 * Math.max(1, ref.dist)) {
         assert.equal(id, ref.id, `${r.image} patch ${p}`);

@@ -13,6 +13,7 @@ import { similarityOrder } from '../../extension/engine/codeOrder.js';
 import { cropPatch, pngDataUri } from '../../extension/panels/images.js';
 import * as path from 'node:path';
 import { seededRandom } from '../../extension/engine/sampling.js';
+import type { Matrix } from '../../native-gpu/backend.js';
 
 after(async () => {
   await closeBrowser();
@@ -244,7 +245,7 @@ async function realHost(): Promise<{ data: CodebookView; answer: CodebookHost }>
   const data = codebookData(counts, similarityOrder(f.cb.frozen));
   data.summary = { ...data.summary, d: f.cb.frozen.cols, encoder: f.cb.meta.encoder.id, lambda: f.cb.meta.lambda, iterations: f.cb.meta.iterations, fingerprint: f.cb.fingerprint };
   const images = new Map(await Promise.all(f.grids.map(async (g) => [g.image, await f.encoder.load(g.image)] as const)));
-  const { rows: k, cols: d, data: w } = f.cb.frozen;
+  const { rows: k, cols: d, data: w } = f.cb.frozen as Matrix; // built as f32
   const codeDetail = async ({ code }: { code: number }): Promise<CodeDetail> => {
     const patches = [];
     for (const g of f.grids) {

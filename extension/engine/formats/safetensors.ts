@@ -107,36 +107,80 @@ export function parseSafetensorsHeader(json: string, dataLength: number, name: s
   return { entries, metadata };
 }
 
-/**
- * Reads a safetensors file. Each tensor is read straight into its own buffer, so a codebook of
- * several GB never needs one buffer of the whole file.
- */
-export async function readSafetensors(file: string): Promise<SafetensorsFile> {
-  const what = 'a safetensors file';
-  const { handle, size } = await openRegularFile(file, what);
+/** Where one tensor is: its dtype, shape and absolute byte range in the file. */
+export interface TensorInfo {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** absolute file offsets [begin, end) */
+  begin: number;
+  end: number;
+}
+
+/** A safetensors file's header as read from disk: what each tensor is and where its bytes lie,
+ *  no tensor data read yet. */
+export interface SafetensorsIndex {
+  file: string;
+  metadata: Record<string, string>;
+  tensors: Map<string, TensorInfo>;
+  /** size and modification time when the header was read: tensors read later must come from the
+   *  same file, not one rewritten meanwhile */
+  stamp: { size: number; mtimeMs: number };
+}
+
+const WHAT = 'a safetensors file';
+
+/** Reads the header only: a codebook of several GB can then be read tensor by tensor. */
+export async function readSafetensorsIndex(file: string): Promise<SafetensorsIndex> {
+  const { handle, size, mtimeMs } = await openRegularFile(file, WHAT);
   try {
     if (size < 8) throw new UserError(`${file}: not a safetensors file (${size} bytes, shorter than its 8-byte header length)`);
     const prefix = new Uint8Array(8);
-    await readExactly(handle, prefix, 0, file, what);
+    await readExactly(handle, prefix, 0, file, WHAT);
     const headerLength = Number(new DataView(prefix.buffer).getBigUint64(0, true));
     if (headerLength > MAX_SAFETENSORS_HEADER || 8 + headerLength > size) {
       throw new UserError(`${file}: not a safetensors file (header length ${headerLength} does not fit a ${size}-byte file)`);
     }
     const headerBytes = new Uint8Array(headerLength);
-    await readExactly(handle, headerBytes, 8, file, what);
+    await readExactly(handle, headerBytes, 8, file, WHAT);
     const dataStart = 8 + headerLength;
     const { entries, metadata } = parseSafetensorsHeader(new TextDecoder().decode(headerBytes), size - dataStart, file);
-
-    const tensors: Record<string, Tensor> = {};
-    for (const [key, e] of entries) {
-      const buffer = new ArrayBuffer(e.end - e.begin);
-      await readExactly(handle, new Uint8Array(buffer), dataStart + e.begin, file, what);
-      tensors[key] = { dtype: e.dtype, shape: e.shape, data: DTYPES[e.dtype].make(buffer) };
-    }
-    return { tensors, metadata };
+    const tensors = new Map<string, TensorInfo>();
+    for (const [name, e] of entries) tensors.set(name, { dtype: e.dtype, shape: e.shape, begin: dataStart + e.begin, end: dataStart + e.end });
+    return { file, metadata, tensors, stamp: { size, mtimeMs } };
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Reads the named tensors of a file whose header was read before, each straight into its own
+ * typed array (no buffer of the whole file). Refuses a file that changed since its header was read.
+ */
+export async function readTensors(index: SafetensorsIndex, names: string[]): Promise<Record<string, Tensor>> {
+  const { file } = index;
+  const { handle, size, mtimeMs } = await openRegularFile(file, WHAT);
+  try {
+    if (size !== index.stamp.size || mtimeMs !== index.stamp.mtimeMs) {
+      throw new UserError(`${file}: the file changed on disk since it was opened; open it again`);
+    }
+    const tensors: Record<string, Tensor> = {};
+    for (const name of names) {
+      const info = index.tensors.get(name);
+      if (!info) throw new Error(`${file}: no tensor '${name}'`);
+      const buffer = new ArrayBuffer(info.end - info.begin);
+      await readExactly(handle, new Uint8Array(buffer), info.begin, file, WHAT);
+      tensors[name] = { dtype: info.dtype, shape: info.shape, data: DTYPES[info.dtype].make(buffer) };
+    }
+    return tensors;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reads a whole safetensors file, tensor by tensor. */
+export async function readSafetensors(file: string): Promise<SafetensorsFile> {
+  const index = await readSafetensorsIndex(file);
+  return { tensors: await readTensors(index, [...index.tensors.keys()]), metadata: index.metadata };
 }
 
 export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array {

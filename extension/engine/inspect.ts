@@ -1,0 +1,37 @@
+// What the Codebook panel shows about the codes beyond their counts: a code's nearest codewords,
+// and the coarse level of an IVF codebook (its cells, each cell's codes and how much they are used).
+import type { ComputeBackend } from '../../native-gpu/backend';
+import { rowsF32 } from '../../native-gpu/tables';
+import type { Codebook } from './codebook';
+import { UserError } from '../../common/errors';
+
+/** codewords compared per backend call (f16 tables are decoded a block at a time) */
+const BLOCK = 65_536;
+
+/** The `count` codewords nearest to code `code` (itself left out), nearest first, with their
+ *  squared distances. The one codeword is the backend's "codebook" and the codewords its queries,
+ *  so each nearest() call returns every code's distance to it. */
+export async function nearestCodewords(cb: Codebook, code: number, count: number, backend: ComputeBackend): Promise<{ code: number; distance: number }[]> {
+  const { rows: k, cols: d } = cb.frozen;
+  if (!Number.isInteger(code) || code < 0 || code >= k) throw new UserError(`code ${code} is outside the codebook (K = ${k})`);
+  const handle = await backend.loadCodebook({ rows: 1, cols: d, data: rowsF32(cb.frozen, code, 1).slice() });
+  const best: { code: number; distance: number }[] = [];
+  try {
+    for (let r0 = 0; r0 < k; r0 += BLOCK) {
+      const n = Math.min(BLOCK, k - r0);
+      const { distances } = await backend.nearest(handle, { rows: n, cols: d, data: rowsF32(cb.frozen, r0, n) });
+      for (let i = 0; i < n; i++) {
+        if (r0 + i === code) continue;
+        const distance = Math.max(0, distances[i]!);
+        if (best.length < count || distance < best[best.length - 1]!.distance) {
+          best.push({ code: r0 + i, distance });
+          best.sort((a, b) => a.distance - b.distance);
+          if (best.length > count) best.pop();
+        }
+      }
+    }
+  } finally {
+    handle.dispose();
+  }
+  return best;
+}
