@@ -82,7 +82,7 @@ async function exitCodeFor(err: unknown): Promise<number> {
     await write(process.stderr, 'unicode2: cancelled\n');
     return 130;
   }
-  const message = err instanceof Error ? err.message : String(err);
+  const message = err instanceof UserError ? err.text('cli') : err instanceof Error ? err.message : String(err);
   const oneLine = message.split('\n')[0];
   if (err instanceof UserError) {
     await write(process.stderr, `unicode2: ${oneLine}\n`);

@@ -11,6 +11,7 @@
 //   reply    {kind: 'reply', id, result} | {kind: 'reply', id, error}   host -> webview
 //   notify   {kind: 'notify', type, params}          host -> webview
 import * as v from 'valibot';
+import { UserError } from '../errors';
 
 /** Any synchronous valibot schema. */
 export type Schema = v.GenericSchema;
@@ -204,7 +205,8 @@ export class HostEndpoint<P extends AnyProtocol> {
       this.io.post({ kind: 'reply', id, result: await handler(parsed.output) });
     } catch (err) {
       this.io.onError?.(type, err);
-      this.io.post({ kind: 'reply', id, error: err instanceof Error ? err.message : String(err) });
+      // a UserError as VS Code words it: webviews live in VS Code (common/errors.ts)
+      this.io.post({ kind: 'reply', id, error: err instanceof UserError ? err.text('vscode') : err instanceof Error ? err.message : String(err) });
     }
   }
 }

@@ -7,6 +7,7 @@ import {
   throwIfCancelled, writePng, writeTokenDataset, writeTokenJson, UserError, type RgbImage, type TokenGrid,
 } from '../engine/index.js';
 import type { Studio } from '../state/studio.js';
+import { showError } from '../state/errors.js';
 import { defaultCodebookPath, readSettings, workspaceDataDir } from '../state/config.js';
 import { pngDataUri, thumbnail } from '../panels/images.js';
 import { CodebookPanel } from '../panels/codebookPanel.js';
@@ -45,20 +46,20 @@ async function thumbs(images: string[]): Promise<string[]> {
   return out;
 }
 
-/** Reports a UserError thrown before a job started (e.g. while checking inputs). */
-async function reportErrors(work: () => Promise<void>): Promise<void> {
-  try {
-    await work();
-  } catch (err) {
-    void vscode.window.showErrorMessage(`UniCode²: ${err instanceof UserError ? err.message : (err as Error).message}`);
-  }
-}
-
 export class Operations {
   constructor(private readonly studio: Studio) {}
 
+  /** Reports an error thrown before a job started (e.g. while checking inputs). */
+  private async reportErrors(work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+    } catch (err) {
+      showError(err, this.studio.log);
+    }
+  }
+
   build(folder?: string): Promise<void> {
-    return reportErrors(async () => {
+    return this.reportErrors(async () => {
       folder ??= await pick('folder', 'Build a codebook from the images in…');
       if (!folder) return;
       const out = defaultCodebookPath();
@@ -94,7 +95,7 @@ export class Operations {
   }
 
   openCodebook(file?: string): Promise<void> {
-    return reportErrors(async () => {
+    return this.reportErrors(async () => {
       file ??= await pick('codebook', 'Open a UniCode² codebook');
       if (!file) return;
       await this.studio.codebook(file); // a bad file fails here, before it becomes the active one
@@ -117,7 +118,7 @@ export class Operations {
   }
 
   tokenizeImage(image?: string): Promise<void> {
-    return reportErrors(async () => {
+    return this.reportErrors(async () => {
       const codebook = await this.activeCodebookOrOffer();
       if (!codebook) return;
       image ??= await pick('image', 'Tokenize an image');
@@ -152,7 +153,7 @@ export class Operations {
   }
 
   tokenizeFolder(folder?: string): Promise<void> {
-    return reportErrors(async () => {
+    return this.reportErrors(async () => {
       const codebook = await this.activeCodebookOrOffer();
       if (!codebook) return;
       folder ??= await pick('folder', 'Tokenize the images in…');
@@ -199,7 +200,7 @@ export class Operations {
   }
 
   decode(tokens?: string): Promise<void> {
-    return reportErrors(async () => {
+    return this.reportErrors(async () => {
       const codebook = await this.activeCodebookOrOffer();
       if (!codebook) return;
       tokens ??= await pick('tokens', 'Decode tokens from a tokens file');
@@ -237,7 +238,7 @@ export class Operations {
   }
 
   refine(folder?: string): Promise<void> {
-    return reportErrors(async () => {
+    return this.reportErrors(async () => {
       const codebook = await this.activeCodebookOrOffer();
       if (!codebook) return;
       folder ??= await pick('folder', 'Refine the trainable codebook (pixel atlas) on the images in…');
@@ -260,7 +261,7 @@ export class Operations {
   }
 
   demo(): Promise<void> {
-    return reportErrors(async () => {
+    return this.reportErrors(async () => {
       const outDir = path.join(workspaceDataDir() ?? this.studio.context.globalStorageUri.fsPath, 'demo');
       let codebook: string | undefined;
       const result = await this.studio.jobs.run({ kind: 'demo', title: 'Demo: build, tokenize, decode the sample images', inputs: { output: outDir }, params: {} }, async ({ signal, progress }) => {

@@ -9,7 +9,7 @@ import { inMemory, type Codebook } from './codebook';
 import { rowsF32 } from '../../native-gpu/tables';
 import { forEachEncodedBatch, type BatchControl } from './embed';
 import type { Encoder } from './encoders/index';
-import { UserError } from '../../common/errors';
+import { REMEDIES, UserError } from '../../common/errors';
 import { checkEncoderMatches } from './tokenize';
 import { checkTokenIds } from '../../native-gpu/token-ids';
 import { checkGridSize } from './limits';
@@ -18,14 +18,14 @@ import type { RgbImage } from './image';
 function atlasPatch(cb: Codebook): number {
   const p = cb.meta.encoder.patch;
   if (!(p > 0) || cb.trainable.cols !== 3 * p * p) {
-    throw new UserError(`the codebook's trainable rows have ${cb.trainable.cols} values, not a ${p}x${p} RGB patch; refine the codebook first (unicode2 refine)`);
+    throw new UserError(`the codebook's trainable rows have ${cb.trainable.cols} values, not a ${p}x${p} RGB patch`, REMEDIES.refineFirst);
   }
   return p;
 }
 
 /** Token grid -> image, pixels clamped to [0, 1]. */
 export async function decodeTokens(cb: Codebook, ids: Int32Array, grid: [number, number], backend: ComputeBackend): Promise<RgbImage> {
-  if (cb.meta.atlas === 'none') throw new UserError('this codebook has no pixel atlas yet: refine the codebook first (unicode2 refine)');
+  if (cb.meta.atlas === 'none') throw new UserError('this codebook has no pixel atlas yet', REMEDIES.refineFirst);
   const p = atlasPatch(cb);
   checkGridSize(grid, 'token grid'); // before anything is allocated for it
   const [gridH, gridW] = grid;

@@ -94,7 +94,10 @@ async function build(req: BuildRequest, backend: ComputeBackend, control: BuildC
   const corpusFingerprint = codebookFingerprint(points);
   const training = req.sample !== undefined && req.sample < points.rows ? sampleRows(points, req.sample, seed) : points;
   if (req.k > training.rows) {
-    throw new UserError(`k=${req.k} is larger than the number of vectors (${training.rows}); use k <= ${training.rows}`);
+    throw new UserError(`k=${req.k} is larger than the number of vectors (${training.rows})`, {
+      cli: `use --k ${training.rows} or less`,
+      vscode: `set unicode2.k to ${training.rows} or less`,
+    });
   }
 
   const result = await kmeans(

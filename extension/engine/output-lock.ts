@@ -94,6 +94,15 @@ async function removeStale(file: string, staleText: string): Promise<void> {
   await fs.rm(aside, { force: true });
 }
 
+/** The refusal: a job of this process (another job of the same VS Code window) or of another. */
+function refusal(holder: Holder, output: string): UserError {
+  const mine = holder.pid === process.pid;
+  return new UserError(mine ? `a ${holder.job} into ${output} is already running` : `another ${holder.job} is writing ${output} (pid ${holder.pid})`, {
+    cli: 'wait for it or choose another output',
+    vscode: mine ? 'wait for it to finish or cancel it' : 'wait for it to finish',
+  });
+}
+
 /**
  * Takes the lock of `output` for a job of kind `job` ('build', ...), or throws a UserError naming
  * the live job that holds it. Release it when the job ends, also when it fails or is cancelled.
@@ -118,9 +127,7 @@ export async function lockOutput(output: string, job: string): Promise<OutputLoc
       const text = await fs.readFile(file, 'utf8').catch(() => null);
       if (text === null) continue; // released meanwhile
       const holder = parseHolder(text);
-      if (holder && (await isHolderAlive(holder))) {
-        throw new UserError(`another ${holder.job} is writing ${output} (pid ${holder.pid}); wait for it or choose another output`);
-      }
+      if (holder && (await isHolderAlive(holder))) throw refusal(holder, output);
       await removeStale(file, text);
     } catch (err) {
       throw fileError(err, file, `take the lock of ${output}`);

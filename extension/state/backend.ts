@@ -6,6 +6,7 @@
 import * as vscode from 'vscode';
 import { openBackend, type ComputeBackend } from '../engine/index.js';
 import { readSettings } from './config.js';
+import { errorText } from './errors.js';
 
 export class BackendManager implements vscode.Disposable {
   private current: Promise<ComputeBackend> | null = null;
@@ -42,7 +43,7 @@ export class BackendManager implements vscode.Disposable {
         (err: Error) => {
           // a failed open is not cached: the next use tries again (e.g. after changing the setting)
           if (this.current === opening) this.current = null;
-          this.showStatus(device, `failed: ${err.message}`);
+          this.showStatus(device, `failed: ${errorText(err)}`);
         },
       );
     }

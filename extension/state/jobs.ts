@@ -3,7 +3,8 @@
 // cell's stop button) aborts the engine through an AbortSignal; and errors mapped to what the
 // user can act on: UserError -> its one line, CancelledError -> an info message.
 import * as vscode from 'vscode';
-import { CancelledError, UserError } from '../../common/errors.js';
+import { CancelledError } from '../../common/errors.js';
+import { errorText, showError } from './errors.js';
 import type { LabCell, LabKind } from '../../common/protocol/lab.js';
 import type { LabStore } from './labStore.js';
 import type { BackendManager } from './backend.js';
@@ -81,10 +82,10 @@ export class Jobs {
         this.log.appendLine(`[${spec.kind}] cancelled`);
         void vscode.window.showInformationMessage(message);
       } else {
-        const message = err instanceof UserError ? err.message : `unexpected error: ${(err as Error).message ?? String(err)}`;
+        const message = errorText(err);
         this.lab.update(id, { status: 'failed', finishedAt, progress: undefined, error: message });
-        this.log.appendLine(`[${spec.kind}] failed: ${err instanceof UserError ? message : ((err as Error).stack ?? message)}`);
-        void vscode.window.showErrorMessage(`UniCode²: ${message}`);
+        this.log.appendLine(`[${spec.kind}] failed: ${message}`);
+        showError(err, this.log);
       }
       return undefined;
     } finally {

@@ -2,7 +2,7 @@
 // limits, pins the Dawn instance for the device's life, and turns device loss and uncaptured
 // errors into plain messages. Everything else in webgpu/ receives a GpuContext.
 import { spawn } from 'node:child_process';
-import { UserError } from '../../common/errors.js';
+import { REMEDIES, UserError } from '../../common/errors.js';
 
 /** What a backend needs from an opened device. */
 export interface GpuContext {
@@ -60,7 +60,7 @@ async function loadDawn(): Promise<DawnModule> {
     dawn = mod;
     return mod;
   } catch (err) {
-    throw new UserError(`the WebGPU runtime (npm package "webgpu") could not be loaded: ${(err as Error).message}; use --device cpu`);
+    throw new UserError(`the WebGPU runtime (npm package "webgpu") could not be loaded: ${(err as Error).message}`, REMEDIES.useCpu);
   }
 }
 
@@ -199,8 +199,7 @@ function adapterLimits(adapter: GPUAdapter): Record<string, number> {
 export async function openGpuContext(opts: { allowSoftware: boolean; onUncapturedError?: (message: string) => void }): Promise<GpuContext> {
   const found = await findAdapter(opts.allowSoftware);
   if (Array.isArray(found)) {
-    const hint = opts.allowSoftware ? '' : ', and software adapters are used only when UNICODE2_ALLOW_SOFTWARE_GPU=1';
-    throw new UserError(`no WebGPU adapter found (tried ${found.join('; ')})${hint}; use --device cpu`);
+    throw new UserError(`no WebGPU adapter found (tried ${found.join('; ')})`, opts.allowSoftware ? REMEDIES.useCpu : REMEDIES.allowSoftwareGpuOrCpu);
   }
   const { instance, adapter, attempt, software } = found;
   pinnedInstances.add(instance);
@@ -209,7 +208,7 @@ export async function openGpuContext(opts: { allowSoftware: boolean; onUncapture
     device = await adapter.requestDevice({ requiredLimits: adapterLimits(adapter) });
   } catch (err) {
     pinnedInstances.delete(instance);
-    throw new UserError(`the WebGPU adapter ${adapterName(adapter.info)} refused to open a device: ${(err as Error).message}; use --device cpu`);
+    throw new UserError(`the WebGPU adapter ${adapterName(adapter.info)} refused to open a device: ${(err as Error).message}`, REMEDIES.useCpu);
   }
 
   let lostReason: string | null = null;

@@ -4,7 +4,7 @@
 // the GPU, two halves per u32, unpacked in WGSL: no adapter feature is needed.
 import type { CodebookData, CodebookHandle } from '../backend.js';
 import { rowsF32 } from '../tables.js';
-import { UserError } from '../../common/errors.js';
+import { REMEDIES, UserError } from '../../common/errors.js';
 import { STORAGE, writeAligned } from './buffers.js';
 import type { Runtime } from './runtime.js';
 
@@ -42,8 +42,8 @@ export class GpuCodebook implements CodebookHandle {
     // Chunks are sized by f32 rows even for f16 codebooks, so the k-means sums (f32, one row per
     // code) can use the same chunking.
     const rowsPerChunk = Math.floor(rt.chunkBytes / (this.dPad * 4));
-    if (rowsPerChunk < 1) throw new UserError(`codebook rows of ${this.d} dimensions do not fit one GPU buffer (${rt.chunkBytes} bytes); use --device cpu`);
-    if (this.k * 4 > rt.device.limits.maxStorageBufferBindingSize) throw new UserError(`a codebook of ${this.k} codes is too large for this GPU's buffers; use --device cpu`);
+    if (rowsPerChunk < 1) throw new UserError(`codebook rows of ${this.d} dimensions do not fit one GPU buffer (${rt.chunkBytes} bytes)`, REMEDIES.useCpu);
+    if (this.k * 4 > rt.device.limits.maxStorageBufferBindingSize) throw new UserError(`a codebook of ${this.k} codes is too large for this GPU's buffers`, REMEDIES.useCpu);
 
     const device = rt.device;
     const norms = new Float32Array(this.k);

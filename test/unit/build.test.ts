@@ -201,7 +201,7 @@ test('one job owns an output: a build is refused while another job holds it, a d
   const req = { embeddings, encoder: EXTERNAL_ENCODER, k: 4, iterations: 2, out };
   // A job of this (live) process holds the output, as the extension's job runner does.
   const held = await lockOutput(out, 'build');
-  await assert.rejects(buildCodebook(req, backend), (e: Error) => e instanceof UserError && e.message === `another build is writing ${out} (pid ${process.pid}); wait for it or choose another output`);
+  await assert.rejects(buildCodebook(req, backend), (e: Error) => e instanceof UserError && e.message === `a build into ${out} is already running; wait for it or choose another output`);
   await assert.rejects(fs.stat(out), { code: 'ENOENT' });
   await held.release();
   await buildCodebook(req, backend);

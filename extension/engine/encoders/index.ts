@@ -4,7 +4,7 @@
 // the same encoder can be reopened to tokenize with it later.
 import { promises as fs } from 'node:fs';
 import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
-import { UserError } from '../../../common/errors';
+import { REMEDIES, UserError } from '../../../common/errors';
 import type { RgbImage } from '../image';
 import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM } from '../limits';
 import { openDctEncoder, DCT_PATCH } from './dct';
@@ -116,7 +116,7 @@ export async function openEncoderFromDescriptor(desc: EncoderDescriptor, backend
     encoder = await openDctEncoder(desc.inputSize[0], backend);
   } else {
     if (!(await fs.stat(desc.id).catch(() => null))) {
-      throw new UserError(`the codebook was built with encoder '${desc.id}', which is not available here; name the encoder's model folder explicitly`);
+      throw new UserError(`the codebook was built with encoder '${desc.id}', which is not available here`, REMEDIES.locateEncoder);
     }
     encoder = await openOnnxEncoder(desc.id);
   }
@@ -133,7 +133,7 @@ export async function openCodebookEncoder(cb: { meta: { encoder: EncoderDescript
                                           backend: ComputeBackend): Promise<Encoder> {
   if (override) return openEncoder(override, backend);
   if (cb.meta.encoder.id === EXTERNAL_ENCODER) {
-    throw new UserError('this codebook was built from external embeddings; name the encoder that made them with --encoder');
+    throw new UserError('this codebook was built from external embeddings', REMEDIES.nameEncoder);
   }
   return openEncoderFromDescriptor(cb.meta.encoder, backend);
 }

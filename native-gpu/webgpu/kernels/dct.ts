@@ -7,7 +7,7 @@
 // vs coefficient rows). The basis is computed on the host in f64. Coefficients of a patch are
 // channel-major [c][u][v], u the vertical frequency, as in the CPU backend.
 import type { Matrix } from '../../backend.js';
-import { UserError } from '../../../common/errors.js';
+import { REMEDIES, UserError } from '../../../common/errors.js';
 import { STORAGE, readBack } from '../buffers.js';
 import { dispatch, grid2d, type ProgramInfo } from '../program.js';
 import type { Runtime } from '../runtime.js';
@@ -82,13 +82,13 @@ function basis(p: number, direction: Direction): Float32Array {
 
 function checkPatch(rt: Runtime, p: number): void {
   if (!Number.isInteger(p) || p < 1) throw new UserError(`the patch size must be a positive integer, got ${p}`);
-  if (2 * p * p * 4 > rt.device.limits.maxComputeWorkgroupStorageSize) throw new UserError(`patches of ${p}x${p} are too large for the GPU DCT; use --device cpu`);
+  if (2 * p * p * 4 > rt.device.limits.maxComputeWorkgroupStorageSize) throw new UserError(`patches of ${p}x${p} are too large for the GPU DCT`, REMEDIES.useCpu);
 }
 
 async function run(rt: Runtime, direction: Direction, src: Float32Array, gridH: number, gridW: number, p: number): Promise<Float32Array> {
   const { device, pool } = rt;
   const bytes = src.length * 4;
-  if (bytes > device.limits.maxStorageBufferBindingSize) throw new UserError(`an image of ${gridW * p}x${gridH * p} is too large for the GPU DCT; use --device cpu`);
+  if (bytes > device.limits.maxStorageBufferBindingSize) throw new UserError(`an image of ${gridW * p}x${gridH * p} is too large for the GPU DCT`, REMEDIES.useCpu);
   if (bytes === 0) return new Float32Array(0);
   const pipeline = await rt.pipelines.get(dctProgram(direction, p));
   const patches = gridH * gridW;

@@ -1,6 +1,6 @@
 // Histogram of token ids: one thread per id, atomicAdd on u32 counters. Ids are range-checked on
 // the host first (an out-of-range id is the user's data problem, not a GPU fault).
-import { UserError } from '../../../common/errors.js';
+import { REMEDIES, UserError } from '../../../common/errors.js';
 import { checkTokenIds } from '../../token-ids.js';
 import { STORAGE, readBack } from '../buffers.js';
 import { dispatch, grid2d, type ProgramInfo } from '../program.js';
@@ -32,7 +32,7 @@ export async function histogram(rt: Runtime, ids: Int32Array, k: number): Promis
   if (!Number.isInteger(k) || k < 1) throw new UserError(`the codebook size must be a positive integer, got ${k}`);
   checkTokenIds(ids, k);
   const { device, pool } = rt;
-  if (k * 4 > device.limits.maxStorageBufferBindingSize) throw new UserError(`a histogram of ${k} codes is too large for this GPU; use --device cpu`);
+  if (k * 4 > device.limits.maxStorageBufferBindingSize) throw new UserError(`a histogram of ${k} codes is too large for this GPU`, REMEDIES.useCpu);
   const pipeline = await rt.pipelines.get(histogramProgram());
   const counts = pool.acquire(k * 4, STORAGE);
   const temporaries: GPUBuffer[] = [counts];

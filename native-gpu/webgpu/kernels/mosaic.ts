@@ -1,7 +1,7 @@
 // Atlas mosaic: token grid -> planar RGB pixels, one thread per output value. Only the atlas rows
 // the grid uses go to the GPU (compacted on the host), so a 500K-code atlas costs nothing here.
 import type { Matrix } from '../../backend.js';
-import { UserError } from '../../../common/errors.js';
+import { REMEDIES, UserError } from '../../../common/errors.js';
 import { STORAGE, readBack } from '../buffers.js';
 import { dispatch, grid2d, type ProgramInfo } from '../program.js';
 import { checkTokenIds } from '../../token-ids.js';
@@ -45,7 +45,7 @@ export async function mosaic(rt: Runtime, atlas: Matrix, ids: Int32Array, gridH:
   const { device, pool } = rt;
   const width = gridW * p, height = gridH * p;
   const outBytes = 3 * width * height * 4;
-  if (outBytes > device.limits.maxStorageBufferBindingSize) throw new UserError(`a ${width}x${height} mosaic is too large for this GPU's buffers; use --device cpu`);
+  if (outBytes > device.limits.maxStorageBufferBindingSize) throw new UserError(`a ${width}x${height} mosaic is too large for this GPU's buffers`, REMEDIES.useCpu);
   if (outBytes === 0) return new Float32Array(0);
 
   // Compact: each distinct id gets one row of a small atlas.
