@@ -75,7 +75,9 @@ export type DeviceChoice = 'auto' | BackendName;
 export interface ComputeBackend {
   readonly name: BackendName;
   /** Human-readable description of what computes, e.g. "cpu (onnxruntime, 2 threads)",
-   *  "webgpu: NVIDIA H200 (vulkan)". Every result the engine reports carries it. */
+   *  "webgpu: NVIDIA H200 (vulkan)". Every result the engine reports carries it. It can change
+   *  while the backend lives (a lost GPU: the CPU computes from then on), so read it when a result
+   *  is made, never once up front. */
   readonly device: string;
 
   loadCodebook(codebook: CodebookData): Promise<CodebookHandle>;

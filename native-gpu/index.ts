@@ -14,6 +14,8 @@ export interface OpenBackendOptions {
   allowSoftware?: boolean;
   /** where non-fatal problems go (device lost -> CPU fallback); default: stderr */
   onWarning?: (message: string) => void;
+  /** the opened backend's `device` changed (a lost GPU: the CPU computes from then on) */
+  onDeviceChange?: (device: string) => void;
 }
 
 export async function openBackend(choice: DeviceChoice, opts: OpenBackendOptions = {}): Promise<ComputeBackend> {
@@ -23,7 +25,7 @@ export async function openBackend(choice: DeviceChoice, opts: OpenBackendOptions
       return createCpuBackend();
     case 'webgpu': {
       const { createWebGpuBackend } = loadWebGpu();
-      return createWebGpuBackend({ allowSoftware, onWarning: opts.onWarning });
+      return createWebGpuBackend({ allowSoftware, onWarning: opts.onWarning, onDeviceChange: opts.onDeviceChange });
     }
     case 'auto': {
       // 'auto' means "the fast one": a software adapter is slower than the CPU backend, so it is
@@ -31,7 +33,7 @@ export async function openBackend(choice: DeviceChoice, opts: OpenBackendOptions
       const { createWebGpuBackend, probeHardwareAdapterQuietly } = loadWebGpu();
       if (!(await probeHardwareAdapterQuietly())) return createCpuBackend();
       try {
-        return await createWebGpuBackend({ allowSoftware: false, onWarning: opts.onWarning });
+        return await createWebGpuBackend({ allowSoftware: false, onWarning: opts.onWarning, onDeviceChange: opts.onDeviceChange });
       } catch (err) {
         if (!(err instanceof UserError)) throw err;
         return createCpuBackend();

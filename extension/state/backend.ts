@@ -2,7 +2,8 @@
 // re-opened when unicode2.device / unicode2.allowSoftwareGpu change, disposed on deactivate.
 // A job holds the backend while it runs (hold()): a device change mid-job opens the new backend
 // for later work, and the old one (and what was opened on it) is released only when no job runs.
-// The status-bar item shows which device computes; clicking it picks another.
+// The status-bar item shows which device computes — also after a lost GPU hands the work to the
+// CPU — and clicking it picks another.
 import * as vscode from 'vscode';
 import { openBackend, type ComputeBackend } from '../engine/index.js';
 import { readSettings } from './config.js';
@@ -33,7 +34,14 @@ export class BackendManager implements vscode.Disposable {
     if (!this.current) {
       const { device, allowSoftwareGpu } = readSettings();
       this.showStatus(device, 'opening…');
-      const opening = openBackend(device, { allowSoftware: allowSoftwareGpu, onWarning: (m) => this.log.appendLine(`[device] ${m}`) });
+      const opening = openBackend(device, {
+        allowSoftware: allowSoftwareGpu,
+        onWarning: (m) => this.log.appendLine(`[device] ${m}`),
+        onDeviceChange: (now) => {
+          this.log.appendLine(`[device] now computing on ${now}`);
+          if (this.current === opening) this.showStatus('cpu (GPU lost)', now, true);
+        },
+      });
       this.current = opening;
       opening.then(
         (b) => {
@@ -50,8 +58,8 @@ export class BackendManager implements vscode.Disposable {
     return this.current;
   }
 
-  private showStatus(name: string, detail: string): void {
-    this.status.text = `$(chip) UniCode²: ${name}`;
+  private showStatus(name: string, detail: string, warning = false): void {
+    this.status.text = `$(${warning ? 'warning' : 'chip'}) UniCode²: ${name}`;
     this.status.tooltip = `UniCode² compute device: ${detail}\nClick to choose another.`;
   }
 

@@ -1,7 +1,9 @@
 // The WebGPU ComputeBackend. Every call runs on the GPU inside error scopes, one call at a time;
 // if the device is lost (driver reset, device.destroy(), out of GPU memory) the call that saw it
 // and every later call run on the CPU backend instead, after one warning: never a crash, and
-// never a result computed by a dead device.
+// never a result computed by a dead device. From then on `device` names the CPU backend (and the
+// GPU it stands in for), so every later result says what computed it, and onDeviceChange tells
+// whoever shows the device (the extension's status bar).
 import type { CoarseData, CodebookData, CodebookHandle, ComputeBackend, IvfControl, IvfHandle, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
 import { createCpuBackend } from '../cpu/index.js';
 import { CancelledError, UserError } from '../../common/errors.js';
@@ -26,6 +28,8 @@ export interface WebGpuBackendOptions {
   allowSoftware: boolean;
   /** non-fatal problems (device lost -> CPU fallback, stray GPU errors); default: stderr */
   onWarning?: (message: string) => void;
+  /** `device` changed: the GPU was lost and the CPU backend computes from now on */
+  onDeviceChange?: (device: string) => void;
   tuning?: WebGpuTuning;
 }
 
@@ -81,12 +85,14 @@ export async function createWebGpuBackend(opts: WebGpuBackendOptions): Promise<W
     ctx.release();
     throw err;
   }
-  return new Backend(ctx, rt, warn);
+  return new Backend(ctx, rt, warn, opts.onDeviceChange);
 }
 
 class Backend implements WebGpuBackend {
   readonly name = 'webgpu' as const;
-  readonly device: string;
+  private readonly gpuLabel: string;
+  /** the device label once the CPU backend computes instead of the GPU */
+  private fallbackLabel: string | null = null;
   fallbackReason: string | null = null;
   private cpuBackend: Promise<ComputeBackend> | null = null;
   private tail: Promise<unknown> = Promise.resolve();
@@ -94,8 +100,18 @@ class Backend implements WebGpuBackend {
   private readonly loaded = new Set<Disposable>();
   private disposed = false;
 
-  constructor(private readonly ctx: GpuContext, private readonly rt: Runtime, private readonly warn: (m: string) => void) {
-    this.device = `webgpu: ${ctx.description}`;
+  constructor(
+    private readonly ctx: GpuContext,
+    private readonly rt: Runtime,
+    private readonly warn: (m: string) => void,
+    private readonly onDeviceChange: ((device: string) => void) | undefined,
+  ) {
+    this.gpuLabel = `webgpu: ${ctx.description}`;
+  }
+
+  /** What computes now: the GPU, or after a loss the CPU backend standing in for it. */
+  get device(): string {
+    return this.fallbackLabel ?? this.gpuLabel;
   }
 
   get gpuDevice(): GPUDevice {
@@ -137,7 +153,10 @@ class Backend implements WebGpuBackend {
         if (!failure && !validation && !oom && !lost) return result as T;
         if (!lost && !oom) throw validation ? new Error(`WebGPU error in ${what}: ${validation.message}`) : failure;
         this.fallbackReason = lost ?? `WebGPU out of memory: ${oom?.message}`;
+        const cpu = await this.cpu();
+        this.fallbackLabel = `${cpu.device} (fallback from ${this.gpuLabel})`;
         this.warn(`${this.fallbackReason}; ${what} and everything after it runs on the CPU backend`);
+        this.onDeviceChange?.(this.fallbackLabel);
       }
       return cpuOp(await this.cpu());
     });

@@ -2,7 +2,11 @@
 // CPU fallback when the device dies mid-run.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { openBackend } from '../../native-gpu/index.js';
+import { openEncoder } from '../../extension/engine/encoders/index.js';
+import { tokenizeImages } from '../../extension/engine/tokenize.js';
+import type { Codebook } from '../../extension/engine/codebook.js';
 import { hasHardwareAdapter } from '../../native-gpu/webgpu/device.js';
 import { UserError } from '../../common/errors.js';
 import { assertSameNearest, gpuTestsDisabled, matrix, openCpu, openGpu } from './harness.js';
@@ -73,6 +77,35 @@ if (!gpuTestsDisabled()) {
       assert.match(gpu.fallbackReason ?? '', /device lost/);
       assert.equal(warnings.length, 1, 'one warning, not one per call');
     } finally {
+      await gpu.dispose();
+      await cpu.dispose();
+    }
+  });
+
+  test('after a loss, results name the CPU that computed them, and the device change is announced once', async () => {
+    const changes: string[] = [];
+    const gpu = await openGpu(undefined, [], changes);
+    const cpu = await openCpu();
+    const encoder = await openEncoder('dct', gpu);
+    try {
+      // tokenizeImages reads only the frozen table and the fingerprint of a codebook
+      const cb = { frozen: matrix(64, encoder.d, 31), fingerprint: 'test-codebook' } as unknown as Codebook;
+      const image = path.resolve(__dirname, '../fixtures/images/coffee.jpg');
+      const gpuLabel = gpu.device;
+      assert.match(gpuLabel, /^webgpu: /);
+      const onGpu = (await tokenizeImages(cb, encoder, [image], gpu)).results[0]!;
+      assert.equal(onGpu.device, gpuLabel);
+      assert.deepEqual(changes, []);
+
+      gpu.gpuDevice.destroy();
+      const onCpu = (await tokenizeImages(cb, encoder, [image], gpu)).results[0]!;
+      const fallback = `${cpu.device} (fallback from ${gpuLabel})`;
+      assert.equal(onCpu.device, fallback, 'the grid names the CPU backend, not the lost GPU');
+      assert.equal(gpu.device, fallback);
+      assert.deepEqual(changes, [fallback]);
+      assert.equal(onCpu.ids.length, onGpu.ids.length);
+    } finally {
+      await encoder.dispose();
       await gpu.dispose();
       await cpu.dispose();
     }

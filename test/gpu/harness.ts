@@ -18,10 +18,15 @@ export function gpuTestsDisabled(): boolean {
 }
 
 /** The WebGPU backend, or a failure that says what to do on a machine without an adapter. */
-export async function openGpu(tuning?: WebGpuTuning, warnings: string[] = []): Promise<WebGpuBackend> {
+export async function openGpu(tuning?: WebGpuTuning, warnings: string[] = [], deviceChanges: string[] = []): Promise<WebGpuBackend> {
   let backend: WebGpuBackend;
   try {
-    backend = await createWebGpuBackend({ allowSoftware: true, tuning, onWarning: (m) => warnings.push(m) });
+    backend = await createWebGpuBackend({
+      allowSoftware: true,
+      tuning,
+      onWarning: (m) => warnings.push(m),
+      onDeviceChange: (d) => deviceChanges.push(d),
+    });
   } catch (err) {
     throw new Error(`the GPU tests need a WebGPU adapter and found none: ${(err as Error).message} ` +
       '(set UNICODE2_NO_GPU_TESTS=1 to leave the GPU tests out on such a machine)');
