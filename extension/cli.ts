@@ -5,7 +5,7 @@
 // (message only; the stack with UNICODE2_DEBUG=1). Each command lives in cli/commands/.
 import { commandHelp, parseArgs, wantsHelp } from './cli/args';
 import { ProgressReporter } from './cli/progress';
-import type { Command } from './cli/command';
+import type { Command, CommandGroup } from './cli/command';
 import { DEFAULTS, openBackend, CancelledError, UserError, type ComputeBackend, type DeviceChoice } from './engine/index';
 import { embed } from './cli/commands/embed';
 import { build } from './cli/commands/build';
@@ -15,16 +15,36 @@ import { decode } from './cli/commands/decode';
 import { refine } from './cli/commands/refine';
 import { stats } from './cli/commands/stats';
 import { demo } from './cli/commands/demo';
+import { prior } from './cli/commands/prior';
+import { generate } from './cli/commands/generate';
 
-const COMMANDS: Record<string, Command> = { embed, build, tokenize, search, decode, refine, stats, demo };
+const COMMANDS: Record<string, Command | CommandGroup> = { embed, build, tokenize, search, decode, refine, stats, prior, generate, demo };
+
+const isGroup = (c: Command | CommandGroup): c is CommandGroup => 'subcommands' in c;
+
+function listing(entries: [string, string][]): string[] {
+  const width = Math.max(...entries.map(([n]) => n.length)) + 2;
+  return entries.map(([name, summary]) => `  ${name.padEnd(width)}${summary}`);
+}
 
 function globalHelp(): string {
-  const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length)) + 2;
   return [
     'usage: unicode2 <command> [options]     (unicode2 <command> --help for its options)',
     '',
     'commands:',
-    ...Object.values(COMMANDS).map((c) => `  ${c.spec.name.padEnd(width)}${c.spec.summary}`),
+    ...listing(Object.entries(COMMANDS).map(([name, c]) => [name, isGroup(c) ? c.summary : c.spec.summary])),
+    '',
+  ].join('\n');
+}
+
+function groupHelp(group: CommandGroup): string {
+  return [
+    `usage: unicode2 ${group.name} <subcommand> [options]     (unicode2 ${group.name} <subcommand> --help for its options)`,
+    '',
+    group.summary,
+    '',
+    'subcommands:',
+    ...listing(Object.entries(group.subcommands).map(([name, c]) => [name, c.spec.summary])),
     '',
   ].join('\n');
 }
@@ -38,13 +58,28 @@ function write(stream: NodeJS.WriteStream, text: string): Promise<void> {
 
 /** Runs one command line; returns the exit code. */
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const name = argv[0];
+  let rest = argv.slice(1);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     await write(name === undefined ? process.stderr : process.stdout, globalHelp());
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS[name];
-  if (!command) throw new UserError(`unknown command '${name}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
+  const entry = COMMANDS[name];
+  if (!entry) throw new UserError(`unknown command '${name}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
+  let command: Command;
+  if (isGroup(entry)) {
+    const [sub, ...subRest] = rest;
+    if (sub === undefined || sub === '--help' || sub === '-h') {
+      await write(sub === undefined ? process.stderr : process.stdout, groupHelp(entry));
+      return sub === undefined ? 2 : 0;
+    }
+    const found = entry.subcommands[sub];
+    if (!found) throw new UserError(`unknown subcommand '${name} ${sub}' (subcommands: ${Object.keys(entry.subcommands).join(', ')})`);
+    command = found;
+    rest = subRest;
+  } else {
+    command = entry;
+  }
   if (wantsHelp(rest)) {
     await write(process.stdout, commandHelp(command.spec));
     return 0;

@@ -2,7 +2,7 @@
 // and small helpers for reading options and reporting.
 import type { CommandSpec, OptionSpec, ParsedArgs } from './args';
 import type { ProgressReporter } from './progress';
-import { DEFAULTS, listImages, UserError, type ComputeBackend, type SkippedImage } from '../engine/index';
+import { DEFAULTS, checkGridSize, listImages, UserError, type ComputeBackend, type SkippedImage } from '../engine/index';
 
 export const DEVICE: OptionSpec = {
   kind: 'string',
@@ -37,6 +37,14 @@ export interface Command {
   run(ctx: Context): Promise<{ json: unknown; text: string }>;
 }
 
+/** A command with subcommands, e.g. `unicode2 prior fit`; each subcommand's spec name is the full
+ *  "prior fit" so its messages and help name it that way. */
+export interface CommandGroup {
+  name: string;
+  summary: string;
+  subcommands: Record<string, Command>;
+}
+
 export const str = (args: ParsedArgs, name: string) => args.options[name] as string | undefined;
 export const num = (args: ParsedArgs, name: string) => args.options[name] as number | undefined;
 
@@ -53,6 +61,15 @@ export function reportSkipped(progress: ProgressReporter, skipped: SkippedImage[
 
 export const imageProgress = (ctx: Context, phase: string) => (done: number, total: number) =>
   ctx.progress.report({ phase, done, total });
+
+/** "HxW" (e.g. 14x14) -> [h, w] */
+export function parseGrid(option: string, text: string): [number, number] {
+  const m = /^(\d+)x(\d+)$/i.exec(text.trim());
+  const grid = m ? ([Number(m[1]), Number(m[2])] as [number, number]) : null;
+  if (!grid || grid[0] < 1 || grid[1] < 1) throw new UserError(`--${option} must be HxW with whole numbers >= 1 (e.g. 14x14), got '${text}'`);
+  checkGridSize(grid, `--${option}`);
+  return grid;
+}
 
 export function fmt(x: number, digits = 4): string {
   return Number.isInteger(x) ? String(x) : x.toFixed(digits);

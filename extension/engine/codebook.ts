@@ -6,6 +6,8 @@
 //   counts         [K]      I64          tokens assigned to each code when it was built (optional)
 //   coarse         [K1, d]  F32 or F16   coarse level for IVF search (optional)
 //   coarse_assign  [K]      I64          each code's coarse cell (optional, with coarse)
+//   projector      [d', c]  F32 or F16   maps trainable rows to a diffusion decoder's conditioning
+//                                        width c (optional; see diffusion/decoder.ts)
 // __metadata__ maps each CodebookMeta field to its JSON encoding (safetensors metadata values must
 // be strings), e.g. "k" -> "1024", "encoder" -> "{\"kind\":\"dct\",...}".
 //
@@ -68,6 +70,8 @@ export interface Codebook {
   trainable: LazyTable;
   counts: Float64Array | null;
   coarse?: CoarseLevel;
+  /** [d' x c]: trainable rows times this are a diffusion decoder's encoder_hidden_states */
+  projector?: Matrix;
   meta: CodebookMeta;
   /** sha256 of frozen's bytes as stored (little-endian f32, or f16 for f16 files), first 16 hex digits */
   fingerprint: string;
@@ -109,7 +113,7 @@ function checkFinite(file: string, name: string, table: CodebookData): void {
 /** Consistency of a codebook in memory; the same rules guard reading and writing. Trainable's
  *  values are checked when they are loaded. */
 function validate(file: string, cb: Omit<Codebook, 'fingerprint'>): void {
-  const { frozen, trainable, counts, coarse, meta } = cb;
+  const { frozen, trainable, counts, coarse, projector, meta } = cb;
   if (meta.formatVersion !== CODEBOOK_FORMAT_VERSION) fail(file, `codebook format version ${String(meta.formatVersion)} is not supported (expected ${CODEBOOK_FORMAT_VERSION})`);
   validateEncoderDescriptor(meta.encoder, `${file}: metadata 'encoder'`);
   if (meta.encoder.d !== meta.d) fail(file, `the encoder gives d = ${meta.encoder.d} but the codebook has d = ${meta.d}`);
@@ -125,8 +129,12 @@ function validate(file: string, cb: Omit<Codebook, 'fingerprint'>): void {
     const k1 = coarse.centroids.rows;
     if (coarse.assign.some((c) => c < 0 || c >= k1)) fail(file, `tensor 'coarse_assign' holds a cell outside [0, ${k1})`);
   }
+  if (projector && projector.rows !== trainable.cols) {
+    fail(file, `tensor 'projector' is [${projector.rows}, ${projector.cols}] but the trainable rows have ${trainable.cols} values (expected [${trainable.cols}, c])`);
+  }
   checkFinite(file, 'frozen', frozen);
   if (coarse) checkFinite(file, 'coarse', coarse.centroids);
+  if (projector) checkFinite(file, 'projector', projector);
 }
 
 function floatTensor(table: CodebookData, dtype: 'f32' | 'f16'): Tensor {
@@ -152,6 +160,7 @@ export async function writeCodebook(file: string, cb: Omit<Codebook, 'fingerprin
     tensors.coarse = floatTensor(cb.coarse.centroids, dtype);
     tensors.coarse_assign = { dtype: 'I64', shape: [cb.meta.k], data: BigInt64Array.from(cb.coarse.assign, (c) => BigInt(c)) };
   }
+  if (cb.projector) tensors.projector = floatTensor(cb.projector, dtype);
   const metadata: Record<string, string> = {};
   for (const [key, value] of Object.entries(cb.meta)) if (value !== undefined) metadata[key] = JSON.stringify(value);
   await writeSafetensors(file, tensors, metadata);
@@ -239,7 +248,7 @@ export async function readCodebook(file: string): Promise<Codebook> {
   const present = (name: string) => header.tensors.has(name);
   if (present('coarse') !== present('coarse_assign')) fail(file, `tensors 'coarse' and 'coarse_assign' must come together`);
   checkTableShape(file, 'frozen', header.tensors.get('frozen'));
-  const tensors = await readTensors(header, ['frozen', 'counts', 'coarse', 'coarse_assign'].filter(present));
+  const tensors = await readTensors(header, ['frozen', 'counts', 'coarse', 'coarse_assign', 'projector'].filter(present));
   const frozen = tableOf(file, 'frozen', tensors.frozen);
   const trainable = present('trainable') ? lazyTable(header, 'trainable') : copyOf(frozen);
   const counts = tensors.counts ? integersOf(file, 'counts', tensors.counts) : null;
@@ -251,7 +260,12 @@ export async function readCodebook(file: string): Promise<Codebook> {
       assign: Int32Array.from(integersOf(file, 'coarse_assign', tensors.coarse_assign!)),
     };
   }
-  const cb = { frozen, trainable, counts, coarse, meta };
+  let projector: Matrix | undefined;
+  if (tensors.projector) {
+    const p = tableOf(file, 'projector', tensors.projector);
+    projector = isHalf(p) ? { rows: p.rows, cols: p.cols, data: f16ToF32(p.half) } : p;
+  }
+  const cb = { frozen, trainable, counts, coarse, projector, meta };
   validate(file, cb);
   return { ...cb, fingerprint: codebookFingerprint(frozen) };
 }

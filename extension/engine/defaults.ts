@@ -7,6 +7,7 @@
 // measured; see kmeans.ts), so no single non-zero value suits every data set and codebook size;
 // 0 keeps the objective FAISS minimizes, so builds compare like for like. Set it per build.
 import type { DeviceChoice } from '../../native-gpu/backend';
+import type { SchedulerKind } from './diffusion/schedulers';
 
 export const DEFAULTS = {
   device: 'auto' as DeviceChoice,
@@ -18,4 +19,19 @@ export const DEFAULTS = {
   tolerance: 1e-4,
   seed: 0,
   allowSoftwareGpu: false,
+  /** Generation (the Generation panel and `unicode2 generate` / `prior`). guidance 7.5 and 25
+   *  DDIM steps are the usual Stable Diffusion settings; the prior samples its own distribution
+   *  (temperature 1, top-k and top-p off) from left+up contexts (order 3). */
+  generation: {
+    decoder: 'atlas',
+    scheduler: 'ddim' as SchedulerKind,
+    steps: 25,
+    guidance: 7.5,
+    eta: 0,
+    temperature: 1,
+    topK: 0,
+    topP: 1,
+    priorOrder: 3,
+    variations: 0.25,
+  },
 } as const;

@@ -32,3 +32,20 @@ export { psnr, meanPsnr } from './quality';
 export { countColor, rampColor, logCountLevel, heatmapColumns, DEAD_CODE_RGB } from '../../common/colormap';
 export type { ComputeBackend, Matrix, DeviceChoice, BackendName } from '../../native-gpu/backend';
 export { openBackend } from '../../native-gpu/index';
+export {
+  fitPrior,
+  readPrior,
+  writePrior,
+  scorePrior,
+  samplePriorGrid,
+  inpaintGrid,
+  variationMask,
+  MAX_PRIOR_ORDER,
+  PRIOR_NEIGHBOURS,
+  type TokenPrior,
+  type PriorScore,
+  type SampleOptions,
+} from './prior';
+export { openTokenDecoder, diffusionSettings, ATLAS_DECODER, type TokenDecoder, type DiffusionSettings, type Decoded } from './generate';
+export { SCHEDULER_KINDS, type SchedulerKind } from './diffusion/schedulers';
+export type { DiffusionStep } from './diffusion/decoder';

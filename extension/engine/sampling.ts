@@ -16,6 +16,28 @@ export function seededRandom(seed: number): () => number {
   return () => ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992;
 }
 
+/**
+ * Standard normal samples from a seeded uniform generator, by Box-Muller: each value takes two
+ * uniforms, u1 in (0, 1] (so log(u1) is finite) and u2 in [0, 1), and is
+ * sqrt(-2 ln u1) * cos(2 pi u2). The sine half is not used, so value i depends on draws 2i and
+ * 2i + 1 only: the same seed gives the same sequence on every machine.
+ */
+export function normalSampler(random: () => number): () => number {
+  return () => {
+    const u1 = 1 - random();
+    const u2 = random();
+    return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
+  };
+}
+
+/** `count` standard normal values from `seed` (normalSampler over seededRandom). */
+export function seededNormals(count: number, seed: number): Float32Array {
+  const next = normalSampler(seededRandom(seed));
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = next();
+  return out;
+}
+
 /** `count` distinct indices in [0, n), uniform without replacement, in ascending order. */
 export function sampleIndices(n: number, count: number, random: () => number): Uint32Array {
   const order = new Uint32Array(n);

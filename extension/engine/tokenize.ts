@@ -24,6 +24,11 @@ export interface TokenGrid {
   distances?: number[];
 }
 
+/** The device(s) behind a token: one name when the encoder and the search ran on the same one. */
+export function computedOn(encoder: Encoder, backend: ComputeBackend): string {
+  return encoder.device === backend.device ? backend.device : `encoder: ${encoder.device}; search: ${backend.device}`;
+}
+
 /** Throws unless the encoder produces vectors of the codebook's dimension. */
 export function checkEncoderMatches(cb: Codebook, encoder: Encoder): void {
   if (cb.frozen.cols !== encoder.d) {
@@ -61,7 +66,7 @@ export async function tokenizeImages(
             ids: Array.from(ids.subarray(from, from + tokensPerImage)),
             codebook: cb.fingerprint,
             encoder: encoder.descriptor.id,
-            device: backend.device,
+            device: computedOn(encoder, backend),
           };
           if (control.withDistances) grid.distances = Array.from(distances.subarray(from, from + tokensPerImage));
           results.push(grid);

@@ -6,7 +6,7 @@ import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
-import { seededRandom } from '../../extension/engine/sampling.js';
+import { seededNormals } from '../../extension/engine/sampling.js';
 import { createWebGpuBackend, type WebGpuBackend, type WebGpuTuning } from '../../native-gpu/webgpu/index.js';
 import { squaredDistance } from '../helpers/nearest.js';
 
@@ -69,14 +69,8 @@ export function suiteBackends(): { readonly gpu: WebGpuBackend; readonly cpu: Co
   };
 }
 
-/** Box-Muller over the engine's seeded generator: reproducible normal samples */
-export function normals(count: number, seed: number): Float32Array {
-  const random = seededRandom(seed);
-  const uniform = (): number => 1 - random(); // (0, 1]: log(0) must never happen
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) out[i] = Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-  return out;
-}
+/** Reproducible normal samples: the engine's seeded Box-Muller */
+export const normals = seededNormals;
 
 export function matrix(rows: number, cols: number, seed: number): Matrix {
   return { rows, cols, data: normals(rows * cols, seed) };

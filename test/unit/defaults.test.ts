@@ -7,11 +7,18 @@ import * as path from 'node:path';
 import { DEFAULTS } from '../../extension/engine/defaults';
 
 const root = path.resolve(__dirname, '../..');
+
+/** DEFAULTS as setting keys: a nested group (e.g. generation.steps) is `unicode2.generation.steps`. */
+function settingKeys(values: Record<string, unknown>, prefix = ''): [string, unknown][] {
+  return Object.entries(values).flatMap(([key, value]) =>
+    typeof value === 'object' && value !== null ? settingKeys(value as Record<string, unknown>, `${prefix}${key}.`) : [[`${prefix}${key}`, value] as [string, unknown]]);
+}
+const defaults = settingKeys(DEFAULTS);
 const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
 const settings: Record<string, { default: unknown }> = manifest.contributes.configuration.properties;
 
 test("package.json's settings default to the engine's defaults", () => {
-  for (const [key, value] of Object.entries(DEFAULTS)) {
+  for (const [key, value] of defaults) {
     const setting = settings[`unicode2.${key}`];
     assert.ok(setting, `package.json has no setting unicode2.${key}`);
     assert.deepEqual(setting.default, value, `unicode2.${key}`);
@@ -20,8 +27,8 @@ test("package.json's settings default to the engine's defaults", () => {
 
 test("the README's settings table shows the same defaults", () => {
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
-  for (const [key, value] of Object.entries(DEFAULTS)) {
-    const row = new RegExp('^\\| `unicode2\\.' + key + '` \\| ([^|]+) \\|', 'm').exec(readme);
+  for (const [key, value] of defaults) {
+    const row = new RegExp('^\\| `unicode2\\.' + key.replace(/\./g, '\\.') + '` \\| ([^|]+) \\|', 'm').exec(readme);
     assert.ok(row, `README.md has no row for unicode2.${key}`);
     const shown = row[1]!.trim().replace(/^`|`$/g, '').replace(/^"|"$/g, '');
     assert.equal(shown, String(value), `README default of unicode2.${key}`);

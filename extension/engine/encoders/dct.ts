@@ -22,6 +22,7 @@ export async function openDctEncoder(size: number, backend: ComputeBackend): Pro
     patch: p,
     inputSize: [size, size],
     grid,
+    device: backend.device,
     load: (path) => loadImage(path, { width: size, height: size, resample: 'bicubic' }),
     async encode(images: RgbImage[], control?: RunControl): Promise<Matrix> {
       const perImage = grid[0] * grid[1] * d;

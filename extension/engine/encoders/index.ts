@@ -31,6 +31,8 @@ export interface Encoder {
   inputSize: [number, number];
   /** [gridH, gridW] tokens per image */
   grid: [number, number];
+  /** what computes the embeddings (the backend for the DCT; onnxruntime's device for a model) */
+  readonly device: string;
   /** decoded and resized to inputSize */
   load(path: string): Promise<RgbImage>;
   /** [B*L x d], image-major, raster order within an image */
@@ -49,7 +51,7 @@ export async function openEncoder(spec: string, backend: ComputeBackend): Promis
   if (spec.startsWith('dct:')) return openDctEncoder(dctSizeOf(spec), backend);
   const stat = await fs.stat(spec).catch(() => null);
   if (!stat) throw new UserError(`encoder '${spec}': no such model folder or .onnx file (or use 'dct' / 'dct:<size>')`);
-  return openOnnxEncoder(spec);
+  return openOnnxEncoder(spec, backend);
 }
 
 /** The input size of a 'dct:<size>' spec; the size itself is checked by openDctEncoder. */
@@ -118,7 +120,7 @@ export async function openEncoderFromDescriptor(desc: EncoderDescriptor, backend
     if (!(await fs.stat(desc.id).catch(() => null))) {
       throw new UserError(`the codebook was built with encoder '${desc.id}', which is not available here`, REMEDIES.locateEncoder);
     }
-    encoder = await openOnnxEncoder(desc.id);
+    encoder = await openOnnxEncoder(desc.id, backend);
   }
   if (!sameShape(encoder.descriptor, desc)) {
     const show = (e: EncoderDescriptor) => `d=${e.d}, patch ${e.patch}, input ${e.inputSize.join('x')}`;

@@ -1,5 +1,6 @@
 // SigLIP-style ONNX vision towers: input pixel_values [B, 3, H, W] -> output last_hidden_state
-// [B, L, d], run by onnxruntime-node on the CPU execution provider. Given either a Hugging Face
+// [B, L, d], run by onnxruntime-node on the compute backend's device (its WebGPU execution
+// provider when the backend is WebGPU, the CPU otherwise: native-gpu/onnx-session.ts). Given either a Hugging Face
 // style folder (model file + preprocessor_config.json) or a bare .onnx file (SigLIP defaults).
 // The model's inputs and outputs are checked when it is opened, so a wrong model fails with one
 // line saying what was expected and what was found, not deep inside a run.
@@ -7,7 +8,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { onnxruntime } from '../../../native-gpu/onnxruntime';
-import type { Matrix, RunControl } from '../../../native-gpu/backend';
+import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
+import { describeTensors, openModelSession, type TensorInfo } from '../../../native-gpu/onnx-session';
 import { UserError, throwIfCancelled } from '../../../common/errors';
 import { onFile, requireRegularFile } from '../files';
 import { loadImage, type RgbImage } from '../image';
@@ -52,29 +54,19 @@ async function locate(spec: string): Promise<ModelFiles> {
   throw new UserError(`${spec}: no ONNX model found (looked for ${MODEL_CANDIDATES.join(', ')})`);
 }
 
-type TensorMeta = { name: string; type: string; shape: ReadonlyArray<number | string> };
-
-function tensorMetas(metas: readonly ort.InferenceSession.ValueMetadata[]): TensorMeta[] {
-  return metas.map((m) => (m.isTensor ? { name: m.name, type: m.type, shape: m.shape } : { name: m.name, type: 'non-tensor', shape: [] }));
-}
-
-function describe(metas: TensorMeta[]): string {
-  return metas.map((m) => `'${m.name}' [${m.shape.join(',')}]${m.type === 'float32' ? '' : ` ${m.type}`}`).join(', ') || 'nothing';
-}
-
 /** The pixel input: 'pixel_values' (or the only input), float32 [B, 3, H, W]. */
-function pickInput(file: string, inputs: TensorMeta[]): TensorMeta {
+function pickInput(file: string, inputs: readonly TensorInfo[]): TensorInfo {
   const input = inputs.find((m) => m.name === 'pixel_values') ?? (inputs.length === 1 ? inputs[0] : undefined);
   const ok = input && inputs.length === 1 && input.type === 'float32' && input.shape.length === 4 && (input.shape[1] === 3 || typeof input.shape[1] === 'string');
-  if (!ok) throw new UserError(`${file}: expected input 'pixel_values' [B,3,H,W] float32, found ${describe(inputs)}`);
+  if (!ok) throw new UserError(`${file}: expected input 'pixel_values' [B,3,H,W] float32, found ${describeTensors(inputs)}`);
   return input;
 }
 
 /** The patch embeddings: 'last_hidden_state' (or the first rank-3 output), float32 [B, L, d]. */
-function pickOutput(file: string, outputs: TensorMeta[]): TensorMeta {
+function pickOutput(file: string, outputs: readonly TensorInfo[]): TensorInfo {
   const output = outputs.find((m) => m.name === 'last_hidden_state') ?? outputs.find((m) => m.shape.length === 3);
   if (!output || output.type !== 'float32' || output.shape.length !== 3) {
-    throw new UserError(`${file}: expected output 'last_hidden_state' [B,L,d] float32, found ${describe(outputs)}`);
+    throw new UserError(`${file}: expected output 'last_hidden_state' [B,L,d] float32, found ${describeTensors(outputs)}`);
   }
   return output;
 }
@@ -97,7 +89,7 @@ function fixedDim(dim: number | string | undefined): number | null {
 }
 
 /** Input size: the config's, else the model's fixed H and W, else 224; they must agree. */
-function inputSizeOf(file: string, input: TensorMeta, configured: [number, number] | null): [number, number] {
+function inputSizeOf(file: string, input: TensorInfo, configured: [number, number] | null): [number, number] {
   const [mh, mw] = [fixedDim(input.shape[2]), fixedDim(input.shape[3])];
   const fixed = mh !== null && mw !== null ? ([mh, mw] as [number, number]) : null;
   // Checked from the model's metadata, before anything is allocated for an input of that size.
@@ -108,21 +100,15 @@ function inputSizeOf(file: string, input: TensorMeta, configured: [number, numbe
   return configured ?? fixed ?? [DEFAULT_SIZE, DEFAULT_SIZE];
 }
 
-export async function openOnnxEncoder(spec: string): Promise<Encoder> {
+export async function openOnnxEncoder(spec: string, backend: ComputeBackend): Promise<Encoder> {
   const files = await locate(spec);
   const config = files.config ? await readPreprocessorConfig(files.config) : null;
   const preprocess: Preprocess = config?.preprocess ?? DEFAULT_PREPROCESS;
 
-  const { InferenceSession, Tensor } = onnxruntime();
-  let session: ort.InferenceSession;
+  const session = await openModelSession(files.model, files.model, { device: backend.name });
   try {
-    session = await InferenceSession.create(files.model, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
-  } catch (err) {
-    throw new UserError(`${files.model}: cannot load ONNX model (${(err as Error).message.split('\n')[0]})`);
-  }
-  try {
-    const input = pickInput(files.model, tensorMetas(session.inputMetadata));
-    const output = pickOutput(files.model, tensorMetas(session.outputMetadata));
+    const input = pickInput(files.model, session.inputs);
+    const output = pickOutput(files.model, session.outputs);
     const inputSize = inputSizeOf(files.model, input, config?.size ?? null);
     const fixedBatch = fixedDim(input.shape[0]);
     if (fixedBatch !== null && fixedBatch > MAX_FIXED_BATCH) {
@@ -135,13 +121,8 @@ export async function openOnnxEncoder(spec: string): Promise<Encoder> {
 
     const run = async (images: RgbImage[]): Promise<ort.Tensor> => {
       const count = fixedBatch ?? images.length;
-      const feeds = { [input.name]: new Tensor('float32', toPixelValues(images, preprocess, count), [count, 3, inputSize[0], inputSize[1]]) };
-      let result;
-      try {
-        result = await session.run(feeds, [output.name]);
-      } catch (err) {
-        throw new UserError(`${files.model}: inference failed (${(err as Error).message.split('\n')[0]})`);
-      }
+      const feeds = { [input.name]: new (onnxruntime().Tensor)('float32', toPixelValues(images, preprocess, count), [count, 3, inputSize[0], inputSize[1]]) };
+      const result = await session.run(feeds, [output.name]);
       return result[output.name] as ort.Tensor;
     };
 
@@ -163,6 +144,9 @@ export async function openOnnxEncoder(spec: string): Promise<Encoder> {
       patch,
       inputSize,
       grid,
+      get device() {
+        return session.device;
+      },
       load: (file) => loadImage(file, { width: inputSize[1], height: inputSize[0], resample: preprocess.resample }),
       async encode(images: RgbImage[], control?: RunControl): Promise<Matrix> {
         for (const img of images) {
