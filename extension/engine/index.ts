@@ -34,6 +34,7 @@ export type { ComputeBackend, Matrix, DeviceChoice, BackendName } from '../../na
 export { openBackend } from '../../native-gpu/index';
 export {
   fitPrior,
+  cellDistribution,
   readPrior,
   writePrior,
   scorePrior,

@@ -416,6 +416,22 @@ function filtered(items: Item[], opts: Required<Omit<SampleOptions, 'seed'>>): K
   return kept;
 }
 
+/**
+ * The distribution sampling draws cell (y, x) from, after temperature, top-k and top-p, as one
+ * probability per code: the exact counterpart of draw(), for checking it and for showing it.
+ */
+export function cellDistribution(prior: TokenPrior, ids: ArrayLike<number>, [h, w]: [number, number], y: number, x: number, opts: Omit<SampleOptions, 'seed'> = {}): Float64Array {
+  const { items, sparse } = distribution(prior, chainAt(prior, ids, h, w, y, x));
+  const kept = filtered(items, sampleOptions({ seed: 0, ...opts }));
+  const total = kept.reduce((s, k) => s + k.take * k.weight, 0);
+  const out = new Float64Array(prior.k);
+  for (const k of kept) {
+    if (k.item.group < 0) out[k.item.code] = k.weight / total;
+    else for (let j = 0; j < k.take; j++) out[blockCode(prior, k.item.group, j, sparse)] = k.weight / total;
+  }
+  return out;
+}
+
 function draw(prior: TokenPrior, kept: Kept[], sparse: Map<number, number>, random: () => number): number {
   const total = kept.reduce((s, k) => s + k.take * k.weight, 0);
   let u = random() * total;

@@ -147,7 +147,14 @@ function littleEndianBytes(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-function tensorMessage(name: string, t: TensorValue): Message {
+/** Where an initializer's bytes live when they are kept outside the model file. */
+interface ExternalPlacement {
+  location: string;
+  offset: number;
+  length: number;
+}
+
+function tensorMessage(name: string, t: TensorValue, external?: ExternalPlacement): Message {
   const expected = t.dims.reduce((a, b) => a * b, 1);
   if (t.data.length !== expected) {
     throw new Error(`onnx graph: tensor '${name}' has ${t.data.length} values for dims [${t.dims.join(', ')}]`);
@@ -156,7 +163,18 @@ function tensorMessage(name: string, t: TensorValue): Message {
   for (const d of t.dims) m.int(1, d); // dims (unpacked is always accepted by parsers)
   m.int(2, DATA_TYPE[t.type]);
   if (name) m.string(8, name);
-  m.bytes(9, littleEndianBytes(t.data));
+  if (!external) {
+    m.bytes(9, littleEndianBytes(t.data));
+    return m;
+  }
+  // external_data (13): StringStringEntryProto {key = 1, value = 2}; data_location (14) = EXTERNAL
+  for (const [key, value] of [['location', external.location], ['offset', String(external.offset)], ['length', String(external.length)]]) {
+    const entry = new Message();
+    entry.string(1, key!);
+    entry.string(2, value!);
+    m.message(13, entry);
+  }
+  m.int(14, 1);
   return m;
 }
 
@@ -222,6 +240,7 @@ export class GraphBuilder {
   private readonly graph = new Message();
   private readonly names = new Set<string>();
   private nodeCount = 0;
+  private readonly external = new Map<string, Uint8Array[]>();
 
   constructor(name: string) {
     this.graph.string(2, name);
@@ -239,10 +258,36 @@ export class GraphBuilder {
     return this;
   }
 
-  /** a constant baked into the model (weights, codebook chunks) */
-  initializer(name: string, tensor: TensorValue): this {
-    this.graph.message(5, tensorMessage(name, tensor));
+  /** a constant baked into the model (weights, codebook chunks); with `externalFile`, its bytes
+   *  go to that file beside the model instead (as large exports keep their weights): see
+   *  externalData() */
+  initializer(name: string, tensor: TensorValue, externalFile?: string): this {
+    if (!externalFile) {
+      this.graph.message(5, tensorMessage(name, tensor));
+      return this;
+    }
+    const parts = this.external.get(externalFile) ?? [];
+    const offset = parts.reduce((s, p) => s + p.length, 0);
+    const bytes = littleEndianBytes(tensor.data).slice();
+    parts.push(bytes);
+    this.external.set(externalFile, parts);
+    this.graph.message(5, tensorMessage(name, tensor, { location: externalFile, offset, length: bytes.length }));
     return this;
+  }
+
+  /** the contents of each external data file named by initializer(..., externalFile) */
+  externalData(): Map<string, Uint8Array> {
+    const files = new Map<string, Uint8Array>();
+    for (const [file, parts] of this.external) {
+      const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+      let o = 0;
+      for (const p of parts) {
+        out.set(p, o);
+        o += p.length;
+      }
+      files.set(file, out);
+    }
+    return files;
   }
 
   node(opType: string, inputs: readonly string[], outputs: readonly string[],

@@ -2,7 +2,7 @@
 // its stdout/stderr/exit-code contract, the pipeline end to end, bad input, and Ctrl-C.
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,62 +12,18 @@ import type { Matrix } from '../../native-gpu/backend';
 import { readNpy, writeNpy } from '../../extension/engine/formats/npy';
 import { listImages } from '../../extension/engine/image';
 import { seededRandom } from '../../extension/engine/sampling';
+import { cliRunner, type Run } from '../helpers/cli';
 
 const ROOT = path.join(__dirname, '../..');
-const CLI = path.join(ROOT, 'dist/cli.js');
 const IMAGES = path.join(ROOT, 'test/fixtures/images');
 const BAD = path.join(ROOT, 'test/fixtures/bad');
 const PHOTO_A = path.join(IMAGES, 'astronaut.jpg');
 const PHOTO_B = path.join(IMAGES, 'coffee.jpg');
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 let dir: string;
 /** A codebook built once from the fixture photos (K=32, DCT) for the commands that need one. */
 let codebook: string;
-
-/** Runs the CLI. Commands run on the CPU backend unless a test names a device: 'auto' would probe
- *  for a GPU through Dawn, whose native warnings on stderr are not the CLI's to test here. */
-function cli(args: string[], onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
-  const argv = args.includes('--help') || args.includes('--device') ? args : [...args, '--device', 'cpu'];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...argv], { cwd: dir, env: { ...process.env, UNICODE2_DEBUG: '' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => {
-      stderr += s;
-      onStderr?.(stderr, child);
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
-
-/** Runs with --json and returns the one JSON document printed, after checking exit 0. */
-async function cliJson(args: string[]): Promise<Record<string, any>> {
-  const r = await cli([...args, '--json', '--quiet']);
-  assert.equal(r.code, 0, r.stderr);
-  assert.equal(r.stderr, '');
-  return JSON.parse(r.stdout);
-}
-
-/** Bad input: exit 2, exactly one line `unicode2: ...` on stderr, no stack, nothing on stdout. */
-async function assertUserError(args: string[], pattern: RegExp): Promise<void> {
-  const r = await cli([...args, '--quiet']);
-  assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
-  assert.equal(r.stdout, '');
-  const lines = r.stderr.split('\n').filter(Boolean);
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, /^unicode2: /);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
-  assert.match(lines[0]!, pattern);
-}
+const { cli, cliJson, assertUserError } = cliRunner(() => dir);
 
 async function writeMatrix(name: string, rows: number, cols: number, seed: number, spread = 1): Promise<{ file: string; data: Float32Array }> {
   const random = seededRandom(seed);

@@ -133,8 +133,10 @@ export function timesteps(kind: SchedulerKind, c: SchedulerConfig, steps: number
   let out: Float64Array;
   switch (c.timestep_spacing) {
     case 'linspace': {
-      out = Float64Array.from({ length: steps }, (_, i) => (steps === 1 ? 0 : ((t - 1) * i) / (steps - 1))).reverse();
-      if (kind === 'ddim') out = out.map(Math.round);
+      // np.linspace(0, T - 1, N): i * step with the last value exactly T - 1; DDIM rounds like np.round
+      const step = steps > 1 ? (t - 1) / (steps - 1) : 0;
+      out = Float64Array.from({ length: steps }, (_, i) => (i === steps - 1 && steps > 1 ? t - 1 : i * step)).reverse();
+      if (kind === 'ddim') out = out.map(roundHalfEven);
       break;
     }
     case 'leading': {
