@@ -4,6 +4,7 @@
 //   node .device/gpu-cli-test.js     test/gpu/cli-device.test.ts (needs dist/cli.js)
 //   node .device/webgpu-bench.js     bench/webgpu.bench.ts
 //   node .device/tokenize-bench.js   bench/tokenize.bench.ts (end-to-end images/s)
+//   node .device/generation-bench.js bench/generation.bench.ts (denoiser steps/s, CPU and WebGPU providers)
 import * as esbuild from 'esbuild';
 import { readdirSync } from 'node:fs';
 
@@ -30,4 +31,5 @@ await Promise.all([
   esbuild.build({ ...common, entryPoints: ['bench/webgpu.bench.ts'], outfile: '.device/webgpu-bench.js' }),
   // Reads test/fixtures and media/samples relative to __dirname, like the CLI test above.
   esbuild.build({ ...common, entryPoints: ['bench/tokenize.bench.ts'], outfile: '.device/tokenize-bench.js', define: { __dirname: JSON.stringify('bench') } }),
+  esbuild.build({ ...common, entryPoints: ['bench/generation.bench.ts'], outfile: '.device/generation-bench.js', define: { __dirname: JSON.stringify('bench') } }),
 ]);

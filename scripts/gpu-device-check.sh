@@ -54,6 +54,7 @@ if [[ "${1:-}" != "--tests-only" ]]; then
   run webgpu-bench 420 "$NODE_BIN" .device/webgpu-bench.js
   # BENCHMARKS.md here is a copy that does not come back: the figures travel in the logs.
   BENCH_NO_WRITE=1 run tokenize-bench 300 "$NODE_BIN" .device/tokenize-bench.js
+  BENCH_NO_WRITE=1 run generation-bench 300 "$NODE_BIN" .device/generation-bench.js
 fi
 
 {
@@ -67,6 +68,7 @@ fi
   grep -vE '^(Warning|    at |$)' "$OUT/webgpu-bench.log" 2>/dev/null | grep -v '^BENCH_JSON' | tail -15
   grep '^BENCH_JSON' "$OUT/webgpu-bench.log" > "$OUT/webgpu-bench.json" 2>/dev/null
   grep -E 'images/s|no hardware' "$OUT/tokenize-bench.log" 2>/dev/null
+  grep -E 'steps/s|no hardware' "$OUT/generation-bench.log" 2>/dev/null
   cat "$OUT/exit-codes.txt"
 } | tee "$OUT/summary.txt"
 exit $status

@@ -34,6 +34,10 @@ if [[ ! -d node_modules ]]; then
 fi
 step "build" node scripts/build.mjs
 step "typecheck" npx tsc -p . --noEmit
+if [[ " ${tiers[*]} " == *" gpu "* ]]; then
+  # onnxruntime's WebGPU provider needs a Vulkan adapter: Mesa lavapipe in a folder (~12 MB, once).
+  step "lavapipe" bash scripts/setup-lavapipe.sh
+fi
 if [[ " ${tiers[*]} " == *" e2e "* ]]; then
   # Installed here, outside any test timeout: ~3 min the first time, seconds once cached.
   step "code-server" bash -c 'bash scripts/setup-code-server.sh >/dev/null'
@@ -54,7 +58,12 @@ run_tier() {
   echo "== tier $tier: ${#files[@]} file(s)"
   local env=()
   # The gpu tier runs on Dawn's software (SwiftShader/Mesa) adapter, which needs no display.
-  [[ "$tier" == gpu ]] && env=(EGL_PLATFORM=surfaceless UNICODE2_ALLOW_SOFTWARE_GPU=1)
+  # lavapipe (scripts/setup-lavapipe.sh) gives both Dawns -- the webgpu package's and onnxruntime's
+  # -- a Vulkan software adapter.
+  if [[ "$tier" == gpu ]]; then
+    env=(EGL_PLATFORM=surfaceless UNICODE2_ALLOW_SOFTWARE_GPU=1)
+    [[ -f .cache/lavapipe/env ]] && mapfile -t -O "${#env[@]}" env < .cache/lavapipe/env
+  fi
   # spec for people on stdout; TAP to a file for counting, so test output cannot be miscounted.
   env "${env[@]}" node --import tsx --test --test-concurrency=1 \
     --test-reporter=spec --test-reporter-destination=stdout \

@@ -1,0 +1,51 @@
+// ONNX sessions on the compute backend's device (native-gpu/onnx-session.ts). In this tier there
+// is usually no Vulkan adapter, so asking for WebGPU shows the fallback: one warning, the CPU
+// provider, the same numbers. (The gpu tier runs the WebGPU provider itself.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as ort from 'onnxruntime-node';
+import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph';
+import { ORT_CPU_DEVICE, ORT_WEBGPU_DEVICE, describeTensors, openModelSession } from '../../native-gpu/onnx-session';
+import { UserError } from '../../common/errors';
+
+function doubler(): Uint8Array {
+  const g = new GraphBuilder('doubler');
+  g.input('x', 'float32', ['n', 3]);
+  g.input('steps', 'int64', []);
+  g.node('Add', ['x', 'x'], ['y']);
+  g.output('y', 'float32', ['n', 3]);
+  return g.toModel();
+}
+
+const feeds = () => ({ x: new ort.Tensor('float32', Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3]), steps: new ort.Tensor('int64', BigInt64Array.of(1n), []) });
+
+test('webgpu: the WebGPU provider runs the model, or (no adapter) the CPU does after one warning; the numbers are the same', async () => {
+  const warnings: string[] = [];
+  const session = await openModelSession(doubler(), 'doubler', { device: 'webgpu', onWarning: (m) => warnings.push(m) });
+  try {
+    const y = (await session.run(feeds(), ['y'])).y!.data as Float32Array;
+    assert.deepEqual(Array.from(y), [2, 4, 6, 8, 10, 12]);
+    if (session.device === ORT_WEBGPU_DEVICE) {
+      assert.deepEqual(warnings, []);
+    } else {
+      assert.equal(session.device, ORT_CPU_DEVICE);
+      assert.equal(warnings.length, 1, warnings.join('\n'));
+      assert.match(warnings[0]!, /^onnxruntime's WebGPU provider could not run doubler \(.+\); it runs on the CPU$/);
+    }
+  } finally {
+    await session.release();
+  }
+});
+
+test('cpu: inputs and outputs as the model declares them; a bad model or a bad feed is one clear line', async () => {
+  const session = await openModelSession(doubler(), 'doubler', { device: 'cpu' });
+  try {
+    assert.equal(session.device, ORT_CPU_DEVICE);
+    assert.equal(describeTensors(session.inputs), "'x' [n,3], 'steps' [] int64");
+    assert.equal(describeTensors(session.outputs), "'y' [n,3]");
+    await assert.rejects(session.run({ ...feeds(), x: new ort.Tensor('float32', new Float32Array(4), [2, 2]) }), (e) => e instanceof UserError && /^doubler: inference failed \(/.test(e.message) && !e.message.includes('\n'));
+  } finally {
+    await session.release();
+  }
+  await assert.rejects(openModelSession(Uint8Array.of(1, 2, 3), 'garbage.onnx', { device: 'cpu' }), (e) => e instanceof UserError && /^garbage\.onnx: cannot load ONNX model \(/.test(e.message));
+});
