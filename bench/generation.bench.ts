@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     const latent = quick ? 16 : 64;
     const steps = quick ? 3 : 10;
     const devices: BackendName[] = ['cpu'];
-    if (probeHardwareAdapterQuietly()) devices.push('webgpu');
+    if (await probeHardwareAdapterQuietly()) devices.push('webgpu');
     else console.log('generation bench: no hardware GPU adapter, CPU only');
     const rows: Row[] = [];
     for (const device of devices) {

@@ -2,7 +2,7 @@
 // and small helpers for reading options and reporting.
 import type { CommandSpec, OptionSpec, ParsedArgs } from './args';
 import type { ProgressReporter } from './progress';
-import { DEFAULTS, checkGridSize, listImages, UserError, type ComputeBackend, type SkippedImage } from '../engine/index';
+import { DEFAULTS, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, UserError, type Codebook, type ComputeBackend, type SkippedImage, type TokenGrid } from '../engine/index';
 
 export const DEVICE: OptionSpec = {
   kind: 'string',
@@ -61,6 +61,16 @@ export function reportSkipped(progress: ProgressReporter, skipped: SkippedImage[
 
 export const imageProgress = (ctx: Context, phase: string) => (done: number, total: number) =>
   ctx.progress.report({ phase, done, total });
+
+/** Grid `index` (default 0) of a tokens file (--tokens with --index); with `cb`, checked to be
+ *  tokens of that codebook (fingerprint when recorded, grid, id range). */
+export async function readOneGrid(file: string, index: number | undefined, cb?: Codebook): Promise<TokenGrid> {
+  const grids = await readTokenGrids(file);
+  const g = grids[index ?? 0];
+  if (!g) throw new UserError(`--index ${index} is out of range: ${file} holds ${grids.length} token grid(s)`);
+  if (cb) checkTokensMatchCodebook(cb, [g], file);
+  return g;
+}
 
 /** "HxW" (e.g. 14x14) -> [h, w] */
 export function parseGrid(option: string, text: string): [number, number] {

@@ -9,10 +9,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { BackendName } from '../../native-gpu/backend.js';
-import { ORT_WEBGPU_DEVICE, openModelSession } from '../../native-gpu/onnx-session.js';
+import { ortWebGpuDevice, openModelSession } from '../../native-gpu/onnx-session.js';
 import { openDiffusionDecoder, type DiffusionResult } from '../../extension/engine/diffusion/decoder.js';
 import { openEncoder } from '../../extension/engine/encoders/index.js';
-import { codebookFingerprint, type Codebook } from '../../extension/engine/codebook.js';
+import { codebookFingerprint, inMemory, type Codebook } from '../../extension/engine/codebook.js';
 import { tokenizeImages } from '../../extension/engine/tokenize.js';
 import { seededNormals } from '../../extension/engine/sampling.js';
 import { denoiserModel, sdSchedulerConfig, vaeDecoderModel, writeDiffusionFolder } from '../helpers/diffusion-model.js';
@@ -45,7 +45,7 @@ if (!gpuTestsDisabled()) {
       });
       if (device === 'webgpu') {
         assert.deepEqual(warnings, [], 'the WebGPU provider must run the models (on a machine without a GPU: scripts/setup-lavapipe.sh, which npm test runs for the gpu tier)');
-        assert.equal(result.device, ORT_WEBGPU_DEVICE);
+        assert.equal(result.device, ortWebGpuDevice());
       }
       return result;
     } finally {
@@ -88,7 +88,7 @@ if (!gpuTestsDisabled()) {
       const onGpu = await openEncoder(folder, gpu);
       const onCpu = await openEncoder(folder, cpu);
       try {
-        assert.equal(onGpu.device, ORT_WEBGPU_DEVICE);
+        assert.equal(onGpu.device, ortWebGpuDevice());
         assert.match(onCpu.device, /^cpu \(onnxruntime/);
         const images = await Promise.all(PHOTOS.map((p) => onCpu.load(p)));
         const a = await onGpu.encode(images);
@@ -99,13 +99,13 @@ if (!gpuTestsDisabled()) {
         const frozen = { rows, cols: b.cols, data: new Float32Array(rows * b.cols) };
         for (let r = 0; r < rows; r++) frozen.data.set(b.data.subarray(r * 7 * b.cols, (r * 7 + 1) * b.cols), r * b.cols);
         const cb: Codebook = {
-          frozen, trainable: frozen, counts: null, fingerprint: codebookFingerprint(frozen),
+          frozen, trainable: inMemory(frozen), counts: null, fingerprint: codebookFingerprint(frozen),
           meta: { formatVersion: 1, encoder: onCpu.descriptor, k: rows, d: b.cols, lambda: 0, iterations: 0, seed: 0, corpusFingerprint: 'test', atlas: 'none', createdAt: '' },
         };
         const tg = await tokenizeImages(cb, onGpu, PHOTOS, gpu);
         const tc = await tokenizeImages(cb, onCpu, PHOTOS, cpu);
         assert.deepEqual(tg.results.map((r) => r.ids), tc.results.map((r) => r.ids));
-        assert.equal(tg.results[0]!.device, `encoder: ${ORT_WEBGPU_DEVICE}; search: ${gpu.device}`);
+        assert.equal(tg.results[0]!.device, `encoder: ${ortWebGpuDevice()}; search: ${gpu.device}`);
       } finally {
         await onGpu.dispose();
         await onCpu.dispose();
@@ -134,7 +134,7 @@ if (!gpuTestsDisabled()) {
     const gh = await gpu.loadCodebook(codes);
     const ch = await cpu.loadCodebook(codes);
     try {
-      assert.equal(session.device, ORT_WEBGPU_DEVICE, warnings.join('; '));
+      assert.equal(session.device, ortWebGpuDevice(), warnings.join('; '));
       const feeds = { q: new ort.Tensor('float32', queries.data, [30, d]) };
       const expected = (await reference.run(feeds)).scores!.data as Float32Array;
       const expectedIds = (await cpu.nearest(ch, queries)).ids;

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { alphasCumprod, createSampler, schedulerConfig, timesteps, type SchedulerKind } from '../../extension/engine/diffusion/schedulers';
 import { openDiffusionDecoder, type DiffusionDecoder, type DiffusionRequest } from '../../extension/engine/diffusion/decoder';
-import { codebookFingerprint, type Codebook } from '../../extension/engine/codebook';
+import { codebookFingerprint, inMemory, type Codebook } from '../../extension/engine/codebook';
 import { seededNormals } from '../../extension/engine/sampling';
 import { writeNpy } from '../../extension/engine/formats/npy';
 import { CancelledError, UserError } from '../../common/errors';
@@ -363,7 +363,7 @@ function testCodebook(trainable: number, projector?: { rows: number; cols: numbe
   const frozen = { rows: k, cols: 4, data: seededNormals(k * 4, 1) };
   return {
     frozen,
-    trainable: { rows: k, cols: trainable, data: seededNormals(k * trainable, 2) },
+    trainable: inMemory({ rows: k, cols: trainable, data: seededNormals(k * trainable, 2) }),
     counts: null,
     projector,
     meta: { formatVersion: 1, encoder: { kind: 'dct', id: 'dct:32', patch: 16, inputSize: [32, 32], d: 4 }, k, d: 4, lambda: 0, iterations: 0, seed: 0, corpusFingerprint: 'test', atlas: 'none', createdAt: '' },
@@ -375,8 +375,8 @@ test("conditioning: the tokens' trainable rows, through the codebook's projector
   const ids = Int32Array.of(4, 0, 0, 2, 1, 3);
   const plain = await folder();
   const rows = await withDecoder(plain.dir, (d) => d.conditionOn(testCodebook(CONTEXT), ids));
-  const cb = testCodebook(CONTEXT);
-  assert.deepEqual(Array.from(rows.data.subarray(0, CONTEXT)), Array.from(cb.trainable.data.subarray(4 * CONTEXT, 5 * CONTEXT)));
+  const table = seededNormals(5 * CONTEXT, 2); // testCodebook's trainable rows
+  assert.deepEqual(Array.from(rows.data.subarray(0, CONTEXT)), Array.from(table.subarray(4 * CONTEXT, 5 * CONTEXT)));
 
   const d = 3;
   const p = projectorModel(d, CONTEXT);
@@ -386,14 +386,14 @@ test("conditioning: the tokens' trainable rows, through the codebook's projector
   const viaOnnx = await withDecoder(withOnnx.dir, (dec) => dec.conditionOn(testCodebook(d), ids));
   assert.equal(viaTensor.cols, CONTEXT);
   assertClose(viaOnnx.data, viaTensor.data, 1e-5, 'ONNX projector vs tensor');
-  const t = testCodebook(d).trainable;
+  const t = seededNormals(5 * d, 2);
   let expected = 0;
-  for (let j = 0; j < d; j++) expected += t.data[4 * d + j]! * p.weights[j * CONTEXT]!;
+  for (let j = 0; j < d; j++) expected += t[4 * d + j]! * p.weights[j * CONTEXT]!;
   assert.ok(Math.abs(viaTensor.data[0]! - expected) < 1e-5);
 
   await assert.rejects(withDecoder(withOnnx.dir, (dec) => dec.conditionOn(testCodebook(d, projector), ids)), /both the codebook and .*projector\/model\.onnx hold a projector/);
   await assert.rejects(withDecoder(plain.dir, (dec) => dec.conditionOn(testCodebook(d), ids)), (e) => e instanceof UserError && /trainable rows \(no projector\) gives 3 values per token but .* width 8/.test(e.message));
-  await assert.rejects(withDecoder(plain.dir, (dec) => dec.conditionOn(testCodebook(CONTEXT), Int32Array.of(9))), /token id 9 is outside the codebook's range 0\.\.4/);
+  await assert.rejects(withDecoder(plain.dir, (dec) => dec.conditionOn(testCodebook(CONTEXT), Int32Array.of(9))), /token id 9 at position 0 is outside the codebook \(ids run from 0 to 4\)/);
 });
 
 test('a model that does not fit fails at open with one line naming what was found and what was expected', async () => {

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph';
-import { ORT_CPU_DEVICE, ORT_WEBGPU_DEVICE, describeTensors, openModelSession } from '../../native-gpu/onnx-session';
+import { ortCpuDevice, ortWebGpuDevice, describeTensors, openModelSession } from '../../native-gpu/onnx-session';
 import { UserError } from '../../common/errors';
 
 function doubler(): Uint8Array {
@@ -25,10 +25,10 @@ test('webgpu: the WebGPU provider runs the model, or (no adapter) the CPU does a
   try {
     const y = (await session.run(feeds(), ['y'])).y!.data as Float32Array;
     assert.deepEqual(Array.from(y), [2, 4, 6, 8, 10, 12]);
-    if (session.device === ORT_WEBGPU_DEVICE) {
+    if (session.device === ortWebGpuDevice()) {
       assert.deepEqual(warnings, []);
     } else {
-      assert.equal(session.device, ORT_CPU_DEVICE);
+      assert.equal(session.device, ortCpuDevice());
       assert.equal(warnings.length, 1, warnings.join('\n'));
       assert.match(warnings[0]!, /^onnxruntime's WebGPU provider could not run doubler \(.+\); it runs on the CPU$/);
     }
@@ -40,7 +40,7 @@ test('webgpu: the WebGPU provider runs the model, or (no adapter) the CPU does a
 test('cpu: inputs and outputs as the model declares them; a bad model or a bad feed is one clear line', async () => {
   const session = await openModelSession(doubler(), 'doubler', { device: 'cpu' });
   try {
-    assert.equal(session.device, ORT_CPU_DEVICE);
+    assert.equal(session.device, ortCpuDevice());
     assert.equal(describeTensors(session.inputs), "'x' [n,3], 'steps' [] int64");
     assert.equal(describeTensors(session.outputs), "'y' [n,3]");
     await assert.rejects(session.run({ ...feeds(), x: new ort.Tensor('float32', new Float32Array(4), [2, 2]) }), (e) => e instanceof UserError && /^doubler: inference failed \(/.test(e.message) && !e.message.includes('\n'));

@@ -1,6 +1,6 @@
 // `unicode2 decode`
-import { CODEBOOK, COMPUTE, num, str, type Command } from '../command';
-import { checkTokensMatchCodebook, decodeTokens, readCodebook, readTokenGrids, writePng, UserError } from '../../engine/index';
+import { CODEBOOK, COMPUTE, num, readOneGrid, str, type Command } from '../command';
+import { decodeTokens, readCodebook, writePng } from '../../engine/index';
 
 export const decode: Command = {
   spec: {
@@ -16,12 +16,7 @@ export const decode: Command = {
   },
   async run(ctx) {
     const cb = await readCodebook(str(ctx.args, 'codebook')!);
-    const tokensPath = str(ctx.args, 'tokens')!;
-    const grids = await readTokenGrids(tokensPath);
-    const index = num(ctx.args, 'index') ?? 0;
-    const g = grids[index];
-    if (!g) throw new UserError(`--index ${index} is out of range: ${tokensPath} holds ${grids.length} token grid(s)`);
-    checkTokensMatchCodebook(cb, [g], tokensPath);
+    const g = await readOneGrid(str(ctx.args, 'tokens')!, num(ctx.args, 'index'), cb);
     const backend = await ctx.backend();
     const img = await decodeTokens(cb, Int32Array.from(g.ids), g.grid, backend);
     const out = str(ctx.args, 'out')!;

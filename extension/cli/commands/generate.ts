@@ -1,6 +1,6 @@
 // `unicode2 generate`: tokens (given, or sampled from a prior) -> image through the atlas or a
 // diffusion decoder folder.
-import { CODEBOOK, COMPUTE, num, parseGrid, str, type Command } from '../command';
+import { CODEBOOK, COMPUTE, num, parseGrid, readOneGrid, str, type Command } from '../command';
 import { SAMPLING, checkPriorMatches, samplingOptions } from './prior';
 import {
   ATLAS_DECODER,
@@ -12,8 +12,6 @@ import {
   readCodebook,
   readNpy,
   readPrior,
-  readTokenGrids,
-  checkTokensMatchCodebook,
   samplePriorGrid,
   writePng,
   f16ToF32,
@@ -78,11 +76,7 @@ export const generate: Command = {
     const tokensFile = str(a, 'tokens');
     if (tokensFile) {
       for (const name of ['grid', 'temperature', 'top-k', 'top-p']) if (a.options[name] !== undefined) throw new UserError(`--${name} is for --prior`);
-      const grids = await readTokenGrids(tokensFile);
-      const index = num(a, 'index') ?? 0;
-      const g = grids[index];
-      if (!g) throw new UserError(`--index ${index} is out of range: ${tokensFile} holds ${grids.length} token grid(s)`);
-      checkTokensMatchCodebook(cb, [g], tokensFile);
+      const g = await readOneGrid(tokensFile, num(a, 'index'), cb);
       ids = Int32Array.from(g.ids);
       grid = g.grid;
     } else {

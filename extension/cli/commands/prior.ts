@@ -1,5 +1,5 @@
 // `unicode2 prior fit | eval | sample`: the built-in token prior (engine/prior.ts).
-import { COMMON, fmt, num, parseGrid, str, type Command, type CommandGroup } from '../command';
+import { COMMON, fmt, num, parseGrid, readOneGrid, str, type Command, type CommandGroup } from '../command';
 import type { OptionSpec, ParsedArgs } from '../args';
 import {
   DEFAULTS,
@@ -168,10 +168,7 @@ const sample: Command = {
     } else {
       if (a.options.grid !== undefined) throw new UserError('--grid is for new grids; an edited grid keeps the size of --tokens');
       if (a.options.region !== undefined && a.options.variations !== undefined) throw new UserError('give only one of --region or --variations');
-      const grids = await readTokenGrids(tokensFile);
-      const index = num(a, 'index') ?? 0;
-      const source = grids[index];
-      if (!source) throw new UserError(`--index ${index} is out of range: ${tokensFile} holds ${grids.length} token grid(s)`);
+      const source = await readOneGrid(tokensFile, num(a, 'index'));
       if (source.codebook) checkPriorMatches(prior, file, prior.k, source.codebook);
       const cells = source.grid[0] * source.grid[1];
       const region = str(a, 'region');
