@@ -22,7 +22,9 @@ export async function openDctEncoder(size: number, backend: ComputeBackend): Pro
     patch: p,
     inputSize: [size, size],
     grid,
-    device: backend.device,
+    get device() {
+      return backend.device; // the backend's, which names the CPU once a lost GPU hands over
+    },
     load: (path) => loadImage(path, { width: size, height: size, resample: 'bicubic' }),
     async encode(images: RgbImage[], control?: RunControl): Promise<Matrix> {
       const perImage = grid[0] * grid[1] * d;
