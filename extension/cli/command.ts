@@ -2,7 +2,7 @@
 // and small helpers for reading options and reporting.
 import type { CommandSpec, OptionSpec, ParsedArgs } from './args';
 import type { ProgressReporter } from './progress';
-import { DEFAULTS, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, UserError, type Codebook, type ComputeBackend, type SkippedImage, type TokenGrid } from '../engine/index';
+import { checkNprobe, DEFAULTS, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, UserError, type Codebook, type ComputeBackend, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index';
 
 export const DEVICE: OptionSpec = {
   kind: 'string',
@@ -22,6 +22,14 @@ export const ENCODER_OVERRIDE: OptionSpec = {
   help: "encoder to use instead of the one recorded in the codebook: 'dct', 'dct:<size>', a model folder or .onnx file",
 };
 export const IMAGES_OPERANDS = { name: 'IMAGES', min: 1, max: Infinity };
+export const SEARCH: Record<string, OptionSpec> = {
+  nprobe: {
+    kind: 'int',
+    value: 'P',
+    help: `IVF search through the codebook's coarse level (used whenever it has one): cells probed per query (default ${DEFAULTS.nprobe}; more cells, better recall, slower)`,
+  },
+  exact: { kind: 'flag', help: 'exact search even when the codebook has a coarse level' },
+};
 
 /** What a command gets to work with; the backend is opened lazily so `--help` and input errors
  *  found before computing never start a GPU. */
@@ -46,6 +54,18 @@ export interface CommandGroup {
 }
 
 export const str = (args: ParsedArgs, name: string) => args.options[name] as string | undefined;
+
+/** --nprobe / --exact (SEARCH) as the engine's search options, checked against the codebook. */
+export function searchOptions(args: ParsedArgs, cb: Codebook): SearchOptions {
+  const nprobe = num(args, 'nprobe');
+  const exact = args.options.exact === true;
+  if (nprobe !== undefined) {
+    if (exact) throw new UserError('give only one of --nprobe or --exact');
+    checkNprobe(nprobe);
+    if (!cb.coarse) throw new UserError('--nprobe needs a codebook with a coarse level (IVF); this one has none, so its search is exact');
+  }
+  return { search: exact ? 'exact' : 'auto', ...(nprobe !== undefined && { nprobe }) };
+}
 export const num = (args: ParsedArgs, name: string) => args.options[name] as number | undefined;
 
 export async function listAll(operands: string[]): Promise<string[]> {

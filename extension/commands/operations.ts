@@ -125,13 +125,14 @@ export class Operations {
       if (!image) return;
       const file = image;
       let grid: TokenGrid | undefined;
+      const { search, nprobe } = readSettings();
       await this.studio.jobs.run(
-        { kind: 'tokenize', title: `Tokenize ${path.basename(file)}`, inputs: { image: file, codebook }, params: {} },
+        { kind: 'tokenize', title: `Tokenize ${path.basename(file)}`, inputs: { image: file, codebook }, params: { search, nprobe } },
         async ({ signal, progress }) => {
           const cb = await this.studio.codebook(codebook);
           const encoder = await this.studio.encoderFor(cb);
           const backend = await this.studio.backend.get();
-          const { results, skipped } = await tokenizeImages(cb, encoder, [file], backend, { signal, withDistances: true, onProgress: progress });
+          const { results, skipped } = await tokenizeImages(cb, encoder, [file], backend, { signal, withDistances: true, onProgress: progress, search: { search, nprobe } });
           grid = results[0];
           if (!grid) throw new UserError(`cannot tokenize ${file}: ${skipped[0]?.reason ?? 'unreadable image'}`);
           const files = await this.saveTokens(path.parse(file).name, [grid]);
@@ -159,15 +160,16 @@ export class Operations {
       folder ??= await pick('folder', 'Tokenize the images in…');
       if (!folder) return;
       const dir = folder;
+      const { search, nprobe } = readSettings();
       await this.studio.jobs.run(
-        { kind: 'tokenize', title: `Tokenize folder ${path.basename(dir)}`, inputs: { folder: dir, codebook }, params: {} },
+        { kind: 'tokenize', title: `Tokenize folder ${path.basename(dir)}`, inputs: { folder: dir, codebook }, params: { search, nprobe } },
         async ({ signal, progress }) => {
           const cb = await this.studio.codebook(codebook);
           const images = await listImages(dir);
           if (!images.length) throw new UserError(`no images in ${dir}`);
           const encoder = await this.studio.encoderFor(cb);
           const backend = await this.studio.backend.get();
-          const { results, skipped } = await tokenizeImages(cb, encoder, images, backend, { signal, onProgress: progress });
+          const { results, skipped } = await tokenizeImages(cb, encoder, images, backend, { signal, onProgress: progress, search: { search, nprobe } });
           if (!results.length) throw new UserError(`none of the ${images.length} images in ${dir} could be read`);
           const files = await this.saveTokens(path.basename(dir), results);
           // The data-set form researchers load in PyTorch: int32 [N, L] + an index of image paths.

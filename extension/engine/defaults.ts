@@ -34,4 +34,8 @@ export const DEFAULTS = {
     priorOrder: 3,
     variations: 0.25,
   },
+  /** 'auto': IVF search through the codebook's coarse level when it has one; 'exact': always exact */
+  search: 'auto' as 'auto' | 'exact',
+  /** coarse cells probed per query in IVF search (see the note above) */
+  nprobe: 32,
 } as const;

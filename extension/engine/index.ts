@@ -7,6 +7,7 @@ export { f16ToF32, f32ToF16 } from '../../common/half';
 export { readNpy, writeNpy, encodeNpy, readEmbeddings, type NpyArray } from './formats/npy';
 export { readCodebook, writeCodebook, inMemory, type Codebook, type CodebookMeta, type LazyTable } from './codebook';
 export { nearestCodewords } from './inspect';
+export { openSearch, measureRecall, foundNearest, checkNprobe, type SearchOptions, type SearchInfo, type SearchChoice, type CodebookSearch } from './search';
 export { loadImage, encodePng, writePng, listImages, type RgbImage } from './image';
 export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor } from './encoders/index';
 export { extractCorpus } from './corpus';
@@ -30,7 +31,7 @@ export { runDemo, type DemoResult, type DemoProgress } from './demo';
 export { renderReport, renderHeatmap, rankFrequencySvg } from './report';
 export { psnr, meanPsnr } from './quality';
 export { countColor, rampColor, logCountLevel, heatmapColumns, DEAD_CODE_RGB } from '../../common/colormap';
-export type { ComputeBackend, Matrix, DeviceChoice, BackendName } from '../../native-gpu/backend';
+export type { ComputeBackend, Matrix, DeviceChoice, BackendName, NearestResult } from '../../native-gpu/backend';
 export { openBackend } from '../../native-gpu/index';
 export {
   fitPrior,

@@ -13,6 +13,7 @@ import { writeFileAtomic, writeFilesAtomic } from './atomic-write';
 import { openRegularFile, readExactly, readJsonFile } from './files';
 import { decodeNpy, encodeNpy } from './formats/npy';
 import { checkGridSize, MAX_JSON_BYTES } from './limits';
+import { openSearch, type SearchInfo, type SearchOptions } from './search';
 
 export interface TokenGrid {
   image: string;
@@ -21,6 +22,8 @@ export interface TokenGrid {
   codebook: string;
   encoder: string;
   device: string;
+  /** what search produced the ids (absent in files of older versions) */
+  search?: SearchInfo;
   distances?: number[];
 }
 
@@ -39,6 +42,8 @@ export function checkEncoderMatches(cb: Codebook, encoder: Encoder): void {
 export interface TokenizeControl extends BatchControl {
   /** also return each patch's squared distance to its code (quantization error per token) */
   withDistances?: boolean;
+  /** IVF or exact, and nprobe (default: DEFAULTS.search and DEFAULTS.nprobe) */
+  search?: SearchOptions;
 }
 
 export async function tokenizeImages(
@@ -51,13 +56,13 @@ export async function tokenizeImages(
   checkEncoderMatches(cb, encoder);
   const tokensPerImage = encoder.grid[0] * encoder.grid[1];
   const results: TokenGrid[] = [];
-  const handle = await backend.loadCodebook(cb.frozen);
+  const search = await openSearch(cb, backend, control.search);
   try {
     const { skipped } = await forEachEncodedBatch(
       encoder,
       images,
       async ({ images: paths, embeddings }) => {
-        const { ids, distances } = await backend.nearest(handle, embeddings, { signal: control.signal });
+        const { ids, distances } = await search.nearest(embeddings, { signal: control.signal });
         paths.forEach((image, i) => {
           const from = i * tokensPerImage;
           const grid: TokenGrid = {
@@ -67,6 +72,7 @@ export async function tokenizeImages(
             codebook: cb.fingerprint,
             encoder: encoder.descriptor.id,
             device: computedOn(encoder, backend),
+            search: search.info,
           };
           if (control.withDistances) grid.distances = Array.from(distances.subarray(from, from + tokensPerImage));
           results.push(grid);
@@ -76,7 +82,7 @@ export async function tokenizeImages(
     );
     return { results, skipped };
   } finally {
-    handle.dispose();
+    search.dispose();
   }
 }
 
@@ -89,6 +95,8 @@ export interface TokenDatasetIndex {
   codebook: string;
   encoder: string;
   device: string;
+  /** what search produced the ids (absent in indexes of older versions) */
+  search?: SearchInfo;
   /** size in bytes of the .npy written with this index (absent in indexes of older versions) */
   dataBytes?: number;
   /** sha256 (hex) of that .npy */
@@ -119,6 +127,7 @@ export async function writeTokenDataset(path: string, results: TokenGrid[]): Pro
     codebook: first.codebook,
     encoder: first.encoder,
     device: first.device,
+    ...(first.search && { search: first.search }),
     dataBytes: npy.length,
     dataSha256: sha256(npy),
   };
@@ -173,6 +182,7 @@ async function readJsonGrids(path: string): Promise<TokenGrid[]> {
     for (const key of ['image', 'codebook', 'encoder', 'device'] as const) {
       if (g[key] !== undefined && typeof g[key] !== 'string') throw new UserError(`${path}: "${key}" must be a string, found ${JSON.stringify(g[key])}`);
     }
+    if (g.search !== undefined && !isSearchInfo(g.search)) throw new UserError(`${path}: "search" must be {method: "ivf" | "exact", nprobe}, found ${JSON.stringify(g.search)}`);
     return { image: '', codebook: '', encoder: '', device: '', ...g } as unknown as TokenGrid;
   });
 }
@@ -209,6 +219,7 @@ async function readDatasetGrids(path: string): Promise<TokenGrid[]> {
     codebook: index.codebook,
     encoder: index.encoder,
     device: index.device,
+    ...(index.search && { search: index.search }),
   }));
 }
 
@@ -226,10 +237,17 @@ async function readDatasetIndex(npyPath: string): Promise<TokenDatasetIndex> {
     Array.isArray(doc.grid) &&
     ['codebook', 'encoder', 'device'].every((k) => typeof doc[k] === 'string') &&
     (doc.dataBytes === undefined || Number.isSafeInteger(doc.dataBytes)) &&
-    (doc.dataSha256 === undefined || typeof doc.dataSha256 === 'string');
+    (doc.dataSha256 === undefined || typeof doc.dataSha256 === 'string') &&
+    (doc.search === undefined || isSearchInfo(doc.search));
   if (!ok) throw new UserError(`${indexPath} is not a token data set index: expected "images", "grid", "codebook", "encoder" and "device"`);
   checkGridSize(doc.grid as unknown[], indexPath);
   return doc as unknown as TokenDatasetIndex;
+}
+
+function isSearchInfo(x: unknown): x is SearchInfo {
+  if (!isRecord(x)) return false;
+  if (x.method === 'exact') return x.nprobe === null;
+  return x.method === 'ivf' && Number.isSafeInteger(x.nprobe) && (x.nprobe as number) >= 1;
 }
 
 function isRecord(x: unknown): x is Record<string, unknown> {

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
-import { DEFAULTS, type DeviceChoice } from '../engine/index.js';
+import { DEFAULTS, type DeviceChoice, type SearchChoice } from '../engine/index.js';
 
 export interface Settings {
   device: DeviceChoice;
@@ -14,6 +14,8 @@ export interface Settings {
   tolerance: number;
   seed: number;
   allowSoftwareGpu: boolean;
+  search: SearchChoice;
+  nprobe: number;
 }
 
 export function readSettings(): Settings {
@@ -28,6 +30,8 @@ export function readSettings(): Settings {
     tolerance: c.get<number>('tolerance', DEFAULTS.tolerance),
     seed: c.get<number>('seed', DEFAULTS.seed),
     allowSoftwareGpu: c.get<boolean>('allowSoftwareGpu', DEFAULTS.allowSoftwareGpu),
+    search: c.get<SearchChoice>('search', DEFAULTS.search),
+    nprobe: c.get<number>('nprobe', DEFAULTS.nprobe),
   };
 }
 

@@ -1,7 +1,8 @@
 // Brute-force references for the search tests (unit and gpu tiers), and coarse levels for the IVF
 // tests made without the code under test: `cells` seeded random codes as the centroids and every
 // code assigned to its nearest one by brute force.
-import type { CoarseData, Matrix } from '../../native-gpu/backend.js';
+import type { CodebookData, Matrix } from '../../native-gpu/backend.js';
+import { inMemory, type Codebook } from '../../extension/engine/codebook.js';
 import { sampleIndices, seededRandom, takeRows } from '../../extension/engine/sampling.js';
 
 export function squaredDistance(a: Float32Array, ai: number, b: Float32Array, bi: number, d: number): number {
@@ -34,11 +35,26 @@ export function coarseLevel(codes: Matrix, cells: number, seed: number): { centr
 
 /** The codes reordered by cell (ascending id within a cell) with the matching sorted assignment,
  *  as a two-level build stores them; `ids[p]` is the original id of new code p. */
-export function sortedByCell(codes: Matrix, coarse: { centroids: Matrix; assign: Int32Array }): { codes: Matrix; coarse: CoarseData; ids: Int32Array } {
+export function sortedByCell(codes: Matrix, coarse: { centroids: Matrix; assign: Int32Array }): { codes: Matrix; coarse: { centroids: Matrix; assign: Int32Array }; ids: Int32Array } {
   const ids = Int32Array.from({ length: codes.rows }, (_, i) => i).sort((a, b) => coarse.assign[a] - coarse.assign[b] || a - b);
   return {
     codes: takeRows(codes, ids),
     coarse: { centroids: coarse.centroids, assign: Int32Array.from(ids, (i) => coarse.assign[i]) },
     ids,
+  };
+}
+
+/** A codebook in memory around `frozen` (external encoder, no atlas), with an optional coarse level. */
+export function memoryCodebook(frozen: CodebookData, coarse?: Codebook['coarse']): Codebook {
+  return {
+    frozen,
+    trainable: inMemory(frozen),
+    counts: null,
+    coarse,
+    meta: {
+      formatVersion: 1, encoder: { kind: 'onnx', id: 'external', patch: 0, inputSize: [0, 0], d: frozen.cols }, k: frozen.rows, d: frozen.cols,
+      lambda: 0, iterations: 0, seed: 0, corpusFingerprint: 'test', atlas: 'none', createdAt: new Date(0).toISOString(),
+    },
+    fingerprint: 'test',
   };
 }

@@ -7,7 +7,11 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { readCodebook } from '../../extension/engine/codebook';
+import { readCodebook, writeCodebook } from '../../extension/engine/codebook';
+import { readTokenGrids } from '../../extension/engine/tokenize';
+import { DEFAULTS } from '../../extension/engine/defaults';
+import { createCpuBackend } from '../../native-gpu/cpu/index';
+import { withCoarseLevel } from '../../bench/coarse-level';
 import type { Matrix } from '../../native-gpu/backend';
 import { readNpy, writeNpy } from '../../extension/engine/formats/npy';
 import { listImages } from '../../extension/engine/image';
@@ -144,6 +148,9 @@ test('search returns the exact nearest codes (brute-force reference)', async () 
   const out = path.join(dir, 'ids.npy');
   const s = await cliJson(['search', '--codebook', cbFile, '--queries', queries.file, '--out', out]);
   assert.deepEqual(s.shape, [97]);
+  // a codebook without a coarse level is searched exactly
+  assert.deepEqual({ ...s, seconds: 0, device: '' }, { queries: 97, k: 20, d: 12, method: 'exact', nprobe: null, seconds: 0, recall: null, out, shape: [97], device: '' });
+  assert.ok(s.seconds > 0);
   const ids = await readNpy(out);
   assert.equal(ids.dtype, 'int32');
   const frozen = (await readCodebook(cbFile)).frozen as Matrix; // built as f32
@@ -157,6 +164,83 @@ test('search returns the exact nearest codes (brute-force reference)', async () 
     }
     assert.equal((ids.data as Int32Array)[q], best, `query ${q}`);
   }
+});
+
+/** A codebook with a coarse level of `cells` cells (k-means over its codes), written beside `file`. */
+async function ivfCodebook(file: string, cells: number): Promise<string> {
+  const backend = await createCpuBackend();
+  try {
+    const out = file.replace(/\.safetensors$/, `.ivf${cells}.safetensors`);
+    await writeCodebook(out, await withCoarseLevel(await readCodebook(file), cells, backend));
+    return out;
+  } finally {
+    await backend.dispose();
+  }
+}
+
+test('search on a codebook with a coarse level: IVF, --json fields, --recall against exact search, --exact', async () => {
+  const points = await writeMatrix('ivf-pts.npy', 600, 10, 5, 10);
+  const flat = path.join(dir, 'ivf.safetensors');
+  await cliJson(['build', '--embeddings', points.file, '--k', '64', '--iters', '3', '--out', flat]);
+  const cbFile = await ivfCodebook(flat, 8);
+  const queries = await writeMatrix('ivf-q.npy', 200, 10, 6, 10);
+  const run = async (extra: string[]) => {
+    const out = path.join(dir, `ivf-ids-${extra.join('')}.npy`);
+    const json = await cliJson(['search', '--codebook', cbFile, '--queries', queries.file, '--out', out, ...extra]);
+    return { json, ids: (await readNpy(out)).data as Int32Array };
+  };
+  const exact = await run(['--exact']);
+  assert.equal(exact.json.method, 'exact');
+  assert.equal(exact.json.nprobe, null);
+
+  const all = await run(['--nprobe', '8', '--recall', '50']);
+  assert.equal(all.json.method, 'ivf');
+  assert.equal(all.json.nprobe, 8);
+  assert.equal(all.json.recall, 1);
+  assert.deepEqual(all.ids, exact.ids);
+  // more cells than the codebook has: all of them
+  assert.equal((await run(['--nprobe', '100'])).json.nprobe, 8);
+
+  // one cell: recall over every query (--recall >= Q samples them all) is the share equal to exact's
+  const one = await run(['--nprobe', '1', '--recall', '1000']);
+  let same = 0;
+  for (let i = 0; i < 200; i++) if (one.ids[i] === exact.ids[i]) same++;
+  assert.equal(one.json.recall, same / 200);
+  assert.ok(same < 200, 'one cell of eight should miss some nearest codes');
+
+  // the default nprobe is recorded as what ran (at most the codebook's cells)
+  assert.equal((await run([])).json.nprobe, Math.min(8, DEFAULTS.nprobe));
+  for (const [args, message] of [
+    [['--nprobe', '0'], /nprobe must be a whole number of at least 1; got 0/],
+    [['--nprobe', '2.5'], /--nprobe needs a whole number, got '2.5'/],
+    [['--nprobe', '-3'], /nprobe must be a whole number of at least 1; got -3/],
+    [['--nprobe', '4', '--exact'], /give only one of --nprobe or --exact/],
+    [['--recall', '0'], /--recall needs a whole number of at least 1, got 0/],
+  ] as const) {
+    await assertUserError(['search', '--codebook', cbFile, '--queries', queries.file, '--out', path.join(dir, 'never.npy'), ...args], message);
+  }
+  await assertUserError(['search', '--codebook', flat, '--queries', queries.file, '--out', path.join(dir, 'never.npy'), '--nprobe', '4'], /--nprobe needs a codebook with a coarse level/);
+  await assert.rejects(fs.access(path.join(dir, 'never.npy')));
+});
+
+test('tokenize records its search in token JSON and in the data set index', async () => {
+  const cbFile = await ivfCodebook(codebook, 4);
+  const json = path.join(dir, 'ivf-tokens.json');
+  const t = await cliJson(['tokenize', '--codebook', cbFile, PHOTO_A, PHOTO_B, '--out', json, '--nprobe', '2']);
+  assert.deepEqual(t.search, { method: 'ivf', nprobe: 2 });
+  const doc = JSON.parse(await fs.readFile(json, 'utf8'));
+  for (const r of doc.results) assert.deepEqual(r.search, { method: 'ivf', nprobe: 2 });
+
+  const npy = path.join(dir, 'ivf-tokens.npy');
+  await cliJson(['tokenize', '--codebook', cbFile, PHOTO_A, PHOTO_B, '--out', npy, '--exact']);
+  const index = JSON.parse(await fs.readFile(`${npy}.index.json`, 'utf8'));
+  assert.deepEqual(index.search, { method: 'exact', nprobe: null });
+  const grids = await readTokenGrids(npy);
+  assert.deepEqual(grids[0]!.search, { method: 'exact', nprobe: null });
+  // every cell probed: the ids of exact search
+  const allCells = await cliJson(['tokenize', '--codebook', cbFile, PHOTO_A, PHOTO_B, '--nprobe', '4']);
+  assert.deepEqual(allCells.results.map((r: { ids: number[] }) => r.ids), grids.map((g) => g.ids));
+  await assertUserError(['tokenize', '--codebook', cbFile, PHOTO_A, '--nprobe', '0'], /nprobe must be a whole number of at least 1/);
 });
 
 test('bad input exits 2 with one clear line and no stack', async () => {

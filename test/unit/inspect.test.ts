@@ -2,29 +2,16 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
-import { inMemory, type Codebook } from '../../extension/engine/codebook.js';
 import { nearestCodewords } from '../../extension/engine/inspect.js';
 import type { CodebookData } from '../../native-gpu/backend.js';
 import { rowsF32 } from '../../native-gpu/tables.js';
 import { f32ToF16 } from '../../common/half.js';
 import { UserError } from '../../common/errors.js';
+import { memoryCodebook } from '../helpers/nearest.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
 
 const backendPromise = createCpuBackend();
 after(async () => (await backendPromise).dispose());
-
-function codebookOf(frozen: CodebookData): Codebook {
-  return {
-    frozen,
-    trainable: inMemory(frozen),
-    counts: null,
-    meta: {
-      formatVersion: 1, encoder: { kind: 'onnx', id: 'external', patch: 0, inputSize: [0, 0], d: frozen.cols }, k: frozen.rows, d: frozen.cols,
-      lambda: 0, iterations: 0, seed: 0, corpusFingerprint: 'test', atlas: 'none', createdAt: new Date(0).toISOString(),
-    },
-    fingerprint: 'test',
-  };
-}
 
 test('nearestCodewords: the closest codes by brute force, itself left out, across blocks and for f16 tables', async () => {
   const backend = await backendPromise;
@@ -40,11 +27,11 @@ test('nearestCodewords: the closest codes by brute force, itself left out, acros
         return s;
       };
       const expected = Array.from({ length: k }, (_, c) => c).filter((c) => c !== code).sort((a, b) => dist(a) - dist(b) || a - b).slice(0, 5);
-      const got = await nearestCodewords(codebookOf(frozen), code, 5, backend);
+      const got = await nearestCodewords(memoryCodebook(frozen), code, 5, backend);
       assert.equal(got.length, 5);
       assert.deepEqual(got.map((g) => g.code), expected, `code ${code}, ${'half' in frozen ? 'f16' : 'f32'}`);
       got.forEach((g) => assert.ok(Math.abs(g.distance - dist(g.code)) < 1e-5));
     }
   }
-  await assert.rejects(nearestCodewords(codebookOf({ rows: 2, cols: 1, data: Float32Array.of(0, 1) }), 2, 1, backend), UserError);
+  await assert.rejects(nearestCodewords(memoryCodebook({ rows: 2, cols: 1, data: Float32Array.of(0, 1) }), 2, 1, backend), UserError);
 });

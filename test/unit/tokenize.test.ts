@@ -68,6 +68,7 @@ test('token ids are the nearest frozen codes of each patch, 14x14 per 224px imag
     assert.equal(r.codebook, cb.fingerprint);
     assert.equal(r.encoder, encoder.descriptor.id);
     assert.equal(r.device, backend.device);
+    assert.deepEqual(r.search, { method: 'exact', nprobe: null }); // no coarse level: exact search
     r.ids.forEach((id, p) => {
       const ref = bruteNearest(embeddings, img * 196 + p, cb.frozen as Matrix); // built as f32
       // Exact ties (and float near-ties) may go either way; everywhere else the id must match.
@@ -123,8 +124,15 @@ test('token JSON and the .npy data set round-trip, with ids checked against K', 
   assert.deepEqual(index.images, PHOTOS);
   assert.deepEqual(index.grid, [14, 14]);
   assert.equal(index.codebook, cb.fingerprint);
+  assert.deepEqual(index.search, { method: 'exact', nprobe: null });
   const back = await readTokenGrids(npy);
   assert.deepEqual(back.map((g) => g.ids), results.map((r) => r.ids));
+  assert.deepEqual(back.map((g) => g.search), results.map((r) => r.search));
+
+  // a "search" that is not {method, nprobe} is refused when read
+  const odd = path.join(dir, 'odd-search.json');
+  await fs.writeFile(odd, JSON.stringify({ ...results[0], search: { method: 'ivf', nprobe: 0 } }));
+  await assert.rejects(readTokenGrids(odd), (e: Error) => e instanceof UserError && /"search" must be \{method: "ivf" \| "exact", nprobe\}/.test(e.message));
 
   const maxId = Math.max(...results.flatMap((r) => r.ids));
   // ids beyond a smaller codebook's K: refused by the one codebook check

@@ -1,5 +1,5 @@
 // `unicode2 tokenize`
-import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, imageProgress, listAll, reportSkipped, str, type Command } from '../command';
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, SEARCH, imageProgress, listAll, reportSkipped, searchOptions, str, type Command } from '../command';
 import { readCodebook, requireSomeImages, tokenizeImages, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder } from '../../engine/index';
 
 export const tokenize: Command = {
@@ -11,6 +11,7 @@ export const tokenize: Command = {
       codebook: CODEBOOK,
       out: { kind: 'string', value: 'FILE', help: 'write .json (per-image grids) or .npy (int32 [N, L] data set + FILE.index.json); default: print' },
       encoder: ENCODER_OVERRIDE,
+      ...SEARCH,
       ...COMPUTE,
     },
   },
@@ -19,12 +20,14 @@ export const tokenize: Command = {
     if (out && !/\.(json|npy)$/i.test(out)) throw new UserError(`--out must end in .json or .npy, got ${out}`);
     const images = await listAll(ctx.args.operands);
     const cb = await readCodebook(str(ctx.args, 'codebook')!);
+    const search = searchOptions(ctx.args, cb);
     const backend = await ctx.backend();
     const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
     try {
       const { results, skipped } = await tokenizeImages(cb, encoder, images, backend, {
         signal: ctx.signal,
         onProgress: imageProgress(ctx, 'tokenize'),
+        search,
       });
       requireSomeImages(results.length, skipped);
       reportSkipped(ctx.progress, skipped);
@@ -32,13 +35,13 @@ export const tokenize: Command = {
         const doc = { results, device: backend.device };
         return { json: doc, text: JSON.stringify(doc) };
       }
-      const grid = results[0]!.grid;
+      const { grid, search: searched } = results[0]!;
       if (/\.npy$/i.test(out)) {
         const { shape } = await writeTokenDataset(out, results);
-        return { json: { out, shape, grid, index: `${out}.index.json`, device: backend.device }, text: `wrote ${out} [${shape.join(', ')}]` };
+        return { json: { out, shape, grid, index: `${out}.index.json`, device: backend.device, search: searched }, text: `wrote ${out} [${shape.join(', ')}]` };
       }
       await writeTokenJson(out, results);
-      return { json: { out, images: results.length, grid, device: backend.device }, text: `wrote ${out} (${results.length} token grids, ${grid.join('x')})` };
+      return { json: { out, images: results.length, grid, device: backend.device, search: searched }, text: `wrote ${out} (${results.length} token grids, ${grid.join('x')})` };
     } finally {
       await encoder.dispose();
     }

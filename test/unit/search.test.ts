@@ -1,0 +1,83 @@
+// The engine's choice of search (extension/engine/search.ts): IVF when the codebook has a coarse
+// level, exact otherwise or when asked; nprobe checked and capped at the cells; recall@1 against
+// exact search, near-ties of the f32 scores counted as found.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Matrix } from '../../native-gpu/backend.js';
+import { createCpuBackend } from '../../native-gpu/cpu/index.js';
+import type { Codebook } from '../../extension/engine/codebook.js';
+import { foundNearest, measureRecall, openSearch } from '../../extension/engine/search.js';
+import { DEFAULTS } from '../../extension/engine/defaults.js';
+import { UserError } from '../../common/errors.js';
+import { seededRandom } from '../../extension/engine/sampling.js';
+import { coarseLevel, memoryCodebook, sortedByCell } from '../helpers/nearest.js';
+
+const backendPromise = createCpuBackend();
+after(async () => (await backendPromise).dispose());
+
+function uniform(rows: number, cols: number, seed: number): Matrix {
+  const random = seededRandom(seed);
+  return { rows, cols, data: Float32Array.from({ length: rows * cols }, () => random() * 2 - 1) };
+}
+
+test('openSearch: exact without a coarse level or when asked, IVF with one; nprobe capped at the cells and checked', async () => {
+  const backend = await backendPromise;
+  const codes = uniform(200, 6, 1);
+  const grouped = sortedByCell(codes, coarseLevel(codes, 10, 2));
+  const flat = memoryCodebook(codes);
+  const ivf = memoryCodebook(grouped.codes, grouped.coarse);
+  const info = async (cb: Codebook, options?: Parameters<typeof openSearch>[2]) => {
+    const s = await openSearch(cb, backend, options);
+    s.dispose();
+    return s.info;
+  };
+  assert.deepEqual(await info(flat), { method: 'exact', nprobe: null });
+  assert.deepEqual(await info(flat, { nprobe: 3 }), { method: 'exact', nprobe: null });
+  assert.deepEqual(await info(ivf), { method: 'ivf', nprobe: Math.min(DEFAULTS.nprobe, 10) });
+  assert.deepEqual(await info(ivf, { nprobe: 3 }), { method: 'ivf', nprobe: 3 });
+  assert.deepEqual(await info(ivf, { nprobe: 500 }), { method: 'ivf', nprobe: 10 });
+  assert.deepEqual(await info(ivf, { search: 'exact', nprobe: 3 }), { method: 'exact', nprobe: null });
+  for (const nprobe of [0, -2, 1.5, NaN]) {
+    await assert.rejects(openSearch(ivf, backend, { nprobe }), (e: Error) => e instanceof UserError && /nprobe must be a whole number of at least 1/.test(e.message));
+  }
+  await assert.rejects(openSearch(ivf, backend, { search: 'fast' as 'auto' }), (e: Error) => e instanceof UserError && /search must be 'auto' or 'exact'; got 'fast'/.test(e.message));
+
+  // and the searches answer: IVF over every cell gives exact search's ids
+  const queries = uniform(50, 6, 3);
+  const exact = await openSearch(ivf, backend, { search: 'exact' });
+  const all = await openSearch(ivf, backend, { nprobe: 10 });
+  assert.deepEqual((await all.nearest(queries)).ids, (await exact.nearest(queries)).ids);
+  exact.dispose();
+  all.dispose();
+});
+
+test('foundNearest: the same distance or a near-tie within the scores\' rounding counts, a farther code does not', () => {
+  const q = Float32Array.of(10, 0, 0), c = Float32Array.of(10, 0.1, 0); // ||q||^2 + ||c||^2 ~ 200
+  assert.ok(foundNearest(q, c, 0.01, 0.01));
+  assert.ok(foundNearest(q, c, 0.0099, 0.01));
+  assert.ok(foundNearest(q, c, 0.01 + 1e-4, 0.01)); // < 1e-6 x 200
+  assert.ok(!foundNearest(q, c, 0.01 + 1e-3, 0.01));
+});
+
+test('measureRecall: exact search on a seeded sample, the share found', async () => {
+  const backend = await backendPromise;
+  const codes = uniform(300, 8, 4);
+  const grouped = sortedByCell(codes, coarseLevel(codes, 12, 5));
+  const cb = memoryCodebook(grouped.codes, grouped.coarse);
+  const queries = uniform(400, 8, 6);
+  const one = await openSearch(cb, backend, { nprobe: 1 });
+  const answer = await one.nearest(queries);
+  one.dispose();
+  const exact = await openSearch(cb, backend, { search: 'exact' });
+  const truth = await exact.nearest(queries);
+  exact.dispose();
+  // every query sampled: the share whose id is exact's (uniform data has no near-ties)
+  let same = 0;
+  for (let i = 0; i < 400; i++) if (answer.ids[i] === truth.ids[i]) same++;
+  assert.deepEqual(await measureRecall(cb, backend, queries, answer, 1000), { recall: same / 400, sampled: 400 });
+  assert.ok(same < 400);
+  const sampled = await measureRecall(cb, backend, queries, answer, 100);
+  assert.equal(sampled.sampled, 100);
+  assert.deepEqual(await measureRecall(cb, backend, queries, answer, 100), sampled); // seeded
+  assert.equal((await measureRecall(cb, backend, queries, truth, 100)).recall, 1);
+});
