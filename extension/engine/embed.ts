@@ -4,7 +4,9 @@
 import type { Matrix } from '../../native-gpu/backend';
 import type { Encoder } from './encoders/index';
 import type { RgbImage } from './image';
+import * as os from 'node:os';
 import { CancelledError, UserError, throwIfCancelled } from '../../common/errors';
+import { EncodePool, QUEUED_PER_WORKER, type EncodeReply } from './encode-pool';
 
 export interface SkippedImage {
   path: string;
@@ -21,6 +23,9 @@ export interface EncodedBatch {
 export interface BatchControl {
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /** decode (and encode, for the DCT on the CPU) in worker threads, overlapped with onBatch,
+   *  when there is more than one batch (encode-pool.ts) */
+  parallel?: boolean;
 }
 
 /** Images per encoder call: large enough to amortize a GPU/ONNX dispatch, small enough that a
@@ -34,6 +39,7 @@ export async function forEachEncodedBatch(
   onBatch: (batch: EncodedBatch) => Promise<void> | void,
   control: BatchControl = {},
 ): Promise<{ skipped: SkippedImage[] }> {
+  if (control.parallel && images.length > IMAGE_BATCH) return forEachInWorkers(encoder, images, onBatch, control);
   const skipped: SkippedImage[] = [];
   control.onProgress?.(0, images.length);
   for (let start = 0; start < images.length; start += IMAGE_BATCH) {
@@ -54,6 +60,51 @@ export async function forEachEncodedBatch(
       await onBatch({ images: paths, embeddings });
     }
     control.onProgress?.(Math.min(start + IMAGE_BATCH, images.length), images.length);
+  }
+  return { skipped };
+}
+
+/** forEachEncodedBatch with decoding (and the DCT) in a pool of worker threads: same batches,
+ *  same results, same order; the main thread searches one batch while the workers prepare the
+ *  next ones. */
+async function forEachInWorkers(
+  encoder: Encoder,
+  images: string[],
+  onBatch: (batch: EncodedBatch) => Promise<void> | void,
+  control: BatchControl,
+): Promise<{ skipped: SkippedImage[] }> {
+  const { resize, dctPatch } = encoder.offload;
+  const batches: string[][] = [];
+  for (let start = 0; start < images.length; start += IMAGE_BATCH) batches.push(images.slice(start, start + IMAGE_BATCH));
+  const pool = new EncodePool(Math.min(os.availableParallelism(), batches.length));
+  const depth = pool.size * QUEUED_PER_WORKER;
+  const replies: Promise<EncodeReply>[] = [];
+  const post = (i: number): void => {
+    const reply = pool.submit(i, { paths: batches[i]!, resize, ...(dctPatch && { dctPatch }) });
+    reply.catch(() => undefined); // awaited in order below; a failure there is what reports it
+    replies[i] = reply;
+  };
+  const skipped: SkippedImage[] = [];
+  const tokens = encoder.grid[0] * encoder.grid[1];
+  const plane = resize.width * resize.height;
+  control.onProgress?.(0, images.length);
+  try {
+    for (let i = 0; i < Math.min(depth, batches.length); i++) post(i);
+    for (let i = 0; i < batches.length; i++) {
+      throwIfCancelled(control.signal);
+      const reply = await replies[i]!;
+      if (i + depth < batches.length) post(i + depth);
+      skipped.push(...reply.skipped);
+      if (reply.images.length > 0) {
+        const embeddings = dctPatch
+          ? { rows: reply.images.length * tokens, cols: encoder.d, data: reply.data }
+          : await encoder.encode(reply.images.map((_, k) => ({ data: reply.data.subarray(3 * plane * k, 3 * plane * (k + 1)), width: resize.width, height: resize.height })), { signal: control.signal });
+        await onBatch({ images: reply.images, embeddings });
+      }
+      control.onProgress?.(Math.min((i + 1) * IMAGE_BATCH, images.length), images.length);
+    }
+  } finally {
+    await pool.close();
   }
   return { skipped };
 }

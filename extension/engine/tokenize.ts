@@ -78,7 +78,8 @@ export async function tokenizeImages(
           results.push(grid);
         });
       },
-      control,
+      // decode and encode in worker threads while this thread searches (for more than one batch)
+      { parallel: true, ...control },
     );
     return { results, skipped };
   } finally {

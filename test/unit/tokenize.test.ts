@@ -13,9 +13,11 @@ import { EXTERNAL_ENCODER } from '../../extension/engine/encoders/index';
 import { readCodebook, type Codebook } from '../../extension/engine/codebook';
 import { openEncoder, type Encoder } from '../../extension/engine/encoders/index';
 import { embedImages } from '../../extension/engine/embed';
-import { UserError } from '../../common/errors';
+import { CancelledError, UserError } from '../../common/errors';
 import { readNpy, writeNpy } from '../../extension/engine/formats/npy';
 import { checkTokensMatchCodebook, tokenizeImages, readTokenGrids, writeTokenDataset, writeTokenJson } from '../../extension/engine/tokenize';
+import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
+import { EncodePool } from '../../extension/engine/encode-pool';
 
 const FIXTURES = path.join(__dirname, '../fixtures');
 const PHOTOS = ['astronaut.jpg', 'chelsea.png', 'coffee.jpg'].map((f) => path.join(FIXTURES, 'images', f));
@@ -88,6 +90,42 @@ test('unreadable images are skipped and listed, the rest tokenized', async () =>
   assert.deepEqual(results.map((r) => r.image), [PHOTOS[0]]);
   assert.deepEqual(skipped.map((s) => s.path), [bad, path.join(dir, 'missing.jpg')]);
   for (const s of skipped) assert.ok(s.reason.length > 0 && !s.reason.includes('\n'), s.reason);
+});
+
+test('tokenizing in worker threads gives the serial path\'s grids, skipped files and order (DCT and an ONNX encoder)', async () => {
+  const all = await fs.readdir(path.join(FIXTURES, 'images'));
+  const photos = all.filter((f) => /\.(jpg|png)$/.test(f)).map((f) => path.join(FIXTURES, 'images', f));
+  const bad = path.join(FIXTURES, 'bad', 'not-an-image.png');
+  // 3 batches and a bit: both workers busy, an unreadable file in the middle of a batch
+  const images = [...photos, bad, ...photos.slice(0, 8), path.join(dir, 'missing.jpg'), ...photos.slice(0, 5)];
+  assert.ok(images.length > 3 * 8, `${images.length} images`);
+  const before = EncodePool.started;
+  const serial = await tokenizeImages(cb, encoder, images, backend, { parallel: false, withDistances: true });
+  assert.equal(EncodePool.started, before);
+  const progress: number[] = [];
+  const parallel = await tokenizeImages(cb, encoder, images, backend, { parallel: true, withDistances: true, onProgress: (done) => progress.push(done) });
+  assert.equal(EncodePool.started, before + Math.min(os.availableParallelism(), 4));
+  assert.deepEqual(parallel, serial);
+  assert.deepEqual(serial.skipped.map((x) => x.path), [bad, path.join(dir, 'missing.jpg')]);
+  assert.deepEqual(progress, [0, 8, 16, 24, images.length]);
+
+  // Cancel after the first batch: a CancelledError, and the workers are gone (a live one would
+  // keep this test file from ending).
+  const controller = new AbortController();
+  await assert.rejects(
+    tokenizeImages(cb, encoder, images, backend, { parallel: true, signal: controller.signal, onProgress: (done) => done >= 8 && controller.abort() }),
+    CancelledError,
+  );
+
+  // an ONNX encoder: workers decode and resize, this thread runs the model
+  const model = await writeModelFolder(path.join(dir, 'tower'), dctVisionTower(), siglipConfig({ size: { height: 224, width: 224 }, resample: 3, do_normalize: false, do_rescale: false }));
+  const onnx = await openEncoder(model, backend);
+  try {
+    const few = images.slice(0, 12);
+    assert.deepEqual(await tokenizeImages(cb, onnx, few, backend, { parallel: true }), await tokenizeImages(cb, onnx, few, backend, { parallel: false }));
+  } finally {
+    await onnx.dispose();
+  }
 });
 
 test('a codebook of another dimension is refused with both dimensions named', async () => {

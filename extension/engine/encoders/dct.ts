@@ -4,7 +4,7 @@
 import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
 import { throwIfCancelled, UserError } from '../../../common/errors';
 import { checkInputSize } from '../limits';
-import { loadImage, type RgbImage } from '../image';
+import { loadImage, type ResizeTo, type RgbImage } from '../image';
 import type { Encoder, EncoderDescriptor } from './index';
 
 export const DCT_PATCH = 16;
@@ -16,6 +16,7 @@ export async function openDctEncoder(size: number, backend: ComputeBackend): Pro
   const d = 3 * p * p;
   const grid: [number, number] = [size / p, size / p];
   const descriptor: EncoderDescriptor = { kind: 'dct', id: `dct:${size}`, patch: p, inputSize: [size, size], d };
+  const resize: ResizeTo = { width: size, height: size, resample: 'bicubic' };
   return {
     descriptor,
     d,
@@ -25,7 +26,12 @@ export async function openDctEncoder(size: number, backend: ComputeBackend): Pro
     get device() {
       return backend.device; // the backend's, which names the CPU once a lost GPU hands over
     },
-    load: (path) => loadImage(path, { width: size, height: size, resample: 'bicubic' }),
+    load: (path) => loadImage(path, resize),
+    // The CPU backend's DCT is native-gpu/cpu/dct.ts, which a worker runs as well (same bits); on
+    // a GPU the main thread keeps it.
+    get offload() {
+      return { resize, ...(backend.name === 'cpu' && { dctPatch: p }) };
+    },
     async encode(images: RgbImage[], control?: RunControl): Promise<Matrix> {
       const perImage = grid[0] * grid[1] * d;
       const data = new Float32Array(images.length * perImage);

@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
 import { REMEDIES, UserError } from '../../../common/errors';
-import type { RgbImage } from '../image';
+import type { ResizeTo, RgbImage } from '../image';
 import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM } from '../limits';
 import { openDctEncoder, DCT_PATCH } from './dct';
 import { openOnnxEncoder } from './onnx';
@@ -35,6 +35,9 @@ export interface Encoder {
   readonly device: string;
   /** decoded and resized to inputSize */
   load(path: string): Promise<RgbImage>;
+  /** What a worker thread of the encode pool can do without this object: `load` is decoding and
+   *  resizing to `resize`; with `dctPatch`, encode is the DCT of those pixels on the CPU. */
+  readonly offload: { resize: ResizeTo; dctPatch?: number };
   /** [B*L x d], image-major, raster order within an image */
   encode(images: RgbImage[], control?: RunControl): Promise<Matrix>;
   dispose(): Promise<void>;

@@ -12,7 +12,7 @@ import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/bac
 import { describeTensors, openModelSession, type TensorInfo } from '../../../native-gpu/onnx-session';
 import { UserError, throwIfCancelled } from '../../../common/errors';
 import { onFile, requireRegularFile } from '../files';
-import { loadImage, type RgbImage } from '../image';
+import { loadImage, type ResizeTo, type RgbImage } from '../image';
 import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM, MAX_FIXED_BATCH } from '../limits';
 import type { Encoder, EncoderDescriptor } from './index';
 import { DEFAULT_PREPROCESS, readPreprocessorConfig, toPixelValues, type Preprocess } from './preprocess';
@@ -138,6 +138,7 @@ export async function openOnnxEncoder(spec: string, backend: ComputeBackend): Pr
     const perImage = grid[0] * grid[1];
 
     const descriptor: EncoderDescriptor = { kind: 'onnx', id: path.resolve(spec), patch, inputSize, d, preprocess };
+    const resize: ResizeTo = { width: inputSize[1], height: inputSize[0], resample: preprocess.resample };
     return {
       descriptor,
       d,
@@ -147,7 +148,8 @@ export async function openOnnxEncoder(spec: string, backend: ComputeBackend): Pr
       get device() {
         return session.device;
       },
-      load: (file) => loadImage(file, { width: inputSize[1], height: inputSize[0], resample: preprocess.resample }),
+      load: (file) => loadImage(file, resize),
+      offload: { resize },
       async encode(images: RgbImage[], control?: RunControl): Promise<Matrix> {
         for (const img of images) {
           if (img.width !== inputSize[1] || img.height !== inputSize[0]) {
