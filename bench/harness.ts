@@ -143,3 +143,12 @@ export function benchDir(): string {
 }
 
 export const quickMode = (): boolean => process.env.BENCH_QUICK === '1';
+
+/** How bench.sh runs FAISS, for benches that start it themselves: Debian's python3, the OpenMP
+ *  OpenBLAS first on the library path, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (BENCHMARKS.md). */
+export function faissProcess(): { python: string; env: NodeJS.ProcessEnv } {
+  const blas = process.env.BENCH_FAISS_BLAS_DIR;
+  if (!blas) throw new Error('BENCH_FAISS_BLAS_DIR is not set: run benchmarks through `npm run bench`');
+  const { OPENBLAS_CORETYPE: _coretype, OPENBLAS_L2_SIZE: _l2, ...env } = process.env;
+  return { python: '/usr/bin/python3', env: { ...env, LD_LIBRARY_PATH: [blas, env.LD_LIBRARY_PATH].filter(Boolean).join(':') } };
+}

@@ -1,22 +1,29 @@
-// End-to-end tokenization rate, in images per second: decode + resize (sharp), the built-in DCT
-// encoder, nearest-code search, token grids out — the whole `unicode2 tokenize` path minus file
-// output. On the CPU backend always; on WebGPU when a hardware adapter is present (a software
-// adapter would take minutes per image at these K). Prints a table and one line "BENCH_JSON {...}".
+// End-to-end tokenization rate, in images per second: decode + resize (sharp, in worker threads),
+// the built-in DCT encoder, nearest-code search, token grids out — the whole `unicode2 tokenize`
+// path minus file output. On the CPU backend always, with exact search and with IVF search (the
+// codebook given a coarse level: k-means over its codes, codes grouped by cell); on WebGPU when a
+// hardware adapter is present (a software adapter would take minutes per image at these K).
+// Prints a table and one line "BENCH_JSON {...}".
 import * as path from 'node:path';
 import type { ComputeBackend, Matrix } from '../native-gpu/backend.js';
 import { createCpuBackend } from '../native-gpu/cpu/index.js';
 import { openBackend } from '../native-gpu/index.js';
 import { probeHardwareAdapterQuietly } from '../native-gpu/webgpu/device.js';
-import { openEncoder } from '../extension/engine/encoders/index.js';
+import { openEncoder, type Encoder } from '../extension/engine/encoders/index.js';
 import { listImages } from '../extension/engine/image.js';
 import { tokenizeImages } from '../extension/engine/tokenize.js';
 import { inMemory, type Codebook } from '../extension/engine/codebook.js';
 import { seededRandom } from '../extension/engine/sampling.js';
+import { openSearch, shareFound, type SearchOptions } from '../extension/engine/search.js';
+import { DEFAULTS } from '../extension/engine/defaults.js';
+import { coarseLevelOf } from './coarse-level.js';
 import { quickMode, updateSection } from './harness.js';
 
 const ROOT = path.join(__dirname, '..');
+const TARGET = 0.95;
+const NPROBES = [1, 2, 4, 8, 16, 32];
 
-interface Row { device: string; k: number; images: number; seconds: number; imagesPerSecond: number }
+interface Row { device: string; k: number; search: string; recall: number | null; images: number; seconds: number; imagesPerSecond: number }
 
 /** A codebook of K real DCT patch vectors (with a little noise so repeated patches differ):
  *  search cost depends only on K and d, but real vectors keep the token ids meaningful. */
@@ -40,15 +47,35 @@ function codebookFrom(patches: Matrix, k: number): Codebook {
   };
 }
 
-async function measure(backend: ComputeBackend, cb: Codebook, images: string[]): Promise<Row> {
+/** The same codebook with a coarse level of about sqrt(K) cells, codes grouped by cell. */
+async function withCoarse(cb: Codebook, backend: ComputeBackend): Promise<Codebook> {
+  const frozen = cb.frozen as Matrix;
+  const { codes, coarse } = await coarseLevelOf(frozen, Math.round(Math.sqrt(frozen.rows)), backend, { seed: 1 });
+  return { ...cb, frozen: codes, trainable: inMemory(codes), coarse, fingerprint: `${cb.fingerprint}-ivf` };
+}
+
+/** recall@1 of a search over `queries` against exact search (engine/search.ts shareFound). */
+async function recallOf(cb: Codebook, backend: ComputeBackend, queries: Matrix, options: SearchOptions): Promise<number> {
+  const [ivf, exact] = [await openSearch(cb, backend, options), await openSearch(cb, backend, { search: 'exact' })];
+  try {
+    return shareFound(queries, cb.frozen, await ivf.nearest(queries), await exact.nearest(queries));
+  } finally {
+    ivf.dispose();
+    exact.dispose();
+  }
+}
+
+async function measure(backend: ComputeBackend, cb: Codebook, images: string[], options: SearchOptions, recall: number | null): Promise<Row> {
   const encoder = await openEncoder('dct', backend);
   try {
-    await tokenizeImages(cb, encoder, images.slice(0, 4), backend); // warm-up: sessions, pipelines
+    await tokenizeImages(cb, encoder, images.slice(0, 16), backend, { search: options }); // warm-up: sessions, workers, pipelines
     const t0 = performance.now();
-    const { results } = await tokenizeImages(cb, encoder, images, backend);
+    const { results } = await tokenizeImages(cb, encoder, images, backend, { search: options });
     const seconds = (performance.now() - t0) / 1000;
     if (results.length !== images.length) throw new Error(`tokenized ${results.length} of ${images.length} images`);
-    return { device: backend.device, k: cb.frozen.rows, images: images.length, seconds, imagesPerSecond: images.length / seconds };
+    const { method, nprobe } = results[0]!.search!;
+    const search = method === 'ivf' ? `IVF, ${cb.coarse!.centroids.rows} cells, nprobe ${nprobe}` : 'exact';
+    return { device: backend.device, k: cb.frozen.rows, search, recall, images: images.length, seconds, imagesPerSecond: images.length / seconds };
   } finally {
     await encoder.dispose();
   }
@@ -57,12 +84,12 @@ async function measure(backend: ComputeBackend, cb: Codebook, images: string[]):
 async function main(): Promise<void> {
   const quick = quickMode();
   const sources = [...await listImages(path.join(ROOT, 'test/fixtures/images')), ...await listImages(path.join(ROOT, 'media/samples'))];
-  const count = quick ? 16 : 128;
-  const images = Array.from({ length: count }, (_, i) => sources[i % sources.length]);
+  const count = quick ? 32 : 256;
+  const images = Array.from({ length: count }, (_, i) => sources[i % sources.length]!);
   const sizes = quick ? [1024] : [16_384, 131_072];
 
   const cpu = await createCpuBackend();
-  const encoder = await openEncoder('dct', cpu);
+  const encoder: Encoder = await openEncoder('dct', cpu);
   const patches = await encoder.encode(await Promise.all(sources.map((s) => encoder.load(s))));
   await encoder.dispose();
 
@@ -71,14 +98,28 @@ async function main(): Promise<void> {
   else console.log('tokenize bench: no hardware GPU adapter, CPU backend only');
 
   const rows: Row[] = [];
+  const report = (row: Row) => {
+    rows.push(row);
+    console.log(`${row.device.padEnd(40)} K=${String(row.k).padStart(7)} ${row.search.padEnd(30)} ${row.images} images in ${row.seconds.toFixed(2)} s = ${row.imagesPerSecond.toFixed(1)} images/s` +
+      (row.recall === null ? '' : `, recall@1 ${row.recall.toFixed(3)}`));
+  };
   try {
     for (const k of sizes) {
       const cb = codebookFrom(patches, k);
-      for (const backend of backends) {
-        const row = await measure(backend, cb, images);
-        rows.push(row);
-        console.log(`${row.device.padEnd(40)} K=${String(k).padStart(7)}  ${row.images} images in ${row.seconds.toFixed(2)} s = ${row.imagesPerSecond.toFixed(1)} images/s`);
+      for (const backend of backends) report(await measure(backend, cb, images, { search: 'exact' }, null));
+      // IVF: the first nprobe whose recall@1 on every patch of the source photos reaches TARGET,
+      // and the default nprobe
+      const ivf = await withCoarse(cb, cpu);
+      const chosen: { nprobe: number; recall: number }[] = [];
+      for (const nprobe of NPROBES) {
+        const recall = await recallOf(ivf, cpu, patches, { nprobe });
+        if (recall >= TARGET) {
+          chosen.push({ nprobe, recall });
+          break;
+        }
       }
+      if (!chosen.some((c) => c.nprobe === DEFAULTS.nprobe)) chosen.push({ nprobe: DEFAULTS.nprobe, recall: await recallOf(ivf, cpu, patches, { nprobe: DEFAULTS.nprobe }) });
+      for (const { nprobe, recall } of chosen) report(await measure(cpu, ivf, images, { nprobe }, recall));
     }
   } finally {
     for (const b of backends) await b.dispose();
@@ -86,13 +127,16 @@ async function main(): Promise<void> {
   console.log(`BENCH_JSON ${JSON.stringify({ bench: 'tokenize', rows })}`);
 
   const table = [
-    '| device | K | images | seconds | images/s |',
-    '|---|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.device} | ${r.k.toLocaleString('en')} | ${r.images} | ${r.seconds.toFixed(2)} | ${r.imagesPerSecond.toFixed(1)} |`),
+    '| device | K | search | recall@1 | images | seconds | images/s |',
+    '|---|---:|---|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.device} | ${r.k.toLocaleString('en')} | ${r.search} | ${r.recall === null ? '1 (exact)' : r.recall.toFixed(3)} | ${r.images} | ${r.seconds.toFixed(2)} | ${r.imagesPerSecond.toFixed(1)} |`),
   ].join('\n');
   if (!quick && !process.env.BENCH_NO_WRITE) {
     await updateSection('tokenize', `## End-to-end tokenization (images/s)\n\nDCT encoder at 224x224 (196 tokens, d = 768), ` +
-      `images decoded from disk each time (fixtures + samples, cycled), K real patch vectors as the codebook.\n\n${table}`);
+      `images decoded from disk each time (fixtures + samples, cycled), decode + resize + DCT in worker threads (one per core) while the main thread searches; ` +
+      `K real patch vectors as the codebook. IVF rows: the codebook with a coarse level of about sqrt(K) cells (k-means over its codes), at the first nprobe ` +
+      `of ${NPROBES.join(', ')} whose recall@1 over every patch of the source photos reaches ${TARGET}, and at the default nprobe (${DEFAULTS.nprobe}); ` +
+      `recall@1 against exact search, near-ties to f32 rounding counted as found.\n\n${table}`);
   }
 }
 

@@ -29,6 +29,8 @@ fi
 
 BENCH_DIR="$(mktemp -d)"
 export BENCH_DIR
+# Benches that start FAISS themselves (bench/ivf.bench.ts) put this first on LD_LIBRARY_PATH too.
+export BENCH_FAISS_BLAS_DIR="$openblas_openmp"
 trap 'rm -rf "$BENCH_DIR"' EXIT
 
 node --import tsx bench/prepare.ts

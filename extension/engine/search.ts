@@ -2,7 +2,7 @@
 // codebook's coarse level when it has one (nprobe cells per query), exact search otherwise or
 // when asked for. Tokenize, the CLI's search and the extension's commands open a search here, and
 // every token file records what was run ({method, nprobe}).
-import type { ComputeBackend, Matrix, NearestResult, RunControl } from '../../native-gpu/backend';
+import type { CodebookData, ComputeBackend, Matrix, NearestResult, RunControl } from '../../native-gpu/backend';
 import type { Codebook } from './codebook';
 import { DEFAULTS } from './defaults';
 import { UserError } from '../../common/errors';
@@ -62,11 +62,13 @@ export async function openSearch(cb: Codebook, backend: ComputeBackend, options:
 }
 
 /**
- * Whether a search found the nearest code of each query: its code is exact search's code, or one
- * exactly as near as far as the f32 search scores can tell. Scores ||c||^2 - 2 q.c carry rounding
- * of about 1e-6 x (||q||^2 + ||c||^2), so codes nearer to each other than that are a tie that
- * either search may break either way (real patch data has many: flat regions give near-duplicate
- * codes); such a tie counts as found. `distances` are the squared distances both searches return.
+ * Whether a search found a query's nearest code: its code is exact search's code, or one exactly as
+ * near as far as the search scores can tell. A score ||c||^2 - 2 q.c is a sum of d f32 products,
+ * rounded by about sqrt(d) x 2^-24 x (||q||^2 + ||c||^2); codes whose distances differ by less
+ * than four times that are a tie either search may break either way (real patch data has many:
+ * flat regions give near-duplicate codes, and exact search and IVF's per-cell GEMMs round
+ * differently; measured gaps reach 1.6e-6 x (||q||^2 + ||c||^2) at d = 768). Such a tie counts as
+ * found. `distance`, `exactDistance`: the squared distances both searches return.
  */
 export function foundNearest(query: Float32Array, code: Float32Array, distance: number, exactDistance: number): boolean {
   if (distance <= exactDistance) return true;
@@ -75,15 +77,32 @@ export function foundNearest(query: Float32Array, code: Float32Array, distance: 
     qq += query[j]! * query[j]!;
     cc += code[j]! * code[j]!;
   }
-  return distance - exactDistance <= TIE_TOLERANCE * (qq + cc);
+  return distance - exactDistance <= tieTolerance(query.length) * (qq + cc);
 }
 
-/** Relative rounding of the f32 search scores (see foundNearest). */
-export const TIE_TOLERANCE = 1e-6;
+/** Relative rounding bound of the f32 search scores in d dimensions (see foundNearest). */
+export function tieTolerance(d: number): number {
+  return 4 * 2 ** -24 * Math.sqrt(d);
+}
+
+/**
+ * The share of queries whose nearest code `answer` found, judged against exact search's `truth`
+ * (foundNearest). truth[i] answers query rows[i] (query i when `rows` is absent).
+ */
+export function shareFound(queries: Matrix, codes: CodebookData, answer: NearestResult, truth: NearestResult, rows?: ArrayLike<number>): number {
+  const d = queries.cols;
+  let found = 0;
+  for (let i = 0; i < truth.ids.length; i++) {
+    const q = rows ? rows[i]! : i;
+    const exactId = truth.ids[i]!;
+    if (answer.ids[q] === exactId || foundNearest(queries.data.subarray(q * d, (q + 1) * d), rowsF32(codes, exactId, 1), answer.distances[q]!, truth.distances[i]!)) found++;
+  }
+  return found / truth.ids.length;
+}
 
 /**
  * recall@1 of a search's answer (`ids`, `distances`) for `queries`: exact search on `sample` of
- * the queries (a seeded draw) and the share of them whose nearest code was found (foundNearest).
+ * the queries (a seeded draw) and the share of them whose nearest code was found (shareFound).
  */
 export async function measureRecall(cb: Codebook, backend: ComputeBackend, queries: Matrix, answer: NearestResult, sample: number,
                                     control?: RunControl): Promise<{ recall: number; sampled: number }> {
@@ -92,13 +111,7 @@ export async function measureRecall(cb: Codebook, backend: ComputeBackend, queri
   const exact = await openSearch(cb, backend, { search: 'exact' });
   try {
     const truth = await exact.nearest(takeRows(queries, picked), control);
-    const d = queries.cols;
-    let found = 0;
-    picked.forEach((q, i) => {
-      const query = queries.data.subarray(q * d, (q + 1) * d);
-      if (answer.ids[q] === truth.ids[i] || foundNearest(query, rowsF32(cb.frozen, truth.ids[i]!, 1), answer.distances[q]!, truth.distances[i]!)) found++;
-    });
-    return { recall: found / picked.length, sampled: picked.length };
+    return { recall: shareFound(queries, cb.frozen, answer, truth, picked), sampled: picked.length };
   } finally {
     exact.dispose();
   }

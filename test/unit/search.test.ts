@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import type { Codebook } from '../../extension/engine/codebook.js';
-import { foundNearest, measureRecall, openSearch } from '../../extension/engine/search.js';
+import { foundNearest, measureRecall, openSearch, tieTolerance } from '../../extension/engine/search.js';
 import { DEFAULTS } from '../../extension/engine/defaults.js';
 import { UserError } from '../../common/errors.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
@@ -52,11 +52,12 @@ test('openSearch: exact without a coarse level or when asked, IVF with one; npro
 });
 
 test('foundNearest: the same distance or a near-tie within the scores\' rounding counts, a farther code does not', () => {
-  const q = Float32Array.of(10, 0, 0), c = Float32Array.of(10, 0.1, 0); // ||q||^2 + ||c||^2 ~ 200
+  const q = Float32Array.of(10, 0, 0, 0), c = Float32Array.of(10, 0.1, 0, 0); // ||q||^2 + ||c||^2 ~ 200, d = 4
+  assert.equal(tieTolerance(4), 2 ** -21);
   assert.ok(foundNearest(q, c, 0.01, 0.01));
   assert.ok(foundNearest(q, c, 0.0099, 0.01));
-  assert.ok(foundNearest(q, c, 0.01 + 1e-4, 0.01)); // < 1e-6 x 200
-  assert.ok(!foundNearest(q, c, 0.01 + 1e-3, 0.01));
+  assert.ok(foundNearest(q, c, 0.01 + 5e-5, 0.01)); // < 2^-21 x 200 = 9.5e-5
+  assert.ok(!foundNearest(q, c, 0.01 + 2e-4, 0.01));
 });
 
 test('measureRecall: exact search on a seeded sample, the share found', async () => {
