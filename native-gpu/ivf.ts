@@ -52,20 +52,25 @@ export function checkNprobe(nprobe: number, cells: number): void {
   }
 }
 
-/** Groups the codes by cell (a stable counting sort). No copy when `assign` is non-decreasing. */
+/** Each cell's codes (a stable counting sort of `assign`): cell c's code ids are
+ *  order[cellStart[c] .. cellStart[c+1]), ascending. */
+export function cellMembers(assign: Int32Array, cells: number): { order: Int32Array; cellStart: Int32Array } {
+  const cellStart = new Int32Array(cells + 1);
+  for (let i = 0; i < assign.length; i++) cellStart[assign[i] + 1]++;
+  for (let c = 0; c < cells; c++) cellStart[c + 1] += cellStart[c];
+  const order = new Int32Array(assign.length);
+  const next = cellStart.slice(0, cells);
+  for (let i = 0; i < assign.length; i++) order[next[assign[i]]++] = i;
+  return { order, cellStart };
+}
+
+/** Groups the codes by cell. No copy when `assign` is non-decreasing. */
 export function groupByCell(codes: CodebookData, coarse: CoarseData): CellLayout {
   checkCoarse(codes, coarse);
   const k = codes.rows, d = codes.cols, cells = coarse.centroids.rows, assign = coarse.assign;
-  const cellStart = new Int32Array(cells + 1);
+  const { order, cellStart } = cellMembers(assign, cells);
   let sorted = true;
-  for (let i = 0; i < k; i++) {
-    cellStart[assign[i] + 1]++;
-    if (i > 0 && assign[i] < assign[i - 1]) sorted = false;
-  }
-  for (let c = 0; c < cells; c++) cellStart[c + 1] += cellStart[c];
-  const order = new Int32Array(k);
-  const next = cellStart.slice(0, cells);
-  for (let i = 0; i < k; i++) order[next[assign[i]]++] = i;
+  for (let i = 1; i < k && sorted; i++) if (assign[i] < assign[i - 1]) sorted = false;
 
   let grouped: CodebookData = codes;
   if (!sorted) {

@@ -6,7 +6,7 @@ export { MAX_GRID_SIDE, MAX_INPUT_SIDE, MAX_IMAGE_PIXELS, checkGridSize } from '
 export { f16ToF32, f32ToF16 } from '../../common/half';
 export { readNpy, writeNpy, encodeNpy, readEmbeddings, type NpyArray } from './formats/npy';
 export { readCodebook, writeCodebook, inMemory, type Codebook, type CodebookMeta, type LazyTable } from './codebook';
-export { nearestCodewords } from './inspect';
+export { nearestCodewords, coarseCells, type CoarseCell } from './inspect';
 export { openSearch, measureRecall, foundNearest, shareFound, checkNprobe, type SearchOptions, type SearchInfo, type SearchChoice, type CodebookSearch } from './search';
 export { loadImage, encodePng, writePng, listImages, type RgbImage } from './image';
 export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor } from './encoders/index';

@@ -2,6 +2,7 @@
 // and the coarse level of an IVF codebook (its cells, each cell's codes and how much they are used).
 import type { ComputeBackend } from '../../native-gpu/backend';
 import { rowsF32 } from '../../native-gpu/tables';
+import { cellMembers } from '../../native-gpu/ivf';
 import type { Codebook } from './codebook';
 import { UserError } from '../../common/errors';
 
@@ -34,4 +35,34 @@ export async function nearestCodewords(cb: Codebook, code: number, count: number
     handle.dispose();
   }
   return best;
+}
+
+/** One coarse cell of an IVF codebook and the use of its codes in some counts. */
+export interface CoarseCell {
+  cell: number;
+  /** its codes' ids, ascending */
+  codes: Int32Array;
+  /** tokens assigned to its codes */
+  tokens: number;
+  /** its codes used at least once */
+  used: number;
+}
+
+/** The coarse cells of a codebook with their codes and usage under `counts` (per-code token
+ *  counts, e.g. cb.counts or a token set's histogram); null for a codebook without a coarse level. */
+export function coarseCells(cb: Codebook, counts: ArrayLike<number>): CoarseCell[] | null {
+  if (!cb.coarse) return null;
+  const k = cb.frozen.rows;
+  if (counts.length !== k) throw new UserError(`${counts.length} code counts for a codebook of K = ${k}`);
+  const cells = cb.coarse.centroids.rows;
+  const { order, cellStart } = cellMembers(cb.coarse.assign, cells);
+  return Array.from({ length: cells }, (_, cell) => {
+    const codes = order.slice(cellStart[cell], cellStart[cell + 1]);
+    let tokens = 0, used = 0;
+    for (const code of codes) {
+      tokens += counts[code]!;
+      if (counts[code]! > 0) used++;
+    }
+    return { cell, codes, tokens, used };
+  });
 }

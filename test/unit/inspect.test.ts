@@ -2,7 +2,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
-import { nearestCodewords } from '../../extension/engine/inspect.js';
+import { coarseCells, nearestCodewords } from '../../extension/engine/inspect.js';
 import type { CodebookData } from '../../native-gpu/backend.js';
 import { rowsF32 } from '../../native-gpu/tables.js';
 import { f32ToF16 } from '../../common/half.js';
@@ -34,4 +34,18 @@ test('nearestCodewords: the closest codes by brute force, itself left out, acros
     }
   }
   await assert.rejects(nearestCodewords(memoryCodebook({ rows: 2, cols: 1, data: Float32Array.of(0, 1) }), 2, 1, backend), UserError);
+});
+
+test('coarseCells: each cell\'s codes and their use; null without a coarse level', () => {
+  const frozen = { rows: 6, cols: 2, data: new Float32Array(12) };
+  const centroids = { rows: 3, cols: 2, data: new Float32Array(6) };
+  assert.equal(coarseCells(memoryCodebook(frozen), new Float64Array(6)), null);
+  const cb = memoryCodebook(frozen, { centroids, assign: Int32Array.of(2, 0, 2, 2, 0, 1) });
+  const cells = coarseCells(cb, Float64Array.of(5, 0, 1, 0, 3, 0))!;
+  assert.deepEqual(cells.map((c) => ({ ...c, codes: Array.from(c.codes) })), [
+    { cell: 0, codes: [1, 4], tokens: 3, used: 1 },
+    { cell: 1, codes: [5], tokens: 0, used: 0 },
+    { cell: 2, codes: [0, 2, 3], tokens: 6, used: 2 },
+  ]);
+  assert.throws(() => coarseCells(cb, [1, 2]), UserError);
 });
