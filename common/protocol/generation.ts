@@ -1,8 +1,46 @@
-// The Generation panel's messages: token sources, generating an image from one, saving a result.
+// The Generation panel's messages: token sources and priors, decoders, one generate request for
+// the four ways of making a grid (decode a source, sample a prior, inpaint a painted mask,
+// variations), live progress with previews, Cancel, and saving a result.
 import * as v from 'valibot';
-import { finite, gridShape, index, message, noParams, positive, protocol, request, text } from './shared.js';
+import { finite, gridShape, index, message, noParams, numbers, positive, protocol, request, text } from './shared.js';
 
 export const generationSource = message({ id: text, label: text, grid: gridShape });
+
+export const priorInfo = message({ id: text, label: text, k: positive, order: positive, grid: gridShape });
+
+/** 'atlas' or a diffusion decoder folder (its path is the id) */
+export const decoderInfo = message({ id: text, label: text, kind: v.picklist(['atlas', 'diffusion']) });
+
+export const generationModes = ['decode', 'sample', 'inpaint', 'variations'] as const;
+
+/** Everything a run takes besides its inputs (the panel's form; defaults from the settings). */
+export const generationSettings = message({
+  decoder: text,
+  scheduler: v.picklist(['ddim', 'euler']),
+  steps: positive,
+  guidance: finite,
+  temperature: finite,
+  topK: index,
+  topP: finite,
+  seed: index,
+  /** variations: the share of cells drawn again */
+  variations: finite,
+  /** atlas output: nearest-neighbour upscale 1, 2 or 4 */
+  upscale: positive,
+});
+
+export const generateRequest = message({
+  mode: v.picklist(generationModes),
+  /** the grid to decode or edit (decode, inpaint, variations) */
+  source: v.nullable(text),
+  /** the prior to sample or edit with (sample, inpaint, variations) */
+  prior: v.nullable(text),
+  /** sample: the new grid's size */
+  grid: v.nullable(gridShape),
+  /** inpaint: the painted cells, as raster indices */
+  mask: numbers('index'),
+  settings: generationSettings,
+});
 
 export const generationResult = message({
   id: text,
@@ -11,23 +49,53 @@ export const generationResult = message({
   image: text,
   width: index,
   height: index,
+  grid: gridShape,
+  /** the settings as shown under the result, e.g. {decoder: 'atlas', seed: 3} */
+  settings: v.array(v.tuple([text, v.union([text, finite])])),
+  device: text,
+  seconds: finite,
 });
+
+/** A source's grid, for painting a mask over: its ids and the atlas decode of them. */
+export const sourceView = message({ grid: gridShape, ids: numbers('index'), image: text });
 
 export const generationProtocol = protocol(
   'generation',
   {
-    init: request(noParams, message({ sources: v.array(generationSource), codebook: text, results: v.array(generationResult) })),
+    init: request(noParams, message({
+      sources: v.array(generationSource),
+      priors: v.array(priorInfo),
+      decoders: v.array(decoderInfo),
+      codebook: text,
+      results: v.array(generationResult),
+      defaults: generationSettings,
+    })),
     /** asks for a tokens file; replies with the sources, which then include it */
     addTokensFile: request(noParams, v.array(generationSource)),
-    generate: request(message({ source: text, upscale: positive }), generationResult),
+    /** asks for a prior file (.safetensors from `unicode2 prior fit`) */
+    openPrior: request(noParams, v.array(priorInfo)),
+    /** fits a prior on this session's token sets of the active codebook (saved in the workspace) */
+    fitPrior: request(noParams, v.array(priorInfo)),
+    /** asks for a diffusion decoder folder and checks it */
+    addDecoder: request(noParams, v.array(decoderInfo)),
+    sourceView: request(message({ source: text }), sourceView),
+    /** a run: its Lab cell, progress and previews come as notifications */
+    generate: request(generateRequest, generationResult),
+    /** stops the run in progress (it ends as cancelled) */
+    cancel: request(noParams, v.null()),
     /** the saved file's path, null when the save dialog was dismissed */
     savePng: request(message({ result: text }), v.nullable(text)),
   },
   {
     sources: message({ sources: v.array(generationSource) }),
-    progress: message({ done: finite, total: finite, message: v.optional(text) }),
+    progress: message({ done: finite, total: finite, message: v.optional(text), preview: v.optional(text) }),
   },
 );
 
 export type GenerationSource = v.InferOutput<typeof generationSource>;
 export type GenerationResult = v.InferOutput<typeof generationResult>;
+export type GenerationSettings = v.InferOutput<typeof generationSettings>;
+export type GenerateRequest = v.InferOutput<typeof generateRequest>;
+export type PriorInfo = v.InferOutput<typeof priorInfo>;
+export type DecoderInfo = v.InferOutput<typeof decoderInfo>;
+export type GenerationMode = (typeof generationModes)[number];

@@ -2,7 +2,7 @@
 import * as v from 'valibot';
 import { dictionary, finite, gridShape, message, noParams, numbers, protocol, request, text } from './shared.js';
 
-export const labKind = v.picklist(['build', 'tokenize', 'decode', 'refine', 'demo']);
+export const labKind = v.picklist(['build', 'tokenize', 'decode', 'refine', 'demo', 'generate']);
 export const labStatus = v.picklist(['running', 'done', 'failed', 'cancelled']);
 
 const values = dictionary(v.union([text, finite]));

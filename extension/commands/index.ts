@@ -28,7 +28,7 @@ export function registerCommands(studio: Studio): { disposables: vscode.Disposab
 
   const lab: LabActions = {
     run: async (kind) => {
-      const id = { build: 'buildCodebook', tokenize: 'tokenizeImage', decode: 'decodeTokens', refine: 'refineCodebook', demo: 'runDemo' }[kind];
+      const id = { build: 'buildCodebook', tokenize: 'tokenizeImage', decode: 'decodeTokens', refine: 'refineCodebook', demo: 'runDemo', generate: 'openGeneration' }[kind];
       await vscode.commands.executeCommand(`unicode2.${id}`);
     },
     rerun: async (cell) => {
@@ -44,6 +44,8 @@ export function registerCommands(studio: Studio): { disposables: vscode.Disposab
           return ops.refine(folder);
         case 'demo':
           return ops.demo();
+        case 'generate':
+          return GenerationPanel.rerun(studio, cell);
       }
     },
     open: async (cell) => {
@@ -53,7 +55,7 @@ export function registerCommands(studio: Studio): { disposables: vscode.Disposab
         const [grid] = await readTokenGrids(tokensFile);
         if (grid) return TokenGridPanel.show(studio, codebook, grid);
       }
-      if (cell.kind === 'decode') return GenerationPanel.show(studio);
+      if (cell.kind === 'decode' || cell.kind === 'generate') return void GenerationPanel.show(studio);
       if (codebook) return CodebookPanel.show(studio, codebook);
       void vscode.window.showInformationMessage('UniCode²: this run has no output to open');
     },

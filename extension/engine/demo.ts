@@ -12,12 +12,14 @@ import { throwIfCancelled, UserError } from '../../common/errors';
 import { writeFileAtomic } from './atomic-write';
 import { listImages } from './image';
 import { meanPsnr, psnr } from './quality';
-import { renderReport, type ReportSample } from './report';
+import { renderReport, type ReportGenerated, type ReportSample } from './report';
+import { fitPrior, samplePriorGrid, scorePrior } from './prior';
+import { DEFAULTS } from './defaults';
 import { codeStats, type CodeStats } from './stats';
 import { tokenizeImages, writeTokenJson } from './tokenize';
 
 export interface DemoProgress {
-  phase: 'embed' | 'kmeans' | 'write' | 'tokenize' | 'decode' | 'report';
+  phase: 'embed' | 'kmeans' | 'write' | 'tokenize' | 'decode' | 'generate' | 'report';
   done: number;
   total: number;
   message?: string;
@@ -42,6 +44,8 @@ export interface DemoResult {
   stats: CodeStats;
   samples: { image: string; psnr: number }[];
   meanPsnr: number;
+  /** the grids of the report's "Generated" section */
+  generated: { seed: number; grid: [number, number] }[];
 }
 
 export const DEMO_ENCODER = 'dct';
@@ -49,6 +53,8 @@ const DEMO_LAMBDA = 0.1;
 const DEMO_ITERATIONS = 20;
 const DEMO_SEED = 0;
 const DEMO_MAX_K = 256;
+/** grids the report samples from a prior fitted on the samples' tokens (seeds 0, 1, ...) */
+const DEMO_GENERATED = 4;
 
 /** K for the demo: at most 256, and at least ~4 vectors per code so k-means has something to
  *  average (a power of two, as codebook sizes conventionally are). */
@@ -112,6 +118,18 @@ export async function runDemo(
     }
     control.onProgress?.({ phase: 'decode', done: results.length, total: results.length });
 
+    // A prior fitted on the samples' own tokens, and a few grids drawn from it through the atlas.
+    const prior = fitPrior(results, cb.frozen.rows, DEFAULTS.generation.priorOrder, cb.fingerprint);
+    const fit = scorePrior(prior, results);
+    const generated: ReportGenerated = { order: prior.order, perplexity: fit.perplexity, unigramPerplexity: fit.unigramPerplexity, grids: [] };
+    for (let seed = 0; seed < DEMO_GENERATED; seed++) {
+      throwIfCancelled(control.signal);
+      control.onProgress?.({ phase: 'generate', done: seed, total: DEMO_GENERATED });
+      const ids = samplePriorGrid(prior, prior.grid, { seed });
+      generated.grids.push({ seed, grid: prior.grid, image: await decodeTokens(cb, ids, prior.grid, backend) });
+    }
+    control.onProgress?.({ phase: 'generate', done: DEMO_GENERATED, total: DEMO_GENERATED });
+
     const counts = await backend.histogram(Int32Array.from(results.flatMap((r) => r.ids)), cb.frozen.rows);
     const stats = codeStats(counts);
     control.onProgress?.({ phase: 'report', done: 0, total: 1 });
@@ -122,6 +140,7 @@ export async function runDemo(
       stats,
       counts,
       samples,
+      generated,
       createdAt: new Date().toISOString(),
     });
     throwIfCancelled(control.signal);
@@ -137,6 +156,7 @@ export async function runDemo(
       stats,
       samples: perSample,
       meanPsnr: meanPsnr(perSample.map((s) => s.psnr)),
+      generated: generated.grids.map(({ seed, grid }) => ({ seed, grid })),
     };
   } finally {
     await encoder.dispose();

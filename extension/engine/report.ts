@@ -7,6 +7,7 @@ import type { CodeStats } from './stats';
 import { encodePng, type RgbImage } from './image';
 import { countColor, heatmapColumns } from '../../common/colormap';
 import { meanPsnr } from './quality';
+import { PRIOR_NEIGHBOURS } from './prior';
 
 export interface ReportSample {
   name: string;
@@ -18,6 +19,15 @@ export interface ReportSample {
   psnr: number;
 }
 
+/** Grids sampled from a token prior fitted on the samples' tokens, decoded with the atlas. */
+export interface ReportGenerated {
+  order: number;
+  /** the prior's perplexity on the tokens it was fitted on, and the unigram's */
+  perplexity: number;
+  unigramPerplexity: number;
+  grids: { seed: number; grid: [number, number]; image: RgbImage }[];
+}
+
 export interface ReportInput {
   title: string;
   build: BuildSummary;
@@ -26,6 +36,7 @@ export interface ReportInput {
   /** per-code token counts behind `stats`, [K] */
   counts: ArrayLike<number>;
   samples: ReportSample[];
+  generated?: ReportGenerated;
   createdAt: string;
 }
 
@@ -142,6 +153,7 @@ export async function renderReport(input: ReportInput): Promise<string> {
     );
   }
   const mean = meanPsnr(input.samples.map((s) => s.psnr));
+  const generated = input.generated ? await generatedSection(input.generated, input.samples.length) : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -174,8 +186,25 @@ ${metric('meanPsnr', 'mean PSNR', mean, formatDb(mean))}
 </div>
 <h2>Token grids and reconstructions</h2>
 ${rows.join('\n')}
+${generated}
 </body></html>
 `;
+}
+
+async function generatedSection(g: ReportGenerated, images: number): Promise<string> {
+  const figures: string[] = [];
+  for (const x of g.grids) {
+    figures.push(`<figure><img class="generated" src="${await pngDataUri(x.image)}" alt="grid sampled with seed ${x.seed}">` +
+      `<figcaption>seed ${x.seed}, ${x.grid[0]}x${x.grid[1]} tokens</figcaption></figure>`);
+  }
+  return `<h2>Generated</h2>
+<p class="note">Token grids sampled from a prior (order ${g.order}: each code given its ${PRIOR_NEIGHBOURS.slice(0, g.order - 1).map((n) => n[2]).join(' and ') || 'no'}
+neighbours, interpolated Witten-Bell smoothing) fitted on the ${images} sample images' tokens, decoded with the atlas.</p>
+<dl class="metrics">
+${metric('priorPerplexity', 'prior perplexity (its own tokens)', g.perplexity, g.perplexity.toFixed(1))}
+${metric('unigramPerplexity', 'unigram perplexity', g.unigramPerplexity, g.unigramPerplexity.toFixed(1))}
+</dl>
+<div class="row">${figures.join('')}</div>`;
 }
 
 function escapeHtml(s: string): string {
@@ -192,7 +221,8 @@ h3{font-size:14px;margin:16px 0 6px}
 .plot{width:448px;height:auto}.plot .frame{fill:none;stroke:#d1d9e0}.plot .curve{fill:none;stroke:#3b528b;stroke-width:2}
 .plot .tick,.plot .label{font-size:11px;fill:#59636e}
 .tokens{position:relative;width:448px;height:448px}.tokens img,.tokens svg{position:absolute;inset:0;width:100%;height:100%}
-.tokens img,.reconstruction{image-rendering:pixelated}.reconstruction{width:448px;height:448px}
+.tokens img,.reconstruction,.generated{image-rendering:pixelated}.reconstruction{width:448px;height:448px}.generated{width:224px;height:224px}
+.note{color:#59636e;max-width:720px}
 .gridlines{stroke:rgba(255,255,255,.45);stroke-width:.4;fill:none}
 .ids text{text-anchor:middle;dominant-baseline:central;fill:#fff;stroke:rgba(0,0,0,.75);stroke-width:.6px;paint-order:stroke;font-family:ui-monospace,monospace}
 `;

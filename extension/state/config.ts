@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
-import { DEFAULTS, type DeviceChoice, type SearchChoice } from '../engine/index.js';
+import { DEFAULTS, type DeviceChoice, type SchedulerKind, type SearchChoice } from '../engine/index.js';
 
 export interface Settings {
   device: DeviceChoice;
@@ -16,6 +16,19 @@ export interface Settings {
   allowSoftwareGpu: boolean;
   search: SearchChoice;
   nprobe: number;
+  /** the Generation panel's defaults (unicode2.generation.*) */
+  generation: {
+    decoder: string;
+    scheduler: SchedulerKind;
+    steps: number;
+    guidance: number;
+    eta: number;
+    temperature: number;
+    topK: number;
+    topP: number;
+    priorOrder: number;
+    variations: number;
+  };
 }
 
 export function readSettings(): Settings {
@@ -32,6 +45,7 @@ export function readSettings(): Settings {
     allowSoftwareGpu: c.get<boolean>('allowSoftwareGpu', DEFAULTS.allowSoftwareGpu),
     search: c.get<SearchChoice>('search', DEFAULTS.search),
     nprobe: c.get<number>('nprobe', DEFAULTS.nprobe),
+    generation: Object.fromEntries(Object.entries(DEFAULTS.generation).map(([key, value]) => [key, c.get(`generation.${key}`, value)])) as Settings['generation'],
   };
 }
 

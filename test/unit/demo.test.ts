@@ -80,6 +80,16 @@ test('demo builds, tokenizes, decodes and reports on the bundled samples', async
   assert.equal(metrics.get('meanPsnr'), r.meanPsnr);
   const psnrs = [...html.matchAll(/data-metric="psnr" data-value="([^"]*)"/g)].map((m) => Number(m[1]));
   assert.deepEqual(psnrs, r.samples.map((s) => s.psnr));
+
+  // "Generated": grids sampled from a prior fitted on the samples' tokens, through the atlas
+  assert.deepEqual(r.generated.map((g) => g.seed), [0, 1, 2, 3]);
+  for (const g of r.generated) assert.deepEqual(g.grid, [14, 14]);
+  const generated = [...html.matchAll(/class="generated" src="(data:image\/png;base64,[^"]+)"/g)].map((m) => m[1]!);
+  assert.equal(generated.length, 4);
+  assert.equal(new Set(generated).size, 4, 'each seed draws another grid');
+  const first = await sharp(Buffer.from(generated[0]!.split(',')[1]!, 'base64')).metadata();
+  assert.deepEqual([first.width, first.height], [224, 224]);
+  assert.ok(metrics.get('priorPerplexity')! < metrics.get('unigramPerplexity')!, 'the 2-D context helps on its own tokens');
 });
 
 test('demoK keeps at least ~4 vectors per code and at most 256 codes', () => {

@@ -33,6 +33,7 @@ export function realFixture(): Promise<Fixture> {
     const out = path.join(dir, 'codebook.safetensors');
     await buildCodebook({ images: fixtureImages, encoder: 'dct', k: 256, iterations: 10, seed: 0, lambda: 0.1, out }, backend);
     const cb = await readCodebook(out);
+    await cb.trainable.load(); // read lazily otherwise: load it before its file goes
     rmSync(dir, { recursive: true, force: true }); // everything needed is in memory now
     const encoder = await openEncoderFromDescriptor(cb.meta.encoder, backend);
     const image = path.join(fixtureImages, 'chelsea.png');

@@ -15,6 +15,7 @@ const KINDS: { kind: LabKind; label: string; icon: string }[] = [
   { kind: 'decode', label: 'Decode', icon: 'file-media' },
   { kind: 'refine', label: 'Refine', icon: 'wand' },
   { kind: 'demo', label: 'Demo', icon: 'beaker' },
+  { kind: 'generate', label: 'Generate', icon: 'sparkle' },
 ];
 const kindIcon = (kind: LabKind): string => KINDS.find((k) => k.kind === kind)!.icon;
 const STATUS_ICON: Record<LabCell['status'], string> = {
