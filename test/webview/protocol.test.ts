@@ -8,6 +8,7 @@ import { HostEndpoint, WebviewEndpoint, check, type Envelope, type Handlers } fr
 import { codebookProtocol, type CodebookView } from '../../common/protocol/codebook.js';
 import { labCell, labProtocol } from '../../common/protocol/lab.js';
 import { tokenGridProtocol } from '../../common/protocol/tokengrid.js';
+import { generateRequest } from '../../common/protocol/generation.js';
 
 // Compile-time half of the contract (npm test typechecks this file): a handler's return type is the
 // descriptor's reply, a request's parameters are the descriptor's, and the reply a webview gets is
@@ -101,7 +102,7 @@ test('inherited names and prototype tricks never reach a handler', async () => {
 test('lab cells: kinds come from the list, tables must be plain objects of strings and numbers, no extra keys', () => {
   const cell = { id: 'a', kind: 'build', status: 'done', title: 't', startedAt: 's', inputs: {}, params: {} };
   assert.equal(check(labCell, cell, 'cell'), null);
-  assert.equal(check(labCell, { ...cell, kind: 'toString' }, 'cell'), 'cell.kind: Invalid type: Expected ("build" | "tokenize" | "decode" | "refine" | "demo") but received "toString"');
+  assert.equal(check(labCell, { ...cell, kind: 'toString' }, 'cell'), 'cell.kind: Invalid type: Expected ("build" | "tokenize" | "decode" | "refine" | "demo" | "generate") but received "toString"');
   assert.equal(check(labCell, { ...cell, inputs: Object.create({ folder: '/etc' }) }, 'cell'), 'cell.inputs: Invalid type: Expected a plain object');
   assert.equal(check(labCell, { ...cell, params: { k: '256', seed: Number.NaN } }, 'cell'), 'cell.params.seed: Invalid type: Expected (string | number) but received NaN');
   assert.equal(check(labCell, { ...cell, tokenPreview: { grid: [2, 2], ids: [1, 2, 3] }, extra: 1 }, 'cell'), 'cell.extra: Invalid key: Expected never but received "extra"');
@@ -189,4 +190,15 @@ test('replies find their request by id over an asynchronous channel that reorder
   const replies = await Promise.all([1, 2, 3, 4, 5].map((code) => webview.request('codeDetail', { code })));
   assert.deepEqual(replies.map((r) => r.count), [10, 20, 30, 40, 50]);
   assert.deepEqual(rejected, []);
+});
+
+test('generate requests: one of the four modes, mask cells as indices, settings with exactly their keys', () => {
+  const settings = { decoder: 'atlas', scheduler: 'ddim', steps: 25, guidance: 7.5, temperature: 1, topK: 0, topP: 1, seed: 0, variations: 0.25, upscale: 2 };
+  const ok = { mode: 'inpaint', source: 'tokens:1#0', prior: 'prior:p', grid: null, mask: [3, 4, 17], settings };
+  assert.equal(check(generateRequest, ok, 'params'), null);
+  assert.match(check(generateRequest, { ...ok, mode: 'toString' }, 'params')!, /^params\.mode: Invalid type: Expected \("decode" \| "sample" \| "inpaint" \| "variations"\)/);
+  assert.equal(check(generateRequest, { ...ok, mask: [3, -1] }, 'params'), 'params.mask: Invalid item 1: Expected an integer >= 0 but received -1');
+  assert.match(check(generateRequest, { ...ok, settings: { ...settings, scheduler: 'pndm' } }, 'params')!, /^params\.settings\.scheduler: /);
+  assert.match(check(generateRequest, { ...ok, settings: { ...settings, extra: 1 } }, 'params')!, /^params\.settings\.extra: /);
+  assert.match(check(generateRequest, { ...ok, grid: [0, 4] }, 'params')!, /^params\.grid\.0: /);
 });
