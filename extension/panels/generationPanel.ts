@@ -317,6 +317,7 @@ export class GenerationPanel {
             const started = Date.now();
             const decoder = diffusion ? await this.decoder(s.decoder) : await openTokenDecoder(ATLAS_DECODER, await this.studio.backend.get());
             const total = diffusion ? s.steps : 1;
+            let sent: Promise<void> = Promise.resolve();
             const report = (done: number, message?: string, preview?: string) => {
               ctx.progress(done, total, message);
               this.endpoint.notify('progress', { done, total, message, preview });
@@ -326,8 +327,13 @@ export class GenerationPanel {
               scheduler: s.scheduler, steps: s.steps, guidance: s.guidance, seed: s.seed, previewEvery: Math.max(1, Math.round(s.steps / PREVIEWS_PER_RUN)),
             }), {
               signal,
-              onStep: (e) => void (async () => report(e.step, `Step ${e.step} of ${e.total}`, e.preview ? await pngDataUri(e.preview) : undefined))(),
+              // previews are encoded off the step loop but sent in step order, all before the result
+              onStep: (e) => {
+                const preview = e.preview ? pngDataUri(e.preview) : Promise.resolve(undefined);
+                sent = sent.then(async () => report(e.step, `Step ${e.step} of ${e.total}`, await preview));
+              },
             });
+            await sent;
             if (signal.aborted) throw new CancelledError();
             const image = diffusion ? decoded.image : upscale(decoded.image, s.upscale);
             report(total);

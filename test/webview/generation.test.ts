@@ -70,12 +70,16 @@ function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof gen
         ids = Int32Array.from(f.grid.ids);
       }
       edits.push({ request: r, ids });
+      let sent: Promise<void> = Promise.resolve();
       const decoder = s.decoder === 'atlas' ? await openTokenDecoder('atlas', f.backend) : await (diffusion ??= openTokenDecoder(folder, f.backend));
       const decoded = await decoder.decode(f.cb, ids, grid, { scheduler: s.scheduler, steps: s.steps, guidance: s.guidance, eta: 0, seed: s.seed, previewEvery: 1 }, {
-        onStep: async (e) => {
-          if (e.preview) await page().post({ kind: 'notify', type: 'progress', params: { done: e.step, total: e.total, message: `Step ${e.step} of ${e.total}`, preview: await pngDataUri(e.preview) } });
+        onStep: (e) => {
+          if (!e.preview) return;
+          const preview = pngDataUri(e.preview);
+          sent = sent.then(async () => page().post({ kind: 'notify', type: 'progress', params: { done: e.step, total: e.total, message: `Step ${e.step} of ${e.total}`, preview: await preview } }));
         },
       });
+      await sent; // every preview before the result, as the extension sends them
       const image = s.decoder === 'atlas' ? upscale(decoded.image, s.upscale) : decoded.image;
       const result: GenerationResult = {
         id: `result-${results.length + 1}`, label: r.mode === 'sample' ? `Sampled ${grid[0]}×${grid[1]}` : label, image: await pngDataUri(image),
@@ -94,20 +98,13 @@ function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof gen
   return { host, edits };
 }
 
-async function choose(p: PanelPage<typeof generationProtocol>, select: string, value: string): Promise<void> {
+/** Sets a control's value and fires its change event, as picking an option or typing does. */
+async function setValue(p: PanelPage<typeof generationProtocol>, selector: string, value: string): Promise<void> {
   await p.page.evaluate(([sel, v]) => {
     const el = document.querySelector(sel!) as HTMLElement & { value: string };
     el.value = v!;
     el.dispatchEvent(new Event('change'));
-  }, [select, value] as const);
-}
-
-async function typeInto(p: PanelPage<typeof generationProtocol>, id: string, value: string): Promise<void> {
-  await p.page.evaluate(([i, v]) => {
-    const el = document.getElementById(i!) as HTMLElement & { value: string };
-    el.value = v!;
-    el.dispatchEvent(new Event('change'));
-  }, [id, value] as const);
+  }, [selector, value] as const);
 }
 
 async function setup(theme: (typeof THEME_NAMES)[number], opts: { holdUntilCancel?: boolean } = {}) {
@@ -124,12 +121,12 @@ for (const theme of THEME_NAMES) {
   test(`sample a grid from a prior through the atlas; the gallery keeps its settings; Save (${theme})`, async () => {
     const { p, edits } = await setup(theme);
     try {
-      await choose(p, '#mode', 'sample');
+      await setValue(p, '#mode', 'sample');
       assert.equal(await p.page.locator('label[data-row="source"]').isHidden(), true, 'sampling needs no token source');
-      await typeInto(p, 'rows', '10');
-      await typeInto(p, 'cols', '12');
-      await typeInto(p, 'seed-value', '7');
-      await typeInto(p, 'temperature', '0.9');
+      await setValue(p, '#rows', '10');
+      await setValue(p, '#cols', '12');
+      await setValue(p, '#seed-value', '7');
+      await setValue(p, '#temperature', '0.9');
       await p.page.locator('#generate').click();
       const img = p.page.locator('#results figure img');
       await img.waitFor();
@@ -158,7 +155,7 @@ for (const theme of THEME_NAMES) {
 test('inpaint: paint cells on the grid, only those are drawn again', async () => {
   const { f, p, edits } = await setup('dark');
   try {
-    await choose(p, '#mode', 'inpaint');
+    await setValue(p, '#mode', 'inpaint');
     const canvas = p.page.locator('#mask');
     await p.page.waitForFunction(() => document.querySelector('#mask-count')!.textContent!.includes('of 196 cells'));
     assert.equal(await p.page.locator('#generate').getAttribute('disabled'), '', 'nothing painted yet');
@@ -191,12 +188,12 @@ test('inpaint: paint cells on the grid, only those are drawn again', async () =>
 test('a diffusion decoder: its sampler, steps and guidance; live previews while it denoises', async () => {
   const { p } = await setup('light');
   try {
-    await choose(p, '#decoder', folder);
+    await setValue(p, '#decoder', folder);
     assert.equal(await p.page.locator('label[data-row="scheduler"]').isVisible(), true);
     assert.equal(await p.page.locator('label[data-row="upscale"]').isHidden(), true, 'the atlas output size is not a diffusion setting');
-    await choose(p, '#scheduler', 'euler');
-    await typeInto(p, 'steps', '4');
-    await typeInto(p, 'guidance', '3');
+    await setValue(p, '#scheduler', 'euler');
+    await setValue(p, '#steps', '4');
+    await setValue(p, '#guidance', '3');
     await p.page.locator('#generate').click();
     await p.page.locator('#results figure img').waitFor();
     const [request] = p.requests('generate');

@@ -40,7 +40,8 @@ let running = false;
 
 const host = connect(generationProtocol, {
   sources: (n) => renderSources(n.sources),
-  progress: ({ done, total, message, preview }) => showProgress(done, total, message, preview),
+  // a run's progress; anything arriving after its result is stale
+  progress: ({ done, total, message, preview }) => running && showProgress(done, total, message, preview),
 });
 
 const field = (id: string, label: string, attrs: Record<string, string | number> = {}) =>
