@@ -3,7 +3,8 @@
 import * as vscode from 'vscode';
 import { Studio } from './state/studio.js';
 import { registerCommands } from './commands/index.js';
-import { CodebookPanel, CODEBOOK_VIEW_TYPE } from './panels/codebookPanel.js';
+import { codebookEditor, CODEBOOK_VIEW_TYPE } from './panels/codebookPanel.js';
+import { tokenSetEditor, TOKEN_SET_VIEW_TYPE } from './panels/tokenSetEditor.js';
 import { TokenGridPanel, TOKEN_GRID_VIEW_TYPE } from './panels/tokenGridPanel.js';
 import { GenerationPanel, GENERATION_VIEW_TYPE } from './panels/generationPanel.js';
 import { LabViewProvider, LAB_VIEW_ID } from './panels/labView.js';
@@ -15,10 +16,12 @@ export function activate(context: vscode.ExtensionContext): void {
   const { disposables, lab } = registerCommands(studio);
   context.subscriptions.push(
     ...disposables,
-    vscode.window.registerWebviewPanelSerializer(CODEBOOK_VIEW_TYPE, CodebookPanel.serializer(studio)),
+    vscode.window.registerCustomEditorProvider(CODEBOOK_VIEW_TYPE, codebookEditor(studio)),
+    vscode.window.registerCustomEditorProvider(TOKEN_SET_VIEW_TYPE, tokenSetEditor(studio)),
     vscode.window.registerWebviewPanelSerializer(TOKEN_GRID_VIEW_TYPE, TokenGridPanel.serializer(studio)),
     vscode.window.registerWebviewPanelSerializer(GENERATION_VIEW_TYPE, GenerationPanel.serializer(studio)),
-    vscode.window.registerWebviewViewProvider(LAB_VIEW_ID, new LabViewProvider(studio, lab), { webviewOptions: { retainContextWhenHidden: true } }),
+    // no retainContextWhenHidden: the view asks for the cells again when it is shown
+    vscode.window.registerWebviewViewProvider(LAB_VIEW_ID, new LabViewProvider(studio, lab)),
   );
 }
 

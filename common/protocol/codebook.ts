@@ -30,8 +30,6 @@ export const codebookView = message({
   order: numbers('index'),
   datasets: v.array(datasetInfo),
   dataset: text,
-  /** what the panel serializer needs to reopen this panel after a reload (kept in webview state) */
-  restore: message({ file: text }),
 });
 
 export const codePatch = message({
@@ -61,9 +59,13 @@ export const codebookProtocol = protocol(
     codeDetail: request(message({ code: index }), codeDetail),
     /** asks for a tokens file and counts over it; null when the dialog was dismissed */
     addTokensFile: request(noParams, v.nullable(codebookView)),
+    /** a file that is no codebook: offers VS Code's other editors for it */
+    reopenWith: request(noParams, v.null()),
   },
   {
     datasets: message({ datasets: v.array(datasetInfo) }),
+    /** the codebook file was rewritten (Build, Refine): ask for the view again */
+    fileChanged: noParams,
   },
 );
 

@@ -15,6 +15,8 @@ import { UserError } from '../errors';
 
 /** Any synchronous valibot schema. */
 export type Schema = v.GenericSchema;
+/** What a schema accepts (for layers that must not import valibot themselves). */
+export type Infer<S extends Schema> = v.InferOutput<S>;
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks for message schemas
@@ -27,13 +29,16 @@ function isPlainObject(x: unknown): x is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
+/** Any plain object; the schemas below narrow it. */
+export const plainObject = v.custom<Record<string, unknown>>(isPlainObject, 'Invalid type: Expected a plain object');
+
 /**
  * An object with exactly these keys. Extra keys are rejected (valibot's strictObject; an own
  * `__proto__` key is an extra key too), and so is anything that is not a plain object, since
  * strictObject alone would accept a field inherited from a prototype.
  */
 export function message<const E extends v.ObjectEntries>(entries: E) {
-  return v.pipe(v.custom<Record<string, unknown>>(isPlainObject, 'Invalid type: Expected a plain object'), v.strictObject(entries));
+  return v.pipe(plainObject, v.strictObject(entries));
 }
 
 export const text = v.string();
@@ -46,7 +51,7 @@ export const gridShape = v.tuple([positive, positive]);
 
 /** A string-keyed table of plain data (keys such as `__proto__` are dropped by valibot's record). */
 export function dictionary<const S extends Schema>(value: S) {
-  return v.pipe(v.custom<Record<string, unknown>>(isPlainObject, 'Invalid type: Expected a plain object'), v.record(v.string(), value));
+  return v.pipe(plainObject, v.record(v.string(), value));
 }
 
 /**
@@ -145,10 +150,16 @@ function problem(where: string, issues: readonly v.BaseIssue<unknown>[]): string
   return `${where}${path ? `.${path}` : ''}: ${first.message}`;
 }
 
+/** `value` as the schema's output, or the one line that says what is wrong with it. */
+export function checked<S extends Schema>(schema: S, value: unknown, where: string): { ok: true; value: Infer<S> } | { ok: false; problem: string } {
+  const result = v.safeParse(schema, value, { abortEarly: true });
+  return result.success ? { ok: true, value: result.output } : { ok: false, problem: problem(where, result.issues) };
+}
+
 /** Validates `value`; returns the error line, or null when it is valid. */
 export function check(schema: Schema, value: unknown, where: string): string | null {
-  const result = v.safeParse(schema, value, { abortEarly: true });
-  return result.success ? null : problem(where, result.issues);
+  const result = checked(schema, value, where);
+  return result.ok ? null : result.problem;
 }
 
 /** Own keys only: `toString` or `__proto__` are found on every object, and are no message type. */

@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import type { Studio } from '../state/studio.js';
 import { Operations } from './operations.js';
 import type { LabActions } from '../panels/labView.js';
-import { CodebookPanel } from '../panels/codebookPanel.js';
+import { showCodebook } from '../panels/codebookPanel.js';
 import { TokenGridPanel } from '../panels/tokenGridPanel.js';
 import { GenerationPanel } from '../panels/generationPanel.js';
 import { readTokenGrids } from '../engine/index.js';
@@ -56,7 +56,10 @@ export function registerCommands(studio: Studio): { disposables: vscode.Disposab
         if (grid) return TokenGridPanel.show(studio, codebook, grid);
       }
       if (cell.kind === 'decode' || cell.kind === 'generate') return void GenerationPanel.show(studio);
-      if (codebook) return CodebookPanel.show(studio, codebook);
+      if (codebook) {
+        await showCodebook(codebook);
+        return;
+      }
       void vscode.window.showInformationMessage('UniCode²: this run has no output to open');
     },
   };

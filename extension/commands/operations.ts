@@ -10,7 +10,7 @@ import type { Studio } from '../state/studio.js';
 import { showError } from '../state/errors.js';
 import { defaultCodebookPath, readSettings, workspaceDataDir } from '../state/config.js';
 import { pngDataUri, thumbnail } from '../panels/images.js';
-import { CodebookPanel } from '../panels/codebookPanel.js';
+import { showCodebook } from '../panels/codebookPanel.js';
 import { TokenGridPanel } from '../panels/tokenGridPanel.js';
 import { GenerationPanel } from '../panels/generationPanel.js';
 
@@ -90,7 +90,7 @@ export class Operations {
           };
         },
       );
-      if (result) CodebookPanel.show(this.studio, out);
+      if (result) await showCodebook(out);
     });
   }
 
@@ -100,7 +100,7 @@ export class Operations {
       if (!file) return;
       await this.studio.codebook(file); // a bad file fails here, before it becomes the active one
       this.studio.setActiveCodebook(file);
-      CodebookPanel.show(this.studio, file);
+      await showCodebook(file);
     });
   }
 
@@ -258,7 +258,7 @@ export class Operations {
           return { metrics: { images: images.length, atlas: refined.meta.atlas }, thumbnails: await thumbs(images), files: [codebook] };
         },
       );
-      if (result) CodebookPanel.show(this.studio, codebook);
+      if (result) await showCodebook(codebook);
     });
   }
 
@@ -283,7 +283,7 @@ export class Operations {
       });
       if (!result || !codebook) return;
       if (!this.studio.codebookPath()) this.studio.setActiveCodebook(codebook);
-      CodebookPanel.show(this.studio, codebook);
+      await showCodebook(codebook);
       void vscode.window.showInformationMessage(`UniCode²: demo report written to ${result.files![0]}`);
     });
   }

@@ -26,6 +26,12 @@ export interface ResizeTo {
   resample?: Resample;
 }
 
+/** Scaled down (never up) to fit a square of this side, keeping the aspect ratio: for showing
+ *  a photo as it is, where encoders resize to their exact input size. */
+export interface FitWithin {
+  within: number;
+}
+
 export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'tif', 'tiff', 'gif'];
 
 const KERNELS: Record<Resample, keyof Sharp.KernelEnum> = {
@@ -49,9 +55,10 @@ function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
 }
 
-export async function loadImage(file: string, size?: ResizeTo): Promise<RgbImage> {
-  if (size && !(Number.isInteger(size.width) && Number.isInteger(size.height) && size.width > 0 && size.height > 0)) {
-    throw new Error(`loadImage: bad target size ${size.width}x${size.height}`);
+export async function loadImage(file: string, size?: ResizeTo | FitWithin): Promise<RgbImage> {
+  const [boxW, boxH] = size ? ('within' in size ? [size.within, size.within] : [size.width, size.height]) : [1, 1];
+  if (!(Number.isInteger(boxW) && Number.isInteger(boxH) && boxW > 0 && boxH > 0)) {
+    throw new Error(`loadImage: bad target size ${boxW}x${boxH}`);
   }
   // libvips opens the path itself: a FIFO would block it forever, a folder fails obscurely.
   await requireRegularFile(file, 'an image file');
@@ -61,7 +68,8 @@ export async function loadImage(file: string, size?: ResizeTo): Promise<RgbImage
     .rotate() // apply the EXIF orientation, then drop the tag
     .flatten({ background: '#ffffff' })
     .toColourspace('srgb');
-  if (size) pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: KERNELS[size.resample ?? 'bicubic'] });
+  if (size && 'within' in size) pipeline = pipeline.resize(boxW, boxH, { fit: 'inside', withoutEnlargement: true, kernel: 'lanczos3' });
+  else if (size) pipeline = pipeline.resize(boxW, boxH, { fit: 'fill', kernel: KERNELS[size.resample ?? 'bicubic'] });
   let raw: { data: Buffer; info: Sharp.OutputInfo };
   try {
     raw = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });

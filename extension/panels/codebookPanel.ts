@@ -1,12 +1,16 @@
-// Host side of the codebook panel: loads the codebook, computes the heatmap order, counts codes
-// over the selected data set (the build corpus' stored counts or a token set of this session),
-// and answers "what is code k": the image patches that use it and its nearest codewords.
+// The Codebook editor: a codebook `.safetensors` opens here (Explorer: Open With… > UniCode²
+// Codebook, or the Open Codebook command). Loads the codebook, computes the heatmap order, counts
+// codes over the selected data set (the build corpus' stored counts or a token set of this
+// session), and answers "what is code k": the image patches that use it and its nearest codewords.
+// A custom editor rather than a free panel: VS Code ties it to the file (one tab per codebook,
+// reopened after a reload without any state of ours), and the file watcher refreshes it after a
+// rebuild.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { checkTokensMatchCodebook, codeStats, nearestCodewords, type Codebook, type RgbImage } from '../engine/index.js';
 import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
 import type { Studio } from '../state/studio.js';
-import { connectWebview, webviewOptions } from './webviewHost.js';
+import { connectWebview, readonlyEditor, watchFile } from './webviewHost.js';
 import { similarityOrder } from '../engine/codeOrder.js';
 import { cropPatch, pngDataUri } from './images.js';
 
@@ -15,42 +19,28 @@ const BUILD = 'build';
 const MAX_PATCHES = 24;
 const NEIGHBOURS = 8;
 
-interface PanelState {
-  restore?: CodebookView['restore'];
+/** Opens a codebook file in its editor, or brings its open editor to the front. */
+export function showCodebook(file: string): Thenable<unknown> {
+  return vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(path.resolve(file)), CODEBOOK_VIEW_TYPE);
 }
 
-export class CodebookPanel {
-  private static readonly open = new Map<string, CodebookPanel>();
+/** Read-only: the editor never changes the file (Build and Refine rewrite it, and it follows). */
+export function codebookEditor(studio: Studio): vscode.CustomReadonlyEditorProvider {
+  return readonlyEditor(studio.extensionUri, (panel, uri) => new CodebookPanel(studio, panel, uri));
+}
+
+class CodebookPanel {
   private dataset = BUILD;
   private counts: number[] = [];
-  private order: Promise<number[]> | null = null;
+  private order: { cb: Codebook; order: Promise<number[]> } | null = null;
+  private readonly file: string;
 
-  static show(studio: Studio, file: string): void {
-    const existing = CodebookPanel.open.get(file);
-    if (existing) return existing.panel.reveal();
-    const panel = vscode.window.createWebviewPanel(CODEBOOK_VIEW_TYPE, `Codebook: ${path.basename(file)}`, vscode.ViewColumn.Active, {
-      ...webviewOptions(studio.extensionUri),
-      retainContextWhenHidden: true,
-    });
-    new CodebookPanel(studio, panel, file);
-  }
-
-  static serializer(studio: Studio): vscode.WebviewPanelSerializer<PanelState> {
-    return {
-      async deserializeWebviewPanel(panel, state) {
-        if (!state?.restore?.file) return panel.dispose();
-        panel.webview.options = webviewOptions(studio.extensionUri);
-        new CodebookPanel(studio, panel, state.restore.file);
-      },
-    };
-  }
-
-  private constructor(
+  constructor(
     private readonly studio: Studio,
-    readonly panel: vscode.WebviewPanel,
-    private readonly file: string,
+    panel: vscode.WebviewPanel,
+    uri: vscode.Uri,
   ) {
-    CodebookPanel.open.set(file, this);
+    this.file = uri.fsPath;
     const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'codebook', codebookProtocol, panel.title, studio.log, {
       init: () => this.data(),
       selectDataset: ({ dataset }) => {
@@ -64,12 +54,18 @@ export class CodebookPanel {
         return this.data();
       },
       codeDetail: ({ code }) => this.detail(code),
+      reopenWith: async () => {
+        await vscode.commands.executeCommand('workbench.action.reopenWithEditor', uri);
+        return null;
+      },
     });
     const onSets = studio.onDidChangeTokenSets(() => endpoint.notify('datasets', { datasets: this.datasets() }));
+    // a rebuilt or refined codebook is shown as it now is
+    const watcher = watchFile(uri, () => endpoint.notify('fileChanged', {}));
     panel.onDidDispose(() => {
-      CodebookPanel.open.delete(file);
       disposable.dispose();
       onSets.dispose();
+      watcher.dispose();
     });
   }
 
@@ -79,7 +75,8 @@ export class CodebookPanel {
 
   private async data(): Promise<CodebookView> {
     const cb = await this.studio.codebook(this.file);
-    this.order ??= Promise.resolve().then(() => similarityOrder(cb.frozen));
+    // the order belongs to one version of the file: a rebuilt codebook is ordered again
+    if (this.order?.cb !== cb) this.order = { cb, order: Promise.resolve().then(() => similarityOrder(cb.frozen)) };
     this.counts = await this.countsOf(cb);
     const s = codeStats(this.counts);
     return {
@@ -89,10 +86,9 @@ export class CodebookPanel {
         tokens: s.tokens, used: s.used, utilization: s.utilization, perplexity: s.perplexity, dead: s.dead,
       },
       counts: this.counts,
-      order: await this.order,
+      order: await this.order.order,
       datasets: this.datasets(),
       dataset: this.dataset,
-      restore: { file: this.file },
     };
   }
 

@@ -1,8 +1,28 @@
-// Pixels for the webviews: engine images (planar float RGB) as PNG data: URIs, and patch crops.
-import { encodePng, type RgbImage } from '../engine/index.js';
+// Pixels for the webviews: engine images (planar float RGB) as PNG data: URIs, photos at their
+// own aspect ratio, atlas reconstructions with their PSNR, and patch crops. No 'vscode' here, so
+// the webview tests serve their panels exactly what the extension does.
+import { decodeTokens, encodePng, loadImage, psnr, type Codebook, type ComputeBackend, type Encoder, type RgbImage } from '../engine/index.js';
+import type { Reconstruction } from '../../common/protocol/tokengrid.js';
+
+/** Longest side of a photo sent to a panel: sharp on a 2x screen at a panel's width. */
+export const PHOTO_PREVIEW_SIDE = 1024;
 
 export async function pngDataUri(img: RgbImage): Promise<string> {
   return `data:image/png;base64,${Buffer.from(await encodePng(img)).toString('base64')}`;
+}
+
+/** A photo as a panel shows it: its own aspect ratio (EXIF applied), scaled down to fit. */
+export async function photoDataUri(file: string): Promise<string> {
+  return pngDataUri(await loadImage(file, { within: PHOTO_PREVIEW_SIDE }));
+}
+
+/** The atlas decoding of a grid and its PSNR against what the encoder saw; null when the codebook
+ *  has no pixel atlas yet. */
+export async function reconstruct(cb: Codebook, encoder: Encoder, backend: ComputeBackend, image: string, ids: number[], grid: [number, number]): Promise<Reconstruction | null> {
+  if (cb.meta.atlas === 'none') return null;
+  const [decoded, input] = await Promise.all([decodeTokens(cb, Int32Array.from(ids), grid, backend), encoder.load(image)]);
+  const db = psnr(input, decoded);
+  return { image: await pngDataUri(decoded), psnr: Number.isFinite(db) ? db : null };
 }
 
 /** The p x p patch at grid cell (row, col), enlarged `scale` times (nearest) so it is visible. */

@@ -1,39 +1,51 @@
-// Host side of the token-grid panel: the image as the encoder saw it, its token grid, and the
-// atlas reconstruction, re-decoded when the user edits the grid.
+// Host side of the token-grid panel: the photo at its own aspect ratio, its token grid, and the
+// atlas reconstruction with its PSNR against the encoder's input, re-decoded when the user edits
+// the grid.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { decodeTokens, tokenizeImages, UserError, type Codebook, type TokenGrid } from '../engine/index.js';
-import { tokenGridProtocol, type TokenGridRestore, type TokenGridView } from '../../common/protocol/tokengrid.js';
+import { tokenizeImages, UserError, type Codebook, type TokenGrid } from '../engine/index.js';
+import { tokenGridProtocol, tokenGridState, type Reconstruction, type TokenGridView } from '../../common/protocol/tokengrid.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
-import { pngDataUri } from './images.js';
+import { photoDataUri, reconstruct } from './images.js';
 import { GenerationPanel } from './generationPanel.js';
+import { readRestoreState, requireFileOfKind } from './restoreState.js';
 
 export const TOKEN_GRID_VIEW_TYPE = 'unicode2.tokenGrid';
 
 export class TokenGridPanel {
   static show(studio: Studio, codebook: string, grid: TokenGrid): void {
-    const panel = vscode.window.createWebviewPanel(TOKEN_GRID_VIEW_TYPE, `Tokens: ${path.basename(grid.image)}`, vscode.ViewColumn.Active, {
-      ...webviewOptions(studio.extensionUri),
-      retainContextWhenHidden: true,
-    });
+    // no retainContextWhenHidden: the webview keeps its edits in its state and asks again when shown
+    const panel = vscode.window.createWebviewPanel(TOKEN_GRID_VIEW_TYPE, `Tokens: ${path.basename(grid.image)}`, vscode.ViewColumn.Active, webviewOptions(studio.extensionUri));
     new TokenGridPanel(studio, panel, codebook, Promise.resolve(grid));
   }
 
-  /** After a reload the panel comes back by tokenizing its image again (fast, and it picks up a rebuilt codebook). */
-  static serializer(studio: Studio): vscode.WebviewPanelSerializer<{ restore?: TokenGridRestore }> {
+  /** After a reload the panel comes back by tokenizing its image again (fast, and it picks up a
+   *  rebuilt codebook), once the saved state and the files it names have been checked. */
+  static serializer(studio: Studio): vscode.WebviewPanelSerializer {
     return {
-      async deserializeWebviewPanel(panel, state) {
-        const restore = state?.restore;
-        if (!restore) return panel.dispose();
+      async deserializeWebviewPanel(panel, state: unknown) {
+        let restore;
+        try {
+          ({ restore } = readRestoreState(tokenGridState, state));
+          await requireFileOfKind(restore.codebook, 'codebook');
+          await requireFileOfKind(restore.image, 'image');
+        } catch (err) {
+          panel.dispose();
+          const reason = err instanceof UserError ? err.message : String(err);
+          studio.log.appendLine(`[tokenGrid] not restored: ${reason}`);
+          void vscode.window.showWarningMessage(`UniCode²: the Token Grid panel "${panel.title}" was not reopened: ${reason}`);
+          return;
+        }
+        const { codebook, image } = restore;
         panel.webview.options = webviewOptions(studio.extensionUri);
-        const grid = studio.codebook(restore.codebook).then(async (cb) => {
+        const grid = studio.codebook(codebook).then(async (cb) => {
           const encoder = await studio.encoderFor(cb);
-          const { results } = await tokenizeImages(cb, encoder, [restore.image], await studio.backend.get(), { withDistances: true });
-          if (!results[0]) throw new UserError(`${restore.image} can no longer be read`);
+          const { results } = await tokenizeImages(cb, encoder, [image], await studio.backend.get(), { withDistances: true });
+          if (!results[0]) throw new UserError(`${image} can no longer be read`);
           return results[0];
         });
-        new TokenGridPanel(studio, panel, restore.codebook, grid);
+        new TokenGridPanel(studio, panel, codebook, grid);
       },
     };
   }
@@ -49,7 +61,9 @@ export class TokenGridPanel {
       decode: async ({ ids }) => {
         const [cb, grid] = await Promise.all([this.studio.codebook(this.codebookFile), this.grid]);
         this.checkIds(ids, grid, cb);
-        return { reconstruction: await this.reconstruct(cb, ids, grid.grid) };
+        const reconstruction = await this.reconstruct(cb, ids, grid);
+        if (!reconstruction) throw new UserError('this codebook has no pixel atlas to decode with: refine it first');
+        return reconstruction;
       },
       openInGeneration: async ({ ids }) => {
         const [cb, grid] = await Promise.all([this.studio.codebook(this.codebookFile), this.grid]);
@@ -66,9 +80,15 @@ export class TokenGridPanel {
     const [cb, grid] = await Promise.all([this.studio.codebook(this.codebookFile), this.grid]);
     const encoder = await this.studio.encoderFor(cb);
     return {
-      imageLabel: path.basename(grid.image), image: await pngDataUri(await encoder.load(grid.image)), grid: grid.grid, ids: grid.ids,
-      distances: grid.distances, reconstruction: await this.reconstruct(cb, grid.ids, grid.grid), k: cb.frozen.rows,
-      codebook: cb.fingerprint, restore: { codebook: this.codebookFile, image: grid.image },
+      imageLabel: path.basename(grid.image),
+      image: await photoDataUri(grid.image),
+      grid: grid.grid,
+      ids: grid.ids,
+      distances: grid.distances,
+      reconstruction: await this.reconstruct(cb, grid.ids, grid),
+      bounds: { k: cb.frozen.rows, encoder: encoder.descriptor.id, input: encoder.inputSize, patch: encoder.patch, atlas: cb.meta.atlas },
+      codebook: cb.fingerprint,
+      restore: { codebook: this.codebookFile, image: grid.image },
     };
   }
 
@@ -78,10 +98,7 @@ export class TokenGridPanel {
     }
   }
 
-  /** '' when the codebook has no pixel atlas yet (the webview then shows no reconstruction). */
-  private async reconstruct(cb: Codebook, ids: number[], grid: [number, number]): Promise<string> {
-    if (cb.meta.atlas === 'none') return '';
-    const img = await decodeTokens(cb, Int32Array.from(ids), grid, await this.studio.backend.get());
-    return pngDataUri(img);
+  private async reconstruct(cb: Codebook, ids: number[], grid: TokenGrid): Promise<Reconstruction | null> {
+    return reconstruct(cb, await this.studio.encoderFor(cb), await this.studio.backend.get(), grid.image, ids, grid.grid);
   }
 }

@@ -38,3 +38,23 @@ export function connectWebview<P extends AnyProtocol>(
   const disposable = webview.onDidReceiveMessage((m) => endpoint.receive(m));
   return { endpoint, disposable };
 }
+
+/** A read-only custom editor whose document is nothing but its file: `open` fills the editor's
+ *  webview. VS Code reopens such editors after a reload from the file alone. */
+export function readonlyEditor(extensionUri: vscode.Uri, open: (panel: vscode.WebviewPanel, uri: vscode.Uri) => void): vscode.CustomReadonlyEditorProvider {
+  return {
+    openCustomDocument: (uri) => ({ uri, dispose: () => undefined }),
+    resolveCustomEditor: (document, panel) => {
+      panel.webview.options = webviewOptions(extensionUri);
+      open(panel, document.uri);
+    },
+  };
+}
+
+/** Calls `changed` whenever the file is rewritten (an atomic write shows up as a create). */
+export function watchFile(uri: vscode.Uri, changed: () => void): vscode.Disposable {
+  const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.joinPath(uri, '..'), uri.path.split('/').pop()!));
+  watcher.onDidChange(changed);
+  watcher.onDidCreate(changed);
+  return watcher;
+}

@@ -60,11 +60,11 @@ export class Jobs {
               const fraction = total > 0 ? Math.min(1, done / total) : 0;
               progress.report({ increment: Math.max(0, (fraction - reported) * 100), message });
               reported = Math.max(reported, fraction);
-              // workspaceState writes are not free: update the cell at most ~5 times a second
+              // the view redraws the cell on each update: at most ~5 times a second
               const now = Date.now();
               if (now - lastCell > 200 || done === total) {
                 lastCell = now;
-                this.lab.update(id, { progress: { done, total, message } });
+                this.lab.progress(id, { done, total, message });
               }
             },
           }));

@@ -33,8 +33,19 @@ export class LabStore {
   }
 
   update(id: string, patch: Partial<LabCell>): void {
-    this.cells = this.cells.map((c) => (c.id === id ? { ...c, ...patch } : c));
+    this.patch(id, patch);
     this.save();
+  }
+
+  /** Live progress of a running cell: shown in the view, not written to workspaceState (a
+   *  reload ends the run anyway, and a memento write per tick is wasted work). */
+  progress(id: string, progress: LabCell['progress']): void {
+    this.patch(id, { progress });
+    this.changed.fire(this.cells);
+  }
+
+  private patch(id: string, patch: Partial<LabCell>): void {
+    this.cells = this.cells.map((c) => (c.id === id ? { ...c, ...patch } : c));
   }
 
   remove(id: string): void {

@@ -55,6 +55,14 @@ test('EXIF orientation 6 is applied: the rotated file loads upright', async () =
   assert.ok(meanDiff(tagged, upright) < 0.03);
 });
 
+test('within: scaled down to fit keeping the aspect ratio (EXIF applied first), never enlarged', async () => {
+  const small = await loadImage(image('formats/china-exif6.jpg'), { within: 128 });
+  assert.deepEqual([small.width, small.height], [128, 86]); // 256 x 171 upright, halved
+  assert.ok(meanDiff(small, await loadImage(image('china.jpg'), { width: 128, height: 86 })) < 0.03);
+  const same = await loadImage(image('chelsea.png'), { within: 1024 });
+  assert.deepEqual([same.width, same.height], [256, 170]);
+});
+
 test('animated GIF: the first frame is taken, not the second (its negative)', async () => {
   const first = await loadImage(image('formats/rocket-animated.gif'));
   const rocket = await loadImage(image('rocket.jpg'));

@@ -34,7 +34,6 @@ function codebookData(counts: number[], order: number[], file = 'codebook.safete
     order,
     datasets: [{ id: 'build', label: 'Build corpus' }, { id: 'tokens:1', label: 'china.tokens.json' }],
     dataset: 'build',
-    restore: { file: `/work/${file}` },
   };
 }
 

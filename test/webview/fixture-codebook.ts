@@ -4,11 +4,12 @@ import * as path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import {
-  buildCodebook, decodeTokens, listImages, openEncoderFromDescriptor, readCodebook, tokenizeImages, type Codebook, type Encoder, type TokenGrid,
+  buildCodebook, listImages, openEncoderFromDescriptor, readCodebook, tokenizeImages, type Codebook, type Encoder, type TokenGrid,
 } from '../../extension/engine/index.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import type { ComputeBackend } from '../../native-gpu/backend.js';
-import { pngDataUri } from '../../extension/panels/images.js';
+import { photoDataUri, reconstruct } from '../../extension/panels/images.js';
+import type { Reconstruction } from '../../common/protocol/tokengrid.js';
 
 export const fixtureImages = path.resolve(__dirname, '../fixtures/images');
 
@@ -20,8 +21,10 @@ export interface Fixture {
   grid: TokenGrid;
   /** every fixture photo's tokens */
   grids: TokenGrid[];
-  decode(ids: number[]): Promise<string>;
-  imageUri: string;
+  /** chelsea.png's grid with these ids, decoded as the Token Grid panel's host does it */
+  decode(ids: number[]): Promise<Reconstruction>;
+  /** chelsea.png (256 x 170) as the panels show a photo */
+  photoUri: string;
 }
 
 let fixture: Promise<Fixture> | null = null;
@@ -39,8 +42,8 @@ export function realFixture(): Promise<Fixture> {
     const image = path.join(fixtureImages, 'chelsea.png');
     const { results: grids } = await tokenizeImages(cb, encoder, await listImages(fixtureImages), backend, { withDistances: true });
     const grid = grids.find((g) => g.image === image)!;
-    const decode = async (ids: number[]): Promise<string> => pngDataUri(await decodeTokens(cb, Int32Array.from(ids), grid.grid, backend));
-    return { backend, cb, encoder, grid, grids, decode, imageUri: await pngDataUri(await encoder.load(image)) };
+    const decode = async (ids: number[]): Promise<Reconstruction> => (await reconstruct(cb, encoder, backend, image, ids, grid.grid))!;
+    return { backend, cb, encoder, grid, grids, decode, photoUri: await photoDataUri(image) };
   })();
   return fixture;
 }

@@ -36,6 +36,7 @@ function codebookHost() {
       init: () => (handled.push('init'), view),
       selectDataset: ({ dataset }) => (handled.push(`select ${dataset}`), view),
       addTokensFile: () => null,
+      reopenWith: () => null,
       codeDetail: ({ code }) => {
         handled.push(`detail ${code}`);
         if (code === 13) throw new Error('code 13 is unlucky');
@@ -50,7 +51,7 @@ function codebookHost() {
 function minimalView(): CodebookView {
   return {
     summary: { file: 'c', k: 1, d: 1, encoder: 'dct', lambda: 0, iterations: 1, fingerprint: 'f', atlas: 'dct', tokens: 1, used: 1, utilization: 1, perplexity: 1, dead: 0 },
-    counts: [1], order: [0], datasets: [], dataset: 'build', restore: { file: '/c' },
+    counts: [1], order: [0], datasets: [], dataset: 'build',
   };
 }
 
@@ -66,7 +67,7 @@ test('the host answers well-formed requests and names what is wrong with the res
   // a request with bad parameters is still answered (with an error), so the webview never waits forever
   assert.deepEqual(posted.at(-1), { kind: 'reply', id: 3, error: 'malformed codeDetail request: params.code: Invalid value: Expected >=0 but received -1' });
   await endpoint.receive({ kind: 'request', id: 4, type: 'dropTables', params: {} });
-  assert.equal(rejected.at(-1), 'request type "dropTables" is not one of init, selectDataset, codeDetail, addTokensFile');
+  assert.equal(rejected.at(-1), 'request type "dropTables" is not one of init, selectDataset, codeDetail, addTokensFile, reopenWith');
   await endpoint.receive({ kind: 'request', id: '5', type: 'init', params: {} });
   assert.match(rejected.at(-1)!, /^message\.id: Invalid type: Expected number but received "5"$/);
   await endpoint.receive({ kind: 'reply', id: 6, result: null });
@@ -81,7 +82,7 @@ test('inherited names and prototype tricks never reach a handler', async () => {
   // every object has these names through Object.prototype; none is a request
   for (const type of ['__proto__', 'toString', 'constructor', 'hasOwnProperty', 'valueOf']) {
     await endpoint.receive({ kind: 'request', id: 1, type, params: {} });
-    assert.equal(rejected.at(-1), `request type "${type}" is not one of init, selectDataset, codeDetail, addTokensFile`);
+    assert.equal(rejected.at(-1), `request type "${type}" is not one of init, selectDataset, codeDetail, addTokensFile, reopenWith`);
   }
   // an own "__proto__" key, as JSON.parse makes it: an extra key, in the params and in the envelope
   await endpoint.receive({ kind: 'request', id: 1, type: 'selectDataset', params: JSON.parse('{"dataset": "build", "__proto__": {"isAdmin": true}}') });
@@ -176,6 +177,7 @@ test('replies find their request by id over an asynchronous channel that reorder
       init: () => minimalView(),
       selectDataset: () => minimalView(),
       addTokensFile: () => null,
+      reopenWith: () => null,
       codeDetail: async ({ code }) => {
         await new Promise((r) => setTimeout(r, Math.random() * 10));
         return { code, count: code * 10, share: 0, patches: [], neighbours: [] };
@@ -183,7 +185,7 @@ test('replies find their request by id over an asynchronous channel that reorder
     },
     { post: (m) => toWebview(m), onReject: (r) => rejected.push(r) },
   );
-  const webview = new WebviewEndpoint(codebookProtocol, { datasets: () => undefined }, { post: (m) => toHost(m), onReject: (r) => rejected.push(r) });
+  const webview = new WebviewEndpoint(codebookProtocol, { datasets: () => undefined, fileChanged: () => undefined }, { post: (m) => toHost(m), onReject: (r) => rejected.push(r) });
   // asynchronous delivery, like postMessage: replies may overtake each other
   toHost = (m) => setTimeout(() => void host.receive(structuredClone(m)), Math.random() * 5);
   toWebview = (m) => setTimeout(() => webview.receive(structuredClone(m)), Math.random() * 5);

@@ -3,6 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
+import type { Page } from 'playwright-core';
 import { openPanel, closeBrowser, canvasPixel, THEME_NAMES, type TestHost } from './harness.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
 import { codeColor } from '../../webview/common/colors.js';
@@ -13,14 +14,18 @@ after(async () => {
   await disposeFixture();
 });
 
-function host(f: Fixture): TestHost<typeof tokenGridProtocol> {
-  const data: TokenGridView = {
-    imageLabel: path.basename(f.grid.image), image: f.imageUri, grid: f.grid.grid, ids: f.grid.ids, distances: f.grid.distances,
-    reconstruction: '', k: f.cb.frozen.rows, codebook: f.cb.fingerprint, restore: { codebook: '/work/codebook.safetensors', image: f.grid.image },
-  };
+function view(f: Fixture): TokenGridView {
   return {
-    init: async () => ({ ...data, reconstruction: await f.decode(f.grid.ids) }),
-    decode: async ({ ids }) => ({ reconstruction: await f.decode(ids) }),
+    imageLabel: path.basename(f.grid.image), image: f.photoUri, grid: f.grid.grid, ids: f.grid.ids, distances: f.grid.distances,
+    reconstruction: null, codebook: f.cb.fingerprint, restore: { codebook: '/work/codebook.safetensors', image: f.grid.image },
+    bounds: { k: f.cb.frozen.rows, encoder: f.encoder.descriptor.id, input: f.encoder.inputSize, patch: f.encoder.patch, atlas: f.cb.meta.atlas },
+  };
+}
+
+function host(f: Fixture): TestHost<typeof tokenGridProtocol> {
+  return {
+    init: async () => ({ ...view(f), reconstruction: await f.decode(f.grid.ids) }),
+    decode: ({ ids }) => f.decode(ids),
     openInGeneration: () => null,
   };
 }
@@ -36,6 +41,10 @@ test('grid of a real tokenized image: dimensions, colour per code, hover shows i
     assert.equal(await canvas.getAttribute('data-grid-w'), String(gw));
     assert.equal(gh * gw, 196, 'the DCT encoder at 224 px gives 14 x 14 tokens');
     assert.match((await p.page.locator('#reconstruction').getAttribute('src'))!, /^data:image\/png;base64,/);
+    // the PSNR the host measured, and what bounds it
+    const psnr = (await f.decode(f.grid.ids)).psnr!;
+    assert.equal(await p.page.locator('#reconstruction-caption').textContent(), `Reconstruction · atlas decoder · PSNR ${psnr.toFixed(1)} dB`);
+    assert.match((await p.page.locator('#quality-note').textContent())!, /bounded by K = 256 codes \(each 16 × 16 patch becomes one of 256\), by the encoder \(dct:224 sees the photo at 224 × 224\) and by the atlas decoder/);
 
     // full opacity: each cell is exactly its code's colour
     await p.page.locator('#opacity').fill('1');
@@ -56,6 +65,49 @@ test('grid of a real tokenized image: dimensions, colour per code, hover shows i
     await p.close();
   }
 });
+
+test('the photo keeps its aspect ratio: a 256 x 170 photo and its reconstruction show at 256:170, the 14 x 14 grid over it', async () => {
+  const f = await realFixture();
+  for (const width of [1100, 620]) {
+    const p = await openPanel('tokengrid', tokenGridProtocol, 'light', host(f), { width, height: 700 });
+    try {
+      const canvas = p.page.locator('#token-grid[data-drawn="true"]');
+      await canvas.waitFor();
+      await p.page.locator('#reconstruction[src^="data:"]').waitFor();
+      const grid = (await canvas.boundingBox())!;
+      const recon = (await p.page.locator('#reconstruction').boundingBox())!;
+      for (const [name, box] of [['token grid', grid], ['reconstruction', recon]] as const) {
+        assert.ok(Math.abs(box.width / box.height - 256 / 170) < 0.02, `${name} at ${width} px is ${box.width} x ${box.height}, not 256:170`);
+      }
+      // the photo fills the canvas: its top-left and bottom-right pixels are the photo's, not the background
+      // (overlay off, so what is read is the photo itself)
+      await p.page.locator('#opacity').fill('0');
+      const corners = [await canvasPixel(p.page, '#token-grid', 2, 2), await canvasPixel(p.page, '#token-grid', Math.floor(grid.width) - 3, Math.floor(grid.height) - 3)];
+      const photo = await photoPixels(p.page, f.photoUri, [[2 / grid.width, 2 / grid.height], [1 - 3 / grid.width, 1 - 3 / grid.height]]);
+      corners.forEach((c, i) => assert.ok(c.slice(0, 3).every((v, j) => Math.abs(v - photo[i]![j]!) < 24), `corner ${i}: canvas ${c} vs photo ${photo[i]}`));
+    } finally {
+      await p.close();
+    }
+  }
+});
+
+/** The photo's own pixels at fractional positions (decoded into a scratch canvas at its natural size). */
+async function photoPixels(page: Page, uri: string, at: [number, number][]): Promise<number[][]> {
+  return page.evaluate(
+    async ([src, points]) => {
+      const img = new Image();
+      img.src = src as string;
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth;
+      c.height = img.naturalHeight;
+      const ctx = c.getContext('2d')!;
+      ctx.drawImage(img, 0, 0);
+      return (points as [number, number][]).map(([fx, fy]) => Array.from(ctx.getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data));
+    },
+    [uri, at] as const,
+  );
+}
 
 test('paint a cell with another code and decode again through the host', async () => {
   const f = await realFixture();

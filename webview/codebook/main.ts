@@ -7,18 +7,18 @@ import { Tooltip, byId, formatInt, formatPct, formatShare, h } from '../common/d
 import { DEAD_CODE_RGB, css, rampColor } from '../common/colors.js';
 import { onThemeChange, type ViewTransform } from '../common/viewport.js';
 import { Heatmap } from './heatmap.js';
-import { drawRankFrequency } from './rankFrequency.js';
+import { drawRankFrequency } from '../common/rankFrequency.js';
 
 interface ViewState {
-  restore: CodebookView['restore'] | null;
   view: ViewTransform | null;
   selected: number | null;
   dataset: string | null;
 }
 
-const state = loadState<ViewState>({ restore: null, view: null, selected: null, dataset: null });
+const state = loadState<ViewState>({ view: null, selected: null, dataset: null });
 const host = connect(codebookProtocol, {
   datasets: ({ datasets }) => renderDatasets(datasets, current?.dataset ?? ''),
+  fileChanged: () => void start().catch(showFailure),
 });
 
 let current: CodebookView | null = null;
@@ -86,8 +86,6 @@ function renderDatasets(datasets: DatasetInfo[], selected: string): void {
 
 function show(data: CodebookView): void {
   current = data;
-  state.restore = data.restore;
-  saveState(state);
   renderSummary(data.summary);
   renderDatasets(data.datasets, data.dataset);
   let max = 0;
@@ -200,6 +198,19 @@ async function start(): Promise<void> {
     show(init);
   }
 }
-start().catch((err: Error) => {
-  byId('summary').replaceChildren(h('p', { class: 'error' }, err.message));
-});
+/** The file could not be shown (no UniCode² metadata, damaged, gone): say so in place of the panel. */
+function showFailure(err: Error): void {
+  const reopen = h('vscode-button', { id: 'reopen-with', icon: 'go-to-file' }, 'Reopen with…');
+  reopen.addEventListener('click', () => void host.request('reopenWith'));
+  document.body.replaceChildren(
+    h('section', { id: 'not-a-codebook', class: 'card notice', role: 'alert' },
+      h('h1', {}, 'This file cannot be shown as a UniCode² codebook'),
+      h('p', { class: 'error' }, err.message),
+      h('p', { class: 'muted' },
+        'UniCode² codebooks are the .safetensors files written by "UniCode²: Build Codebook from Folder…" or `unicode2 build`: ',
+        'a frozen [K, d] tensor and UniCode² metadata (format version, encoder, K, d). Other .safetensors files (model weights) ',
+        'open in another editor.'),
+      reopen),
+  );
+}
+start().catch(showFailure);

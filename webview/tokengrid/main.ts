@@ -1,12 +1,13 @@
-// Token grid panel: the image with its token grid overlaid (a colour per code), hover for id and
-// distance, click to highlight every cell with that code, paint mode to edit the grid, and the
-// atlas reconstruction beside it, re-decoded by the host on request.
+// Token grid panel: the photo at its own aspect ratio with its token grid overlaid (a colour per
+// code), hover for id and distance, click to highlight every cell with that code, paint mode to
+// edit the grid, and the atlas reconstruction beside it (re-decoded by the host on request) with
+// its PSNR and what bounds its quality.
 import '../common/elements.js';
-import { tokenGridProtocol, type TokenGridRestore, type TokenGridView } from '../../common/protocol/tokengrid.js';
+import { tokenGridProtocol, type Reconstruction, type ReconstructionBounds, type TokenGridRestore, type TokenGridView } from '../../common/protocol/tokengrid.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, h } from '../common/dom.js';
-import { codeColor, css } from '../common/colors.js';
-import { fitBackingStore, onThemeChange, themeColor } from '../common/viewport.js';
+import { onThemeChange } from '../common/viewport.js';
+import { aspectOf, cellAt, drawTokenOverlay, loadPhoto, setAspect } from '../common/tokenOverlay.js';
 
 interface ViewState {
   restore: TokenGridRestore | null;
@@ -23,7 +24,7 @@ const host = connect(tokenGridProtocol, {});
 const tooltip = new Tooltip();
 let data: TokenGridView | null = null;
 let ids: number[] = [];
-let source: HTMLImageElement | null = null;
+let photo: HTMLImageElement | null = null;
 
 document.body.append(
   h('header', { class: 'toolbar' },
@@ -33,14 +34,15 @@ document.body.append(
     h('input', { id: 'opacity', type: 'range', min: 0, max: 1, step: 0.05, 'aria-label': 'overlay opacity' }),
     h('label', { class: 'check' }, h('input', { id: 'show-ids', type: 'checkbox' }), 'ids'),
   ),
-  h('main', { class: 'tokengrid-layout' },
+  h('main', { id: 'figures', class: 'tokengrid-layout' },
     h('figure', {},
-      h('div', { class: 'stack' }, h('canvas', { id: 'token-grid', 'aria-label': 'token grid' })),
+      h('canvas', { id: 'token-grid', class: 'keeps-aspect framed', 'aria-label': 'token grid' }),
       h('figcaption', { id: 'grid-caption' }, 'Image and tokens'),
     ),
     h('figure', {},
-      h('div', { class: 'stack' }, h('img', { id: 'reconstruction', alt: 'reconstruction from tokens' })),
-      h('figcaption', {}, 'Reconstruction (atlas decoder)'),
+      h('img', { id: 'reconstruction', class: 'keeps-aspect framed', alt: 'reconstruction from tokens' }),
+      h('figcaption', { id: 'reconstruction-caption' }, 'Reconstruction (atlas decoder)'),
+      h('p', { id: 'quality-note', class: 'muted note' }),
     ),
   ),
   h('footer', { class: 'toolbar paintbar' },
@@ -72,73 +74,13 @@ function edits(): number {
 }
 
 function draw(): void {
-  if (!data || !source) return;
-  const [gh, gw] = data.grid;
-  const dpr = fitBackingStore(canvas);
-  const ctx = canvas.getContext('2d')!;
-  const w = canvas.clientWidth;
-  const hh = canvas.clientHeight;
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.imageSmoothingEnabled = true;
-  ctx.drawImage(source, 0, 0, w, hh);
-  const cw = w / gw;
-  const ch = hh / gh;
-  const dimmed = state.highlight !== null;
-  for (let r = 0; r < gh; r++) {
-    for (let c = 0; c < gw; c++) {
-      const id = ids[r * gw + c]!;
-      const alpha = dimmed ? (id === state.highlight ? Math.max(0.6, state.opacity) : state.opacity * 0.25) : state.opacity;
-      ctx.fillStyle = css(codeColor(id), alpha);
-      ctx.fillRect(c * cw, r * ch, cw, ch);
-      if (id !== data.ids[r * gw + c]) {
-        // an edited cell: a corner mark, so edits stay visible at any opacity
-        ctx.fillStyle = themeColor('--vscode-editorWarning-foreground', '#cca700');
-        ctx.beginPath();
-        ctx.moveTo(c * cw, r * ch);
-        ctx.lineTo(c * cw + Math.min(10, cw / 2), r * ch);
-        ctx.lineTo(c * cw, r * ch + Math.min(10, ch / 2));
-        ctx.fill();
-      }
-    }
-  }
-  ctx.strokeStyle = 'rgba(0, 0, 0, 0.35)';
-  ctx.lineWidth = 1;
-  ctx.beginPath();
-  for (let c = 1; c < gw; c++) (ctx.moveTo(c * cw, 0), ctx.lineTo(c * cw, hh));
-  for (let r = 1; r < gh; r++) (ctx.moveTo(0, r * ch), ctx.lineTo(w, r * ch));
-  ctx.stroke();
-  if (state.highlight !== null) {
-    ctx.strokeStyle = themeColor('--vscode-focusBorder', '#007fd4');
-    ctx.lineWidth = 2;
-    ids.forEach((id, i) => id === state.highlight && ctx.strokeRect((i % gw) * cw + 1, Math.floor(i / gw) * ch + 1, cw - 2, ch - 2));
-  }
-  if (state.showIds) {
-    ctx.font = `${Math.max(7, Math.min(12, cw / 4.2))}px ${themeColor('--vscode-editor-font-family', 'monospace')}`;
-    ctx.textAlign = 'center';
-    ctx.textBaseline = 'middle';
-    ids.forEach((id, i) => {
-      const x = (i % gw) * cw + cw / 2;
-      const y = Math.floor(i / gw) * ch + ch / 2;
-      ctx.lineWidth = 3;
-      ctx.strokeStyle = 'rgba(0,0,0,0.75)';
-      ctx.strokeText(String(id), x, y);
-      ctx.fillStyle = '#fff';
-      ctx.fillText(String(id), x, y);
-    });
-  }
+  if (!data || !photo) return;
+  drawTokenOverlay(canvas, photo, { grid: data.grid, ids, original: data.ids, opacity: state.opacity, highlight: state.highlight, showIds: state.showIds });
   const n = edits();
   byId('edits').textContent = n ? `${n} cell${n === 1 ? '' : 's'} edited` : '';
-  canvas.dataset.drawn = 'true';
 }
 
-function cellAt(e: MouseEvent): number | null {
-  if (!data) return null;
-  const r = canvas.getBoundingClientRect();
-  const c = Math.floor(((e.clientX - r.left) / r.width) * data.grid[1]);
-  const row = Math.floor(((e.clientY - r.top) / r.height) * data.grid[0]);
-  if (c < 0 || row < 0 || c >= data.grid[1] || row >= data.grid[0]) return null;
-  return row * data.grid[1] + c;
-}
+const cellUnder = (e: MouseEvent): number | null => (data ? cellAt(canvas, data.grid, e) : null);
 
 function setPaintMode(on: boolean): void {
   state.paint = on;
@@ -149,11 +91,11 @@ function setPaintMode(on: boolean): void {
 
 function readPaintCode(): number | null {
   const v = Number(paintCode.value);
-  return paintCode.value !== '' && Number.isInteger(v) && data && v >= 0 && v < data.k ? v : null;
+  return paintCode.value !== '' && Number.isInteger(v) && data && v >= 0 && v < data.bounds.k ? v : null;
 }
 
 function paintAt(e: PointerEvent): void {
-  const cell = cellAt(e);
+  const cell = cellUnder(e);
   const code = readPaintCode();
   if (cell === null || code === null || ids[cell] === code) return;
   ids[cell] = code;
@@ -169,7 +111,7 @@ canvas.addEventListener('pointerdown', (e) => {
 });
 canvas.addEventListener('pointermove', (e) => {
   if (state.paint && (e.buttons & 1) !== 0) paintAt(e);
-  const cell = cellAt(e);
+  const cell = cellUnder(e);
   if (cell === null || !data) return tooltip.hide();
   const [, gw] = data.grid;
   const lines = [`code ${ids[cell]}`, `cell row ${Math.floor(cell / gw)}, col ${cell % gw}`];
@@ -180,7 +122,7 @@ canvas.addEventListener('pointermove', (e) => {
 canvas.addEventListener('pointerleave', () => tooltip.hide());
 canvas.addEventListener('click', (e) => {
   if (state.paint) return;
-  const cell = cellAt(e);
+  const cell = cellUnder(e);
   if (cell === null) return;
   const id = ids[cell]!;
   state.highlight = state.highlight === id ? null : id;
@@ -215,8 +157,7 @@ byId('decode').addEventListener('click', async () => {
   const button = byId('decode');
   button.toggleAttribute('disabled', true);
   try {
-    const reply = await host.request('decode', { ids });
-    byId<HTMLImageElement>('reconstruction').src = reply.reconstruction;
+    showReconstruction(await host.request('decode', { ids }));
   } finally {
     button.toggleAttribute('disabled', false);
   }
@@ -224,6 +165,31 @@ byId('decode').addEventListener('click', async () => {
 byId('to-generation').addEventListener('click', () => void host.request('openInGeneration', { ids }));
 new ResizeObserver(draw).observe(canvas);
 onThemeChange(draw);
+
+const ATLAS: Record<string, string> = {
+  dct: 'each code is drawn as its codeword, the mean of the DCT patches it won',
+  refined: 'each code is drawn as the mean pixel patch of the patches it won',
+};
+
+/** What the reconstruction is, how close it comes (PSNR) and what bounds it. */
+function showReconstruction(r: Reconstruction | null): void {
+  const img = byId<HTMLImageElement>('reconstruction');
+  const caption = byId('reconstruction-caption');
+  img.hidden = !r;
+  if (!r) {
+    caption.textContent = 'No reconstruction: this codebook has no pixel atlas yet (run "UniCode²: Refine Trainable Codebook…").';
+    return;
+  }
+  img.src = r.image;
+  caption.textContent = `Reconstruction · atlas decoder · PSNR ${r.psnr === null ? '∞ (exact)' : `${r.psnr.toFixed(1)} dB`}`;
+}
+
+function qualityNote(b: ReconstructionBounds): string {
+  const k = b.k.toLocaleString('en-US');
+  return `Its quality is bounded by K = ${k} codes (each ${b.patch} × ${b.patch} patch becomes one of ${k}), ` +
+    `by the encoder (${b.encoder} sees the photo at ${b.input[1]} × ${b.input[0]}) and by the atlas decoder ` +
+    `(one fixed patch per code: ${ATLAS[b.atlas] ?? `atlas ${b.atlas}`}). PSNR is measured against the encoder's input.`;
+}
 
 async function start(): Promise<void> {
   data = await host.request('init');
@@ -233,13 +199,13 @@ async function start(): Promise<void> {
   if (state.paintCode !== null) paintCode.value = String(state.paintCode);
   setPaintMode(state.paint);
   byId('title').textContent = `Tokens · ${data.imageLabel}`;
-  byId('grid-caption').textContent = `${gh} × ${gw} tokens · K = ${data.k.toLocaleString('en-US')} · codebook ${data.codebook}`;
+  byId('grid-caption').textContent = `${gh} × ${gw} tokens · K = ${data.bounds.k.toLocaleString('en-US')} · codebook ${data.codebook}`;
   canvas.dataset.gridH = String(gh);
   canvas.dataset.gridW = String(gw);
-  canvas.style.aspectRatio = `${gw} / ${gh}`;
-  byId<HTMLImageElement>('reconstruction').src = data.reconstruction;
-  source = new Image();
-  source.onload = draw;
-  source.src = data.image;
+  showReconstruction(data.reconstruction);
+  byId('quality-note').textContent = data.reconstruction ? qualityNote(data.bounds) : '';
+  photo = await loadPhoto(data.image);
+  setAspect(byId('figures'), aspectOf(photo, data.grid));
+  draw();
 }
 start().catch((err: Error) => byId('grid-caption').replaceChildren(h('span', { class: 'error' }, err.message)));

@@ -1,6 +1,6 @@
 // Rank-frequency (Zipf) plot of code counts on log-log axes. Used codes only: a dead code has
 // no place on a log axis; the summary reports how many there are.
-import { fitBackingStore, themeColor } from '../common/viewport.js';
+import { fitBackingStore, themeColor } from './viewport.js';
 
 export function drawRankFrequency(canvas: HTMLCanvasElement, counts: number[]): void {
   const dpr = fitBackingStore(canvas);

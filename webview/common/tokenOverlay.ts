@@ -1,0 +1,119 @@
+// A token grid drawn over its photo: one colour per code, grid lines, optional ids, a highlighted
+// code, marks on edited cells. Used by the Token Grid panel, the token set editor and the notebook
+// renderer, so a grid looks the same wherever it is shown.
+//
+// The photo keeps its own aspect ratio and the grid [h, w] is stretched over it, whatever its
+// shape: a 14 x 14 grid over a 640 x 400 photo has cells 1.6 times wider than tall, which is
+// what the encoder did (it resized the photo to its square input). Without a photo the cells are
+// square.
+import { codeColor, css } from './colors.js';
+import { fitBackingStore, themeColor } from './viewport.js';
+
+export interface Overlay {
+  /** [rows, cols] */
+  grid: readonly [number, number];
+  ids: readonly number[];
+  /** the ids as tokenized, when the grid is being edited: changed cells get a corner mark */
+  original?: readonly number[];
+  /** overlay opacity over the photo, 0..1 (ignored without a photo: the cells are all there is) */
+  opacity: number;
+  /** a code whose cells are outlined while the others are dimmed */
+  highlight: number | null;
+  showIds: boolean;
+}
+
+/** Width / height at which `photo` (or, without one, a grid of square cells) is shown. */
+export function aspectOf(photo: HTMLImageElement | null, grid: readonly [number, number]): number {
+  return photo && photo.naturalWidth > 0 && photo.naturalHeight > 0 ? photo.naturalWidth / photo.naturalHeight : grid[1] / grid[0];
+}
+
+/**
+ * Gives an element (and the elements sized like it) that aspect ratio: webview.css sizes
+ * `.keeps-aspect` boxes from the --aspect variable, as wide as their column allows and no taller
+ * than most of the window. CSSOM, not a style attribute: the pages' CSP forbids inline styles.
+ */
+export function setAspect(el: HTMLElement, aspect: number): void {
+  el.style.setProperty('--aspect', String(aspect));
+}
+
+/** Draws the photo over the whole canvas and the grid over it (canvas CSS pixels). */
+export function drawTokenOverlay(canvas: HTMLCanvasElement, photo: HTMLImageElement | null, o: Overlay): void {
+  const [gh, gw] = o.grid;
+  const dpr = fitBackingStore(canvas);
+  const ctx = canvas.getContext('2d')!;
+  const w = canvas.clientWidth;
+  const h = canvas.clientHeight;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  if (photo) {
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(photo, 0, 0, w, h);
+  } else {
+    ctx.fillStyle = themeColor('--vscode-editor-background', '#1e1e1e');
+    ctx.fillRect(0, 0, w, h);
+  }
+  const cw = w / gw;
+  const ch = h / gh;
+  const opacity = photo ? o.opacity : 1;
+  for (let r = 0; r < gh; r++) {
+    for (let c = 0; c < gw; c++) {
+      const id = o.ids[r * gw + c]!;
+      const alpha = o.highlight === null ? opacity : id === o.highlight ? Math.max(0.6, opacity) : opacity * 0.25;
+      ctx.fillStyle = css(codeColor(id), alpha);
+      ctx.fillRect(c * cw, r * ch, cw, ch);
+      if (o.original && id !== o.original[r * gw + c]) {
+        // an edited cell: a corner mark, so edits stay visible at any opacity
+        ctx.fillStyle = themeColor('--vscode-editorWarning-foreground', '#cca700');
+        ctx.beginPath();
+        ctx.moveTo(c * cw, r * ch);
+        ctx.lineTo(c * cw + Math.min(10, cw / 2), r * ch);
+        ctx.lineTo(c * cw, r * ch + Math.min(10, ch / 2));
+        ctx.fill();
+      }
+    }
+  }
+  ctx.strokeStyle = 'rgba(0, 0, 0, 0.35)';
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  for (let c = 1; c < gw; c++) (ctx.moveTo(c * cw, 0), ctx.lineTo(c * cw, h));
+  for (let r = 1; r < gh; r++) (ctx.moveTo(0, r * ch), ctx.lineTo(w, r * ch));
+  ctx.stroke();
+  if (o.highlight !== null) {
+    ctx.strokeStyle = themeColor('--vscode-focusBorder', '#007fd4');
+    ctx.lineWidth = 2;
+    o.ids.forEach((id, i) => id === o.highlight && ctx.strokeRect((i % gw) * cw + 1, Math.floor(i / gw) * ch + 1, cw - 2, ch - 2));
+  }
+  if (o.showIds) {
+    ctx.font = `${Math.max(7, Math.min(12, Math.min(cw, ch * 1.6) / 4.2))}px ${themeColor('--vscode-editor-font-family', 'monospace')}`;
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    o.ids.forEach((id, i) => {
+      const x = (i % gw) * cw + cw / 2;
+      const y = Math.floor(i / gw) * ch + ch / 2;
+      ctx.lineWidth = 3;
+      ctx.strokeStyle = 'rgba(0,0,0,0.75)';
+      ctx.strokeText(String(id), x, y);
+      ctx.fillStyle = '#fff';
+      ctx.fillText(String(id), x, y);
+    });
+  }
+  canvas.dataset.drawn = 'true';
+}
+
+/** The cell (row-major index) under a pointer event, or null outside the grid. */
+export function cellAt(canvas: HTMLCanvasElement, grid: readonly [number, number], e: MouseEvent): number | null {
+  const r = canvas.getBoundingClientRect();
+  const col = Math.floor(((e.clientX - r.left) / r.width) * grid[1]);
+  const row = Math.floor(((e.clientY - r.top) / r.height) * grid[0]);
+  if (col < 0 || row < 0 || col >= grid[1] || row >= grid[0]) return null;
+  return row * grid[1] + col;
+}
+
+/** Loads a data: URI into an image element (resolves once it can be drawn). */
+export function loadPhoto(src: string): Promise<HTMLImageElement> {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error('the image could not be decoded'));
+    img.src = src;
+  });
+}
