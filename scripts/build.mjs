@@ -45,4 +45,16 @@ await Promise.all([
       loader: { '.css': 'text' },
       logLevel: quiet ? 'error' : 'info',
     }),
+  // The notebook renderer: VS Code loads renderers as ES modules that export activate().
+  existsSync('webview/notebook/renderer.ts') &&
+    esbuild.build({
+      entryPoints: { 'tokens-renderer': 'webview/notebook/renderer.ts' },
+      outdir: 'dist/webview',
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      target: 'es2022',
+      sourcemap: true,
+      logLevel: quiet ? 'error' : 'info',
+    }),
 ]);

@@ -10,18 +10,17 @@ import { checked, type Infer, type Schema } from '../../common/protocol/shared.j
 
 export type FileKind = 'codebook' | 'image' | 'tokens';
 
-const EXTENSIONS: Record<FileKind, string[]> = {
-  codebook: ['.safetensors'],
-  image: IMAGE_EXTENSIONS.map((e) => `.${e}`),
-  tokens: ['.json', '.npy'],
+const KINDS: Record<FileKind, { name: string; extensions: string[] }> = {
+  codebook: { name: 'a codebook', extensions: ['.safetensors'] },
+  image: { name: 'an image', extensions: IMAGE_EXTENSIONS.map((e) => `.${e}`) },
+  tokens: { name: 'a tokens', extensions: ['.json', '.npy'] },
 };
 
 /** `file` when it is an existing regular file of that kind; otherwise a UserError saying what it is. */
 export async function requireFileOfKind(file: string, kind: FileKind): Promise<string> {
   if (!path.isAbsolute(file)) throw new UserError(`${file} is not an absolute path`);
-  if (!EXTENSIONS[kind].includes(path.extname(file).toLowerCase())) {
-    throw new UserError(`${file} is not a ${kind} file (expected ${EXTENSIONS[kind].join(', ')})`);
-  }
+  const { name, extensions } = KINDS[kind];
+  if (!extensions.includes(path.extname(file).toLowerCase())) throw new UserError(`${file} is not ${name} file (expected ${extensions.join(', ')})`);
   const stat = await fs.stat(file).catch(() => null);
   if (!stat) throw new UserError(`${file} no longer exists`);
   if (!stat.isFile()) throw new UserError(`${file} is not a regular file`);

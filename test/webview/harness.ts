@@ -221,6 +221,24 @@ export async function canvasPixel(page: Page, selector: string, x: number, y: nu
   );
 }
 
+/** The photo's own pixels at fractional positions (decoded into a scratch canvas at its natural size). */
+export async function photoPixels(page: Page, uri: string, at: [number, number][]): Promise<number[][]> {
+  return page.evaluate(
+    async ([src, points]) => {
+      const img = new Image();
+      img.src = src as string;
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth;
+      c.height = img.naturalHeight;
+      const ctx = c.getContext('2d')!;
+      ctx.drawImage(img, 0, 0);
+      return (points as [number, number][]).map(([fx, fy]) => Array.from(ctx.getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data));
+    },
+    [uri, at] as const,
+  );
+}
+
 /**
  * Polls `predicate` (e.g. on `posted`, which fills asynchronously, or a canvas pixel read back from
  * the page) until it holds or 5 s pass.
@@ -229,4 +247,61 @@ export async function until(predicate: () => boolean | Promise<boolean>, what: s
   for (const started = Date.now(); !(await predicate()); await new Promise((r) => setTimeout(r, 20))) {
     if (Date.now() - started > 5000) throw new Error(`timed out waiting for ${what}`);
   }
+}
+
+export interface RendererPage {
+  page: Page;
+  warnings: string[];
+  /** renders one output item (as VS Code's notebook does) into a fresh element #output-<id> */
+  render(id: string, data: unknown): Promise<void>;
+  screenshot(name: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * The notebook renderer's real bundle (dist/webview/tokens-renderer.js, an ES module) in a page
+ * themed like a VS Code notebook, loaded the way VS Code loads renderers: imported, activate()
+ * called, renderOutputItem(item, element) per output. The page is served through Playwright's
+ * request routing under a made-up origin (ES modules do not load from file: URLs); nothing
+ * leaves the machine.
+ */
+export async function openRenderer(theme: Theme, viewport = { width: 900, height: 700 }): Promise<RendererPage> {
+  requireBundle('tokens-renderer');
+  browser ??= await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--allow-file-access-from-files'] });
+  const page = await browser.newPage({ viewport, deviceScaleFactor: 1 });
+  const warnings: string[] = [];
+  page.on('console', (m) => (m.type() === 'warning' || m.type() === 'error') && warnings.push(m.text()));
+  page.on('pageerror', (e) => warnings.push(`pageerror: ${e.message}`));
+  const vars = Object.entries(THEMES[theme]).map(([k, v]) => `--vscode-${k}: ${v};`).join(' ');
+  const html = `<!DOCTYPE html><html style='${vars}'><head><meta charset="UTF-8"></head>
+<body class="vscode-${theme}" style="background: var(--vscode-editor-background); color: var(--vscode-foreground); font-family: var(--vscode-font-family); margin: 12px">
+<script type="module">
+  import { activate } from './tokens-renderer.js';
+  const api = activate();
+  window.__render = (id, data) => {
+    const element = document.createElement('div');
+    element.id = 'output-' + id;
+    document.body.append(element);
+    return api.renderOutputItem({ id, mime: 'application/vnd.unicode2.tokens+json', json: () => data }, element);
+  };
+</script></body></html>`;
+  await page.route('https://notebook.test/**', (route) => {
+    const url = new URL(route.request().url());
+    if (url.pathname === '/tokens-renderer.js') return route.fulfill({ path: path.join(root, 'dist/webview/tokens-renderer.js'), contentType: 'text/javascript' });
+    return route.fulfill({ body: html, contentType: 'text/html' });
+  });
+  await page.goto('https://notebook.test/');
+  await page.waitForFunction(() => typeof (window as unknown as { __render?: unknown }).__render === 'function');
+  return {
+    page,
+    warnings,
+    render: (id, data) => page.evaluate(([i, d]) => (window as unknown as { __render(id: string, d: unknown): Promise<void> }).__render(i as string, d), [id, data] as const),
+    async screenshot(name) {
+      const out = path.join(artifacts, 'screenshots', `${name}.png`);
+      mkdirSync(path.dirname(out), { recursive: true });
+      await page.screenshot({ path: out, fullPage: true });
+      return out;
+    },
+    close: () => page.close(),
+  };
 }

@@ -3,8 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import type { Page } from 'playwright-core';
-import { openPanel, closeBrowser, canvasPixel, THEME_NAMES, type TestHost } from './harness.js';
+import { openPanel, closeBrowser, canvasPixel, photoPixels, THEME_NAMES, type TestHost } from './harness.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
 import { codeColor } from '../../webview/common/colors.js';
 import { tokenGridProtocol, type TokenGridView } from '../../common/protocol/tokengrid.js';
@@ -90,24 +89,6 @@ test('the photo keeps its aspect ratio: a 256 x 170 photo and its reconstruction
     }
   }
 });
-
-/** The photo's own pixels at fractional positions (decoded into a scratch canvas at its natural size). */
-async function photoPixels(page: Page, uri: string, at: [number, number][]): Promise<number[][]> {
-  return page.evaluate(
-    async ([src, points]) => {
-      const img = new Image();
-      img.src = src as string;
-      await img.decode();
-      const c = document.createElement('canvas');
-      c.width = img.naturalWidth;
-      c.height = img.naturalHeight;
-      const ctx = c.getContext('2d')!;
-      ctx.drawImage(img, 0, 0);
-      return (points as [number, number][]).map(([fx, fy]) => Array.from(ctx.getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data));
-    },
-    [uri, at] as const,
-  );
-}
 
 test('paint a cell with another code and decode again through the host', async () => {
   const f = await realFixture();
