@@ -4,8 +4,37 @@
 
 export type Rgb = readonly [number, number, number];
 
-/** Dead codes (count 0) get a colour outside the ramp so they stand out from rare codes. */
-export const DEAD_CODE_RGB: Rgb = [40, 40, 48];
+/**
+ * Dead codes (count 0) get a colour outside the ramp, chosen against the background they are
+ * drawn on: finding them is the point, so they must stand out from the background in every theme
+ * (a fixed dark grey vanished on dark themes) and from the rarely used codes at the ramp's dark
+ * end. Magenta is far from every viridis colour and has at least 3:1 contrast with white, VS
+ * Code's dark greys and black; on a background where it would not (a custom theme's), white or
+ * black, whichever contrasts more, is used instead.
+ */
+export const DEAD_CODE_MAGENTA: Rgb = [230, 0, 160];
+/** WCAG's minimum contrast for graphics that must be seen (non-text contrast, 1.4.11). */
+export const MIN_GRAPHIC_CONTRAST = 3;
+
+export function deadCodeColor(background: Rgb): Rgb {
+  if (contrastRatio(DEAD_CODE_MAGENTA, background) >= MIN_GRAPHIC_CONTRAST) return DEAD_CODE_MAGENTA;
+  return contrastRatio([255, 255, 255], background) >= contrastRatio([0, 0, 0], background) ? [255, 255, 255] : [0, 0, 0];
+}
+
+/** WCAG relative luminance of an sRGB colour (channels 0..255). */
+export function relativeLuminance([r, g, b]: Rgb): number {
+  const lin = (c: number): number => {
+    const s = c / 255;
+    return s <= 0.04045 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+}
+
+/** WCAG contrast ratio of two colours, 1 (same) to 21 (black on white). */
+export function contrastRatio(a: Rgb, b: Rgb): number {
+  const [hi, lo] = [relativeLuminance(a), relativeLuminance(b)].sort((x, y) => y - x) as [number, number];
+  return (hi + 0.05) / (lo + 0.05);
+}
 
 // Viridis sampled at five stops: perceptually ordered and readable for colour-blind viewers.
 const RAMP: readonly Rgb[] = [
@@ -37,9 +66,10 @@ export function rampColor(t: number): Rgb {
   ];
 }
 
-/** Heatmap colour of one code given its count and the largest count of the codebook. */
-export function countColor(count: number, maxCount: number): Rgb {
-  return count <= 0 ? DEAD_CODE_RGB : rampColor(logCountLevel(count, maxCount));
+/** Heatmap colour of one code given its count and the largest count of the codebook; `dead`
+ *  is deadCodeColor(the background the heatmap is drawn on). */
+export function countColor(count: number, maxCount: number, dead: Rgb): Rgb {
+  return count <= 0 ? dead : rampColor(logCountLevel(count, maxCount));
 }
 
 /** Columns of the near-square layout the heatmap uses for K codes (rows = ceil(K / columns)). */

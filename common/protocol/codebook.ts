@@ -30,6 +30,9 @@ export const codebookView = message({
   order: numbers('index'),
   datasets: v.array(datasetInfo),
   dataset: text,
+  /** the coarse level, when the codebook has one: each code's coarse cell (length K), and the
+   *  cells in display order (similar coarse centroids together) */
+  coarse: v.nullable(message({ assign: numbers('index'), order: numbers('index') })),
 });
 
 export const codePatch = message({

@@ -16,6 +16,7 @@ export function registerCommands(studio: Studio): { disposables: vscode.Disposab
   const commands: Record<string, (arg?: unknown) => unknown> = {
     'unicode2.buildCodebook': (arg) => ops.build(fsPath(arg)),
     'unicode2.openCodebook': (arg) => ops.openCodebook(fsPath(arg)),
+    'unicode2.showActiveCodebook': () => ops.showActiveCodebook(),
     'unicode2.tokenizeImage': (arg) => ops.tokenizeImage(fsPath(arg)),
     'unicode2.tokenizeFolder': (arg) => ops.tokenizeFolder(fsPath(arg)),
     'unicode2.decodeTokens': (arg) => ops.decode(fsPath(arg)),

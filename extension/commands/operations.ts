@@ -104,6 +104,14 @@ export class Operations {
     });
   }
 
+  /** Opens the active codebook in its editor (the walkthrough's "open the codebook" step). */
+  showActiveCodebook(): Promise<void> {
+    return reportErrors(async () => {
+      const file = await this.activeCodebookOrOffer();
+      if (file) await showCodebook(file);
+    });
+  }
+
   /** The active codebook, or undefined after offering to build or open one. */
   private async activeCodebookOrOffer(): Promise<string | undefined> {
     const file = this.studio.codebookPath();

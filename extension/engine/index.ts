@@ -30,7 +30,7 @@ export { buildCodebook, type BuildRequest, type BuildSummary, type BuildProgress
 export { runDemo, type DemoResult, type DemoProgress } from './demo';
 export { renderReport, renderHeatmap, rankFrequencySvg } from './report';
 export { psnr, meanPsnr } from './quality';
-export { countColor, rampColor, logCountLevel, heatmapColumns, DEAD_CODE_RGB } from '../../common/colormap';
+export { countColor, rampColor, logCountLevel, heatmapColumns, deadCodeColor } from '../../common/colormap';
 export type { ComputeBackend, Matrix, DeviceChoice, BackendName, NearestResult } from '../../native-gpu/backend';
 export { openBackend } from '../../native-gpu/index';
 export {

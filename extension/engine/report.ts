@@ -5,7 +5,7 @@
 import type { BuildSummary } from './build';
 import type { CodeStats } from './stats';
 import { encodePng, type RgbImage } from './image';
-import { countColor, heatmapColumns } from '../../common/colormap';
+import { countColor, deadCodeColor, heatmapColumns } from '../../common/colormap';
 import { meanPsnr } from './quality';
 import { PRIOR_NEIGHBOURS } from './prior';
 
@@ -44,6 +44,8 @@ export interface ReportInput {
 const HEATMAP_TARGET_PX = 512;
 /** Pixels beyond the last code in the near-square layout. */
 const HEATMAP_FILL = 0.92;
+/** The page's background (the CSS below): dead codes get the colour that stands out on it. */
+const REPORT_BACKGROUND = [255, 255, 255] as const;
 
 /** Utilization heatmap: code i at (i % columns, i / columns), coloured by the shared log ramp. */
 export function renderHeatmap(counts: ArrayLike<number>): RgbImage {
@@ -57,8 +59,9 @@ export function renderHeatmap(counts: ArrayLike<number>): RgbImage {
   const data = new Float32Array(3 * plane).fill(HEATMAP_FILL);
   let max = 0;
   for (let i = 0; i < k; i++) max = Math.max(max, counts[i]!);
+  const dead = deadCodeColor(REPORT_BACKGROUND);
   for (let code = 0; code < k; code++) {
-    const rgb = countColor(counts[code]!, max);
+    const rgb = countColor(counts[code]!, max, dead);
     const x0 = (code % columns) * cell;
     const y0 = Math.floor(code / columns) * cell;
     for (let y = y0; y < y0 + cell; y++) {
@@ -181,7 +184,7 @@ ${metric('meanPsnr', 'mean PSNR', mean, formatDb(mean))}
 </dl>
 <div class="row">
 <figure><img id="heatmap" class="heatmap" src="${heatmapUri}" alt="utilization heatmap of ${stats.k} codes">
-<figcaption>utilization heatmap: code i at row i / ${heatmapColumns(stats.k)}, colour = log(1 + count); dark grey = dead</figcaption></figure>
+<figcaption>utilization heatmap: code i at row i / ${heatmapColumns(stats.k)}, colour = log(1 + count); magenta = dead</figcaption></figure>
 <figure>${rankFrequencySvg(stats.rankFrequency)}<figcaption>rank-frequency (log-log)</figcaption></figure>
 </div>
 <h2>Token grids and reconstructions</h2>

@@ -32,7 +32,8 @@ export function codebookEditor(studio: Studio): vscode.CustomReadonlyEditorProvi
 class CodebookPanel {
   private dataset = BUILD;
   private counts: number[] = [];
-  private order: { cb: Codebook; order: Promise<number[]> } | null = null;
+  /** heatmap orders of one version of the file (a rebuilt codebook is ordered again) */
+  private order: { cb: Codebook; codes: Promise<number[]>; coarse: CodebookView['coarse'] } | null = null;
   private readonly file: string;
 
   constructor(
@@ -75,8 +76,13 @@ class CodebookPanel {
 
   private async data(): Promise<CodebookView> {
     const cb = await this.studio.codebook(this.file);
-    // the order belongs to one version of the file: a rebuilt codebook is ordered again
-    if (this.order?.cb !== cb) this.order = { cb, order: Promise.resolve().then(() => similarityOrder(cb.frozen)) };
+    if (this.order?.cb !== cb) {
+      this.order = {
+        cb,
+        codes: Promise.resolve().then(() => similarityOrder(cb.frozen)),
+        coarse: cb.coarse ? { assign: Array.from(cb.coarse.assign), order: similarityOrder(cb.coarse.centroids) } : null,
+      };
+    }
     this.counts = await this.countsOf(cb);
     const s = codeStats(this.counts);
     return {
@@ -86,9 +92,10 @@ class CodebookPanel {
         tokens: s.tokens, used: s.used, utilization: s.utilization, perplexity: s.perplexity, dead: s.dead,
       },
       counts: this.counts,
-      order: await this.order.order,
+      order: await this.order.codes,
       datasets: this.datasets(),
       dataset: this.dataset,
+      coarse: this.order.coarse,
     };
   }
 

@@ -5,7 +5,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { openPanel, closeBrowser, canvasPixel, until, THEME_NAMES, themeRgb, type TestHost } from './harness.js';
-import { countColor, rampColor, DEAD_CODE_RGB } from '../../webview/common/colors.js';
+import { contrastRatio, countColor, deadCodeColor, rampColor, type Rgb } from '../../common/colormap.js';
+import sharp from 'sharp';
+import { kmeans } from '../../extension/engine/index.js';
 import { heatmapLayout } from '../../webview/codebook/heatmap.js';
 import { codebookProtocol, type CodebookView, type CodeDetail } from '../../common/protocol/codebook.js';
 import { realFixture, disposeFixture } from './fixture-codebook.js';
@@ -34,6 +36,7 @@ function codebookData(counts: number[], order: number[], file = 'codebook.safete
     order,
     datasets: [{ id: 'build', label: 'Build corpus' }, { id: 'tokens:1', label: 'china.tokens.json' }],
     dataset: 'build',
+    coarse: null,
   };
 }
 
@@ -80,6 +83,7 @@ test('heatmap pixels follow the colour ramp of the known counts; tooltip names t
   // 64 codes in an 8 x 8 grid, identity order: code i sits at (i % 8, i / 8)
   const counts = Array.from({ length: 64 }, (_, i) => (i % 5 === 0 ? 0 : i * 37));
   const max = Math.max(...counts);
+  const dark = themeRgb('dark', 'editor-background');
   const data = codebookData(counts, counts.map((_, i) => i));
   const p = await openPanel('codebook', codebookProtocol, 'dark', host(data));
   try {
@@ -96,7 +100,7 @@ test('heatmap pixels follow the colour ramp of the known counts; tooltip names t
       const x = Math.round(x0 + ((code % cols) + 0.5) * scale);
       const y = Math.round(y0 + (Math.floor(code / cols) + 0.5) * scale);
       const pixel = await canvasPixel(p.page, '#heatmap', x, y);
-      assert.deepEqual(pixel, [...countColor(counts[code]!, max), 255], `colour of code ${code}`);
+      assert.deepEqual(pixel, [...countColor(counts[code]!, max, deadCodeColor(dark)), 255], `colour of code ${code}`);
       await p.page.mouse.move(box.x + x, box.y + y);
       const tip = p.page.locator('#tooltip');
       await tip.waitFor({ state: 'visible' });
@@ -105,8 +109,9 @@ test('heatmap pixels follow the colour ramp of the known counts; tooltip names t
       assert.match(text!, new RegExp(`count ${counts[code]!.toLocaleString('en-US')}`));
     }
     // the ends of the scale: dead codes get the dead colour, the most used the top of the ramp
-    assert.deepEqual(countColor(0, max), DEAD_CODE_RGB);
-    assert.deepEqual(countColor(max, max), rampColor(1));
+    assert.deepEqual(countColor(0, max, deadCodeColor(dark)), deadCodeColor(dark));
+    assert.deepEqual(countColor(max, max, deadCodeColor(dark)), rampColor(1));
+    assert.equal(await p.page.locator('#coarse').isHidden(), true, 'no coarse level, no coarse card');
     const summary = await p.page.locator('#summary').textContent();
     assert.match(summary!, /K64/);
     assert.match(summary!, /d768/);
@@ -136,11 +141,134 @@ test('a theme switch while the panel is open redraws the heatmap in the new colo
       const want = JSON.stringify([...themeRgb(theme, 'editor-background'), 255]);
       await until(async () => JSON.stringify(await background()) === want, `the heatmap background to turn ${theme}`);
       // data colours do not depend on the theme
-      assert.deepEqual(await code42(), [...countColor(counts[42]!, counts[63]!), 255], `code 42 in ${theme}`);
+      assert.deepEqual(await code42(), [...countColor(counts[42]!, counts[63]!, [0, 0, 0]), 255], `code 42 in ${theme}`);
     }
     // (Chromium's hint about this test's own repeated getImageData calls is not the panel's)
     const panelWarnings = p.warnings.filter((w) => !/willReadFrequently/.test(w));
     assert.equal(panelWarnings.length, 0, panelWarnings.join('\n'));
+  } finally {
+    await p.close();
+  }
+});
+
+test('dead codes stand out in every theme: contrast >= 3 against the background and the rarest codes, hatched once cells are large', async () => {
+  // 64 codes, identity order: code 0 dead, code 1 the rarest used, the rest used more
+  const counts = Array.from({ length: 64 }, (_, i) => (i === 0 ? 0 : i === 1 ? 1 : 50 + i * 40));
+  const data = codebookData(counts, counts.map((_, i) => i));
+  for (const theme of THEME_NAMES) {
+    const p = await openPanel('codebook', codebookProtocol, theme, host(data));
+    try {
+      const canvas = p.page.locator('#heatmap[data-drawn="true"]');
+      await canvas.waitFor();
+      const box = (await canvas.boundingBox())!;
+      const scale = Math.min(box.width / 8, box.height / 8);
+      const [x0, y0] = cellCentre(box, data, 0);
+      const px = async (x: number, y: number): Promise<Rgb> => (await canvasPixel(p.page, '#heatmap', Math.round(x), Math.round(y))).slice(0, 3) as unknown as Rgb;
+      const background = await px(3, box.height / 2);
+      assert.deepEqual(background, themeRgb(theme, 'editor-background'), `${theme} background`);
+      // the cell is ~80 px wide: it is the dead colour hatched with background-coloured stripes
+      // (a 9 x 9 sample of its inside: mostly the dead colour, some stripes); a used cell is not hatched
+      assert.ok(scale > 8);
+      const inside = async (x: number, y: number): Promise<Rgb[]> => {
+        const out: Rgb[] = [];
+        for (let i = -4; i <= 4; i++) for (let j = -4; j <= 4; j++) out.push(await px(x + (i * scale) / 10, y + (j * scale) / 10));
+        return out;
+      };
+      const same = (a: Rgb, b: Rgb): boolean => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]) < 40;
+      const dead = deadCodeColor(background);
+      const deadCell = await inside(x0, y0);
+      const stripes = deadCell.filter((c) => same(c, background)).length;
+      const filled = deadCell.filter((c) => same(c, dead)).length;
+      assert.ok(stripes >= 6 && filled >= 45, `${theme}: of 81 samples ${filled} are the dead colour ${dead}, ${stripes} on stripes`);
+      const rare = await px(...cellCentre(box, data, 1));
+      assert.equal((await inside(...cellCentre(box, data, 1))).filter((c) => same(c, background)).length, 0, 'used cells are not hatched');
+      assert.ok(contrastRatio(dead, background) >= 3, `${theme}: dead ${dead} on ${background} has contrast ${contrastRatio(dead, background).toFixed(2)}`);
+      assert.ok(contrastRatio(dead, rare) >= 3, `${theme}: dead ${dead} vs rarest ${rare}: ${contrastRatio(dead, rare).toFixed(2)}`);
+      // the legend's swatch shows the same colour on the same background
+      const swatch = await sharp(await p.page.locator('#dead-swatch').screenshot()).raw().toBuffer({ resolveWithObject: true });
+      let matching = 0;
+      for (let i = 0; i < swatch.data.length; i += swatch.info.channels) {
+        if (Math.hypot(swatch.data[i]! - dead[0], swatch.data[i + 1]! - dead[1], swatch.data[i + 2]! - dead[2]) < 30) matching++;
+      }
+      assert.ok(matching / (swatch.info.width * swatch.info.height) > 0.5, `${theme}: the legend swatch is mostly the dead colour`);
+      await p.screenshot(`codebook-dead-${theme}`);
+      assert.equal(p.warnings.filter((w) => !/willReadFrequently/.test(w)).length, 0, p.warnings.join('\n'));
+    } finally {
+      await p.close();
+    }
+  }
+});
+
+test('the header keeps its whole title and "Counts from" on one line at normal editor widths', async () => {
+  const data = codebookData([1, 2, 3, 0], [0, 1, 2, 3], 'codebook-k16384-siglip-so400m.safetensors');
+  for (const width of [700, 860, 1100]) {
+    const p = await openPanel('codebook', codebookProtocol, 'light', host(data), { width, height: 700 });
+    try {
+      await p.page.locator('#heatmap[data-drawn="true"]').waitFor();
+      const title = await p.page.locator('#title').evaluate((e) => ({ text: e.textContent, cut: e.scrollWidth > e.clientWidth + 1 }));
+      assert.deepEqual(title, { text: 'Codebook · codebook-k16384-siglip-so400m.safetensors', cut: false }, `at ${width} px`);
+      const label = await p.page.locator('label[for="dataset"]').evaluate((e) => e.getClientRects().length);
+      assert.equal(label, 1, `"Counts from" wraps at ${width} px`);
+      const picker = (await p.page.locator('.dataset-picker').boundingBox())!;
+      assert.ok(picker.x + picker.width <= width, `the data-set picker fits at ${width} px`);
+    } finally {
+      await p.close();
+    }
+  }
+});
+
+/**
+ * The real codebook with a coarse level made here the way the ivf/two-level helpers do it: the
+ * codewords grouped by a small k-means (K1 = 16), each code's cell in coarse_assign.
+ */
+async function withCoarseLevel(): Promise<{ data: CodebookView; answer: CodebookHost; assign: number[] }> {
+  const f = await realFixture();
+  const { data, answer } = await realHost();
+  const coarse = await kmeans(f.cb.frozen, { k: 16, iterations: 10, seed: 1 }, f.backend);
+  const assign = Array.from(coarse.ids);
+  const withCoarse: CodebookView = { ...data, coarse: { assign, order: similarityOrder(coarse.centroids) } };
+  return { data: withCoarse, answer: { ...answer, init: () => withCoarse, selectDataset: () => withCoarse }, assign };
+}
+
+test('the coarse level: cells coloured by their codes\' use, click one to list its codes and fade the rest of the heatmap', async () => {
+  const { data, answer, assign } = await withCoarseLevel();
+  const p = await openPanel('codebook', codebookProtocol, 'dark', answer, { width: 1200, height: 900 });
+  try {
+    const map = p.page.locator('#coarse-map[data-drawn="true"]');
+    await map.waitFor();
+    assert.equal(await map.getAttribute('data-cells'), '16');
+    const uses = Array.from({ length: 16 }, (_, cell) => assign.reduce((s, c, code) => s + (c === cell ? data.counts[code]! : 0), 0));
+    const maxUse = Math.max(...uses);
+    const dead = deadCodeColor(themeRgb('dark', 'editor-background'));
+    const box = (await map.boundingBox())!;
+    const side = box.width / 4; // 16 cells: 4 x 4
+    const order = data.coarse!.order;
+    for (const place of [0, 5, 15]) {
+      const pixel = await canvasPixel(p.page, '#coarse-map', Math.floor((place % 4) * side + side / 2), Math.floor(Math.floor(place / 4) * side + side / 2));
+      assert.deepEqual(pixel, [...countColor(uses[order[place]!]!, maxUse, dead), 255], `coarse square ${place} (cell ${order[place]})`);
+    }
+    // click the square of the busiest cell
+    const busiest = uses.indexOf(maxUse);
+    const place = order.indexOf(busiest);
+    await p.page.mouse.click(box.x + (place % 4) * side + side / 2, box.y + Math.floor(place / 4) * side + side / 2);
+    await p.page.locator('#coarse-detail h3').waitFor();
+    assert.equal(await p.page.locator('#coarse-detail h3').textContent(), `Cell ${busiest}`);
+    const members = assign.flatMap((c, code) => (c === busiest ? [code] : [])).sort((a, b) => data.counts[b]! - data.counts[a]! || a - b);
+    const listed = await p.page.locator('#cell-codes a').evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.code)));
+    assert.deepEqual(listed, members.slice(0, 40));
+    // on the heatmap a member keeps its colour, a code of another cell is faded toward the background
+    const heat = (await p.page.locator('#heatmap').boundingBox())!;
+    const max = Math.max(...data.counts);
+    const member = members[0]!;
+    const outsider = data.order.find((code) => assign[code] !== busiest)!;
+    assert.deepEqual(await canvasPixel(p.page, '#heatmap', ...cellCentre(heat, data, member).map(Math.round) as [number, number]), [...countColor(data.counts[member]!, max, dead), 255]);
+    const faded = await canvasPixel(p.page, '#heatmap', ...cellCentre(heat, data, outsider).map(Math.round) as [number, number]);
+    assert.notDeepEqual(faded, [...countColor(data.counts[outsider]!, max, dead), 255], 'a code outside the cell is faded');
+    // a listed code opens its detail
+    await p.page.locator(`#cell-codes a[data-code="${members[1]}"]`).click();
+    await p.page.locator('#detail .neighbours li').first().waitFor();
+    assert.deepEqual(p.requests('codeDetail').at(-1), { code: members[1] });
+    await p.screenshot('codebook-coarse-dark');
   } finally {
     await p.close();
   }

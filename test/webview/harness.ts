@@ -82,10 +82,10 @@ const THEMES: Record<Theme, Record<string, string>> = {
 };
 
 /** A theme's colour as [r, g, b] (for comparing with canvas pixels). */
-export function themeRgb(theme: Theme, variable: string): number[] {
+export function themeRgb(theme: Theme, variable: string): [number, number, number] {
   const hex = THEMES[theme][variable];
   if (!hex || !/^#[0-9a-f]{6}$/i.test(hex)) throw new Error(`no opaque colour ${variable} in the ${theme} theme`);
-  return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  return [parseInt(hex.slice(1, 3), 16), parseInt(hex.slice(3, 5), 16), parseInt(hex.slice(5, 7), 16)];
 }
 
 /** The test's host: handlers for the requests the test expects (typed by the protocol, as the

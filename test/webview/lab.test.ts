@@ -36,10 +36,22 @@ async function cells(): Promise<LabCell[]> {
       error: 'UniCode²: build cancelled — previous codebook kept',
     },
     {
+      // what Build Codebook records: the settings, and figures that repeat two of them (K; iterations, here stopped early)
       id: 'c1', kind: 'build', status: 'done', title: 'Build codebook (K = 256) from images', startedAt: at(0), finishedAt: at(1),
-      inputs: { folder: '/work/data/images' }, params: { k: 256, lambda: 0.1, iterations: 10, seed: 0, encoder: 'dct' },
-      metrics: { K: 256, d: 768, utilization: '100.0%', perplexity: 231, dead: 0, device: 'cpu (onnxruntime)' },
+      inputs: { folder: '/work/data/images' }, params: { k: 256, lambda: 0.1, iterations: 20, tolerance: 0.0001, seed: 0, encoder: 'dct' },
+      metrics: { K: 256, d: 768, iterations: 12, utilization: '100.0%', perplexity: 231, dead: 0, seconds: '1.4', device: 'cpu (onnxruntime)' },
       thumbnails: [thumb, thumb], files: ['/work/.unicode2/codebook.safetensors'],
+    },
+    {
+      // a folder run deep in a workspace: its two outputs differ only in the file name's end
+      id: 'c5', kind: 'tokenize', status: 'done', title: 'Tokenize folder holiday-photos-2025-summer', startedAt: at(10), finishedAt: at(11),
+      inputs: { folder: '/home/researcher/projects/unicode2-experiments/data/holiday-photos-2025-summer', codebook: '/home/researcher/projects/unicode2-experiments/.unicode2/codebook.safetensors' },
+      params: {}, metrics: { images: 12, skipped: 0, tokens: 2352, utilization: '61.2%', perplexity: 118 },
+      thumbnails: [thumb], tokenPreview: { grid: f.grid.grid, ids: f.grid.ids },
+      files: [
+        '/home/researcher/projects/unicode2-experiments/.unicode2/tokens/holiday-photos-2025-summer.tokens.json',
+        '/home/researcher/projects/unicode2-experiments/.unicode2/tokens/holiday-photos-2025-summer.tokens.npy',
+      ],
     },
     {
       id: 'c0', kind: 'decode', status: 'failed', title: 'Decode grid.tokens.json', startedAt: at(0),
@@ -47,6 +59,56 @@ async function cells(): Promise<LabCell[]> {
     },
   ];
 }
+
+test('at the sidebar\'s default width (300 px): whole titles, file names never cut, each setting once, thumbnails at their aspect', async () => {
+  const list = await cells();
+  const p = await openPanel('lab', labProtocol, 'dark', { init: () => list }, { width: 300, height: 1400 });
+  try {
+    await p.page.locator('.lab-cell').first().waitFor();
+    await p.page.waitForFunction(() => [...document.images].every((i) => i.complete));
+    const layout = await p.page.locator('.lab-cell').evaluateAll((cells) =>
+      // (no named helpers in here: the page would need the test bundler's __name)
+      cells.map((c) => {
+        const right = c.getBoundingClientRect().right;
+        const title = c.querySelector('.title')!;
+        return {
+          id: (c as HTMLElement).dataset.id!,
+          title: title.textContent!,
+          titleCut: title.scrollWidth > title.clientWidth + 1,
+          // a file name is cut when its box overflows, or when it sticks out of the cell
+          namesCut: [...c.querySelectorAll('.path .base')]
+            .filter((b) => b.scrollWidth > b.clientWidth + 1 || b.getBoundingClientRect().right > right + 0.5)
+            .map((b) => b.textContent),
+          visibleFiles: [...c.querySelectorAll('.file .path')].map((f) => f.querySelector('.base')!.textContent),
+          labels: [...c.querySelectorAll('dt')].map((d) => d.textContent!.toLowerCase()),
+          thumbs: [...c.querySelectorAll('img.thumb')].map((i) => {
+            const r = i.getBoundingClientRect();
+            return { shown: r.width / r.height, natural: (i as HTMLImageElement).naturalWidth / (i as HTMLImageElement).naturalHeight };
+          }),
+        };
+      }),
+    );
+    for (const cell of layout) {
+      assert.equal(cell.titleCut, false, `title of ${cell.id} is cut: ${cell.title}`);
+      assert.deepEqual(cell.namesCut, [], `file names cut in ${cell.id}: ${cell.namesCut.join(", ")}`);
+      assert.equal(new Set(cell.labels).size, cell.labels.length, `a setting shown twice in ${cell.id}: ${cell.labels}`);
+      for (const t of cell.thumbs) assert.ok(Math.abs(t.shown - t.natural) < 0.03, `thumbnail of ${cell.id} shown at ${t.shown}, photo is ${t.natural}`);
+    }
+    const folderRun = layout.find((c) => c.id === 'c5')!;
+    assert.deepEqual(folderRun.visibleFiles, ['holiday-photos-2025-summer.tokens.json', 'holiday-photos-2025-summer.tokens.npy']);
+    assert.ok(layout.find((c) => c.id === 'c3')!.thumbs.length === 1, 'chelsea.png (256 x 170) has its thumbnail');
+    // the full path is one hover away
+    assert.equal(await p.page.locator('.lab-cell[data-id="c5"] .file .path').first().getAttribute('title'), '/home/researcher/projects/unicode2-experiments/.unicode2/tokens/holiday-photos-2025-summer.tokens.json');
+    // the build stopped early: its iteration count says what was set
+    const build = p.page.locator('.lab-cell[data-id="c1"]');
+    assert.equal(await build.locator('dl.metrics dt:text-is("iterations") + dd').textContent(), '12 (set 20)');
+    assert.equal(await build.locator('dl.metrics dt:text-is("K") + dd').textContent(), '256');
+    assert.deepEqual(await build.locator('dl.params dt').allTextContents(), ['lambda', 'tolerance', 'seed', 'encoder']);
+    await p.screenshot('lab-300px-dark');
+  } finally {
+    await p.close();
+  }
+});
 
 test('cells carry kind and status hooks; actions post requests naming the cell', async () => {
   const list = await cells();

@@ -51,7 +51,7 @@ function codebookHost() {
 function minimalView(): CodebookView {
   return {
     summary: { file: 'c', k: 1, d: 1, encoder: 'dct', lambda: 0, iterations: 1, fingerprint: 'f', atlas: 'dct', tokens: 1, used: 1, utilization: 1, perplexity: 1, dead: 0 },
-    counts: [1], order: [0], datasets: [], dataset: 'build',
+    counts: [1], order: [0], datasets: [], dataset: 'build', coarse: null,
   };
 }
 

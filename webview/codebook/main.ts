@@ -1,44 +1,54 @@
-// Codebook panel: utilization heatmap of all K codes, summary, rank-frequency plot, and the
-// detail of a clicked code (image patches that use it, nearest codes). Data comes from the host.
+// Codebook editor: utilization heatmap of all K codes, summary, rank-frequency plot, the coarse
+// level when the codebook has one, and the detail of a clicked code (image patches that use it,
+// nearest codes). Data comes from the host.
 import '../common/elements.js';
 import { codebookProtocol, type CodebookView, type CodeDetail, type CodebookSummary, type DatasetInfo } from '../../common/protocol/codebook.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, formatInt, formatPct, formatShare, h } from '../common/dom.js';
-import { DEAD_CODE_RGB, css, rampColor } from '../common/colors.js';
-import { onThemeChange, type ViewTransform } from '../common/viewport.js';
-import { Heatmap } from './heatmap.js';
+import { css, deadCodeColor, rampColor } from '../common/colors.js';
+import { onThemeChange, themeColor, type ViewTransform } from '../common/viewport.js';
+import { Heatmap, heatmapBackground } from './heatmap.js';
+import { CoarseMap, type CoarseCell } from './coarse.js';
 import { drawRankFrequency } from '../common/rankFrequency.js';
+
+/** Codes of a coarse cell listed by name (the rest are counted). */
+const CELL_CODES_LISTED = 40;
 
 interface ViewState {
   view: ViewTransform | null;
   selected: number | null;
   dataset: string | null;
+  coarse: number | null;
 }
 
-const state = loadState<ViewState>({ view: null, selected: null, dataset: null });
+const state = loadState<ViewState>({ view: null, selected: null, dataset: null, coarse: null });
 const host = connect(codebookProtocol, {
   datasets: ({ datasets }) => renderDatasets(datasets, current?.dataset ?? ''),
-  fileChanged: () => void start().catch(showFailure),
+  fileChanged: () => void start(),
 });
 
 let current: CodebookView | null = null;
 let heatmap: Heatmap | null = null;
+let coarse: CoarseMap | null = null;
 const tooltip = new Tooltip();
 
+document.body.classList.add('codebook');
 document.body.append(
-  h('header', { class: 'toolbar' },
+  // the title and the data-set picker wrap onto two lines before either is cut
+  h('header', { class: 'toolbar wraps' },
     h('h1', { id: 'title' }, 'Codebook'),
-    h('span', { class: 'spacer' }),
-    h('label', { for: 'dataset' }, 'Counts from'),
-    h('vscode-single-select', { id: 'dataset', 'aria-label': 'data set' }),
-    h('vscode-button', { id: 'add-dataset', secondary: true, title: 'Count codes over a tokens JSON file', icon: 'add' }, 'Tokens file…'),
+    h('span', { class: 'dataset-picker' },
+      h('label', { for: 'dataset' }, 'Counts from'),
+      h('vscode-single-select', { id: 'dataset', 'aria-label': 'data set' }),
+      h('vscode-button', { id: 'add-dataset', secondary: true, title: 'Count codes over a tokens JSON file', icon: 'add' }, 'Tokens file…'),
+    ),
   ),
   h('main', { class: 'codebook-layout' },
     h('section', { class: 'heatmap-pane' },
       h('canvas', { id: 'heatmap', tabindex: 0, 'aria-label': 'code utilization heatmap' }),
       h('div', { class: 'legend' },
-        h('span', { id: 'dead-swatch', class: 'swatch' }), 'dead',
-        h('span', { id: 'ramp', class: 'ramp' }), h('span', { id: 'ramp-max' }, 'max'),
+        h('span', { class: 'legend-item' }, h('span', { id: 'dead-swatch', class: 'swatch dead' }), 'dead'),
+        h('span', { class: 'legend-item' }, h('span', { id: 'ramp', class: 'ramp' }), h('span', { id: 'ramp-max' }, 'max')),
         h('span', { class: 'spacer' }),
         h('span', { class: 'hint' }, 'scroll to zoom · drag to pan · click a code'),
         h('vscode-button', { id: 'fit', secondary: true, title: 'Fit to view', icon: 'screen-full' }),
@@ -46,16 +56,30 @@ document.body.append(
     ),
     h('aside', { class: 'side' },
       h('section', { id: 'summary', class: 'card' }, 'Loading…'),
+      h('section', { id: 'coarse', class: 'card', hidden: true },
+        h('h2', {}, 'Coarse level'),
+        h('p', { id: 'coarse-about', class: 'muted note' }),
+        h('canvas', { id: 'coarse-map', 'aria-label': 'coarse cells' }),
+        h('div', { id: 'coarse-detail' }),
+      ),
       h('section', { id: 'detail', class: 'card' }, h('p', { class: 'muted' }, 'Click a code to see the image patches that use it and its nearest codes.')),
       h('section', { class: 'card' }, h('h2', {}, 'Rank-frequency'), h('canvas', { id: 'rank-frequency' })),
     ),
   ),
+  h('section', { id: 'notice', class: 'card notice', role: 'alert', hidden: true }),
 );
 
 const rampStops = Array.from({ length: 9 }, (_, i) => css(rampColor(i / 8)));
 // CSSOM, not style attributes: the CSP forbids inline style attributes
 byId('ramp').style.background = `linear-gradient(to right, ${rampStops.join(', ')})`;
-byId('dead-swatch').style.background = css(DEAD_CODE_RGB);
+
+/** The legend's dead swatch: the colour dead codes get on this theme's background, hatched like zoomed-in dead cells. */
+function paintDeadSwatch(): void {
+  const swatch = byId('dead-swatch');
+  const stripe = themeColor('--vscode-editor-background', '#1e1e1e');
+  swatch.style.background = `repeating-linear-gradient(-45deg, ${css(deadCodeColor(heatmapBackground()))} 0 3px, ${stripe} 3px 4px)`;
+}
+paintDeadSwatch();
 
 function renderSummary(s: CodebookSummary): void {
   const row = (label: string, value: string): HTMLElement[] => [h('dt', {}, label), h('dd', {}, value)];
@@ -103,9 +127,53 @@ function show(data: CodebookView): void {
     else heatmap.viewport.fit();
   }
   heatmap.selected = state.selected !== null && state.selected < data.order.length ? state.selected : null;
+  showCoarse(data);
   heatmap.draw();
   drawRankFrequency(byId<HTMLCanvasElement>('rank-frequency'), data.counts);
   if (heatmap.selected !== null) void selectCode(heatmap.selected);
+}
+
+function showCoarse(data: CodebookView): void {
+  const card = byId('coarse');
+  card.hidden = !data.coarse;
+  coarse = null;
+  if (!data.coarse) return heatmap?.paint(data.counts, null);
+  coarse = new CoarseMap(byId<HTMLCanvasElement>('coarse-map'), data.coarse.order, data.coarse.assign, data.counts);
+  const used = coarse.cells.filter((c) => c.uses > 0).length;
+  byId('coarse-about').textContent =
+    `${formatInt(coarse.cells.length)} cells group the ${formatInt(data.summary.k)} codes (what a two-level search probes first); ` +
+    `${formatInt(used)} of them are used. Colour = use of the cell's codes together. Click a cell for its codes.`;
+  selectCoarse(state.coarse !== null && state.coarse < coarse.cells.length ? state.coarse : null);
+}
+
+/** Selects a coarse cell (null: none): lists its codes and fades every other code on the heatmap. */
+function selectCoarse(cell: number | null): void {
+  if (!coarse || !current || !heatmap) return;
+  coarse.selected = cell;
+  state.coarse = cell;
+  saveState(state);
+  heatmap.paint(current.counts, coarse.focusMask(current.order.length));
+  heatmap.draw();
+  coarse.draw();
+  byId('coarse-detail').replaceChildren(...(cell === null ? [] : coarseDetail(coarse.cells[cell]!)));
+}
+
+function coarseDetail(c: CoarseCell): HTMLElement[] {
+  const total = current!.summary.tokens;
+  const listed = c.codes.slice(0, CELL_CODES_LISTED).map((code) => {
+    const link = h('a', { href: '#', 'data-code': code }, String(code));
+    link.addEventListener('click', (e) => {
+      e.preventDefault();
+      void selectCode(code);
+    });
+    return link;
+  });
+  return [
+    h('h3', {}, `Cell ${c.cell}`),
+    h('p', {}, `${formatInt(c.codes.length)} code${c.codes.length === 1 ? '' : 's'} · ${formatInt(c.uses)} uses · ${formatShare(total > 0 ? c.uses / total : 0)} of tokens`),
+    h('p', { id: 'cell-codes', class: 'code-list' }, ...listed.flatMap((l, i) => (i ? [', ', l] : [l])),
+      c.codes.length > CELL_CODES_LISTED ? ` and ${formatInt(c.codes.length - CELL_CODES_LISTED)} more` : ''),
+  ];
 }
 
 async function selectCode(code: number): Promise<void> {
@@ -183,34 +251,63 @@ byId('add-dataset').addEventListener('click', async () => {
   const view = await host.request('addTokensFile');
   if (view) show(view);
 });
+const coarseCanvas = byId<HTMLCanvasElement>('coarse-map');
+coarseCanvas.addEventListener('pointermove', (e) => {
+  const c = coarse?.cellAt(e);
+  if (!c) return tooltip.hide();
+  tooltip.show(e.clientX, e.clientY, [`cell ${c.cell}`, `${formatInt(c.codes.length)} codes`, `${formatInt(c.uses)} uses`]);
+});
+coarseCanvas.addEventListener('pointerleave', () => tooltip.hide());
+coarseCanvas.addEventListener('click', (e) => {
+  const c = coarse?.cellAt(e);
+  if (c) selectCoarse(coarse!.selected === c.cell ? null : c.cell);
+});
 function redraw(): void {
   heatmap?.draw();
+  coarse?.draw();
   if (current) drawRankFrequency(byId<HTMLCanvasElement>('rank-frequency'), current.counts);
 }
 new ResizeObserver(redraw).observe(canvas);
-onThemeChange(redraw);
+new ResizeObserver(() => coarse?.draw()).observe(coarseCanvas);
+// the dead colour is chosen against the theme's background: a new theme repaints the bitmap too
+onThemeChange(() => {
+  paintDeadSwatch();
+  heatmap?.paint();
+  redraw();
+});
 
 async function start(): Promise<void> {
-  const init = await host.request('init');
-  if (state.dataset && state.dataset !== init.dataset && init.datasets.some((d) => d.id === state.dataset)) {
-    show(await host.request('selectDataset', { dataset: state.dataset }));
-  } else {
-    show(init);
+  try {
+    const init = await host.request('init');
+    byId('notice').hidden = true;
+    document.querySelector('header')!.hidden = false;
+    document.querySelector('main')!.hidden = false;
+    if (state.dataset && state.dataset !== init.dataset && init.datasets.some((d) => d.id === state.dataset)) {
+      show(await host.request('selectDataset', { dataset: state.dataset }));
+    } else {
+      show(init);
+    }
+  } catch (err) {
+    showFailure(err as Error);
   }
 }
-/** The file could not be shown (no UniCode² metadata, damaged, gone): say so in place of the panel. */
+
+/** The file could not be shown (no UniCode² metadata, damaged, gone): say so in place of the editor. */
 function showFailure(err: Error): void {
   const reopen = h('vscode-button', { id: 'reopen-with', icon: 'go-to-file' }, 'Reopen with…');
   reopen.addEventListener('click', () => void host.request('reopenWith'));
-  document.body.replaceChildren(
-    h('section', { id: 'not-a-codebook', class: 'card notice', role: 'alert' },
-      h('h1', {}, 'This file cannot be shown as a UniCode² codebook'),
-      h('p', { class: 'error' }, err.message),
-      h('p', { class: 'muted' },
-        'UniCode² codebooks are the .safetensors files written by "UniCode²: Build Codebook from Folder…" or `unicode2 build`: ',
-        'a frozen [K, d] tensor and UniCode² metadata (format version, encoder, K, d). Other .safetensors files (model weights) ',
-        'open in another editor.'),
-      reopen),
+  document.querySelector('header')!.hidden = true;
+  document.querySelector('main')!.hidden = true;
+  const notice = byId('notice');
+  notice.hidden = false;
+  notice.replaceChildren(
+    h('h1', {}, 'This file cannot be shown as a UniCode² codebook'),
+    h('p', { class: 'error' }, err.message),
+    h('p', { class: 'muted' },
+      'UniCode² codebooks are the .safetensors files written by "UniCode²: Build Codebook from Folder…" or `unicode2 build`: ',
+      'a frozen [K, d] tensor and UniCode² metadata (format version, encoder, K, d). Other .safetensors files, such as model ',
+      'weights, open in another editor.'),
+    reopen,
   );
 }
-start().catch(showFailure);
+void start();

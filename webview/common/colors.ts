@@ -3,7 +3,19 @@
 // the panel and the report agree and every theme reads the same.
 import type { Rgb } from '../../common/colormap.js';
 
-export { countColor, rampColor, DEAD_CODE_RGB, heatmapColumns, type Rgb } from '../../common/colormap.js';
+export { countColor, rampColor, deadCodeColor, heatmapColumns, type Rgb } from '../../common/colormap.js';
+
+/** Any CSS colour as [r, g, b] (drawn on a 1 x 1 canvas and read back: theme colours come as #rgb,
+ *  #rrggbbaa, rgb()…), composited on `under` when it is translucent. */
+export function cssToRgb(color: string, under: Rgb = [0, 0, 0]): Rgb {
+  const ctx = document.createElement('canvas').getContext('2d', { willReadFrequently: true })!;
+  ctx.fillStyle = `rgb(${under.join(', ')})`;
+  ctx.fillRect(0, 0, 1, 1);
+  ctx.fillStyle = color;
+  ctx.fillRect(0, 0, 1, 1);
+  const [r, g, b] = ctx.getImageData(0, 0, 1, 1).data;
+  return [r!, g!, b!];
+}
 
 /** A stable, well-spread colour per code id (for token-grid overlays). */
 export function codeColor(id: number): Rgb {

@@ -39,10 +39,35 @@ function action(name: 'rerun' | 'open' | 'remove' | 'cancel', title: string, cod
   return b;
 }
 
-function table(entries: Record<string, string | number>, cls: string): HTMLElement | string {
-  const keys = Object.keys(entries);
-  if (!keys.length) return '';
-  return h('dl', { class: cls }, ...keys.flatMap((k) => [h('dt', {}, k), h('dd', { title: String(entries[k]) }, String(entries[k]))]));
+/** A path cut in the middle when it does not fit: the start of the folder, an ellipsis, the whole
+ *  file name (what tells two outputs of one run apart); the full path on hover. */
+function pathView(file: string): HTMLElement {
+  const cut = Math.max(file.lastIndexOf('/'), file.lastIndexOf('\\')) + 1;
+  return h('span', { class: 'path', title: file }, h('span', { class: 'dir' }, file.slice(0, cut)), h('span', { class: 'base' }, file.slice(cut)));
+}
+
+function table(rows: [string, string | HTMLElement][], cls: string): HTMLElement | string {
+  if (!rows.length) return '';
+  return h('dl', { class: cls }, ...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', typeof v === 'string' ? { title: v } : {}, v)]));
+}
+
+/**
+ * The settings a run was given and the figures it reported, each once: a figure that repeats a
+ * setting (K = 256 after k = 256) replaces it, and says what was set when it differs (a build
+ * that stopped early: iterations 12, set 20).
+ */
+function settingsAndResults(cell: LabCell): { settings: [string, string][]; results: [string, string][] } {
+  const metrics = cell.metrics ?? {};
+  const metricKey = new Map(Object.keys(metrics).map((k) => [k.toLowerCase(), k]));
+  const settings: [string, string][] = [];
+  const setFor = new Map<string, string>();
+  for (const [key, value] of Object.entries(cell.params)) {
+    const twin = metricKey.get(key.toLowerCase());
+    if (twin === undefined) settings.push([key, String(value)]);
+    else if (String(metrics[twin]) !== String(value)) setFor.set(twin, String(value));
+  }
+  const results = Object.entries(metrics).map(([k, v]): [string, string] => [k, setFor.has(k) ? `${v} (set ${setFor.get(k)})` : String(v)]);
+  return { settings, results };
 }
 
 function tokenPreview(p: NonNullable<LabCell['tokenPreview']>): HTMLCanvasElement {
@@ -71,19 +96,21 @@ function cellView(cell: LabCell): HTMLElement {
     ...(cell.thumbnails ?? []).map((src) => h('img', { class: 'thumb', src, alt: 'output' })),
     cell.tokenPreview ? tokenPreview(cell.tokenPreview) : '',
   );
+  const { settings, results } = settingsAndResults(cell);
   return h('article', { class: 'lab-cell', 'data-kind': cell.kind, 'data-status': cell.status, 'data-id': cell.id },
+    // the title gets a line of its own: at the sidebar's width, beside the icons and buttons it was cut to a word
     h('header', {},
       h('span', { class: `status status-${cell.status}`, title: cell.status }, icon(STATUS_ICON[cell.status])),
       icon(kindIcon(cell.kind)),
-      h('strong', { class: 'title', title: cell.title }, cell.title),
       h('span', { class: 'muted time' }, time),
       actions),
-    table(cell.inputs, 'inputs'),
-    table(cell.params, 'params'),
+    h('strong', { class: 'title' }, cell.title),
+    table(Object.entries(cell.inputs).map(([k, v]) => [k, pathView(v)]), 'inputs'),
+    table(settings, 'params'),
     progress,
-    cell.metrics ? table(cell.metrics, 'metrics') : '',
+    table(results, 'metrics'),
     outputs.childElementCount ? outputs : '',
-    ...(cell.files ?? []).map((f) => h('div', { class: 'file muted', title: f }, icon('file'), ` ${f}`)),
+    ...(cell.files ?? []).map((f) => h('div', { class: 'file muted' }, icon('file'), pathView(f))),
     cell.error ? h('div', { class: 'error' }, cell.error) : '',
   );
 }
