@@ -6,12 +6,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { copyFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import { repoRoot, startCodeServer, type CodeServer } from './code-server';
-import { answerFileDialog, findWebviewFrame, notification, openWorkbench, runCommand, type Workbench } from './workbench';
+import { answerFileDialog, findWebviewFrame, notification, openWith, openWorkbench, revealInExplorer, runCommand, type Workbench } from './workbench';
 import { listFolder, makeRepeatedImages, makeWorkspace, sha256, writeWorkspaceSettings } from './workspace';
 
 // Small and quick for the codebook the later steps use. The cancelled build is made to run for
@@ -103,6 +103,43 @@ describe('UniCode² Studio in code-server', { timeout: 20 * 60_000 }, () => {
     assert.match(text, /code \d+/);
     assert.match(text, /count [\d,]+/);
     await bench().screenshot('codebook-heatmap');
+  });
+
+  step('Explorer: Open With… UniCode² Codebook shows the heatmap; a .safetensors without UniCode² metadata says so', async () => {
+    await openWith(page(), await revealInExplorer(page(), ['.unicode2', 'codebook.safetensors']), 'UniCode² Codebook');
+    const view = await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"]', 2 * 60_000);
+    assert.equal(await view.locator('canvas#heatmap').getAttribute('data-k'), String(quickSettings['unicode2.k']));
+    await page().locator('.tab', { hasText: 'codebook.safetensors' }).first().waitFor({ state: 'visible', timeout: 10_000 });
+    await bench().screenshot('codebook-editor');
+
+    // model weights (the reference package's file): no UniCode² metadata
+    await copyFile(join(repoRoot, 'test', 'fixtures', 'safetensors', 'reference.safetensors'), join(workspace, 'weights.safetensors'));
+    await openWith(page(), await revealInExplorer(page(), ['weights.safetensors']), 'UniCode² Codebook');
+    const notice = await findWebviewFrame(page(), '#notice:not([hidden])', 60_000);
+    assert.match(await notice.locator('#notice').innerText(), /cannot be shown as a UniCode² codebook[\s\S]*not a UniCode² codebook/);
+    await bench().screenshot('not-a-codebook');
+  });
+
+  step('Explorer: a tokens file opens in the token set editor, its grid over the photo', async () => {
+    (await revealInExplorer(page(), ['.unicode2', 'tokens', 'coffee.tokens.json'])).click();
+    const view = await findWebviewFrame(page(), 'canvas#set-grid[data-drawn="true"]', 60_000);
+    assert.deepEqual(await view.locator('.image-item').allInnerTexts(), ['coffee.jpg']);
+    const box = await view.locator('canvas#set-grid').boundingBox();
+    assert.ok(box && Math.abs(box.width / box.height - 256 / 171) < 0.03, `coffee.jpg (256 x 171) shows at ${box?.width} x ${box?.height}`);
+    assert.match(await view.locator('#usage').innerText(), /tokens\s*196/);
+    await bench().screenshot('token-set-editor');
+  });
+
+  step('the getting-started walkthrough opens and its first step\'s button builds from the sample photos', async () => {
+    await runCommand(page(), 'Welcome: Open Walkthrough...');
+    await page().locator('.quick-input-widget .monaco-list-row', { hasText: 'Get started with UniCode² Studio' }).first().click();
+    const button = page().getByRole('button', { name: 'Build from the sample photos' });
+    await button.waitFor({ state: 'visible', timeout: 30_000 });
+    await bench().screenshot('walkthrough');
+    await button.click();
+    // the demo builds K = 256 from the bundled photos and opens that codebook
+    await findWebviewFrame(page(), 'canvas#heatmap[data-k="256"][data-drawn="true"]', 3 * 60_000);
+    await bench().screenshot('walkthrough-demo-done');
   });
 
   step('cancelling a build keeps the previous codebook byte for byte', async () => {

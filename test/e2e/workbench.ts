@@ -1,6 +1,6 @@
 // Drives the code-server workbench the way a person does: command palette, the simple file
 // dialog (a quick input in the browser build), notifications, and the webviews two frames deep.
-import { chromium, type BrowserContext, type Frame, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Frame, type Locator, type Page } from 'playwright-core';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,4 +160,27 @@ export async function findWebviewFrame(page: Page, selector: string, timeoutMs =
 /** The notification toast whose text contains `text`. */
 export function notification(page: Page, text: string | RegExp) {
   return page.locator('.notification-toast', { hasText: text }).first();
+}
+
+/**
+ * Shows a file in the Explorer, expanding the folders on its way (`segments` from the workspace
+ * root), and returns its row.
+ */
+export async function revealInExplorer(page: Page, segments: string[], timeoutMs = 30_000): Promise<Locator> {
+  await runCommand(page, 'View: Show Explorer');
+  // a row's aria-label is its file name
+  const row = (name: string): Locator => page.locator(`.explorer-folders-view .monaco-list-row[aria-label="${name}"]`).first();
+  for (const [i, name] of segments.entries()) {
+    const r = row(name);
+    await r.waitFor({ state: 'visible', timeout: timeoutMs });
+    if (i < segments.length - 1 && (await r.getAttribute('aria-expanded')) !== 'true') await r.click();
+  }
+  return row(segments.at(-1)!);
+}
+
+/** Explorer > right click > Open With… > the editor named `editor` (e.g. "UniCode² Codebook"). */
+export async function openWith(page: Page, row: Locator, editor: string): Promise<void> {
+  await row.click({ button: 'right' });
+  await page.locator('.context-view .monaco-menu .action-label', { hasText: /^Open With/ }).first().click();
+  await page.locator('.quick-input-widget .monaco-list-row', { hasText: editor }).first().click();
 }

@@ -8,6 +8,7 @@ import { openPanel, closeBrowser, canvasPixel, until, THEME_NAMES, themeRgb, typ
 import { contrastRatio, countColor, deadCodeColor, rampColor, type Rgb } from '../../common/colormap.js';
 import sharp from 'sharp';
 import { kmeans } from '../../extension/engine/index.js';
+import { rowsF32 } from '../../native-gpu/tables.js';
 import { heatmapLayout } from '../../webview/codebook/heatmap.js';
 import { codebookProtocol, type CodebookView, type CodeDetail } from '../../common/protocol/codebook.js';
 import { realFixture, disposeFixture } from './fixture-codebook.js';
@@ -224,7 +225,8 @@ test('the header keeps its whole title and "Counts from" on one line at normal e
 async function withCoarseLevel(): Promise<{ data: CodebookView; answer: CodebookHost; assign: number[] }> {
   const f = await realFixture();
   const { data, answer } = await realHost();
-  const coarse = await kmeans(f.cb.frozen, { k: 16, iterations: 10, seed: 1 }, f.backend);
+  const frozen = { rows: f.cb.frozen.rows, cols: f.cb.frozen.cols, data: rowsF32(f.cb.frozen, 0, f.cb.frozen.rows) };
+  const coarse = await kmeans(frozen, { k: 16, iterations: 10, seed: 1 }, f.backend);
   const assign = Array.from(coarse.ids);
   const withCoarse: CodebookView = { ...data, coarse: { assign, order: similarityOrder(coarse.centroids) } };
   return { data: withCoarse, answer: { ...answer, init: () => withCoarse, selectDataset: () => withCoarse }, assign };

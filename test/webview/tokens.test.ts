@@ -139,6 +139,23 @@ test('a tokens .json whose photo is gone: the grid alone with square cells, and 
   }
 });
 
+test('in an editor split in two (720 px): the whole title, the usage below a picture that keeps most of the width', async () => {
+  const f = await realFixture();
+  const { host } = await editorHost(await dataset(), f.cb.frozen.rows);
+  const p = await openPanel('tokens', tokenSetProtocol, 'light', host, { width: 720, height: 900 });
+  try {
+    await p.page.locator('#set-grid[data-drawn="true"]').waitFor();
+    const title = await p.page.locator('#title').evaluate((e) => e.scrollWidth > e.clientWidth + 1);
+    assert.equal(title, false, 'the title is cut');
+    const grid = (await p.page.locator('#set-grid').boundingBox())!;
+    const usage = (await p.page.locator('#usage').boundingBox())!;
+    assert.ok(grid.width > 400, `the picture is ${grid.width} px wide`);
+    assert.ok(usage.y >= grid.y + grid.height, 'the usage sits below the picture');
+  } finally {
+    await p.close();
+  }
+});
+
 for (const theme of THEME_NAMES) {
   test(`screenshot, ${theme} theme`, async () => {
     const f = await realFixture();

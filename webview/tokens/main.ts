@@ -22,7 +22,7 @@ let shown: { grid: TokenSetGrid; photo: HTMLImageElement | null } | null = null;
 let wanted = -1;
 
 document.body.append(
-  h('header', { class: 'toolbar' }, h('h1', { id: 'title' }, 'Token set'), h('span', { id: 'set-summary', class: 'muted' })),
+  h('header', { class: 'toolbar wraps' }, h('h1', { id: 'title' }, 'Token set'), h('span', { id: 'set-summary', class: 'muted' })),
   h('main', { class: 'tokenset-layout' },
     h('nav', { id: 'images', class: 'image-list', 'aria-label': 'images of the set', tabindex: 0 }),
     h('figure', { id: 'figure' },

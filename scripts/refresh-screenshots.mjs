@@ -1,0 +1,58 @@
+// Copies the screenshots the tests took (.test-artifacts/, from `npm test -- webview e2e`) to where
+// the README and the walkthrough show them: docs/screenshots/ as taken, media/walkthrough/ scaled
+// down (the walkthrough's image pane is narrow) in the light and dark variants VS Code picks from.
+// Run after looking at them: `node scripts/refresh-screenshots.mjs`.
+import sharp from 'sharp';
+import { existsSync, mkdirSync } from 'node:fs';
+import * as path from 'node:path';
+
+const shots = '.test-artifacts/screenshots';
+const e2e = '.test-artifacts/e2e/studio';
+
+/** docs/screenshots/<name>.png <- a test's screenshot */
+const docs = {
+  'codebook-real-dark': `${shots}/codebook-real-dark.png`,
+  'codebook-real-light': `${shots}/codebook-real-light.png`,
+  'codebook-500k-dark': `${shots}/codebook-500k-dark.png`,
+  'codebook-coarse-dark': `${shots}/codebook-coarse-dark.png`,
+  'codebook-dead-light': `${shots}/codebook-dead-light.png`,
+  'tokengrid-light': `${shots}/tokengrid-light.png`,
+  'tokengrid-dark': `${shots}/tokengrid-dark.png`,
+  'tokengrid-high-contrast': `${shots}/tokengrid-high-contrast.png`,
+  'tokens-dark': `${shots}/tokens-dark.png`,
+  'renderer-dark': `${shots}/renderer-dark.png`,
+  'generation-dark': `${shots}/generation-dark.png`,
+  'lab-dark': `${shots}/lab-300px-dark.png`,
+  'lab-light': `${shots}/lab-light.png`,
+  'in-vscode-token-grid': `${e2e}/04-token-grid.png`,
+  'in-vscode-walkthrough': `${e2e}/09-walkthrough.png`,
+};
+
+/** media/walkthrough/<step>-<light|dark>.png <- [screenshot of that theme, crop height or 0 for all] */
+const walkthrough = {
+  build: (theme) => [`${shots}/lab-${theme}.png`, 520],
+  tokenize: (theme) => [`${shots}/tokengrid-${theme}.png`, 0],
+  codebook: (theme) => [`${shots}/codebook-real-${theme}.png`, 0],
+  generate: (theme) => [`${shots}/generation-${theme}.png`, 0],
+};
+const WALKTHROUGH_WIDTH = 640;
+
+const missing = [...Object.values(docs), ...Object.values(walkthrough).flatMap((f) => ['light', 'dark'].map((t) => f(t)[0]))].filter((f) => !existsSync(f));
+if (missing.length) {
+  console.error(`missing (run npm test -- webview e2e first):\n  ${missing.join('\n  ')}`);
+  process.exit(1);
+}
+mkdirSync('docs/screenshots', { recursive: true });
+mkdirSync('media/walkthrough', { recursive: true });
+for (const [name, from] of Object.entries(docs)) await sharp(from).png({ palette: true, quality: 90 }).toFile(`docs/screenshots/${name}.png`);
+for (const [step, source] of Object.entries(walkthrough)) {
+  for (const theme of ['light', 'dark']) {
+    const [from, height] = source(theme);
+    let image = sharp(from);
+    if (height) image = image.extract({ left: 0, top: 0, width: (await image.metadata()).width, height });
+    const buffer = await image.png().toBuffer();
+    const meta = await sharp(buffer).metadata();
+    await sharp(buffer).resize({ width: Math.min(WALKTHROUGH_WIDTH, meta.width) }).png({ palette: true, quality: 90 }).toFile(path.join('media/walkthrough', `${step}-${theme}.png`));
+  }
+}
+console.log(`docs/screenshots: ${Object.keys(docs).length} files; media/walkthrough: ${Object.keys(walkthrough).length * 2} files`);
