@@ -106,7 +106,7 @@ export class Operations {
 
   /** Opens the active codebook in its editor (the walkthrough's "open the codebook" step). */
   showActiveCodebook(): Promise<void> {
-    return reportErrors(async () => {
+    return this.reportErrors(async () => {
       const file = await this.activeCodebookOrOffer();
       if (file) await showCodebook(file);
     });
