@@ -178,9 +178,26 @@ export async function revealInExplorer(page: Page, segments: string[], timeoutMs
   return row(segments.at(-1)!);
 }
 
-/** Explorer > right click > Open With… > the editor named `editor` (e.g. "UniCode² Codebook"). */
+/**
+ * Explorer > right click > Open With… > the editor named `editor` (e.g. "UniCode² Codebook"). A
+ * click that lands while the context menu is still settling is sometimes lost (seen once here:
+ * the item stayed highlighted, nothing opened), so the item is chosen again, by keyboard, until the
+ * editor picker shows.
+ */
 export async function openWith(page: Page, row: Locator, editor: string): Promise<void> {
   await row.click({ button: 'right' });
-  await page.locator('.context-view .monaco-menu .action-label', { hasText: /^Open With/ }).first().click();
-  await page.locator('.quick-input-widget .monaco-list-row', { hasText: editor }).first().click();
+  const item = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Open With/ }).first();
+  const choice = page.locator('.quick-input-widget .monaco-list-row', { hasText: editor }).first();
+  await item.click();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await choice.waitFor({ state: 'visible', timeout: 5_000 });
+      break;
+    } catch (err) {
+      if (attempt === 3 || !(await item.isVisible())) throw err;
+      await item.hover();
+      await page.keyboard.press('Enter');
+    }
+  }
+  await choice.click();
 }
