@@ -22,6 +22,15 @@ export const codebookSummary = message({
   dead: index,
 });
 
+export const coarseCell = message({
+  /** its codes, ascending */
+  codes: numbers('index'),
+  /** tokens assigned to its codes */
+  tokens: finite,
+  /** its codes used at least once */
+  used: index,
+});
+
 export const codebookView = message({
   summary: codebookSummary,
   /** per-code counts of the selected data set, length K */
@@ -30,9 +39,9 @@ export const codebookView = message({
   order: numbers('index'),
   datasets: v.array(datasetInfo),
   dataset: text,
-  /** the coarse level, when the codebook has one: each code's coarse cell (length K), and the
-   *  cells in display order (similar coarse centroids together) */
-  coarse: v.nullable(message({ assign: numbers('index'), order: numbers('index') })),
+  /** the coarse level, when the codebook has one: its cells with their codes and those codes' use
+   *  in the selected data set, and the cells in display order (similar coarse centroids together) */
+  coarse: v.nullable(message({ cells: v.array(coarseCell), order: numbers('index') })),
 });
 
 export const codePatch = message({
@@ -78,3 +87,4 @@ export type DatasetInfo = v.InferOutput<typeof datasetInfo>;
 export type CodePatch = v.InferOutput<typeof codePatch>;
 export type CodeNeighbour = v.InferOutput<typeof codeNeighbour>;
 export type CodeDetail = v.InferOutput<typeof codeDetail>;
+export type CoarseCellView = v.InferOutput<typeof coarseCell>;

@@ -7,7 +7,7 @@
 // rebuild.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { checkTokensMatchCodebook, codeStats, nearestCodewords, type Codebook, type RgbImage } from '../engine/index.js';
+import { checkTokensMatchCodebook, coarseCells, codeStats, nearestCodewords, type Codebook, type RgbImage } from '../engine/index.js';
 import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, readonlyEditor, watchFile } from './webviewHost.js';
@@ -32,8 +32,9 @@ export function codebookEditor(studio: Studio): vscode.CustomReadonlyEditorProvi
 class CodebookPanel {
   private dataset = BUILD;
   private counts: number[] = [];
-  /** heatmap orders of one version of the file (a rebuilt codebook is ordered again) */
-  private order: { cb: Codebook; codes: Promise<number[]>; coarse: CodebookView['coarse'] } | null = null;
+  /** heatmap orders of one version of the file (a rebuilt codebook is ordered again): of the codes,
+   *  and of the coarse cells when there are any */
+  private order: { cb: Codebook; codes: Promise<number[]>; cells: number[] | null } | null = null;
   private readonly file: string;
 
   constructor(
@@ -80,7 +81,7 @@ class CodebookPanel {
       this.order = {
         cb,
         codes: Promise.resolve().then(() => similarityOrder(cb.frozen)),
-        coarse: cb.coarse ? { assign: Array.from(cb.coarse.assign), order: similarityOrder(cb.coarse.centroids) } : null,
+        cells: cb.coarse ? similarityOrder(cb.coarse.centroids) : null,
       };
     }
     this.counts = await this.countsOf(cb);
@@ -95,8 +96,15 @@ class CodebookPanel {
       order: await this.order.codes,
       datasets: this.datasets(),
       dataset: this.dataset,
-      coarse: this.order.coarse,
+      coarse: this.coarse(cb, this.order.cells),
     };
+  }
+
+  /** The coarse cells and their use under the current counts. */
+  private coarse(cb: Codebook, order: number[] | null): CodebookView['coarse'] {
+    const cells = coarseCells(cb, this.counts);
+    if (!cells || !order) return null;
+    return { order, cells: cells.map((c) => ({ codes: Array.from(c.codes), tokens: c.tokens, used: c.used })) };
   }
 
   private async countsOf(cb: Codebook): Promise<number[]> {

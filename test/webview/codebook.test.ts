@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { openPanel, closeBrowser, canvasPixel, until, THEME_NAMES, themeRgb, type TestHost } from './harness.js';
 import { contrastRatio, countColor, deadCodeColor, rampColor, type Rgb } from '../../common/colormap.js';
 import sharp from 'sharp';
-import { kmeans } from '../../extension/engine/index.js';
+import { coarseCells, kmeans } from '../../extension/engine/index.js';
 import { rowsF32 } from '../../native-gpu/tables.js';
 import { heatmapLayout } from '../../webview/codebook/heatmap.js';
 import { codebookProtocol, type CodebookView, type CodeDetail } from '../../common/protocol/codebook.js';
@@ -228,7 +228,12 @@ async function withCoarseLevel(): Promise<{ data: CodebookView; answer: Codebook
   const frozen = { rows: f.cb.frozen.rows, cols: f.cb.frozen.cols, data: rowsF32(f.cb.frozen, 0, f.cb.frozen.rows) };
   const coarse = await kmeans(frozen, { k: 16, iterations: 10, seed: 1 }, f.backend);
   const assign = Array.from(coarse.ids);
-  const withCoarse: CodebookView = { ...data, coarse: { assign, order: similarityOrder(coarse.centroids) } };
+  // the cells and their use as the host computes them (engine coarseCells)
+  const cells = coarseCells({ ...f.cb, coarse: { centroids: coarse.centroids, assign: coarse.ids } }, data.counts)!;
+  const withCoarse: CodebookView = {
+    ...data,
+    coarse: { order: similarityOrder(coarse.centroids), cells: cells.map((c) => ({ codes: Array.from(c.codes), tokens: c.tokens, used: c.used })) },
+  };
   return { data: withCoarse, answer: { ...answer, init: () => withCoarse, selectDataset: () => withCoarse }, assign };
 }
 

@@ -1,45 +1,31 @@
 // The coarse level of a codebook (`coarse` [K1, d] + `coarse_assign` [K]: each code's coarse
 // cell, what an IVF search probes first): one square per coarse cell, coloured by how much its
 // codes are used together (the same log ramp as the heatmap, dead = no code of the cell used).
-// Clicking a cell lists its codes; the heatmap then fades every code outside it.
+// Clicking a cell lists its codes; the heatmap then fades every code outside it. The host counts
+// each cell's use (engine/inspect.ts coarseCells); this draws it.
+import type { CoarseCellView } from '../../common/protocol/codebook.js';
 import { countColor, deadCodeColor, heatmapColumns } from '../common/colors.js';
 import { fitBackingStore, themeColor } from '../common/viewport.js';
 import { heatmapBackground } from './heatmap.js';
 
-export interface CoarseCell {
-  cell: number;
-  /** member codes, most used first */
-  codes: number[];
-  /** sum of the members' counts */
-  uses: number;
-}
-
 export class CoarseMap {
-  readonly cells: CoarseCell[];
   readonly cols: number;
   readonly rows: number;
   selected: number | null = null;
 
-  /** `order`: coarse cells in display order (similar centroids together), `assign`: code -> cell. */
+  /** `order`: coarse cells in display order (similar centroids together). */
   constructor(
     private readonly canvas: HTMLCanvasElement,
     private readonly order: number[],
-    assign: number[],
-    counts: number[],
+    readonly cells: CoarseCellView[],
   ) {
-    this.cells = order.map((_, cell) => ({ cell, codes: [], uses: 0 }));
-    assign.forEach((cell, code) => {
-      this.cells[cell]!.codes.push(code);
-      this.cells[cell]!.uses += counts[code]!;
-    });
-    for (const c of this.cells) c.codes.sort((a, b) => counts[b]! - counts[a]! || a - b);
     this.cols = heatmapColumns(order.length);
     this.rows = Math.ceil(order.length / this.cols);
     canvas.style.aspectRatio = `${this.cols} / ${this.rows}`;
     canvas.dataset.cells = String(order.length);
   }
 
-  /** Side of one square in CSS pixels (the canvas is as wide as its card). */
+  /** Side of one square in CSS pixels (the canvas is as wide as its card allows). */
   private get size(): number {
     return this.canvas.clientWidth / this.cols;
   }
@@ -50,11 +36,11 @@ export class CoarseMap {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, this.canvas.clientWidth, this.canvas.clientHeight);
     const dead = deadCodeColor(heatmapBackground());
-    const max = Math.max(0, ...this.cells.map((c) => c.uses));
+    const max = Math.max(0, ...this.cells.map((c) => c.tokens));
     const s = this.size;
     const gap = s > 6 ? 1 : 0;
     this.order.forEach((cell, place) => {
-      const [r, g, b] = countColor(this.cells[cell]!.uses, max, dead);
+      const [r, g, b] = countColor(this.cells[cell]!.tokens, max, dead);
       ctx.fillStyle = `rgb(${r}, ${g}, ${b})`;
       ctx.fillRect((place % this.cols) * s, Math.floor(place / this.cols) * s, s - gap, s - gap);
     });
@@ -67,14 +53,14 @@ export class CoarseMap {
     this.canvas.dataset.drawn = 'true';
   }
 
-  /** The coarse cell under a pointer event, or null. */
-  cellAt(e: MouseEvent): CoarseCell | null {
+  /** The coarse cell (index) under a pointer event, or null. */
+  cellAt(e: MouseEvent): number | null {
     const r = this.canvas.getBoundingClientRect();
     const col = Math.floor((e.clientX - r.left) / this.size);
     const row = Math.floor((e.clientY - r.top) / this.size);
     if (col < 0 || row < 0 || col >= this.cols || row >= this.rows) return null;
     const place = row * this.cols + col;
-    return place < this.order.length ? this.cells[this.order[place]!]! : null;
+    return place < this.order.length ? this.order[place]! : null;
   }
 
   /** 1 for the codes of the selected cell (for the heatmap's focus), or null when none is selected. */

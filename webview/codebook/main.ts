@@ -2,13 +2,13 @@
 // level when the codebook has one, and the detail of a clicked code (image patches that use it,
 // nearest codes). Data comes from the host.
 import '../common/elements.js';
-import { codebookProtocol, type CodebookView, type CodeDetail, type CodebookSummary, type DatasetInfo } from '../../common/protocol/codebook.js';
+import { codebookProtocol, type CoarseCellView, type CodebookView, type CodeDetail, type CodebookSummary, type DatasetInfo } from '../../common/protocol/codebook.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, formatInt, formatPct, formatShare, h } from '../common/dom.js';
 import { css, deadCodeColor, rampColor } from '../common/colors.js';
 import { onThemeChange, themeColor, type ViewTransform } from '../common/viewport.js';
 import { Heatmap, heatmapBackground } from './heatmap.js';
-import { CoarseMap, type CoarseCell } from './coarse.js';
+import { CoarseMap } from './coarse.js';
 import { drawRankFrequency } from '../common/rankFrequency.js';
 
 /** Codes of a coarse cell listed by name (the rest are counted). */
@@ -138,8 +138,8 @@ function showCoarse(data: CodebookView): void {
   card.hidden = !data.coarse;
   coarse = null;
   if (!data.coarse) return heatmap?.paint(data.counts, null);
-  coarse = new CoarseMap(byId<HTMLCanvasElement>('coarse-map'), data.coarse.order, data.coarse.assign, data.counts);
-  const used = coarse.cells.filter((c) => c.uses > 0).length;
+  coarse = new CoarseMap(byId<HTMLCanvasElement>('coarse-map'), data.coarse.order, data.coarse.cells);
+  const used = coarse.cells.filter((c) => c.tokens > 0).length;
   byId('coarse-about').textContent =
     `${formatInt(coarse.cells.length)} cells group the ${formatInt(data.summary.k)} codes (what a two-level search probes first); ` +
     `${formatInt(used)} of them are used. Colour = use of the cell's codes together. Click a cell for its codes.`;
@@ -155,12 +155,15 @@ function selectCoarse(cell: number | null): void {
   heatmap.paint(current.counts, coarse.focusMask(current.order.length));
   heatmap.draw();
   coarse.draw();
-  byId('coarse-detail').replaceChildren(...(cell === null ? [] : coarseDetail(coarse.cells[cell]!)));
+  byId('coarse-detail').replaceChildren(...(cell === null ? [] : coarseDetail(cell, coarse.cells[cell]!)));
 }
 
-function coarseDetail(c: CoarseCell): HTMLElement[] {
-  const total = current!.summary.tokens;
-  const listed = c.codes.slice(0, CELL_CODES_LISTED).map((code) => {
+function coarseDetail(cell: number, c: CoarseCellView): HTMLElement[] {
+  const { tokens: total } = current!.summary;
+  const counts = current!.counts;
+  // the cell's codes, most used first
+  const codes = [...c.codes].sort((a, b) => counts[b]! - counts[a]! || a - b);
+  const listed = codes.slice(0, CELL_CODES_LISTED).map((code) => {
     const link = h('a', { href: '#', 'data-code': code }, String(code));
     link.addEventListener('click', (e) => {
       e.preventDefault();
@@ -169,8 +172,8 @@ function coarseDetail(c: CoarseCell): HTMLElement[] {
     return link;
   });
   return [
-    h('h3', {}, `Cell ${c.cell}`),
-    h('p', {}, `${formatInt(c.codes.length)} code${c.codes.length === 1 ? '' : 's'} · ${formatInt(c.uses)} uses · ${formatShare(total > 0 ? c.uses / total : 0)} of tokens`),
+    h('h3', {}, `Cell ${cell}`),
+    h('p', {}, `${formatInt(c.codes.length)} code${c.codes.length === 1 ? '' : 's'}, ${formatInt(c.used)} used · ${formatInt(c.tokens)} tokens · ${formatShare(total > 0 ? c.tokens / total : 0)} of all`),
     h('p', { id: 'cell-codes', class: 'code-list' }, ...listed.flatMap((l, i) => (i ? [', ', l] : [l])),
       c.codes.length > CELL_CODES_LISTED ? ` and ${formatInt(c.codes.length - CELL_CODES_LISTED)} more` : ''),
   ];
@@ -253,14 +256,15 @@ byId('add-dataset').addEventListener('click', async () => {
 });
 const coarseCanvas = byId<HTMLCanvasElement>('coarse-map');
 coarseCanvas.addEventListener('pointermove', (e) => {
-  const c = coarse?.cellAt(e);
-  if (!c) return tooltip.hide();
-  tooltip.show(e.clientX, e.clientY, [`cell ${c.cell}`, `${formatInt(c.codes.length)} codes`, `${formatInt(c.uses)} uses`]);
+  const cell = coarse?.cellAt(e) ?? null;
+  if (cell === null) return tooltip.hide();
+  const c = coarse!.cells[cell]!;
+  tooltip.show(e.clientX, e.clientY, [`cell ${cell}`, `${formatInt(c.codes.length)} codes, ${formatInt(c.used)} used`, `${formatInt(c.tokens)} tokens`]);
 });
 coarseCanvas.addEventListener('pointerleave', () => tooltip.hide());
 coarseCanvas.addEventListener('click', (e) => {
-  const c = coarse?.cellAt(e);
-  if (c) selectCoarse(coarse!.selected === c.cell ? null : c.cell);
+  const cell = coarse?.cellAt(e) ?? null;
+  if (cell !== null) selectCoarse(coarse!.selected === cell ? null : cell);
 });
 function redraw(): void {
   heatmap?.draw();
