@@ -49,7 +49,7 @@ function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof gen
       results: [],
       defaults: settingsDefaults,
     }),
-    sourceView: async () => ({ grid: f.grid.grid, ids: f.grid.ids, image: await f.decode(f.grid.ids) }),
+    sourceView: async () => ({ grid: f.grid.grid, ids: f.grid.ids, image: (await f.decode(f.grid.ids)).image }),
     generate: async (r) => {
       if (opts.holdUntilCancel) {
         await new Promise<void>((resolve) => (cancelled = resolve));
