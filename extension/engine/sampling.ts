@@ -64,3 +64,15 @@ export function takeRows(points: CodebookData, rows: ArrayLike<number>): Matrix 
 export function sampleRows(points: Matrix, count: number, seed: number): Matrix {
   return takeRows(points, sampleIndices(points.rows, count, seededRandom(seed)));
 }
+
+/** The rows of several matrices (of one width) stacked, in order, into one. */
+export function stackRows(parts: Matrix[]): Matrix {
+  const cols = parts[0]!.cols;
+  const data = new Float32Array(parts.reduce((n, m) => n + m.data.length, 0));
+  let offset = 0;
+  for (const m of parts) {
+    data.set(m.data, offset);
+    offset += m.data.length;
+  }
+  return { rows: data.length / cols, cols, data };
+}

@@ -7,13 +7,14 @@ import type { ComputeBackend } from '../../native-gpu/backend';
 import { checkTokenIds } from '../../native-gpu/token-ids';
 import type { Codebook } from './codebook';
 import type { Encoder } from './encoders/index';
-import { forEachEncodedBatch, type BatchControl, type SkippedImage } from './embed';
+import { forEachEncodedBatch, type BatchControl, type EncodedBatch, type SkippedImage } from './embed';
 import { UserError } from '../../common/errors';
 import { writeFileAtomic, writeFilesAtomic } from './atomic-write';
 import { openRegularFile, readExactly, readJsonFile } from './files';
 import { decodeNpy, encodeNpy } from './formats/npy';
 import { checkGridSize, MAX_JSON_BYTES } from './limits';
 import { openSearch, type SearchInfo, type SearchOptions } from './search';
+import { stackRows } from './sampling';
 
 export interface TokenGrid {
   image: string;
@@ -46,6 +47,10 @@ export interface TokenizeControl extends BatchControl {
   search?: SearchOptions;
 }
 
+/** Images searched together: the encoder's batches are pooled up to this many images, so an IVF
+ *  search's per-cell GEMMs are larger and fewer (one image is 196 to 729 queries). */
+export const SEARCH_IMAGES = 32;
+
 export async function tokenizeImages(
   cb: Codebook,
   encoder: Encoder,
@@ -57,30 +62,41 @@ export async function tokenizeImages(
   const tokensPerImage = encoder.grid[0] * encoder.grid[1];
   const results: TokenGrid[] = [];
   const search = await openSearch(cb, backend, control.search);
+  let pending: EncodedBatch[] = [];
+  const searchPending = async (): Promise<void> => {
+    const batches = pending;
+    pending = [];
+    const paths = batches.flatMap((b) => b.images);
+    if (paths.length === 0) return;
+    const embeddings = batches.length === 1 ? batches[0]!.embeddings : stackRows(batches.map((b) => b.embeddings));
+    const { ids, distances } = await search.nearest(embeddings, { signal: control.signal });
+    paths.forEach((image, i) => {
+      const from = i * tokensPerImage;
+      const grid: TokenGrid = {
+        image,
+        grid: [encoder.grid[0], encoder.grid[1]],
+        ids: Array.from(ids.subarray(from, from + tokensPerImage)),
+        codebook: cb.fingerprint,
+        encoder: encoder.descriptor.id,
+        device: computedOn(encoder, backend),
+        search: search.info,
+      };
+      if (control.withDistances) grid.distances = Array.from(distances.subarray(from, from + tokensPerImage));
+      results.push(grid);
+    });
+  };
   try {
     const { skipped } = await forEachEncodedBatch(
       encoder,
       images,
-      async ({ images: paths, embeddings }) => {
-        const { ids, distances } = await search.nearest(embeddings, { signal: control.signal });
-        paths.forEach((image, i) => {
-          const from = i * tokensPerImage;
-          const grid: TokenGrid = {
-            image,
-            grid: [encoder.grid[0], encoder.grid[1]],
-            ids: Array.from(ids.subarray(from, from + tokensPerImage)),
-            codebook: cb.fingerprint,
-            encoder: encoder.descriptor.id,
-            device: computedOn(encoder, backend),
-            search: search.info,
-          };
-          if (control.withDistances) grid.distances = Array.from(distances.subarray(from, from + tokensPerImage));
-          results.push(grid);
-        });
+      async (batch) => {
+        pending.push(batch);
+        if (pending.reduce((n, b) => n + b.images.length, 0) >= SEARCH_IMAGES) await searchPending();
       },
       // decode and encode in worker threads while this thread searches (for more than one batch)
       { parallel: true, ...control },
     );
+    await searchPending();
     return { results, skipped };
   } finally {
     search.dispose();

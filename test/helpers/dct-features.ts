@@ -15,14 +15,4 @@ export async function dctFeatures(backend: ComputeBackend, file: string, size: n
   return backend.dctPatches(img.data, size, size, patch);
 }
 
-/** rows of several matrices stacked */
-export function stackRows(parts: Matrix[]): Matrix {
-  const cols = parts[0].cols;
-  const data = new Float32Array(parts.reduce((n, m) => n + m.data.length, 0));
-  let offset = 0;
-  for (const m of parts) {
-    data.set(m.data, offset);
-    offset += m.data.length;
-  }
-  return { rows: data.length / cols, cols, data };
-}
+export { stackRows } from '../../extension/engine/sampling.js';
