@@ -160,3 +160,32 @@ test('bad nprobe, mismatched dimensions and bad coarse levels are UserErrors; an
   index.dispose();
   await assert.rejects(backend.nearestIvf(index, queries, { nprobe: 2 }), /disposed/);
 });
+
+test('an f16 codebook finds the f32 codebook\'s codes, except near-ties within f16 rounding (exact and IVF)', async () => {
+  const backend = await backendPromise;
+  const mixture = new EmbeddingMixture({ d: 48, components: 300, seed: 21 });
+  const codes: Matrix = { rows: 3000, cols: 48, data: mixture.rows(0, 3000) };
+  const queries: Matrix = { rows: 2000, cols: 48, data: mixture.rows(1_000_000, 2000) };
+  const coarse = coarseLevel(codes, 30, 22);
+  const half = { rows: codes.rows, cols: codes.cols, half: f32ToF16(codes.data) };
+  const searches = [
+    { name: 'exact', f32: await backend.nearest(await backend.loadCodebook(codes), queries), f16: await backend.nearest(await backend.loadCodebook(half), queries) },
+    { name: 'ivf', f32: await backend.nearestIvf(await backend.loadIvf(codes, coarse), queries, { nprobe: 6 }), f16: await backend.nearestIvf(await backend.loadIvf(half, coarse), queries, { nprobe: 6 }) },
+  ];
+  const d = 48;
+  const norm = (m: Float32Array, i: number) => Math.sqrt(squaredDistance(m, i, new Float32Array(d), 0, d));
+  for (const { name, f32, f16 } of searches) {
+    let differ = 0;
+    for (let i = 0; i < queries.rows; i++) {
+      const a = f32.ids[i]!, b = f16.ids[i]!;
+      if (a === b) continue;
+      differ++;
+      // Each f16 value is within 2^-11 relative of the f32 one, so a code's distance moves by at
+      // most about 2 x 2^-11 x |q - c| |c|: codes closer than the two codes' bounds together may swap.
+      const da = squaredDistance(queries.data, i, codes.data, a, d), db = squaredDistance(queries.data, i, codes.data, b, d);
+      const bound = 2 * 2 ** -11 * (Math.sqrt(da) * norm(codes.data, a) + Math.sqrt(db) * norm(codes.data, b));
+      assert.ok(db - da <= bound, `${name} query ${i}: f16 picked code ${b} (${db}) over ${a} (${da}), gap beyond the f16 bound ${bound}`);
+    }
+    assert.ok(differ <= queries.rows / 50, `${name}: ${differ} of ${queries.rows} ids differ`);
+  }
+});
