@@ -167,8 +167,10 @@ function lookup<T>(table: Record<string, T>, type: string): T | undefined {
   return Object.hasOwn(table, type) ? table[type] : undefined;
 }
 
-const unknownType = (what: string, type: string, table: object): string =>
-  `${what} type "${type}" is not one of ${Object.keys(table).join(', ')}`;
+const unknownType = (what: string, type: string, table: object): string => {
+  const known = Object.keys(table);
+  return known.length ? `${what} type "${type}" is not one of ${known.join(', ')}` : `${what} type "${type}": this panel takes no ${what}s`;
+};
 
 export interface EndpointIo {
   /** sends an envelope to the other side (postMessage) */

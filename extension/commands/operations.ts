@@ -9,7 +9,7 @@ import {
 import type { Studio } from '../state/studio.js';
 import { showError } from '../state/errors.js';
 import { defaultCodebookPath, readSettings, workspaceDataDir } from '../state/config.js';
-import { pngDataUri, thumbnail } from '../panels/images.js';
+import { pngDataUri, resample, thumbnail } from '../panels/images.js';
 import { showCodebook } from '../panels/codebookPanel.js';
 import { TokenGridPanel } from '../panels/tokenGridPanel.js';
 import { GenerationPanel } from '../panels/generationPanel.js';
@@ -20,6 +20,8 @@ const FILTERS: Record<'image' | 'tokens' | 'codebook', Record<string, string[]>>
   codebook: { Codebook: ['safetensors'] },
 };
 const MAX_THUMBS = 4;
+/** Lab thumbnails are box-averaged from the photo scaled to this side (twice their size). */
+const THUMB_SOURCE_SIDE = 128;
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 
 async function pick(kind: 'folder' | 'image' | 'tokens' | 'codebook', title: string): Promise<string | undefined> {
@@ -40,7 +42,8 @@ function requireDataDir(): string {
 async function thumbs(images: string[]): Promise<string[]> {
   const out: string[] = [];
   for (const file of images.slice(0, MAX_THUMBS)) {
-    const img = await loadImage(file).catch(() => null);
+    // scaled down while decoding (a 24-megapixel photo would be 290 MB of floats at full size)
+    const img = await loadImage(file, { within: THUMB_SOURCE_SIDE }).catch(() => null);
     if (img) out.push(await pngDataUri(thumbnail(img)));
   }
   return out;
@@ -145,8 +148,13 @@ export class Operations {
           if (!grid) throw new UserError(`cannot tokenize ${file}: ${skipped[0]?.reason ?? 'unreadable image'}`);
           const files = await this.saveTokens(path.parse(file).name, [grid]);
           this.studio.addTokenSet(path.basename(file), [grid], files[0]);
-          const thumbnails = [await pngDataUri(thumbnail(await encoder.load(file)))];
-          if (cb.meta.atlas !== 'none') thumbnails.push(await pngDataUri(thumbnail(await decodeTokens(cb, Int32Array.from(grid.ids), grid.grid, backend))));
+          // the photo as it is, and its reconstruction (the encoder's square input) at the photo's aspect beside it
+          const photo = thumbnail(await loadImage(file, { within: THUMB_SOURCE_SIDE }));
+          const thumbnails = [await pngDataUri(photo)];
+          if (cb.meta.atlas !== 'none') {
+            const decoded = await decodeTokens(cb, Int32Array.from(grid.ids), grid.grid, backend);
+            thumbnails.push(await pngDataUri(resample(decoded, photo.width, photo.height)));
+          }
           const distances = grid.distances ?? [];
           return {
             metrics: {

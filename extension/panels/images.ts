@@ -55,6 +55,36 @@ export function upscale(img: RgbImage, factor: number): RgbImage {
   return { data: out, width: w, height: h };
 }
 
+/**
+ * Bilinear resampling to any size: the atlas decoding of a grid is the encoder's square input,
+ * and is shown at its photo's aspect ratio beside the photo (the Lab's thumbnails).
+ */
+export function resample(img: RgbImage, width: number, height: number): RgbImage {
+  const out = new Float32Array(3 * width * height);
+  const sx = img.width / width;
+  const sy = img.height / height;
+  for (let y = 0; y < height; y++) {
+    const fy = Math.min(img.height - 1, Math.max(0, (y + 0.5) * sy - 0.5));
+    const y0 = Math.floor(fy);
+    const y1 = Math.min(img.height - 1, y0 + 1);
+    const ty = fy - y0;
+    for (let x = 0; x < width; x++) {
+      const fx = Math.min(img.width - 1, Math.max(0, (x + 0.5) * sx - 0.5));
+      const x0 = Math.floor(fx);
+      const x1 = Math.min(img.width - 1, x0 + 1);
+      const tx = fx - x0;
+      for (let c = 0; c < 3; c++) {
+        const plane = c * img.width * img.height;
+        const at = (xx: number, yy: number): number => img.data[plane + yy * img.width + xx]!;
+        const top = at(x0, y0) * (1 - tx) + at(x1, y0) * tx;
+        const bottom = at(x0, y1) * (1 - tx) + at(x1, y1) * tx;
+        out[(c * height + y) * width + x] = top * (1 - ty) + bottom * ty;
+      }
+    }
+  }
+  return { data: out, width, height };
+}
+
 /** A small thumbnail (longest side `max`) for the Lab, by box-averaging. */
 export function thumbnail(img: RgbImage, max = 64): RgbImage {
   const f = Math.max(1, Math.ceil(Math.max(img.width, img.height) / max));
