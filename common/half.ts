@@ -47,18 +47,18 @@ function floatToHalf(value: number): number {
 // shard and codebook read goes through it).
 let decodeTable: Float32Array | undefined;
 
-export function f16ToF32(h: Uint16Array): Float32Array {
+/** `out` (default: a new array) receives the values; streaming readers pass one buffer again and
+ *  again so that a pass over gigabytes does not leave gigabytes of garbage behind it. */
+export function f16ToF32(h: Uint16Array, out: Float32Array = new Float32Array(h.length)): Float32Array {
   if (!decodeTable) {
     decodeTable = new Float32Array(65536);
     for (let i = 0; i < 65536; i++) decodeTable[i] = halfToFloat(i);
   }
-  const out = new Float32Array(h.length);
   for (let i = 0; i < h.length; i++) out[i] = decodeTable[h[i]];
   return out;
 }
 
-export function f32ToF16(f: Float32Array): Uint16Array {
-  const out = new Uint16Array(f.length);
+export function f32ToF16(f: Float32Array, out: Uint16Array = new Uint16Array(f.length)): Uint16Array {
   for (let i = 0; i < f.length; i++) out[i] = floatToHalf(f[i]);
   return out;
 }

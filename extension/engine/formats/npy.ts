@@ -231,58 +231,86 @@ async function embeddingFiles(fileOrDir: string): Promise<string[]> {
   return names.map((n) => path.join(fileOrDir, n));
 }
 
-function toFloat32(a: NpyArray): Float32Array {
-  switch (a.dtype) {
-    case 'float32':
-      return a.data as Float32Array;
-    case 'float16':
-      return f16ToF32(a.data as Uint16Array);
-    case 'float64':
-      return Float32Array.from(a.data as Float64Array);
-    default:
-      throw new Error(`toFloat32: ${a.dtype}`);
+/** One shard of an embedding set: its file, header and identity on disk. */
+export interface EmbeddingShard {
+  file: string;
+  header: NpyHeader & { dtype: EmbeddingDtype };
+  rows: number;
+  /** bytes and modification time, so a resumed job can tell the file has not changed */
+  size: number;
+  mtimeMs: number;
+}
+
+export type EmbeddingDtype = 'float32' | 'float16' | 'float64';
+
+/** Bytes per value of each embedding dtype. */
+export const EMBEDDING_DTYPE_BYTES: Record<EmbeddingDtype, number> = { float32: 4, float16: 2, float64: 8 };
+
+/** The shards of an embedding set ([N x d] floats: one .npy, or a folder of them concatenated in
+ *  name order) from their headers alone: every shard must be a 2-D float array of the same d. */
+export async function scanEmbeddingShards(fileOrDir: string): Promise<{ shards: EmbeddingShard[]; rows: number; d: number }> {
+  const files = await embeddingFiles(fileOrDir);
+  const shards: EmbeddingShard[] = [];
+  let d = -1;
+  let rows = 0;
+  // One file open at a time: a folder of thousands of shards must not run out of descriptors.
+  for (const file of files) {
+    const { handle, size, mtimeMs } = await openRegularFile(file, 'a .npy file');
+    let h: NpyHeader;
+    try {
+      h = await readHeaderOf(handle, size, file);
+    } finally {
+      await handle.close();
+    }
+    if (h.shape.length !== 2) {
+      throw new UserError(`${file}: expected a 2-D array [N, d] of embeddings, found shape (${h.shape.join(', ')})`);
+    }
+    if (h.dtype !== 'float32' && h.dtype !== 'float16' && h.dtype !== 'float64') {
+      throw new UserError(`${file}: expected float embeddings (f2, f4 or f8), found ${h.dtype}`);
+    }
+    if (d >= 0 && h.shape[1] !== d) {
+      throw new UserError(`${file}: has d = ${h.shape[1]} but ${files[0]} has d = ${d}; all shards must share d`);
+    }
+    d = h.shape[1]!;
+    rows += h.shape[0]!;
+    shards.push({ file, header: h as EmbeddingShard['header'], rows: h.shape[0]!, size, mtimeMs });
   }
+  return { shards, rows, d };
+}
+
+/** Raw little-endian embedding values (as read from a shard) -> f32 in `out` (default: a new
+ *  array), refusing NaN and Inf: one would silently poison a k-means centroid, so it is an error
+ *  naming the file and row. `firstRow` is the shard row of the first value, for the message. */
+export function embeddingValues(bytes: Uint8Array, dtype: EmbeddingDtype, d: number, file: string, firstRow: number,
+                                out: Float32Array = new Float32Array(bytes.byteLength / EMBEDDING_DTYPE_BYTES[dtype])): Float32Array {
+  const size = EMBEDDING_DTYPE_BYTES[dtype];
+  // A typed view needs an offset aligned to its element size; a misaligned slice is copied once.
+  const raw = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  const n = raw.byteLength / size;
+  if (dtype === 'float16') f16ToF32(new Uint16Array(raw.buffer, raw.byteOffset, n), out);
+  else out.set(dtype === 'float32' ? new Float32Array(raw.buffer, raw.byteOffset, n) : new Float64Array(raw.buffer, raw.byteOffset, n));
+  for (let i = 0; i < n; i++) {
+    if (!Number.isFinite(out[i])) {
+      throw new UserError(`${file}: row ${firstRow + Math.floor(i / d)} holds a non-finite value (${out[i]}); embeddings must be finite`);
+    }
+  }
+  return out;
 }
 
 /**
  * Embedding vectors [N x d] as f32, from one .npy or a folder of .npy shards concatenated in name
- * order. f16 and f64 are converted. Every shard must be a 2-D float array of the same d, and every
- * value finite: a NaN or Inf would silently poison a k-means centroid, so it is an error naming
- * the file and row.
+ * order (scanEmbeddingShards). f16 and f64 are converted; every value must be finite.
  */
 export async function readEmbeddings(fileOrDir: string): Promise<Matrix> {
-  const files = await embeddingFiles(fileOrDir);
-  // One file open at a time: a folder of thousands of shards must not run out of descriptors.
-  const headers: NpyHeader[] = [];
-  for (const file of files) headers.push(await readNpyHeader(file));
-  let d = -1;
-  let rows = 0;
-  headers.forEach((h, i) => {
-    if (h.shape.length !== 2) {
-      throw new UserError(`${files[i]}: expected a 2-D array [N, d] of embeddings, found shape (${h.shape.join(', ')})`);
-    }
-    if (h.dtype !== 'float32' && h.dtype !== 'float16' && h.dtype !== 'float64') {
-      throw new UserError(`${files[i]}: expected float embeddings (f2, f4 or f8), found ${h.dtype}`);
-    }
-    if (d >= 0 && h.shape[1] !== d) {
-      throw new UserError(`${files[i]}: has d = ${h.shape[1]} but ${files[0]} has d = ${d}; all shards must share d`);
-    }
-    d = h.shape[1];
-    rows += h.shape[0];
-  });
-
+  const { shards, rows, d } = await scanEmbeddingShards(fileOrDir);
   const data = new Float32Array(rows * d);
   let offset = 0;
-  for (const [n, file] of files.entries()) {
-    const values = toFloat32(await readNpy(file));
-    if (values.length !== headers[n]!.shape[0]! * d) throw new UserError(`${file}: changed while it was being read; try again`);
-    for (let i = 0; i < values.length; i++) {
-      if (!Number.isFinite(values[i])) {
-        throw new UserError(`${file}: row ${Math.floor(i / d)} holds a non-finite value (${values[i]}); embeddings must be finite`);
-      }
-    }
-    data.set(values, offset);
-    offset += values.length;
+  for (const { file, header } of shards) {
+    const a = await readNpy(file);
+    const count = header.shape[0]! * d;
+    if (a.dtype !== header.dtype || a.data.length !== count) throw new UserError(`${file}: changed while it was being read; try again`);
+    embeddingValues(new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength), header.dtype, d, file, 0, data.subarray(offset, offset + count));
+    offset += count;
   }
   return { rows, cols: d, data };
 }
