@@ -228,22 +228,24 @@ function zip<A, B>(a: A[], b: B[]): [A, B][] {
   return a.slice(0, Math.min(a.length, b.length)).map((x, i) => [x, b[i]]);
 }
 
-/** c_k = (S_k + lambda c_bar) / (n_k + lambda); a code with no points and lambda = 0 stays put. */
-export function updateCentroids(centroids: Matrix, step: KMeansStepResult, lambda: number): Matrix {
+/** c_k = (S_k + lambda c_bar) / (n_k + lambda); a code with no points and lambda = 0 stays put.
+ *  `into` may be centroids.data itself (an in-place update: each code reads only its own row, and
+ *  c_bar is taken first), which spares a second K x d copy when K is in the hundreds of thousands. */
+export function updateCentroids(centroids: Matrix, step: Pick<KMeansStepResult, 'sums' | 'counts'>, lambda: number,
+                                into: Float32Array = new Float32Array(centroids.rows * centroids.cols)): Matrix {
   const k = centroids.rows, d = centroids.cols;
   const mean = new Float64Array(d);
   if (lambda > 0) {
     for (let c = 0; c < k; c++) for (let j = 0; j < d; j++) mean[j] += centroids.data[c * d + j];
     for (let j = 0; j < d; j++) mean[j] /= k;
   }
-  const next = new Float32Array(k * d);
   for (let c = 0; c < k; c++) {
     const n = step.counts[c] + lambda;
     if (n === 0) {
-      next.set(centroids.data.subarray(c * d, (c + 1) * d), c * d);
+      if (into !== centroids.data) into.set(centroids.data.subarray(c * d, (c + 1) * d), c * d);
       continue;
     }
-    for (let j = 0; j < d; j++) next[c * d + j] = (step.sums[c * d + j] + lambda * mean[j]) / n;
+    for (let j = 0; j < d; j++) into[c * d + j] = (step.sums[c * d + j] + lambda * mean[j]) / n;
   }
-  return { rows: k, cols: d, data: next };
+  return { rows: k, cols: d, data: into };
 }

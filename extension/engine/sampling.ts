@@ -1,5 +1,6 @@
 // Seeded randomness for everything that must be reproducible (k-means init, corpus subsamples):
 // the same seed gives the same numbers on every machine. Math.random is never used for these.
+import { createHash } from 'node:crypto';
 import type { CodebookData, Matrix } from '../../native-gpu/backend.js';
 import { rowsF32 } from '../../native-gpu/tables.js';
 
@@ -36,6 +37,15 @@ export function seededNormals(count: number, seed: number): Float32Array {
   const out = new Float32Array(count);
   for (let i = 0; i < count; i++) out[i] = next();
   return out;
+}
+
+/**
+ * The seed of one random stream of a larger job, e.g. derivedSeed(seed, 'cell', 17): the same
+ * (seed, parts) always give the same stream and other parts an unrelated one, whatever order the
+ * job runs its parts in, so a resumed job draws exactly what an uninterrupted one drew.
+ */
+export function derivedSeed(seed: number, ...parts: (string | number)[]): number {
+  return createHash('sha256').update(JSON.stringify([seed, ...parts])).digest().readUInt32LE(0);
 }
 
 /** `count` distinct indices in [0, n), uniform without replacement, in ascending order. */
