@@ -1,11 +1,14 @@
 // Progress on stderr, never stdout (stdout carries the one result document). On a terminal it
 // is a single line rewritten in place; piped to a file or CI log it is plain lines, one when a
 // phase starts or ends and at most one a second in between, so logs stay readable.
+import { describeProgress } from '../engine/index';
 
 export interface ProgressEvent {
   phase: string;
   done: number;
   total: number;
+  /** estimated seconds left in the phase */
+  etaSeconds?: number;
   message?: string;
 }
 
@@ -30,8 +33,7 @@ export class ProgressReporter {
     if (!boundary && now - this.lastAt < interval) return;
     this.phase = e.phase;
     this.lastAt = now;
-    const percent = e.total > 0 ? ` ${Math.floor((100 * e.done) / e.total)}%` : '';
-    const text = `${e.phase} ${e.done}/${e.total}${percent}${e.message ? ` ${e.message}` : ''}`;
+    const text = describeProgress(e, { percent: true });
     if (this.stream.isTTY) {
       this.stream.write(`\r\x1b[2K${text.slice(0, Math.max(20, (this.stream.columns || 80) - 1))}`);
       this.lineOpen = true;

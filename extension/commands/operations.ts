@@ -3,7 +3,7 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import {
-  buildCodebook, checkTokensMatchCodebook, codeStats, decodeTokens, listImages, loadImage, readTokenGrids, refineAtlas, runDemo, tokenizeImages, writeCodebook,
+  buildCodebook, checkTokensMatchCodebook, codeStats, describeProgress, decodeTokens, listImages, loadImage, readTokenGrids, refineAtlas, runDemo, tokenizeImages, writeCodebook,
   throwIfCancelled, writePng, writeTokenDataset, writeTokenJson, UserError, type RgbImage, type TokenGrid,
 } from '../engine/index.js';
 import type { Studio } from '../state/studio.js';
@@ -68,7 +68,7 @@ export class Operations {
       const out = defaultCodebookPath();
       if (!out) throw new UserError('open a folder first: the codebook is written to <folder>/.unicode2/codebook.safetensors');
       const s = readSettings();
-      const params = { k: s.k, lambda: s.lambda, iterations: s.iterations, tolerance: s.tolerance, seed: s.seed, encoder: s.encoder };
+      const params = { k: s.k, lambda: s.lambda, iterations: s.iterations, tolerance: s.tolerance, seed: s.seed, encoder: s.encoder, method: s.method };
       const images = folder;
       const result = await this.studio.jobs.run(
         {
@@ -79,13 +79,13 @@ export class Operations {
           const backend = await this.studio.backend.get();
           const summary = await buildCodebook({ images, out, ...params }, backend, {
             signal,
-            onProgress: (e) => progress(e.done, e.total, e.message ?? `${e.phase} ${e.done}/${e.total}`),
+            onProgress: (e) => progress(e.done, e.total, describeProgress(e)),
           });
           this.studio.setActiveCodebook(out);
           if (summary.skipped.length) this.studio.log.appendLine(`[build] skipped ${summary.skipped.map((x) => `${x.path}: ${x.reason}`).join('; ')}`);
           return {
             metrics: {
-              K: summary.k, d: summary.d, iterations: summary.iterations, utilization: pct(summary.utilization),
+              K: summary.k, d: summary.d, method: summary.method, iterations: summary.iterations, MSE: summary.mse.toPrecision(4), utilization: pct(summary.utilization),
               perplexity: Math.round(summary.perplexity), dead: summary.dead, seconds: summary.seconds.toFixed(1), device: summary.device,
             },
             thumbnails: await thumbs(await listImages(images)),

@@ -1,29 +1,43 @@
 // Builds a frozen codebook: embeddings (from images through an encoder, or precomputed .npy) ->
-// optional seeded subsample -> utilization-regularized k-means -> .safetensors, written atomically
-// so a cancelled or failed build leaves any previous codebook at `out` byte-identical. A build
-// holds the lock of its output (output-lock.ts) from start to end: a second build to the same
-// output is refused instead of sharing (and deleting) the first one's corpus folder.
+// optional seeded subsample -> utilization-regularized k-means, flat or two-level -> .safetensors,
+// written atomically so a cancelled or failed build leaves any previous codebook at `out`
+// byte-identical. A build holds the lock of its output (output-lock.ts) from start to end: a
+// second build to the same output is refused instead of sharing (and deleting) the first one's
+// corpus and checkpoint folders.
+//
+// Methods: 'flat' is k-means over all vectors in memory (kmeans.ts); 'two-level' streams the
+// vectors from disk and checkpoints every phase in `<out>.checkpoint/` (twolevel.ts), so an
+// interrupted build run again with the same request resumes and ends with the same codebook;
+// 'auto' picks two-level when one flat pass would cost more than FLAT_MAX_WORK multiply-adds or
+// the vectors would not fit the memory budget in f32.
 //
 // Building from precomputed embeddings: pass the encoder that produced them (e.g. 'dct') and its
 // descriptor is stored, so tokenize/decode can reopen it; pass EXTERNAL_ENCODER ('external') when
 // they come from elsewhere, and the codebook records `{kind: 'onnx', id: 'external'}` with no
 // patch/input size: searching it works, tokenizing images then needs an explicit encoder.
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
-import type { CodebookMeta } from './codebook';
+import type { CodebookMeta, CoarseLevel } from './codebook';
 import { codebookFingerprint, inMemory, writeCodebook } from './codebook';
 import { corpusInputFingerprint, extractCorpus } from './corpus';
 import { embedImages, requireSomeImages, type SkippedImage } from './embed';
+import { gatherRows, matrixSource, shardSource, subsetSource, type RowSource } from './embedding-source';
 import { EXTERNAL_ENCODER, openEncoder, type Encoder, type EncoderDescriptor } from './encoders/index';
+import { PhaseClock } from './eta';
 import { throwIfCancelled, UserError } from '../../common/errors';
+import { f32ToF16 } from '../../common/half';
 import { readEmbeddings } from './formats/npy';
 import { listImages } from './image';
-import { DEFAULTS } from './defaults';
+import { DEFAULTS, type BuildMethod } from './defaults';
 import { withOutputLock } from './output-lock';
 import { kmeans } from './kmeans';
-import { sampleRows } from './sampling';
+import { derivedSeed, sampleIndices, sampleRows, seededRandom } from './sampling';
 import { codeStats } from './stats';
+import { defaultCoarseCells, twoLevelKMeans, type TwoLevelOptions, type TwoLevelProgress, type TwoLevelResult } from './twolevel';
+
+export type CodebookDtype = 'f32' | 'f16';
 
 export interface BuildRequest {
   images?: string;
@@ -37,6 +51,18 @@ export interface BuildRequest {
   sample?: number;
   /** k-means stops early when the relative inertia change falls below this (default: kmeans') */
   tolerance?: number;
+  /** default DEFAULTS.method */
+  method?: BuildMethod;
+  /** two-level: coarse cells (default round(sqrt k)) */
+  coarse?: number;
+  /** two-level: refinement passes through the coarse level (default REFINE_PASSES) */
+  refine?: number;
+  /** two-level: coarse cells searched per vector in refinement (default NPROBE) */
+  nprobe?: number;
+  /** working-set budget in MB (default defaultMemoryMB()) */
+  memoryMB?: number;
+  /** how frozen and trainable are stored (default f32) */
+  dtype?: CodebookDtype;
   /** corpora of images up to this many f32 bytes are embedded in memory (default 256 MiB); larger
    *  ones go through the resumable on-disk corpus beside the output */
   inMemoryCorpusBytes?: number;
@@ -46,23 +72,41 @@ export interface BuildRequest {
 export interface BuildSummary {
   k: number;
   d: number;
+  method: 'flat' | 'two-level';
+  /** coarse cells K1 of a two-level build, else null */
+  coarse: number | null;
+  /** refinement passes and the cells each vector probed in them (two-level), else null */
+  refine: number | null;
+  nprobe: number | null;
   iterations: number;
   inertia: number;
+  /** mean squared distance of the training vectors to their nearest code (exact search, on a
+   *  seeded sample of MSE_SAMPLE of them, or all when there are fewer) */
+  mse: number;
   utilization: number;
   perplexity: number;
   dead: number;
   seconds: number;
+  /** seconds spent in each progress phase (embed, kmeans or the two-level phases, evaluate, write) */
+  phaseSeconds: Record<string, number>;
+  /** peak resident memory of this process so far, MB */
+  peakRssMB: number;
   device: string;
+  dtype: CodebookDtype;
   out: string;
   fingerprint: string;
+  /** where an interrupted two-level build picked up again, else null */
+  resumedAt: string | null;
   /** images that could not be read and were left out of the corpus */
   skipped: SkippedImage[];
 }
 
 export interface BuildProgress {
-  phase: 'embed' | 'kmeans' | 'write';
+  phase: 'embed' | 'kmeans' | TwoLevelProgress['phase'] | 'evaluate' | 'write';
   done: number;
   total: number;
+  /** estimated seconds left in this phase */
+  etaSeconds?: number;
   message?: string;
 }
 
@@ -74,6 +118,32 @@ export interface BuildControl {
 /** Corpora up to this many f32 bytes are embedded in memory; larger ones go through the resumable
  *  on-disk corpus (f16 shards) so an interrupted extraction is not redone. */
 const IN_MEMORY_CORPUS_BYTES = 256 * 2 ** 20;
+/** 'auto' builds two-level above this many multiply-adds per flat pass (N x K x d): ~15 s a pass
+ *  on two cores at the CPU backend's ~130 GFLOP/s, five minutes for 20 iterations. */
+export const FLAT_MAX_WORK = 1e12;
+/** Refinement passes of a two-level build, and the coarse cells each vector probes in them:
+ *  measured on embedding-like data (BENCHMARKS.md), one pass at nprobe 4 ... */
+export const REFINE_PASSES = 1;
+export const NPROBE = 4;
+/** Vectors the reported MSE is measured on (seeded sample; all when fewer). */
+export const MSE_SAMPLE = 20_000;
+/** The default working-set budget: half of the machine's RAM. */
+export const DEFAULT_MEMORY_SHARE = 0.5;
+
+export function defaultMemoryMB(): number {
+  return Math.floor((os.totalmem() * DEFAULT_MEMORY_SHARE) / 2 ** 20);
+}
+
+/** Peak resident set of this process so far, in MB. */
+export function peakRssMB(): number {
+  return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+/** The method 'auto' stands for, given the training vectors. */
+export function chooseMethod(method: BuildMethod, rows: number, d: number, k: number, memoryBytes: number): 'flat' | 'two-level' {
+  if (method !== 'auto') return method;
+  return rows * k * d > FLAT_MAX_WORK || rows * d * 4 > memoryBytes ? 'two-level' : 'flat';
+}
 
 export async function buildCodebook(req: BuildRequest, backend: ComputeBackend, control: BuildControl = {}): Promise<BuildSummary> {
   validateRequest(req);
@@ -85,76 +155,148 @@ async function build(req: BuildRequest, backend: ComputeBackend, control: BuildC
   const iterations = req.iterations ?? DEFAULTS.iterations;
   const lambda = req.lambda ?? DEFAULTS.lambda;
   const seed = req.seed ?? DEFAULTS.seed;
+  const tolerance = req.tolerance ?? DEFAULTS.tolerance;
+  const dtype = req.dtype ?? 'f32';
+  const memoryBytes = (req.memoryMB ?? defaultMemoryMB()) * 2 ** 20;
+  const clock = new PhaseClock();
+  const report = ({ work, ...e }: BuildProgress & { work?: [number, number] }) =>
+    control.onProgress?.({ ...e, etaSeconds: clock.eta(e.phase, ...(work ?? [e.done, e.total])) });
 
-  const { points, encoder, skipped } = req.images
-    ? await embeddingsFromImages(req, backend, control)
+  const input = req.images
+    ? await embeddingsFromImages(req, backend, { signal: control.signal, onProgress: report })
     : await embeddingsFromFiles(req.embeddings!, req.encoder, backend);
-  // Same digest as a codebook's fingerprint (sha256 of the f32 bytes, 16 hex): ties the codebook
-  // to the exact data it was built from.
-  const corpusFingerprint = codebookFingerprint(points);
-  const training = req.sample !== undefined && req.sample < points.rows ? sampleRows(points, req.sample, seed) : points;
-  if (req.k > training.rows) {
-    throw new UserError(`k=${req.k} is larger than the number of vectors (${training.rows})`, {
-      cli: `use --k ${training.rows} or less`,
-      vscode: `set unicode2.k to ${training.rows} or less`,
+  const { source, encoder, skipped } = input;
+  const trainingRows = req.sample !== undefined && req.sample < source.rows ? req.sample : source.rows;
+  if (req.k > trainingRows) {
+    throw new UserError(`k=${req.k} is larger than the number of vectors (${trainingRows})`, {
+      cli: `use --k ${trainingRows} or less`,
+      vscode: `set unicode2.k to ${trainingRows} or less`,
     });
   }
+  const method = chooseMethod(req.method ?? DEFAULTS.method, trainingRows, source.cols, req.k, memoryBytes);
 
-  const result = await kmeans(
-    training,
-    { k: req.k, iterations, lambda, seed, ...(req.tolerance !== undefined && { tolerance: req.tolerance }) },
-    backend,
-    {
+  let codebook: { centroids: Matrix; counts: Float64Array; coarse?: CoarseLevel; inertia: number; iterations: number; corpusFingerprint: string; training: RowSource };
+  let twoLevel: TwoLevelResult | null = null;
+  let twoLevelOptions: TwoLevelOptions | null = null;
+  if (method === 'flat') {
+    if (source.rows * source.cols * 4 > memoryBytes) {
+      throw new UserError(`flat k-means holds all ${source.rows} vectors in memory (${Math.ceil((source.rows * source.cols * 4) / 2 ** 20)} MB as f32), more than the ${Math.floor(memoryBytes / 2 ** 20)} MB budget`, {
+        cli: 'use --method two-level (or auto), or raise --memory',
+        vscode: 'set unicode2.method to two-level or auto',
+      });
+    }
+    const points = await input.load();
+    // Same digest as a codebook's fingerprint (sha256 of the f32 bytes, 16 hex): ties the codebook
+    // to the exact data it was built from.
+    const corpusFingerprint = codebookFingerprint(points);
+    const training = trainingRows < points.rows ? sampleRows(points, trainingRows, seed) : points;
+    const result = await kmeans(training, { k: req.k, iterations, lambda, seed, tolerance }, backend, {
       signal: control.signal,
       onProgress: (p) =>
-        control.onProgress?.({
+        report({
           phase: 'kmeans',
           done: p.iteration,
           total: p.iterations,
           message: p.phase === 'init' ? 'k-means++ initialization' : describeIteration(p.inertia, p.used, req.k),
         }),
-    },
-  );
+    });
+    codebook = { ...result, corpusFingerprint, training: matrixSource(training) };
+  } else {
+    const subset = trainingRows < source.rows ? sampleIndices(source.rows, trainingRows, seededRandom(derivedSeed(seed, 'training-sample'))) : null;
+    twoLevelOptions = {
+      k: req.k, coarse: req.coarse ?? defaultCoarseCells(req.k), iterations, lambda, seed, tolerance,
+      refine: req.refine ?? REFINE_PASSES, nprobe: req.nprobe ?? Math.min(NPROBE, req.coarse ?? defaultCoarseCells(req.k)), memoryBytes,
+    };
+    twoLevel = await twoLevelKMeans(source, subset, twoLevelOptions, backend, checkpointFolder(req.out), { signal: control.signal, onProgress: report });
+    codebook = { ...twoLevel, iterations, corpusFingerprint: twoLevel.fingerprint, training: subset ? subsetSource(source, subset) : source };
+  }
   throwIfCancelled(control.signal);
 
-  control.onProgress?.({ phase: 'write', done: 0, total: 1 });
+  const mse = await sampledMse(codebook.training, codebook.centroids, dtype, seed, backend, twoLevel?.plan.blockRows ?? MSE_BATCH, control.signal, report);
+
+  report({ phase: 'write', done: 0, total: 1 });
   const meta: CodebookMeta = {
     formatVersion: 1,
     encoder,
     k: req.k,
-    d: points.cols,
+    d: source.cols,
     lambda,
-    iterations: result.iterations,
+    iterations: codebook.iterations,
     seed,
-    corpusFingerprint,
+    corpusFingerprint: codebook.corpusFingerprint,
     // The DCT is exactly invertible, so its codewords already are pixel patches.
     atlas: encoder.kind === 'dct' ? 'dct' : 'none',
     createdAt: new Date().toISOString(),
+    method,
+    ...(codebook.coarse && { coarse: codebook.coarse.centroids.rows }),
   };
+  // trainable starts as frozen: the same matrix is written twice (no K x d copy in memory)
   const fingerprint = await writeCodebook(req.out, {
-    frozen: result.centroids,
-    trainable: inMemory(result.centroids),
-    counts: result.counts,
+    frozen: codebook.centroids,
+    trainable: inMemory(codebook.centroids),
+    counts: codebook.counts,
+    coarse: codebook.coarse,
     meta,
-  });
-  control.onProgress?.({ phase: 'write', done: 1, total: 1 });
+  }, { dtype });
+  // A two-level build's checkpoint (or one an interrupted build of another kind left) is done with.
+  await fs.rm(checkpointFolder(req.out), { recursive: true, force: true });
+  await input.cleanUp();
+  report({ phase: 'write', done: 1, total: 1 });
 
-  const stats = codeStats(result.counts);
+  const stats = codeStats(codebook.counts);
   return {
     k: req.k,
-    d: points.cols,
-    iterations: result.iterations,
-    inertia: result.inertia,
+    d: source.cols,
+    method,
+    coarse: codebook.coarse?.centroids.rows ?? null,
+    refine: twoLevelOptions?.refine ?? null,
+    nprobe: twoLevelOptions?.nprobe ?? null,
+    iterations: codebook.iterations,
+    inertia: codebook.inertia,
+    mse,
     utilization: stats.utilization,
     perplexity: stats.perplexity,
     dead: stats.dead,
     seconds: (performance.now() - started) / 1000,
+    phaseSeconds: clock.durations(),
+    peakRssMB: peakRssMB(),
     device: backend.device,
+    dtype,
     out: req.out,
     fingerprint,
+    resumedAt: twoLevel?.resumedAt ?? null,
     skipped,
   };
 }
+
+/**
+ * Mean squared distance of the training vectors to their nearest code by EXACT search, on a seeded
+ * sample of MSE_SAMPLE of them (all when fewer), against the codebook as it will be stored (f16
+ * rounds), in batches so that progress and cancel stay live at K = 500,000.
+ */
+async function sampledMse(training: RowSource, codes: Matrix, dtype: CodebookDtype, seed: number, backend: ComputeBackend,
+                          blockRows: number, signal: AbortSignal | undefined, report: (e: BuildProgress) => void): Promise<number> {
+  const count = Math.min(MSE_SAMPLE, training.rows);
+  const picked = sampleIndices(training.rows, count, seededRandom(derivedSeed(seed, 'mse')));
+  const sample = await gatherRows(training, picked, blockRows, signal);
+  const handle = await backend.loadCodebook(dtype === 'f16' ? { rows: codes.rows, cols: codes.cols, half: f32ToF16(codes.data) } : codes);
+  try {
+    let total = 0;
+    const d = codes.cols;
+    for (let r = 0; r < count; r += MSE_BATCH) {
+      report({ phase: 'evaluate', done: r, total: count, message: 'exact MSE on a sample' });
+      const rows = Math.min(MSE_BATCH, count - r);
+      const { distances } = await backend.nearest(handle, { rows, cols: d, data: sample.data.subarray(r * d, (r + rows) * d) }, { signal });
+      for (const v of distances) total += v;
+    }
+    report({ phase: 'evaluate', done: count, total: count });
+    return total / count;
+  } finally {
+    handle.dispose();
+  }
+}
+
+const MSE_BATCH = 1024;
 
 function validateRequest(req: BuildRequest): void {
   if (Boolean(req.images) === Boolean(req.embeddings)) {
@@ -170,6 +312,19 @@ function validateRequest(req: BuildRequest): void {
   if (req.sample !== undefined && (!Number.isInteger(req.sample) || req.sample < 1)) {
     throw new UserError(`sample must be a whole number >= 1, got ${req.sample}`);
   }
+  if (req.method !== undefined && !['auto', 'flat', 'two-level'].includes(req.method)) {
+    throw new UserError(`method must be auto, flat or two-level, got '${String(req.method)}'`);
+  }
+  if (req.dtype !== undefined && req.dtype !== 'f32' && req.dtype !== 'f16') throw new UserError(`dtype must be f32 or f16, got '${String(req.dtype)}'`);
+  if (req.memoryMB !== undefined && !(Number.isInteger(req.memoryMB) && req.memoryMB >= 1)) {
+    throw new UserError(`memory must be a whole number of MB >= 1, got ${req.memoryMB}`);
+  }
+  if (req.method === 'flat' && (req.coarse !== undefined || req.refine !== undefined || req.nprobe !== undefined)) {
+    throw new UserError('coarse cells, refinement passes and nprobe apply to two-level builds only', {
+      cli: 'drop --coarse, --refine and --nprobe, or use --method two-level',
+      vscode: 'set unicode2.method to two-level or auto',
+    });
+  }
   if (req.images && req.encoder === EXTERNAL_ENCODER) {
     throw new UserError(`encoder '${EXTERNAL_ENCODER}' only applies to precomputed embeddings; name an encoder for images`);
   }
@@ -182,11 +337,16 @@ function describeIteration(inertia: number | undefined, used: number | undefined
   return parts.length ? parts.join(', ') : undefined;
 }
 
-async function embeddingsFromImages(
-  req: BuildRequest,
-  backend: ComputeBackend,
-  control: BuildControl,
-): Promise<{ points: Matrix; encoder: EncoderDescriptor; skipped: SkippedImage[] }> {
+/** The build's input: streamable, loadable whole (flat k-means), and what to remove afterwards. */
+interface Input {
+  source: RowSource;
+  load(): Promise<Matrix>;
+  encoder: EncoderDescriptor;
+  skipped: SkippedImage[];
+  cleanUp(): Promise<void>;
+}
+
+async function embeddingsFromImages(req: BuildRequest, backend: ComputeBackend, control: BuildControl): Promise<Input> {
   const source = req.images!;
   const images = await listImages(source);
   if (images.length === 0) throw new UserError(`no images found in ${source}`);
@@ -206,7 +366,7 @@ async function embeddingsFromImages(
 
 type EmbedControl = { signal?: AbortSignal; onProgress: (done: number, total: number) => void };
 
-type Corpus = { points: Matrix; skipped: SkippedImage[] };
+type Corpus = Omit<Input, 'encoder'>;
 
 async function embedInMemory(encoder: Encoder, images: string[], control: EmbedControl): Promise<Corpus> {
   const { embeddings, images: kept, skipped } = await embedImages(encoder, images, control);
@@ -217,7 +377,12 @@ async function embedInMemory(encoder: Encoder, images: string[], control: EmbedC
     const image = kept[Math.floor(bad / embeddings.cols / (encoder.grid[0] * encoder.grid[1]))];
     throw new UserError(`encoder '${encoder.descriptor.id}' produced a non-finite value for ${image}`);
   }
-  return { points: embeddings, skipped };
+  return { source: matrixSource(embeddings), load: async () => embeddings, skipped, cleanUp: async () => undefined };
+}
+
+/** Where a two-level build into `out` keeps its checkpoint and scratch files. */
+export function checkpointFolder(out: string): string {
+  return `${path.resolve(out)}.checkpoint`;
 }
 
 /** The corpus folder of a build: beside the output, named by the fingerprint of its input
@@ -227,37 +392,40 @@ export function corpusFolder(out: string, encoder: EncoderDescriptor, images: re
   return `${path.resolve(out)}.corpus-${corpusInputFingerprint(encoder, images)}`;
 }
 
-/** Large corpora: the resumable shard folder beside the output. Once read, it goes, and with it
- *  the corpus folders of this output's earlier, interrupted builds over other input (this build
- *  holds the output's lock, so no other job is using them). */
+/** Large corpora: the resumable shard folder beside the output, streamed from there. Once the
+ *  codebook is written it goes, and with it the corpus folders of this output's earlier,
+ *  interrupted builds over other input (this build holds the output's lock, so no other job is
+ *  using them). */
 async function embedOnDisk(encoder: Encoder, images: string[], out: string, control: EmbedControl): Promise<Corpus> {
   const dir = corpusFolder(out, encoder.descriptor, images);
   const corpus = await extractCorpus(encoder, images, dir, control);
   requireSomeImages(corpus.vectors, corpus.skipped);
-  const points = await readEmbeddings(dir);
   const prefix = `${path.basename(path.resolve(out))}.corpus-`;
-  for (const name of await fs.readdir(path.dirname(dir))) {
-    if (name.startsWith(prefix)) await fs.rm(path.join(path.dirname(dir), name), { recursive: true, force: true });
-  }
-  return { points, skipped: corpus.skipped };
+  return {
+    source: await shardSource(dir),
+    load: () => readEmbeddings(dir),
+    skipped: corpus.skipped,
+    cleanUp: async () => {
+      for (const name of await fs.readdir(path.dirname(dir))) {
+        if (name.startsWith(prefix)) await fs.rm(path.join(path.dirname(dir), name), { recursive: true, force: true });
+      }
+    },
+  };
 }
 
-async function embeddingsFromFiles(
-  source: string,
-  encoderSpec: string,
-  backend: ComputeBackend,
-): Promise<{ points: Matrix; encoder: EncoderDescriptor; skipped: SkippedImage[] }> {
-  const points = await readEmbeddings(source);
-  if (points.rows === 0) throw new UserError(`${source} holds no vectors`);
+async function embeddingsFromFiles(source: string, encoderSpec: string, backend: ComputeBackend): Promise<Input> {
+  const rows = await shardSource(source);
+  if (rows.rows === 0) throw new UserError(`${source} holds no vectors`);
+  const input = { source: rows, load: () => readEmbeddings(source), skipped: [], cleanUp: async () => undefined };
   if (encoderSpec === EXTERNAL_ENCODER) {
-    return { points, encoder: { kind: 'onnx', id: EXTERNAL_ENCODER, patch: 0, inputSize: [0, 0], d: points.cols }, skipped: [] };
+    return { ...input, encoder: { kind: 'onnx', id: EXTERNAL_ENCODER, patch: 0, inputSize: [0, 0], d: rows.cols } };
   }
   const encoder = await openEncoder(encoderSpec, backend);
   try {
-    if (encoder.d !== points.cols) {
-      throw new UserError(`embeddings in ${source} have d=${points.cols} but encoder '${encoder.descriptor.id}' gives d=${encoder.d}`);
+    if (encoder.d !== rows.cols) {
+      throw new UserError(`embeddings in ${source} have d=${rows.cols} but encoder '${encoder.descriptor.id}' gives d=${encoder.d}`);
     }
-    return { points, encoder: encoder.descriptor, skipped: [] };
+    return { ...input, encoder: encoder.descriptor };
   } finally {
     await encoder.dispose();
   }

@@ -68,11 +68,6 @@ export class Checkpoint<State extends object> {
     await fs.rm(this.file(name), { recursive: true, force: true });
   }
 
-  /** The job is finished: the folder goes. */
-  async discard(): Promise<void> {
-    await fs.rm(this.dir, { recursive: true, force: true });
-  }
-
   private damaged(name: string): UserError {
     return new UserError(`${this.file(name)}: checkpoint file is not what ${STATE} expects; delete ${this.dir} to start the build over`);
   }

@@ -9,6 +9,8 @@
 import type { DeviceChoice } from '../../native-gpu/backend';
 import type { SchedulerKind } from './diffusion/schedulers';
 
+export type BuildMethod = 'auto' | 'flat' | 'two-level';
+
 export const DEFAULTS = {
   device: 'auto' as DeviceChoice,
   encoder: 'dct',
@@ -17,6 +19,8 @@ export const DEFAULTS = {
   lambda: 0,
   iterations: 20,
   tolerance: 1e-4,
+  /** Build's k-means: 'auto' = two-level when flat would be slow or too big for memory (build.ts) */
+  method: 'auto' as BuildMethod,
   seed: 0,
   allowSoftwareGpu: false,
   /** Generation (the Generation panel and `unicode2 generate` / `prior`). guidance 7.5 and 25

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { ComputeBackend } from '../../native-gpu/backend';
 import { decodeTokens } from './atlas';
-import { buildCodebook, type BuildSummary } from './build';
+import { buildCodebook, type BuildProgress, type BuildSummary } from './build';
 import { readCodebook } from './codebook';
 import { openEncoder } from './encoders/index';
 import { throwIfCancelled, UserError } from '../../common/errors';
@@ -19,7 +19,7 @@ import { codeStats, type CodeStats } from './stats';
 import { tokenizeImages, writeTokenJson } from './tokenize';
 
 export interface DemoProgress {
-  phase: 'embed' | 'kmeans' | 'write' | 'tokenize' | 'decode' | 'generate' | 'report';
+  phase: BuildProgress['phase'] | 'tokenize' | 'decode' | 'generate' | 'report';
   done: number;
   total: number;
   message?: string;

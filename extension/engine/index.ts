@@ -25,8 +25,13 @@ export {
   type TokenGrid,
   type TokenDatasetIndex,
 } from './tokenize';
-export { DEFAULTS } from './defaults';
-export { buildCodebook, type BuildRequest, type BuildSummary, type BuildProgress } from './build';
+export { DEFAULTS, type BuildMethod } from './defaults';
+export {
+  buildCodebook, defaultMemoryMB, FLAT_MAX_WORK, MSE_SAMPLE, NPROBE, REFINE_PASSES,
+  type BuildRequest, type BuildSummary, type BuildProgress, type CodebookDtype,
+} from './build';
+export { POINTS_PER_CENTROID } from './twolevel';
+export { describeProgress } from './eta';
 export { runDemo, type DemoResult, type DemoProgress } from './demo';
 export { renderReport, renderHeatmap, rankFrequencySvg } from './report';
 export { psnr, meanPsnr } from './quality';

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
-import { DEFAULTS, type DeviceChoice, type SchedulerKind, type SearchChoice } from '../engine/index.js';
+import { DEFAULTS, type BuildMethod, type DeviceChoice, type SchedulerKind, type SearchChoice } from '../engine/index.js';
 
 export interface Settings {
   device: DeviceChoice;
@@ -12,6 +12,7 @@ export interface Settings {
   lambda: number;
   iterations: number;
   tolerance: number;
+  method: BuildMethod;
   seed: number;
   allowSoftwareGpu: boolean;
   search: SearchChoice;
@@ -41,6 +42,7 @@ export function readSettings(): Settings {
     lambda: c.get<number>('lambda', DEFAULTS.lambda),
     iterations: c.get<number>('iterations', DEFAULTS.iterations),
     tolerance: c.get<number>('tolerance', DEFAULTS.tolerance),
+    method: c.get<BuildMethod>('method', DEFAULTS.method),
     seed: c.get<number>('seed', DEFAULTS.seed),
     allowSoftwareGpu: c.get<boolean>('allowSoftwareGpu', DEFAULTS.allowSoftwareGpu),
     search: c.get<SearchChoice>('search', DEFAULTS.search),

@@ -134,7 +134,7 @@ test('build from real photos with the DCT encoder records the encoder and a DCT 
   const summary = await buildCodebook({ images: FIXTURES, encoder: 'dct', k: 32, iterations: 5, lambda: 0.1, out }, backend, {
     onProgress: (e) => phases.add(e.phase),
   });
-  assert.deepEqual([...phases], ['embed', 'kmeans', 'write']);
+  assert.deepEqual([...phases], ['embed', 'kmeans', 'evaluate', 'write']);
   assert.equal(summary.d, 768);
   assert.equal(summary.device, backend.device);
   const cb = await readCodebook(out);

@@ -51,10 +51,16 @@ after(async () => {
 test('build --json prints exactly the summary document', async () => {
   const out = path.join(dir, 'b.safetensors');
   const s = await cliJson(['build', '--images', IMAGES, '--k', '16', '--iters', '2', '--lambda', '0.1', '--out', out]);
-  for (const key of ['k', 'd', 'iterations', 'inertia', 'utilization', 'perplexity', 'dead', 'seconds', 'device']) {
+  for (const key of ['k', 'd', 'method', 'coarse', 'iterations', 'inertia', 'mse', 'utilization', 'perplexity', 'dead', 'seconds', 'peakRssMB', 'device']) {
     assert.ok(key in s, `missing ${key}`);
   }
   assert.equal(s.k, 16);
+  // 11 photos x 196 patches x 16 codes x 768 is far below the two-level threshold
+  assert.equal(s.method, 'flat');
+  assert.equal(s.coarse, null);
+  // every training vector is in the MSE sample here (fewer than 20,000): the exact mean of the inertia
+  assert.ok(Math.abs(s.mse - s.inertia / (await readCodebook(out)).counts!.reduce((a, b) => a + b, 0)) <= 1e-4 * s.mse, `mse ${s.mse}`);
+  assert.ok(s.peakRssMB > 50 && s.peakRssMB < 4096, `peak RSS ${s.peakRssMB} MB`);
   assert.equal(s.d, 768);
   assert.ok(s.iterations >= 1 && s.iterations <= 2);
   const cb = await readCodebook(out);

@@ -1,6 +1,9 @@
 // `unicode2 build`
 import { COMPUTE, fmt, num, pct, reportSkipped, str, type Command } from '../command';
-import { buildCodebook, DEFAULTS, EXTERNAL_ENCODER } from '../../engine/index';
+import {
+  buildCodebook, defaultMemoryMB, DEFAULTS, EXTERNAL_ENCODER, FLAT_MAX_WORK, MSE_SAMPLE, NPROBE, POINTS_PER_CENTROID, REFINE_PASSES,
+  type BuildMethod, type CodebookDtype,
+} from '../../engine/index';
 
 export const build: Command = {
   spec: {
@@ -21,9 +24,24 @@ export const build: Command = {
       seed: { kind: 'int', value: 'S', help: `random seed (default ${DEFAULTS.seed})` },
       sample: { kind: 'int', value: 'N', help: 'train on a seeded uniform random subset of N vectors' },
       tolerance: { kind: 'number', value: 'X', help: `stop when the relative inertia change is below X (default ${DEFAULTS.tolerance}; 0: run all iterations)` },
+      method: { kind: 'string', choices: ['auto', 'flat', 'two-level'], help: `k-means over all vectors at once, or coarse cells then codes per cell (default ${DEFAULTS.method}; see below)` },
+      coarse: { kind: 'int', value: 'K1', help: 'two-level: coarse cells (default round(sqrt K))' },
+      refine: { kind: 'int', value: 'N', help: `two-level: passes that reassign every vector through the coarse level and update every code (default ${REFINE_PASSES})` },
+      nprobe: { kind: 'int', value: 'P', help: `two-level: coarse cells searched per vector in those passes (default ${NPROBE})` },
+      memory: { kind: 'int', value: 'MB', help: `working-set budget (default half the RAM: ${defaultMemoryMB()} MB here)` },
+      dtype: { kind: 'string', choices: ['f32', 'f16'], help: 'how the codebook tensors are stored (default f32)' },
       ...COMPUTE,
     },
     exactlyOne: [['images', 'embeddings']],
+    notes: [
+      `--method auto builds two-level when one flat pass would take more than ${FLAT_MAX_WORK.toExponential(0)} multiply-adds`,
+      '(N x K x d, about 15 s a pass on two cores) or the vectors would not fit --memory as f32, and flat otherwise.',
+      `Two-level: coarse k-means with K1 cells on at most ${POINTS_PER_CENTROID} vectors per cell, every vector to its cell`,
+      `(f16 scratch files), k-means in each cell with its share of K, then refinement passes. It streams the vectors`,
+      'and keeps its progress in <out>.checkpoint/: run the same command again after an interruption (Ctrl-C, kill,',
+      'reboot) and it resumes, ending with the same codebook. --json adds method, coarse, mse (exact, on a seeded',
+      `sample of ${MSE_SAMPLE.toLocaleString('en')} training vectors) and peakRssMB.`,
+    ],
   },
   async run(ctx) {
     const a = ctx.args;
@@ -39,6 +57,12 @@ export const build: Command = {
         seed: num(a, 'seed'),
         sample: num(a, 'sample'),
         tolerance: num(a, 'tolerance'),
+        method: str(a, 'method') as BuildMethod | undefined,
+        coarse: num(a, 'coarse'),
+        refine: num(a, 'refine'),
+        nprobe: num(a, 'nprobe'),
+        memoryMB: num(a, 'memory'),
+        dtype: str(a, 'dtype') as CodebookDtype | undefined,
         out: str(a, 'out')!,
       },
       await ctx.backend(),
@@ -49,9 +73,10 @@ export const build: Command = {
     return {
       json: s,
       text:
-        `wrote ${s.out} (K=${s.k}, d=${s.d}, fingerprint ${s.fingerprint})\n` +
-        `iterations ${s.iterations}, inertia ${s.inertia.toPrecision(6)}, utilization ${pct(s.utilization)}, ` +
-        `perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}, ${s.seconds.toFixed(2)} s on ${s.device}`,
+        `wrote ${s.out} (K=${s.k}, d=${s.d}, ${s.dtype}, fingerprint ${s.fingerprint})\n` +
+        `${s.method}${s.coarse !== null ? ` (${s.coarse} coarse cells)` : ''}${s.resumedAt ? `, resumed at ${s.resumedAt}` : ''}, ` +
+        `iterations ${s.iterations}, MSE ${s.mse.toPrecision(4)}, utilization ${pct(s.utilization)}, ` +
+        `perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}, ${s.seconds.toFixed(2)} s on ${s.device}, peak RSS ${s.peakRssMB} MB`,
     };
   },
 };

@@ -1,0 +1,266 @@
+// Two-level k-means (engine/twolevel.ts through buildCodebook and the CLI) on embedding-like data
+// (bench/embedding-data.ts) and the real fixture photos, on the real CPU backend: the shares, the
+// quality against flat k-means, resuming after SIGKILL and Ctrl-C to the byte, the memory budget
+// measured on a child process, f16 storage, and codebooks the rest of the product reads.
+import { test, before, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import type { ComputeBackend } from '../../native-gpu/backend';
+import { createCpuBackend } from '../../native-gpu/cpu/index';
+import { buildCodebook } from '../../extension/engine/build';
+import { readCodebook } from '../../extension/engine/codebook';
+import { openEncoder } from '../../extension/engine/encoders/index';
+import { writeNpy } from '../../extension/engine/formats/npy';
+import { readSafetensors } from '../../extension/engine/formats/safetensors';
+import { listImages } from '../../extension/engine/image';
+import { seededRandom } from '../../extension/engine/sampling';
+import { decodeTokens } from '../../extension/engine/atlas';
+import { tokenizeImages } from '../../extension/engine/tokenize';
+import { proportionalShares } from '../../extension/engine/twolevel';
+import { f32ToF16 } from '../../common/half';
+import { isHalf } from '../../native-gpu/tables';
+import { UserError } from '../../common/errors';
+import { EmbeddingMixture } from '../../bench/embedding-data';
+import { cliRunner, type Run } from '../helpers/cli';
+
+const ROOT = path.join(__dirname, '../..');
+const IMAGES = path.join(ROOT, 'test/fixtures/images');
+
+let backend: ComputeBackend;
+let dir: string;
+const { cli, cliJson, assertUserError } = cliRunner(() => dir);
+
+before(async () => {
+  execFileSync(process.execPath, ['scripts/build.mjs', '--quiet'], { cwd: ROOT, stdio: 'inherit' });
+  backend = await createCpuBackend();
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'u2-twolevel-'));
+});
+after(async () => {
+  await backend.dispose();
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+/** `rows` embedding-like vectors (a Zipf mixture on the sphere) as f16 shards of `shardRows`. */
+async function mixtureShards(name: string, rows: number, d: number, shardRows = rows): Promise<string> {
+  const folder = path.join(dir, name);
+  await fs.mkdir(folder);
+  const mixture = new EmbeddingMixture({ d, components: 300, seed: 7 });
+  for (let start = 0, i = 0; start < rows; start += shardRows, i++) {
+    const n = Math.min(shardRows, rows - start);
+    await writeNpy(path.join(folder, `part-${i}.npy`), { shape: [n, d], dtype: 'float16', data: f32ToF16(mixture.rows(start, n)) });
+  }
+  return folder;
+}
+
+test('shares sum to K, follow the cell sizes, and never exceed a cell', () => {
+  const random = seededRandom(3);
+  for (let trial = 0; trial < 200; trial++) {
+    const cells = 1 + Math.floor(random() * 40);
+    // power-law sizes with empty and single-point cells among them
+    const sizes = Array.from({ length: cells }, () => (random() < 0.15 ? Math.floor(random() * 2) : Math.floor(1 / (random() + 0.002))));
+    const n = sizes.reduce((a, b) => a + b, 0);
+    if (n === 0) continue;
+    const k = 1 + Math.floor(random() * n);
+    const shares = proportionalShares(sizes, k);
+    assert.equal(shares.reduce((a, b) => a + b, 0), k, `sizes ${sizes} k ${k}`);
+    sizes.forEach((size, c) => {
+      assert.ok(shares[c]! <= size, `cell ${c}: ${shares[c]} codes for ${size} points`);
+      assert.ok(Math.abs(shares[c]! - (k * size) / n) < 1, `cell ${c}: share ${shares[c]} vs ${(k * size) / n}`);
+    });
+  }
+  assert.deepEqual(Array.from(proportionalShares([10, 0, 30], 4)), [1, 0, 3]);
+  assert.throws(() => proportionalShares([2, 1], 4), UserError);
+});
+
+test('two-level comes within 3% of flat k-means MSE on embedding-like data, with a valid coarse level', async () => {
+  const embeddings = await mixtureShards('quality', 20_000, 32, 6_000);
+  const run = (method: 'flat' | 'two-level') =>
+    buildCodebook({ embeddings, encoder: 'external', k: 256, iterations: 15, seed: 5, method, out: path.join(dir, `quality-${method}.safetensors`) }, backend);
+  const flat = await run('flat');
+  const two = await run('two-level');
+  assert.equal(flat.method, 'flat');
+  assert.equal(two.method, 'two-level');
+  assert.equal(two.coarse, 16);
+  // Measured here: ratio ~1.01-1.02 (cells confine codes; refinement wins some of it back).
+  assert.ok(two.mse <= 1.03 * flat.mse, `two-level MSE ${two.mse} vs flat ${flat.mse}`);
+  assert.ok(two.mse < 0.9 * (await oneCodeMse(embeddings)), 'two-level clustered nothing');
+
+  const cb = await readCodebook(two.out);
+  assert.equal(cb.fingerprint, two.fingerprint);
+  assert.equal(cb.meta.method, 'two-level');
+  assert.equal(cb.counts!.reduce((a, b) => a + b, 0), 20_000);
+  assert.equal(cb.coarse!.centroids.rows, 16);
+  // codes grouped by cell, every cell that holds vectors holds codes
+  const assign = Array.from(cb.coarse!.assign);
+  assert.deepEqual(assign, [...assign].sort((a, b) => a - b));
+  assert.equal(new Set(assign).size, 16);
+  // same input, same corpus fingerprint, whichever method
+  assert.equal(cb.meta.corpusFingerprint, (await readCodebook(flat.out)).meta.corpusFingerprint);
+});
+
+/** MSE with a single code at the mean: what "no clustering at all" scores. */
+async function oneCodeMse(embeddings: string): Promise<number> {
+  const s = await buildCodebook({ embeddings, encoder: 'external', k: 1, method: 'flat', out: path.join(dir, 'one.safetensors') }, backend);
+  return s.mse;
+}
+
+/** Frozen, coarse, coarse_assign and counts tensors' bytes: what must not depend on interruptions. */
+async function codebookTensors(file: string): Promise<Record<string, Buffer>> {
+  const { tensors } = await readSafetensors(file);
+  const bytes = (name: string) => Buffer.from(tensors[name]!.data.buffer, tensors[name]!.data.byteOffset, tensors[name]!.data.byteLength);
+  return { frozen: bytes('frozen'), coarse: bytes('coarse'), coarse_assign: bytes('coarse_assign'), counts: bytes('counts') };
+}
+
+async function checkpointState(out: string): Promise<Record<string, unknown>> {
+  return JSON.parse(await fs.readFile(`${out}.checkpoint/state.json`, 'utf8')).state;
+}
+
+/** Runs a build and sends `signal` the moment its progress first shows `phase` (stderr lines are
+ *  written as soon as a phase starts: after its first block, cell or iteration). */
+function interruptAt(args: string[], phase: string, signal: NodeJS.Signals): Promise<Run> {
+  let sent = false;
+  return cli(args, (stderr: string, child: ChildProcess) => {
+    if (!sent && new RegExp(`^${phase} `, 'm').test(stderr)) {
+      sent = true;
+      child.kill(signal);
+    }
+  });
+}
+
+test('killed (SIGKILL) mid-pass and at checkpoints, or Ctrl-C, then run again: the same codebook to the byte', async () => {
+  // --memory 1 makes blocks of ~550 rows: each pass is ~150 blocks, so a kill lands inside it.
+  const embeddings = await mixtureShards('resume', 80_000, 64, 30_000);
+  const args = (out: string) => ['build', '--embeddings', embeddings, '--k', '256', '--iters', '6', '--seed', '11', '--method', 'two-level', '--memory', '1', '--out', out];
+  const reference = path.join(dir, 'reference.safetensors');
+  const straight = await cliJson(args(reference));
+  assert.equal(straight.resumedAt, null);
+
+  const out = path.join(dir, 'resumed.safetensors');
+  // 1. mid-partition: the pass had written scratch files but not finished
+  let r = await interruptAt(args(out), 'partition', 'SIGKILL');
+  assert.equal(r.signal, 'SIGKILL');
+  let state = await checkpointState(out);
+  assert.ok(state.coarseDone && !state.cellRows, `partition was not interrupted: ${JSON.stringify(state)}`);
+  // 2. after the first cell's k-means (a checkpoint boundary)
+  r = await interruptAt(args(out), 'cells', 'SIGKILL');
+  state = await checkpointState(out);
+  assert.ok(state.cellRows && !state.assembled, `cells were not interrupted: ${JSON.stringify(Object.keys(state))}`);
+  // 3. mid refinement pass (its first block is done, its checkpoint is not)
+  r = await interruptAt(args(out), 'refine', 'SIGKILL');
+  state = await checkpointState(out);
+  assert.ok(state.assembled && state.refined === 0, `refinement was not interrupted: ${JSON.stringify(Object.keys(state))}`);
+  // 4. Ctrl-C in the last pass: exit 130, no output, the checkpoint stays
+  r = await interruptAt(args(out), 'assign', 'SIGINT');
+  assert.equal(r.code, 130, r.stderr);
+  await assert.rejects(fs.access(out));
+  state = await checkpointState(out);
+  assert.ok(state.refined === 1 && !state.assigned, JSON.stringify(Object.keys(state)));
+  // 5. to the end
+  const resumed = await cliJson(args(out));
+  assert.equal(resumed.resumedAt, 'the last assignment pass');
+  assert.deepEqual(await codebookTensors(out), await codebookTensors(reference));
+  assert.equal(resumed.fingerprint, straight.fingerprint);
+  assert.equal(resumed.mse, straight.mse);
+  // the checkpoint and scratch files are gone once the codebook is written
+  await assert.rejects(fs.access(`${out}.checkpoint`));
+});
+
+/** f16 shards of uniform-ish random rows, written fast (half bits drawn directly): for tests where
+ *  only the size of the data matters. */
+async function randomShards(name: string, rows: number, d: number, shardRows: number): Promise<string> {
+  const folder = path.join(dir, name);
+  await fs.mkdir(folder);
+  let state = 12345;
+  for (let start = 0, i = 0; start < rows; start += shardRows, i++) {
+    const n = Math.min(shardRows, rows - start);
+    const half = new Uint16Array(n * d);
+    for (let j = 0; j < half.length; j++) {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      half[j] = (state >>> 31) << 15 | (0x2c00 + ((state >>> 8) & 0xfff)); // ±[0.0625, 0.5)
+    }
+    await writeNpy(path.join(folder, `part-${i}.npy`), { shape: [n, d], dtype: 'float16', data: half });
+  }
+  return folder;
+}
+
+test('peak memory stays within the --memory budget on data larger than it (child process RSS)', async () => {
+  // 150,000 x 768: 230 MB of f16 shards, 460 MB as f32; the budget is 100 MB.
+  const rows = 150_000, d = 768, budget = 100;
+  const big = await randomShards('memory-big', rows, d, 20_000);
+  const small = await randomShards('memory-small', 2_000, d, 2_000);
+  const build = (embeddings: string, out: string) =>
+    cliJson(['build', '--embeddings', embeddings, '--k', '64', '--iters', '3', '--method', 'two-level', '--memory', String(budget), '--out', path.join(dir, out)]);
+  // The same build on a tiny input: the process's own footprint (node, onnxruntime, code).
+  const baseline = await build(small, 'memory-small.safetensors');
+  const measured = await build(big, 'memory-big.safetensors');
+  const f32MB = (rows * d * 4) / 2 ** 20;
+  assert.ok(measured.peakRssMB < baseline.peakRssMB + budget,
+    `peak RSS ${measured.peakRssMB} MB; baseline ${baseline.peakRssMB} MB + budget ${budget} MB`);
+  assert.ok(measured.peakRssMB < f32MB, `peak RSS ${measured.peakRssMB} MB is not below the data's ${f32MB} MB as f32`);
+  assert.equal((await readCodebook(measured.out)).counts!.reduce((a, b) => a + b, 0), rows);
+});
+
+test('--dtype f16 stores F16 tensors that read back as the f32 build rounded', async () => {
+  const embeddings = await mixtureShards('dtype', 6_000, 48);
+  for (const method of ['flat', 'two-level']) {
+    const files = { f32: path.join(dir, `dtype-${method}-32.safetensors`), f16: path.join(dir, `dtype-${method}-16.safetensors`) };
+    for (const dtype of ['f32', 'f16'] as const) {
+      await cliJson(['build', '--embeddings', embeddings, '--k', '64', '--iters', '4', '--method', method, '--dtype', dtype, '--out', files[dtype]]);
+    }
+    const { tensors } = await readSafetensors(files.f16);
+    assert.equal(tensors.frozen!.dtype, 'F16');
+    assert.equal(tensors.trainable!.dtype, 'F16');
+    if (method === 'two-level') assert.equal(tensors.coarse!.dtype, 'F16');
+    const half = await readCodebook(files.f16);
+    const full = await readCodebook(files.f32);
+    assert.ok(isHalf(half.frozen) && !isHalf(full.frozen));
+    assert.deepEqual(half.frozen.half, f32ToF16(full.frozen.data), method);
+    assert.deepEqual(half.counts, full.counts);
+  }
+});
+
+test('flat and two-level codebooks from real photos both tokenize and decode', async () => {
+  const encoder = await openEncoder('dct', backend);
+  try {
+    const images = (await listImages(IMAGES)).slice(0, 3);
+    for (const method of ['flat', 'two-level'] as const) {
+      const out = path.join(dir, `photos-${method}.safetensors`);
+      const summary = await buildCodebook({ images: IMAGES, encoder: 'dct', k: 48, iterations: 5, method, out }, backend);
+      assert.equal(summary.method, method);
+      const cb = await readCodebook(out);
+      assert.equal(cb.meta.atlas, 'dct');
+      const { results } = await tokenizeImages(cb, encoder, images, backend);
+      for (const r of results) {
+        assert.equal(r.ids.length, 196);
+        assert.ok(r.ids.every((id) => id >= 0 && id < 48));
+        const image = await decodeTokens(cb, Int32Array.from(r.ids), r.grid, backend);
+        assert.equal(image.width, 224);
+      }
+    }
+  } finally {
+    await encoder.dispose();
+  }
+});
+
+test('two-level options: clear one-line errors, and --help states the auto rule', async () => {
+  const embeddings = await mixtureShards('options', 2_000, 64);
+  const out = path.join(dir, 'never.safetensors');
+  const base = ['build', '--embeddings', embeddings, '--out', out];
+  await assertUserError([...base, '--k', '64', '--method', 'two-level', '--coarse', '65'], /coarse cells \(65\) cannot outnumber the codes \(k=64\)/);
+  await assertUserError([...base, '--k', '64', '--method', 'two-level', '--coarse', '0'], /coarse cells must be a whole number >= 1/);
+  await assertUserError([...base, '--k', '64', '--method', 'two-level', '--nprobe', '9'], /nprobe must be a whole number from 1 to the coarse cells \(8\)/);
+  await assertUserError([...base, '--k', '64', '--method', 'flat', '--coarse', '8'], /apply to two-level builds only/);
+  await assertUserError([...base, '--k', '2000', '--method', 'two-level', '--memory', '1'], /memory budget of 1 MB cannot hold K=2000 codes/);
+  await assertUserError([...base, '--k', '64', '--method', 'twolevel'], /--method must be one of auto, flat, two-level/);
+  await assertUserError([...base, '--k', '64', '--dtype', 'f8'], /--dtype must be one of f32, f16/);
+  await assert.rejects(fs.access(out));
+  await assert.rejects(fs.access(`${out}.checkpoint`));
+
+  const help = await cli(["build", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--method auto builds two-level when one flat pass would take more than 1e\+12 multiply-adds/);
+  for (const option of ['--coarse', '--refine', '--nprobe', '--memory', '--dtype']) assert.ok(help.stdout.includes(option), option);
+});
