@@ -90,7 +90,7 @@ function runOurs(c: ScaleCase, f: ReturnType<typeof files>): Promise<{ summary: 
 }
 
 /** Mean squared distance of the evaluation rows to their nearest code, exact search. */
-async function mse(evalRows: Matrix, codes: Matrix): Promise<number> {
+async function mse(evalRows: Matrix, codes: CodebookData): Promise<number> {
   const backend = await createCpuBackend();
   try {
     const handle = await backend.loadCodebook(codes);

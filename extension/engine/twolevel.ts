@@ -11,8 +11,9 @@
 //      the cell's own points (at most POINTS_PER_CENTROID per code, a seeded sample beyond);
 //   4. refine: passes in which every vector is reassigned through the coarse level (IVF: the
 //      nearest code among the codes of its nprobe nearest cells) and every code becomes the mean
-//      of the vectors it won, from whichever cell they came: codes at cell borders compete;
-//   5. assign: a last IVF pass gives the counts and the inertia of the final codes.
+//      of the vectors it won, from whichever cell they came: codes at cell borders compete.
+// The counts are those of the last assignment (the vectors each code is the mean of), as the
+// inertia is: like FAISS, no extra pass re-assigns after the last update.
 // The utilization-regularized update (kmeans.ts, lambda) runs at both levels and in refinement.
 // The codes come out grouped by cell (cell 0's first); `coarse.assign` says each code's cell.
 //
@@ -26,6 +27,7 @@
 import { promises as fs } from 'node:fs';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import type { CoarseLevel } from './codebook';
+import { writeFileAtomic } from './atomic-write';
 import { Checkpoint } from './checkpoint';
 import { gatherRows, rawRowsSource, subsetSource, type RawRows, type RowSource } from './embedding-source';
 import { kmeans, updateCentroids } from './kmeans';
@@ -60,7 +62,7 @@ export interface TwoLevelOptions {
   tolerance: number;
   /** refinement passes */
   refine: number;
-  /** coarse cells each vector is compared against in refinement and the last assignment */
+  /** coarse cells each vector is compared against in refinement */
   nprobe: number;
   /** the working-set budget in bytes */
   memoryBytes: number;
@@ -129,10 +131,10 @@ export function proportionalShares(cellRows: ArrayLike<number>, k: number): Int3
 
 export interface TwoLevelResult {
   centroids: Matrix;
-  /** vectors assigned to each code in the last pass */
+  /** vectors assigned to each code by the last assignment (the ones it is the mean of) */
   counts: Float64Array;
   coarse: CoarseLevel;
-  /** sum of squared distances of the vectors to their codes in the last pass (IVF) */
+  /** sum of squared distances of the vectors to their codes in the last assignment */
   inertia: number;
   /** sha256 of all the input vectors as f32 (the corpus fingerprint), 16 hex */
   fingerprint: string;
@@ -142,7 +144,7 @@ export interface TwoLevelResult {
 }
 
 export interface TwoLevelProgress {
-  phase: 'sample' | 'coarse' | 'partition' | 'cells' | 'refine' | 'assign';
+  phase: 'sample' | 'coarse' | 'partition' | 'cells' | 'refine';
   done: number;
   total: number;
   /** [done, total] in units of the phase's cost, when they differ from done/total (for the ETA) */
@@ -161,12 +163,11 @@ interface State {
   coarseDone?: boolean;
   /** points in each cell, once the partition pass is complete */
   cellRows?: number[];
-  /** codes-0.npy, code-cells.npy are there */
-  assembled?: boolean;
-  /** refinement passes done; their result is codes-<refined>.npy */
+  /** refinement passes done (0 once the cells are assembled): the codes are codes-<refined>.npy,
+   *  counts-<refined>.npy their last assignment's counts, code-cells.npy each code's cell */
   refined?: number;
-  /** the last assignment: counts.npy */
-  assigned?: { inertia: number };
+  /** of the last assignment */
+  inertia?: number;
 }
 
 /**
@@ -191,17 +192,16 @@ export async function twoLevelKMeans(base: RowSource, subset: Uint32Array | null
   if (!checkpoint.state.coarseDone) await trainCoarse(job);
   const coarse = await checkpoint.readMatrix('coarse.npy');
   if (!checkpoint.state.cellRows) await partition(job, coarse);
-  if (!checkpoint.state.assembled) await trainCells(job);
+  if (checkpoint.state.refined === undefined) await trainCells(job);
   const cells = await checkpoint.readInts('code-cells.npy');
-  let codes = await checkpoint.readMatrix(`codes-${checkpoint.state.refined ?? 0}.npy`);
-  for (let pass = checkpoint.state.refined ?? 0; pass < opts.refine; pass++) codes = await refinePass(job, codes, { centroids: coarse, assign: cells }, pass);
-  if (!checkpoint.state.assigned) await assignPass(job, codes, { centroids: coarse, assign: cells });
-  const counts = Float64Array.from(await checkpoint.readInts('counts.npy'));
+  let codes = await checkpoint.readMatrix(`codes-${checkpoint.state.refined}.npy`);
+  for (let pass = checkpoint.state.refined!; pass < opts.refine; pass++) codes = await refinePass(job, codes, { centroids: coarse, assign: cells }, pass);
+  const counts = Float64Array.from(await checkpoint.readInts(`counts-${opts.refine}.npy`));
   return {
     centroids: codes,
     counts,
     coarse: { centroids: coarse, assign: cells },
-    inertia: checkpoint.state.assigned!.inertia,
+    inertia: checkpoint.state.inertia!,
     fingerprint: checkpoint.state.fingerprint!,
     plan,
     resumedAt,
@@ -230,8 +230,7 @@ function validate(rows: number, opts: TwoLevelOptions): void {
 }
 
 function describeState(s: State, refine: number): string {
-  if (s.assigned) return 'done';
-  if (s.assembled) return (s.refined ?? 0) < refine ? `refinement pass ${(s.refined ?? 0) + 1}` : 'the last assignment pass';
+  if (s.refined !== undefined) return s.refined < refine ? `refinement pass ${s.refined + 1}` : 'the end (all phases done)';
   if (s.cellRows) return 'per-cell k-means';
   if (s.coarseDone) return 'partition';
   return 'coarse k-means';
@@ -263,6 +262,7 @@ async function trainCoarse(job: Job): Promise<void> {
 
 const cellFile = (cell: number) => `cells/cell-${String(cell).padStart(6, '0')}.f16`;
 const fineFile = (cell: number) => `fine/cell-${String(cell).padStart(6, '0')}.npy`;
+const fineStatsFile = (cell: number) => `fine/cell-${String(cell).padStart(6, '0')}.json`;
 
 async function partition(job: Job, coarse: Matrix): Promise<void> {
   const { training, plan, backend, checkpoint, signal, report, d } = job;
@@ -337,6 +337,8 @@ async function trainCells(job: Job): Promise<void> {
     if (shares[cell] > 0 && !(await checkpoint.exists(fineFile(cell)))) {
       const points = await readCell(job, cell, Math.min(shares[cell] * POINTS_PER_CENTROID, plan.cellSample));
       const result = await kmeans(points, { k: shares[cell], iterations: opts.iterations, lambda: opts.lambda, seed: derivedSeed(opts.seed, 'cell', cell), tolerance: opts.tolerance }, backend, { signal });
+      // its counts and inertia first: a cell is done once its centroids file exists
+      await writeFileAtomic(checkpoint.file(fineStatsFile(cell)), JSON.stringify({ counts: Array.from(result.counts), inertia: result.inertia }));
       await checkpoint.writeMatrix(fineFile(cell), result.centroids);
     }
     doneWork += work[cell];
@@ -346,17 +348,23 @@ async function trainCells(job: Job): Promise<void> {
   // Assemble: codes grouped by cell, cell 0's first.
   const codes = new Float32Array(opts.k * d);
   const cells = new Int32Array(opts.k);
+  const counts = new Int32Array(opts.k);
+  let inertia = 0;
   let at = 0;
   for (let cell = 0; cell < cellRows.length; cell++) {
     if (shares[cell] === 0) continue;
     const fine = await checkpoint.readMatrix(fineFile(cell));
+    const stats = JSON.parse(await fs.readFile(checkpoint.file(fineStatsFile(cell)), 'utf8')) as { counts: number[]; inertia: number };
     codes.set(fine.data, at * d);
+    counts.set(stats.counts, at);
+    inertia += stats.inertia;
     cells.fill(cell, at, at + shares[cell]);
     at += shares[cell];
   }
   await checkpoint.writeMatrix('codes-0.npy', { rows: opts.k, cols: d, data: codes });
+  await checkpoint.writeInts('counts-0.npy', counts);
   await checkpoint.writeInts('code-cells.npy', cells);
-  await checkpoint.save({ ...checkpoint.state, assembled: true, refined: 0 });
+  await checkpoint.save({ ...checkpoint.state, refined: 0, inertia });
   await checkpoint.remove('fine');
 }
 
@@ -369,7 +377,7 @@ async function readCell(job: Job, cell: number, cap: number): Promise<Matrix> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4-5. Passes through the coarse level (IVF)
+// 4. Refinement: passes through the coarse level (IVF)
 
 /** One refinement pass: every vector to its nearest code among its nprobe nearest cells, then
  *  every code to the mean of what it won (regularized by lambda). Updates in place. */
@@ -377,37 +385,27 @@ async function refinePass(job: Job, codes: Matrix, coarse: CoarseLevel, pass: nu
   const { opts, checkpoint, d } = job;
   const sums = new Float64Array(opts.k * d);
   const counts = new Float64Array(opts.k);
-  await ivfPass(job, codes, coarse, 'refine', `pass ${pass + 1}/${opts.refine}`, pass, opts.refine, (block, ids) => {
+  let inertia = 0;
+  await ivfPass(job, codes, coarse, pass, (block, ids, distances) => {
     for (let i = 0; i < block.rows; i++) {
       const so = ids[i] * d, xo = i * d;
       for (let j = 0; j < d; j++) sums[so + j] += block.data[xo + j];
       counts[ids[i]]++;
+      inertia += distances[i];
     }
   });
   updateCentroids(codes, { sums, counts }, opts.lambda, codes.data);
   await checkpoint.writeMatrix(`codes-${pass + 1}.npy`, codes);
-  await checkpoint.save({ ...checkpoint.state, refined: pass + 1 });
+  await checkpoint.writeInts(`counts-${pass + 1}.npy`, Int32Array.from(counts));
+  await checkpoint.save({ ...checkpoint.state, refined: pass + 1, inertia });
   await checkpoint.remove(`codes-${pass}.npy`);
+  await checkpoint.remove(`counts-${pass}.npy`);
   return codes;
-}
-
-/** The last pass: counts and inertia of the final codes. */
-async function assignPass(job: Job, codes: Matrix, coarse: CoarseLevel): Promise<void> {
-  const counts = new Int32Array(job.opts.k);
-  let inertia = 0;
-  await ivfPass(job, codes, coarse, 'assign', 'counting the codes in use', 0, 1, (_block, ids, distances) => {
-    for (let i = 0; i < ids.length; i++) {
-      counts[ids[i]]++;
-      inertia += distances[i];
-    }
-  });
-  await job.checkpoint.writeInts('counts.npy', counts);
-  await job.checkpoint.save({ ...job.checkpoint.state, assigned: { inertia } });
 }
 
 /** Streams the scratch files (vectors grouped by cell, so that the vectors searched together
  *  probe mostly the same cells) through an IVF search over `codes`. */
-async function ivfPass(job: Job, codes: Matrix, coarse: CoarseLevel, phase: 'refine' | 'assign', message: string, pass: number, passes: number,
+async function ivfPass(job: Job, codes: Matrix, coarse: CoarseLevel, pass: number,
                        onBlock: (block: Matrix, ids: Int32Array, distances: Float32Array) => void): Promise<void> {
   const { training, opts, plan, backend, signal, report } = job;
   const index = await backend.loadIvf(codes, coarse);
@@ -415,8 +413,7 @@ async function ivfPass(job: Job, codes: Matrix, coarse: CoarseLevel, phase: 'ref
     for await (const { start, matrix } of scratchSource(job).blocks(plan.blockRows, signal)) {
       const { ids, distances } = await backend.nearestIvf(index, matrix, { nprobe: opts.nprobe, signal });
       onBlock(matrix, ids, distances);
-      const done = pass * training.rows + start + matrix.rows;
-      report(phase, done, passes * training.rows, undefined, message);
+      report('refine', pass * training.rows + start + matrix.rows, opts.refine * training.rows, undefined, `pass ${pass + 1}/${opts.refine}`);
     }
   } finally {
     index.dispose();
