@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Matrix } from '../native-gpu/backend.js';
+import type { CodebookData, Matrix } from '../native-gpu/backend.js';
 import { createCpuBackend } from '../native-gpu/cpu/index.js';
 import { readCodebook } from '../extension/engine/codebook.js';
 import { gatherRows, shardSource } from '../extension/engine/embedding-source.js';

@@ -57,17 +57,27 @@ async function sweepStaleTemps(target: string): Promise<void> {
   }
 }
 
-/** Writes `data` to a fresh temp file beside `target` and flushes it; returns the temp path. */
-async function writeTemp(target: string, data: Uint8Array): Promise<string> {
+/** A file's bytes: one array, a string (UTF-8), or parts written one after another (a header and
+ *  views of large tables, so that a 1.5 GB table is written without a second copy of it). */
+export type FileData = Uint8Array | string | readonly Uint8Array[];
+
+/** Writes `parts` to a fresh temp file beside `target` and flushes it; returns the temp path. */
+async function writeTemp(target: string, parts: readonly Uint8Array[]): Promise<string> {
   const tmp = tempPath(target);
   const handle = await fs.open(tmp, 'wx');
   try {
     crashPoint('temp-created', target);
     // At least two writes (a crash point sits between them), none above WRITE_CHUNK.
-    const chunk = Math.min(WRITE_CHUNK, Math.max(1, Math.ceil(data.length / 2)));
-    for (let offset = 0; offset < data.length; offset += chunk) {
-      if (offset > 0) crashPoint('temp-partial', target);
-      await handle.write(data, offset, Math.min(chunk, data.length - offset), offset);
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    const chunk = Math.min(WRITE_CHUNK, Math.max(1, Math.ceil(total / 2)));
+    let position = 0;
+    for (const part of parts) {
+      for (let offset = 0; offset < part.length; offset += chunk) {
+        if (position > 0) crashPoint('temp-partial', target);
+        const length = Math.min(chunk, part.length - offset);
+        await handle.write(part, offset, length, position);
+        position += length;
+      }
     }
     // On disk before the rename makes it visible: after a power loss the target is either the old
     // file or the whole new one.
@@ -84,7 +94,7 @@ async function writeTemp(target: string, data: Uint8Array): Promise<string> {
 
 export interface FileToWrite {
   path: string;
-  data: Uint8Array | string;
+  data: FileData;
 }
 
 /**
@@ -102,8 +112,8 @@ export async function writeFilesAtomic(files: FileToWrite[]): Promise<void> {
       const target = (current = path.resolve(file.path));
       await onFile(target, 'create its folder', () => fs.mkdir(path.dirname(target), { recursive: true }));
       await sweepStaleTemps(target);
-      const data = typeof file.data === 'string' ? Buffer.from(file.data) : file.data;
-      temps.push({ tmp: await writeTemp(target, data), target });
+      const parts = typeof file.data === 'string' ? [Buffer.from(file.data)] : file.data instanceof Uint8Array ? [file.data] : file.data;
+      temps.push({ tmp: await writeTemp(target, parts), target });
     }
     // A folder in the way fails its rename: found before the first rename, so none happens.
     for (const { target } of temps) {
@@ -121,6 +131,6 @@ export async function writeFilesAtomic(files: FileToWrite[]): Promise<void> {
   }
 }
 
-export async function writeFileAtomic(target: string, data: Uint8Array | string): Promise<void> {
+export async function writeFileAtomic(target: string, data: FileData): Promise<void> {
   await writeFilesAtomic([{ path: target, data }]);
 }

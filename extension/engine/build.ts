@@ -23,7 +23,7 @@ import type { CodebookMeta, CoarseLevel } from './codebook';
 import { codebookFingerprint, inMemory, writeCodebook } from './codebook';
 import { corpusInputFingerprint, extractCorpus } from './corpus';
 import { embedImages, requireSomeImages, type SkippedImage } from './embed';
-import { gatherRows, matrixSource, shardSource, subsetSource, type RowSource } from './embedding-source';
+import { matrixSource, shardSource, subsetSource, type RowSource } from './embedding-source';
 import { EXTERNAL_ENCODER, openEncoder, type Encoder, type EncoderDescriptor } from './encoders/index';
 import { PhaseClock } from './eta';
 import { throwIfCancelled, UserError } from '../../common/errors';
@@ -127,6 +127,8 @@ export const REFINE_PASSES = 1;
 export const NPROBE = 4;
 /** Vectors the reported MSE is measured on (seeded sample; all when fewer). */
 export const MSE_SAMPLE = 20_000;
+/** Rows per block when the MSE sample is taken from vectors in memory (flat builds). */
+const MSE_BATCH = 4096;
 /** The default working-set budget: half of the machine's RAM. */
 export const DEFAULT_MEMORY_SHARE = 0.5;
 
@@ -272,31 +274,37 @@ async function build(req: BuildRequest, backend: ComputeBackend, control: BuildC
 /**
  * Mean squared distance of the training vectors to their nearest code by EXACT search, on a seeded
  * sample of MSE_SAMPLE of them (all when fewer), against the codebook as it will be stored (f16
- * rounds), in batches so that progress and cancel stay live at K = 500,000.
+ * rounds). The sample is searched block by block as the pass over the vectors reaches it, so
+ * nothing but the codebook is held, and progress and cancel stay live at K = 500,000.
  */
 async function sampledMse(training: RowSource, codes: Matrix, dtype: CodebookDtype, seed: number, backend: ComputeBackend,
                           blockRows: number, signal: AbortSignal | undefined, report: (e: BuildProgress) => void): Promise<number> {
   const count = Math.min(MSE_SAMPLE, training.rows);
   const picked = sampleIndices(training.rows, count, seededRandom(derivedSeed(seed, 'mse')));
-  const sample = await gatherRows(training, picked, blockRows, signal);
   const handle = await backend.loadCodebook(dtype === 'f16' ? { rows: codes.rows, cols: codes.cols, half: f32ToF16(codes.data) } : codes);
   try {
-    let total = 0;
     const d = codes.cols;
-    for (let r = 0; r < count; r += MSE_BATCH) {
-      report({ phase: 'evaluate', done: r, total: count, message: 'exact MSE on a sample' });
-      const rows = Math.min(MSE_BATCH, count - r);
-      const { distances } = await backend.nearest(handle, { rows, cols: d, data: sample.data.subarray(r * d, (r + rows) * d) }, { signal });
+    const rows = new Float32Array(Math.min(count, blockRows) * d);
+    let total = 0;
+    let next = 0;
+    report({ phase: 'evaluate', done: 0, total: count, message: 'exact MSE on a sample' });
+    for await (const { start, matrix } of training.blocks(blockRows, signal)) {
+      let n = 0;
+      for (; next < count && picked[next] < start + matrix.rows; next++, n++) {
+        const r = picked[next] - start;
+        rows.set(matrix.data.subarray(r * d, (r + 1) * d), n * d);
+      }
+      if (n === 0) continue;
+      const { distances } = await backend.nearest(handle, { rows: n, cols: d, data: rows.subarray(0, n * d) }, { signal });
       for (const v of distances) total += v;
+      report({ phase: 'evaluate', done: next, total: count, message: 'exact MSE on a sample' });
     }
-    report({ phase: 'evaluate', done: count, total: count });
     return total / count;
   } finally {
     handle.dispose();
   }
 }
 
-const MSE_BATCH = 1024;
 
 function validateRequest(req: BuildRequest): void {
   if (Boolean(req.images) === Boolean(req.embeddings)) {

@@ -192,19 +192,38 @@ export async function twoLevelKMeans(base: RowSource, subset: Uint32Array | null
   if (!checkpoint.state.coarseDone) await trainCoarse(job);
   const coarse = await checkpoint.readMatrix('coarse.npy');
   if (!checkpoint.state.cellRows) await partition(job, coarse);
-  if (checkpoint.state.refined === undefined) await trainCells(job);
-  const cells = await checkpoint.readInts('code-cells.npy');
-  let codes = await checkpoint.readMatrix(`codes-${checkpoint.state.refined}.npy`);
-  for (let pass = checkpoint.state.refined!; pass < opts.refine; pass++) codes = await refinePass(job, codes, { centroids: coarse, assign: cells }, pass);
-  const counts = Float64Array.from(await checkpoint.readInts(`counts-${opts.refine}.npy`));
+  // The codebook as the last finished phase left it: in memory when this run made it, else
+  // from the checkpoint (read once: at K = 500,000 it is 1.5 GB).
+  let level = checkpoint.state.refined === undefined ? await trainCells(job) : await savedLevel(checkpoint);
+  if (checkpoint.state.refined! < opts.refine) {
+    const sums = new Float64Array(opts.k * d); // one K x d f64 table for every pass
+    for (let pass = checkpoint.state.refined!; pass < opts.refine; pass++) level = await refinePass(job, level, coarse, pass, sums);
+  }
   return {
-    centroids: codes,
-    counts,
-    coarse: { centroids: coarse, assign: cells },
+    centroids: level.codes,
+    counts: Float64Array.from(level.counts),
+    coarse: { centroids: coarse, assign: level.cells },
     inertia: checkpoint.state.inertia!,
     fingerprint: checkpoint.state.fingerprint!,
     plan,
     resumedAt,
+  };
+}
+
+/** The codes after a phase: grouped by cell (`cells` = each code's cell), with the counts and
+ *  inertia of the assignment they were computed from. */
+interface Level {
+  codes: Matrix;
+  counts: Int32Array;
+  cells: Int32Array;
+}
+
+async function savedLevel(checkpoint: Checkpoint<State>): Promise<Level> {
+  const pass = checkpoint.state.refined!;
+  return {
+    codes: await checkpoint.readMatrix(`codes-${pass}.npy`),
+    counts: await checkpoint.readInts(`counts-${pass}.npy`),
+    cells: await checkpoint.readInts('code-cells.npy'),
   };
 }
 
@@ -323,7 +342,7 @@ function scratchSource(job: Job): RowSource {
 // ---------------------------------------------------------------------------------------------
 // 3. Per-cell k-means, each cell's share of K
 
-async function trainCells(job: Job): Promise<void> {
+async function trainCells(job: Job): Promise<Level> {
   const { opts, plan, backend, checkpoint, signal, report, d } = job;
   const cellRows = checkpoint.state.cellRows!;
   const shares = proportionalShares(cellRows, opts.k);
@@ -361,11 +380,13 @@ async function trainCells(job: Job): Promise<void> {
     cells.fill(cell, at, at + shares[cell]);
     at += shares[cell];
   }
-  await checkpoint.writeMatrix('codes-0.npy', { rows: opts.k, cols: d, data: codes });
+  const level = { codes: { rows: opts.k, cols: d, data: codes }, counts, cells };
+  await checkpoint.writeMatrix('codes-0.npy', level.codes);
   await checkpoint.writeInts('counts-0.npy', counts);
   await checkpoint.writeInts('code-cells.npy', cells);
   await checkpoint.save({ ...checkpoint.state, refined: 0, inertia });
   await checkpoint.remove('fine');
+  return level;
 }
 
 /** Cell `cell`'s points as f32: all of them, or a seeded sample of `cap` when there are more. */
@@ -381,12 +402,13 @@ async function readCell(job: Job, cell: number, cap: number): Promise<Matrix> {
 
 /** One refinement pass: every vector to its nearest code among its nprobe nearest cells, then
  *  every code to the mean of what it won (regularized by lambda). Updates in place. */
-async function refinePass(job: Job, codes: Matrix, coarse: CoarseLevel, pass: number): Promise<Matrix> {
+async function refinePass(job: Job, level: Level, coarse: Matrix, pass: number, sums: Float64Array): Promise<Level> {
   const { opts, checkpoint, d } = job;
-  const sums = new Float64Array(opts.k * d);
+  const { codes, cells } = level;
+  sums.fill(0);
   const counts = new Float64Array(opts.k);
   let inertia = 0;
-  await ivfPass(job, codes, coarse, pass, (block, ids, distances) => {
+  await ivfPass(job, codes, { centroids: coarse, assign: cells }, pass, (block, ids, distances) => {
     for (let i = 0; i < block.rows; i++) {
       const so = ids[i] * d, xo = i * d;
       for (let j = 0; j < d; j++) sums[so + j] += block.data[xo + j];
@@ -395,12 +417,13 @@ async function refinePass(job: Job, codes: Matrix, coarse: CoarseLevel, pass: nu
     }
   });
   updateCentroids(codes, { sums, counts }, opts.lambda, codes.data);
+  const next = { codes, counts: Int32Array.from(counts), cells };
   await checkpoint.writeMatrix(`codes-${pass + 1}.npy`, codes);
-  await checkpoint.writeInts(`counts-${pass + 1}.npy`, Int32Array.from(counts));
+  await checkpoint.writeInts(`counts-${pass + 1}.npy`, next.counts);
   await checkpoint.save({ ...checkpoint.state, refined: pass + 1, inertia });
   await checkpoint.remove(`codes-${pass}.npy`);
   await checkpoint.remove(`counts-${pass}.npy`);
-  return codes;
+  return next;
 }
 
 /** Streams the scratch files (vectors grouped by cell, so that the vectors searched together

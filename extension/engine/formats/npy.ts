@@ -189,7 +189,8 @@ export async function readNpy(file: string): Promise<NpyArray> {
   }
 }
 
-export function encodeNpy(a: NpyArray): Uint8Array {
+/** An .npy file as two parts, its header and a view of the data (no copy of the data). */
+export function encodeNpyParts(a: NpyArray): [Uint8Array, Uint8Array] {
   const info = DTYPES[a.dtype];
   if (!info) throw new UserError(`cannot write .npy: unsupported dtype '${String(a.dtype)}'`);
   if (!info.matches(a.data)) throw new Error(`encodeNpy: a ${a.data.constructor.name} cannot hold ${a.dtype} data`);
@@ -206,20 +207,28 @@ export function encodeNpy(a: NpyArray): Uint8Array {
   const total = Math.ceil((prefix + dict.length + 1) / ALIGN) * ALIGN;
   const header = dict + ' '.repeat(total - prefix - dict.length - 1) + '\n';
 
-  const out = new Uint8Array(total + a.data.byteLength);
-  out.set(MAGIC, 0);
-  out[6] = major;
-  out[7] = 0;
-  const view = new DataView(out.buffer);
+  const head = new Uint8Array(total);
+  head.set(MAGIC, 0);
+  head[6] = major;
+  head[7] = 0;
+  const view = new DataView(head.buffer);
   if (major === 1) view.setUint16(8, total - prefix, true);
   else view.setUint32(8, total - prefix, true);
-  out.set(new TextEncoder().encode(header), prefix);
-  out.set(new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength), total);
+  head.set(new TextEncoder().encode(header), prefix);
+  return [head, new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength)];
+}
+
+/** An .npy file's bytes in one array. */
+export function encodeNpy(a: NpyArray): Uint8Array {
+  const [head, data] = encodeNpyParts(a);
+  const out = new Uint8Array(head.length + data.length);
+  out.set(head, 0);
+  out.set(data, head.length);
   return out;
 }
 
 export async function writeNpy(file: string, a: NpyArray): Promise<void> {
-  await writeFileAtomic(file, encodeNpy(a));
+  await writeFileAtomic(file, encodeNpyParts(a));
 }
 
 /** The .npy files of a folder in name order, or the one file given. */

@@ -183,7 +183,8 @@ export async function readSafetensors(file: string): Promise<SafetensorsFile> {
   return { tensors: await readTensors(index, [...index.tensors.keys()]), metadata: index.metadata };
 }
 
-export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array {
+/** A safetensors file as parts: its header, then a view of each tensor's data (no copies). */
+export function encodeSafetensorsParts(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array[] {
   // Widest dtype first, then by name (what the Python writer does): every tensor then starts at
   // an offset aligned to its element size, so readers can map it without copying.
   const names = Object.keys(tensors).sort((a, b) => DTYPES[tensors[b].dtype].bytes - DTYPES[tensors[a].dtype].bytes || (a < b ? -1 : a > b ? 1 : 0));
@@ -201,19 +202,28 @@ export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Rec
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
   const headerLength = Math.ceil(json.length / 8) * 8;
-  const out = new Uint8Array(8 + headerLength + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerLength), true);
-  out.set(json, 8);
-  out.fill(0x20, 8 + json.length, 8 + headerLength); // space padding, allowed by the spec
-  let cursor = 8 + headerLength;
-  for (const name of names) {
+  const head = new Uint8Array(8 + headerLength);
+  new DataView(head.buffer).setBigUint64(0, BigInt(headerLength), true);
+  head.set(json, 8);
+  head.fill(0x20, 8 + json.length); // space padding, allowed by the spec
+  return [head, ...names.map((name) => {
     const d = tensors[name].data;
-    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), cursor);
-    cursor += d.byteLength;
+    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  })];
+}
+
+/** A safetensors file's bytes in one array. */
+export function encodeSafetensors(tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array {
+  const parts = encodeSafetensorsParts(tensors, metadata);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
   }
   return out;
 }
 
 export async function writeSafetensors(file: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
-  await writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+  await writeFileAtomic(file, encodeSafetensorsParts(tensors, metadata));
 }
