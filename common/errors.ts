@@ -37,9 +37,12 @@ export class UserError extends Error {
   readonly fact: string;
   readonly remedy: Remedy | undefined;
 
+  /** Control characters in the fact (a newline in a file name or in text quoted from a file)
+   *  are written as escapes, so every rendering is one line whatever it quotes. */
   constructor(fact: string, remedy?: Remedy) {
-    super(remedy ? `${fact}; ${remedy.cli}` : fact);
-    this.fact = fact;
+    const line = fact.replace(/[\u0000-\u001f\u007f]/g, (c) => (c === '\n' ? '\\n' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    super(remedy ? `${line}; ${remedy.cli}` : line);
+    this.fact = line;
     this.remedy = remedy;
   }
 

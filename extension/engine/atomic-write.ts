@@ -72,11 +72,14 @@ async function writeTemp(target: string, parts: readonly Uint8Array[]): Promise<
     const chunk = Math.min(WRITE_CHUNK, Math.max(1, Math.ceil(total / 2)));
     let position = 0;
     for (const part of parts) {
-      for (let offset = 0; offset < part.length; offset += chunk) {
+      for (let offset = 0; offset < part.length; ) {
         if (position > 0) crashPoint('temp-partial', target);
-        const length = Math.min(chunk, part.length - offset);
-        await handle.write(part, offset, length, position);
-        position += length;
+        // A short write is not an error (e.g. at the file-size limit): write the rest, and the
+        // next call reports why it cannot.
+        const { bytesWritten } = await handle.write(part, offset, Math.min(chunk, part.length - offset), position);
+        if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+        offset += bytesWritten;
+        position += bytesWritten;
       }
     }
     // On disk before the rename makes it visible: after a power loss the target is either the old

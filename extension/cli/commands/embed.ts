@@ -1,6 +1,6 @@
 // `unicode2 embed`
 import { COMPUTE, IMAGES_OPERANDS, imageProgress, listAll, reportSkipped, str, type Command } from '../command';
-import { embedImages, openEncoder, requireSomeImages, writeFileAtomic, writeNpy , DEFAULTS } from '../../engine/index';
+import { embedImages, encodeNpy, openEncoder, requireSomeImages, writeFilesAtomic, DEFAULTS } from '../../engine/index';
 
 export const embed: Command = {
   spec: {
@@ -24,8 +24,11 @@ export const embed: Command = {
       const shape = [r.embeddings.rows, r.embeddings.cols];
       const index = `${out}.index.json`;
       const indexDoc = { images: r.images, grid: encoder.grid, rowsPerImage: encoder.grid[0] * encoder.grid[1], encoder: encoder.descriptor };
-      await writeFileAtomic(index, JSON.stringify(indexDoc, null, 2) + '\n');
-      await writeNpy(out, { shape, dtype: 'float32', data: r.embeddings.data });
+      // Both written before either replaces a previous pair.
+      await writeFilesAtomic([
+        { path: out, data: encodeNpy({ shape, dtype: 'float32', data: r.embeddings.data }) },
+        { path: index, data: JSON.stringify(indexDoc, null, 2) + '\n' },
+      ]);
       return {
         json: { out, shape, index, images: r.images.length, skipped: r.skipped.length },
         text: `wrote ${out} [${shape.join(', ')}] and ${index}`,

@@ -129,12 +129,15 @@ export function parseNpyHeader(bytes: Uint8Array, fileSize: number, name: string
   });
   const available = fileSize - dataOffset;
   const itemsize = DTYPES[dtype].bytes;
+  // Multiplied one dimension at a time, stopping as soon as the product outgrows the file, so the
+  // arithmetic never leaves the exact integers (a 0 anywhere makes the array empty).
   let count = shape.includes(0) ? 0 : 1;
   for (const n of count === 0 ? [] : shape) {
     count *= n;
-    if (count * itemsize > available) {
-      throw new UserError(`${name}: truncated .npy file (shape (${shape.join(', ')}) of ${descr} needs more than the ${available} data bytes the file has)`);
-    }
+    if (count * itemsize > available) break;
+  }
+  if (count * itemsize > available) {
+    throw new UserError(`${name}: truncated .npy file (shape (${shape.join(', ')}) of ${descr} needs more than the ${available} data bytes the file has)`);
   }
   return { shape, dtype, dataOffset, dataBytes: count * itemsize };
 }

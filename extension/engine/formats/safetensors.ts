@@ -136,10 +136,11 @@ export async function readSafetensorsIndex(file: string): Promise<SafetensorsInd
     if (size < 8) throw new UserError(`${file}: not a safetensors file (${size} bytes, shorter than its 8-byte header length)`);
     const prefix = new Uint8Array(8);
     await readExactly(handle, prefix, 0, file, WHAT);
-    const headerLength = Number(new DataView(prefix.buffer).getBigUint64(0, true));
-    if (headerLength > MAX_SAFETENSORS_HEADER || 8 + headerLength > size) {
-      throw new UserError(`${file}: not a safetensors file (header length ${headerLength} does not fit a ${size}-byte file)`);
+    const announced = new DataView(prefix.buffer).getBigUint64(0, true);
+    if (announced > BigInt(Math.min(MAX_SAFETENSORS_HEADER, size - 8))) {
+      throw new UserError(`${file}: not a safetensors file (header length ${announced} does not fit a ${size}-byte file)`);
     }
+    const headerLength = Number(announced);
     const headerBytes = new Uint8Array(headerLength);
     await readExactly(handle, headerBytes, 8, file, WHAT);
     const dataStart = 8 + headerLength;
