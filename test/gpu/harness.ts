@@ -1,8 +1,11 @@
 // Shared set-up of the GPU tests: the WebGPU backend on whatever adapter this machine has (a
 // hardware GPU first, else the software one: the tier runs with UNICODE2_ALLOW_SOFTWARE_GPU=1),
 // the CPU backend it is held equal to, and seeded data without near ties.
-// Env: UNICODE2_NO_GPU_TESTS=1 leaves them out; UNICODE2_REQUIRE_HARDWARE_GPU=1 refuses a software adapter.
-import { before, after } from 'node:test';
+// A GPU test that finds no adapter fails. Only a run that says so leaves them out:
+// UNICODE2_NO_GPU_TESTS=<why> (e.g. "no Vulkan driver on this runner") prints the reason once
+// and reports every GPU test as skipped, so the closing line shows them (", N skipped").
+// UNICODE2_REQUIRE_HARDWARE_GPU=1 refuses a software adapter.
+import { test as nodeTest, before as nodeBefore, after as nodeAfter } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
@@ -10,11 +13,26 @@ import { seededNormals } from '../../extension/engine/sampling.js';
 import { createWebGpuBackend, type WebGpuBackend, type WebGpuTuning } from '../../native-gpu/webgpu/index.js';
 import { squaredDistance } from '../helpers/nearest.js';
 
-/** true (after saying why) when the GPU tests must not register: env UNICODE2_NO_GPU_TESTS=1 */
-export function gpuTestsDisabled(): boolean {
-  if (process.env.UNICODE2_NO_GPU_TESTS !== '1') return false;
-  console.log('no GPU tests: UNICODE2_NO_GPU_TESTS=1 is set');
-  return true;
+/** Why the GPU tests are left out of this run, or undefined when they run. */
+const skipReason = (() => {
+  const why = process.env.UNICODE2_NO_GPU_TESTS;
+  if (!why) return undefined;
+  const reason = `no GPU tests: ${why === '1' ? 'UNICODE2_NO_GPU_TESTS=1 is set (no reason given)' : why}`;
+  console.log(reason);
+  return reason;
+})();
+
+/** node:test's test, before and after for GPU tests: skipped with the reason when the run leaves
+ *  the GPU tests out (hooks then do nothing: they would open the GPU). */
+export function test(name: string, fn: () => Promise<void>): void {
+  if (skipReason) nodeTest(name, { skip: skipReason }, fn);
+  else nodeTest(name, fn);
+}
+export function before(fn: () => Promise<void>): void {
+  if (!skipReason) nodeBefore(fn);
+}
+export function after(fn: () => Promise<void>): void {
+  if (!skipReason) nodeAfter(fn);
 }
 
 /** The WebGPU backend, or a failure that says what to do on a machine without an adapter. */
@@ -29,7 +47,7 @@ export async function openGpu(tuning?: WebGpuTuning, warnings: string[] = [], de
     });
   } catch (err) {
     throw new Error(`the GPU tests need a WebGPU adapter and found none: ${(err as Error).message} ` +
-      '(set UNICODE2_NO_GPU_TESTS=1 to leave the GPU tests out on such a machine)');
+      '(set UNICODE2_NO_GPU_TESTS=<why> to report the GPU tests as skipped on such a machine)');
   }
   // On a GPU machine (scripts/gpu-device-check.sh) a software adapter must not stand in silently.
   if (process.env.UNICODE2_REQUIRE_HARDWARE_GPU === '1' && /software/.test(backend.device)) {
