@@ -10,6 +10,7 @@ import { copyFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
+import { readCodebook } from '../../extension/engine/codebook';
 import { repoRoot, startCodeServer, type CodeServer } from './code-server';
 import { answerFileDialog, findWebviewFrame, notification, openWith, openWorkbench, revealInExplorer, runCommand, type Workbench } from './workbench';
 import { listFolder, makeRepeatedImages, makeWorkspace, sha256, writeWorkspaceSettings } from './workspace';
@@ -65,6 +66,9 @@ describe('UniCode² Studio in code-server', { timeout: 20 * 60_000 }, () => {
     await answerFileDialog(page(), join(workspace, 'images') + '/');
     await bench().screenshot('build-running');
     await waitFor(() => existsSync(codebookFile()), 4 * 60_000, 'the codebook file to be written');
+    // Written whole under its final name (atomically): it reads back as the build the settings asked for.
+    const cb = await readCodebook(codebookFile());
+    assert.deepEqual([cb.frozen.rows, cb.frozen.cols, cb.meta.encoder.id], [quickSettings['unicode2.k'], 768, 'dct:224']);
     await bench().screenshot('build-done');
   });
 

@@ -126,3 +126,24 @@ test('the rank-frequency plot has one point per used code', () => {
   // Counts fall with rank, so the curve goes down the page (SVG y grows downward).
   for (let i = 1; i < ys.length; i++) assert.ok(ys[i]! > ys[i - 1]!);
 });
+
+test('a hostile file name comes out of the report escaped: no tag, attribute or script of its own', async () => {
+  const hostile = '<img src=x onerror=alert(1)>.png';
+  const samples = path.join(dir, 'hostile-samples');
+  await fs.mkdir(samples);
+  await fs.copyFile(path.join(defaultSamplesDir(), (await fs.readdir(defaultSamplesDir())).find((n) => n.endsWith('.jpg'))!), path.join(samples, 'plain.jpg'));
+  await sharp(path.join(__dirname, '../fixtures/images/chelsea.png')).png().toFile(path.join(samples, hostile));
+  const r = await runDemo(path.join(dir, 'hostile-out'), backend, {}, { samplesDir: samples });
+  assert.deepEqual(r.samples.map((s) => path.basename(s.image)).sort(), [hostile, 'plain.jpg'].sort());
+  const html = await fs.readFile(r.report, 'utf8');
+  const escaped = '&#60;img src=x onerror=alert(1)&#62;.png';
+  assert.ok(!html.includes(hostile), 'the raw name appears nowhere');
+  assert.ok(html.includes(`<h3>${escaped}</h3>`), 'the heading shows the name as text');
+  assert.ok(html.includes(`data-image="${escaped}"`));
+  assert.ok(html.includes(`alt="${escaped} with token ids"`));
+  // Only the report's own images: the heatmap, and per sample its input and its reconstruction.
+  assert.equal(html.match(/<img\b/g)?.length, 1 + 2 * r.samples.length);
+  assert.doesNotMatch(html, /<script\b/i);
+  // Every attribute value is quoted and free of raw quotes and angle brackets.
+  for (const [, value] of html.matchAll(/=\s*"([^"]*)"/g)) assert.doesNotMatch(value!, /[<>]/);
+});

@@ -4,7 +4,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
-import { kmeans, type KMeansProgress } from '../../extension/engine/kmeans.js';
+import { kmeans, updateCentroids, type KMeansProgress } from '../../extension/engine/kmeans.js';
 import { CancelledError, UserError } from '../../common/errors.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
 import { FIXTURE_PHOTOS, dctFeatures, stackRows } from '../helpers/dct-features.js';
@@ -153,4 +153,27 @@ test('k = number of points puts one code on each distinct point', async () => {
   const result = await kmeans(points, { k: 12, seed: 0 }, backend);
   assert.equal(result.inertia, 0);
   assert.deepEqual(Array.from(result.counts), new Array(12).fill(1));
+});
+
+test('one update step equals c_k = (S_k + lambda c_bar) / (n_k + lambda) on numbers worked by hand', async () => {
+  const backend = await backendPromise;
+  // Codes c0 = (0, 0), c1 = (10, 0), c2 = (0, 10); points 1-2 are nearest c0, points 3-5 c1, none c2.
+  const codes: Matrix = { rows: 3, cols: 2, data: Float32Array.of(0, 0, 10, 0, 0, 10) };
+  const points: Matrix = { rows: 5, cols: 2, data: Float32Array.of(1, 0, -1, 2, 9, 1, 11, -1, 10, 3) };
+  const handle = await backend.loadCodebook(codes);
+  const step = await backend.kmeansStep(handle, points);
+  handle.dispose();
+  assert.deepEqual([...step.ids], [0, 0, 1, 1, 1]);
+  assert.deepEqual([...step.counts], [2, 3, 0]); // n_k
+  assert.deepEqual([...step.sums], [0, 2, 30, 3, 0, 0]); // S_k: (1-1, 0+2), (9+11+10, 1-1+3), nothing
+  assert.equal(step.inertia, 1 + 5 + 2 + 2 + 9); // squared distances 1, 1+4, 1+1, 1+1, 0+9
+  const close = (got: Float32Array, want: number[]) => want.forEach((w, i) => assert.ok(Math.abs(got[i]! - w) < 1e-5, `coordinate ${i}: ${got[i]} vs ${w}`));
+
+  // lambda = 2, c_bar = the mean of the current codes = (10/3, 10/3):
+  //   c0 = ((0 + 20/3) / 4, (2 + 20/3) / 4)  = (5/3, 13/6)
+  //   c1 = ((30 + 20/3) / 5, (3 + 20/3) / 5) = (22/3, 29/15)
+  //   c2 = ((0 + 20/3) / 2, (0 + 20/3) / 2)  = (10/3, 10/3): an unused code moves to c_bar
+  close(updateCentroids(codes, step, 2).data, [5 / 3, 13 / 6, 22 / 3, 29 / 15, 10 / 3, 10 / 3]);
+  // lambda = 0: plain means, and the unused code stays where it was (re-seeding is a separate step)
+  close(updateCentroids(codes, step, 0).data, [0, 1, 10, 1, 0, 10]);
 });

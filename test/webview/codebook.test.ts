@@ -433,17 +433,32 @@ for (const theme of THEME_NAMES) {
   });
 }
 
-test('screenshot at K = 500,000, zoomed in', async () => {
-  const p = await openPanel('codebook', codebookProtocol, 'dark', host(realisticData(500_000)), { width: 1200, height: 760 });
+test('K = 500,000 zoomed in: a click opens the detail of the code under the cursor, hover names another (and screenshotted)', async () => {
+  const data = realisticData(500_000);
+  const p = await openPanel('codebook', codebookProtocol, 'dark', host(data), { width: 1200, height: 760 });
   try {
     await p.page.locator('#heatmap[data-drawn="true"]').waitFor({ timeout: 30_000 });
     const box = (await p.page.locator('#heatmap').boundingBox())!;
-    await p.page.mouse.move(box.x + box.width * 0.62, box.y + box.height * 0.7);
+    const frames = () => p.page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    // whole pixels, arriving from one pixel away (a move to where the pointer is fires nothing)
+    const codeAt = async (x: number, y: number): Promise<number> => {
+      await p.page.mouse.move(x - 1, y - 1);
+      await p.page.mouse.move(x, y);
+      await p.page.locator('#tooltip').waitFor({ state: 'visible' });
+      return Number(/code (\d+)/.exec((await p.page.locator('#tooltip').textContent())!)![1]);
+    };
+    const [x, y] = [Math.round(box.x + box.width * 0.62), Math.round(box.y + box.height * 0.7)];
+    await p.page.mouse.move(x, y);
     for (let i = 0; i < 4; i++) await p.page.mouse.wheel(0, -200);
-    await p.page.mouse.click(box.x + box.width * 0.62, box.y + box.height * 0.7);
+    await frames();
+    const clicked = await codeAt(x, y);
+    await p.page.mouse.click(x, y);
     await p.page.locator('#detail .neighbours li').first().waitFor();
-    await p.page.mouse.move(box.x + box.width * 0.4, box.y + box.height * 0.35);
-    await p.page.locator('#tooltip').waitFor({ state: 'visible' });
+    assert.equal(await p.page.locator('#detail h2').textContent(), `Code ${clicked}`);
+    assert.ok(clicked >= 0 && clicked < 500_000);
+    const hovered = await codeAt(Math.round(box.x + box.width * 0.4), Math.round(box.y + box.height * 0.35));
+    assert.notEqual(hovered, clicked);
+    assert.ok((await p.page.locator('#tooltip').textContent())!.includes(`count ${Math.round(data.counts[hovered]!).toLocaleString('en-US')}`));
     await p.screenshot('codebook-500k-dark');
     assert.equal(p.warnings.length, 0, p.warnings.join('\n'));
   } finally {

@@ -2,7 +2,7 @@
 // inputs, metrics and outputs; buttons send the right requests; host pushes update the list.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { openPanel, closeBrowser, until, THEME_NAMES } from './harness.js';
+import { openPanel, closeBrowser, themeRgb, until, THEME_NAMES } from './harness.js';
 import { realFixture, disposeFixture } from './fixture-codebook.js';
 import { pngDataUri, thumbnail } from '../../extension/panels/images.js';
 import { loadImage } from '../../extension/engine/index.js';
@@ -142,12 +142,24 @@ test('cells carry kind and status hooks; actions post requests naming the cell',
 });
 
 for (const theme of THEME_NAMES) {
-  test(`screenshot, ${theme} theme`, async () => {
+  test(`every cell drawn in the ${theme} theme's colours, thumbnails decoded (and screenshotted)`, async () => {
     const list = await cells();
     const p = await openPanel('lab', labProtocol, theme, { init: () => list }, { width: 360, height: 900 });
     try {
       await p.page.locator('.lab-cell').first().waitFor();
       await p.page.waitForFunction(() => [...document.images].every((i) => i.complete));
+      assert.deepEqual(await p.page.locator('.lab-cell .title').allTextContents(), list.map((c) => c.title));
+      // the three thumbnails of the finished cells decoded to real pixels, none broken
+      const widths = await p.page.locator('.lab-cell img.thumb').evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth));
+      assert.equal(widths.length, 3);
+      assert.ok(widths.every((w) => w > 0), `thumbnail widths ${widths.join(', ')}`);
+      const rgb = (variable: string) => `rgb(${themeRgb(theme, variable).join(', ')})`;
+      const colours = await p.page.evaluate(() => {
+        const body = getComputedStyle(document.body);
+        return [body.backgroundColor, body.color, getComputedStyle(document.querySelector('.lab-cell')!).borderTopColor];
+      });
+      assert.deepEqual(colours.slice(0, 2), [rgb('sideBar-background'), rgb('foreground')]);
+      if (theme === 'high-contrast') assert.equal(colours[2], rgb('contrastBorder'));
       await p.screenshot(`lab-${theme}`);
       assert.equal(p.warnings.length, 0, p.warnings.join('\n'));
     } finally {

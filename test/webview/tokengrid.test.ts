@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { openPanel, closeBrowser, canvasPixel, photoPixels, THEME_NAMES, type TestHost } from './harness.js';
+import { openPanel, closeBrowser, canvasPixel, photoPixels, themeRgb, THEME_NAMES, type TestHost } from './harness.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
 import { codeColor } from '../../webview/common/colors.js';
 import { tokenGridProtocol, type TokenGridView } from '../../common/protocol/tokengrid.js';
@@ -147,7 +147,7 @@ test('clicking a cell highlights every cell holding that code', async () => {
 });
 
 for (const theme of THEME_NAMES) {
-  test(`screenshot, ${theme} theme`, async () => {
+  test(`image, grid and reconstruction drawn in the ${theme} theme, hover tooltip shown (and screenshotted)`, async () => {
     const f = await realFixture();
     const p = await openPanel('tokengrid', tokenGridProtocol, theme, host(f), { width: 1100, height: 680 });
     try {
@@ -155,8 +155,17 @@ for (const theme of THEME_NAMES) {
       await canvas.waitFor();
       await p.page.locator('#reconstruction[src^="data:"]').waitFor();
       await p.page.waitForFunction(() => (document.querySelector('#reconstruction') as HTMLImageElement).complete);
+      // the reconstruction decoded to the grid's pixel size (14 x 16 px per side)
+      const size = await p.page.locator('#reconstruction').evaluate((i) => [(i as HTMLImageElement).naturalWidth, (i as HTMLImageElement).naturalHeight]);
+      assert.deepEqual(size, [f.grid.grid[1] * f.encoder.patch, f.grid.grid[0] * f.encoder.patch]);
       const box = (await canvas.boundingBox())!;
-      await p.page.mouse.move(box.x + box.width * 0.42, box.y + box.height * 0.36);
+      const [gh, gw] = f.grid.grid;
+      const [col, row] = [Math.floor(0.42 * gw), Math.floor(0.36 * gh)];
+      await p.page.mouse.move(box.x + (col + 0.5) * (box.width / gw), box.y + (row + 0.5) * (box.height / gh));
+      const tip = p.page.locator('#tooltip');
+      await tip.waitFor({ state: 'visible' });
+      assert.match((await tip.textContent())!, new RegExp(`^code ${f.grid.ids[row * gw + col]}cell row ${row}, col ${col}`));
+      assert.equal(await p.page.evaluate(() => getComputedStyle(document.body).color), `rgb(${themeRgb(theme, 'foreground').join(', ')})`);
       await p.screenshot(`tokengrid-${theme}`);
       assert.equal(p.warnings.length, 0, p.warnings.join('\n'));
     } finally {
