@@ -135,13 +135,19 @@ function stoppedBuild(images: string, out: string, phase: 'embed' | 'kmeans' | '
   });
 }
 
-test('a build killed (SIGKILL) in each phase leaves the previous codebook intact; the next build takes over its lock and leaves nothing behind', async () => {
+/** A folder `name` holding a previous codebook (its sha256 returned), and the 24 photos to
+ *  build a new one from. */
+async function previousCodebook(name: string): Promise<{ images: string; sub: string; out: string; previous: string }> {
   const images = await manyPhotos();
-  const sub = path.join(dir, 'build-kill');
+  const sub = path.join(dir, name);
   await fs.mkdir(sub);
   const out = path.join(sub, 'cb.safetensors');
   await ok(['build', '--images', path.join(IMAGES, 'formats'), '--k', '8', '--iters', '2', '--out', out]);
-  const previous = await sha(out);
+  return { images, sub, out, previous: await sha(out) };
+}
+
+test('a build killed (SIGKILL) in each phase leaves the previous codebook intact; the next build takes over its lock and leaves nothing behind', async () => {
+  const { images, sub, out, previous } = await previousCodebook('build-kill');
   for (const phase of ['embed', 'kmeans', 'write'] as const) {
     const r = await stoppedBuild(images, out, phase, 'SIGKILL');
     assert.equal(r.signal, 'SIGKILL', `${phase}: exit ${r.code}\n${r.stderr}`);
@@ -156,12 +162,7 @@ test('a build killed (SIGKILL) in each phase leaves the previous codebook intact
 });
 
 test('a build cancelled (Ctrl-C) in each phase exits 130 and leaves the previous codebook and nothing else', async () => {
-  const images = await manyPhotos();
-  const sub = path.join(dir, 'build-cancel');
-  await fs.mkdir(sub);
-  const out = path.join(sub, 'cb.safetensors');
-  await ok(['build', '--images', path.join(IMAGES, 'formats'), '--k', '8', '--iters', '2', '--out', out]);
-  const previous = await sha(out);
+  const { images, sub, out, previous } = await previousCodebook('build-cancel');
   for (const phase of ['embed', 'kmeans'] as const) {
     const r = await stoppedBuild(images, out, phase, 'SIGINT');
     assertBounded(r, `cancelled in ${phase}`);
