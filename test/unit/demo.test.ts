@@ -141,8 +141,15 @@ test('a hostile file name comes out of the report escaped: no tag, attribute or 
   assert.ok(html.includes(`<h3>${escaped}</h3>`), 'the heading shows the name as text');
   assert.ok(html.includes(`data-image="${escaped}"`));
   assert.ok(html.includes(`alt="${escaped} with token ids"`));
-  // Only the report's own images: the heatmap, and per sample its input and its reconstruction.
-  assert.equal(html.match(/<img\b/g)?.length, 1 + 2 * r.samples.length);
+  // Every image tag is one of the report's own: a data: URI, and no attribute beyond these.
+  const tags = [...html.matchAll(/<img\b([^>]*)>/g)].map((m) => m[1]!);
+  assert.ok(tags.length >= 1 + 2 * r.samples.length, `${tags.length} images`);
+  for (const attributes of tags) {
+    const names = [...attributes.matchAll(/\s([\w-]+)="[^"]*"/g)].map((m) => m[1]!);
+    assert.equal(attributes.replace(/\s[\w-]+="[^"]*"/g, '').trim(), '', `unquoted attributes in <img${attributes}>`);
+    assert.ok(names.every((n) => ['src', 'alt', 'class', 'id', 'width', 'height', 'title'].includes(n)), `attributes ${names.join(', ')}`);
+    assert.match(attributes, /\ssrc="data:image\/png;base64,/);
+  }
   assert.doesNotMatch(html, /<script\b/i);
   // Every attribute value is quoted and free of raw quotes and angle brackets.
   for (const [, value] of html.matchAll(/=\s*"([^"]*)"/g)) assert.doesNotMatch(value!, /[<>]/);
