@@ -2,7 +2,6 @@
 // machine): every heavy step goes through the backend it is given — the coarse and per-cell
 // k-means (kmeansStep), the partition pass (nearest) and refinement (nearestIvf) — with no CPU
 // fallback, and it clusters as well as the same build on the CPU backend.
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -13,7 +12,7 @@ import { readCodebook } from '../../extension/engine/codebook.js';
 import { writeNpy } from '../../extension/engine/formats/npy.js';
 import { f32ToF16 } from '../../common/half.js';
 import { EmbeddingMixture } from '../../bench/embedding-data.js';
-import { gpuTestsDisabled, suiteBackends } from './harness.js';
+import { suiteBackends, test } from './harness.js';
 
 /** The backend with a count of the calls made to each of its methods. */
 function counting(backend: ComputeBackend): { backend: ComputeBackend; calls: Map<string, number> } {
@@ -31,31 +30,29 @@ function counting(backend: ComputeBackend): { backend: ComputeBackend; calls: Ma
   return { backend: proxy, calls };
 }
 
-if (!gpuTestsDisabled()) {
-  const suite = suiteBackends();
+const suite = suiteBackends();
 
-  test('two-level k-means runs its k-means, partition and refinement on the WebGPU backend', async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'u2-gpu-twolevel-'));
-    try {
-      const embeddings = path.join(dir, 'emb.npy');
-      const mixture = new EmbeddingMixture({ d: 32, components: 100, seed: 3 });
-      await writeNpy(embeddings, { shape: [4000, 32], dtype: 'float16', data: f32ToF16(mixture.rows(0, 4000)) });
-      const request = (out: string) => ({ embeddings, encoder: 'external', k: 64, iterations: 8, seed: 2, method: 'two-level' as const, out: path.join(dir, out) });
+test('two-level k-means runs its k-means, partition and refinement on the WebGPU backend', async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'u2-gpu-twolevel-'));
+  try {
+    const embeddings = path.join(dir, 'emb.npy');
+    const mixture = new EmbeddingMixture({ d: 32, components: 100, seed: 3 });
+    await writeNpy(embeddings, { shape: [4000, 32], dtype: 'float16', data: f32ToF16(mixture.rows(0, 4000)) });
+    const request = (out: string) => ({ embeddings, encoder: 'external', k: 64, iterations: 8, seed: 2, method: 'two-level' as const, out: path.join(dir, out) });
 
-      const { backend, calls } = counting(suite.gpu);
-      const gpu = await buildCodebook(request('gpu.safetensors'), backend);
-      assert.equal(suite.gpu.fallbackReason, null);
-      assert.equal(gpu.device, suite.gpu.device);
-      assert.match(gpu.device, /^webgpu/);
-      for (const method of ['kmeansStep', 'nearest', 'loadIvf', 'nearestIvf']) assert.ok((calls.get(method) ?? 0) > 0, `${method} was not called on the GPU backend`);
+    const { backend, calls } = counting(suite.gpu);
+    const gpu = await buildCodebook(request('gpu.safetensors'), backend);
+    assert.equal(suite.gpu.fallbackReason, null);
+    assert.equal(gpu.device, suite.gpu.device);
+    assert.match(gpu.device, /^webgpu/);
+    for (const method of ['kmeansStep', 'nearest', 'loadIvf', 'nearestIvf']) assert.ok((calls.get(method) ?? 0) > 0, `${method} was not called on the GPU backend`);
 
-      const cpu = await buildCodebook(request('cpu.safetensors'), suite.cpu);
-      assert.ok(Math.abs(gpu.mse - cpu.mse) <= 0.02 * cpu.mse, `MSE webgpu ${gpu.mse} vs cpu ${cpu.mse}`);
-      const cb = await readCodebook(gpu.out);
-      assert.equal(cb.coarse!.centroids.rows, 8);
-      assert.equal(cb.counts!.reduce((a, b) => a + b, 0), 4000);
-    } finally {
-      await fs.rm(dir, { recursive: true, force: true });
-    }
-  });
-}
+    const cpu = await buildCodebook(request('cpu.safetensors'), suite.cpu);
+    assert.ok(Math.abs(gpu.mse - cpu.mse) <= 0.02 * cpu.mse, `MSE webgpu ${gpu.mse} vs cpu ${cpu.mse}`);
+    const cb = await readCodebook(gpu.out);
+    assert.equal(cb.coarse!.centroids.rows, 8);
+    assert.equal(cb.counts!.reduce((a, b) => a + b, 0), 4000);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
