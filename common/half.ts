@@ -44,17 +44,23 @@ function floatToHalf(value: number): number {
 }
 
 // All 65536 half values decode through one table: the decode side is the hot path (every f16
-// shard and codebook read goes through it).
+// shard and codebook read goes through it, and the CPU search decodes f16 codebooks chunk by chunk).
 let decodeTable: Float32Array | undefined;
 
-/** `out` (default: a new array) receives the values; streaming readers pass one buffer again and
- *  again so that a pass over gigabytes does not leave gigabytes of garbage behind it. */
-export function f16ToF32(h: Uint16Array, out: Float32Array = new Float32Array(h.length)): Float32Array {
+/** The f32 value of every f16 bit pattern: `halfTable()[bits]`. */
+export function halfTable(): Float32Array {
   if (!decodeTable) {
     decodeTable = new Float32Array(65536);
     for (let i = 0; i < 65536; i++) decodeTable[i] = halfToFloat(i);
   }
-  for (let i = 0; i < h.length; i++) out[i] = decodeTable[h[i]];
+  return decodeTable;
+}
+
+/** `out` (default: a new array) receives the values; streaming readers pass one buffer again and
+ *  again so that a pass over gigabytes does not leave gigabytes of garbage behind it. */
+export function f16ToF32(h: Uint16Array, out: Float32Array = new Float32Array(h.length)): Float32Array {
+  const table = halfTable();
+  for (let i = 0; i < h.length; i++) out[i] = table[h[i]];
   return out;
 }
 

@@ -12,8 +12,11 @@ export function valueCount(table: CodebookData): number {
   return isHalf(table) ? table.half.length : table.data.length;
 }
 
-/** Rows [r0, r0 + n) as f32: a view of f32 data, a decoded copy of f16 data. */
-export function rowsF32(table: CodebookData, r0: number, n: number): Float32Array {
+/** Rows [r0, r0 + n) as f32: a view of f32 data; f16 data decoded into `scratch` (at least
+ *  n x cols long, reused across calls) or else a new array. */
+export function rowsF32(table: CodebookData, r0: number, n: number, scratch?: Float32Array): Float32Array {
   const d = table.cols;
-  return isHalf(table) ? f16ToF32(table.half.subarray(r0 * d, (r0 + n) * d)) : table.data.subarray(r0 * d, (r0 + n) * d);
+  if (!isHalf(table)) return table.data.subarray(r0 * d, (r0 + n) * d);
+  const half = table.half.subarray(r0 * d, (r0 + n) * d);
+  return scratch ? f16ToF32(half, scratch).subarray(0, half.length) : f16ToF32(half);
 }

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import type * as ort from 'onnxruntime-node';
 import { onnxruntime } from '../onnxruntime.js';
 import type { CoarseData, CodebookData, CodebookHandle, ComputeBackend, IvfControl, IvfHandle, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
-import { CpuCodebook, createSearchSession, searchNearestIds } from './nearest.js';
+import { CpuCodebook, PREFILTER_AFTER_ROWS, createSearchSession, searchNearestIds } from './nearest.js';
 import { exactDistances } from '../distances.js';
 import { rowsF32 } from '../tables.js';
 import { CpuIvf, searchIvf } from './ivf.js';
@@ -39,7 +39,7 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
 
     async loadCodebook(codebook: CodebookData): Promise<CodebookHandle> {
       live();
-      return new CpuCodebook(codebook);
+      return new CpuCodebook(codebook, { prefilterAfterRows: PREFILTER_AFTER_ROWS });
     },
 
     async nearest(handle: CodebookHandle, queries: Matrix, control?: RunControl): Promise<NearestResult> {
@@ -63,7 +63,9 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
     async kmeansStep(handle: CodebookHandle, points: Matrix, control?: RunControl): Promise<KMeansStepResult> {
       const cb = own(handle);
       const ids = await searchNearestIds(live(), cb, points, control);
-      return { ids, ...accumulateClusters(points, ids, cb.codes, cb.k) };
+      // all of an f16 codebook decoded at once: k-means builds f32 centroids, so only a caller's
+      // own f16 codebook comes this way
+      return { ids, ...accumulateClusters(points, ids, cb.rowsF32(0, cb.k), cb.k) };
     },
 
     async histogram(ids: Int32Array, k: number): Promise<Uint32Array> {

@@ -127,6 +127,9 @@ export class CpuIvf implements IvfHandle {
     const layout = groupByCell(codes, coarse);
     const { grouped, cellStart, cells } = layout;
     const d = grouped.cols;
+    // A cell is searched by a few queries at a time: decoding an f16 cell at every search would
+    // cost more than its GEMM, so f16 codes are decoded once, here.
+    const table = rowsF32(grouped, 0, grouped.rows);
     const cellCodebooks: (CpuCodebook | null)[] = [];
     for (let c = 0; c < cells; c++) {
       const start = cellStart[c], rows = cellStart[c + 1] - start;
@@ -134,10 +137,7 @@ export class CpuIvf implements IvfHandle {
         cellCodebooks.push(null);
         continue;
       }
-      const view: CodebookData = 'half' in grouped
-        ? { rows, cols: d, half: grouped.half.subarray(start * d, (start + rows) * d) }
-        : { rows, cols: d, data: grouped.data.subarray(start * d, (start + rows) * d) };
-      cellCodebooks.push(new CpuCodebook(view));
+      cellCodebooks.push(new CpuCodebook({ rows, cols: d, data: table.subarray(start * d, (start + rows) * d) }));
     }
     return new CpuIvf(layout, await CoarseQuantizer.create(coarse.centroids, layout.nonEmpty), cellCodebooks);
   }

@@ -1,65 +1,95 @@
-// Exact nearest-code search on the CPU through onnxruntime.
+// Exact nearest-code search on the CPU through onnxruntime, two ways to the same ids:
 //
-// argmin_k ||q - c_k||^2 = argmin_k (||c_k||^2 - 2 q.c_k): one graph,
-//   Gemm(queries, chunk, transB=1, alpha=-2, C=chunkNorms) -> ArgMin(axis=1) and ReduceMin(axis=1),
-// run once per (query batch, codebook chunk). Both the codebook chunk and the queries are graph
-// INPUTS of a single session, not initializers: measured on 2 cores (K=16384, d=768, Q=729), baking
-// a chunk in as an initializer runs ~10% faster (onnxruntime pre-packs a constant Gemm B) but
-// costs ~0.6 s of session creation and a second full copy per 16K-row chunk, paid again on every
-// k-means iteration, which reloads the codebook. As inputs, the chunk tensors are views of one
-// Float32Array, created once at load, and nothing is copied.
+// - f32 GEMM: argmin_k ||q - c_k||^2 = argmin_k (||c_k||^2 - 2 q.c_k), one graph
+//     Gemm(queries, chunk, transB=1, alpha=-2, C=chunkNorms) -> ArgMin(axis=1) and ReduceMin(axis=1)
+//   run once per (codebook chunk, query batch). Codebook chunk and queries are graph INPUTS of one
+//   session shared by every codebook: no session to build, nothing copied, so a codebook that is
+//   searched once (a k-means step on a small set, an IVF cell) costs nothing to load. An f16
+//   codebook stays f16 in memory: each chunk is decoded into one reused f32 scratch per search.
+// - int8 prefilter (prefilter.ts): the codebook quantized to int8 in pre-packed sessions, an error
+//   bound, exact re-ranking of the few codes the bound cannot rule out. ~2-3x faster per search,
+//   but building it costs about as much as searching ~1,000 queries with the f32 GEMM, so a
+//   codebook that allows it (the backend's loadCodebook) builds it once it has been asked for
+//   PREFILTER_AFTER_ROWS query rows in total, and keeps it for every later search.
 //
-// Memory stays bounded for any K and any number of queries: each run materializes one
-// [QUERY_BATCH x chunkRows] score block (at most 1,024 x 16,384 floats = 64 MB), never a Q x K
-// matrix. The batch is fixed rather than sized to fill 64 MB: for a small codebook the score
-// block then stays small, and ArgMin/ReduceMin reread it while it is still in cache. Measured on
-// 2 cores, N = 200,000, K = 4,096, d = 768: 4,096-row batches 10.4 s, 2,048 10.1 s, 1,024 9.9 s,
-// 512 9.6 s (medians of 3); smaller batches repack the codebook (Gemm's B) more often, so 1,024.
+// Memory stays bounded for any K and any number of queries. f32 GEMM: one [QUERY_BATCH x
+// chunkRows] score block per run (at most 1,024 x 16,384 floats = 64 MB) and, for f16 codebooks,
+// one CHUNK_ROWS x d f32 scratch. The prefilter adds K x d bytes (its int8 codes); see its header.
+// Never a Q x K matrix. The batch is fixed rather than sized to fill 64 MB: for a small codebook
+// the score block then stays small, and ArgMin/ReduceMin reread it while it is still in cache.
+// Measured on 2 cores, N = 200,000, K = 4,096, d = 768: 4,096-row batches 10.4 s, 2,048 10.1 s,
+// 1,024 9.9 s, 512 9.6 s (medians of 3); smaller batches repack the codebook (Gemm's B) more
+// often, so 1,024.
 import * as os from 'node:os';
 import type * as ort from 'onnxruntime-node';
 import { onnxruntime } from '../onnxruntime.js';
 import type { CodebookData, CodebookHandle, Matrix, RunControl } from '../backend.js';
 import { GraphBuilder, float } from './onnx-graph.js';
-import { f16ToF32 } from '../../common/half.js';
+import { Int8Prefilter, type SearchResult } from './prefilter.js';
+import { checkFinite } from '../distances.js';
+import { isHalf, rowsF32, valueCount } from '../tables.js';
+import { halfTable } from '../../common/half.js';
 import { UserError, throwIfCancelled } from '../../common/errors.js';
 
 /** codebook rows per Gemm; a chunk of 16384 x 1152 f32 is 75 MB */
 export const CHUNK_ROWS = 16384;
 /** queries per run, whatever the codebook size (see the header) */
 const QUERY_BATCH = 1024;
+/** query rows searched on a codebook after which its int8 prefilter pays for itself */
+export const PREFILTER_AFTER_ROWS = 1024;
+
+export interface CpuCodebookOptions {
+  /** build the int8 prefilter once this many query rows have been searched in total (this
+   *  search included); default never: plain f32 GEMM search */
+  prefilterAfterRows?: number;
+  /** the prefilter's int8 range (tests): default int8CodeLevels() */
+  prefilterLevels?: 127 | 63;
+}
 
 export class CpuCodebook implements CodebookHandle {
   readonly k: number;
   readonly d: number;
-  /** row-major f32 codes, kept to compute exact distances of the winners */
-  readonly codes: Float32Array;
-  readonly chunks: { start: number; rows: number; codes: ort.Tensor; norms: ort.Tensor }[] = [];
+  /** the codes as loaded, f32 or f16 (never widened to f32 as a whole) */
+  readonly source: CodebookData;
+  /** ||c_k||^2 in f32, per chunk, as the f32 GEMM's bias */
+  readonly chunks: { start: number; rows: number; norms: ort.Tensor }[] = [];
+  private readonly options: CpuCodebookOptions;
+  private searchedRows = 0;
+  private prefilter: Promise<Int8Prefilter> | null = null;
   private disposed = false;
 
-  constructor(data: CodebookData) {
+  constructor(data: CodebookData, options: CpuCodebookOptions = {}) {
     this.k = data.rows;
     this.d = data.cols;
+    this.source = data;
+    this.options = options;
     if (this.k < 1 || this.d < 1) throw new UserError(`the codebook is empty (${this.k} x ${this.d}); expected at least one code of at least one dimension`);
-    this.codes = 'half' in data ? f16ToF32(data.half) : data.data;
-    if (this.codes.length !== this.k * this.d) {
-      throw new Error(`codebook data has ${this.codes.length} values for ${this.k} x ${this.d}`);
-    }
-    const norms = rowSquaredNorms(this.codes, this.k, this.d);
+    if (valueCount(data) !== this.k * this.d) throw new Error(`codebook data has ${valueCount(data)} values for ${this.k} x ${this.d}`);
+    const norms = rowSquaredNorms(data);
     const { Tensor } = onnxruntime();
     for (let start = 0; start < this.k; start += CHUNK_ROWS) {
       const rows = Math.min(CHUNK_ROWS, this.k - start);
-      this.chunks.push({
-        start,
-        rows,
-        codes: new Tensor('float32', this.codes.subarray(start * this.d, (start + rows) * this.d), [rows, this.d]),
-        norms: new Tensor('float32', norms.subarray(start, start + rows), [rows]),
-      });
+      this.chunks.push({ start, rows, norms: new Tensor('float32', norms.subarray(start, start + rows), [rows]) });
     }
   }
 
-  /** code `id` as a view into the codebook */
+  /** code `id` as f32: a view into an f32 codebook, a decoded copy of an f16 one */
   row(id: number): Float32Array {
-    return this.codes.subarray(id * this.d, (id + 1) * this.d);
+    return this.rowsF32(id, 1);
+  }
+
+  /** rows [start, start + rows) as f32: a view for f32 data; f16 data is decoded into `scratch`
+   *  (or a new array) */
+  rowsF32(start: number, rows: number, scratch?: Float32Array): Float32Array {
+    return rowsF32(this.source, start, rows, scratch);
+  }
+
+  /** The int8 prefilter if this codebook allows one and, with `rows` more searched, it pays. */
+  prefilterFor(rows: number): Promise<Int8Prefilter> | null {
+    this.searchedRows += rows;
+    if (this.searchedRows < (this.options.prefilterAfterRows ?? Infinity)) return null;
+    this.prefilter ??= Int8Prefilter.create(this.source, this.options.prefilterLevels);
+    return this.prefilter;
   }
 
   get isDisposed(): boolean {
@@ -69,14 +99,24 @@ export class CpuCodebook implements CodebookHandle {
   dispose(): void {
     this.disposed = true;
     this.chunks.length = 0;
+    void this.prefilter?.then((p) => p.dispose(), () => undefined);
+    this.prefilter = null;
   }
 }
 
-function rowSquaredNorms(m: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
+/** ||c_k||^2 of every code (f64 sums rounded to f32); refuses NaN and infinities. */
+function rowSquaredNorms(data: CodebookData): Float32Array {
+  const d = data.cols;
+  const out = new Float32Array(data.rows);
+  const table = halfTable();
+  for (let r = 0; r < data.rows; r++) {
     let s = 0;
-    for (let j = r * cols, end = j + cols; j < end; j++) s += m[j] * m[j];
+    if (isHalf(data)) {
+      for (let j = r * d, end = j + d; j < end; j++) s += table[data.half[j]] ** 2;
+    } else {
+      for (let j = r * d, end = j + d; j < end; j++) s += data.data[j] * data.data[j];
+    }
+    if (!Number.isFinite(s)) throw new UserError(`code ${r} of the codebook has a non-finite value; expected finite numbers`);
     out[r] = s;
   }
   return out;
@@ -109,22 +149,33 @@ export async function searchNearestIds(session: ort.InferenceSession, cb: CpuCod
 /** The nearest code of every query and its search score ||c||^2 - 2 q.c (the squared distance
  *  less ||q||^2): IVF search (ivf.ts) compares these across the cells a query probes. */
 export async function searchNearest(session: ort.InferenceSession, cb: CpuCodebook, queries: Matrix,
-                                    control?: RunControl): Promise<{ ids: Int32Array; scores: Float32Array }> {
+                                    control?: RunControl): Promise<SearchResult> {
   if (cb.isDisposed) throw new Error('the codebook handle was disposed');
   if (queries.cols !== cb.d) {
     throw new UserError(`the vectors have ${queries.cols} dimensions but the codebook has ${cb.d}; use embeddings from the encoder the codebook was built with`);
   }
-  const n = queries.rows;
+  const prefilter = cb.prefilterFor(queries.rows);
+  if (prefilter) return (await prefilter).search(cb.source, queries, control);
+  checkFinite(queries, 0, queries.rows);
+  return searchF32(session, cb, queries, control);
+}
+
+async function searchF32(session: ort.InferenceSession, cb: CpuCodebook, queries: Matrix, control?: RunControl): Promise<SearchResult> {
+  const n = queries.rows, d = cb.d;
   const ids = new Int32Array(n);
   const scores = new Float32Array(n).fill(Infinity);
-  for (let q0 = 0; q0 < n; q0 += QUERY_BATCH) {
-    const rows = Math.min(QUERY_BATCH, n - q0);
-    const qTensor = new (onnxruntime().Tensor)('float32', queries.data.subarray(q0 * cb.d, (q0 + rows) * cb.d), [rows, cb.d]);
-    // Chunks go in ascending code order and only a strictly lower score replaces the best so far,
-    // so ties resolve to the lowest code index, as ArgMin does within a chunk.
-    for (const chunk of cb.chunks) {
+  const { Tensor } = onnxruntime();
+  const scratch = isHalf(cb.source) ? new Float32Array(Math.min(CHUNK_ROWS, cb.k) * d) : undefined;
+  // Chunks go in ascending code order and only a strictly lower score replaces the best so far,
+  // so ties resolve to the lowest code index, as ArgMin does within a chunk.
+  for (const chunk of cb.chunks) {
+    throwIfCancelled(control?.signal);
+    const codes = new Tensor('float32', cb.rowsF32(chunk.start, chunk.rows, scratch), [chunk.rows, d]);
+    for (let q0 = 0; q0 < n; q0 += QUERY_BATCH) {
       throwIfCancelled(control?.signal);
-      const out = await session.run({ queries: qTensor, codes: chunk.codes, norms: chunk.norms });
+      const rows = Math.min(QUERY_BATCH, n - q0);
+      const batch = new Tensor('float32', queries.data.subarray(q0 * d, (q0 + rows) * d), [rows, d]);
+      const out = await session.run({ queries: batch, codes, norms: chunk.norms });
       const chunkIds = out.ids.data as BigInt64Array;
       const best = out.best.data as Float32Array;
       for (let i = 0; i < rows; i++) {

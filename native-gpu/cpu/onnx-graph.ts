@@ -23,7 +23,8 @@ export type TensorValue =
   | { type: 'float64'; dims: number[]; data: Float64Array }
   | { type: 'int32'; dims: number[]; data: Int32Array }
   | { type: 'int64'; dims: number[]; data: BigInt64Array }
-  | { type: 'uint8'; dims: number[]; data: Uint8Array };
+  | { type: 'uint8'; dims: number[]; data: Uint8Array }
+  | { type: 'int8'; dims: number[]; data: Int8Array };
 
 /** Forces FLOAT / FLOATS attribute types: a JS number alone cannot say whether -2 is an int. */
 export interface FloatAttr { kind: 'float'; value: number }
