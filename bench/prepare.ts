@@ -29,7 +29,8 @@ async function main(): Promise<void> {
     `- date: ${new Date().toISOString()}`,
     `- CPU: ${cpuModel()}, ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM`,
     `- OS: ${os.type()} ${os.release()}; Node ${process.version}`,
-    '- data: uniform random f32 in [-1, 1], seeded; both sides read the same .npy files',
+    '- data: embedding-like vectors (bench/embedding-data.ts: a seeded mixture of 20,000 components on the unit sphere, ' +
+      'Zipf sizes, cos(point, own centre) ~ 0.55), written once as .npy; both sides read the same files',
     '- timing: warm-up runs first (the first onnxruntime runs are 3-5x slower), then the median of several runs',
   ].join('\n'));
 }

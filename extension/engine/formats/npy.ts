@@ -200,8 +200,16 @@ export function encodeNpyParts(a: NpyArray): [Uint8Array, Uint8Array] {
   if (product(a.shape) !== a.data.length) {
     throw new Error(`encodeNpy: shape (${a.shape.join(', ')}) holds ${product(a.shape)} values, data has ${a.data.length}`);
   }
+  return [encodeNpyHeader(a.shape, a.dtype), new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength)];
+}
+
+/** The bytes before the data of an .npy file (magic, version, padded header): for writers that
+ *  stream the data after it. */
+export function encodeNpyHeader(shapeDims: number[], dtype: NpyDtype): Uint8Array {
+  const info = DTYPES[dtype];
+  if (!info) throw new UserError(`cannot write .npy: unsupported dtype '${String(dtype)}'`);
   // Python's tuple repr: a 1-tuple keeps its trailing comma.
-  const shape = a.shape.length === 1 ? `(${a.shape[0]},)` : `(${a.shape.join(', ')})`;
+  const shape = shapeDims.length === 1 ? `(${shapeDims[0]},)` : `(${shapeDims.join(', ')})`;
   const dict = `{'descr': '${info.descr}', 'fortran_order': False, 'shape': ${shape}, }`;
   // Version 1.0 unless the header does not fit its u16 length (NumPy does the same).
   const v1Total = Math.ceil((10 + dict.length + 1) / ALIGN) * ALIGN;
@@ -218,7 +226,7 @@ export function encodeNpyParts(a: NpyArray): [Uint8Array, Uint8Array] {
   if (major === 1) view.setUint16(8, total - prefix, true);
   else view.setUint32(8, total - prefix, true);
   head.set(new TextEncoder().encode(header), prefix);
-  return [head, new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength)];
+  return head;
 }
 
 /** An .npy file's bytes in one array. */
