@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import type * as ort from 'onnxruntime-node';
 import { onnxruntime } from '../onnxruntime.js';
 import type { CoarseData, CodebookData, CodebookHandle, ComputeBackend, IvfControl, IvfHandle, KMeansStepResult, Matrix, NearestResult, RunControl } from '../backend.js';
-import { CpuCodebook, PREFILTER_AFTER_ROWS, createSearchSession, searchNearestIds } from './nearest.js';
+import { CpuCodebook, createSearchSession, searchNearestIds } from './nearest.js';
 import { exactDistances } from '../distances.js';
 import { rowsF32 } from '../tables.js';
 import { CpuIvf, searchIvf } from './ivf.js';
@@ -39,7 +39,7 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
 
     async loadCodebook(codebook: CodebookData): Promise<CodebookHandle> {
       live();
-      return new CpuCodebook(codebook, { prefilterAfterRows: PREFILTER_AFTER_ROWS });
+      return new CpuCodebook(codebook, { prefilter: 'when it pays' });
     },
 
     async nearest(handle: CodebookHandle, queries: Matrix, control?: RunControl): Promise<NearestResult> {

@@ -10,7 +10,9 @@
 //   bound, exact re-ranking of the few codes the bound cannot rule out. ~2-3x faster per search,
 //   but building it costs about as much as searching ~1,000 queries with the f32 GEMM, so a
 //   codebook that allows it (the backend's loadCodebook) builds it once it has been asked for
-//   PREFILTER_AFTER_ROWS query rows in total, and keeps it for every later search.
+//   PREFILTER_AFTER_ROWS query rows in total (more for a small d; never below PREFILTER_MIN_CODES
+//   codes), and keeps it for every later search while it pays: on codes int8 resolves poorly it
+//   gives up (prefilter.ts).
 //
 // Memory stays bounded for any K and any number of queries. f32 GEMM: one [QUERY_BATCH x
 // chunkRows] score block per run (at most 1,024 x 16,384 floats = 64 MB) and, for f16 codebooks,
@@ -35,13 +37,22 @@ import { UserError, throwIfCancelled } from '../../common/errors.js';
 export const CHUNK_ROWS = 16384;
 /** queries per run, whatever the codebook size (see the header) */
 const QUERY_BATCH = 1024;
-/** query rows searched on a codebook after which its int8 prefilter pays for itself */
+/** A codebook's int8 prefilter can pay only with this many codes: each query still evaluates
+ *  ~5 codes exactly in JS, each worth ~200 x d f32 GEMM multiply-adds (measured: at K = 1,024 it
+ *  lost to the f32 GEMM, at 4,096 it ran 1.8x faster) ... */
+export const PREFILTER_MIN_CODES = 4096;
+/** ... and pays for itself once the codebook has searched this many query rows in total
+ *  (building it costs about one 1,024-row f32 search: quantizing and packing K x d values) ... */
 export const PREFILTER_AFTER_ROWS = 1024;
+/** ... and this many f32 GEMM multiply-adds (rows x K x d): building its sessions also costs a
+ *  fixed ~4 ms, which a codebook of small d takes long to earn back */
+const PREFILTER_AFTER_WORK = 2 ** 30;
 
 export interface CpuCodebookOptions {
-  /** build the int8 prefilter once this many query rows have been searched in total (this
-   *  search included); default never: plain f32 GEMM search */
-  prefilterAfterRows?: number;
+  /** 'never' (default): f32 GEMM only; 'when it pays': build the int8 prefilter once the rules
+   *  above say so, and drop it if it stops paying; 'always': from the first search on, paying or
+   *  not (tests) */
+  prefilter?: 'never' | 'when it pays' | 'always';
   /** the prefilter's int8 range (tests): default int8CodeLevels() */
   prefilterLevels?: 127 | 63;
 }
@@ -51,21 +62,27 @@ export class CpuCodebook implements CodebookHandle {
   readonly d: number;
   /** the codes as loaded, f32 or f16 (never widened to f32 as a whole) */
   readonly source: CodebookData;
-  /** ||c_k||^2 in f32, per chunk, as the f32 GEMM's bias */
+  /** ||c_k||^2 (f64 sums of the values as loaded) */
+  readonly norm2: Float64Array;
+  /** the same in f32, per chunk, as the f32 GEMM's bias */
   readonly chunks: { start: number; rows: number; norms: ort.Tensor }[] = [];
-  private readonly options: CpuCodebookOptions;
+  readonly policy: NonNullable<CpuCodebookOptions['prefilter']>;
+  private readonly levels: CpuCodebookOptions['prefilterLevels'];
   private searchedRows = 0;
   private prefilter: Promise<Int8Prefilter> | null = null;
+  private prefilterDropped = false;
   private disposed = false;
 
   constructor(data: CodebookData, options: CpuCodebookOptions = {}) {
     this.k = data.rows;
     this.d = data.cols;
     this.source = data;
-    this.options = options;
+    this.policy = options.prefilter ?? 'never';
+    this.levels = options.prefilterLevels;
     if (this.k < 1 || this.d < 1) throw new UserError(`the codebook is empty (${this.k} x ${this.d}); expected at least one code of at least one dimension`);
     if (valueCount(data) !== this.k * this.d) throw new Error(`codebook data has ${valueCount(data)} values for ${this.k} x ${this.d}`);
-    const norms = rowSquaredNorms(data);
+    this.norm2 = rowSquaredNorms(data);
+    const norms = Float32Array.from(this.norm2);
     const { Tensor } = onnxruntime();
     for (let start = 0; start < this.k; start += CHUNK_ROWS) {
       const rows = Math.min(CHUNK_ROWS, this.k - start);
@@ -87,9 +104,23 @@ export class CpuCodebook implements CodebookHandle {
   /** The int8 prefilter if this codebook allows one and, with `rows` more searched, it pays. */
   prefilterFor(rows: number): Promise<Int8Prefilter> | null {
     this.searchedRows += rows;
-    if (this.searchedRows < (this.options.prefilterAfterRows ?? Infinity)) return null;
-    this.prefilter ??= Int8Prefilter.create(this.source, this.options.prefilterLevels);
+    const pays = this.k >= PREFILTER_MIN_CODES && this.searchedRows >= PREFILTER_AFTER_ROWS &&
+      this.searchedRows * this.k * this.d >= PREFILTER_AFTER_WORK;
+    if (this.prefilterDropped || this.policy === 'never' || (this.policy === 'when it pays' && !pays)) return null;
+    this.prefilter ??= Int8Prefilter.create(this.source, this.norm2, this.levels);
     return this.prefilter;
+  }
+
+  /** whether searches go through the int8 prefilter now */
+  get prefiltered(): boolean {
+    return this.prefilter !== null;
+  }
+
+  /** Back to the f32 GEMM for good: the prefilter did not pay on these codes (see prefilter.ts). */
+  dropPrefilter(): void {
+    this.prefilterDropped = true;
+    void this.prefilter?.then((p) => p.dispose(), () => undefined);
+    this.prefilter = null;
   }
 
   get isDisposed(): boolean {
@@ -99,15 +130,14 @@ export class CpuCodebook implements CodebookHandle {
   dispose(): void {
     this.disposed = true;
     this.chunks.length = 0;
-    void this.prefilter?.then((p) => p.dispose(), () => undefined);
-    this.prefilter = null;
+    this.dropPrefilter();
   }
 }
 
-/** ||c_k||^2 of every code (f64 sums rounded to f32); refuses NaN and infinities. */
-function rowSquaredNorms(data: CodebookData): Float32Array {
+/** ||c_k||^2 of every code; refuses NaN and infinities. */
+function rowSquaredNorms(data: CodebookData): Float64Array {
   const d = data.cols;
-  const out = new Float32Array(data.rows);
+  const out = new Float64Array(data.rows);
   const table = halfTable();
   for (let r = 0; r < data.rows; r++) {
     let s = 0;
@@ -155,9 +185,24 @@ export async function searchNearest(session: ort.InferenceSession, cb: CpuCodebo
     throw new UserError(`the vectors have ${queries.cols} dimensions but the codebook has ${cb.d}; use embeddings from the encoder the codebook was built with`);
   }
   const prefilter = cb.prefilterFor(queries.rows);
-  if (prefilter) return (await prefilter).search(cb.source, queries, control);
-  checkFinite(queries, 0, queries.rows);
-  return searchF32(session, cb, queries, control);
+  if (!prefilter) {
+    checkFinite(queries, 0, queries.rows);
+    return searchF32(session, cb, queries, control);
+  }
+  const p = await prefilter;
+  const result = await p.search(cb.source, queries, control, cb.policy !== 'always');
+  // Once it stops paying, the rest of these queries and every later search of this codebook go
+  // to the f32 GEMM.
+  if (!p.paysOff) cb.dropPrefilter();
+  if (result.searched < queries.rows) {
+    const d = queries.cols, from = result.searched;
+    const rest: Matrix = { rows: queries.rows - from, cols: d, data: queries.data.subarray(from * d) };
+    checkFinite(rest, 0, rest.rows);
+    const tail = await searchF32(session, cb, rest, control);
+    result.ids.set(tail.ids, from);
+    result.scores.set(tail.scores, from);
+  }
+  return { ids: result.ids, scores: result.scores };
 }
 
 async function searchF32(session: ort.InferenceSession, cb: CpuCodebook, queries: Matrix, control?: RunControl): Promise<SearchResult> {

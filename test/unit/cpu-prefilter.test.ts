@@ -7,8 +7,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
-import { CpuCodebook, PREFILTER_AFTER_ROWS, createSearchSession, searchNearest } from '../../native-gpu/cpu/nearest.js';
-import { PREFILTER_CHUNK_ROWS } from '../../native-gpu/cpu/prefilter.js';
+import { CpuCodebook, PREFILTER_AFTER_ROWS, PREFILTER_MIN_CODES, createSearchSession, searchNearest } from '../../native-gpu/cpu/nearest.js';
+import { PREFILTER_CHUNK_ROWS, PREFILTER_SESSION_ROWS } from '../../native-gpu/cpu/prefilter.js';
 import { f16ToF32, f32ToF16 } from '../../common/half.js';
 import { CancelledError, UserError } from '../../common/errors.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
@@ -28,9 +28,9 @@ function mixture(d: number, start: number, rows: number): Matrix {
   return { rows, cols: d, data: new EmbeddingMixture({ d, components: 500 }).rows(start, rows) };
 }
 
-/** Searches with the int8 prefilter from the first query on. */
+/** Searches with the int8 prefilter from the first query on, whether it pays or not. */
 async function prefiltered(codes: Matrix | { rows: number; cols: number; half: Uint16Array }, queries: Matrix, levels?: 127 | 63) {
-  const cb = new CpuCodebook(codes, { prefilterAfterRows: 0, prefilterLevels: levels });
+  const cb = new CpuCodebook(codes, { prefilter: 'always', prefilterLevels: levels });
   try {
     return await searchNearest(await sessionPromise, cb, queries);
   } finally {
@@ -38,13 +38,16 @@ async function prefiltered(codes: Matrix | { rows: number; cols: number; half: U
   }
 }
 
-function assertExact(codes: Matrix, queries: Matrix, ids: Int32Array, what: string): void {
+/** ids against brute force (f64, ties to the lowest index) for every `stride`-th query; `f32`:
+ *  the f32 GEMM's ids, which may differ where two codes tie to f32 precision */
+function assertExact(codes: Matrix, queries: Matrix, ids: Int32Array, what: string, stride = 1, f32 = false): void {
   assert.equal(ids.length, queries.rows);
-  for (let i = 0; i < queries.rows; i++) {
+  for (let i = 0; i < queries.rows; i += stride) {
     const expected = bruteNearest(queries, i, codes);
     if (ids[i] !== expected) {
       const got = squaredDistance(queries.data, i, codes.data, ids[i], codes.cols);
       const want = squaredDistance(queries.data, i, codes.data, expected, codes.cols);
+      if (f32 && got - want <= 1e-5 * (1 + want)) continue;
       assert.fail(`${what}: query ${i} got code ${ids[i]} at ${got}, the nearest is ${expected} at ${want}`);
     }
   }
@@ -68,14 +71,26 @@ test('int8 prefilter: exact ids on embedding-like data across a chunk boundary, 
   }
 });
 
-test('int8 prefilter: exact ids on DCT features of real photos', async () => {
+test('int8 prefilter: exact ids on DCT features of real photos, and the backend drops it there: it does not pay', async () => {
   const backend = await createCpuBackend();
   try {
-    const codes = stackRows(await Promise.all(['chelsea.png', 'brick.png', 'rocket.jpg'].map((f) => dctFeatures(backend, f, 224, 8))));
-    const queries = await dctFeatures(backend, 'coffee.jpg', 160, 8);
-    assert.equal(codes.rows, 3 * 784);
-    const { ids } = await prefiltered(codes, queries);
-    assertExact(codes, queries, ids, 'DCT features');
+    const photos = ['chelsea.png', 'brick.png', 'rocket.jpg', 'astronaut.jpg', 'grass.png', 'flower.jpg'];
+    const codes = stackRows(await Promise.all(photos.map((f) => dctFeatures(backend, f, 224, 8))));
+    assert.equal(codes.rows, 6 * 784);
+    const few = await dctFeatures(backend, 'coffee.jpg', 160, 8);
+    assertExact(codes, few, (await prefiltered(codes, few)).ids, 'DCT features');
+    // One large coefficient per channel and many small ones: int8 resolves them poorly, the bound
+    // is wide and nearly every code gets evaluated. 3,136 queries x 4,704 codes is enough work
+    // for the backend to try the prefilter at once; it gives up within the first batch.
+    const queries = await dctFeatures(backend, 'coffee.jpg', 448, 8);
+    const handle = await backend.loadCodebook(codes);
+    assert.ok(handle instanceof CpuCodebook);
+    assertExact(codes, queries, (await backend.nearest(handle, queries)).ids, 'DCT features, backend', 7, true);
+    assert.equal(handle.prefiltered, false);
+    // on embedding-like data of the same size it pays and stays
+    const embeddings = await backend.loadCodebook(mixture(192, 0, codes.rows));
+    await backend.nearest(embeddings, mixture(192, 1_000_000, queries.rows));
+    assert.equal((embeddings as CpuCodebook).prefiltered, true);
   } finally {
     await backend.dispose();
   }
@@ -99,12 +114,12 @@ test('int8 prefilter: codes the int8 GEMM cannot tell apart widen every list to 
   assertExact(codes, queries, (await prefiltered(codes, queries)).ids, 'indistinguishable codes');
 });
 
-test('int8 prefilter: exact ties go to the lowest index, also across chunks', async () => {
+test('int8 prefilter: exact ties go to the lowest index, also across chunks and sessions', async () => {
   const d = 16;
-  const codes = mixture(d, 0, PREFILTER_CHUNK_ROWS + 10);
-  const copy = PREFILTER_CHUNK_ROWS + 5;
+  const codes = mixture(d, 0, PREFILTER_SESSION_ROWS + 10);
+  const copy = PREFILTER_SESSION_ROWS + 5;
   codes.data.copyWithin(3 * d, copy * d, (copy + 1) * d); // code 3 == code copy
-  codes.data.copyWithin(7 * d, copy * d, (copy + 1) * d); // and code 7
+  codes.data.copyWithin((PREFILTER_CHUNK_ROWS + 7) * d, copy * d, (copy + 1) * d); // and a code of the next chunk
   const queries: Matrix = { rows: 2, cols: d, data: new Float32Array(2 * d) };
   queries.data.set(codes.data.subarray(copy * d, (copy + 1) * d)); // the code itself
   queries.data.set(codes.data.subarray(copy * d, (copy + 1) * d).map((v) => v * 1.01), d); // near it
@@ -122,7 +137,7 @@ test('f16 codebook: same ids as the f32 one except near-ties within the f16 roun
   const decoded: Matrix = { rows: codes.rows, cols: d, data: f16ToF32(half) };
   const f32 = await prefiltered(codes, queries);
   for (const path of ['int8 prefilter', 'f32 GEMM'] as const) {
-    const cb = new CpuCodebook({ rows: codes.rows, cols: d, half }, { prefilterAfterRows: path === 'f32 GEMM' ? Infinity : 0 });
+    const cb = new CpuCodebook({ rows: codes.rows, cols: d, half }, { prefilter: path === 'f32 GEMM' ? 'never' : 'always' });
     const { ids } = await searchNearest(await sessionPromise, cb, queries);
     cb.dispose();
     if (path === 'int8 prefilter') assertExact(decoded, queries, ids, 'f16 codebook, int8 prefilter');
@@ -146,7 +161,7 @@ test('f16 codebook: same ids as the f32 one except near-ties within the f16 roun
 
 test('int8 prefilter: cancel mid-search throws CancelledError and the codebook stays usable', async () => {
   const codes = mixture(32, 0, 2 * PREFILTER_CHUNK_ROWS), queries = mixture(32, 1_000_000, 4000);
-  const cb = new CpuCodebook(codes, { prefilterAfterRows: 0 });
+  const cb = new CpuCodebook(codes, { prefilter: 'always' });
   const session = await sessionPromise;
   const controller = new AbortController();
   const search = searchNearest(session, cb, queries, { signal: controller.signal });
@@ -160,8 +175,8 @@ test('int8 prefilter: cancel mid-search throws CancelledError and the codebook s
 test('non-finite values are a UserError naming where they are, on both search paths', async () => {
   const codes = randomMatrix(50, 6, 1), queries = randomMatrix(20, 6, 2);
   queries.data[13 * 6 + 4] = NaN;
-  for (const prefilterAfterRows of [0, Infinity]) {
-    const cb = new CpuCodebook(codes, { prefilterAfterRows });
+  for (const prefilter of ['always', 'never'] as const) {
+    const cb = new CpuCodebook(codes, { prefilter });
     await assert.rejects(searchNearest(await sessionPromise, cb, queries), (e: unknown) =>
       e instanceof UserError && /non-finite value \(NaN\) at row 13, column 4/.test(e.message));
     cb.dispose();
@@ -170,19 +185,28 @@ test('non-finite values are a UserError naming where they are, on both search pa
   assert.throws(() => new CpuCodebook(codes), (e: unknown) => e instanceof UserError && /code 17 of the codebook has a non-finite value/.test(e.message));
 });
 
-test('the backend switches a codebook to the int8 prefilter once it has searched enough rows; ids stay exact', async () => {
+test('the backend switches a codebook to the int8 prefilter once it pays; ids stay exact', async () => {
   const backend = await createCpuBackend();
   try {
-    const codes = mixture(24, 0, 5000);
+    // 1,024 query rows and 2^30 multiply-adds of f32 GEMM searched: 8,192 codes of d = 128
+    const codes = mixture(128, 0, 8192);
     const handle = await backend.loadCodebook(codes);
-    const first = mixture(24, 1_000_000, PREFILTER_AFTER_ROWS - 1); // f32 GEMM
-    const second = mixture(24, 2_000_000, 600); // crosses the threshold: int8 prefilter
-    assertExact(codes, first, (await backend.nearest(handle, first)).ids, 'below the threshold');
+    assert.ok(handle instanceof CpuCodebook);
+    const first = mixture(128, 1_000_000, PREFILTER_AFTER_ROWS - 1);
+    assertExact(codes, first, (await backend.nearest(handle, first)).ids, 'below the threshold', 16, true);
+    assert.equal(handle.prefiltered, false);
+    const second = mixture(128, 2_000_000, 100);
     assertExact(codes, second, (await backend.nearest(handle, second)).ids, 'after the threshold');
+    assert.equal(handle.prefiltered, true);
     // a k-means step over as many points takes the prefilter at once
-    const points = mixture(24, 3_000_000, PREFILTER_AFTER_ROWS);
+    const points = mixture(128, 3_000_000, PREFILTER_AFTER_ROWS);
     const step = await backend.kmeansStep(await backend.loadCodebook(codes), points);
-    assertExact(codes, points, step.ids, 'k-means step');
+    assertExact(codes, points, step.ids, 'k-means step', 16);
+    // a small codebook never does: its queries would cost more in exact re-ranking than they save
+    // (three searches of 1,024 rows: enough rows and work for a codebook one code larger)
+    const small = await backend.loadCodebook(mixture(128, 0, PREFILTER_MIN_CODES - 1));
+    for (let i = 0; i < 3; i++) await backend.nearest(small, points);
+    assert.equal((small as CpuCodebook).prefiltered, false);
   } finally {
     await backend.dispose();
   }
