@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Matrix } from '../native-gpu/backend.js';
 import { createCpuBackend } from '../native-gpu/cpu/index.js';
 import { CHUNK_ROWS, CpuCodebook, PREFILTER_AFTER_ROWS, createSearchSession, searchNearest } from '../native-gpu/cpu/nearest.js';
-import { PREFILTER_CHUNK_ROWS } from '../native-gpu/cpu/prefilter.js';
+import { PREFILTER_CHUNK_ROWS, PREFILTER_SESSION_ROWS } from '../native-gpu/cpu/prefilter.js';
 import { updateCentroids } from '../extension/engine/kmeans.js';
 import {
   agreement, benchCases, benchDir, caseName, comparisonTable, dataFile, faissIds, flops, quickMode,
@@ -96,11 +96,11 @@ async function main(): Promise<void> {
     comparisonTable(rows),
     '',
     `- ours: ${device}. Exact search as the backend runs it: the int8 prefilter (native-gpu/cpu/prefilter.ts: ` +
-      `MatMulIntegerToFloat against int8 codes pre-packed in one session per ${PREFILTER_CHUNK_ROWS.toLocaleString('en')} codes, ` +
-      'TopK, an error bound, exact f64 re-ranking of the codes the bound cannot rule out) once a codebook has searched ' +
-      `${PREFILTER_AFTER_ROWS.toLocaleString('en')} query rows. "f32 GEMM only": Gemm(transB, alpha=-2, C=norms) -> ArgMin/ReduceMin ` +
-      `per ${CHUNK_ROWS.toLocaleString('en')}-row chunk, codebook and queries fed as graph inputs. k-means: the same search, ` +
-      'then the per-code sums',
+      `MatMulIntegerToFloat against int8 codes pre-packed in sessions of ${PREFILTER_SESSION_ROWS.toLocaleString('en')} codes, ` +
+      `the smallest group minima per ${PREFILTER_CHUNK_ROWS.toLocaleString('en')}-code chunk, an error bound, exact f64 re-ranking ` +
+      `of the codes the bound cannot rule out) once a codebook has searched ${PREFILTER_AFTER_ROWS.toLocaleString('en')} query rows. ` +
+      `"f32 GEMM only": Gemm(transB, alpha=-2, C=norms) -> ArgMin/ReduceMin per ${CHUNK_ROWS.toLocaleString('en')}-row chunk, ` +
+      'codebook and queries fed as graph inputs. k-means: the same search, then the per-code sums',
     `- warm-up searches per codebook (the first runs the f32 GEMM, the one that crosses ${PREFILTER_AFTER_ROWS.toLocaleString('en')} rows ` +
       `also builds the prefilter; FAISS's index.add is not timed either): ${warmups.join('; ')}`,
     `- FAISS ${faiss.versions.faiss} (Debian python3-faiss), numpy ${faiss.versions.numpy}, ${faiss.threads} OpenMP threads, ` +

@@ -35,15 +35,25 @@ def blas_in_use():
     return ", ".join(sorted(os.path.basename(l) + " (" + os.path.dirname(l) + ")" for l in libs)) or "unknown"
 
 
-def read_rows(path, rows):
-    """The first `rows` rows of an .npy file, read with plain reads: only those rows ever enter
-    memory (np.load would read all of it, a memory map would count the file in the RSS)."""
+def read_rows(path, rows, start=0):
+    """Rows [start, start + rows) of an .npy file, read with plain reads: only those rows ever
+    enter memory (np.load would read all of it, a memory map would count the file in the RSS)."""
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(f)
-        n = min(rows, shape[0])
+        n = max(0, min(rows, shape[0] - start))
+        f.seek(start * shape[1] * dtype.itemsize, os.SEEK_CUR)
         return np.fromfile(f, dtype=dtype, count=n * shape[1]).reshape(n, shape[1])
+
+
+def flat_index(path, rows, d):
+    """IndexFlatL2 over the first `rows` vectors, added block by block: the process holds the
+    index's own copy and one block, as ours holds its codebook."""
+    index = faiss.IndexFlatL2(d)
+    for start in range(0, rows, 65536):
+        index.add(read_rows(path, min(65536, rows - start), start))
+    return index
 
 
 def run_case(bench_dir, case):
@@ -51,8 +61,7 @@ def run_case(bench_dir, case):
     vectors = os.path.join(bench_dir, "vectors-%d.npy" % d)
     if case["kind"] == "search":
         queries = read_rows(os.path.join(bench_dir, "queries-%d.npy" % d), case["queries"])
-        index = faiss.IndexFlatL2(d)
-        index.add(read_rows(vectors, case["k"]))  # the index holds its own copy; the read one is dropped
+        index = flat_index(vectors, case["k"], d)
         result = time_runs(lambda: index.search(queries, 1), case["warmup"], case["runs"])
         ids = index.search(queries, 1)[1][:, 0]
     else:
