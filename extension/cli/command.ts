@@ -2,7 +2,7 @@
 // and small helpers for reading options and reporting.
 import type { CommandSpec, OptionSpec, ParsedArgs } from './args';
 import type { ProgressReporter } from './progress';
-import { checkNprobe, DEFAULTS, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, UserError, type Codebook, type ComputeBackend, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index';
+import { checkNprobe, DEFAULTS, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index';
 
 export const DEVICE: OptionSpec = {
   kind: 'string',
@@ -79,8 +79,7 @@ export function reportSkipped(progress: ProgressReporter, skipped: SkippedImage[
   for (const s of skipped) progress.note(`unicode2: skipped ${s.path}: ${s.reason}`);
 }
 
-export const imageProgress = (ctx: Context, phase: string) => (done: number, total: number) =>
-  ctx.progress.report({ phase, done, total });
+export const imageProgress = (ctx: Context, phase: string) => stepsOf(phase, (e) => ctx.progress.report(e));
 
 /** Grid `index` (default 0) of a tokens file (--tokens with --index); with `cb`, checked to be
  *  tokens of that codebook (fingerprint when recorded, grid, id range). */

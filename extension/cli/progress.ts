@@ -1,16 +1,7 @@
 // Progress on stderr, never stdout (stdout carries the one result document). On a terminal it
 // is a single line rewritten in place; piped to a file or CI log it is plain lines, one when a
 // phase starts or ends and at most one a second in between, so logs stay readable.
-import { describeProgress } from '../engine/index';
-
-export interface ProgressEvent {
-  phase: string;
-  done: number;
-  total: number;
-  /** estimated seconds left in the phase */
-  etaSeconds?: number;
-  message?: string;
-}
+import { describeProgress, type ProgressEvent } from '../engine/index';
 
 const PIPED_INTERVAL_MS = 1000;
 const TTY_INTERVAL_MS = 100;

@@ -32,23 +32,8 @@ export function registerCommands(studio: Studio): { disposables: vscode.Disposab
       const id = { build: 'buildCodebook', tokenize: 'tokenizeImage', decode: 'decodeTokens', refine: 'refineCodebook', demo: 'runDemo', generate: 'openGeneration' }[kind];
       await vscode.commands.executeCommand(`unicode2.${id}`);
     },
-    rerun: async (cell) => {
-      const { folder, image, tokens } = cell.inputs;
-      switch (cell.kind) {
-        case 'build':
-          return ops.build(folder);
-        case 'tokenize':
-          return image ? ops.tokenizeImage(image) : ops.tokenizeFolder(folder);
-        case 'decode':
-          return ops.decode(tokens);
-        case 'refine':
-          return ops.refine(folder);
-        case 'demo':
-          return ops.demo();
-        case 'generate':
-          return GenerationPanel.rerun(studio, cell);
-      }
-    },
+    // a generation re-runs in its panel (its settings are the panel's); every other kind in Operations
+    rerun: (cell) => (cell.kind === 'generate' ? GenerationPanel.rerun(studio, cell) : ops.rerun(cell)),
     open: async (cell) => {
       const codebook = cell.inputs.codebook ?? cell.files?.find((f) => f.endsWith('.safetensors'));
       const tokensFile = cell.files?.find((f) => f.endsWith('.tokens.json'));

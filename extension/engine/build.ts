@@ -32,6 +32,7 @@ import { readEmbeddings } from './formats/npy';
 import { listImages } from './image';
 import { DEFAULTS, type BuildMethod } from './defaults';
 import { withOutputLock } from './output-lock';
+import { stepsOf, type ProgressEvent } from './progress';
 import { kmeans } from './kmeans';
 import { derivedSeed, sampleIndices, sampleRows, seededRandom } from './sampling';
 import { codeStats } from './stats';
@@ -101,13 +102,8 @@ export interface BuildSummary {
   skipped: SkippedImage[];
 }
 
-export interface BuildProgress {
+export interface BuildProgress extends ProgressEvent {
   phase: 'embed' | 'kmeans' | TwoLevelProgress['phase'] | 'evaluate' | 'write';
-  done: number;
-  total: number;
-  /** estimated seconds left in this phase */
-  etaSeconds?: number;
-  message?: string;
 }
 
 export interface BuildControl {
@@ -360,7 +356,7 @@ async function embeddingsFromImages(req: BuildRequest, backend: ComputeBackend, 
   if (images.length === 0) throw new UserError(`no images found in ${source}`);
   const encoder = await openEncoder(req.encoder, backend);
   try {
-    const onProgress = (done: number, total: number) => control.onProgress?.({ phase: 'embed', done, total });
+    const onProgress = stepsOf('embed', control.onProgress);
     const bytes = images.length * encoder.grid[0] * encoder.grid[1] * encoder.d * 4;
     const corpus =
       bytes <= (req.inMemoryCorpusBytes ?? IN_MEMORY_CORPUS_BYTES)

@@ -10,6 +10,7 @@ import { readCodebook } from './codebook';
 import { openEncoder } from './encoders/index';
 import { throwIfCancelled, UserError } from '../../common/errors';
 import { writeFileAtomic } from './atomic-write';
+import { stepsOf, type ProgressEvent } from './progress';
 import { listImages } from './image';
 import { meanPsnr, psnr } from './quality';
 import { renderReport, type ReportGenerated, type ReportSample } from './report';
@@ -18,11 +19,8 @@ import { DEFAULTS } from './defaults';
 import { codeStats, type CodeStats } from './stats';
 import { tokenizeImages, writeTokenJson } from './tokenize';
 
-export interface DemoProgress {
+export interface DemoProgress extends ProgressEvent {
   phase: BuildProgress['phase'] | 'tokenize' | 'decode' | 'generate' | 'report';
-  done: number;
-  total: number;
-  message?: string;
 }
 
 export interface DemoControl {
@@ -103,7 +101,7 @@ export async function runDemo(
 
     const { results } = await tokenizeImages(cb, encoder, images, backend, {
       signal: control.signal,
-      onProgress: (done, total) => control.onProgress?.({ phase: 'tokenize', done, total }),
+      onProgress: stepsOf('tokenize', control.onProgress),
     });
     const tokensPath = path.join(outDir, 'tokens.json');
     await writeTokenJson(tokensPath, results);

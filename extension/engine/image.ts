@@ -55,24 +55,24 @@ function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
 }
 
-export async function loadImage(file: string, size?: ResizeTo | FitWithin): Promise<RgbImage> {
-  const [boxW, boxH] = size ? ('within' in size ? [size.within, size.within] : [size.width, size.height]) : [1, 1];
-  if (!(Number.isInteger(boxW) && Number.isInteger(boxH) && boxW > 0 && boxH > 0)) {
-    throw new Error(`loadImage: bad target size ${boxW}x${boxH}`);
-  }
+/** The decoding pipeline of an image file, as every reader starts it: EXIF orientation applied,
+ *  alpha flattened onto white, sRGB. `sequential` lets libvips stream the decode (it reads each
+ *  row once), for pipelines that only shrink. */
+async function openImage(file: string, sequential = false): Promise<Sharp.Sharp> {
   // libvips opens the path itself: a FIFO would block it forever, a folder fails obscurely.
   await requireRegularFile(file, 'an image file');
   // The pixel limit is checked from the header, before decoding: a small file can announce a
   // decompression bomb.
-  let pipeline = sharp()(file, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' })
+  return sharp()(file, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error', sequentialRead: sequential })
     .rotate() // apply the EXIF orientation, then drop the tag
     .flatten({ background: '#ffffff' })
     .toColourspace('srgb');
-  if (size && 'within' in size) pipeline = pipeline.resize(boxW, boxH, { fit: 'inside', withoutEnlargement: true, kernel: 'lanczos3' });
-  else if (size) pipeline = pipeline.resize(boxW, boxH, { fit: 'fill', kernel: KERNELS[size.resample ?? 'bicubic'] });
-  let raw: { data: Buffer; info: Sharp.OutputInfo };
+}
+
+/** Runs the decode of `file`; libvips' failures become one UserError line. */
+async function decoded<T>(file: string, run: () => Promise<T>): Promise<T> {
   try {
-    raw = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    return await run();
   } catch (err) {
     const reason = firstLine(err);
     if (/pixel limit/i.test(reason)) {
@@ -80,6 +80,17 @@ export async function loadImage(file: string, size?: ResizeTo | FitWithin): Prom
     }
     throw new UserError(`${file}: cannot read image (${reason})`);
   }
+}
+
+export async function loadImage(file: string, size?: ResizeTo | FitWithin): Promise<RgbImage> {
+  const [boxW, boxH] = size ? ('within' in size ? [size.within, size.within] : [size.width, size.height]) : [1, 1];
+  if (!(Number.isInteger(boxW) && Number.isInteger(boxH) && boxW > 0 && boxH > 0)) {
+    throw new Error(`loadImage: bad target size ${boxW}x${boxH}`);
+  }
+  let pipeline = await openImage(file);
+  if (size && 'within' in size) pipeline = pipeline.resize(boxW, boxH, { fit: 'inside', withoutEnlargement: true, kernel: 'lanczos3' });
+  else if (size) pipeline = pipeline.resize(boxW, boxH, { fit: 'fill', kernel: KERNELS[size.resample ?? 'bicubic'] });
+  const raw = await decoded(file, () => pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true }));
   const { width, height, channels } = raw.info;
   if (channels !== 3) throw new Error(`loadImage: expected 3 channels after conversion, got ${channels}`);
   // Interleaved bytes (HWC) -> planar floats (CHW).
@@ -94,10 +105,10 @@ export async function loadImage(file: string, size?: ResizeTo | FitWithin): Prom
   return { data, width, height };
 }
 
-/** PNG bytes of an image; values are clamped to [0, 1] and rounded to 8 bits. */
-export async function encodePng(img: RgbImage): Promise<Uint8Array> {
+/** An engine image as sharp's raw 8-bit interleaved input; values are clamped to [0, 1]. */
+function rawInput(img: RgbImage): Sharp.Sharp {
   const plane = img.width * img.height;
-  if (img.data.length !== 3 * plane) throw new Error(`encodePng: ${img.data.length} values for a 3x${img.height}x${img.width} image`);
+  if (img.data.length !== 3 * plane) throw new Error(`image: ${img.data.length} values for a 3x${img.height}x${img.width} image`);
   const bytes = Buffer.alloc(3 * plane);
   for (let i = 0; i < plane; i++) {
     for (let c = 0; c < 3; c++) {
@@ -106,8 +117,39 @@ export async function encodePng(img: RgbImage): Promise<Uint8Array> {
       bytes[3 * i + c] = v > 0 ? Math.round(Math.min(v, 1) * 255) : 0;
     }
   }
-  const png = await sharp()(bytes, { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
-  return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
+  return sharp()(bytes, { raw: { width: img.width, height: img.height, channels: 3 } });
+}
+
+function bytesOf(buffer: Buffer): Uint8Array {
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+/** PNG bytes of an image; values are clamped to [0, 1] and rounded to 8 bits. */
+export async function encodePng(img: RgbImage): Promise<Uint8Array> {
+  return bytesOf(await rawInput(img).png().toBuffer());
+}
+
+/** Longest side of a thumbnail (the Lab's cells), in pixels. */
+export const THUMBNAIL_SIDE = 64;
+
+export interface Thumbnail {
+  png: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/**
+ * A small PNG of an image file or an engine image: longest side `side` (never enlarged), the
+ * aspect ratio kept, and never zero-sized (a 10,000 x 1 strip gives 64 x 1). A file is shrunk while
+ * it is decoded — JPEG and WebP decode straight at a fraction of their size, other formats stream
+ * row by row — so a large photo never sits in memory whole; a file past the pixel limit is refused
+ * from its header (UserError), like every other read.
+ */
+export async function thumbnailPng(source: string | RgbImage, side = THUMBNAIL_SIDE): Promise<Thumbnail> {
+  const pipeline = typeof source === 'string' ? await openImage(source, true) : rawInput(source);
+  const shrink = () => pipeline.resize(side, side, { fit: 'inside', withoutEnlargement: true }).removeAlpha().png().toBuffer({ resolveWithObject: true });
+  const { data, info } = typeof source === 'string' ? await decoded(source, shrink) : await shrink();
+  return { png: bytesOf(data), width: info.width, height: info.height };
 }
 
 export async function writePng(file: string, img: RgbImage): Promise<void> {

@@ -8,7 +8,7 @@ export { readNpy, writeNpy, encodeNpy, readEmbeddings, type NpyArray } from './f
 export { readCodebook, writeCodebook, inMemory, type Codebook, type CodebookMeta, type LazyTable } from './codebook';
 export { nearestCodewords, coarseCells, type CoarseCell } from './inspect';
 export { openSearch, measureRecall, foundNearest, shareFound, checkNprobe, type SearchOptions, type SearchInfo, type SearchChoice, type CodebookSearch } from './search';
-export { loadImage, encodePng, writePng, listImages, type RgbImage } from './image';
+export { loadImage, encodePng, writePng, listImages, thumbnailPng, IMAGE_EXTENSIONS, THUMBNAIL_SIDE, type RgbImage, type Thumbnail } from './image';
 export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor } from './encoders/index';
 export { extractCorpus } from './corpus';
 export { decodeTokens, refineAtlas } from './atlas';
@@ -26,6 +26,7 @@ export {
   type TokenDatasetIndex,
 } from './tokenize';
 export { DEFAULTS, type BuildMethod } from './defaults';
+export { stepsOf, type ProgressEvent, type ProgressListener } from './progress';
 export {
   buildCodebook, defaultMemoryMB, FLAT_MAX_WORK, MSE_SAMPLE, NPROBE, REFINE_PASSES,
   type BuildRequest, type BuildSummary, type BuildProgress, type CodebookDtype,

@@ -19,7 +19,7 @@ import type { HostEndpoint } from '../../common/protocol/shared.js';
 import type { Studio } from '../state/studio.js';
 import { readSettings, workspaceDataDir } from '../state/config.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
-import { pngDataUri, thumbnail, upscale } from './images.js';
+import { pngDataUri, thumbnailUri, upscale } from './images.js';
 
 export const GENERATION_VIEW_TYPE = 'unicode2.generation';
 const EDITED = 'edited';
@@ -319,7 +319,7 @@ export class GenerationPanel {
             const total = diffusion ? s.steps : 1;
             let sent: Promise<void> = Promise.resolve();
             const report = (done: number, message?: string, preview?: string) => {
-              ctx.progress(done, total, message);
+              ctx.progress({ phase: 'generate', done, total, message });
               this.endpoint.notify('progress', { done, total, message, preview });
             };
             report(0, diffusion ? `Denoising with ${path.basename(s.decoder)}…` : 'Decoding through the atlas…');
@@ -345,7 +345,7 @@ export class GenerationPanel {
             produced = result;
             return {
               metrics: { seconds: Number(result.seconds.toFixed(2)), device: decoded.device },
-              thumbnails: [await pngDataUri(thumbnail(image))],
+              thumbnails: [(await thumbnailUri(image)).uri],
               tokenPreview: { grid: made.grid, ids: Array.from(made.ids) },
             };
           } catch (err) {

@@ -1,14 +1,23 @@
 // Pixels for the webviews: engine images (planar float RGB) as PNG data: URIs, photos at their
-// own aspect ratio, atlas reconstructions with their PSNR, and patch crops. No 'vscode' here, so
+// own aspect ratio, thumbnails, atlas reconstructions with their PSNR, and patch crops. No 'vscode' here, so
 // the webview tests serve their panels exactly what the extension does.
-import { decodeTokens, encodePng, loadImage, psnr, type Codebook, type ComputeBackend, type Encoder, type RgbImage } from '../engine/index.js';
+import { decodeTokens, encodePng, loadImage, psnr, thumbnailPng, type Codebook, type ComputeBackend, type Encoder, type RgbImage } from '../engine/index.js';
 import type { Reconstruction } from '../../common/protocol/tokengrid.js';
 
 /** Longest side of a photo sent to a panel: sharp on a 2x screen at a panel's width. */
 export const PHOTO_PREVIEW_SIDE = 1024;
 
+const dataUri = (png: Uint8Array): string => `data:image/png;base64,${Buffer.from(png).toString('base64')}`;
+
 export async function pngDataUri(img: RgbImage): Promise<string> {
-  return `data:image/png;base64,${Buffer.from(await encodePng(img)).toString('base64')}`;
+  return dataUri(await encodePng(img));
+}
+
+/** A thumbnail (engine/image.ts thumbnailPng: shrunk while decoded, never zero-sized) as a URI,
+ *  with its size. */
+export async function thumbnailUri(source: string | RgbImage): Promise<{ uri: string; width: number; height: number }> {
+  const { png, width, height } = await thumbnailPng(source);
+  return { uri: dataUri(png), width, height };
 }
 
 /** A photo as a panel shows it: its own aspect ratio (EXIF applied), scaled down to fit. */
@@ -83,22 +92,4 @@ export function resample(img: RgbImage, width: number, height: number): RgbImage
     }
   }
   return { data: out, width, height };
-}
-
-/** A small thumbnail (longest side `max`) for the Lab, by box-averaging. */
-export function thumbnail(img: RgbImage, max = 64): RgbImage {
-  const f = Math.max(1, Math.ceil(Math.max(img.width, img.height) / max));
-  const w = Math.floor(img.width / f);
-  const h = Math.floor(img.height / f);
-  const out = new Float32Array(3 * w * h);
-  for (let c = 0; c < 3; c++) {
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        let s = 0;
-        for (let dy = 0; dy < f; dy++) for (let dx = 0; dx < f; dx++) s += img.data[(c * img.height + y * f + dy) * img.width + x * f + dx]!;
-        out[(c * h + y) * w + x] = s / (f * f);
-      }
-    }
-  }
-  return { data: out, width: w, height: h };
 }

@@ -1,9 +1,12 @@
 // Runs one piece of long work the same way for every command: a Lab cell that shows its inputs,
 // parameters, progress and outputs; a cancellable progress notification whose Cancel (or the
 // cell's stop button) aborts the engine through an AbortSignal; and errors mapped to what the
-// user can act on: UserError -> its one line, CancelledError -> an info message.
+// user can act on: UserError -> its one line, CancelledError -> an info message. A job that
+// names its output owns it while it runs (the engine's output lock): a second job for the same
+// output is refused and its cell says which job holds it.
 import * as vscode from 'vscode';
 import { CancelledError } from '../../common/errors.js';
+import { describeProgress, withOutputLock, type ProgressEvent } from '../engine/index.js';
 import { errorText, showError } from './errors.js';
 import type { LabCell, LabKind } from '../../common/protocol/lab.js';
 import type { LabStore } from './labStore.js';
@@ -16,11 +19,14 @@ export interface JobSpec {
   params: Record<string, string | number>;
   /** shown instead of the generic "… cancelled" message */
   cancelledMessage?: string;
+  /** the file or folder the job writes, locked while it runs; left out where the engine call
+   *  takes that lock itself (buildCodebook) */
+  output?: string;
 }
 
 export interface JobContext {
   signal: AbortSignal;
-  progress(done: number, total: number, message?: string): void;
+  progress(e: ProgressEvent): void;
 }
 
 export type JobOutputs = Pick<LabCell, 'metrics' | 'thumbnails' | 'tokenPreview' | 'files'>;
@@ -54,9 +60,11 @@ export class Jobs {
           token.onCancellationRequested(() => abort.abort());
           let reported = 0;
           let lastCell = 0;
-          return this.backend.hold(() => work({
+          const ctx: JobContext = {
             signal: abort.signal,
-            progress: (done, total, message) => {
+            progress: (e) => {
+              const { done, total } = e;
+              const message = describeProgress(e);
               const fraction = total > 0 ? Math.min(1, done / total) : 0;
               progress.report({ increment: Math.max(0, (fraction - reported) * 100), message });
               reported = Math.max(reported, fraction);
@@ -67,7 +75,9 @@ export class Jobs {
                 this.lab.progress(id, { done, total, message });
               }
             },
-          }));
+          };
+          const { output } = spec;
+          return this.backend.hold(() => (output ? withOutputLock(output, spec.kind, () => work(ctx)) : work(ctx)));
         },
       );
       const seconds = ((Date.now() - started) / 1000).toFixed(1);

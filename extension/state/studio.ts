@@ -1,13 +1,20 @@
 // What the commands and panels of one window share: the output channel, the compute backend,
-// the job runner and Lab, the active codebook, and the token data sets tokenized in this session.
+// the job runner and Lab, the active codebook, the encoders codebooks are used with, and the token
+// data sets tokenized in this session.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { promises as fs } from 'node:fs';
-import { readCodebook, openEncoderFromDescriptor, readTokenGrids, UserError, type Codebook, type Encoder, type TokenGrid } from '../engine/index.js';
+import { existsSync, promises as fs } from 'node:fs';
+import {
+  readCodebook, openCodebookEncoder, readTokenGrids, EXTERNAL_ENCODER, UserError, type Codebook, type Encoder, type TokenGrid,
+} from '../engine/index.js';
 import { BackendManager } from './backend.js';
 import { Jobs } from './jobs.js';
 import { configuredCodebook, readSettings } from './config.js';
 import { LabStore } from './labStore.js';
+import { TrustGate } from './trust.js';
+
+/** workspaceState key: codebook fingerprint -> the encoder the user chose for it */
+const ENCODER_CHOICES = 'unicode2.encoderChoices';
 
 export interface TokenSet {
   id: string;
@@ -22,9 +29,12 @@ export class Studio implements vscode.Disposable {
   readonly backend = new BackendManager(this.log);
   readonly lab: LabStore;
   readonly jobs: Jobs;
+  readonly trust: TrustGate;
   /** set by Build / Open Codebook; otherwise the unicode2.codebook setting decides */
   private activeCodebook: string | null = null;
   private readonly codebooks = new Map<string, { mtimeMs: number; cb: Promise<Codebook> }>();
+  /** the file each codebook was read from (for messages about it) */
+  private readonly codebookFiles = new WeakMap<Codebook, string>();
   private readonly encoders = new Map<string, Promise<Encoder>>();
   private readonly tokenSets: TokenSet[] = [];
   private readonly tokenSetsChanged = new vscode.EventEmitter<TokenSet[]>();
@@ -34,6 +44,8 @@ export class Studio implements vscode.Disposable {
 
   constructor(readonly context: vscode.ExtensionContext) {
     this.lab = new LabStore(context.workspaceState);
+    const manifest = context.extension.packageJSON as { capabilities?: { untrustedWorkspaces?: { restrictedConfigurations?: string[] } } };
+    this.trust = new TrustGate(this.log, manifest.capabilities?.untrustedWorkspaces?.restrictedConfigurations ?? []);
     this.jobs = new Jobs(this.lab, this.log, this.backend);
     this.backend.onDidReset(() => this.disposeEncoders());
   }
@@ -50,7 +62,9 @@ export class Studio implements vscode.Disposable {
   }
 
   codebookPath(): string | null {
-    return this.activeCodebook ?? configuredCodebook(readSettings());
+    if (this.activeCodebook) return this.activeCodebook;
+    this.trust.noteIgnoredSettings();
+    return configuredCodebook(readSettings());
   }
 
   setActiveCodebook(file: string): void {
@@ -73,16 +87,48 @@ export class Studio implements vscode.Disposable {
     if (cached && cached.mtimeMs === stat.mtimeMs) return cached.cb;
     const cb = readCodebook(file);
     this.codebooks.set(file, { mtimeMs: stat.mtimeMs, cb });
-    cb.catch(() => this.codebooks.delete(file));
+    cb.then((read) => this.codebookFiles.set(read, file), () => this.codebooks.delete(file));
     return cb;
   }
 
-  /** The encoder a codebook was built with, reopened on this window's backend (cached). */
-  async encoderFor(cb: Codebook): Promise<Encoder> {
-    const key = JSON.stringify(cb.meta.encoder);
+  /**
+   * Why the encoder recorded in a codebook cannot be reopened here, or null when it can: the
+   * codebook was built from external embeddings (no encoder recorded), or its ONNX model is not at
+   * the recorded path on this machine. Such a codebook needs the user to name its encoder.
+   */
+  encoderProblem(cb: Codebook): string | null {
+    const { kind, id } = cb.meta.encoder;
+    if (id === EXTERNAL_ENCODER) return 'it was built from external embeddings';
+    if (kind === 'onnx' && !existsSync(id)) return `its encoder ${id} is not on this machine`;
+    return null;
+  }
+
+  /** The encoder the user chose for a codebook whose own cannot be reopened (kept with the workspace). */
+  encoderChoice(cb: Codebook): string | undefined {
+    return this.context.workspaceState.get<Record<string, string>>(ENCODER_CHOICES, {})[cb.fingerprint];
+  }
+
+  async rememberEncoderChoice(cb: Codebook, spec: string | undefined): Promise<void> {
+    const { [cb.fingerprint]: _old, ...others } = this.context.workspaceState.get<Record<string, string>>(ENCODER_CHOICES, {});
+    await this.context.workspaceState.update(ENCODER_CHOICES, spec === undefined ? others : { ...others, [cb.fingerprint]: spec });
+  }
+
+  /**
+   * The encoder to use with `cb`, opened on this window's backend (cached): `spec` when given (what
+   * a Lab cell recorded), else the one the user chose for this codebook, else the codebook's own.
+   * A model named inside the codebook loads in Restricted Mode only with the user's consent.
+   */
+  async encoderFor(cb: Codebook, spec?: string): Promise<Encoder> {
+    const chosen = spec ?? this.encoderChoice(cb);
+    const own = chosen === undefined || chosen === cb.meta.encoder.id;
+    const key = own ? JSON.stringify(cb.meta.encoder) : `spec:${chosen}`;
     let encoder = this.encoders.get(key);
     if (!encoder) {
-      encoder = this.backend.get().then((b) => openEncoderFromDescriptor(cb.meta.encoder, b));
+      if (own && cb.meta.encoder.kind === 'onnx' && !this.encoderProblem(cb)) {
+        await this.trust.allowCodebookModel(cb.meta.encoder.id, this.codebookFiles.get(cb) ?? 'this codebook');
+      }
+      // the codebook's own (a UserError that says how to name one when it cannot be reopened), or the chosen one
+      encoder = this.backend.get().then((b) => openCodebookEncoder(cb, own ? undefined : chosen, b));
       this.encoders.set(key, encoder);
       encoder.catch(() => this.encoders.delete(key));
     }

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { UserError } from '../../common/errors';
-import { encodePng, listImages, loadImage, writePng, type RgbImage } from '../../extension/engine/image';
+import { encodePng, listImages, loadImage, thumbnailPng, writePng, THUMBNAIL_SIDE, type RgbImage } from '../../extension/engine/image';
 
 const fixtures = path.join(__dirname, '../fixtures');
 const image = (name: string) => path.join(fixtures, 'images', name);
@@ -211,4 +211,50 @@ test('a folder or a FIFO where an image file should be is refused by type, witho
   await assert.rejects(loadImage(folder), isUserErrorNaming(folder, /expected an image file \(a regular file\), found a folder$/));
   // Listing names the FIFO (by its name), so that loading it reports it instead of dropping it silently.
   assert.deepEqual(await listImages(tmp), [fifo]);
+});
+
+test('thumbnails: longest side 64, aspect kept, never zero-sized, never enlarged, from a file or an engine image', async (t) => {
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'thumb-'));
+  t.after(() => fs.rm(tmp, { recursive: true, force: true }));
+  // the PNG's own header, and the size the function says it has, agree
+  const size = async ({ png, width, height }: { png: Uint8Array; width: number; height: number }) => {
+    const meta = await sharp(Buffer.from(png)).metadata();
+    assert.deepEqual([meta.width, meta.height], [width, height]);
+    return [width, height];
+  };
+  const strip = path.join(tmp, 'strip.png');
+  await sharp({ create: { width: 10_000, height: 1, channels: 3, background: '#808080' } }).png().toFile(strip);
+  const tall = path.join(tmp, 'tall.png');
+  await sharp({ create: { width: 1, height: 10_000, channels: 3, background: '#808080' } }).png().toFile(tall);
+  assert.deepEqual(await size(await thumbnailPng(strip)), [THUMBNAIL_SIDE, 1]);
+  assert.deepEqual(await size(await thumbnailPng(tall)), [1, THUMBNAIL_SIDE]);
+  assert.deepEqual(await size(await thumbnailPng({ data: new Float32Array(3 * 10_000).fill(0.5), width: 10_000, height: 1 })), [THUMBNAIL_SIDE, 1]);
+
+  const photo = await sharp(image('chelsea.png')).metadata();
+  const [w, h] = await size(await thumbnailPng(image('chelsea.png')));
+  assert.equal(Math.max(w!, h!), THUMBNAIL_SIDE);
+  assert.ok(Math.abs(w! / h! - photo.width! / photo.height!) < 0.05, `aspect ${w}x${h} of ${photo.width}x${photo.height}`);
+  assert.deepEqual(await size(await thumbnailPng({ data: new Float32Array(3 * 20 * 10), width: 20, height: 10 })), [20, 10]);
+});
+
+test('a thumbnail of an image past the pixel limit is refused from its header', async (t) => {
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'thumb-'));
+  t.after(() => fs.rm(tmp, { recursive: true, force: true }));
+  const file = path.join(tmp, 'huge.png');
+  await fs.writeFile(file, handMadePng(30000, 30000, 8, Buffer.alloc(100)));
+  await assert.rejects(thumbnailPng(file), isUserErrorNaming(file, /larger than the 100-megapixel limit/));
+});
+
+test('a thumbnail is shrunk while decoding: an 81-megapixel PNG never sits in memory whole', async (t) => {
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'thumb-'));
+  t.after(() => fs.rm(tmp, { recursive: true, force: true }));
+  const file = path.join(tmp, 'large.png');
+  const side = 9000;
+  await sharp({ create: { width: side, height: side, channels: 3, background: '#336699' } }).png({ compressionLevel: 1 }).toFile(file);
+  // In a fresh process, so its peak resident memory is this thumbnail's alone.
+  const script = `const { thumbnailPng } = require(${JSON.stringify(path.resolve(__dirname, '../../extension/engine/image.ts'))});
+    thumbnailPng(${JSON.stringify(file)}).then(() => console.log(process.resourceUsage().maxRSS * 1024));`;
+  const peak = Number(execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' }).trim());
+  const decoded = side * side * 3; // the 8-bit pixels of a whole decode, before any float copy
+  assert.ok(peak < decoded, `peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB, a whole decode alone is ${(decoded / 2 ** 20).toFixed(0)} MiB`);
 });

@@ -4,8 +4,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { openPanel, closeBrowser, themeRgb, until, THEME_NAMES } from './harness.js';
 import { realFixture, disposeFixture } from './fixture-codebook.js';
-import { pngDataUri, thumbnail } from '../../extension/panels/images.js';
-import { loadImage } from '../../extension/engine/index.js';
+import { thumbnailUri } from '../../extension/panels/images.js';
 import { labProtocol, type LabCell } from '../../common/protocol/lab.js';
 import * as path from 'node:path';
 
@@ -16,7 +15,7 @@ after(async () => {
 
 async function cells(): Promise<LabCell[]> {
   const f = await realFixture();
-  const thumb = await pngDataUri(thumbnail(await loadImage(f.grid.image)));
+  const thumb = (await thumbnailUri(f.grid.image)).uri;
   const t0 = Date.parse('2026-01-15T10:00:00Z');
   const at = (min: number): string => new Date(t0 + min * 60_000).toISOString();
   return [
