@@ -153,7 +153,6 @@ export class Operations {
       if (!folder) return;
       const out = defaultCodebookPath();
       if (!out) throw new UserError('open a folder first: the codebook is written to <folder>/.unicode2/codebook.safetensors');
-      this.studio.trust.noteIgnoredSettings();
       const s = readSettings();
       await this.runBuild({
         folder, out, params: { k: s.k, lambda: s.lambda, iterations: s.iterations, tolerance: s.tolerance, seed: s.seed, encoder: s.encoder, method: s.method },

@@ -29,7 +29,7 @@ export class Studio implements vscode.Disposable {
   readonly backend = new BackendManager(this.log);
   readonly lab: LabStore;
   readonly jobs: Jobs;
-  readonly trust: TrustGate;
+  readonly trust = new TrustGate(this.log);
   /** set by Build / Open Codebook; otherwise the unicode2.codebook setting decides */
   private activeCodebook: string | null = null;
   private readonly codebooks = new Map<string, { mtimeMs: number; cb: Promise<Codebook> }>();
@@ -44,8 +44,6 @@ export class Studio implements vscode.Disposable {
 
   constructor(readonly context: vscode.ExtensionContext) {
     this.lab = new LabStore(context.workspaceState);
-    const manifest = context.extension.packageJSON as { capabilities?: { untrustedWorkspaces?: { restrictedConfigurations?: string[] } } };
-    this.trust = new TrustGate(this.log, manifest.capabilities?.untrustedWorkspaces?.restrictedConfigurations ?? []);
     this.jobs = new Jobs(this.lab, this.log, this.backend);
     this.backend.onDidReset(() => this.disposeEncoders());
   }
@@ -62,9 +60,7 @@ export class Studio implements vscode.Disposable {
   }
 
   codebookPath(): string | null {
-    if (this.activeCodebook) return this.activeCodebook;
-    this.trust.noteIgnoredSettings();
-    return configuredCodebook(readSettings());
+    return this.activeCodebook ?? configuredCodebook(readSettings());
   }
 
   setActiveCodebook(file: string): void {

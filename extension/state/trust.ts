@@ -3,9 +3,9 @@
 // a model of its choosing just by being opened and used.
 //
 // - The settings that name files to load (unicode2.codebook, unicode2.encoder) are
-//   restrictedConfigurations: in Restricted Mode VS Code itself ignores the workspace's values of
-//   them. The user is told once per setting when a workspace value is being ignored, with a way to
-//   trust the workspace.
+//   restrictedConfigurations: in Restricted Mode VS Code itself applies only the user's values of
+//   them (its Workspace Trust editor lists the workspace's as not applied). It drops the workspace's
+//   values before extensions can see them, so there is nothing for the extension to check there.
 // - A codebook records the ONNX model it was built with, and a codebook file can come with the
 //   workspace: in Restricted Mode that model is loaded only after the user agrees (a modal), once
 //   per model and window. Models the user picks in a dialog are their own choice and are not asked
@@ -18,16 +18,8 @@ const MANAGE_TRUST = 'Manage Workspace Trust';
 
 export class TrustGate {
   private readonly modelsAllowed = new Set<string>();
-  private readonly ignoredNoted = new Set<string>();
 
-  /**
-   * @param restricted the settings VS Code restricts in Restricted Mode, as package.json's
-   * capabilities.untrustedWorkspaces.restrictedConfigurations lists them ("unicode2.codebook", ...)
-   */
-  constructor(
-    private readonly log: vscode.OutputChannel,
-    private readonly restricted: readonly string[],
-  ) {}
+  constructor(private readonly log: vscode.OutputChannel) {}
 
   /**
    * Resolves when the ONNX model named inside `codebook` may be loaded: the workspace is trusted,
@@ -54,24 +46,5 @@ export class TrustGate {
     throw new UserError(
       `the ONNX model ${model} was not loaded: this workspace is in Restricted Mode; trust the workspace ("Workspaces: Manage Workspace Trust") or allow the model when asked`,
     );
-  }
-
-  /**
-   * Tells the user, once per setting and window, that the workspace's own value of a setting that
-   * names a file is ignored in Restricted Mode (VS Code applies only the user's value there).
-   */
-  noteIgnoredSettings(): void {
-    if (vscode.workspace.isTrusted) return;
-    const config = vscode.workspace.getConfiguration();
-    for (const key of this.restricted) {
-      const inspected = config.inspect(key);
-      const value = inspected?.workspaceFolderValue ?? inspected?.workspaceValue;
-      if (value === undefined || this.ignoredNoted.has(key)) continue;
-      this.ignoredNoted.add(key);
-      this.log.appendLine(`[trust] Restricted Mode: the workspace's ${key} (${JSON.stringify(value)}) is ignored`);
-      void vscode.window
-        .showWarningMessage(`UniCode²: this workspace's setting ${key} (${JSON.stringify(value)}) is ignored in Restricted Mode; trust the workspace to use it.`, MANAGE_TRUST)
-        .then((choice) => choice === MANAGE_TRUST && vscode.commands.executeCommand('workbench.trust.manage'));
-    }
   }
 }

@@ -48,11 +48,19 @@ const quietUserSettings = {
   'update.mode': 'none',
   'workbench.startupEditor': 'none',
   'workbench.tips.enabled': false,
-  'security.workspace.trust.enabled': false,
+};
+
+// Workspace trust off (the default here), or on with the folder opening in Restricted Mode: no
+// startup prompt, so the workspace stays untrusted until the test trusts it from the workbench.
+const trustSettings = {
+  off: { 'security.workspace.trust.enabled': false },
+  on: { 'security.workspace.trust.enabled': true, 'security.workspace.trust.startupPrompt': 'never', 'security.workspace.trust.emptyWindow': false },
 };
 
 export interface CodeServer {
   url: string;
+  /** the code-server process; the extension host is one of its descendants */
+  pid: number;
   /** Scratch folder holding HOME, user data and extensions; removed by stop(). */
   scratch: string;
   /** code-server's own stdout+stderr so far. */
@@ -69,6 +77,8 @@ export interface StartOptions {
    * package.json + dist + node_modules), or a packaged .vsix, installed by code-server itself.
    */
   extension?: { folder: string } | { vsix: string };
+  /** VS Code's workspace trust on, the workspace untrusted at start (default: trust off) */
+  workspaceTrust?: boolean;
   startTimeoutMs?: number;
 }
 
@@ -82,7 +92,8 @@ export async function startCodeServer(opts: StartOptions): Promise<CodeServer> {
   };
   await Promise.all(Object.values(dirs).map((d) => mkdir(d, { recursive: true })));
   await mkdir(join(dirs.userData, 'User'), { recursive: true });
-  await writeFile(join(dirs.userData, 'User', 'settings.json'), JSON.stringify(quietUserSettings, null, 2));
+  const trust = opts.workspaceTrust ? trustSettings.on : trustSettings.off;
+  await writeFile(join(dirs.userData, 'User', 'settings.json'), JSON.stringify({ ...quietUserSettings, ...trust }, null, 2));
   const emptyConfig = join(scratch, 'config.yaml');
   await writeFile(emptyConfig, '');
 
@@ -116,8 +127,8 @@ export async function startCodeServer(opts: StartOptions): Promise<CodeServer> {
     '--auth', 'none',
     '--disable-telemetry',
     '--disable-update-check',
-    '--disable-workspace-trust',
     '--disable-getting-started-override',
+    ...(opts.workspaceTrust ? [] : ['--disable-workspace-trust']),
     opts.workspace,
   ];
   const child = spawn(launcher, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -131,6 +142,7 @@ export async function startCodeServer(opts: StartOptions): Promise<CodeServer> {
   const url = `http://127.0.0.1:${port}`;
   const server: CodeServer = {
     url,
+    pid: child.pid!,
     scratch,
     log: () => output,
     saveLogs: async (dest) => {

@@ -1,29 +1,38 @@
 // UniCode² Studio inside a real VS Code (code-server + Chromium), driven as a person would:
-// command palette, the file dialog, progress notifications and the webview panels.
-// The steps share one workbench and run in order: the codebook built first is the one tokenized
-// with, opened, and protected by the cancelled rebuild at the end.
+// command palette, file dialogs, quick picks, modal dialogs, notifications, the Lab and the panels.
+// Every palette command runs at least once. The steps share one workbench and run in order: the
+// workspace opens in Restricted Mode (workspace trust on) and is trusted half-way; the codebook
+// built first is the one later steps tokenize with, refine, re-run, and protect at the end.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, rm } from 'node:fs/promises';
+import { copyFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
-import { readCodebook } from '../../extension/engine/codebook';
 import { repoRoot, startCodeServer, type CodeServer } from './code-server';
-import { answerFileDialog, findWebviewFrame, notification, openWith, openWorkbench, revealInExplorer, runCommand, type Workbench } from './workbench';
+import { nativeModulesLoaded } from './host-process';
+import {
+  answerDialog, answerFileDialog, findWebviewFrame, notification, openWith, openWorkbench, pickQuickItem, revealInExplorer, runCommand, type Workbench,
+} from './workbench';
 import { listFolder, makeRepeatedImages, makeWorkspace, sha256, writeWorkspaceSettings } from './workspace';
+import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
+import { readCodebook } from '../../extension/engine/codebook';
+import { readTokenGrids } from '../../extension/engine/tokenize';
+import { listImages } from '../../extension/engine/image';
 
 // Small and quick for the codebook the later steps use. The cancelled build is made to run for
 // minutes however fast the machine (every one of 1000 iterations, no early stop), so Cancel is
-// always pressed while it runs.
-const quickSettings = { 'unicode2.device': 'cpu', 'unicode2.encoder': 'dct', 'unicode2.k': 64, 'unicode2.iterations': 5 };
-const slowSettings = { ...quickSettings, 'unicode2.k': 512, 'unicode2.iterations': 1000, 'unicode2.tolerance': 0 };
+// always pressed while it runs. The device is not set here: Select Compute Device sets it.
+const quickSettings = { 'unicode2.encoder': 'dct', 'unicode2.k': 64, 'unicode2.iterations': 5 };
+const slowSettings = { ...quickSettings, 'unicode2.k': 1024, 'unicode2.iterations': 1000, 'unicode2.tolerance': 0 };
 const STEP_TIMEOUT = 5 * 60_000;
+const cli = (...args: string[]) => promisify(execFile)(process.execPath, [join(repoRoot, 'dist', 'cli.js'), ...args, '--device', 'cpu', '--quiet']);
 
-describe('UniCode² Studio in code-server', { timeout: 20 * 60_000 }, () => {
+describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
   let workspace: string;
+  let model: string;
   let server: CodeServer | undefined;
   let workbench: Workbench | undefined;
   const bench = (): Workbench => {
@@ -31,7 +40,9 @@ describe('UniCode² Studio in code-server', { timeout: 20 * 60_000 }, () => {
     return workbench;
   };
   const page = (): Page => bench().page;
-  const codebookFile = () => join(workspace, '.unicode2', 'codebook.safetensors');
+  const ws = (...parts: string[]) => join(workspace, ...parts);
+  const codebookFile = () => ws('.unicode2', 'codebook.safetensors');
+  const images = () => ws('images');
 
   /** A step that leaves a screenshot behind when it fails, to see what the workbench showed. */
   const step = (name: string, fn: () => Promise<void>) =>
@@ -48,8 +59,15 @@ describe('UniCode² Studio in code-server', { timeout: 20 * 60_000 }, () => {
     // Run against what the sources say now, also when this file is run on its own.
     await promisify(execFile)('node', ['scripts/build.mjs', '--quiet'], { cwd: repoRoot });
     workspace = await makeWorkspace();
-    await writeWorkspaceSettings(workspace, quickSettings);
-    server = await startCodeServer({ workspace });
+    // A codebook that names an ONNX model (a SigLIP-shaped tower built here), and one built from
+    // external embeddings, which names no encoder at all: both as a shared workspace could hold them.
+    model = await writeModelFolder(ws('models', 'tiny-siglip'), dctVisionTower(), siglipConfig());
+    await cli('build', '--images', images(), '--encoder', model, '--k', '16', '--iters', '2', '--out', ws('shared', 'onnx.safetensors'));
+    await cli('embed', images(), '--out', ws('shared', 'embeddings.npy'));
+    await cli('build', '--embeddings', ws('shared', 'embeddings.npy'), '--k', '16', '--iters', '2', '--out', ws('shared', 'external.safetensors'));
+    // The workspace names that model as its encoder: ignored while the workspace is untrusted.
+    await writeWorkspaceSettings(workspace, { ...quickSettings, 'unicode2.encoder': model });
+    server = await startCodeServer({ workspace, workspaceTrust: true });
     workbench = await openWorkbench(server.url, 'studio');
     await workbench.screenshot('workbench');
   }, { timeout: STEP_TIMEOUT });
@@ -61,41 +79,58 @@ describe('UniCode² Studio in code-server', { timeout: 20 * 60_000 }, () => {
     if (workspace) await rm(workspace, { recursive: true, force: true });
   });
 
-  step('Build Codebook from Folder… writes the workspace codebook', async () => {
-    await runCommand(page(), 'UniCode²: Build Codebook from Folder…');
-    await answerFileDialog(page(), join(workspace, 'images') + '/');
-    await bench().screenshot('build-running');
-    await waitFor(() => existsSync(codebookFile()), 4 * 60_000, 'the codebook file to be written');
-    // Written whole under its final name (atomically): it reads back as the build the settings asked for.
-    const cb = await readCodebook(codebookFile());
-    assert.deepEqual([cb.frozen.rows, cb.frozen.cols, cb.meta.encoder.id], [quickSettings['unicode2.k'], 768, 'dct:224']);
-    await bench().screenshot('build-done');
+  step('Select Compute Device… sets the device; activating loaded no native module', async () => {
+    await runCommand(page(), 'UniCode²: Select Compute Device…');
+    await pickQuickItem(page(), 'cpu');
+    await page().locator('.statusbar-item', { hasText: 'UniCode²: cpu' }).waitFor({ state: 'visible', timeout: 30_000 });
+    assert.deepEqual(await nativeModulesLoaded(server!.pid), [], 'the extension host has mapped no onnxruntime, libvips or Dawn');
   });
 
-  step('Tokenize Image… opens the Token Grid panel with a 14x14 grid', async () => {
-    await runCommand(page(), 'UniCode²: Tokenize Image…');
-    await answerFileDialog(page(), join(workspace, 'images', 'coffee.jpg'));
-    const view = await findWebviewFrame(page(), 'canvas#token-grid[data-drawn="true"]', 3 * 60_000);
-    const grid = view.locator('canvas#token-grid');
-    assert.equal(await grid.getAttribute('data-grid-h'), '14');
-    assert.equal(await grid.getAttribute('data-grid-w'), '14');
-    await view.locator('#reconstruction').waitFor({ state: 'visible', timeout: 30_000 });
-    await page().locator('.tab', { hasText: 'Tokens: coffee.jpg' }).waitFor({ state: 'visible', timeout: 10_000 });
+  step("in Restricted Mode, Build does not use the workspace's encoder setting (a model): it builds with the DCT", async () => {
+    await runCommand(page(), 'UniCode²: Build Codebook from Folder…');
+    await answerFileDialog(page(), images() + '/');
+    await waitFor(() => existsSync(codebookFile()), 4 * 60_000, 'the codebook file to be written');
+    // Written whole under its final name (atomically): it reads back as the build the settings asked
+    // for, with the DCT (dct:224), not the workspace's model.
+    const cb = await readCodebook(codebookFile());
+    assert.deepEqual([cb.frozen.rows, cb.frozen.cols, cb.meta.encoder.id], [quickSettings['unicode2.k'], 768, 'dct:224']);
+    // A CPU build loaded onnxruntime and sharp, and never Dawn.
+    assert.deepEqual(await nativeModulesLoaded(server!.pid), ['onnxruntime', 'sharp']);
+  });
 
-    await grid.hover({ position: { x: 10, y: 10 } });
-    const tooltip = view.locator('#tooltip');
-    await tooltip.waitFor({ state: 'visible', timeout: 10_000 });
-    const code = Number(/code (\d+)/.exec(await tooltip.innerText())?.[1]);
-    assert.ok(Number.isInteger(code) && code >= 0 && code < quickSettings['unicode2.k'], `the tooltip names a code of the K=64 codebook (got ${code})`);
-    await bench().screenshot('token-grid');
+  step("in Restricted Mode, a codebook's ONNX model loads only after consent", async () => {
+    await runCommand(page(), 'UniCode²: Open Codebook…');
+    await answerFileDialog(page(), ws('shared', 'onnx.safetensors'));
+    await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"]', 2 * 60_000);
+
+    await runCommand(page(), 'UniCode²: Tokenize Image…');
+    await answerFileDialog(page(), ws('images', 'coffee.jpg'));
+    await bench().screenshot('model-consent');
+    await answerDialog(page(), 'Cancel');
+    await notification(page(), 'was not loaded').waitFor({ state: 'visible', timeout: 30_000 });
+
+    await runCommand(page(), 'UniCode²: Tokenize Image…');
+    await answerFileDialog(page(), ws('images', 'coffee.jpg'));
+    await answerDialog(page(), 'Load the Model');
+    const view = await findWebviewFrame(page(), 'canvas#token-grid[data-drawn="true"]', 3 * 60_000);
+    assert.equal(await view.locator('canvas#token-grid').getAttribute('data-grid-h'), '14');
+    const tokens = (await readTokenGrids(ws('.unicode2', 'tokens', 'coffee.tokens.json')))[0]!;
+    assert.equal(tokens.encoder, model, 'tokenized with the model the codebook names');
+  });
+
+  step('trusting the workspace from the workbench', async () => {
+    await runCommand(page(), 'Workspaces: Manage Workspace Trust');
+    await page().locator('.workspace-trust-editor .monaco-button', { hasText: /^Trust$/ }).click();
+    await page().locator('.statusbar-item', { hasText: 'Restricted Mode' }).waitFor({ state: 'hidden', timeout: 30_000 });
+    await writeWorkspaceSettings(workspace, quickSettings);
+    await page().waitForTimeout(3_000); // the settings file is re-read by the workbench's watcher
   });
 
   step('Open Codebook… draws the usage heatmap and explains a cell on hover', async () => {
     await runCommand(page(), 'UniCode²: Open Codebook…');
     await answerFileDialog(page(), codebookFile());
-    const view = await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"]', 2 * 60_000);
+    const view = await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"][data-k="64"]', 2 * 60_000);
     const heatmap = view.locator('canvas#heatmap');
-    assert.equal(await heatmap.getAttribute('data-k'), String(quickSettings['unicode2.k']));
     assert.match(await view.locator('#summary').innerText(), new RegExp(`\\b${quickSettings['unicode2.k']}\\b`));
 
     const box = await heatmap.boundingBox();
@@ -117,11 +152,36 @@ describe('UniCode² Studio in code-server', { timeout: 20 * 60_000 }, () => {
     await bench().screenshot('codebook-editor');
 
     // model weights (the reference package's file): no UniCode² metadata
-    await copyFile(join(repoRoot, 'test', 'fixtures', 'safetensors', 'reference.safetensors'), join(workspace, 'weights.safetensors'));
+    await copyFile(join(repoRoot, 'test', 'fixtures', 'safetensors', 'reference.safetensors'), ws('weights.safetensors'));
     await openWith(page(), await revealInExplorer(page(), ['weights.safetensors']), 'UniCode² Codebook');
     const notice = await findWebviewFrame(page(), '#notice:not([hidden])', 60_000);
     assert.match(await notice.locator('#notice').innerText(), /cannot be shown as a UniCode² codebook[\s\S]*not a UniCode² codebook/);
     await bench().screenshot('not-a-codebook');
+  });
+
+  step('Tokenize Image… opens the Token Grid panel with a 14x14 grid', async () => {
+    await runCommand(page(), 'UniCode²: Tokenize Image…');
+    await answerFileDialog(page(), ws('images', 'chelsea.png'));
+    // this image's panel, not the one the ONNX codebook's step left open
+    const view = await findWebviewFrame(page(), 'body:has-text("chelsea.png") canvas#token-grid[data-drawn="true"]', 3 * 60_000);
+    await page().locator('.tab', { hasText: 'Tokens: chelsea.png' }).waitFor({ state: 'visible', timeout: 30_000 });
+    const grid = view.locator('canvas#token-grid');
+    assert.equal(await grid.getAttribute('data-grid-h'), '14');
+    assert.equal(await grid.getAttribute('data-grid-w'), '14');
+    await view.locator('#reconstruction').waitFor({ state: 'visible', timeout: 30_000 });
+
+    await grid.hover({ position: { x: 10, y: 10 } });
+    const tooltip = view.locator('#tooltip');
+    await tooltip.waitFor({ state: 'visible', timeout: 10_000 });
+    const code = Number(/code (\d+)/.exec(await tooltip.innerText())?.[1]);
+    assert.ok(Number.isInteger(code) && code >= 0 && code < quickSettings['unicode2.k'], `the tooltip names a code of the K=64 codebook (got ${code})`);
+    await bench().screenshot('token-grid');
+  });
+
+  step('Show Active Codebook brings back the codebook Open Codebook made active', async () => {
+    await runCommand(page(), 'UniCode²: Show Active Codebook');
+    await page().locator('.tab.active', { hasText: 'codebook.safetensors' }).waitFor({ state: 'visible', timeout: 60_000 });
+    await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"][data-k="64"]', 60_000);
   });
 
   step('Explorer: a tokens file opens in the token set editor, its grid over the photo', async () => {
@@ -132,6 +192,47 @@ describe('UniCode² Studio in code-server', { timeout: 20 * 60_000 }, () => {
     assert.ok(box && Math.abs(box.width / box.height - 256 / 171) < 0.03, `coffee.jpg (256 x 171) shows at ${box?.width} x ${box?.height}`);
     assert.match(await view.locator('#usage').innerText(), /tokens\s*196/);
     await bench().screenshot('token-set-editor');
+  });
+
+  step('Tokenize Folder… writes the token data set and the per-image grids', async () => {
+    await runCommand(page(), 'UniCode²: Tokenize Folder…');
+    await answerFileDialog(page(), images() + '/');
+    const dataset = ws('.unicode2', 'tokens', 'images.tokens.npy');
+    await waitFor(() => existsSync(dataset) && existsSync(ws('.unicode2', 'tokens', 'images.tokens.json')), 3 * 60_000, 'the token data set');
+    const grids = await readTokenGrids(dataset);
+    assert.equal(grids.length, (await listImages(images())).length);
+    assert.equal(grids[0]!.codebook, (await readCodebook(codebookFile())).fingerprint);
+  });
+
+  step('Decode Tokens… decodes a tokens file into images and opens the Generation panel', async () => {
+    await runCommand(page(), 'UniCode²: Decode Tokens…');
+    await answerFileDialog(page(), ws('.unicode2', 'tokens', 'chelsea.tokens.json'));
+    await waitFor(() => existsSync(ws('.unicode2', 'decoded', 'chelsea.png')), 2 * 60_000, 'the decoded image');
+    await findWebviewFrame(page(), '#generate', 60_000);
+  });
+
+  step('Open Generation Panel decodes a grid of this session at the output size chosen', async () => {
+    await runCommand(page(), 'UniCode²: Open Generation Panel');
+    const view = await findWebviewFrame(page(), '#generate', 60_000);
+    // the grid tokenized with the active codebook (the session also holds the ONNX codebook's)
+    await view.locator('#source').evaluate((select: HTMLElement & { value: string }) => {
+      const option = [...select.querySelectorAll('vscode-option')].find((o) => o.textContent?.trim() === 'chelsea.png');
+      if (!option) throw new Error('no token source chelsea.png');
+      select.value = option.getAttribute('value')!;
+      select.dispatchEvent(new Event('change'));
+    });
+    await view.locator('#generate').click();
+    const result = view.locator('figure.result img').first();
+    await result.waitFor({ state: 'visible', timeout: 60_000 });
+    const upscale = Number(await view.locator('#upscale').evaluate((select: HTMLElement & { value: string }) => select.value));
+    assert.deepEqual(await result.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]), [224 * upscale, 224 * upscale]);
+    await bench().screenshot('generation');
+  });
+
+  step('Refine Trainable Codebook… writes a refined atlas into the codebook', async () => {
+    await runCommand(page(), 'UniCode²: Refine Trainable Codebook…');
+    await answerFileDialog(page(), images() + '/');
+    await waitForAsync(async () => (await readCodebook(codebookFile()).catch(() => null))?.meta.atlas === 'refined', 3 * 60_000, 'the refined atlas');
   });
 
   step('the getting-started walkthrough opens and its first step\'s button builds from the sample photos', async () => {
@@ -146,31 +247,81 @@ describe('UniCode² Studio in code-server', { timeout: 20 * 60_000 }, () => {
     await bench().screenshot('walkthrough-demo-done');
   });
 
-  step('cancelling a build keeps the previous codebook byte for byte', async () => {
+  step('Run Demo writes the report again', async () => {
+    const report = ws('.unicode2', 'demo', 'report.html');
+    const before = (await stat(report)).mtimeMs; // the walkthrough's demo wrote it first
+    await runCommand(page(), 'UniCode²: Run Demo');
+    await waitForAsync(async () => (await stat(report)).mtimeMs !== before, 4 * 60_000, 'the demo report to be written again');
+  });
+
+  step('a codebook of external embeddings asks for its encoder once, then remembers it', async () => {
+    await runCommand(page(), 'UniCode²: Open Codebook…');
+    await answerFileDialog(page(), ws('shared', 'external.safetensors'));
+    await runCommand(page(), 'UniCode²: Tokenize Image…');
+    await answerFileDialog(page(), ws('images', 'coffee.jpg'));
+    await bench().screenshot('encoder-question');
+    await pickQuickItem(page(), 'dct');
+    await page().locator('.tab', { hasText: 'Tokens: coffee.jpg' }).waitFor({ state: 'visible', timeout: 3 * 60_000 });
+
+    // Asked once: the next image of that codebook goes straight to its token grid.
+    await runCommand(page(), 'UniCode²: Tokenize Image…');
+    await answerFileDialog(page(), ws('images', 'astronaut.jpg'));
+    await page().locator('.tab', { hasText: 'Tokens: astronaut.jpg' }).waitFor({ state: 'visible', timeout: 3 * 60_000 });
+    assert.equal(await page().locator('.quick-input-widget').isVisible(), false);
+    const tokens = (await readTokenGrids(ws('.unicode2', 'tokens', 'astronaut.tokens.json')))[0]!;
+    assert.equal(tokens.codebook, (await readCodebook(ws('shared', 'external.safetensors'))).fingerprint);
+  });
+
+  step("a Lab re-run repeats the cell's parameters, not today's settings", async () => {
+    await writeWorkspaceSettings(workspace, { ...quickSettings, 'unicode2.k': 32 });
+    await page().waitForTimeout(3_000);
+    const before = (await stat(codebookFile())).mtimeMs;
+    await page().locator('.activitybar [aria-label^="UniCode² Lab"]').first().click();
+    const lab = await findWebviewFrame(page(), 'article.lab-cell[data-kind="build"][data-status="done"]', 60_000);
+    await bench().screenshot('lab');
+    await lab.locator('article.lab-cell[data-kind="build"][data-status="done"] button[data-action="rerun"]').first().click();
+    await waitForAsync(async () => (await stat(codebookFile())).mtimeMs !== before, 4 * 60_000, 'the codebook to be rebuilt');
+    await lab.locator('article.lab-cell[data-kind="build"][data-status="running"]').waitFor({ state: 'detached', timeout: 60_000 });
+    const cb = await readCodebook(codebookFile());
+    assert.equal(cb.frozen.rows, quickSettings['unicode2.k'], 'K of the cell (64), not of the settings (32)');
+    assert.equal(cb.meta.encoder.kind, 'dct');
+  });
+
+  step('a second job on the same output is refused, and cancelling a build keeps the previous codebook', async () => {
     const before = await sha256(codebookFile());
-    const folderBefore = await listFolder(join(workspace, '.unicode2'));
-    const images = await makeRepeatedImages(workspace, 'images-repeated', 6);
+    const folderBefore = await listFolder(ws('.unicode2'));
+    const repeated = await makeRepeatedImages(workspace, 'images-repeated', 8);
     await writeWorkspaceSettings(workspace, slowSettings);
-    // The settings file is re-read from disk by the workbench's file watcher.
     await page().waitForTimeout(3_000);
 
     await runCommand(page(), 'UniCode²: Build Codebook from Folder…');
-    await answerFileDialog(page(), images + '/');
+    await answerFileDialog(page(), repeated + '/');
     const cancel = page().locator('.notification-toast').getByRole('button', { name: 'Cancel' }).first();
     await cancel.waitFor({ state: 'visible', timeout: 60_000 });
-    await bench().screenshot('slow-build-running');
-    await cancel.click();
 
+    // The same output again while that build runs (the Lab's re-run of the earlier build is one
+    // click away): refused at once, saying why.
+    const lab = await findWebviewFrame(page(), 'article.lab-cell[data-kind="build"][data-status="running"]', 60_000);
+    await lab.locator('article.lab-cell[data-kind="build"][data-status="done"] button[data-action="rerun"]').first().click();
+    await notification(page(), `a build into ${codebookFile()} is already running`).waitFor({ state: 'visible', timeout: 60_000 });
+    await bench().screenshot('second-build-refused');
+    assert.ok(await cancel.isVisible(), 'the first build still runs');
+
+    await cancel.click();
     await notification(page(), 'build cancelled').waitFor({ state: 'visible', timeout: 60_000 });
     await bench().screenshot('slow-build-cancelled');
     assert.equal(await sha256(codebookFile()), before, 'the codebook is byte-identical to before the cancelled build');
-    assert.deepEqual(await listFolder(join(workspace, '.unicode2')), folderBefore, 'no temp file is left beside it');
+    assert.deepEqual(await listFolder(ws('.unicode2')), folderBefore, 'no temp or lock file is left beside it');
   });
 });
 
 async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  await waitForAsync(async () => condition(), timeoutMs, what);
+}
+
+async function waitForAsync(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 500));
   }

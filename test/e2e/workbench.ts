@@ -131,7 +131,9 @@ export async function answerFileDialog(page: Page, absolutePath: string, timeout
       await widget.waitFor({ state: 'hidden', timeout: 2_000 });
       return;
     } catch {
-      // still open: it moved into the folder; type the path again and accept again
+      // Still open: either the command asks its next question in the same widget (a quick pick,
+      // whose input holds no path), or the dialog moved into the folder: type the path again.
+      if (!(await value()).startsWith('/')) return;
     }
   }
   throw new Error(`the file dialog did not accept ${absolutePath} within ${timeoutMs} ms (its input last held "${seen}")`);
@@ -200,4 +202,21 @@ export async function openWith(page: Page, row: Locator, editor: string): Promis
     }
   }
   await choice.click();
+}
+
+/** Picks the entry `label` of the quick pick that is open (or opening): typed as its filter, then Enter. */
+export async function pickQuickItem(page: Page, label: string, timeoutMs = 30_000): Promise<void> {
+  const widget = page.locator('.quick-input-widget');
+  await widget.locator('.monaco-list-row', { hasText: label }).first().waitFor({ state: 'visible', timeout: timeoutMs });
+  await widget.locator('input').fill(label);
+  await page.keyboard.press('Enter');
+  await widget.waitFor({ state: 'hidden', timeout: timeoutMs });
+}
+
+/** Clicks the button `name` of the modal dialog that is open (or opening). */
+export async function answerDialog(page: Page, name: string, timeoutMs = 30_000): Promise<void> {
+  const dialog = page.locator('.monaco-dialog-box');
+  await dialog.waitFor({ state: 'visible', timeout: timeoutMs });
+  await dialog.getByRole('button', { name, exact: true }).click();
+  await dialog.waitFor({ state: 'hidden', timeout: timeoutMs });
 }
