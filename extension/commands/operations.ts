@@ -510,10 +510,12 @@ async function askEncoder(cb: Codebook, codebook: string, problem: string): Prom
   const item = await vscode.window.showQuickPick(items, {
     title: `UniCode²: which encoder goes with ${path.basename(codebook)}?`,
     placeHolder: `${problem}; its vectors have d = ${d}. The choice is remembered for this codebook.`,
+    // a panel that finishes loading takes the focus: the question must not vanish with it
+    ignoreFocusOut: true,
   });
   if (!item) return undefined;
   if (item.spec) return item.spec;
-  if (item.ask === 'type') return vscode.window.showInputBox({ title: 'UniCode²: encoder', prompt: "'dct', 'dct:<size>', a model folder or an .onnx file" });
+  if (item.ask === 'type') return vscode.window.showInputBox({ title: 'UniCode²: encoder', prompt: "'dct', 'dct:<size>', a model folder or an .onnx file", ignoreFocusOut: true });
   const picked = await vscode.window.showOpenDialog({
     title: `The encoder of ${path.basename(codebook)}`, canSelectMany: false,
     canSelectFiles: item.ask === 'onnx', canSelectFolders: item.ask === 'folder',

@@ -261,7 +261,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     await answerFileDialog(page(), ws('images', 'coffee.jpg'));
     await bench().screenshot('encoder-question');
     await pickQuickItem(page(), 'dct');
-    await page().locator('.tab', { hasText: 'Tokens: coffee.jpg' }).waitFor({ state: 'visible', timeout: 3 * 60_000 });
+    await page().locator('.tab.active', { hasText: 'Tokens: coffee.jpg' }).waitFor({ state: 'visible', timeout: 3 * 60_000 });
 
     // Asked once: the next image of that codebook goes straight to its token grid.
     await runCommand(page(), 'UniCode²: Tokenize Image…');
