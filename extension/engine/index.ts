@@ -5,6 +5,7 @@ export { lockOutput, withOutputLock, type OutputLock } from './output-lock';
 export { MAX_GRID_SIDE, MAX_INPUT_SIDE, MAX_IMAGE_PIXELS, checkGridSize } from './limits';
 export { f16ToF32, f32ToF16 } from '../../common/half';
 export { readNpy, writeNpy, encodeNpy, readEmbeddings, type NpyArray } from './formats/npy';
+export { indexPathOf, writeIndexedNpy } from './formats/npy-index';
 export { readCodebook, writeCodebook, inMemory, type Codebook, type CodebookMeta, type LazyTable } from './codebook';
 export { nearestCodewords, coarseCells, type CoarseCell } from './inspect';
 export { openSearch, measureRecall, foundNearest, shareFound, checkNprobe, type SearchOptions, type SearchInfo, type SearchChoice, type CodebookSearch } from './search';

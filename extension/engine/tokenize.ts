@@ -2,16 +2,15 @@
 // every patch (squared L2). Indexing always uses the frozen codebook so tokens never move when the
 // trainable half is refined. Also reads and writes the two token file forms: per-image JSON and a
 // data set (.npy int32 [N, L] + an index of image paths).
-import { createHash } from 'node:crypto';
 import type { ComputeBackend } from '../../native-gpu/backend';
 import { checkTokenIds } from '../../native-gpu/token-ids';
 import type { Codebook } from './codebook';
 import type { Encoder } from './encoders/index';
 import { forEachEncodedBatch, type BatchControl, type EncodedBatch, type SkippedImage } from './embed';
 import { UserError } from '../../common/errors';
-import { writeFileAtomic, writeFilesAtomic } from './atomic-write';
-import { openRegularFile, readExactly, readJsonFile } from './files';
-import { decodeNpy, encodeNpy } from './formats/npy';
+import { writeFileAtomic } from './atomic-write';
+import { readJsonFile } from './files';
+import { indexPathOf, readIndexedNpy, writeIndexedNpy, type DataCheck } from './formats/npy-index';
 import { checkGridSize, MAX_JSON_BYTES } from './limits';
 import { openSearch, type SearchInfo, type SearchOptions } from './search';
 import { stackRows } from './sampling';
@@ -103,10 +102,9 @@ export async function tokenizeImages(
   }
 }
 
-/** Index written beside a token data set: which image each row of the .npy is, and the size and
- *  sha256 of the .npy it was written with, so a data file and an index that do not belong
- *  together (a write killed between its two renames) are told apart instead of misread. */
-export interface TokenDatasetIndex {
+/** Index written beside a token data set (formats/npy-index.ts): which image each row of the
+ *  .npy is, and the size and sha256 of the .npy it was written with. */
+export interface TokenDatasetIndex extends DataCheck {
   images: string[];
   grid: [number, number];
   codebook: string;
@@ -114,30 +112,16 @@ export interface TokenDatasetIndex {
   device: string;
   /** what search produced the ids (absent in indexes of older versions) */
   search?: SearchInfo;
-  /** size in bytes of the .npy written with this index (absent in indexes of older versions) */
-  dataBytes?: number;
-  /** sha256 (hex) of that .npy */
-  dataSha256?: string;
 }
 
-export function datasetIndexPath(npyPath: string): string {
-  return `${npyPath}.index.json`;
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** Writes results as int32 [N, L] .npy plus `<path>.index.json`. All rows share one grid (one
- *  encoder, one input size), which is what makes the array rectangular. Both files are written
- *  before either replaces a previous pair (writeFilesAtomic), data first. */
+/** Writes results as int32 [N, L] .npy plus `<path>.index.json`, as one pair. All rows share one
+ *  grid (one encoder, one input size), which is what makes the array rectangular. */
 export async function writeTokenDataset(path: string, results: TokenGrid[]): Promise<{ shape: [number, number] }> {
   const first = results[0];
   if (!first) throw new UserError('no token grids to write');
   const tokens = first.ids.length;
   const data = new Int32Array(results.length * tokens);
   results.forEach((r, i) => data.set(r.ids, i * tokens));
-  const npy = encodeNpy({ shape: [results.length, tokens], dtype: 'int32', data });
   const index: TokenDatasetIndex = {
     images: results.map((r) => r.image),
     grid: first.grid,
@@ -145,13 +129,8 @@ export async function writeTokenDataset(path: string, results: TokenGrid[]): Pro
     encoder: first.encoder,
     device: first.device,
     ...(first.search && { search: first.search }),
-    dataBytes: npy.length,
-    dataSha256: sha256(npy),
   };
-  await writeFilesAtomic([
-    { path, data: npy },
-    { path: datasetIndexPath(path), data: JSON.stringify(index, null, 2) + '\n' },
-  ]);
+  await writeIndexedNpy(path, { shape: [results.length, tokens], dtype: 'int32', data }, index);
   return { shape: [results.length, tokens] };
 }
 
@@ -205,25 +184,13 @@ async function readJsonGrids(path: string): Promise<TokenGrid[]> {
 }
 
 async function readDatasetGrids(path: string): Promise<TokenGrid[]> {
-  const index = await readDatasetIndex(path);
-  const what = 'a token data set';
-  const { handle, size } = await openRegularFile(path, what);
-  let bytes: Uint8Array;
-  try {
-    if (index.dataBytes !== undefined && size !== index.dataBytes) throw mismatch(path, `${size} bytes, the index says ${index.dataBytes}`);
-    bytes = new Uint8Array(size);
-    await readExactly(handle, bytes, 0, path, what);
-  } finally {
-    await handle.close();
-  }
-  if (index.dataSha256 !== undefined && sha256(bytes) !== index.dataSha256) throw mismatch(path, 'a different sha256 than its index records');
-  const arr = decodeNpy(bytes, path);
+  const { array: arr, index } = await readIndexedNpy(path, { what: 'a token data set', redo: 'tokenize again', validate: datasetIndex });
   if (arr.dtype !== 'int32' || arr.shape.length !== 2) {
     throw new UserError(`${path} is not a token data set: expected int32 [N, L], found ${arr.dtype} [${arr.shape.join(', ')}]`);
   }
   const [n, tokens] = arr.shape as [number, number];
   if (index.images.length !== n) {
-    throw new UserError(`${datasetIndexPath(path)} lists ${index.images.length} images but ${path} has ${n} rows`);
+    throw new UserError(`${indexPathOf(path)} lists ${index.images.length} images but ${path} has ${n} rows`);
   }
   if (tokens !== index.grid[0] * index.grid[1]) {
     throw new UserError(`${path}: rows of ${tokens} tokens do not fill the grid [${index.grid.join(', ')}] of its index`);
@@ -240,21 +207,13 @@ async function readDatasetGrids(path: string): Promise<TokenGrid[]> {
   }));
 }
 
-function mismatch(path: string, found: string): UserError {
-  return new UserError(`${path} does not belong to its index ${datasetIndexPath(path)} (the data file has ${found}): an interrupted write or a file copied over; tokenize again`);
-}
-
-async function readDatasetIndex(npyPath: string): Promise<TokenDatasetIndex> {
-  const indexPath = datasetIndexPath(npyPath);
-  const doc = await readJsonFile(indexPath, `the index of token data set ${npyPath}`, MAX_JSON_BYTES);
+function datasetIndex(doc: unknown, indexPath: string): TokenDatasetIndex {
   const ok =
     isRecord(doc) &&
     Array.isArray(doc.images) &&
     doc.images.every((i) => typeof i === 'string') &&
     Array.isArray(doc.grid) &&
     ['codebook', 'encoder', 'device'].every((k) => typeof doc[k] === 'string') &&
-    (doc.dataBytes === undefined || Number.isSafeInteger(doc.dataBytes)) &&
-    (doc.dataSha256 === undefined || typeof doc.dataSha256 === 'string') &&
     (doc.search === undefined || isSearchInfo(doc.search));
   if (!ok) throw new UserError(`${indexPath} is not a token data set index: expected "images", "grid", "codebook", "encoder" and "device"`);
   checkGridSize(doc.grid as unknown[], indexPath);

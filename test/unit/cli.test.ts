@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -120,6 +121,11 @@ test('embed writes float32 [N*L, d] and an index; build accepts it with the same
   assert.deepEqual(arr.shape, [392, 768]);
   const index = JSON.parse(await fs.readFile(`${emb}.index.json`, 'utf8'));
   assert.deepEqual(index.images, [PHOTO_A, PHOTO_B]);
+  assert.equal(index.rowsPerImage, 196);
+  // the same pair form as a token data set: the index knows the data file it belongs to
+  const bytes = await fs.readFile(emb);
+  assert.equal(index.dataBytes, bytes.length);
+  assert.equal(index.dataSha256, createHash('sha256').update(bytes).digest('hex'));
   const out = path.join(dir, 'from-emb.safetensors');
   await cliJson(['build', '--embeddings', emb, '--encoder', 'dct', '--k', '8', '--out', out]);
   const cb = await readCodebook(out);

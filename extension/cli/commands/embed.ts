@@ -1,6 +1,6 @@
 // `unicode2 embed`
 import { COMPUTE, IMAGES_OPERANDS, imageProgress, listAll, reportSkipped, str, type Command } from '../command';
-import { embedImages, encodeNpy, openEncoder, requireSomeImages, writeFilesAtomic, DEFAULTS } from '../../engine/index';
+import { embedImages, indexPathOf, openEncoder, requireSomeImages, writeIndexedNpy, DEFAULTS } from '../../engine/index';
 
 export const embed: Command = {
   spec: {
@@ -22,13 +22,9 @@ export const embed: Command = {
       requireSomeImages(r.images.length, r.skipped);
       reportSkipped(ctx.progress, r.skipped);
       const shape = [r.embeddings.rows, r.embeddings.cols];
-      const index = `${out}.index.json`;
-      const indexDoc = { images: r.images, grid: encoder.grid, rowsPerImage: encoder.grid[0] * encoder.grid[1], encoder: encoder.descriptor };
-      // Both written before either replaces a previous pair.
-      await writeFilesAtomic([
-        { path: out, data: encodeNpy({ shape, dtype: 'float32', data: r.embeddings.data }) },
-        { path: index, data: JSON.stringify(indexDoc, null, 2) + '\n' },
-      ]);
+      const index = indexPathOf(out);
+      const rows = { images: r.images, grid: encoder.grid, rowsPerImage: encoder.grid[0] * encoder.grid[1], encoder: encoder.descriptor };
+      await writeIndexedNpy(out, { shape, dtype: 'float32', data: r.embeddings.data }, rows);
       return {
         json: { out, shape, index, images: r.images.length, skipped: r.skipped.length },
         text: `wrote ${out} [${shape.join(', ')}] and ${index}`,
