@@ -184,7 +184,7 @@ async function readJsonGrids(path: string): Promise<TokenGrid[]> {
 }
 
 async function readDatasetGrids(path: string): Promise<TokenGrid[]> {
-  const { array: arr, index } = await readIndexedNpy(path, { what: 'a token data set', redo: 'tokenize again', validate: datasetIndex });
+  const { array: arr, index } = await readIndexedNpy(path, { what: 'token data set', redo: 'tokenize again', validate: datasetIndex });
   if (arr.dtype !== 'int32' || arr.shape.length !== 2) {
     throw new UserError(`${path} is not a token data set: expected int32 [N, L], found ${arr.dtype} [${arr.shape.join(', ')}]`);
   }

@@ -46,7 +46,7 @@ export async function writeIndexedNpy<T extends object>(path: string, array: Npy
 }
 
 export interface IndexedRead<T> {
-  /** what the pair is, for messages: "a token data set" */
+  /** what the pair is, for messages: "token data set" */
   what: string;
   /** what to do when the pair does not belong together: "tokenize again" */
   redo: string;
@@ -59,17 +59,18 @@ export interface IndexedRead<T> {
 export async function readIndexedNpy<T extends DataCheck>(path: string, how: IndexedRead<T>): Promise<{ array: NpyArray; index: T }> {
   const indexPath = indexPathOf(path);
   const index = how.validate(await readJsonFile(indexPath, `the index of ${how.what} ${path}`, MAX_JSON_BYTES), indexPath);
+  const file = `a ${how.what}`;
   if ((index.dataBytes !== undefined && !Number.isSafeInteger(index.dataBytes)) || (index.dataSha256 !== undefined && typeof index.dataSha256 !== 'string')) {
     throw new UserError(`${indexPath}: "dataBytes" must be a whole number and "dataSha256" a string`);
   }
   const mismatch = (found: string) =>
     new UserError(`${path} does not belong to its index ${indexPath} (the data file has ${found}): an interrupted write or a file copied over; ${how.redo}`);
-  const { handle, size } = await openRegularFile(path, how.what);
+  const { handle, size } = await openRegularFile(path, file);
   let bytes: Uint8Array;
   try {
     if (index.dataBytes !== undefined && size !== index.dataBytes) throw mismatch(`${size} bytes, the index says ${index.dataBytes}`);
     bytes = new Uint8Array(size);
-    await readExactly(handle, bytes, 0, path, how.what);
+    await readExactly(handle, bytes, 0, path, file);
   } finally {
     await handle.close();
   }
