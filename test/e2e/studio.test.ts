@@ -296,7 +296,8 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
 
     await runCommand(page(), 'UniCode²: Build Codebook from Folder…');
     await answerFileDialog(page(), repeated + '/');
-    const cancel = page().locator('.notification-toast').getByRole('button', { name: 'Cancel' }).first();
+    // this build's Cancel: the refused job below shows a progress notification of its own for a moment
+    const cancel = notification(page(), 'images-repeated').getByRole('button', { name: 'Cancel' });
     await cancel.waitFor({ state: 'visible', timeout: 60_000 });
 
     // The same output again while that build runs (the Lab's re-run of the earlier build is one
