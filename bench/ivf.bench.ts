@@ -136,6 +136,8 @@ async function main(): Promise<void> {
     await fs.mkdir(dir, { recursive: true });
     try {
       const ours = (await child(process.execPath, [...process.execArgv, __filename, '--ours', JSON.stringify(c), dir])) as OursReport;
+      console.log(`${c.id} ours: exact ${fmtMs(ours.exact.median)}, IVF nprobe ${ours.timed.nprobe} recall ${ours.timed.recall.toFixed(3)} ${fmtMs(ours.timed.times.median)}; ` +
+        `curve ${ours.curve.map((p) => `${p.nprobe}:${p.recall.toFixed(3)}`).join(', ')}`);
       const nprobes = NPROBES.filter((p) => p <= c.cells).join(',');
       const ref = (await child(faiss.python, [path.join(__dirname, 'faiss_ivf.py'), dir, String(c.cells), nprobes],
         { ...faiss.env, TARGET_RECALL: String(ours.timed.recall) })) as FaissReport;
