@@ -6,6 +6,13 @@
 // utilization-regularized update only bites when lambda is of the order of N/K (~0.07 x N/K
 // measured; see kmeans.ts), so no single non-zero value suits every data set and codebook size;
 // 0 keeps the objective FAISS minimizes, so builds compare like for like. Set it per build.
+//
+// nprobe = 40: the smallest value reaching recall@1 >= 0.95 at both sizes bench/ivf.bench.ts
+// measures on embedding-like data (codes and queries from bench/embedding-data.ts's mixture, coarse
+// level = k-means over the codes with K1 ~ sqrt(K) cells): K = 131,072 (362 cells) 0.934 at 32,
+// 0.953 at 40; K = 500,000 (707 cells) 0.941 at 24, 0.973 at 32. Real patch embeddings cluster far
+// more than that mixture (DCT patches of the sample photos: 0.97 at nprobe 2 of 128 cells), so 40
+// errs on the side of recall; --nprobe / unicode2.nprobe trade it for speed.
 import type { DeviceChoice } from '../../native-gpu/backend';
 import type { SchedulerKind } from './diffusion/schedulers';
 
@@ -41,5 +48,5 @@ export const DEFAULTS = {
   /** 'auto': IVF search through the codebook's coarse level when it has one; 'exact': always exact */
   search: 'auto' as 'auto' | 'exact',
   /** coarse cells probed per query in IVF search (see the note above) */
-  nprobe: 32,
+  nprobe: 40,
 } as const;

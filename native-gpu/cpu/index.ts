@@ -8,7 +8,7 @@ import type { CoarseData, CodebookData, CodebookHandle, ComputeBackend, IvfContr
 import { CpuCodebook, createSearchSession, searchNearestIds } from './nearest.js';
 import { exactDistances } from '../distances.js';
 import { rowsF32 } from '../tables.js';
-import { CpuIvf, searchIvf } from './ivf.js';
+import { CpuIvf, createIvfSession, searchIvf } from './ivf.js';
 import { checkTokenIds } from '../token-ids.js';
 import { accumulateClusters } from './accumulate.js';
 import { dctPatches, idctPatches } from './dct.js';
@@ -26,6 +26,13 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
   const own = (handle: CodebookHandle): CpuCodebook => {
     if (!(handle instanceof CpuCodebook)) throw new Error('codebook handle was not loaded by the cpu backend');
     return handle;
+  };
+
+  let ivfSession: Promise<ort.InferenceSession> | null = null;
+  const ivfLive = (): Promise<ort.InferenceSession> => {
+    live();
+    ivfSession ??= createIvfSession();
+    return ivfSession;
   };
 
   const ownIvf = (handle: IvfHandle): CpuIvf => {
@@ -55,7 +62,7 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
 
     async nearestIvf(handle: IvfHandle, queries: Matrix, control: IvfControl): Promise<NearestResult> {
       const ivf = ownIvf(handle);
-      const best = await searchIvf(live(), ivf, queries, control);
+      const best = await searchIvf(await ivfLive(), ivf, queries, control);
       const grouped = ivf.layout.grouped;
       return { ids: best.ids, distances: exactDistances(queries, best.positions, (p) => rowsF32(grouped, p, 1)) };
     },
@@ -88,9 +95,11 @@ export async function createCpuBackend(): Promise<ComputeBackend> {
     },
 
     async dispose(): Promise<void> {
-      const s = session;
+      const s = session, fine = ivfSession;
       session = null;
+      ivfSession = null;
       await s?.release();
+      await (await fine)?.release();
     },
   };
 }

@@ -5,7 +5,11 @@
 //      against the cell's codes with nearest.ts's own search (one Gemm + ArgMin per block), and
 //      each query keeps the best of its cells.
 // Each cell is a CpuCodebook over a view of the grouped table, so the fine step is the exact
-// search code path, just on many small codebooks. Memory beyond the codebook: one gathered block
+// search code path, just on many small codebooks. It runs on a session of ONE intra-op thread
+// (createIvfSession): a cell's GEMM is small (tens to hundreds of queries x hundreds of codes),
+// and splitting it over threads costs more than it gains — measured on the 2-core machine, K =
+// 131,072, K1 = 362, nprobe 40, 729 queries: median 237 ms on one thread, 369 ms on two (busy
+// machine, 6 runs each, interleaved) — and during tokenize the other core decodes images. Memory beyond the codebook: one gathered block
 // of at most GATHER_ROWS queries, the [batch x nprobe] probe lists and a score block of at most
 // COARSE_SCORES floats.
 //
@@ -16,8 +20,8 @@ import type * as ort from 'onnxruntime-node';
 import { onnxruntime } from '../onnxruntime.js';
 import type { CoarseData, CodebookData, IvfControl, IvfHandle, Matrix } from '../backend.js';
 import { BestPerQuery, checkNprobe, gatherRows, groupByCell, queriesByCell, type CellLayout } from '../ivf.js';
-import { rowsF32 } from '../tables.js';
-import { CpuCodebook, searchNearest } from './nearest.js';
+import { isHalf, rowsF32 } from '../tables.js';
+import { CpuCodebook, createSearchSession, searchNearest } from './nearest.js';
 import { GraphBuilder, float } from './onnx-graph.js';
 import { UserError, throwIfCancelled } from '../../common/errors.js';
 
@@ -25,6 +29,8 @@ import { UserError, throwIfCancelled } from '../../common/errors.js';
 const GATHER_ROWS = 1024;
 /** queries per coarse-then-fine round: bounds the probe lists (batch x nprobe int32) */
 export const IVF_BATCH = 65_536;
+/** f16 codes are widened to f32 once at load up to this size (see CpuIvf.create) */
+const DECODE_ONCE_BYTES = 512 * 2 ** 20;
 /** floats in one coarse score block (64 MB) */
 const COARSE_SCORES = 1 << 24;
 
@@ -123,13 +129,18 @@ export class CpuIvf implements IvfHandle {
     this.cells = layout.cells;
   }
 
-  static async create(codes: CodebookData, coarse: CoarseData): Promise<CpuIvf> {
+  /** `decodeOnceBytes`: the f32 size up to which f16 codes are widened at load (tests lower it). */
+  static async create(codes: CodebookData, coarse: CoarseData, decodeOnceBytes = DECODE_ONCE_BYTES): Promise<CpuIvf> {
     const layout = groupByCell(codes, coarse);
     const { grouped, cellStart, cells } = layout;
     const d = grouped.cols;
-    // A cell is searched by a few queries at a time: decoding an f16 cell at every search would
-    // cost more than its GEMM, so f16 codes are decoded once, here.
-    const table = rowsF32(grouped, 0, grouped.rows);
+    // A cell is searched by a few queries at a time, so decoding an f16 cell at every search can
+    // cost as much as its GEMM: f16 codes are decoded once, here, while their f32 copy is small.
+    // Beyond that they stay f16 (a 500,000 x 1152 table would need 2.3 GB more) and each cell is
+    // decoded once per search batch, which tokenize makes large (SEARCH_IMAGES).
+    const table: CodebookData = isHalf(grouped) && grouped.half.length * 4 <= decodeOnceBytes
+      ? { rows: grouped.rows, cols: d, data: rowsF32(grouped, 0, grouped.rows) }
+      : grouped;
     const cellCodebooks: (CpuCodebook | null)[] = [];
     for (let c = 0; c < cells; c++) {
       const start = cellStart[c], rows = cellStart[c + 1] - start;
@@ -137,7 +148,9 @@ export class CpuIvf implements IvfHandle {
         cellCodebooks.push(null);
         continue;
       }
-      cellCodebooks.push(new CpuCodebook({ rows, cols: d, data: table.subarray(start * d, (start + rows) * d) }));
+      cellCodebooks.push(new CpuCodebook(isHalf(table)
+        ? { rows, cols: d, half: table.half.subarray(start * d, (start + rows) * d) }
+        : { rows, cols: d, data: table.data.subarray(start * d, (start + rows) * d) }));
     }
     return new CpuIvf(layout, await CoarseQuantizer.create(coarse.centroids, layout.nonEmpty), cellCodebooks);
   }
@@ -190,4 +203,9 @@ export async function searchIvf(session: ort.InferenceSession, ivf: CpuIvf, quer
   }
   best.checkComplete();
   return best;
+}
+
+/** The session the fine step runs on (see the header): nearest.ts's search graph, one thread. */
+export function createIvfSession(): Promise<ort.InferenceSession> {
+  return createSearchSession(1);
 }

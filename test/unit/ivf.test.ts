@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import { groupByCell, queriesByCell } from '../../native-gpu/ivf.js';
+import { CpuIvf, createIvfSession, searchIvf } from '../../native-gpu/cpu/ivf.js';
+import { isHalf } from '../../native-gpu/tables.js';
 import { f16ToF32, f32ToF16 } from '../../common/half.js';
 import { CancelledError, UserError } from '../../common/errors.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
@@ -68,6 +70,14 @@ test('nprobe = every cell gives exact search\'s ids and distances (codes unsorte
     assert.deepEqual(ivf.distances, exact.distances, c.name);
     index.dispose();
   }
+  // f16 codes too large to widen at load stay f16, each cell decoded at search time: same answer
+  const halfIndex = await CpuIvf.create(half, coarse, 0);
+  assert.ok(halfIndex.cellCodebooks.every((cb) => !cb || isHalf(cb.source)));
+  const exactHalf = await backend.nearest(await backend.loadCodebook(half), queries);
+  const session = await createIvfSession();
+  assert.deepEqual((await searchIvf(session, halfIndex, queries, { nprobe: 20 })).ids, exactHalf.ids);
+  await session.release();
+  halfIndex.dispose();
   // Grouping never changes which code wins: the grouped codebook's ids map back to the original ones.
   const flat = await backend.nearest(await backend.loadCodebook(codes), queries);
   const viaGrouped = await backend.nearestIvf(await backend.loadIvf(grouped.codes, grouped.coarse), queries, { nprobe: 20 });
