@@ -1,6 +1,9 @@
-// End-to-end tokenization rate, in images per second: decode + resize (sharp, in worker threads),
-// the built-in DCT encoder, nearest-code search, token grids out — the whole `unicode2 tokenize`
-// path minus file output. On the CPU backend always, with exact search and with IVF search (the
+// End-to-end tokenization rate, in images and tokens per second: decode + resize (sharp, in worker
+// threads), the built-in DCT encoder, nearest-code search, token grids out — the whole `unicode2
+// tokenize` path minus file output. With the DCT stretched to 224 x 224 ('dct:224:square', 196
+// tokens per image, the rows earlier versions measured) and, for exact search, also keeping each
+// photo's shape ('dct': short side 224, so the 3:2 fixtures give 294 tokens; images of one batch
+// share one [sum of L, d] block whatever their shapes). On the CPU backend always, with exact search and with IVF search (the
 // codebook given a coarse level: k-means over its codes, codes grouped by cell); on WebGPU when a
 // hardware adapter is present (a software adapter would take minutes per image at these K).
 // Prints a table and one line "BENCH_JSON {...}".
@@ -23,7 +26,13 @@ const ROOT = path.join(__dirname, '..');
 const TARGET = 0.95;
 const NPROBES = [1, 2, 4, 8, 16, 32];
 
-interface Row { device: string; k: number; search: string; recall: number | null; images: number; seconds: number; imagesPerSecond: number }
+interface Row {
+  device: string; k: number; encoder: string; search: string; recall: number | null;
+  images: number; tokens: number; seconds: number; imagesPerSecond: number; tokensPerSecond: number;
+}
+
+const SQUARE = 'dct:224:square';
+const KEEP_ASPECT = 'dct';
 
 /** A codebook of K real DCT patch vectors (with a little noise so repeated patches differ):
  *  search cost depends only on K and d, but real vectors keep the token ids meaningful. */
@@ -41,7 +50,7 @@ function codebookFrom(patches: Matrix, k: number): Codebook {
     counts: null,
     fingerprint: `bench-k${k}`,
     meta: {
-      formatVersion: 1, encoder: { kind: 'dct', id: 'dct', patch: 16, inputSize: [224, 224], d: 768 }, k, d: patches.cols,
+      formatVersion: 1, encoder: { kind: 'dct', id: 'dct:224', patch: 16, inputSize: [224, 224], d: 768, resize: 'keep-aspect' }, k, d: patches.cols,
       lambda: 0, iterations: 0, seed: 7, corpusFingerprint: 'bench', atlas: 'dct', createdAt: new Date(0).toISOString(),
     },
   };
@@ -65,8 +74,8 @@ async function recallOf(cb: Codebook, backend: ComputeBackend, queries: Matrix, 
   }
 }
 
-async function measure(backend: ComputeBackend, cb: Codebook, images: string[], options: SearchOptions, recall: number | null): Promise<Row> {
-  const encoder = await openEncoder('dct', backend);
+async function measure(backend: ComputeBackend, cb: Codebook, images: string[], options: SearchOptions, recall: number | null, spec = SQUARE): Promise<Row> {
+  const encoder = await openEncoder(spec, backend);
   try {
     await tokenizeImages(cb, encoder, images.slice(0, 16), backend, { search: options }); // warm-up: sessions, workers, pipelines
     const t0 = performance.now();
@@ -75,7 +84,8 @@ async function measure(backend: ComputeBackend, cb: Codebook, images: string[], 
     if (results.length !== images.length) throw new Error(`tokenized ${results.length} of ${images.length} images`);
     const { method, nprobe } = results[0]!.search!;
     const search = method === 'ivf' ? `IVF, ${cb.coarse!.centroids.rows} cells, nprobe ${nprobe}` : 'exact';
-    return { device: backend.device, k: cb.frozen.rows, search, recall, images: images.length, seconds, imagesPerSecond: images.length / seconds };
+    const tokens = results.reduce((n, r) => n + r.ids.length, 0);
+    return { device: backend.device, k: cb.frozen.rows, encoder: spec, search, recall, images: images.length, tokens, seconds, imagesPerSecond: images.length / seconds, tokensPerSecond: tokens / seconds };
   } finally {
     await encoder.dispose();
   }
@@ -89,7 +99,7 @@ async function main(): Promise<void> {
   const sizes = quick ? [1024] : [16_384, 131_072];
 
   const cpu = await createCpuBackend();
-  const encoder: Encoder = await openEncoder('dct', cpu);
+  const encoder: Encoder = await openEncoder(SQUARE, cpu);
   const patches = await encoder.encode(await Promise.all(sources.map((s) => encoder.load(s))));
   await encoder.dispose();
 
@@ -100,13 +110,16 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const report = (row: Row) => {
     rows.push(row);
-    console.log(`${row.device.padEnd(40)} K=${String(row.k).padStart(7)} ${row.search.padEnd(30)} ${row.images} images in ${row.seconds.toFixed(2)} s = ${row.imagesPerSecond.toFixed(1)} images/s` +
+    console.log(`${row.device.padEnd(40)} K=${String(row.k).padStart(7)} ${row.encoder.padEnd(15)} ${row.search.padEnd(30)} ${row.images} images in ${row.seconds.toFixed(2)} s = ${row.imagesPerSecond.toFixed(1)} images/s, ${Math.round(row.tokensPerSecond)} tokens/s` +
       (row.recall === null ? '' : `, recall@1 ${row.recall.toFixed(3)}`));
   };
   try {
     for (const k of sizes) {
       const cb = codebookFrom(patches, k);
-      for (const backend of backends) report(await measure(backend, cb, images, { search: 'exact' }, null));
+      for (const backend of backends) {
+        report(await measure(backend, cb, images, { search: 'exact' }, null));
+        report(await measure(backend, cb, images, { search: 'exact' }, null, KEEP_ASPECT));
+      }
       // IVF: the first nprobe whose recall@1 on every patch of the source photos reaches TARGET,
       // and the default nprobe
       const ivf = await withCoarse(cb, cpu);
@@ -127,12 +140,13 @@ async function main(): Promise<void> {
   console.log(`BENCH_JSON ${JSON.stringify({ bench: 'tokenize', rows })}`);
 
   const table = [
-    '| device | K | search | recall@1 | images | seconds | images/s |',
-    '|---|---:|---|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.device} | ${r.k.toLocaleString('en')} | ${r.search} | ${r.recall === null ? '1 (exact)' : r.recall.toFixed(3)} | ${r.images} | ${r.seconds.toFixed(2)} | ${r.imagesPerSecond.toFixed(1)} |`),
+    '| device | K | encoder | search | recall@1 | images | tokens | seconds | images/s | tokens/s |',
+    '|---|---:|---|---|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.device} | ${r.k.toLocaleString('en')} | ${r.encoder} | ${r.search} | ${r.recall === null ? '1 (exact)' : r.recall.toFixed(3)} | ${r.images} | ${r.tokens.toLocaleString('en')} | ${r.seconds.toFixed(2)} | ${r.imagesPerSecond.toFixed(1)} | ${Math.round(r.tokensPerSecond).toLocaleString('en')} |`),
   ].join('\n');
   if (!quick && !process.env.BENCH_NO_WRITE) {
-    await updateSection('tokenize', `## End-to-end tokenization (images/s)\n\nDCT encoder at 224x224 (196 tokens, d = 768), ` +
+    await updateSection('tokenize', `## End-to-end tokenization (images/s)\n\nDCT encoder stretched to 224x224 (\`${SQUARE}\`: 196 tokens, d = 768), ` +
+      `and for exact search also keeping each photo's shape (\`${KEEP_ASPECT}\`: short side 224; the 3:2 fixtures give 14 x 21 = 294 tokens), ` +
       `images decoded from disk each time (fixtures + samples, cycled), decode + resize + DCT in worker threads (one per core) while the main thread searches; ` +
       `K real patch vectors as the codebook. IVF rows: the codebook with a coarse level of about sqrt(K) cells (k-means over its codes), at the first nprobe ` +
       `of ${NPROBES.join(', ')} whose recall@1 over every patch of the source photos reaches ${TARGET}, and at the default nprobe (${DEFAULTS.nprobe}); ` +

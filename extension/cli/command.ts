@@ -19,7 +19,7 @@ export const CODEBOOK: OptionSpec = { kind: 'string', value: 'CB', required: tru
 export const ENCODER_OVERRIDE: OptionSpec = {
   kind: 'string',
   value: 'E',
-  help: "encoder to use instead of the one recorded in the codebook: 'dct', 'dct:<size>', a model folder or .onnx file",
+  help: "encoder to use instead of the one recorded in the codebook: 'dct', 'dct:<size>', 'dct:<size>:square', a model folder or .onnx file",
 };
 export const IMAGES_OPERANDS = { name: 'IMAGES', min: 1, max: Infinity };
 export const SEARCH: Record<string, OptionSpec> = {

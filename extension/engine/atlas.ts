@@ -91,7 +91,7 @@ export async function refineAtlas(
         let token = 0;
         for (const file of files) {
           const img = loaded.get(file)!;
-          const dct: Matrix = await backend.dctPatches(img.data, height, width, p);
+          const dct: Matrix = await backend.dctPatches(img.data, img.height, img.width, p); // the image's own grid
           for (let r = 0; r < dct.rows; r++, token++) {
             const id = ids[token];
             counts[id]++;

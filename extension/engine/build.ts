@@ -22,7 +22,7 @@ import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import type { CodebookMeta, CoarseLevel } from './codebook';
 import { codebookFingerprint, inMemory, writeCodebook } from './codebook';
 import { corpusInputFingerprint, extractCorpus } from './corpus';
-import { embedImages, requireSomeImages, type SkippedImage } from './embed';
+import { embedImages, imageAtRow, requireSomeImages, type SkippedImage } from './embed';
 import { matrixSource, shardSource, subsetSource, type RowSource } from './embedding-source';
 import { EXTERNAL_ENCODER, openEncoder, type Encoder, type EncoderDescriptor } from './encoders/index';
 import { PhaseClock } from './eta';
@@ -357,7 +357,8 @@ async function embeddingsFromImages(req: BuildRequest, backend: ComputeBackend, 
   const encoder = await openEncoder(req.encoder, backend);
   try {
     const onProgress = stepsOf('embed', control.onProgress);
-    const bytes = images.length * encoder.grid[0] * encoder.grid[1] * encoder.d * 4;
+    // At most this many: a corpus that might not fit goes on disk before it is found not to.
+    const bytes = images.length * encoder.tokensPerImage.max * encoder.d * 4;
     const corpus =
       bytes <= (req.inMemoryCorpusBytes ?? IN_MEMORY_CORPUS_BYTES)
         ? await embedInMemory(encoder, images, { signal: control.signal, onProgress })
@@ -373,12 +374,12 @@ type EmbedControl = { signal?: AbortSignal; onProgress: (done: number, total: nu
 type Corpus = Omit<Input, 'encoder'>;
 
 async function embedInMemory(encoder: Encoder, images: string[], control: EmbedControl): Promise<Corpus> {
-  const { embeddings, images: kept, skipped } = await embedImages(encoder, images, control);
+  const { embeddings, images: kept, grids, skipped } = await embedImages(encoder, images, control);
   requireSomeImages(kept.length, skipped);
   // An ONNX encoder can overflow to Inf/NaN; k-means would silently spread them to every code.
   const bad = embeddings.data.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) {
-    const image = kept[Math.floor(bad / embeddings.cols / (encoder.grid[0] * encoder.grid[1]))];
+    const image = kept[imageAtRow(grids, Math.floor(bad / embeddings.cols))];
     throw new UserError(`encoder '${encoder.descriptor.id}' produced a non-finite value for ${image}`);
   }
   return { source: matrixSource(embeddings), load: async () => embeddings, skipped, cleanUp: async () => undefined };
@@ -422,7 +423,7 @@ async function embeddingsFromFiles(source: string, encoderSpec: string, backend:
   if (rows.rows === 0) throw new UserError(`${source} holds no vectors`);
   const input = { source: rows, load: () => readEmbeddings(source), skipped: [], cleanUp: async () => undefined };
   if (encoderSpec === EXTERNAL_ENCODER) {
-    return { ...input, encoder: { kind: 'onnx', id: EXTERNAL_ENCODER, patch: 0, inputSize: [0, 0], d: rows.cols } };
+    return { ...input, encoder: { kind: 'onnx', id: EXTERNAL_ENCODER, patch: 0, inputSize: [0, 0], d: rows.cols, resize: 'stretch' } };
   }
   const encoder = await openEncoder(encoderSpec, backend);
   try {

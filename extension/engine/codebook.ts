@@ -265,7 +265,9 @@ export async function readCodebook(file: string): Promise<Codebook> {
     const p = tableOf(file, 'projector', tensors.projector);
     projector = isHalf(p) ? { rows: p.rows, cols: p.cols, data: f16ToF32(p.half) } : p;
   }
-  const cb = { frozen, trainable, counts, coarse, projector, meta };
+  // The encoder as this version names it (older files' DCT descriptors read as 'dct:<size>:square').
+  const encoder = validateEncoderDescriptor(meta.encoder, `${file}: metadata 'encoder'`);
+  const cb = { frozen, trainable, counts, coarse, projector, meta: { ...meta, encoder } };
   validate(file, cb);
   return { ...cb, fingerprint: codebookFingerprint(frozen) };
 }

@@ -10,7 +10,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from './atomic-write';
-import { forEachEncodedBatch, type BatchControl, type EncodedBatch, type SkippedImage } from './embed';
+import { forEachEncodedBatch, imageAtRow, rowOffsets, type BatchControl, type EncodedBatch, type SkippedImage } from './embed';
+import { stackRows } from './sampling';
 import { validateEncoderDescriptor, type Encoder, type EncoderDescriptor } from './encoders/index';
 import { onFile, readJsonFile } from './files';
 import { MAX_JSON_BYTES } from './limits';
@@ -36,6 +37,8 @@ export interface CorpusImage {
   /** first row of this image inside its shard */
   row: number;
   rows: number;
+  /** [gridH, gridW]: its rows in raster order (absent in manifests of older versions) */
+  grid?: [number, number];
 }
 
 export interface CorpusManifest {
@@ -64,7 +67,7 @@ function shardName(index: number): string {
 }
 
 function sameEncoder(a: EncoderDescriptor, b: EncoderDescriptor): boolean {
-  return a.kind === b.kind && a.id === b.id && a.d === b.d && a.patch === b.patch && a.inputSize.join('x') === b.inputSize.join('x');
+  return a.kind === b.kind && a.id === b.id && a.d === b.d && a.patch === b.patch && a.inputSize.join('x') === b.inputSize.join('x') && a.resize === b.resize;
 }
 
 /** Fingerprint of what a corpus is of: the encoder and the sorted list of image paths (16 hex
@@ -83,7 +86,7 @@ async function readManifest(outDir: string, encoder: Encoder, inputs: string): P
     typeof manifest === 'object' && manifest !== null && manifest.formatVersion === 1 && typeof manifest.inputs === 'string' &&
     Array.isArray(manifest.shards) && Array.isArray(manifest.images) && Array.isArray(manifest.skipped);
   if (!valid) throw new UserError(`${file}: not a corpus manifest this version understands; delete the corpus folder to start over`);
-  validateEncoderDescriptor(manifest.encoder, file);
+  manifest.encoder = validateEncoderDescriptor(manifest.encoder, file);
   if (!sameEncoder(manifest.encoder, encoder.descriptor)) {
     throw new UserError(`${outDir} holds a corpus made with encoder '${manifest.encoder.id}', not '${encoder.descriptor.id}'; use another folder`);
   }
@@ -108,7 +111,8 @@ async function removeUnlisted(outDir: string, manifest: CorpusManifest): Promise
 }
 
 export interface CorpusControl extends BatchControl {
-  /** target shard size in bytes (default SHARD_BYTES); a shard holds whole encoder batches */
+  /** target shard size in bytes (default SHARD_BYTES); a shard holds whole encoder batches (so it
+   *  may pass the target by one batch) */
   shardBytes?: number;
 }
 
@@ -134,28 +138,25 @@ export async function extractCorpus(encoder: Encoder, images: string[], outDir: 
   manifest.skipped = manifest.skipped.filter((s) => !retried.has(s.path));
 
   const d = encoder.d;
-  const rowsPerImage = encoder.grid[0] * encoder.grid[1];
-  const imagesPerShard = Math.max(1, Math.floor((control.shardBytes ?? SHARD_BYTES) / (2 * d * rowsPerImage)));
+  const rowsPerShard = Math.max(1, Math.floor((control.shardBytes ?? SHARD_BYTES) / (2 * d)));
   let buffer: EncodedBatch[] = [];
-  let buffered = 0;
+  let buffered = 0; // rows
 
   const flush = async (): Promise<void> => {
     if (buffered === 0) return;
     const index = manifest.shards.length;
     const file = shardName(index);
-    const perImage = rowsPerImage * d;
-    const values = new Float32Array(buffered * perImage);
-    const entries: CorpusImage[] = [];
-    for (const batch of buffer) {
-      values.set(batch.embeddings.data, entries.length * perImage);
-      for (const image of batch.images) entries.push({ path: image, shard: index, row: entries.length * rowsPerImage, rows: rowsPerImage });
-    }
+    const { rows, data: values } = stackRows(buffer.map((b) => b.embeddings));
+    const images = buffer.flatMap((b) => b.images);
+    const grids = buffer.flatMap((b) => b.grids);
     // f16 tops out at 65504: a larger activation would be stored as Inf and poison k-means later.
     const bad = values.findIndex((v) => !(Math.abs(v) <= F16_MAX));
     if (bad >= 0) {
-      throw new UserError(`${entries[Math.floor(bad / perImage)].path}: encoder '${encoder.descriptor.id}' produced a value (${values[bad]}) that f16 cannot store`);
+      const image = images[imageAtRow(grids, Math.floor(bad / d))];
+      throw new UserError(`${image}: encoder '${encoder.descriptor.id}' produced a value (${values[bad]}) that f16 cannot store`);
     }
-    const rows = buffered * rowsPerImage;
+    const offsets = rowOffsets(grids);
+    const entries: CorpusImage[] = images.map((image, i) => ({ path: image, shard: index, row: offsets[i]!, rows: offsets[i + 1]! - offsets[i]!, grid: grids[i]! }));
     await writeNpy(path.join(outDir, file), { dtype: 'float16', shape: [rows, d], data: f32ToF16(values) });
     manifest.shards.push({ file, rows });
     manifest.images.push(...entries);
@@ -172,8 +173,8 @@ export async function extractCorpus(encoder: Encoder, images: string[], outDir: 
       pending,
       async (batch) => {
         buffer.push(batch);
-        buffered += batch.images.length;
-        if (buffered >= imagesPerShard) await flush();
+        buffered += batch.embeddings.rows;
+        if (buffered >= rowsPerShard) await flush();
       },
       { signal: control.signal, onProgress: (n, total) => control.onProgress?.(already + n, already + total) },
     ));

@@ -17,7 +17,8 @@ import { renderReport, type ReportGenerated, type ReportSample } from './report'
 import { fitPrior, samplePriorGrid, scorePrior } from './prior';
 import { DEFAULTS } from './defaults';
 import { codeStats, type CodeStats } from './stats';
-import { tokenizeImages, writeTokenJson } from './tokenize';
+import { tokenizeImages } from './tokenize';
+import { writeTokenJson } from './token-files';
 
 export interface DemoProgress extends ProgressEvent {
   phase: BuildProgress['phase'] | 'tokenize' | 'decode' | 'generate' | 'report';
@@ -88,7 +89,8 @@ export async function runDemo(
       {
         images: samplesDir,
         encoder: DEMO_ENCODER,
-        k: demoK(images.length * encoder.grid[0] * encoder.grid[1]),
+        // the fewest vectors the samples can give (a photo's grid is at least the square's)
+        k: demoK(images.length * encoder.tokensPerImage.min),
         iterations: DEMO_ITERATIONS,
         lambda: DEMO_LAMBDA,
         seed: DEMO_SEED,

@@ -1,9 +1,14 @@
 // Images -> patch embeddings in batches, shared by tokenize, build (small corpora kept in memory)
 // and the CLI's `embed`. An image that cannot be read is skipped and reported, never fatal: one
 // bad file in a folder of thousands must not lose the rest of the run.
+//
+// Images of one batch may have different grids (the DCT encoder keeps each photo's shape): their
+// rows are stacked, image after image, into one [sum of L, d] block with each image's grid beside
+// it. Search treats rows alike, so one block per batch serves any mix of shapes.
 import type { Matrix } from '../../native-gpu/backend';
-import type { Encoder } from './encoders/index';
+import { imageGrid, type Encoder } from './encoders/index';
 import type { RgbImage } from './image';
+import { stackRows } from './sampling';
 import * as os from 'node:os';
 import { CancelledError, UserError, throwIfCancelled } from '../../common/errors';
 import { EncodePool, QUEUED_PER_WORKER, type EncodeReply } from './encode-pool';
@@ -16,8 +21,23 @@ export interface SkippedImage {
 export interface EncodedBatch {
   /** the images of this batch that could be read, in input order */
   images: string[];
-  /** [images.length * L x d], image-major, raster order within an image */
+  /** [gridH, gridW] of each of them */
+  grids: [number, number][];
+  /** [sum of gridH * gridW over the images, d], image-major, raster order within an image */
   embeddings: Matrix;
+}
+
+/** The first row of each image of a batch in its embeddings, and one past the last. */
+export function rowOffsets(grids: readonly [number, number][]): number[] {
+  const offsets = [0];
+  for (const [h, w] of grids) offsets.push(offsets[offsets.length - 1]! + h * w);
+  return offsets;
+}
+
+/** Which of the images laid out by `rowOffsets(grids)` row `row` belongs to. */
+export function imageAtRow(grids: readonly [number, number][], row: number): number {
+  const offsets = rowOffsets(grids);
+  return offsets.findIndex((start, i) => row >= start && row < offsets[i + 1]!);
 }
 
 export interface BatchControl {
@@ -57,7 +77,7 @@ export async function forEachEncodedBatch(
     }
     if (pixels.length > 0) {
       const embeddings = await encoder.encode(pixels, { signal: control.signal });
-      await onBatch({ images: paths, embeddings });
+      await onBatch({ images: paths, grids: pixels.map((img) => imageGrid(img, encoder.patch)), embeddings });
     }
     control.onProgress?.(Math.min(start + IMAGE_BATCH, images.length), images.length);
   }
@@ -85,8 +105,6 @@ async function forEachInWorkers(
     replies[i] = reply;
   };
   const skipped: SkippedImage[] = [];
-  const tokens = encoder.grid[0] * encoder.grid[1];
-  const plane = resize.width * resize.height;
   control.onProgress?.(0, images.length);
   try {
     for (let i = 0; i < Math.min(depth, batches.length); i++) post(i);
@@ -96,10 +114,9 @@ async function forEachInWorkers(
       if (i + depth < batches.length) post(i + depth);
       skipped.push(...reply.skipped);
       if (reply.images.length > 0) {
-        const embeddings = dctPatch
-          ? { rows: reply.images.length * tokens, cols: encoder.d, data: reply.data }
-          : await encoder.encode(reply.images.map((_, k) => ({ data: reply.data.subarray(3 * plane * k, 3 * plane * (k + 1)), width: resize.width, height: resize.height })), { signal: control.signal });
-        await onBatch({ images: reply.images, embeddings });
+        const grids = reply.sizes.map(([height, width]) => imageGrid({ width, height }, encoder.patch));
+        const embeddings = dctPatch ? { rows: reply.data.length / encoder.d, cols: encoder.d, data: reply.data } : await encoder.encode(pixelsOf(reply), { signal: control.signal });
+        await onBatch({ images: reply.images, grids, embeddings });
       }
       control.onProgress?.(Math.min((i + 1) * IMAGE_BATCH, images.length), images.length);
     }
@@ -109,30 +126,38 @@ async function forEachInWorkers(
   return { skipped };
 }
 
-/** All embeddings of `images` in one matrix (for corpora that fit in memory). */
+/** A worker's reply of pixels (no dctPatch) as the images they are, for the encoder. */
+function pixelsOf(reply: EncodeReply): RgbImage[] {
+  let offset = 0;
+  return reply.sizes.map(([height, width]) => {
+    const data = reply.data.subarray(offset, offset + 3 * width * height);
+    offset += data.length;
+    return { data, width, height };
+  });
+}
+
+/** All embeddings of `images` in one matrix (for corpora that fit in memory), with each image's
+ *  grid: image i's rows follow image i - 1's. */
 export async function embedImages(
   encoder: Encoder,
   images: string[],
   control: BatchControl = {},
-): Promise<{ embeddings: Matrix; images: string[]; skipped: SkippedImage[] }> {
-  const perImage = encoder.grid[0] * encoder.grid[1] * encoder.d;
-  const data = new Float32Array(images.length * perImage);
+): Promise<{ embeddings: Matrix; images: string[]; grids: [number, number][]; skipped: SkippedImage[] }> {
+  const parts: Matrix[] = [];
   const kept: string[] = [];
+  const grids: [number, number][] = [];
   const { skipped } = await forEachEncodedBatch(
     encoder,
     images,
     (batch) => {
-      data.set(batch.embeddings.data, kept.length * perImage);
+      parts.push(batch.embeddings);
       kept.push(...batch.images);
+      grids.push(...batch.grids);
     },
     control,
   );
-  const rows = kept.length * encoder.grid[0] * encoder.grid[1];
-  return {
-    embeddings: { rows, cols: encoder.d, data: data.subarray(0, rows * encoder.d) },
-    images: kept,
-    skipped,
-  };
+  const embeddings = parts.length === 0 ? { rows: 0, cols: encoder.d, data: new Float32Array(0) } : parts.length === 1 ? parts[0]! : stackRows(parts);
+  return { embeddings, images: kept, grids, skipped };
 }
 
 /** Throws when no image at all could be read: a run with nothing to work on is the user's error,

@@ -8,13 +8,13 @@
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import type { ResizeTo } from './image';
+import type { KeepAspect, ResizeTo } from './image';
 import type { SkippedImage } from './embed';
 
 export interface EncodeTask {
   id: number;
   paths: string[];
-  resize: ResizeTo;
+  resize: ResizeTo | KeepAspect;
   /** DCT patch size: the worker returns DCT rows instead of pixels */
   dctPatch?: number;
 }
@@ -24,6 +24,8 @@ export interface EncodeReply {
   /** the task's images that could be read, in order */
   images: string[];
   skipped: SkippedImage[];
+  /** [height, width] in pixels of each image as loaded (a keep-aspect resize follows the photo) */
+  sizes: [number, number][];
   /** DCT rows of the images (dctPatch), else their planar pixels, image after image */
   data: Float32Array;
 }

@@ -18,8 +18,8 @@ port.on('message', (task: EncodeTask) => {
 });
 
 async function run(task: EncodeTask): Promise<EncodeReply> {
-  const { width, height } = task.resize;
   const kept: string[] = [];
+  const sizes: [number, number][] = [];
   const skipped: { path: string; reason: string }[] = [];
   const parts: Float32Array[] = [];
   for (const path of task.paths) {
@@ -30,8 +30,9 @@ async function run(task: EncodeTask): Promise<EncodeReply> {
       skipped.push({ path, reason: err instanceof Error ? err.message : String(err) });
       continue;
     }
-    parts.push(task.dctPatch ? dctPatches(pixels.data, height, width, task.dctPatch).data : pixels.data);
+    parts.push(task.dctPatch ? dctPatches(pixels.data, pixels.height, pixels.width, task.dctPatch).data : pixels.data);
     kept.push(path);
+    sizes.push([pixels.height, pixels.width]);
   }
   const data = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
@@ -39,5 +40,5 @@ async function run(task: EncodeTask): Promise<EncodeReply> {
     data.set(p, offset);
     offset += p.length;
   }
-  return { id: task.id, images: kept, skipped, data };
+  return { id: task.id, images: kept, skipped, sizes, data };
 }

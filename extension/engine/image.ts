@@ -1,8 +1,10 @@
 // Image files <-> planar float RGB, through sharp (libvips). Decoding applies the EXIF orientation,
 // takes the first frame of animated/multi-page files, expands grey to RGB and flattens alpha onto
 // WHITE (the usual choice in preprocessing pipelines: a transparent logo or cut-out reads as
-// "on paper", not "on black"). Resizing stretches to the exact size asked ('fill'), as the
-// Hugging Face image processors do with do_resize and a {height, width} size.
+// "on paper", not "on black"). Resizing either stretches to the exact size asked (ResizeTo: 'fill',
+// as the Hugging Face image processors do with do_resize and a {height, width} size), or keeps the
+// photo's shape (KeepAspect: the short side to a set size, the long side following the photo), or
+// only shrinks it to fit a box (FitWithin: for showing a photo as it is).
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type Sharp from 'sharp';
@@ -20,6 +22,7 @@ export interface RgbImage {
 
 export type Resample = 'nearest' | 'bilinear' | 'bicubic' | 'lanczos3';
 
+/** Stretched to exactly width x height, whatever the photo's shape. */
 export interface ResizeTo {
   width: number;
   height: number;
@@ -27,9 +30,35 @@ export interface ResizeTo {
 }
 
 /** Scaled down (never up) to fit a square of this side, keeping the aspect ratio: for showing
- *  a photo as it is, where encoders resize to their exact input size. */
+ *  a photo as it is, where encoders resize to their exact input size. With `aspect` (width /
+ *  height), first centre-cropped to that ratio, as 'cover' resizing crops: the part of the photo
+ *  a keep-aspect encoder saw. */
 export interface FitWithin {
   within: number;
+  aspect?: number;
+}
+
+/** The photo's shape kept: see keepAspectSize. Never stretched: the few pixels the rounding to
+ *  `multiple` (and the cap) leave over are cropped from the centre. */
+export interface KeepAspect {
+  shortSide: number;
+  /** both sides are multiples of this (an encoder's patch) */
+  multiple: number;
+  /** the long side's cap: a longer photo is centre-cropped to it */
+  maxLongSide: number;
+  resample?: Resample;
+}
+
+/** The size a photo of width x height gets under `spec`: the short side `spec.shortSide`, the long
+ *  side the multiple of `spec.multiple` nearest to shortSide x (long / short), at least shortSide
+ *  and at most `spec.maxLongSide`. A 640 x 400 photo at shortSide 224 is 352 x 224. */
+export function keepAspectSize(width: number, height: number, spec: KeepAspect): { width: number; height: number } {
+  const { shortSide, multiple, maxLongSide } = spec;
+  const ok = [shortSide, multiple, maxLongSide].every((n) => Number.isInteger(n) && n > 0) && shortSide % multiple === 0 && maxLongSide % multiple === 0 && maxLongSide >= shortSide;
+  if (!ok) throw new Error(`keepAspectSize: bad spec ${JSON.stringify(spec)}`);
+  const ratio = Math.max(width, height) / Math.min(width, height);
+  const long = Math.min(maxLongSide, Math.max(shortSide, Math.round((shortSide * ratio) / multiple) * multiple));
+  return width >= height ? { width: long, height: shortSide } : { width: shortSide, height: long };
 }
 
 export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'tif', 'tiff', 'gif'];
@@ -82,14 +111,37 @@ async function decoded<T>(file: string, run: () => Promise<T>): Promise<T> {
   }
 }
 
-export async function loadImage(file: string, size?: ResizeTo | FitWithin): Promise<RgbImage> {
-  const [boxW, boxH] = size ? ('within' in size ? [size.within, size.within] : [size.width, size.height]) : [1, 1];
-  if (!(Number.isInteger(boxW) && Number.isInteger(boxH) && boxW > 0 && boxH > 0)) {
-    throw new Error(`loadImage: bad target size ${boxW}x${boxH}`);
+/** [width, height] of an image file as shown (EXIF orientation applied), from its header. */
+export async function imageSize(file: string): Promise<{ width: number; height: number }> {
+  await requireRegularFile(file, 'an image file');
+  const { autoOrient } = await decoded(file, () => sharp()(file, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' }).metadata());
+  return autoOrient;
+}
+
+export async function loadImage(file: string, size?: ResizeTo | FitWithin | KeepAspect): Promise<RgbImage> {
+  if (size && 'width' in size && !(Number.isInteger(size.width) && Number.isInteger(size.height) && size.width > 0 && size.height > 0)) {
+    throw new Error(`loadImage: bad target size ${size.width}x${size.height}`);
+  }
+  if (size && 'within' in size && !(Number.isInteger(size.within) && size.within > 0 && (size.aspect === undefined || size.aspect > 0))) {
+    throw new Error(`loadImage: bad target size ${size.within} (aspect ${size.aspect})`);
   }
   let pipeline = await openImage(file);
-  if (size && 'within' in size) pipeline = pipeline.resize(boxW, boxH, { fit: 'inside', withoutEnlargement: true, kernel: 'lanczos3' });
-  else if (size) pipeline = pipeline.resize(boxW, boxH, { fit: 'fill', kernel: KERNELS[size.resample ?? 'bicubic'] });
+  if (size && 'within' in size && size.aspect) {
+    const { width, height } = await imageSize(file);
+    // the largest box of that ratio inside the photo, then no larger than `within`
+    const crop = { width: Math.min(width, height * size.aspect), height: Math.min(height, width / size.aspect) };
+    const scale = Math.min(1, size.within / Math.max(crop.width, crop.height));
+    const target = { width: Math.max(1, Math.round(crop.width * scale)), height: Math.max(1, Math.round(crop.height * scale)) };
+    pipeline = pipeline.resize(target.width, target.height, { fit: 'cover', position: 'centre', kernel: 'lanczos3' });
+  } else if (size && 'within' in size) {
+    pipeline = pipeline.resize(size.within, size.within, { fit: 'inside', withoutEnlargement: true, kernel: 'lanczos3' });
+  } else if (size && 'shortSide' in size) {
+    const photo = await imageSize(file);
+    const target = keepAspectSize(photo.width, photo.height, size);
+    pipeline = pipeline.resize(target.width, target.height, { fit: 'cover', position: 'centre', kernel: KERNELS[size.resample ?? 'bicubic'] });
+  } else if (size) {
+    pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: KERNELS[size.resample ?? 'bicubic'] });
+  }
   const raw = await decoded(file, () => pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true }));
   const { width, height, channels } = raw.info;
   if (channels !== 3) throw new Error(`loadImage: expected 3 channels after conversion, got ${channels}`);

@@ -16,16 +16,17 @@ export { decodeTokens, refineAtlas } from './atlas';
 export { codeStats, type CodeStats } from './stats';
 export { kmeans, type KMeansOptions, type KMeansProgress, type KMeansResult } from './kmeans';
 export { embedImages, forEachEncodedBatch, requireSomeImages, type SkippedImage } from './embed';
+export { tokenizeImages, checkEncoderMatches } from './tokenize';
 export {
-  tokenizeImages,
-  checkEncoderMatches,
   checkTokensMatchCodebook,
   readTokenGrids,
   writeTokenJson,
   writeTokenDataset,
+  PADDING,
+  commonGrid,
   type TokenGrid,
   type TokenDatasetIndex,
-} from './tokenize';
+} from './token-files';
 export { DEFAULTS, type BuildMethod } from './defaults';
 export { stepsOf, type ProgressEvent, type ProgressListener } from './progress';
 export {

@@ -3,10 +3,17 @@
 // gigabytes. README.md ("Limits") lists the same numbers.
 import { UserError } from '../../common/errors';
 
-/** Largest encoder input side, in pixels (height and width each): dct:<size>, the size of a
- *  preprocessor_config.json, an ONNX model's fixed H and W, a codebook's encoder descriptor.
+/** Largest encoder input side, in pixels (height and width each): dct:<size>, the long side of a
+ *  keep-aspect DCT input, the size of a preprocessor_config.json, an ONNX model's fixed H and W, a
+ *  codebook's encoder descriptor.
  *  1024 x 1024 RGB is 12 MiB of float pixels per image, 96 MiB per encoder batch. */
 export const MAX_INPUT_SIDE = 1024;
+
+/** Longest side of a keep-aspect encoder input as a multiple of its short side (the built-in DCT
+ *  encoder's default mode): a wider panorama (or taller strip) is centre-cropped to 4:1, so one
+ *  photo never costs more than 4 times the tokens of a square one. MAX_INPUT_SIDE bounds the long
+ *  side too. */
+export const MAX_ASPECT_RATIO = 4;
 
 /** Largest token grid side (rows and columns each): 128 x 128 = 16,384 tokens, which decode to at
  *  most 2048 x 2048 pixels with 16-pixel patches. Every grid an encoder within MAX_INPUT_SIDE

@@ -11,7 +11,7 @@ import { PRIOR_NEIGHBOURS } from './prior';
 
 export interface ReportSample {
   name: string;
-  /** the encoder input (224x224 for the DCT encoder) */
+  /** the encoder input (for the DCT encoder, the photo's shape with its short side at 224) */
   input: RgbImage;
   reconstruction: RgbImage;
   grid: [number, number];
@@ -103,6 +103,16 @@ export function rankFrequencySvg(rankFrequency: number[]): string {
   );
 }
 
+/** Largest side of the samples' pictures on the page, and of the generated ones, in CSS pixels. */
+const SAMPLE_PX = 448;
+const GENERATED_PX = 224;
+
+/** `style` giving an image its own aspect ratio on the page, its longer side `box` CSS pixels. */
+function shownAt(img: RgbImage, box: number): string {
+  const scale = box / Math.max(img.width, img.height);
+  return `width:${Math.round(img.width * scale)}px;height:${Math.round(img.height * scale)}px`;
+}
+
 /** The image with its token ids written over the patches they stand for. */
 function tokenGridFigure(imageUri: string, sample: ReportSample): string {
   const [gh, gw] = sample.grid;
@@ -119,7 +129,7 @@ function tokenGridFigure(imageUri: string, sample: ReportSample): string {
     })
     .join('');
   return (
-    `<div class="tokens"><img src="${imageUri}" alt="${escapeHtml(sample.name)} with token ids">` +
+    `<div class="tokens" style="${shownAt(sample.input, SAMPLE_PX)}"><img src="${imageUri}" alt="${escapeHtml(sample.name)} with token ids">` +
     `<svg viewBox="0 0 ${sample.input.width} ${sample.input.height}">` +
     `<path d="${lines.join('')}" class="gridlines"/>` +
     // Sized to the cell so up to 5 digits fit; SVG scales it with the image.
@@ -150,7 +160,7 @@ export async function renderReport(input: ReportInput): Promise<string> {
       `<section class="sample" data-image="${escapeHtml(s.name)}">` +
         `<h3>${escapeHtml(s.name)}</h3><div class="row">` +
         `<figure>${tokenGridFigure(inputUri, s)}<figcaption>input, ${s.grid[0]}x${s.grid[1]} tokens</figcaption></figure>` +
-        `<figure><img class="reconstruction" src="${reconUri}" alt="reconstruction of ${escapeHtml(s.name)}">` +
+        `<figure><img class="reconstruction" style="${shownAt(s.reconstruction, SAMPLE_PX)}" src="${reconUri}" alt="reconstruction of ${escapeHtml(s.name)}">` +
         `<figcaption>reconstruction, PSNR <span data-metric="psnr" data-value="${s.psnr}">${formatDb(s.psnr)}</span></figcaption></figure>` +
         `</div></section>`,
     );
@@ -197,7 +207,7 @@ ${generated}
 async function generatedSection(g: ReportGenerated, images: number): Promise<string> {
   const figures: string[] = [];
   for (const x of g.grids) {
-    figures.push(`<figure><img class="generated" src="${await pngDataUri(x.image)}" alt="grid sampled with seed ${x.seed}">` +
+    figures.push(`<figure><img class="generated" style="${shownAt(x.image, GENERATED_PX)}" src="${await pngDataUri(x.image)}" alt="grid sampled with seed ${x.seed}">` +
       `<figcaption>seed ${x.seed}, ${x.grid[0]}x${x.grid[1]} tokens</figcaption></figure>`);
   }
   return `<h2>Generated</h2>
@@ -223,8 +233,8 @@ h3{font-size:14px;margin:16px 0 6px}
 .heatmap{image-rendering:pixelated;width:448px;border:1px solid #d1d9e0}
 .plot{width:448px;height:auto}.plot .frame{fill:none;stroke:#d1d9e0}.plot .curve{fill:none;stroke:#3b528b;stroke-width:2}
 .plot .tick,.plot .label{font-size:11px;fill:#59636e}
-.tokens{position:relative;width:448px;height:448px}.tokens img,.tokens svg{position:absolute;inset:0;width:100%;height:100%}
-.tokens img,.reconstruction,.generated{image-rendering:pixelated}.reconstruction{width:448px;height:448px}.generated{width:224px;height:224px}
+.tokens{position:relative}.tokens img,.tokens svg{position:absolute;inset:0;width:100%;height:100%}
+.tokens img,.reconstruction,.generated{image-rendering:pixelated}
 .note{color:#59636e;max-width:720px}
 .gridlines{stroke:rgba(255,255,255,.45);stroke-width:.4;fill:none}
 .ids text{text-anchor:middle;dominant-baseline:central;fill:#fff;stroke:rgba(0,0,0,.75);stroke-width:.6px;paint-order:stroke;font-family:ui-monospace,monospace}

@@ -86,7 +86,8 @@ export class TokenGridPanel {
       ids: grid.ids,
       distances: grid.distances,
       reconstruction: await this.reconstruct(cb, grid.ids, grid),
-      bounds: { k: cb.frozen.rows, encoder: encoder.descriptor.id, input: encoder.inputSize, patch: encoder.patch, atlas: cb.meta.atlas },
+      // the size this photo was encoded at: its grid in pixels (the DCT encoder follows the photo's shape)
+      bounds: { k: cb.frozen.rows, encoder: encoder.descriptor.id, input: [grid.grid[0] * encoder.patch, grid.grid[1] * encoder.patch], patch: encoder.patch, atlas: cb.meta.atlas },
       codebook: cb.fingerprint,
       restore: { codebook: this.codebookFile, image: grid.image },
     };

@@ -19,7 +19,7 @@ import {
 import { listFolder, makeRepeatedImages, makeWorkspace, sha256, writeWorkspaceSettings } from './workspace';
 import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
 import { readCodebook } from '../../extension/engine/codebook';
-import { readTokenGrids } from '../../extension/engine/tokenize';
+import { readTokenGrids } from '../../extension/engine/token-files';
 import { listImages } from '../../extension/engine/image';
 
 // Small and quick for the codebook the later steps use. The cancelled build is made to run for

@@ -13,7 +13,7 @@ import { validateEncoderDescriptor, type EncoderDescriptor } from '../../extensi
 import { decodeNpy, encodeNpy, parseNpyHeader, readNpy, readNpyHeader, type NpyArray, type NpyDtype } from '../../extension/engine/formats/npy';
 import { encodeSafetensors, parseSafetensorsHeader, readSafetensors, type Tensor } from '../../extension/engine/formats/safetensors';
 import { MAX_GRID_SIDE, MAX_INPUT_SIDE } from '../../extension/engine/limits';
-import { checkTokensMatchCodebook, readTokenGrids, type TokenGrid } from '../../extension/engine/tokenize';
+import { checkTokensMatchCodebook, readTokenGrids, type TokenGrid } from '../../extension/engine/token-files';
 import type { Codebook } from '../../extension/engine/codebook';
 import { Mutator, type Json } from '../helpers/mutate';
 
@@ -211,9 +211,11 @@ test('token JSON: every mutated file reads as grids within the limits or is a on
 test('encoder descriptors: every mutated descriptor validates within the limits or is a one-line UserError (3,000)', async () => {
   const m = new Mutator(SEED + 3);
   const bases: EncoderDescriptor[] = [
-    { kind: 'dct', id: 'dct:224', patch: 16, inputSize: [224, 224], d: 768 },
-    { kind: 'onnx', id: '/models/siglip', patch: 14, inputSize: [224, 224], d: 1152, preprocess: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], rescale: 1 / 255, resample: 'bicubic' } },
-    { kind: 'onnx', id: 'external', patch: 0, inputSize: [0, 0], d: 64 },
+    { kind: 'dct', id: 'dct:224', patch: 16, inputSize: [224, 224], d: 768, resize: 'keep-aspect' },
+    { kind: 'dct', id: 'dct:224:square', patch: 16, inputSize: [224, 224], d: 768, resize: 'stretch' },
+    { kind: 'dct', id: 'dct:224', patch: 16, inputSize: [224, 224], d: 768 } as unknown as EncoderDescriptor, // written before keep-aspect
+    { kind: 'onnx', id: '/models/siglip', patch: 14, inputSize: [224, 224], d: 1152, resize: 'stretch', preprocess: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], rescale: 1 / 255, resample: 'bicubic' } },
+    { kind: 'onnx', id: 'external', patch: 0, inputSize: [0, 0], d: 64, resize: 'stretch' },
   ];
   let valid = 0;
   for (let i = 0; i < 3000; i++) {
@@ -230,7 +232,8 @@ test('encoder descriptors: every mutated descriptor validates within the limits 
     const [h, w] = d.inputSize;
     assert.ok(h >= 1 && w >= 1 && h <= MAX_INPUT_SIDE && w <= MAX_INPUT_SIDE, `${replay}: input ${h}x${w}`);
     assert.ok(d.patch >= 1 && h % d.patch === 0 && w % d.patch === 0 && h / d.patch <= MAX_GRID_SIDE && w / d.patch <= MAX_GRID_SIDE, `${replay}: patch ${d.patch}`);
-    if (d.kind === 'dct') assert.ok(d.id === `dct:${h}` && h === w && d.patch === 16 && d.d === 768, `${replay}: ${JSON.stringify(d)}`);
+    assert.ok(d.resize === 'stretch' || (d.resize === 'keep-aspect' && d.kind === 'dct'), `${replay}: resize ${d.resize}`);
+    if (d.kind === 'dct') assert.ok(d.id === (d.resize === 'stretch' ? `dct:${h}:square` : `dct:${h}`) && h === w && d.patch === 16 && d.d === 768, `${replay}: ${JSON.stringify(d)}`);
   }
   assert.ok(valid > 100 && valid < 2900, `${valid} of 3000 mutated descriptors valid`);
 });

@@ -52,7 +52,7 @@ export function memoryCodebook(frozen: CodebookData, coarse?: Codebook['coarse']
     counts: null,
     coarse,
     meta: {
-      formatVersion: 1, encoder: { kind: 'onnx', id: 'external', patch: 0, inputSize: [0, 0], d: frozen.cols }, k: frozen.rows, d: frozen.cols,
+      formatVersion: 1, encoder: { kind: 'onnx', id: 'external', patch: 0, inputSize: [0, 0], d: frozen.cols, resize: 'stretch' }, k: frozen.rows, d: frozen.cols,
       lambda: 0, iterations: 0, seed: 0, corpusFingerprint: 'test', atlas: 'none', createdAt: new Date(0).toISOString(),
     },
     fingerprint: 'test',

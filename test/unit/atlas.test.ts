@@ -7,7 +7,8 @@ import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { decodeTokens, refineAtlas } from '../../extension/engine/atlas';
 import { codebookFingerprint, inMemory, type Codebook } from '../../extension/engine/codebook';
-import { openEncoder, type Encoder } from '../../extension/engine/encoders/index';
+import { imageGrid, openEncoder, type Encoder } from '../../extension/engine/encoders/index';
+import { rowOffsets } from '../../extension/engine/embed';
 import { UserError } from '../../common/errors';
 import type { RgbImage } from '../../extension/engine/image';
 import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
@@ -84,7 +85,7 @@ test('dct atlas: the tokens of an image\'s own patches decode back to that image
 });
 
 test('decodeTokens refuses atlas-less codebooks, wrong grids and unknown ids', async () => {
-  const image = await dct.load(photos[1]);
+  const image = await dct.load(photos[0]); // square: 16 codes
   const frozen = await dct.encode([image]);
   const ids = new Int32Array(16);
   await assert.rejects(decodeTokens(codebook(frozen, dct, 'none'), ids, [4, 4], backend), (e: Error) => e instanceof UserError && /refine the codebook first \(unicode2 refine\)/.test(e.message));
@@ -94,7 +95,11 @@ test('decodeTokens refuses atlas-less codebooks, wrong grids and unknown ids', a
 });
 
 test('refineAtlas: each code becomes the mean pixel patch of what it was assigned, and reconstruction improves', async () => {
+  // Photos of several shapes (square and 3:2): each is cut into patches along its own grid.
   const images = await Promise.all(photos.map((p) => dct.load(p)));
+  const grids = images.map((img) => imageGrid(img, 16));
+  assert.ok(new Set(grids.map((g) => g.join('x'))).size > 1);
+  const offsets = rowOffsets(grids);
   const all = await dct.encode(images);
   const cb = codebook(everyNth(all, 5), dct, 'dct');
   // Start the atlas off the centroids, so refining has something to fix.
@@ -113,8 +118,8 @@ test('refineAtlas: each code becomes the mean pixel patch of what it was assigne
   const sums = Array.from({ length: k }, () => new Float64Array(768));
   const counts = new Array<number>(k).fill(0);
   images.forEach((img, i) => {
-    for (let t = 0; t < 16; t++) {
-      const id = ids[i * 16 + t];
+    for (let t = 0; t < offsets[i + 1]! - offsets[i]!; t++) {
+      const id = ids[offsets[i]! + t];
       counts[id]++;
       pixelPatch(img, t, 16).forEach((v, j) => (sums[id][j] += v));
     }
@@ -130,7 +135,7 @@ test('refineAtlas: each code becomes the mean pixel patch of what it was assigne
   // Least squares: the refined atlas reconstructs the corpus at least as well as before.
   const recon = async (c: Codebook) => {
     let total = 0;
-    for (let i = 0; i < images.length; i++) total += mse((await decodeTokens(c, ids.subarray(i * 16, (i + 1) * 16), [4, 4], backend)).data, images[i].data);
+    for (let i = 0; i < images.length; i++) total += mse((await decodeTokens(c, ids.subarray(offsets[i], offsets[i + 1]), grids[i]!, backend)).data, images[i].data);
     return total;
   };
   assert.ok((await recon(refined)) < (await recon(cb)));

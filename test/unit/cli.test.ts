@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { readCodebook, writeCodebook } from '../../extension/engine/codebook';
-import { readTokenGrids } from '../../extension/engine/tokenize';
+import { readTokenGrids } from '../../extension/engine/token-files';
 import { DEFAULTS } from '../../extension/engine/defaults';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { withCoarseLevel } from '../../bench/coarse-level';
@@ -23,7 +23,8 @@ const ROOT = path.join(__dirname, '../..');
 const IMAGES = path.join(ROOT, 'test/fixtures/images');
 const BAD = path.join(ROOT, 'test/fixtures/bad');
 const PHOTO_A = path.join(IMAGES, 'astronaut.jpg');
-const PHOTO_B = path.join(IMAGES, 'coffee.jpg');
+/** 640 x 400: a 14 x 22 grid under the default 'dct' (352 x 224) */
+const PHOTO_B = path.join(ROOT, 'test/fixtures/wide/china-640x400.png');
 
 let dir: string;
 /** A codebook built once from the fixture photos (K=32, DCT) for the commands that need one. */
@@ -73,9 +74,9 @@ test('tokenize -> decode -> stats on real photos', async () => {
   const t = await cliJson(['tokenize', '--codebook', codebook, PHOTO_A, PHOTO_B]);
   assert.equal(t.results.length, 2);
   assert.equal(typeof t.device, 'string');
+  assert.deepEqual(t.results.map((r: { grid: number[] }) => r.grid), [[14, 14], [14, 22]]);
   for (const r of t.results) {
-    assert.deepEqual(r.grid, [14, 14]);
-    assert.equal(r.ids.length, 196);
+    assert.equal(r.ids.length, r.grid[0] * r.grid[1]);
     assert.ok(r.ids.every((id: number) => Number.isInteger(id) && id >= 0 && id < 32));
   }
   assert.deepEqual(t.results.map((r: { image: string }) => r.image), [PHOTO_A, PHOTO_B]);
@@ -83,19 +84,20 @@ test('tokenize -> decode -> stats on real photos', async () => {
   const tokens = path.join(dir, 't.json');
   const written = await cliJson(['tokenize', '--codebook', codebook, PHOTO_A, PHOTO_B, '--out', tokens]);
   assert.equal(written.out, tokens);
+  assert.equal(written.grid, null); // the grids differ
   const onFile = JSON.parse(await fs.readFile(tokens, 'utf8'));
   assert.deepEqual(onFile.results.map((r: { ids: number[] }) => r.ids), t.results.map((r: { ids: number[] }) => r.ids));
 
   const png = path.join(dir, 'second.png');
   const d = await cliJson(['decode', '--codebook', codebook, '--tokens', tokens, '--index', '1', '--out', png]);
   assert.equal(d.image, PHOTO_B);
+  // the 14 x 22 grid decodes to the photo's shape
   const meta = await sharp(png).metadata();
   assert.equal(meta.format, 'png');
-  assert.equal(meta.width, 224);
-  assert.equal(meta.height, 224);
+  assert.deepEqual([meta.width, meta.height, d.width, d.height], [352, 224, 352, 224]);
 
   const fromTokens = await cliJson(['stats', '--codebook', codebook, '--tokens', tokens]);
-  assert.equal(fromTokens.tokens, 2 * 196);
+  assert.equal(fromTokens.tokens, 196 + 14 * 22);
   const distinct = new Set(t.results.flatMap((r: { ids: number[] }) => r.ids)).size;
   assert.equal(fromTokens.used, distinct);
   assert.equal(fromTokens.dead, 32 - distinct);
@@ -103,25 +105,47 @@ test('tokenize -> decode -> stats on real photos', async () => {
   const fromImages = await cliJson(['stats', '--codebook', codebook, '--images', PHOTO_A]);
   assert.equal(fromImages.tokens, 196);
 
+  // A folder of photos of several shapes: one ragged data set, every reader takes it.
   const dataset = path.join(dir, 'tokens.npy');
   const ds = await cliJson(['tokenize', '--codebook', codebook, IMAGES, '--out', dataset]);
   const n = (await listImages(IMAGES)).length;
-  assert.deepEqual(ds.shape, [n, 196]);
-  assert.deepEqual((await readNpy(dataset)).shape, [n, 196]);
+  const grids = await readTokenGrids(dataset);
+  assert.ok(new Set(grids.map((g) => g.grid.join('x'))).size > 1);
+  const longest = Math.max(...grids.map((g) => g.ids.length));
+  assert.deepEqual([ds.shape, ds.grid], [[n, longest], null]);
+  assert.deepEqual((await readNpy(dataset)).shape, [n, longest]);
   const all = await cliJson(['stats', '--codebook', codebook, '--tokens', dataset]);
-  assert.equal(all.tokens, n * 196);
+  assert.equal(all.tokens, grids.reduce((sum, g) => sum + g.ids.length, 0));
+  const wide = grids.findIndex((g) => g.grid[1] > g.grid[0]);
+  const fromSet = path.join(dir, 'from-set.png');
+  await cliJson(['decode', '--codebook', codebook, '--tokens', dataset, '--index', String(wide), '--out', fromSet]);
+  const shown = await sharp(fromSet).metadata();
+  assert.deepEqual([shown.width, shown.height], [grids[wide]!.grid[1] * 16, grids[wide]!.grid[0] * 16]);
+
+  // The square mode: one grid, the [N, L] form
+  const square = path.join(dir, 'square.npy');
+  const sq = await cli(['tokenize', '--codebook', codebook, '--encoder', 'dct:224:square', IMAGES, '--out', square]);
+  assert.equal(sq.code, 0, sq.stderr);
+  assert.equal(sq.stdout.trim(), `wrote ${square} [${n}, 196]`);
+  assert.deepEqual((await readTokenGrids(square)).map((g) => g.grid), grids.map(() => [14, 14]));
+  const text = await cli(['tokenize', '--codebook', codebook, IMAGES, '--out', dataset]);
+  assert.equal(text.stdout.trim(), `wrote ${dataset} [${n}, ${longest}] (grids of different shapes: rows padded with -1)`);
 });
 
-test('embed writes float32 [N*L, d] and an index; build accepts it with the same encoder', async () => {
+test('embed writes float32 [sum of L, d] and an index of each image\'s grid; build accepts it with the same encoder', async () => {
   const emb = path.join(dir, 'emb.npy');
   const e = await cliJson(['embed', PHOTO_A, PHOTO_B, '--out', emb]);
-  assert.deepEqual(e.shape, [2 * 196, 768]);
+  assert.deepEqual(e.shape, [196 + 308, 768]);
   const arr = await readNpy(emb);
   assert.equal(arr.dtype, 'float32');
-  assert.deepEqual(arr.shape, [392, 768]);
+  assert.deepEqual(arr.shape, [504, 768]);
   const index = JSON.parse(await fs.readFile(`${emb}.index.json`, 'utf8'));
   assert.deepEqual(index.images, [PHOTO_A, PHOTO_B]);
-  assert.equal(index.rowsPerImage, 196);
+  assert.deepEqual([index.grids, index.grid, index.encoder.id], [[[14, 14], [14, 22]], undefined, 'dct:224']);
+  const square = path.join(dir, 'emb-square.npy');
+  await cliJson(['embed', PHOTO_A, PHOTO_B, '--encoder', 'dct:224:square', '--out', square]);
+  const squareIndex = JSON.parse(await fs.readFile(`${square}.index.json`, 'utf8'));
+  assert.deepEqual([squareIndex.grid, squareIndex.rowsPerImage, squareIndex.grids], [[14, 14], 196, undefined]);
   // the same pair form as a token data set: the index knows the data file it belongs to
   const bytes = await fs.readFile(emb);
   assert.equal(index.dataBytes, bytes.length);
@@ -149,7 +173,7 @@ test('refine rewrites the codebook in place with a fitted atlas, tokens unchange
   await cliJson(['tokenize', '--codebook', copy, PHOTO_A, '--out', tokens]);
   const png = path.join(dir, 'refined.png');
   await cliJson(['decode', '--codebook', copy, '--tokens', tokens, '--out', png]);
-  assert.equal((await sharp(png).metadata()).width, 224);
+  assert.equal((await sharp(png).metadata()).width, 224); // astronaut: square
 });
 
 test('search returns the exact nearest codes (brute-force reference)', async () => {
@@ -332,7 +356,7 @@ test('demo writes a self-contained report whose metrics match what it printed', 
   const html = await fs.readFile(path.join(out, 'report.html'), 'utf8');
   assert.equal(r.report, path.join(out, 'report.html'));
   assert.match(html, /<img id="heatmap"[^>]* src="data:image\/png;base64,/);
-  assert.equal(html.match(/class="reconstruction" src="data:image\/png;base64,/g)?.length, r.samples.length);
+  assert.equal(html.match(/class="reconstruction" style="[^"]*" src="data:image\/png;base64,/g)?.length, r.samples.length);
   assert.ok(r.samples.length >= 2);
   const value = (name: string) => Number(html.match(new RegExp(`data-metric="${name}" data-value="([^"]*)"`))![1]);
   assert.equal(value('utilization'), r.utilization);

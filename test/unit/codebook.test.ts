@@ -27,7 +27,7 @@ function sampleCodebook(): Omit<Codebook, 'fingerprint' | 'frozen'> & { frozen: 
   const d = 12;
   const meta: CodebookMeta = {
     formatVersion: 1,
-    encoder: { kind: 'onnx', id: '/models/tiny-vit', patch: 2, inputSize: [32, 32], d },
+    encoder: { kind: 'onnx', id: '/models/tiny-vit', patch: 2, inputSize: [32, 32], d, resize: 'stretch' },
     k,
     d,
     lambda: 0.5,

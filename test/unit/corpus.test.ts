@@ -7,7 +7,7 @@ import type { ComputeBackend } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { corpusInputFingerprint, extractCorpus, MANIFEST, type CorpusManifest } from '../../extension/engine/corpus';
 import { IMAGE_BATCH } from '../../extension/engine/embed';
-import { openEncoder, type Encoder } from '../../extension/engine/encoders/index';
+import { imageGrid, openEncoder, type Encoder } from '../../extension/engine/encoders/index';
 import { CancelledError, UserError } from '../../common/errors';
 import { readEmbeddings } from '../../extension/engine/formats/npy';
 import { f16ToF32, f32ToF16 } from '../../common/half';
@@ -38,6 +38,12 @@ function counting(e: Encoder): { encoder: Encoder; loads: string[] } {
   return { loads, encoder: { ...e, load: (p) => (loads.push(p), e.load(p)) } };
 }
 
+/** Rows of `files` under the keep-aspect encoder: each photo's own grid. */
+async function rowsOf(files: string[]): Promise<number> {
+  const grids = await Promise.all(files.map(async (f) => imageGrid(await encoder.load(f), encoder.patch)));
+  return grids.reduce((n, [h, w]) => n + h * w, 0);
+}
+
 async function expectedRows(files: string[]): Promise<Float32Array> {
   const m = await encoder.encode(await Promise.all(files.map((f) => encoder.load(f))));
   return f16ToF32(f32ToF16(m.data)); // what an f16 shard can hold
@@ -54,7 +60,7 @@ test('extracts f16 shards + manifest; the folder reads back as the embeddings, i
   // One image per shard: every encoder batch (IMAGE_BATCH images) becomes its own shard.
   const result = await extractCorpus(encoder, input, dir, { shardBytes: 1, onProgress: (done) => progress.push(done) });
   assert.equal(result.d, 768);
-  assert.equal(result.vectors, images.length * 16);
+  assert.equal(result.vectors, await rowsOf(images));
   assert.deepEqual(result.skipped.map((s) => s.path), [truncated]);
   assert.match(result.skipped[0].reason, /truncated\.jpg: cannot read image/);
   // The unreadable file comes last, so it adds no shard.
@@ -64,6 +70,9 @@ test('extracts f16 shards + manifest; the folder reads back as the embeddings, i
   const m = await manifestOf(dir);
   assert.deepEqual(m.encoder, encoder.descriptor);
   assert.deepEqual(m.images.map((i) => i.path), images);
+  // Each image's grid is its own (the fixtures are square, 3:2 and in between): rows = h * w.
+  for (const entry of m.images) assert.deepEqual([entry.grid, entry.rows], [imageGrid(await encoder.load(entry.path), 16), entry.grid![0] * entry.grid![1]]);
+  assert.ok(new Set(m.images.map((i) => i.grid!.join('x'))).size > 1, 'grids of several shapes');
   assert.deepEqual(m.skipped, result.skipped);
   assert.equal(m.shards.reduce((n, s) => n + s.rows, 0), result.vectors);
 
@@ -87,7 +96,7 @@ test('resumes: a second run encodes only the images not in the manifest, and lef
   const { encoder: counted, loads } = counting(encoder);
   const result = await extractCorpus(counted, images, dir);
   assert.deepEqual(loads, images.slice(IMAGE_BATCH));
-  assert.equal(result.vectors, images.length * 16);
+  assert.equal(result.vectors, await rowsOf(images));
   await assert.rejects(fs.stat(path.join(dir, 'shard-00007.npy')), { code: 'ENOENT' });
   assert.deepEqual((await readEmbeddings(dir)).data, await expectedRows(images));
   // Nothing new: nothing is encoded.

@@ -41,12 +41,24 @@ test('demo builds, tokenizes, decodes and reports on the bundled samples', async
   assert.ok(samples.length >= 2, `${samples.length} samples`);
   const r = await runDemo(path.join(dir, 'out'), backend);
 
+  // K from the fewest tokens the samples can give: 196 each (a square photo's 14 x 14)
   assert.equal(r.summary.k, demoK(samples.length * 196));
-  assert.equal(r.stats.tokens, samples.length * 196);
   const cb = await readCodebook(r.codebook);
   assert.equal(cb.fingerprint, r.summary.fingerprint);
-  const tokens = JSON.parse(await fs.readFile(r.tokens, 'utf8'));
+  const tokens = JSON.parse(await fs.readFile(r.tokens, 'utf8')) as { results: { image: string; grid: [number, number]; ids: number[] }[] };
   assert.equal(tokens.results.length, samples.length);
+  // Each sample keeps its shape: the 224 x 149 photos are 14 x 21 tokens, the square one 14 x 14.
+  const shapes = new Map<string, [number, number]>();
+  for (const file of samples) {
+    const { width, height } = await sharp(file).metadata();
+    shapes.set(file, [width!, height!]);
+  }
+  for (const t of tokens.results) {
+    const [w, h] = shapes.get(t.image)!;
+    assert.deepEqual(t.grid, w === h ? [14, 14] : w > h ? [14, Math.round((224 * w) / h / 16)] : [Math.round((224 * h) / w / 16), 14], t.image);
+  }
+  assert.ok(new Set(tokens.results.map((t) => t.grid.join('x'))).size > 1, 'samples of several shapes');
+  assert.equal(r.stats.tokens, tokens.results.reduce((n, t) => n + t.ids.length, 0));
 
   // Reconstructions must carry the picture: better than the best flat image (each input's mean).
   const encoder = await openEncoder('dct', backend);
@@ -71,7 +83,7 @@ test('demo builds, tokenizes, decodes and reports on the bundled samples', async
   assert.doesNotMatch(html, /(src|href)="(?!data:)/);
   assert.doesNotMatch(html, /<script|<link|url\(/i);
   assert.match(html, /<img id="heatmap" class="heatmap" src="data:image\/png;base64,/);
-  assert.equal(html.match(/class="reconstruction" src="data:image\/png;base64,/g)?.length, samples.length);
+  assert.equal(html.match(/class="reconstruction" style="[^"]*" src="data:image\/png;base64,/g)?.length, samples.length);
   assert.equal(html.match(/<section class="sample"/g)?.length, samples.length);
   const metrics = reportMetrics(html);
   assert.equal(metrics.get('utilization'), r.stats.utilization);
@@ -80,15 +92,26 @@ test('demo builds, tokenizes, decodes and reports on the bundled samples', async
   assert.equal(metrics.get('meanPsnr'), r.meanPsnr);
   const psnrs = [...html.matchAll(/data-metric="psnr" data-value="([^"]*)"/g)].map((m) => Number(m[1]));
   assert.deepEqual(psnrs, r.samples.map((s) => s.psnr));
+  // Every picture of a sample is shown at its own ratio (the token grid over the input, the
+  // reconstruction): its longer side 448 px.
+  const shown = (cls: string) => [...html.matchAll(new RegExp(`class="${cls}" style="width:(\\d+)px;height:(\\d+)px"`, 'g'))].map((m) => [Number(m[1]), Number(m[2])]);
+  const expectedShown = tokens.results.map((t) => {
+    const [gh, gw] = t.grid;
+    return gw >= gh ? [448, Math.round((448 * gh) / gw)] : [Math.round((448 * gw) / gh), 448];
+  });
+  assert.deepEqual(shown('tokens'), expectedShown);
+  assert.deepEqual(shown('reconstruction'), expectedShown);
 
-  // "Generated": grids sampled from a prior fitted on the samples' tokens, through the atlas
+  // "Generated": grids sampled from a prior fitted on the samples' tokens, through the atlas, at
+  // the samples' most common grid
   assert.deepEqual(r.generated.map((g) => g.seed), [0, 1, 2, 3]);
-  for (const g of r.generated) assert.deepEqual(g.grid, [14, 14]);
-  const generated = [...html.matchAll(/class="generated" src="(data:image\/png;base64,[^"]+)"/g)].map((m) => m[1]!);
+  for (const g of r.generated) assert.deepEqual(g.grid, [14, 21]);
+  const generated = [...html.matchAll(/class="generated" style="[^"]*" src="(data:image\/png;base64,[^"]+)"/g)].map((m) => m[1]!);
   assert.equal(generated.length, 4);
   assert.equal(new Set(generated).size, 4, 'each seed draws another grid');
   const first = await sharp(Buffer.from(generated[0]!.split(',')[1]!, 'base64')).metadata();
-  assert.deepEqual([first.width, first.height], [224, 224]);
+  assert.deepEqual([first.width, first.height], [21 * 16, 14 * 16]);
+  assert.deepEqual(shown('generated'), [0, 1, 2, 3].map(() => [224, Math.round((224 * 14) / 21)]));
   assert.ok(metrics.get('priorPerplexity')! < metrics.get('unigramPerplexity')!, 'the 2-D context helps on its own tokens');
 });
 

@@ -366,7 +366,7 @@ function testCodebook(trainable: number, projector?: { rows: number; cols: numbe
     trainable: inMemory({ rows: k, cols: trainable, data: seededNormals(k * trainable, 2) }),
     counts: null,
     projector,
-    meta: { formatVersion: 1, encoder: { kind: 'dct', id: 'dct:32', patch: 16, inputSize: [32, 32], d: 4 }, k, d: 4, lambda: 0, iterations: 0, seed: 0, corpusFingerprint: 'test', atlas: 'none', createdAt: '' },
+    meta: { formatVersion: 1, encoder: { kind: 'dct', id: 'dct:32', patch: 16, inputSize: [32, 32], d: 4, resize: 'keep-aspect' }, k, d: 4, lambda: 0, iterations: 0, seed: 0, corpusFingerprint: 'test', atlas: 'none', createdAt: '' },
     fingerprint: codebookFingerprint(frozen),
   };
 }

@@ -5,13 +5,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComputeBackend } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
-import { openEncoder, openEncoderFromDescriptor, type Encoder } from '../../extension/engine/encoders/index';
+import { imageGrid, openEncoder, openEncoderFromDescriptor, validateEncoderDescriptor, type Encoder } from '../../extension/engine/encoders/index';
+import { keepAspectSize } from '../../extension/engine/image';
+import sharp from 'sharp';
 import { readPreprocessorConfig } from '../../extension/engine/encoders/preprocess';
 import { UserError } from '../../common/errors';
 import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph';
 import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
 
 const photos = ['astronaut.jpg', 'formats/chelsea.webp', 'grass.png'].map((n) => path.join(__dirname, '../fixtures/images', n));
+/** A 640 x 400 photo (not square) */
+const wide = path.join(__dirname, '../fixtures/wide/china-640x400.png');
 
 let backend: ComputeBackend;
 let tmp: string;
@@ -42,31 +46,94 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 const isUserError = (message: RegExp) => (e: Error) => e instanceof UserError && message.test(e.message) && !e.message.includes('\n');
 
-test('dct encoder: 224x224 -> 14x14 tokens of d = 768, invertible back to the loaded pixels', async () => {
+test('dct encoder keeps the photo\'s shape: 640x400 -> 352x224, a 14x22 grid, invertible back to the loaded pixels', async () => {
+  await sharp(wide).rotate(90).toFile(path.join(tmp, 'portrait.png')); // 400 x 640
   await withEncoder('dct', async (dct) => {
-    assert.deepEqual([dct.d, dct.patch, dct.inputSize, dct.grid], [768, 16, [224, 224], [14, 14]]);
-    assert.deepEqual(dct.descriptor, { kind: 'dct', id: 'dct:224', patch: 16, inputSize: [224, 224], d: 768 });
-    const images = await Promise.all(photos.map((p) => dct.load(p)));
-    const m = await dct.encode(images);
-    assert.deepEqual([m.rows, m.cols], [3 * 196, 768]);
-    // Image-major: image 1's rows are its own DCT, and they invert to its pixels.
-    const second = { rows: 196, cols: 768, data: m.data.subarray(196 * 768, 2 * 196 * 768) };
-    assert.ok(maxAbsDiff(await backend.idctPatches(second, 14, 14, 16), images[1].data) < 1e-5);
+    assert.deepEqual([dct.d, dct.patch, dct.inputSize, dct.tokensPerImage], [768, 16, [224, 224], { min: 196, max: 14 * 56 }]);
+    assert.deepEqual(dct.descriptor, { kind: 'dct', id: 'dct:224', patch: 16, inputSize: [224, 224], d: 768, resize: 'keep-aspect' });
+    const [photo, square, rotated] = await Promise.all([wide, photos[0]!, path.join(__dirname, '../fixtures/images/formats/china-exif6.jpg')].map((p) => dct.load(p)));
+    assert.deepEqual([photo!.width, photo!.height], [352, 224]);
+    assert.deepEqual(imageGrid(photo!, 16), [14, 22]);
+    assert.deepEqual([square!.width, square!.height], [224, 224]); // astronaut is 256 x 256
+    // Stored 171 x 256 (portrait), shown 256 x 171 once its EXIF orientation 6 is applied: the
+    // shape as shown decides, 256 x 224 / 171 = 335.3 -> 336 wide.
+    assert.deepEqual([rotated!.width, rotated!.height], [336, 224]);
+    const tallPortrait = await dct.load(path.join(tmp, 'portrait.png'));
+    assert.deepEqual([tallPortrait.width, tallPortrait.height], [224, 352]);
+    const m = await dct.encode([square!, photo!, tallPortrait]);
+    assert.deepEqual([m.rows, m.cols], [196 + 14 * 22 + 22 * 14, 768]);
+    // Image-major, each image its own grid: the wide photo's rows are its DCT, and invert to its pixels exactly.
+    const rows = { rows: 14 * 22, cols: 768, data: m.data.subarray(196 * 768, (196 + 14 * 22) * 768) };
+    assert.ok(maxAbsDiff(await backend.idctPatches(rows, 14, 22, 16), photo!.data) < 1e-5);
+    const tall = { rows: 22 * 14, cols: 768, data: m.data.subarray((196 + 14 * 22) * 768) };
+    assert.ok(maxAbsDiff(await backend.idctPatches(tall, 22, 14, 16), tallPortrait.data) < 1e-5);
   });
-  await withEncoder('dct:64', async (small) => assert.deepEqual([small.grid, small.descriptor.id], [[4, 4], 'dct:64']));
+  await withEncoder('dct:64', async (small) => assert.deepEqual([small.tokensPerImage, small.descriptor.id], [{ min: 16, max: 64 }, 'dct:64']));
   await assert.rejects(openEncoder('dct:100', backend), isUserError(/dct:100.*multiple of 16/));
   await assert.rejects(openEncoder('dct:abc', backend), isUserError(/multiple of 16/));
+  await assert.rejects(openEncoder('dct:100:square', backend), isUserError(/dct:100:square.*multiple of 16/));
   await assert.rejects(openEncoder(path.join(tmp, 'nothing-here'), backend), isUserError(/no such model folder or \.onnx file/));
+});
+
+test('dct:<size>:square stretches every photo to size x size: one grid, fixed-length sequences', async () => {
+  await withEncoder('dct:224:square', async (dct) => {
+    assert.deepEqual(dct.descriptor, { kind: 'dct', id: 'dct:224:square', patch: 16, inputSize: [224, 224], d: 768, resize: 'stretch' });
+    assert.deepEqual(dct.tokensPerImage, { min: 196, max: 196 });
+    const img = await dct.load(wide);
+    assert.deepEqual([img.width, img.height], [224, 224]);
+    const m = await dct.encode([img]);
+    assert.ok(maxAbsDiff(await backend.idctPatches(m, 14, 14, 16), img.data) < 1e-5);
+  });
+});
+
+test('keepAspectSize: short side to the size, long side to the nearest multiple of the patch, capped at 4:1 and 1024', () => {
+  const spec = { shortSide: 224, multiple: 16, maxLongSide: 896 };
+  assert.deepEqual(keepAspectSize(640, 400, spec), { width: 352, height: 224 }); // 358.4 -> 352
+  assert.deepEqual(keepAspectSize(400, 640, spec), { width: 224, height: 352 });
+  assert.deepEqual(keepAspectSize(100, 100, spec), { width: 224, height: 224 }); // enlarged, like the square mode
+  assert.deepEqual(keepAspectSize(300, 200, spec), { width: 336, height: 224 }); // 336 exactly
+  assert.deepEqual(keepAspectSize(1000, 595, spec), { width: 384, height: 224 }); // 376.5 -> 384: rounds up too
+  assert.deepEqual(keepAspectSize(10_000, 1, spec), { width: 896, height: 224 }); // beyond 4:1: the cap
+  assert.deepEqual(keepAspectSize(225, 224, spec), { width: 224, height: 224 }); // never below the short side
+  assert.throws(() => keepAspectSize(10, 10, { shortSide: 100, multiple: 16, maxLongSide: 400 }), /bad spec/);
+});
+
+test('a panorama beyond 4:1 is centre-cropped to 4:1, and dct:512 caps the long side at 1024 pixels', async (t) => {
+  const dir = await fs.mkdtemp(path.join(tmp, 'pano-'));
+  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  // 1000 x 100: left fifth red, middle green, right fifth blue. At 4:1 (400 x 100 of the source,
+  // centred) only green is left.
+  const pano = path.join(dir, 'pano.png');
+  const raw = Buffer.alloc(1000 * 100 * 3);
+  for (let y = 0; y < 100; y++) {
+    for (let x = 0; x < 1000; x++) raw[(y * 1000 + x) * 3 + (x < 200 ? 0 : x < 800 ? 1 : 2)] = 255;
+  }
+  await sharp(raw, { raw: { width: 1000, height: 100, channels: 3 } }).png().toFile(pano);
+  await withEncoder('dct:64', async (dct) => {
+    const img = await dct.load(pano);
+    assert.deepEqual([img.width, img.height], [256, 64]);
+    const plane = img.width * img.height;
+    const mean = (c: number) => img.data.subarray(c * plane, (c + 1) * plane).reduce((a, b) => a + b, 0) / plane;
+    assert.ok(mean(1) > 0.99 && mean(0) < 0.01 && mean(2) < 0.01, `red ${mean(0)}, green ${mean(1)}, blue ${mean(2)}`);
+  });
+  await withEncoder('dct:512', async (dct) => {
+    assert.deepEqual(dct.tokensPerImage.max, 32 * 64);
+    const img = await dct.load(pano);
+    assert.deepEqual([img.width, img.height], [1024, 512]);
+  });
 });
 
 test('onnx encoder on a SigLIP-shaped folder (onnx/vision_model.onnx, CLS token) matches the DCT encoder', async () => {
   // mean 0 / std 1 / rescale 1/255 feeds the model pixels in [0, 1], exactly what the DCT encoder sees.
   const dir = await writeModelFolder(path.join(tmp, 'siglip-cls'), dctVisionTower({ extraTokens: 1 }), siglipConfig({ image_mean: [0, 0, 0], image_std: [1, 1, 1] }), 'onnx/vision_model.onnx');
-  const expected = await withEncoder('dct', async (dct) => dct.encode(await Promise.all(photos.map((p) => dct.load(p)))));
+  // A model's input is fixed: it stretches like the DCT's square mode.
+  const expected = await withEncoder('dct:224:square', async (dct) => dct.encode(await Promise.all(photos.map((p) => dct.load(p)))));
   await withEncoder(dir, async (onnx) => {
-    assert.deepEqual([onnx.d, onnx.patch, onnx.inputSize, onnx.grid], [768, 16, [224, 224], [14, 14]]);
+    assert.deepEqual([onnx.d, onnx.patch, onnx.inputSize, onnx.tokensPerImage], [768, 16, [224, 224], { min: 196, max: 196 }]);
+    const img = await onnx.load(wide);
+    assert.deepEqual(imageGrid(img, onnx.patch), [14, 14]);
     assert.deepEqual(onnx.descriptor, {
-      kind: 'onnx', id: path.resolve(dir), patch: 16, inputSize: [224, 224], d: 768,
+      kind: 'onnx', id: path.resolve(dir), patch: 16, inputSize: [224, 224], d: 768, resize: 'stretch',
       preprocess: { mean: [0, 0, 0], std: [1, 1, 1], rescale: 1 / 255, resample: 'bicubic' },
     });
     const got = await onnx.encode(await Promise.all(photos.map((p) => onnx.load(p))));
@@ -80,7 +147,7 @@ test('SigLIP default normalization ((x - 0.5) / 0.5) is applied, for a folder an
   const dir = await writeModelFolder(path.join(tmp, 'siglip'), model, siglipConfig());
   const bare = path.join(tmp, 'bare.onnx');
   await fs.writeFile(bare, model);
-  const image = await withEncoder('dct', (dct) => dct.load(photos[0]));
+  const image = await withEncoder('dct:224:square', (dct) => dct.load(photos[0]));
   const normalized = image.data.map((v) => (v - 0.5) / 0.5);
   const expected = await backend.dctPatches(normalized, 224, 224, 16);
   for (const spec of [dir, bare]) {
@@ -101,13 +168,14 @@ test('a model with a fixed batch of 1 is run once per image', async () => {
 test('input size comes from the config, else the model, else 224; patch = size / grid', async () => {
   const dynamic = dctVisionTower({ dynamicSize: true, patch: 8 });
   const dir = await writeModelFolder(path.join(tmp, 'dyn'), dynamic, siglipConfig({ size: { shortest_edge: 64 } }));
-  await withEncoder(dir, async (e) => assert.deepEqual([e.inputSize, e.patch, e.grid, e.d], [[64, 64], 8, [8, 8], 192]));
+  const grid = (e: Encoder) => imageGrid({ height: e.inputSize[0], width: e.inputSize[1] }, e.patch);
+  await withEncoder(dir, async (e) => assert.deepEqual([e.inputSize, e.patch, grid(e), e.d], [[64, 64], 8, [8, 8], 192]));
   const fixed = path.join(tmp, 'fixed96.onnx');
   await fs.writeFile(fixed, dctVisionTower({ size: 96, patch: 8 }));
-  await withEncoder(fixed, async (e) => assert.deepEqual([e.inputSize, e.grid], [[96, 96], [12, 12]]));
+  await withEncoder(fixed, async (e) => assert.deepEqual([e.inputSize, grid(e)], [[96, 96], [12, 12]]));
   const bareDynamic = path.join(tmp, 'dynamic.onnx');
   await fs.writeFile(bareDynamic, dynamic);
-  await withEncoder(bareDynamic, async (e) => assert.deepEqual([e.inputSize, e.grid], [[224, 224], [28, 28]]));
+  await withEncoder(bareDynamic, async (e) => assert.deepEqual([e.inputSize, grid(e)], [[224, 224], [28, 28]]));
 });
 
 test('preprocessor_config.json: PIL resample numbers, rescale and normalize switches, bad values', async () => {
@@ -174,11 +242,22 @@ test('openEncoderFromDescriptor reopens the same encoder, and refuses one that c
   const again = await openEncoderFromDescriptor(desc, backend);
   assert.deepEqual(again.descriptor, desc);
   await again.dispose();
-  const dct = await openEncoderFromDescriptor({ kind: 'dct', id: 'dct:64', patch: 16, inputSize: [64, 64], d: 768 }, backend);
-  assert.deepEqual(dct.grid, [4, 4]);
+  const dct = await openEncoderFromDescriptor({ kind: 'dct', id: 'dct:64', patch: 16, inputSize: [64, 64], d: 768, resize: 'keep-aspect' }, backend);
+  assert.deepEqual([dct.descriptor.id, imageGrid(await dct.load(wide), 16)], ['dct:64', [4, 6]]); // 102.4 -> 96 wide
   await dct.dispose();
 
   await fs.writeFile(path.join(dir, 'model.onnx'), dctVisionTower({ patch: 8 })); // the folder now holds another model
-  await assert.rejects(openEncoderFromDescriptor(desc, backend), isUserError(/now gives d=192, patch 8, input 224x224 but the codebook was built with d=768, patch 16/));
+  await assert.rejects(openEncoderFromDescriptor(desc, backend), isUserError(/now gives d=192, patch 8, input 224x224 \(stretch\) but the codebook was built with d=768, patch 16/));
   await assert.rejects(openEncoderFromDescriptor({ ...desc, id: path.join(tmp, 'moved-away') }, backend), isUserError(/moved-away', which is not available here/));
+});
+
+test('encoder descriptors: one without resize (older files) reads as the stretch it was; resize must match the id', () => {
+  const base = { kind: 'dct', patch: 16, inputSize: [224, 224], d: 768 };
+  assert.deepEqual(validateEncoderDescriptor({ ...base, id: 'dct:224' }, 'cb'), { ...base, id: 'dct:224:square', resize: 'stretch' });
+  assert.deepEqual(validateEncoderDescriptor({ ...base, id: 'dct:224', resize: 'keep-aspect' }, 'cb'), { ...base, id: 'dct:224', resize: 'keep-aspect' });
+  assert.throws(() => validateEncoderDescriptor({ ...base, id: 'dct:224', resize: 'stretch' }, 'cb'), isUserError(/a 'stretch' 'dct' encoder is id 'dct:224:square'/));
+  assert.throws(() => validateEncoderDescriptor({ ...base, id: 'dct:224', resize: 'crop' }, 'cb'), isUserError(/'resize' must be 'keep-aspect' or 'stretch', found "crop"/));
+  const onnx = { kind: 'onnx', id: '/models/vit', patch: 16, inputSize: [224, 224], d: 768 };
+  assert.deepEqual(validateEncoderDescriptor(onnx, 'cb').resize, 'stretch');
+  assert.throws(() => validateEncoderDescriptor({ ...onnx, resize: 'keep-aspect' }, 'cb'), isUserError(/an 'onnx' encoder resizes with 'stretch'/));
 });

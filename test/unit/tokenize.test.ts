@@ -12,15 +12,21 @@ import { buildCodebook } from '../../extension/engine/build';
 import { EXTERNAL_ENCODER } from '../../extension/engine/encoders/index';
 import { readCodebook, type Codebook } from '../../extension/engine/codebook';
 import { openEncoder, type Encoder } from '../../extension/engine/encoders/index';
-import { embedImages } from '../../extension/engine/embed';
+import { embedImages, rowOffsets } from '../../extension/engine/embed';
 import { CancelledError, UserError } from '../../common/errors';
 import { readNpy, writeNpy } from '../../extension/engine/formats/npy';
-import { checkTokensMatchCodebook, tokenizeImages, readTokenGrids, writeTokenDataset, writeTokenJson } from '../../extension/engine/tokenize';
+import { tokenizeImages } from '../../extension/engine/tokenize';
+import { checkTokensMatchCodebook, readTokenGrids, writeTokenDataset, writeTokenJson, PADDING } from '../../extension/engine/token-files';
+import { pythonWithNumpy } from '../helpers/python';
+import { execFileSync } from 'node:child_process';
 import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
 import { EncodePool } from '../../extension/engine/encode-pool';
 
 const FIXTURES = path.join(__dirname, '../fixtures');
-const PHOTOS = ['astronaut.jpg', 'chelsea.png', 'coffee.jpg'].map((f) => path.join(FIXTURES, 'images', f));
+/** 256 x 256, 256 x 170, 256 x 171 and a 640 x 400 photo: grids of three shapes */
+const PHOTOS = [...['astronaut.jpg', 'chelsea.png', 'coffee.jpg'].map((f) => path.join(FIXTURES, 'images', f)), path.join(FIXTURES, 'wide', 'china-640x400.png')];
+/** their grids under the keep-aspect 'dct' (short side 224): 224 x 256/170 = 337.3 -> 336, 224 x 1.6 = 358.4 -> 352 */
+const GRIDS = [[14, 14], [14, 21], [14, 21], [14, 22]];
 
 let backend: ComputeBackend;
 let encoder: Encoder;
@@ -58,21 +64,23 @@ function bruteNearest(points: Matrix, i: number, codes: Matrix): { id: number; d
   return { id: best, dist, second };
 }
 
-test('token ids are the nearest frozen codes of each patch, 14x14 per 224px image', async () => {
+test('token ids are the nearest frozen codes of each patch, on each photo\'s own grid (640x400 -> 14x22)', async () => {
   const { results, skipped } = await tokenizeImages(cb, encoder, PHOTOS, backend, { withDistances: true });
   assert.deepEqual(skipped, []);
   assert.deepEqual(results.map((r) => r.image), PHOTOS);
-  const { embeddings } = await embedImages(encoder, PHOTOS);
+  const { embeddings, grids } = await embedImages(encoder, PHOTOS);
+  assert.deepEqual(grids, GRIDS);
+  const offsets = rowOffsets(grids);
   let compared = 0;
   results.forEach((r, img) => {
-    assert.deepEqual(r.grid, [14, 14]);
-    assert.equal(r.ids.length, 196);
+    assert.deepEqual(r.grid, GRIDS[img]);
+    assert.equal(r.ids.length, GRIDS[img]![0]! * GRIDS[img]![1]!);
     assert.equal(r.codebook, cb.fingerprint);
     assert.equal(r.encoder, encoder.descriptor.id);
     assert.equal(r.device, backend.device);
     assert.deepEqual(r.search, { method: 'exact', nprobe: null }); // no coarse level: exact search
     r.ids.forEach((id, p) => {
-      const ref = bruteNearest(embeddings, img * 196 + p, cb.frozen as Matrix); // built as f32
+      const ref = bruteNearest(embeddings, offsets[img]! + p, cb.frozen as Matrix); // built as f32
       // Exact ties (and float near-ties) may go either way; everywhere else the id must match.
       if (ref.second - ref.dist > 1e-3 * Math.max(1, ref.dist)) {
         assert.equal(id, ref.id, `${r.image} patch ${p}`);
@@ -141,31 +149,15 @@ test('a codebook of another dimension is refused with both dimensions named', as
   );
 });
 
-test('token JSON and the .npy data set round-trip, with ids checked against K', async () => {
+test('token JSON round-trips (each grid its own shape), with ids checked against K', async () => {
   const { results } = await tokenizeImages(cb, encoder, PHOTOS, backend);
   const json = path.join(dir, 'tokens.json');
   await writeTokenJson(json, results);
-  assert.deepEqual((await readTokenGrids(json)).map((g) => g.ids), results.map((r) => r.ids));
+  assert.deepEqual((await readTokenGrids(json)).map((g) => [g.grid, g.ids]), results.map((r) => [r.grid, r.ids]));
 
   const single = path.join(dir, 'one.json');
   await writeTokenJson(single, results.slice(0, 1));
   assert.equal(JSON.parse(await fs.readFile(single, 'utf8')).image, PHOTOS[0]);
-
-  const npy = path.join(dir, 'data.npy');
-  const { shape } = await writeTokenDataset(npy, results);
-  assert.deepEqual(shape, [3, 196]);
-  const arr = await readNpy(npy);
-  assert.equal(arr.dtype, 'int32');
-  assert.deepEqual(arr.shape, [3, 196]);
-  assert.deepEqual(Array.from(arr.data as Int32Array), results.flatMap((r) => r.ids));
-  const index = JSON.parse(await fs.readFile(`${npy}.index.json`, 'utf8'));
-  assert.deepEqual(index.images, PHOTOS);
-  assert.deepEqual(index.grid, [14, 14]);
-  assert.equal(index.codebook, cb.fingerprint);
-  assert.deepEqual(index.search, { method: 'exact', nprobe: null });
-  const back = await readTokenGrids(npy);
-  assert.deepEqual(back.map((g) => g.ids), results.map((r) => r.ids));
-  assert.deepEqual(back.map((g) => g.search), results.map((r) => r.search));
 
   // a "search" that is not {method, nprobe} is refused when read
   const odd = path.join(dir, 'odd-search.json');
@@ -178,12 +170,94 @@ test('token JSON and the .npy data set round-trip, with ids checked against K', 
   assert.throws(() => checkTokensMatchCodebook(smaller, results, json), (e: Error) => e instanceof UserError && e.message.startsWith(`${json}: token id ${maxId} at position`));
 });
 
+/** The README's Python loading example (Formats), run as written in a folder holding the set. */
+async function loadWithReadmeExample(npy: string): Promise<number[][][] | null> {
+  const python = pythonWithNumpy();
+  if (!python) return null;
+  const readme = await fs.readFile(path.join(__dirname, '../../README.md'), 'utf8');
+  // the first python block under "Formats", its list indentation taken off
+  const [, indent, block] = /( *)```python\n([\s\S]*?)\n *```/.exec(readme.slice(readme.indexOf('## Formats')))!;
+  const example = block!.split('\n').map((line) => line.slice(indent!.length)).join('\n');
+  const cwd = await fs.mkdtemp(path.join(dir, 'py-'));
+  await fs.copyFile(npy, path.join(cwd, 'photos.tokens.npy'));
+  await fs.copyFile(`${npy}.index.json`, path.join(cwd, 'photos.tokens.npy.index.json'));
+  const script = `${example}\nimport json as _j\nprint(_j.dumps([g.tolist() for g in images]))`;
+  return JSON.parse(execFileSync(python, ['-c', script], { cwd, encoding: 'utf8' })) as number[][][];
+}
+
+test('a folder of mixed shapes tokenizes into a ragged data set ([N, Lmax] padded with -1, per-image grids) that reads back identically', async (t) => {
+  const { results } = await tokenizeImages(cb, encoder, PHOTOS, backend);
+  const npy = path.join(dir, 'data.npy');
+  const { shape, grid } = await writeTokenDataset(npy, results);
+  assert.deepEqual([shape, grid], [[4, 14 * 22], null]);
+  const arr = await readNpy(npy);
+  assert.equal(arr.dtype, 'int32');
+  assert.deepEqual(arr.shape, [4, 308]);
+  const expected = results.flatMap((r) => [...r.ids, ...new Array<number>(308 - r.ids.length).fill(PADDING)]);
+  assert.deepEqual(Array.from(arr.data as Int32Array), expected);
+  const index = JSON.parse(await fs.readFile(`${npy}.index.json`, 'utf8'));
+  assert.deepEqual(index.images, PHOTOS);
+  assert.deepEqual([index.grids, index.grid], [GRIDS, undefined]);
+  assert.equal(index.codebook, cb.fingerprint);
+  assert.deepEqual(index.search, { method: 'exact', nprobe: null });
+  const back = await readTokenGrids(npy);
+  assert.deepEqual(back, results.map(({ distances: _d, ...r }) => r));
+
+  // NumPy, through the README's own example: each image's ids as its h x w grid.
+  const loaded = await loadWithReadmeExample(npy);
+  if (!loaded) return t.skip('no python3 with NumPy on this machine');
+  assert.deepEqual(loaded, results.map((r) => Array.from({ length: r.grid[0] }, (_, y) => r.ids.slice(y * r.grid[1], (y + 1) * r.grid[1]))));
+});
+
+test('the square form: dct:224:square gives one grid, an [N, L] data set with one "grid", read back identically', async () => {
+  const square = await openEncoder('dct:224:square', backend);
+  try {
+    const { results } = await tokenizeImages(cb, square, PHOTOS, backend);
+    assert.deepEqual(results.map((r) => r.grid), PHOTOS.map(() => [14, 14]));
+    assert.deepEqual(results.map((r) => r.encoder), PHOTOS.map(() => 'dct:224:square'));
+    const npy = path.join(dir, 'square.npy');
+    assert.deepEqual(await writeTokenDataset(npy, results), { shape: [4, 196], grid: [14, 14] });
+    const arr = await readNpy(npy);
+    assert.deepEqual(arr.shape, [4, 196]);
+    assert.deepEqual(Array.from(arr.data as Int32Array), results.flatMap((r) => r.ids));
+    const index = JSON.parse(await fs.readFile(`${npy}.index.json`, 'utf8'));
+    assert.deepEqual([index.grid, index.grids], [[14, 14], undefined]);
+    assert.deepEqual(await readTokenGrids(npy), results);
+    const loaded = await loadWithReadmeExample(npy);
+    if (loaded) assert.deepEqual(loaded.map((g) => g.flat()), results.map((r) => r.ids));
+  } finally {
+    await square.dispose();
+  }
+});
+
+test('a ragged data set whose padding or grids do not add up is refused, not misread', async () => {
+  const write = async (name: string, rows: number[][], index: Record<string, unknown>) => {
+    const npy = path.join(dir, `${name}.npy`);
+    await writeNpy(npy, { shape: [rows.length, rows[0]!.length], dtype: 'int32', data: Int32Array.from(rows.flat()) });
+    // no dataBytes / dataSha256, as an older or hand-made index: the shapes alone must catch it
+    await fs.writeFile(`${npy}.index.json`, JSON.stringify({ images: rows.map((_, i) => `${i}.png`), codebook: '', encoder: 'dct:224', device: 'cpu', ...index }));
+    return npy;
+  };
+  const ok = await write('ok', [[1, 2, 3, 4, 5, 6], [7, 8, -1, -1, -1, -1]], { grids: [[2, 3], [1, 2]] });
+  assert.deepEqual((await readTokenGrids(ok)).map((g) => [g.grid, g.ids]), [[[2, 3], [1, 2, 3, 4, 5, 6]], [[1, 2], [7, 8]]]);
+  const idPastGrid = await write('past', [[1, 2, 3, 4, 5, 6], [7, 8, 9, -1, -1, -1]], { grids: [[2, 3], [1, 2]] });
+  await assert.rejects(readTokenGrids(idPastGrid), (e: Error) => e instanceof UserError && e.message === `${idPastGrid}: row 1 holds id 9 past its 1x2 grid, where only the padding -1 belongs`);
+  const tooWide = await write('wide', [[1, 2, 3, 4, 5, 6, -1], [7, 8, -1, -1, -1, -1, -1]], { grids: [[2, 3], [1, 2]] });
+  await assert.rejects(readTokenGrids(tooWide), /rows of 7 tokens do not fill the largest of the grids \(6 tokens\) of its index/);
+  const both = await write('both', [[1, 2], [3, 4]], { grid: [1, 2], grids: [[1, 2], [1, 2]] });
+  await assert.rejects(readTokenGrids(both), /is not a token data set index: expected "images", "grid" \(or "grids", one per image\)/);
+  const fewer = await write('fewer', [[1, 2], [3, 4]], { grids: [[1, 2]] });
+  await assert.rejects(readTokenGrids(fewer), /lists 2 images but 1 grids/);
+  const huge = await write('huge', [[1, 2], [3, 4]], { grids: [[1, 2], [1, 200000]] });
+  await assert.rejects(readTokenGrids(huge), /grid 1: grid \[1, 200000\] exceeds the limit of 128 x 128 tokens/);
+});
+
 test('a data file and an index that do not belong together are told apart, not misread', async () => {
   const { results } = await tokenizeImages(cb, encoder, PHOTOS, backend);
   const a = path.join(dir, 'pair-a.npy');
   const b = path.join(dir, 'pair-b.npy');
   await writeTokenDataset(a, results);
-  await writeTokenDataset(b, [results[2]!, results[0]!, results[1]!]); // same shape, other rows
+  await writeTokenDataset(b, [results[2]!, results[0]!, results[1]!, results[3]!]); // same shape, other rows
   const index = JSON.parse(await fs.readFile(`${a}.index.json`, 'utf8'));
   assert.equal(index.dataBytes, (await fs.stat(a)).size);
   assert.match(index.dataSha256, /^[0-9a-f]{64}$/);
@@ -195,7 +269,7 @@ test('a data file and an index that do not belong together are told apart, not m
   // An index of an older version (no size, no sha256) is read as it was.
   const { dataBytes: _size, dataSha256: _sha, ...legacy } = JSON.parse(await fs.readFile(`${b}.index.json`, 'utf8'));
   await fs.writeFile(`${b}.index.json`, JSON.stringify(legacy));
-  assert.deepEqual((await readTokenGrids(b)).map((g) => g.image), [PHOTOS[2], PHOTOS[0], PHOTOS[1]]);
+  assert.deepEqual((await readTokenGrids(b)).map((g) => g.image), [PHOTOS[2], PHOTOS[0], PHOTOS[1], PHOTOS[3]]);
 });
 
 test('token grids beyond the grid limit are refused when read, before anything is allocated for them', async () => {

@@ -1,15 +1,15 @@
 // `unicode2 embed`
 import { COMPUTE, IMAGES_OPERANDS, imageProgress, listAll, reportSkipped, str, type Command } from '../command';
-import { embedImages, indexPathOf, openEncoder, requireSomeImages, writeIndexedNpy, DEFAULTS } from '../../engine/index';
+import { commonGrid, embedImages, indexPathOf, openEncoder, requireSomeImages, writeIndexedNpy, DEFAULTS } from '../../engine/index';
 
 export const embed: Command = {
   spec: {
     name: 'embed',
-    summary: 'Encode images into patch embeddings: float32 [N*L, d] .npy plus <out>.index.json (images, grid, encoder).',
+    summary: 'Encode images into patch embeddings: float32 [sum of L, d] .npy plus <out>.index.json (images, grid or grids, encoder).',
     operands: IMAGES_OPERANDS,
     options: {
       out: { kind: 'string', value: 'FILE', required: true, help: 'output .npy' },
-      encoder: { kind: 'string', value: 'E', help: `encoder: 'dct', 'dct:<size>', a model folder or .onnx file (default ${DEFAULTS.encoder})` },
+      encoder: { kind: 'string', value: 'E', help: `encoder: 'dct', 'dct:<size>', 'dct:<size>:square', a model folder or .onnx file (default ${DEFAULTS.encoder})` },
       ...COMPUTE,
     },
   },
@@ -23,7 +23,9 @@ export const embed: Command = {
       reportSkipped(ctx.progress, r.skipped);
       const shape = [r.embeddings.rows, r.embeddings.cols];
       const index = indexPathOf(out);
-      const rows = { images: r.images, grid: encoder.grid, rowsPerImage: encoder.grid[0] * encoder.grid[1], encoder: encoder.descriptor };
+      // One grid for all (rows per image fixed), or each image's grid, its rows after the previous image's.
+      const grid = commonGrid(r.grids);
+      const rows = { images: r.images, ...(grid ? { grid, rowsPerImage: grid[0] * grid[1] } : { grids: r.grids }), encoder: encoder.descriptor };
       await writeIndexedNpy(out, { shape, dtype: 'float32', data: r.embeddings.data }, rows);
       return {
         json: { out, shape, index, images: r.images.length, skipped: r.skipped.length },

@@ -1,6 +1,6 @@
 // `unicode2 tokenize`
 import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, SEARCH, imageProgress, listAll, reportSkipped, searchOptions, str, type Command } from '../command';
-import { readCodebook, requireSomeImages, tokenizeImages, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder } from '../../engine/index';
+import { commonGrid, readCodebook, requireSomeImages, tokenizeImages, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder, PADDING } from '../../engine/index';
 
 export const tokenize: Command = {
   spec: {
@@ -9,7 +9,7 @@ export const tokenize: Command = {
     operands: IMAGES_OPERANDS,
     options: {
       codebook: CODEBOOK,
-      out: { kind: 'string', value: 'FILE', help: 'write .json (per-image grids) or .npy (int32 [N, L] data set + FILE.index.json); default: print' },
+      out: { kind: 'string', value: 'FILE', help: `write .json (per-image grids) or .npy (int32 [N, L] data set + FILE.index.json; rows padded with ${PADDING} when the grids differ); default: print` },
       encoder: ENCODER_OVERRIDE,
       ...SEARCH,
       ...COMPUTE,
@@ -35,13 +35,17 @@ export const tokenize: Command = {
         const doc = { results, device: backend.device };
         return { json: doc, text: JSON.stringify(doc) };
       }
-      const { grid, search: searched } = results[0]!;
+      const { search: searched } = results[0]!;
+      // the grid of every image, or null when they differ (photos of other shapes)
+      const grid = commonGrid(results.map((r) => r.grid));
+      const grids = grid ? grid.join('x') : 'of different shapes';
       if (/\.npy$/i.test(out)) {
         const { shape } = await writeTokenDataset(out, results);
-        return { json: { out, shape, grid, index: `${out}.index.json`, device: backend.device, search: searched }, text: `wrote ${out} [${shape.join(', ')}]` };
+        const padded = grid ? '' : ` (grids ${grids}: rows padded with ${PADDING})`;
+        return { json: { out, shape, grid, index: `${out}.index.json`, device: backend.device, search: searched }, text: `wrote ${out} [${shape.join(', ')}]${padded}` };
       }
       await writeTokenJson(out, results);
-      return { json: { out, images: results.length, grid, device: backend.device, search: searched }, text: `wrote ${out} (${results.length} token grids, ${grid.join('x')})` };
+      return { json: { out, images: results.length, grid, device: backend.device, search: searched }, text: `wrote ${out} (${results.length} token grids, ${grids})` };
     } finally {
       await encoder.dispose();
     }

@@ -1,49 +1,63 @@
 // The built-in encoder: the orthonormal 2-D DCT-II of each 16x16 RGB patch, d = 3*16*16 = 768
 // (channel-major). It needs no weights and is exactly invertible, so a codeword is a pixel patch
 // seen in frequency space; computed by the backend (backend.dctPatches) so a GPU can do it too.
+//
+// It keeps the photo's shape by default ('dct:<size>'): the short side is resized to <size>, the
+// long side to the nearest multiple of 16 that keeps the ratio, at most MAX_ASPECT_RATIO times the
+// short side and MAX_INPUT_SIDE (beyond, the long side is centre-cropped), so a 640 x 400 photo
+// becomes 352 x 224, a 14 x 22 grid. Nothing in the DCT fixes its input size, which is why it can;
+// the grid is then the image's own. 'dct:<size>:square' stretches every photo to <size> x <size>
+// instead, for fixed-length token sequences.
 import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
 import { throwIfCancelled, UserError } from '../../../common/errors';
-import { checkInputSize } from '../limits';
-import { loadImage, type ResizeTo, type RgbImage } from '../image';
-import type { Encoder, EncoderDescriptor } from './index';
+import { checkInputSize, MAX_ASPECT_RATIO, MAX_INPUT_SIDE } from '../limits';
+import { loadImage, type KeepAspect, type ResizeTo, type RgbImage } from '../image';
+import { stackRows } from '../sampling';
+import type { EncoderResize, Encoder, EncoderDescriptor } from './index';
 
 export const DCT_PATCH = 16;
 
-export async function openDctEncoder(size: number, backend: ComputeBackend): Promise<Encoder> {
+/** The encoder id of a DCT encoder: what `--encoder` takes and what token files record. */
+export function dctEncoderId(size: number, resize: EncoderResize): string {
+  return resize === 'stretch' ? `dct:${size}:square` : `dct:${size}`;
+}
+
+export async function openDctEncoder(size: number, resize: EncoderResize, backend: ComputeBackend): Promise<Encoder> {
   const p = DCT_PATCH;
-  checkInputSize([size, size], `encoder 'dct:${size}'`);
-  if (size % p !== 0) throw new UserError(`encoder 'dct:${size}': the DCT input size must be a positive multiple of ${p} (e.g. dct:224)`);
+  const id = dctEncoderId(size, resize);
+  checkInputSize([size, size], `encoder '${id}'`);
+  if (size % p !== 0) throw new UserError(`encoder '${id}': the DCT input size must be a positive multiple of ${p} (e.g. dct:224)`);
   const d = 3 * p * p;
-  const grid: [number, number] = [size / p, size / p];
-  const descriptor: EncoderDescriptor = { kind: 'dct', id: `dct:${size}`, patch: p, inputSize: [size, size], d };
-  const resize: ResizeTo = { width: size, height: size, resample: 'bicubic' };
+  const descriptor: EncoderDescriptor = { kind: 'dct', id, patch: p, inputSize: [size, size], d, resize };
+  const maxLongSide = Math.min(MAX_ASPECT_RATIO * size, MAX_INPUT_SIDE);
+  const resizeTo: ResizeTo | KeepAspect =
+    resize === 'stretch' ? { width: size, height: size, resample: 'bicubic' } : { shortSide: size, multiple: p, maxLongSide, resample: 'bicubic' };
+  const square = (size / p) ** 2;
   return {
     descriptor,
     d,
     patch: p,
     inputSize: [size, size],
-    grid,
+    tokensPerImage: { min: square, max: resize === 'stretch' ? square : (size / p) * (maxLongSide / p) },
     get device() {
       return backend.device; // the backend's, which names the CPU once a lost GPU hands over
     },
-    load: (path) => loadImage(path, resize),
+    load: (path) => loadImage(path, resizeTo),
     // The CPU backend's DCT is native-gpu/cpu/dct.ts, which a worker runs as well (same bits); on
     // a GPU the main thread keeps it.
     get offload() {
-      return { resize, ...(backend.name === 'cpu' && { dctPatch: p }) };
+      return { resize: resizeTo, ...(backend.name === 'cpu' && { dctPatch: p }) };
     },
     async encode(images: RgbImage[], control?: RunControl): Promise<Matrix> {
-      const perImage = grid[0] * grid[1] * d;
-      const data = new Float32Array(images.length * perImage);
-      for (const [i, img] of images.entries()) {
+      const parts: Matrix[] = [];
+      for (const img of images) {
         throwIfCancelled(control?.signal);
-        if (img.width !== size || img.height !== size) {
-          throw new Error(`dct encoder: image is ${img.width}x${img.height}, expected ${size}x${size} (use encoder.load)`);
-        }
-        const patches = await backend.dctPatches(img.data, size, size, p);
-        data.set(patches.data, i * perImage);
+        const [short, long] = [Math.min(img.width, img.height), Math.max(img.width, img.height)];
+        const fits = resize === 'stretch' ? img.width === size && img.height === size : short === size && long <= maxLongSide && long % p === 0;
+        if (!fits) throw new Error(`dct encoder '${id}': image is ${img.width}x${img.height}, not what encoder.load makes`);
+        parts.push(await backend.dctPatches(img.data, img.height, img.width, p));
       }
-      return { rows: images.length * grid[0] * grid[1], cols: d, data };
+      return parts.length === 0 ? { rows: 0, cols: d, data: new Float32Array(0) } : stackRows(parts);
     },
     async dispose() {},
   };

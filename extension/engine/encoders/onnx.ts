@@ -137,14 +137,16 @@ export async function openOnnxEncoder(spec: string, backend: ComputeBackend): Pr
     checkGridSize(grid, files.model);
     const perImage = grid[0] * grid[1];
 
-    const descriptor: EncoderDescriptor = { kind: 'onnx', id: path.resolve(spec), patch, inputSize, d, preprocess };
+    // A model with a fixed input cannot follow the photo: every image is stretched to it, as
+    // the model's own image processor does (SigLIP's resizes to its square without cropping).
+    const descriptor: EncoderDescriptor = { kind: 'onnx', id: path.resolve(spec), patch, inputSize, d, resize: 'stretch', preprocess };
     const resize: ResizeTo = { width: inputSize[1], height: inputSize[0], resample: preprocess.resample };
     return {
       descriptor,
       d,
       patch,
       inputSize,
-      grid,
+      tokensPerImage: { min: perImage, max: perImage },
       get device() {
         return session.device;
       },
