@@ -19,7 +19,8 @@ export const reconstructionBounds = message({
   k: index,
   /** the encoder's descriptor id, e.g. dct:224 */
   encoder: text,
-  /** its input, [height, width] pixels, and its patch side */
+  /** the size it saw this photo at, [height, width] pixels (the grid times the patch: the DCT
+   *  encoder follows the photo's shape, a model has one fixed input), and its patch side */
   input: gridShape,
   patch: positive,
   /** what the trainable codebook holds: dct (the codewords themselves), refined (mean pixel patches), none */
@@ -28,7 +29,8 @@ export const reconstructionBounds = message({
 
 export const tokenGridView = message({
   imageLabel: text,
-  /** data: URI of the photo at its own aspect ratio (scaled down to fit), the grid is drawn over it */
+  /** data: URI of the photo at its own aspect ratio (scaled down to fit; cropped as the encoder
+   *  cropped it when the grid follows the photo's shape), the grid is drawn over it */
   image: text,
   grid: gridShape,
   ids: numbers('index'),

@@ -281,7 +281,7 @@ export class Operations {
         if (!grid) throw new UserError(`cannot tokenize ${file}: ${skipped[0]?.reason ?? 'unreadable image'}`);
         const files = await this.saveTokens(path.parse(file).name, [grid]);
         this.studio.addTokenSet(path.basename(file), [grid], files[0]);
-        // the photo as it is, and its reconstruction (the encoder's square input) at the photo's aspect beside it
+        // the photo as it is, and its reconstruction (the encoder's input: a model's is square) at the photo's aspect beside it
         const photo = await this.thumbnail(file);
         const pictures: (string | RgbImage)[] = [];
         if (photo && cb.meta.atlas !== 'none') {

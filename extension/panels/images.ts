@@ -1,8 +1,8 @@
 // Pixels for the webviews: engine images (planar float RGB) as PNG data: URIs, photos at their
 // own aspect ratio, thumbnails, atlas reconstructions with their PSNR, and patch crops. No 'vscode' here, so
 // the webview tests serve their panels exactly what the extension does.
-import { decodeTokens, encodePng, loadImage, psnr, thumbnailPng, type Codebook, type ComputeBackend, type Encoder, type RgbImage } from '../engine/index.js';
-import type { Reconstruction } from '../../common/protocol/tokengrid.js';
+import { decodeTokens, encodePng, gridFollowsPhoto, imageSize, loadImage, psnr, thumbnailPng, type Codebook, type ComputeBackend, type Encoder, type RgbImage } from '../engine/index.js';
+import type { Reconstruction, ReconstructionBounds } from '../../common/protocol/tokengrid.js';
 
 /** Longest side of a photo sent to a panel: sharp on a 2x screen at a panel's width. */
 export const PHOTO_PREVIEW_SIDE = 1024;
@@ -20,9 +20,12 @@ export async function thumbnailUri(source: string | RgbImage): Promise<{ uri: st
   return { uri: dataUri(png), width, height };
 }
 
-/** A photo as a panel shows it: its own aspect ratio (EXIF applied), scaled down to fit. */
-export async function photoDataUri(file: string): Promise<string> {
-  return pngDataUri(await loadImage(file, { within: PHOTO_PREVIEW_SIDE }));
+/** A photo as a panel shows it under its token grid: its own aspect ratio (EXIF applied), scaled
+ *  down to fit; when the grid follows the photo's shape (the DCT's default), only the part the
+ *  encoder saw (centre-cropped to the grid's ratio), so every cell lies over its own patch. */
+export async function photoDataUri(file: string, grid: readonly [number, number]): Promise<string> {
+  const aspect = gridFollowsPhoto(await imageSize(file), grid) ? grid[1] / grid[0] : undefined;
+  return pngDataUri(await loadImage(file, { within: PHOTO_PREVIEW_SIDE, ...(aspect && { aspect }) }));
 }
 
 /** The atlas decoding of a grid and its PSNR against what the encoder saw; null when the codebook
@@ -32,6 +35,12 @@ export async function reconstruct(cb: Codebook, encoder: Encoder, backend: Compu
   const [decoded, input] = await Promise.all([decodeTokens(cb, Int32Array.from(ids), grid, backend), encoder.load(image)]);
   const db = psnr(input, decoded);
   return { image: await pngDataUri(decoded), psnr: Number.isFinite(db) ? db : null };
+}
+
+/** What bounds a grid's reconstruction: K, the encoder and the size it saw this photo at (the
+ *  grid in pixels: the DCT encoder follows the photo's shape), the atlas. */
+export function reconstructionBounds(cb: Codebook, encoder: Encoder, grid: readonly [number, number]): ReconstructionBounds {
+  return { k: cb.frozen.rows, encoder: encoder.descriptor.id, input: [grid[0] * encoder.patch, grid[1] * encoder.patch], patch: encoder.patch, atlas: cb.meta.atlas };
 }
 
 /** The p x p patch at grid cell (row, col), enlarged `scale` times (nearest) so it is visible. */
@@ -65,7 +74,8 @@ export function upscale(img: RgbImage, factor: number): RgbImage {
 }
 
 /**
- * Bilinear resampling to any size: the atlas decoding of a grid is the encoder's square input,
+ * Bilinear resampling to any size: the atlas decoding of a grid is the encoder's input (the
+ * photo's shape for the DCT, give or take the rounding to whole patches; a model's fixed square),
  * and is shown at its photo's aspect ratio beside the photo (the Lab's thumbnails).
  */
 export function resample(img: RgbImage, width: number, height: number): RgbImage {

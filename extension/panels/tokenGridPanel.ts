@@ -7,7 +7,7 @@ import { tokenizeImages, UserError, type Codebook, type TokenGrid } from '../eng
 import { tokenGridProtocol, tokenGridState, type Reconstruction, type TokenGridView } from '../../common/protocol/tokengrid.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webviewHost.js';
-import { photoDataUri, reconstruct } from './images.js';
+import { photoDataUri, reconstruct, reconstructionBounds } from './images.js';
 import { GenerationPanel } from './generationPanel.js';
 import { readRestoreState, requireFileOfKind } from './restoreState.js';
 
@@ -81,13 +81,12 @@ export class TokenGridPanel {
     const encoder = await this.studio.encoderFor(cb);
     return {
       imageLabel: path.basename(grid.image),
-      image: await photoDataUri(grid.image),
+      image: await photoDataUri(grid.image, grid.grid),
       grid: grid.grid,
       ids: grid.ids,
       distances: grid.distances,
       reconstruction: await this.reconstruct(cb, grid.ids, grid),
-      // the size this photo was encoded at: its grid in pixels (the DCT encoder follows the photo's shape)
-      bounds: { k: cb.frozen.rows, encoder: encoder.descriptor.id, input: [grid.grid[0] * encoder.patch, grid.grid[1] * encoder.patch], patch: encoder.patch, atlas: cb.meta.atlas },
+      bounds: reconstructionBounds(cb, encoder, grid.grid),
       codebook: cb.fingerprint,
       restore: { codebook: this.codebookFile, image: grid.image },
     };

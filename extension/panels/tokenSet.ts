@@ -48,7 +48,7 @@ export async function tokenSetGrid(file: string, grids: TokenGrid[], index: numb
   const found = await findImage(g.image, [path.dirname(file), ...roots]);
   if (!found) return { ...base, image: null, missing: `${g.image} is not there any more` };
   try {
-    return { ...base, image: await photoDataUri(found) };
+    return { ...base, image: await photoDataUri(found, g.grid) };
   } catch (err) {
     return { ...base, image: null, missing: err instanceof UserError ? err.message : String(err) };
   }

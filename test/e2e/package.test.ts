@@ -77,7 +77,7 @@ test('the installed .vsix tokenizes an image in code-server', { timeout: 10 * 60
     await answerFileDialog(workbench.page, join(workspace, 'images', 'coffee.jpg'));
     const view = await findWebviewFrame(workbench.page, 'canvas#token-grid[data-drawn="true"]', 3 * 60_000);
     assert.equal(await view.locator('canvas#token-grid').getAttribute('data-grid-h'), '14');
-    assert.equal(await view.locator('canvas#token-grid').getAttribute('data-grid-w'), '14');
+    assert.equal(await view.locator('canvas#token-grid').getAttribute('data-grid-w'), '21'); // 256 x 171: the photo's shape
     await workbench.screenshot('token-grid');
   } catch (err) {
     await workbench.screenshot('failed').catch(() => undefined);

@@ -159,7 +159,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     await bench().screenshot('not-a-codebook');
   });
 
-  step('Tokenize Image… opens the Token Grid panel with a 14x14 grid', async () => {
+  step('Tokenize Image… opens the Token Grid panel with a 14x21 grid (chelsea.png, 256 x 170, keeps its shape)', async () => {
     await runCommand(page(), 'UniCode²: Tokenize Image…');
     await answerFileDialog(page(), ws('images', 'chelsea.png'));
     // this image's panel, not the one the ONNX codebook's step left open
@@ -167,7 +167,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     await page().locator('.tab', { hasText: 'Tokens: chelsea.png' }).waitFor({ state: 'visible', timeout: 30_000 });
     const grid = view.locator('canvas#token-grid');
     assert.equal(await grid.getAttribute('data-grid-h'), '14');
-    assert.equal(await grid.getAttribute('data-grid-w'), '14');
+    assert.equal(await grid.getAttribute('data-grid-w'), '21');
     await view.locator('#reconstruction').waitFor({ state: 'visible', timeout: 30_000 });
 
     await grid.hover({ position: { x: 10, y: 10 } });
@@ -190,7 +190,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     assert.deepEqual(await view.locator('.image-item').allInnerTexts(), ['coffee.jpg']);
     const box = await view.locator('canvas#set-grid').boundingBox();
     assert.ok(box && Math.abs(box.width / box.height - 256 / 171) < 0.03, `coffee.jpg (256 x 171) shows at ${box?.width} x ${box?.height}`);
-    assert.match(await view.locator('#usage').innerText(), /tokens\s*196/);
+    assert.match(await view.locator('#usage').innerText(), /tokens\s*196/); // the model's fixed input: 14 x 14
     await bench().screenshot('token-set-editor');
   });
 
@@ -201,6 +201,8 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     await waitFor(() => existsSync(dataset) && existsSync(ws('.unicode2', 'tokens', 'images.tokens.json')), 3 * 60_000, 'the token data set');
     const grids = await readTokenGrids(dataset);
     assert.equal(grids.length, (await listImages(images())).length);
+    // the photos keep their shapes: one ragged data set, each image its own grid
+    assert.ok(new Set(grids.map((g) => g.grid.join('x'))).size > 1, 'grids of several shapes');
     assert.equal(grids[0]!.codebook, (await readCodebook(codebookFile())).fingerprint);
   });
 

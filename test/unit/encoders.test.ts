@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import type { ComputeBackend } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { imageGrid, openEncoder, openEncoderFromDescriptor, validateEncoderDescriptor, type Encoder } from '../../extension/engine/encoders/index';
-import { keepAspectSize } from '../../extension/engine/image';
+import { imageSize, keepAspectSize, loadImage } from '../../extension/engine/image';
+import { gridFollowsPhoto } from '../../extension/engine/encoders/dct';
 import sharp from 'sharp';
 import { readPreprocessorConfig } from '../../extension/engine/encoders/preprocess';
 import { UserError } from '../../common/errors';
@@ -260,4 +261,32 @@ test('encoder descriptors: one without resize (older files) reads as the stretch
   const onnx = { kind: 'onnx', id: '/models/vit', patch: 16, inputSize: [224, 224], d: 768 };
   assert.deepEqual(validateEncoderDescriptor(onnx, 'cb').resize, 'stretch');
   assert.throws(() => validateEncoderDescriptor({ ...onnx, resize: 'keep-aspect' }, 'cb'), isUserError(/an 'onnx' encoder resizes with 'stretch'/));
+});
+
+test('gridFollowsPhoto tells a keep-aspect grid from a stretched one, and the photo cropped to it is what the encoder saw', async () => {
+  assert.equal(gridFollowsPhoto({ width: 640, height: 400 }, [14, 22]), true);
+  assert.equal(gridFollowsPhoto({ width: 400, height: 640 }, [22, 14]), true);
+  assert.equal(gridFollowsPhoto({ width: 640, height: 400 }, [14, 14]), false); // a square input, stretched
+  assert.equal(gridFollowsPhoto({ width: 640, height: 400 }, [22, 14]), false);
+  assert.equal(gridFollowsPhoto({ width: 256, height: 256 }, [14, 14]), true);
+  assert.equal(gridFollowsPhoto({ width: 10_000, height: 100 }, [16, 64]), true); // dct:256, capped at 4:1
+  assert.equal(gridFollowsPhoto({ width: 64, height: 40 }, [4, 6]), true); // dct:64: 102.4 -> 96
+
+  assert.deepEqual(await imageSize(wide), { width: 640, height: 400 });
+  assert.deepEqual(await imageSize(path.join(__dirname, '../fixtures/images/formats/china-exif6.jpg')), { width: 256, height: 171 });
+  // The photo shown under a 14 x 22 grid: cropped to 22:14 (629 x 400), which is the region the
+  // encoder resized to 352 x 224.
+  const shown = await loadImage(wide, { within: 1024, aspect: 22 / 14 });
+  assert.deepEqual([shown.width, shown.height], [629, 400]);
+  const small = await loadImage(wide, { within: 352, aspect: 22 / 14 });
+  assert.deepEqual([small.width, small.height], [352, 224]);
+  await withEncoder('dct', async (dct) => {
+    const seen = await dct.load(wide);
+    const meanAbs = small.data.reduce((s, v, i) => s + Math.abs(v - seen.data[i]!), 0) / small.data.length;
+    assert.ok(meanAbs < 0.01, `mean |difference| ${meanAbs}`);
+    // the whole photo squeezed to 352 x 224 is another picture: the test can tell
+    const whole = await loadImage(wide, { width: 352, height: 224 });
+    const off = whole.data.reduce((s, v, i) => s + Math.abs(v - seen.data[i]!), 0) / whole.data.length;
+    assert.ok(off > 2 * meanAbs, `whole photo ${off} vs crop ${meanAbs}`);
+  });
 });

@@ -235,11 +235,13 @@ test('flat and two-level codebooks from real photos both tokenize and decode', a
       assert.equal(cb.meta.atlas, 'dct');
       const { results } = await tokenizeImages(cb, encoder, images, backend);
       for (const r of results) {
-        assert.equal(r.ids.length, 196);
+        assert.equal(r.ids.length, r.grid[0] * r.grid[1]);
         assert.ok(r.ids.every((id) => id >= 0 && id < 48));
         const image = await decodeTokens(cb, Int32Array.from(r.ids), r.grid, backend);
-        assert.equal(image.width, 224);
+        assert.deepEqual([image.width, image.height], [r.grid[1] * 16, r.grid[0] * 16]);
       }
+      // astronaut 256 x 256, brick 256 x 256, chelsea 256 x 170: each photo's own grid
+      assert.deepEqual(results.map((r) => r.grid), [[14, 14], [14, 14], [14, 21]]);
     }
   } finally {
     await encoder.dispose();

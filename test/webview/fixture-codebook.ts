@@ -43,7 +43,7 @@ export function realFixture(): Promise<Fixture> {
     const { results: grids } = await tokenizeImages(cb, encoder, await listImages(fixtureImages), backend, { withDistances: true });
     const grid = grids.find((g) => g.image === image)!;
     const decode = async (ids: number[]): Promise<Reconstruction> => (await reconstruct(cb, encoder, backend, image, ids, grid.grid))!;
-    return { backend, cb, encoder, grid, grids, decode, photoUri: await photoDataUri(image) };
+    return { backend, cb, encoder, grid, grids, decode, photoUri: await photoDataUri(image, grid.grid) };
   })();
   return fixture;
 }

@@ -157,28 +157,30 @@ test('inpaint: paint cells on the grid, only those are drawn again', async () =>
   try {
     await setValue(p, '#mode', 'inpaint');
     const canvas = p.page.locator('#mask');
-    await p.page.waitForFunction(() => document.querySelector('#mask-count')!.textContent!.includes('of 196 cells'));
+    // chelsea (256 x 170) keeps its shape: a 14 x 21 grid
+    assert.deepEqual(f.grid.grid, [14, 21]);
+    await p.page.waitForFunction(() => document.querySelector('#mask-count')!.textContent!.includes('of 294 cells'));
     assert.equal(await p.page.locator('#generate').getAttribute('disabled'), '', 'nothing painted yet');
     const box = (await canvas.boundingBox())!;
-    const cell = box.width / 14;
+    const [cellW, cellH] = [box.width / 21, box.height / 14];
     // drag along row 3 from column 2 to column 8, then paint one cell of row 9
-    await p.page.mouse.move(box.x + 2.5 * cell, box.y + 3.5 * cell);
+    await p.page.mouse.move(box.x + 2.5 * cellW, box.y + 3.5 * cellH);
     await p.page.mouse.down();
-    await p.page.mouse.move(box.x + 8.5 * cell, box.y + 3.5 * cell, { steps: 12 });
+    await p.page.mouse.move(box.x + 8.5 * cellW, box.y + 3.5 * cellH, { steps: 12 });
     await p.page.mouse.up();
-    await p.page.mouse.click(box.x + 5.5 * cell, box.y + 9.5 * cell);
-    await p.page.waitForFunction(() => document.querySelector('#mask-count')!.textContent!.startsWith('8 of 196'));
+    await p.page.mouse.click(box.x + 5.5 * cellW, box.y + 9.5 * cellH);
+    await p.page.waitForFunction(() => document.querySelector('#mask-count')!.textContent!.startsWith('8 of 294'));
     await p.screenshot('generation-inpaint-dark');
     await p.page.locator('#generate').click();
     await p.page.locator('#results figure img').waitFor();
     const [request] = p.requests('generate');
-    assert.deepEqual(request!.mask, [44, 45, 46, 47, 48, 49, 50, 131]);
+    assert.deepEqual(request!.mask, [65, 66, 67, 68, 69, 70, 71, 9 * 21 + 5]);
     const masked = new Set(request!.mask);
     edits[0]!.ids.forEach((id, i) => masked.has(i) || assert.equal(id, f.grid.ids[i], `cell ${i}`));
     // painting a painted cell erases it (Generate scrolled the page: measure again)
     const moved = (await canvas.boundingBox())!;
-    await p.page.mouse.click(moved.x + 5.5 * cell, moved.y + 9.5 * cell);
-    await p.page.waitForFunction(() => document.querySelector('#mask-count')!.textContent!.startsWith('7 of 196'));
+    await p.page.mouse.click(moved.x + 5.5 * cellW, moved.y + 9.5 * cellH);
+    await p.page.waitForFunction(() => document.querySelector('#mask-count')!.textContent!.startsWith('7 of 294'));
     assert.equal(p.warnings.length, 0, p.warnings.join('\n'));
   } finally {
     await p.close();

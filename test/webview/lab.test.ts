@@ -26,7 +26,7 @@ async function cells(): Promise<LabCell[]> {
     },
     {
       id: 'c3', kind: 'tokenize', status: 'done', title: `Tokenize ${path.basename(f.grid.image)}`, startedAt: at(6), finishedAt: at(6),
-      inputs: { image: f.grid.image }, params: {}, metrics: { grid: '14×14', 'distinct codes': new Set(f.grid.ids).size },
+      inputs: { image: f.grid.image }, params: {}, metrics: { grid: `${f.grid.grid[0]}×${f.grid.grid[1]}`, 'distinct codes': new Set(f.grid.ids).size },
       thumbnails: [thumb], tokenPreview: { grid: f.grid.grid, ids: f.grid.ids }, files: ['/work/.unicode2/tokens/chelsea.tokens.json'],
     },
     {
@@ -129,7 +129,7 @@ test('cells carry kind and status hooks; actions post requests naming the cell',
       { type: 'rerun', cell: 'c1' }, { type: 'open', cell: 'c3' }, { type: 'cancel', cell: 'c4' }, { type: 'run', kind: 'demo' },
     ]);
     assert.match((await p.page.locator('.lab-cell[data-id="c0"] .error').textContent())!, /outside the codebook/);
-    assert.equal(await p.page.locator('.lab-cell[data-id="c3"] canvas.token-preview').getAttribute('width'), '14');
+    assert.equal(await p.page.locator('.lab-cell[data-id="c3"] canvas.token-preview').getAttribute('width'), '21'); // chelsea's 14 x 21 grid
 
     // the host pushes a new list: the running cell finished
     const next = list.map((c) => (c.id === 'c4' ? { ...c, status: 'done' as const, progress: undefined } : c));

@@ -67,17 +67,18 @@ test('without a photo the grid is drawn alone with square cells; {results} shows
     const canvas = r.page.locator('#output-alone canvas[data-drawn="true"]');
     await canvas.waitFor();
     const box = (await canvas.boundingBox())!;
-    assert.ok(Math.abs(box.width / box.height - 1) < 0.02);
-    const [, gw] = one.grid;
-    assert.deepEqual(await canvasPixel(r.page, '#output-alone canvas', Math.floor((2.5 * box.width) / gw), Math.floor((0.5 * box.height) / gw)), [...codeColor(one.ids[2]!), 255]);
-    assert.match((await r.page.locator('#output-alone figure > div').textContent())!, /^chelsea\.png · 14 × 14 tokens · \d+ distinct codes · codebook [0-9a-f]{16} · grid alone \(no preview image\)$/);
+    const [gh, gw] = one.grid;
+    assert.deepEqual([gh, gw], [14, 21]); // chelsea keeps its shape
+    assert.ok(Math.abs(box.width / gw / (box.height / gh) - 1) < 0.02, 'square cells');
+    assert.deepEqual(await canvasPixel(r.page, '#output-alone canvas', Math.floor((2.5 * box.width) / gw), Math.floor((0.5 * box.height) / gh)), [...codeColor(one.ids[2]!), 255]);
+    assert.match((await r.page.locator('#output-alone figure > div').textContent())!, /^chelsea\.png · 14 × 21 tokens · \d+ distinct codes · codebook [0-9a-f]{16} · grid alone \(no preview image\)$/);
 
     await r.render('several', { results: f.grids.slice(0, 3).map((g) => ({ ...g, preview: previewOf(g.image) })) });
     await r.page.locator('#output-several figure:nth-of-type(3) canvas[data-drawn="true"]').waitFor();
     assert.equal(await r.page.locator('#output-several canvas').count(), 3);
 
     await r.render('bad', { ...one, ids: one.ids.slice(1) });
-    assert.match((await r.page.locator('#output-bad').textContent())!, /^UniCode² tokens could not be shown: tokens: Invalid length: grid \[14,14\] needs rows x cols ids$/);
+    assert.match((await r.page.locator('#output-bad').textContent())!, /^UniCode² tokens could not be shown: tokens: Invalid length: grid \[14,21\] needs rows x cols ids$/);
     await r.render('junk', { grid: [2, 2], ids: [0, 1, 2, 'x'] });
     assert.match((await r.page.locator('#output-junk').textContent())!, /tokens could not be shown: tokens(\.ids)?: /);
     assert.deepEqual(r.warnings, []);

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { openPanel, closeBrowser, canvasPixel, photoPixels, themeRgb, THEME_NAMES, type TestHost } from './harness.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
+import { reconstructionBounds } from '../../extension/panels/images.js';
 import { codeColor } from '../../webview/common/colors.js';
 import { tokenGridProtocol, type TokenGridView } from '../../common/protocol/tokengrid.js';
 
@@ -17,7 +18,7 @@ function view(f: Fixture): TokenGridView {
   return {
     imageLabel: path.basename(f.grid.image), image: f.photoUri, grid: f.grid.grid, ids: f.grid.ids, distances: f.grid.distances,
     reconstruction: null, codebook: f.cb.fingerprint, restore: { codebook: '/work/codebook.safetensors', image: f.grid.image },
-    bounds: { k: f.cb.frozen.rows, encoder: f.encoder.descriptor.id, input: f.encoder.inputSize, patch: f.encoder.patch, atlas: f.cb.meta.atlas },
+    bounds: reconstructionBounds(f.cb, f.encoder, f.grid.grid),
   };
 }
 
@@ -38,19 +39,19 @@ test('grid of a real tokenized image: dimensions, colour per code, hover shows i
     const [gh, gw] = f.grid.grid;
     assert.equal(await canvas.getAttribute('data-grid-h'), String(gh));
     assert.equal(await canvas.getAttribute('data-grid-w'), String(gw));
-    assert.equal(gh * gw, 196, 'the DCT encoder at 224 px gives 14 x 14 tokens');
+    assert.deepEqual([gh, gw], [14, 21], 'the DCT encoder keeps the 256 x 170 photo\'s shape: 336 x 224, 14 x 21 tokens');
     assert.match((await p.page.locator('#reconstruction').getAttribute('src'))!, /^data:image\/png;base64,/);
     // the PSNR the host measured, and what bounds it
     const psnr = (await f.decode(f.grid.ids)).psnr!;
     assert.equal(await p.page.locator('#reconstruction-caption').textContent(), `Reconstruction · atlas decoder · PSNR ${psnr.toFixed(1)} dB`);
-    assert.match((await p.page.locator('#quality-note').textContent())!, /bounded by K = 256 codes \(each 16 × 16 patch becomes one of 256\), by the encoder \(dct:224 sees the photo at 224 × 224\) and by the atlas decoder/);
+    assert.match((await p.page.locator('#quality-note').textContent())!, /bounded by K = 256 codes \(each 16 × 16 patch becomes one of 256\), by the encoder \(dct:224 sees the photo at 336 × 224\) and by the atlas decoder/);
 
     // full opacity: each cell is exactly its code's colour
     await p.page.locator('#opacity').fill('1');
     const box = (await canvas.boundingBox())!;
     const cw = box.width / gw;
     const ch = box.height / gh;
-    for (const cell of [0, 15, 97, 195]) {
+    for (const cell of [0, 15, 97, 195, 293]) {
       const x = Math.floor((cell % gw) * cw + cw / 2);
       const y = Math.floor(Math.floor(cell / gw) * ch + ch / 2);
       const id = f.grid.ids[cell]!;
@@ -65,7 +66,7 @@ test('grid of a real tokenized image: dimensions, colour per code, hover shows i
   }
 });
 
-test('the photo keeps its aspect ratio: a 256 x 170 photo and its reconstruction show at 256:170, the 14 x 14 grid over it', async () => {
+test('the photo keeps its aspect ratio: a 256 x 170 photo and its reconstruction show at 256:170 (the 14 x 21 grid\'s 3:2 as the encoder cropped it), the grid over it', async () => {
   const f = await realFixture();
   for (const width of [1100, 620]) {
     const p = await openPanel('tokengrid', tokenGridProtocol, 'light', host(f), { width, height: 700 });

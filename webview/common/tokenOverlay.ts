@@ -3,9 +3,11 @@
 // renderer, so a grid looks the same wherever it is shown.
 //
 // The photo keeps its own aspect ratio and the grid [h, w] is stretched over it, whatever its
-// shape: a 14 x 14 grid over a 640 x 400 photo has cells 1.6 times wider than tall, which is
-// what the encoder did (it resized the photo to its square input). Without a photo the cells are
-// square.
+// shape. A grid that follows the photo (the DCT encoder's default: 14 x 22 for a 640 x 400 photo)
+// comes with the part of the photo the encoder saw (the host crops it: panels/images.ts), so its
+// cells are square; a 14 x 14 grid over a 640 x 400 photo (a model's fixed square input,
+// 'dct:224:square') has cells 1.6 times wider than tall, which is what that encoder did. Without a
+// photo the cells are square.
 import { codeColor, css } from './colors.js';
 import { fitBackingStore, themeColor } from './viewport.js';
 

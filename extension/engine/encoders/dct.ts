@@ -11,7 +11,7 @@
 import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
 import { throwIfCancelled, UserError } from '../../../common/errors';
 import { checkInputSize, MAX_ASPECT_RATIO, MAX_INPUT_SIDE } from '../limits';
-import { loadImage, type KeepAspect, type ResizeTo, type RgbImage } from '../image';
+import { keepAspectSize, loadImage, type KeepAspect, type ResizeTo, type RgbImage } from '../image';
 import { stackRows } from '../sampling';
 import type { EncoderResize, Encoder, EncoderDescriptor } from './index';
 
@@ -22,6 +22,23 @@ export function dctEncoderId(size: number, resize: EncoderResize): string {
   return resize === 'stretch' ? `dct:${size}:square` : `dct:${size}`;
 }
 
+/** How 'dct:<size>' resizes: short side `size`, long side capped at MAX_ASPECT_RATIO x size and
+ *  MAX_INPUT_SIDE. */
+function keepAspect(size: number): KeepAspect {
+  return { shortSide: size, multiple: DCT_PATCH, maxLongSide: Math.min(MAX_ASPECT_RATIO * size, MAX_INPUT_SIDE), resample: 'bicubic' };
+}
+
+/** Whether `grid` is the one 'dct:<size>' (keep-aspect, any size) makes of a width x height photo:
+ *  then it covers the photo centre-cropped to the grid's own ratio, and nothing is stretched. A
+ *  grid of another shape came from a stretching encoder (a model's fixed input, ':square', or a
+ *  version before keep-aspect), which saw the whole photo. */
+export function gridFollowsPhoto(photo: { width: number; height: number }, grid: readonly [number, number]): boolean {
+  const size = Math.min(grid[0], grid[1]) * DCT_PATCH;
+  if (size > MAX_INPUT_SIDE) return false;
+  const made = keepAspectSize(photo.width, photo.height, keepAspect(size));
+  return made.height === grid[0] * DCT_PATCH && made.width === grid[1] * DCT_PATCH;
+}
+
 export async function openDctEncoder(size: number, resize: EncoderResize, backend: ComputeBackend): Promise<Encoder> {
   const p = DCT_PATCH;
   const id = dctEncoderId(size, resize);
@@ -29,9 +46,8 @@ export async function openDctEncoder(size: number, resize: EncoderResize, backen
   if (size % p !== 0) throw new UserError(`encoder '${id}': the DCT input size must be a positive multiple of ${p} (e.g. dct:224)`);
   const d = 3 * p * p;
   const descriptor: EncoderDescriptor = { kind: 'dct', id, patch: p, inputSize: [size, size], d, resize };
-  const maxLongSide = Math.min(MAX_ASPECT_RATIO * size, MAX_INPUT_SIDE);
-  const resizeTo: ResizeTo | KeepAspect =
-    resize === 'stretch' ? { width: size, height: size, resample: 'bicubic' } : { shortSide: size, multiple: p, maxLongSide, resample: 'bicubic' };
+  const { maxLongSide } = keepAspect(size);
+  const resizeTo: ResizeTo | KeepAspect = resize === 'stretch' ? { width: size, height: size, resample: 'bicubic' } : keepAspect(size);
   const square = (size / p) ** 2;
   return {
     descriptor,
