@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import type { ComputeBackend, HalfMatrix, Matrix } from '../../native-gpu/backend.js';
 import { HARDWARE_TILE } from '../../native-gpu/webgpu/kernels/nearest.js';
 import { UserError } from '../../common/errors.js';
+import * as path from 'node:path';
+import { loadImage } from '../../extension/engine/image.js';
 import { f16ToF32, f32ToF16 } from '../../common/half.js';
 import { assertSameNearest, matrix, maxAbsDiff, normals, openGpu, suiteBackends, test } from './harness.js';
 
@@ -117,6 +119,13 @@ test('DCT and inverse DCT equal the CPU backend and invert each other (p = 16 an
     assert.ok(maxAbsDiff(back, await suite.cpu.idctPatches(ref, gridH, gridW, p)) < 1e-5);
   }
   await assert.rejects(suite.gpu.dctPatches(new Float32Array(3 * 10 * 10), 10, 10, 16), UserError);
+  // A real photo at its own shape: the 640 x 400 fixture as the DCT encoder loads it, 352 x 224 (14 x 22 patches)
+  const photo = await loadImage(path.join(__dirname, '../fixtures/wide/china-640x400.png'), { shortSide: 224, multiple: 16, maxLongSide: 896 });
+  assert.deepEqual([photo.width, photo.height], [352, 224]);
+  const coefficients = await suite.gpu.dctPatches(photo.data, 224, 352, 16);
+  assert.equal(coefficients.rows, 14 * 22);
+  assert.ok(maxAbsDiff(coefficients.data, (await suite.cpu.dctPatches(photo.data, 224, 352, 16)).data) < 1e-4);
+  assert.ok(maxAbsDiff(await suite.gpu.idctPatches(coefficients, 14, 22, 16), photo.data) < 1e-5);
 });
 
 test('queries of the wrong width are a UserError', async () => {
