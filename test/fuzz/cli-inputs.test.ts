@@ -156,7 +156,7 @@ test('safetensors: a broken encoder descriptor in the metadata is refused by the
     meta.encoder = JSON.stringify(e);
   };
   await refusedAsCodebook(await alteredCodebook('no-fields.safetensors', (m) => (m.encoder = '{"kind":"dct"}')), /invalid encoder descriptor: 'id' must be a non-empty string, found undefined/);
-  await refusedAsCodebook(await alteredCodebook('dct-path.safetensors', encoder((e) => (e.id = codebook))), /invalid encoder descriptor: a 'dct' encoder is id 'dct:224'/);
+  await refusedAsCodebook(await alteredCodebook('dct-path.safetensors', encoder((e) => (e.id = codebook))), /invalid encoder descriptor: a 'keep-aspect' 'dct' encoder is id 'dct:224'/);
   await refusedAsCodebook(
     await alteredCodebook('dct-65536.safetensors', encoder((e) => Object.assign(e, { id: 'dct:65536', inputSize: [65536, 65536] }))),
     /encoder 'dct:65536': input size 65536x65536 exceeds the limit of 1024 x 1024 pixels/,
@@ -300,13 +300,13 @@ test('images: truncated, empty, non-image and bomb files are refused, the bomb f
   await refused(['tokenize', '--codebook', codebook, await folder('empty.png')], /no images found in .*empty\.png/);
 });
 
-test('images: a 10000 x 1 image is valid: it is stretched to the encoder input and tokenized, in bounded memory', async () => {
+test('images: a 10000 x 1 image is valid: centre-cropped to 4:1 (the long side\'s cap) and tokenized, in bounded memory', async () => {
   const strip = await file('strip.png', greyPng(10_000, 1, 200));
   const r = await runCli(['tokenize', '--codebook', codebook, strip, '--json', '--quiet']);
   assertBounded(r, 'tokenize strip.png');
   assert.equal(r.code, 0, r.stderr);
   const [grid] = JSON.parse(r.stdout).results;
-  assert.deepEqual(grid.grid, [14, 14]);
+  assert.deepEqual(grid.grid, [14, 56]); // 224 x 896
   assert.equal(grid.image, strip);
 });
 
@@ -328,7 +328,7 @@ test('folders: symlink loops finish, and every real image is listed and trained 
   assert.equal(b.code, 0, b.stderr);
   const { tensors } = await readSafetensors(cb);
   const counts = Array.from(tensors.counts!.data as BigInt64Array, Number);
-  assert.equal(counts.reduce((x, y) => x + y, 0), 2 * 196, 'two images of 196 tokens, each once');
+  assert.equal(counts.reduce((x, y) => x + y, 0), 14 * 14 + 14 * 21, 'astronaut (14 x 14 tokens) and coffee (14 x 21), each once');
 });
 
 test('folders: a folder whose only image is a FIFO, or holding only loops, is refused with one line', async () => {

@@ -170,7 +170,9 @@ test('a hostile file name comes out of the report escaped: no tag, attribute or 
   for (const attributes of tags) {
     const names = [...attributes.matchAll(/\s([\w-]+)="[^"]*"/g)].map((m) => m[1]!);
     assert.equal(attributes.replace(/\s[\w-]+="[^"]*"/g, '').trim(), '', `unquoted attributes in <img${attributes}>`);
-    assert.ok(names.every((n) => ['src', 'alt', 'class', 'id', 'width', 'height', 'title'].includes(n)), `attributes ${names.join(', ')}`);
+    assert.ok(names.every((n) => ['src', 'alt', 'class', 'id', 'width', 'height', 'title', 'style'].includes(n)), `attributes ${names.join(', ')}`);
+    // the one style the report sets: the picture's size at its own ratio
+    for (const [, style] of attributes.matchAll(/\sstyle="([^"]*)"/g)) assert.match(style!, /^width:\d+px;height:\d+px$/);
     assert.match(attributes, /\ssrc="data:image\/png;base64,/);
   }
   assert.doesNotMatch(html, /<script\b/i);
