@@ -357,16 +357,28 @@ async function embeddingsFromImages(req: BuildRequest, backend: ComputeBackend, 
   const encoder = await openEncoder(req.encoder, backend);
   try {
     const onProgress = stepsOf('embed', control.onProgress);
-    // At most this many: a corpus that might not fit goes on disk before it is found not to.
-    const bytes = images.length * encoder.tokensPerImage.max * encoder.d * 4;
+    const limit = req.inMemoryCorpusBytes ?? IN_MEMORY_CORPUS_BYTES;
     const corpus =
-      bytes <= (req.inMemoryCorpusBytes ?? IN_MEMORY_CORPUS_BYTES)
+      (await corpusBytes(encoder, images, limit)) <= limit
         ? await embedInMemory(encoder, images, { signal: control.signal, onProgress })
         : await embedOnDisk(encoder, images, req.out, { signal: control.signal, onProgress });
     return { ...corpus, encoder: encoder.descriptor };
   } finally {
     await encoder.dispose();
   }
+}
+
+/** The f32 bytes the corpus of `images` takes, exactly where that decides whether it fits in
+ *  `limit`: photos keep their shapes, so between the fewest and the most tokens per image the
+ *  image headers are read (no decode) to count them. Unreadable images count nothing (they are
+ *  skipped). */
+async function corpusBytes(encoder: Encoder, images: string[], limit: number): Promise<number> {
+  const perToken = encoder.d * 4;
+  const { min, max } = encoder.tokensPerImage;
+  if (images.length * min * perToken > limit || images.length * max * perToken <= limit) return images.length * max * perToken;
+  let tokens = 0;
+  for (const image of images) tokens += await encoder.tokensOf(image).catch(() => 0);
+  return tokens * perToken;
 }
 
 type EmbedControl = { signal?: AbortSignal; onProgress: (done: number, total: number) => void };

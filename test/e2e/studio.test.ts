@@ -227,7 +227,8 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     const result = view.locator('figure.result img').first();
     await result.waitFor({ state: 'visible', timeout: 60_000 });
     const upscale = Number(await view.locator('#upscale').evaluate((select: HTMLElement & { value: string }) => select.value));
-    assert.deepEqual(await result.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]), [224 * upscale, 224 * upscale]);
+    // chelsea's 14 x 21 grid: 336 x 224 pixels, times the output size chosen
+    assert.deepEqual(await result.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]), [336 * upscale, 224 * upscale]);
     await bench().screenshot('generation');
   });
 

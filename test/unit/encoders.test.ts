@@ -61,6 +61,8 @@ test('dct encoder keeps the photo\'s shape: 640x400 -> 352x224, a 14x22 grid, in
     assert.deepEqual([rotated!.width, rotated!.height], [336, 224]);
     const tallPortrait = await dct.load(path.join(tmp, 'portrait.png'));
     assert.deepEqual([tallPortrait.width, tallPortrait.height], [224, 352]);
+    // the same count from the header alone, as build sizes its corpus with
+    assert.deepEqual([await dct.tokensOf(wide), await dct.tokensOf(photos[0]!), await dct.tokensOf(path.join(tmp, 'portrait.png'))], [14 * 22, 196, 22 * 14]);
     const m = await dct.encode([square!, photo!, tallPortrait]);
     assert.deepEqual([m.rows, m.cols], [196 + 14 * 22 + 22 * 14, 768]);
     // Image-major, each image its own grid: the wide photo's rows are its DCT, and invert to its pixels exactly.
@@ -79,7 +81,7 @@ test('dct encoder keeps the photo\'s shape: 640x400 -> 352x224, a 14x22 grid, in
 test('dct:<size>:square stretches every photo to size x size: one grid, fixed-length sequences', async () => {
   await withEncoder('dct:224:square', async (dct) => {
     assert.deepEqual(dct.descriptor, { kind: 'dct', id: 'dct:224:square', patch: 16, inputSize: [224, 224], d: 768, resize: 'stretch' });
-    assert.deepEqual(dct.tokensPerImage, { min: 196, max: 196 });
+    assert.deepEqual([dct.tokensPerImage, await dct.tokensOf(wide)], [{ min: 196, max: 196 }, 196]);
     const img = await dct.load(wide);
     assert.deepEqual([img.width, img.height], [224, 224]);
     const m = await dct.encode([img]);

@@ -11,7 +11,7 @@
 import type { ComputeBackend, Matrix, RunControl } from '../../../native-gpu/backend';
 import { throwIfCancelled, UserError } from '../../../common/errors';
 import { checkInputSize, MAX_ASPECT_RATIO, MAX_INPUT_SIDE } from '../limits';
-import { keepAspectSize, loadImage, type KeepAspect, type ResizeTo, type RgbImage } from '../image';
+import { imageSize, keepAspectSize, loadImage, type KeepAspect, type ResizeTo, type RgbImage } from '../image';
 import { stackRows } from '../sampling';
 import type { EncoderResize, Encoder, EncoderDescriptor } from './index';
 
@@ -55,6 +55,12 @@ export async function openDctEncoder(size: number, resize: EncoderResize, backen
     patch: p,
     inputSize: [size, size],
     tokensPerImage: { min: square, max: resize === 'stretch' ? square : (size / p) * (maxLongSide / p) },
+    async tokensOf(path) {
+      if (resize === 'stretch') return square;
+      const photo = await imageSize(path);
+      const { width, height } = keepAspectSize(photo.width, photo.height, keepAspect(size));
+      return (width / p) * (height / p);
+    },
     get device() {
       return backend.device; // the backend's, which names the CPU once a lost GPU hands over
     },

@@ -43,6 +43,9 @@ export interface Encoder {
   inputSize: [number, number];
   /** tokens (L) of one image, fewest and most: equal unless the grid follows the photo */
   tokensPerImage: { min: number; max: number };
+  /** the tokens an image file will get, from its header (no decode); throws a UserError for a
+   *  file that cannot be read */
+  tokensOf(path: string): Promise<number>;
   /** what computes the embeddings (the backend for the DCT; onnxruntime's device for a model) */
   readonly device: string;
   /** decoded and resized to what this encoder encodes it at; its grid is imageGrid(image, patch) */

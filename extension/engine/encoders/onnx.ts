@@ -147,6 +147,7 @@ export async function openOnnxEncoder(spec: string, backend: ComputeBackend): Pr
       patch,
       inputSize,
       tokensPerImage: { min: perImage, max: perImage },
+      tokensOf: async () => perImage,
       get device() {
         return session.device;
       },
