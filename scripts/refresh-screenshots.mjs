@@ -27,7 +27,7 @@ const docs = {
   'generation-inpaint-dark': `${shots}/generation-inpaint-dark.png`,
   'lab-dark': `${shots}/lab-300px-dark.png`,
   'lab-light': `${shots}/lab-light.png`,
-  'in-vscode-token-grid': `${e2e}/04-token-grid.png`,
+  'in-vscode-token-grid': `${e2e}/06-token-grid.png`,
   'in-vscode-walkthrough': `${e2e}/09-walkthrough.png`,
 };
 
