@@ -2,16 +2,20 @@
 //   1. coarse: one onnxruntime graph, Gemm(queries, centroids, transB, alpha=-2, C=norms) -> TopK
 //      (smallest nprobe, sorted), gives each query's nprobe nearest non-empty cells;
 //   2. fine: for every cell, the queries that probe it are gathered into one block and searched
-//      against the cell's codes with nearest.ts's own search (one Gemm + ArgMin per block), and
-//      each query keeps the best of its cells.
-// Each cell is a CpuCodebook over a view of the grouped table, so the fine step is the exact
-// search code path, just on many small codebooks. It runs on a session of ONE intra-op thread
-// (createIvfSession): a cell's GEMM is small (tens to hundreds of queries x hundreds of codes),
-// and splitting it over threads costs more than it gains — measured on the 2-core machine, K =
-// 131,072, K1 = 362, nprobe 40, 729 queries: median 237 ms on one thread, 369 ms on two (busy
-// machine, 6 runs each, interleaved) — and during tokenize the other core decodes images. Memory beyond the codebook: one gathered block
-// of at most GATHER_ROWS queries, the [batch x nprobe] probe lists and a score block of at most
-// COARSE_SCORES floats.
+//      against the cell's codes (one Gemm + ArgMin per block), and each query keeps the best of
+//      its cells.
+// Each cell is a CpuCodebook over a view of the grouped table (its chunks and norms, as exact
+// search has them), searched with exact search's f32 graph (nearest.ts addNearestNodes). The fine
+// GEMMs are small (tens to hundreds of queries x hundreds of codes), so the session that runs
+// them (createIvfSession) holds CELLS_PER_RUN copies of that graph side by side, eight cells per
+// call, on ONE intra-op thread: per-call overhead was half the time of a small cell (one copy 103
+// GFLOP/s, eight 142, at 128 queries x 362 codes x d 768); splitting a small GEMM over two threads
+// cost more than it gained (K = 131,072, K1 = 362, nprobe 40, 729 queries: one thread 237 ms, two
+// 369 ms, busy machine), onnxruntime's parallel executor over the copies was slower still, and
+// during tokenize the other core decodes images. Exact search's int8 prefilter does not pay on
+// cells this small. Memory beyond the codebook: CELLS_PER_RUN gathered blocks of at most
+// GATHER_ROWS queries (and as many f16 decode scratches of a chunk), the [batch x nprobe] probe
+// lists and a coarse score block of at most COARSE_SCORES floats.
 //
 // The coarse step is also what the WebGPU backend uses (webgpu/ivf.ts): it is ~1/(nprobe x mean
 // cell size / K1) of the fine work, and the Gemm + TopK graph is already here.
@@ -21,12 +25,15 @@ import { onnxruntime } from '../onnxruntime.js';
 import type { CoarseData, CodebookData, IvfControl, IvfHandle, Matrix } from '../backend.js';
 import { BestPerQuery, checkNprobe, gatherRows, groupByCell, queriesByCell, type CellLayout } from '../ivf.js';
 import { isHalf, rowsF32 } from '../tables.js';
-import { CpuCodebook, createSearchSession, searchNearest } from './nearest.js';
+import { CpuCodebook, addNearestNodes } from './nearest.js';
+import { checkFinite } from '../distances.js';
 import { GraphBuilder, float } from './onnx-graph.js';
 import { UserError, throwIfCancelled } from '../../common/errors.js';
 
 /** queries per fine Gemm block (as nearest.ts's own query batch) */
 const GATHER_ROWS = 1024;
+/** fine GEMMs per session run (see the header) */
+const CELLS_PER_RUN = 8;
 /** queries per coarse-then-fine round: bounds the probe lists (batch x nprobe int32) */
 export const IVF_BATCH = 65_536;
 /** f16 codes are widened to f32 once at load up to this size (see CpuIvf.create) */
@@ -167,6 +174,15 @@ export class CpuIvf implements IvfHandle {
   }
 }
 
+/** One GEMM of the fine step: a block of one cell's gathered queries against one chunk of its codes. */
+interface FineItem {
+  cell: number;
+  chunk: number;
+  /** the block's queries: members[from .. to) of the batch's per-cell lists */
+  from: number;
+  to: number;
+}
+
 /** Nearest code of every query among its nprobe nearest cells' codes: ids and grouped positions. */
 export async function searchIvf(session: ort.InferenceSession, ivf: CpuIvf, queries: Matrix, control: IvfControl): Promise<BestPerQuery> {
   if (ivf.isDisposed) throw new Error('the IVF index was disposed');
@@ -174,38 +190,80 @@ export async function searchIvf(session: ort.InferenceSession, ivf: CpuIvf, quer
     throw new UserError(`the vectors have ${queries.cols} dimensions but the codebook has ${ivf.d}; use embeddings from the encoder the codebook was built with`);
   }
   checkNprobe(control.nprobe, ivf.cells);
+  checkFinite(queries, 0, queries.rows);
   // Only non-empty cells are candidates; probing more cells than hold codes adds nothing.
   const nprobe = Math.min(control.nprobe, ivf.coarse.candidates);
   const { order, cellStart, cells } = ivf.layout;
   const d = ivf.d;
+  const { Tensor } = onnxruntime();
   const best = new BestPerQuery(queries.rows);
-  const scratch = new Float32Array(GATHER_ROWS * d);
+  // Per branch of the fine graph: its gathered queries, and a scratch for f16 codes.
+  const gathered = Array.from({ length: CELLS_PER_RUN }, () => new Float32Array(GATHER_ROWS * d));
+  const decoded: (Float32Array | undefined)[] = new Array(CELLS_PER_RUN);
+  const idle = idleBranch(d);
   for (let q0 = 0; q0 < queries.rows; q0 += IVF_BATCH) {
     const rows = Math.min(IVF_BATCH, queries.rows - q0);
     const batch: Matrix = { rows, cols: d, data: queries.data.subarray(q0 * d, (q0 + rows) * d) };
     const probes = await ivf.coarse.probe(batch, nprobe, control.signal);
     const { start, members } = queriesByCell(probes, nprobe, cells);
+    const items: FineItem[] = [];
     for (let c = 0; c < cells; c++) {
       const cb = ivf.cellCodebooks[c];
       if (!cb) continue;
       for (let from = start[c]; from < start[c + 1]; from += GATHER_ROWS) {
-        throwIfCancelled(control.signal);
-        const to = Math.min(from + GATHER_ROWS, start[c + 1]);
-        gatherRows(batch, members, from, to, scratch);
-        const block: Matrix = { rows: to - from, cols: d, data: scratch.subarray(0, (to - from) * d) };
-        const { ids, scores } = await searchNearest(session, cb, block, control);
-        for (let i = 0; i < ids.length; i++) {
-          const position = cellStart[c] + ids[i];
-          best.offer(q0 + members[from + i], scores[i], order[position], position);
-        }
+        for (let chunk = 0; chunk < cb.chunks.length; chunk++) items.push({ cell: c, chunk, from, to: Math.min(from + GATHER_ROWS, start[c + 1]) });
       }
+    }
+    for (let i0 = 0; i0 < items.length; i0 += CELLS_PER_RUN) {
+      throwIfCancelled(control.signal);
+      const run = items.slice(i0, i0 + CELLS_PER_RUN);
+      const feeds: Record<string, ort.Tensor> = {};
+      for (let b = 0; b < CELLS_PER_RUN; b++) {
+        const item = run[b];
+        if (!item) {
+          Object.assign(feeds, { [`c${b}_queries`]: idle.queries, [`c${b}_codes`]: idle.codes, [`c${b}_norms`]: idle.norms });
+          continue;
+        }
+        const cb = ivf.cellCodebooks[item.cell]!;
+        const chunk = cb.chunks[item.chunk]!;
+        const n = item.to - item.from;
+        gatherRows(batch, members, item.from, item.to, gathered[b]!);
+        if (isHalf(cb.source) && (decoded[b]?.length ?? 0) < chunk.rows * d) decoded[b] = new Float32Array(chunk.rows * d);
+        feeds[`c${b}_queries`] = new Tensor('float32', gathered[b]!.subarray(0, n * d), [n, d]);
+        feeds[`c${b}_codes`] = new Tensor('float32', cb.rowsF32(chunk.start, chunk.rows, decoded[b]).subarray(0, chunk.rows * d), [chunk.rows, d]);
+        feeds[`c${b}_norms`] = chunk.norms;
+      }
+      const out = await session.run(feeds);
+      run.forEach((item, b) => {
+        const ids = out[`c${b}_ids`]!.data as BigInt64Array;
+        const scores = out[`c${b}_best`]!.data as Float32Array;
+        const first = cellStart[item.cell]! + ivf.cellCodebooks[item.cell]!.chunks[item.chunk]!.start;
+        for (let i = 0; i < ids.length; i++) {
+          const position = first + Number(ids[i]);
+          best.offer(q0 + members[item.from + i]!, scores[i]!, order[position]!, position);
+        }
+      });
     }
   }
   best.checkComplete();
   return best;
 }
 
-/** The session the fine step runs on (see the header): nearest.ts's search graph, one thread. */
+/** Inputs of a branch with no work in a run: one zero query against one zero code. */
+function idleBranch(d: number): { queries: ort.Tensor; codes: ort.Tensor; norms: ort.Tensor } {
+  const { Tensor } = onnxruntime();
+  return { queries: new Tensor('float32', new Float32Array(d), [1, d]), codes: new Tensor('float32', new Float32Array(d), [1, d]), norms: new Tensor('float32', new Float32Array(1), [1]) };
+}
+
+/** The session the fine step runs on (see the header): CELLS_PER_RUN copies of nearest.ts's search
+ *  graph side by side, on one thread. */
 export function createIvfSession(): Promise<ort.InferenceSession> {
-  return createSearchSession(1);
+  const g = new GraphBuilder('ivf_fine');
+  for (let b = 0; b < CELLS_PER_RUN; b++) addNearestNodes(g, `c${b}_`);
+  return onnxruntime().InferenceSession.create(g.toModel(), {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+  });
 }

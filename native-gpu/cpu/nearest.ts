@@ -152,16 +152,23 @@ function rowSquaredNorms(data: CodebookData): Float64Array {
   return out;
 }
 
+/** The search graph's nodes, names prefixed by `p`: inputs `queries` [Q, D], `codes` [K, D],
+ *  `norms` [K] -> outputs `ids` [Q] (int64, first index on ties) and `best` [Q] (the score
+ *  ||c||^2 - 2 q.c of that code). IVF search (ivf.ts) puts several copies in one graph. */
+export function addNearestNodes(g: GraphBuilder, p = ''): void {
+  g.input(`${p}queries`, 'float32', [`${p}Q`, 'D']);
+  g.input(`${p}codes`, 'float32', [`${p}K`, 'D']);
+  g.input(`${p}norms`, 'float32', [`${p}K`]);
+  g.node('Gemm', [`${p}queries`, `${p}codes`, `${p}norms`], [`${p}scores`], { transB: 1, alpha: float(-2) });
+  g.node('ArgMin', [`${p}scores`], [`${p}ids`], { axis: 1, keepdims: 0 });
+  g.node('ReduceMin', [`${p}scores`], [`${p}best`], { axes: [1], keepdims: 0 });
+  g.output(`${p}ids`, 'int64', [`${p}Q`]);
+  g.output(`${p}best`, 'float32', [`${p}Q`]);
+}
+
 export async function createSearchSession(threads = os.availableParallelism()): Promise<ort.InferenceSession> {
   const g = new GraphBuilder('nearest_code');
-  g.input('queries', 'float32', ['Q', 'D']);
-  g.input('codes', 'float32', ['K', 'D']);
-  g.input('norms', 'float32', ['K']);
-  g.node('Gemm', ['queries', 'codes', 'norms'], ['scores'], { transB: 1, alpha: float(-2) });
-  g.node('ArgMin', ['scores'], ['ids'], { axis: 1, keepdims: 0 }); // first index on ties
-  g.node('ReduceMin', ['scores'], ['best'], { axes: [1], keepdims: 0 });
-  g.output('ids', 'int64', ['Q']);
-  g.output('best', 'float32', ['Q']);
+  addNearestNodes(g);
   return onnxruntime().InferenceSession.create(g.toModel(), {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
