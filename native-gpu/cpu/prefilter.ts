@@ -41,7 +41,7 @@
 //
 // Memory beyond the codebook: onnxruntime's packed copy of the int8 codes (K x d bytes, ~1.6x that
 // in the process while sessions are built), 3 numbers per code, one score block of SCORE_BLOCK
-// floats (16 MB) per session, i.e. per 131,072 codes, and per query batch LIST_GROUPS x GROUP
+// floats (64 MB) per session, i.e. per 131,072 codes, and per query batch LIST_GROUPS x GROUP
 // scores per chunk (more for widened lists): never a Q x K matrix.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -65,8 +65,9 @@ const GROUP = 32;
 const LIST_GROUPS = 16;
 /** how many times more groups a widened list holds */
 const WIDEN = 8;
-/** floats in one run's score block (16 MB): sets the query rows per run */
-const SCORE_BLOCK = 1 << 22;
+/** floats in one run's score block (64 MB): sets the query rows per run (1,024 for a full chunk;
+ *  measured at K = 16,384: 10-15% less CPU time than 256) */
+const SCORE_BLOCK = 1 << 24;
 /** at most this many query rows per run, however small the codebook */
 const MAX_QUERY_ROWS = 4096;
 /** relative allowance for the f32 rounding around the exact int32 dot products (~16 ulps) */
