@@ -32,7 +32,9 @@ const FULL: BenchCase[] = [
   { id: 'search-131k', kind: 'search', queries: 729, k: 131_072, d: BASE, warmup: 2, runs: 5 },
   { id: 'search-131k-f32', kind: 'search', queries: 729, k: 131_072, d: BASE, warmup: 2, runs: 3, f32Gemm: true, faissCase: 'search-131k' },
   { id: 'search-500k', kind: 'search', queries: 729, k: 500_000, d: SO400M, warmup: 2, runs: 3 },
+  { id: 'search-500k-f32', kind: 'search', queries: 729, k: 500_000, d: SO400M, warmup: 1, runs: 3, f32Gemm: true, faissCase: 'search-500k' },
   { id: 'search-500k-f16', kind: 'search', queries: 729, k: 500_000, d: SO400M, warmup: 2, runs: 3, half: true, faissCase: 'search-500k' },
+  { id: 'search-500k-f16-f32', kind: 'search', queries: 729, k: 500_000, d: SO400M, warmup: 1, runs: 3, half: true, f32Gemm: true, faissCase: 'search-500k' },
   { id: 'kmeans-iter', kind: 'kmeans', points: 200_000, k: 4_096, d: BASE, warmup: 1, runs: 3 },
 ];
 /** `bench.sh --quick`: same shapes scaled down, to check the harness in seconds */
@@ -182,7 +184,7 @@ export function comparisonTable(rows: Row[]): string {
 
 export function caseName(c: BenchCase): string {
   if (c.kind === 'kmeans') return `k-means iteration N=${c.points.toLocaleString('en')} K=${c.k.toLocaleString('en')} d=${c.d}`;
-  const variant = c.half ? ', f16 codebook' : c.f32Gemm ? ', f32 GEMM only' : '';
+  const variant = (c.half ? ', f16 codebook' : '') + (c.f32Gemm ? ', f32 GEMM only' : '');
   return `exact search Q=${c.queries} K=${c.k.toLocaleString('en')} d=${c.d}${variant}`;
 }
 

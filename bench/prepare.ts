@@ -32,6 +32,8 @@ async function main(): Promise<void> {
     '- data: embedding-like vectors (bench/embedding-data.ts: a seeded mixture of 20,000 components on the unit sphere, ' +
       'Zipf sizes, cos(point, own centre) ~ 0.55), written once as .npy; both sides read the same files',
     '- timing: warm-up runs first (the first onnxruntime runs are 3-5x slower), then the median of several runs',
+    `- load average when the run started: ${os.loadavg().map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min; ` +
+      'other processes share the cores: above ~0.5 the figures below, FAISS\'s most, are slower than the machine)',
   ].join('\n'));
 }
 
