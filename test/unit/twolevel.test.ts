@@ -101,6 +101,19 @@ test('two-level comes within 3% of flat k-means MSE on embedding-like data, with
   assert.equal(cb.meta.corpusFingerprint, (await readCodebook(flat.out)).meta.corpusFingerprint);
 });
 
+test('--sample: two-level trains on a seeded subset and fingerprints all of the input', async () => {
+  const embeddings = await mixtureShards('sample', 9_000, 24, 4_000);
+  const run = (method: 'flat' | 'two-level', sample?: number) =>
+    buildCodebook({ embeddings, encoder: 'external', k: 32, iterations: 4, method, sample, out: path.join(dir, `sample-${method}-${sample}.safetensors`) }, backend);
+  const two = await run('two-level', 5_000);
+  const cb = await readCodebook(two.out);
+  assert.equal(cb.counts!.reduce((a, b) => a + b, 0), 5_000);
+  assert.equal(cb.meta.corpusFingerprint, (await readCodebook((await run('flat')).out)).meta.corpusFingerprint);
+  // the same subset every time: the same codebook
+  assert.equal((await run('two-level', 5_000)).fingerprint, two.fingerprint);
+  assert.notEqual((await run('two-level', 6_000)).fingerprint, two.fingerprint);
+});
+
 /** MSE with a single code at the mean: what "no clustering at all" scores. */
 async function oneCodeMse(embeddings: string): Promise<number> {
   const s = await buildCodebook({ embeddings, encoder: 'external', k: 1, method: 'flat', out: path.join(dir, 'one.safetensors') }, backend);
@@ -223,14 +236,18 @@ test('--dtype f16 stores F16 tensors that read back as the f32 build rounded', a
   }
 });
 
-test('flat and two-level codebooks from real photos both tokenize and decode', async () => {
+test('flat and two-level codebooks from real photos both tokenize and decode; two-level streams an on-disk corpus', async () => {
   const encoder = await openEncoder('dct', backend);
   try {
     const images = (await listImages(IMAGES)).slice(0, 3);
     for (const method of ['flat', 'two-level'] as const) {
       const out = path.join(dir, `photos-${method}.safetensors`);
-      const summary = await buildCodebook({ images: IMAGES, encoder: 'dct', k: 48, iterations: 5, method, out }, backend);
+      // two-level: the corpus goes to f16 shards beside the output (as for a corpus too big for memory)
+      const onDisk = method === 'two-level' ? { inMemoryCorpusBytes: 0 } : {};
+      const summary = await buildCodebook({ images: IMAGES, encoder: 'dct', k: 48, iterations: 5, method, out, ...onDisk }, backend);
       assert.equal(summary.method, method);
+      // the corpus and the checkpoint are gone once the codebook is written
+      assert.deepEqual((await fs.readdir(dir)).filter((n) => n.startsWith(`photos-${method}.safetensors.`)), []);
       const cb = await readCodebook(out);
       assert.equal(cb.meta.atlas, 'dct');
       const { results } = await tokenizeImages(cb, encoder, images, backend);
