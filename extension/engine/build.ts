@@ -157,8 +157,11 @@ async function build(req: BuildRequest, backend: ComputeBackend, control: BuildC
   const dtype = req.dtype ?? 'f32';
   const memoryBytes = (req.memoryMB ?? defaultMemoryMB()) * 2 ** 20;
   const clock = new PhaseClock();
-  const report = ({ work, ...e }: BuildProgress & { work?: [number, number] }) =>
-    control.onProgress?.({ ...e, etaSeconds: clock.eta(e.phase, ...(work ?? [e.done, e.total])) });
+  // The clock hears every event, listened to or not: it also times the phases for the summary.
+  const report = ({ work, ...e }: BuildProgress & { work?: [number, number] }) => {
+    const etaSeconds = clock.eta(e.phase, ...(work ?? [e.done, e.total]));
+    control.onProgress?.({ ...e, etaSeconds });
+  };
 
   const input = req.images
     ? await embeddingsFromImages(req, backend, { signal: control.signal, onProgress: report })

@@ -20,6 +20,7 @@ import { seededRandom } from '../../extension/engine/sampling';
 import { decodeTokens } from '../../extension/engine/atlas';
 import { tokenizeImages } from '../../extension/engine/tokenize';
 import { proportionalShares } from '../../extension/engine/twolevel';
+import { describeProgress, PhaseClock } from '../../extension/engine/eta';
 import { f32ToF16 } from '../../common/half';
 import { isHalf } from '../../native-gpu/tables';
 import { UserError } from '../../common/errors';
@@ -84,6 +85,11 @@ test('two-level comes within 3% of flat k-means MSE on embedding-like data, with
   assert.equal(flat.method, 'flat');
   assert.equal(two.method, 'two-level');
   assert.equal(two.coarse, 16);
+  // every phase timed, whether or not anyone listened to the progress
+  assert.deepEqual(Object.keys(flat.phaseSeconds), ['kmeans', 'evaluate', 'write']);
+  assert.deepEqual(Object.keys(two.phaseSeconds), ['sample', 'coarse', 'partition', 'cells', 'refine', 'evaluate', 'write']);
+  const timed = Object.values(two.phaseSeconds).reduce((a, b) => a + b, 0);
+  assert.ok(timed > 0 && timed <= two.seconds, `phases ${timed} s of ${two.seconds} s`);
   // Measured here: ratio ~1.01-1.02 (cells confine codes; refinement wins some of it back).
   assert.ok(two.mse <= 1.03 * flat.mse, `two-level MSE ${two.mse} vs flat ${flat.mse}`);
   assert.ok(two.mse < 0.9 * (await oneCodeMse(embeddings)), 'two-level clustered nothing');
@@ -112,6 +118,20 @@ test('--sample: two-level trains on a seeded subset and fingerprints all of the 
   // the same subset every time: the same codebook
   assert.equal((await run('two-level', 5_000)).fingerprint, two.fingerprint);
   assert.notEqual((await run('two-level', 6_000)).fingerprint, two.fingerprint);
+});
+
+test('the phase clock: ETA from the phase\'s own rate (a resumed phase counts only its new work), time per phase', () => {
+  let now = 0;
+  const clock = new PhaseClock(() => now);
+  assert.equal(clock.eta('cells', 0, 100), undefined); // no rate yet
+  now = 10_000;
+  assert.equal(clock.eta('cells', 20, 100), 40); // 20 in 10 s: 80 left -> 40 s
+  now = 12_000;
+  assert.equal(clock.eta('refine', 50, 100), undefined); // a new phase, resumed half-way
+  now = 22_000;
+  assert.equal(clock.eta('refine', 60, 100), 40); // 10 in 10 s since it started: 40 left -> 40 s
+  assert.deepEqual(clock.durations(), { cells: 12, refine: 10 });
+  assert.equal(describeProgress({ phase: 'cells', done: 120, total: 707, etaSeconds: 400, message: '707 codes' }, { percent: true }), 'cells 120/707 16%, ETA 6m 40s, 707 codes');
 });
 
 /** MSE with a single code at the mean: what "no clustering at all" scores. */
