@@ -193,12 +193,13 @@ async function build(req: BuildRequest, backend: ComputeBackend, control: BuildC
     const training = trainingRows < points.rows ? sampleRows(points, trainingRows, seed) : points;
     const result = await kmeans(training, { k: req.k, iterations, lambda, seed, tolerance }, backend, {
       signal: control.signal,
+      // done/total count iterations only, so that the ETA is a rate of iterations
       onProgress: (p) =>
         report({
           phase: 'kmeans',
-          done: p.iteration,
-          total: p.iterations,
-          message: p.phase === 'init' ? 'k-means++ initialization' : describeIteration(p.inertia, p.used, req.k),
+          done: p.phase === 'init' ? 0 : p.iteration,
+          total: p.phase === 'init' ? iterations : p.iterations,
+          message: p.phase === 'init' ? `k-means++ initialization, round ${p.iteration}/${p.iterations}` : describeIteration(p.inertia, p.used, req.k),
         }),
     });
     codebook = { ...result, corpusFingerprint, training: matrixSource(training) };

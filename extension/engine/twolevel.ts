@@ -270,7 +270,9 @@ async function trainCoarse(job: Job): Promise<void> {
   });
   const result = await kmeans(sample, { k: opts.coarse, iterations: opts.iterations, lambda: opts.lambda, seed: derivedSeed(opts.seed, 'coarse'), tolerance: opts.tolerance }, backend, {
     signal,
-    onProgress: (p) => p.phase === 'iterate' && report('coarse', p.iteration, p.iterations, undefined, `${opts.coarse} cells`),
+    onProgress: (p) => p.phase === 'init'
+      ? report('coarse', 0, opts.iterations, undefined, `${opts.coarse} cells, k-means++ round ${p.iteration}/${p.iterations}`)
+      : report('coarse', p.iteration, p.iterations, undefined, `${opts.coarse} cells`),
   });
   await checkpoint.writeMatrix('coarse.npy', result.centroids);
   await checkpoint.save({ fingerprint: hash.digest('hex').slice(0, 16), coarseDone: true });
