@@ -24,6 +24,7 @@
 // Checkpoints: after every phase, every cell and every refinement pass (checkpoint.ts). Every
 // random choice is drawn from derivedSeed(seed, phase, cell), so a build that was killed and run
 // again with the same arguments ends with the same bytes as one that never stopped.
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
 import type { CoarseLevel } from './codebook';
@@ -34,7 +35,6 @@ import { kmeans, updateCentroids } from './kmeans';
 import { derivedSeed, sampleIndices, seededRandom } from './sampling';
 import { f32ToF16 } from '../../common/half';
 import { throwIfCancelled, UserError } from '../../common/errors';
-import { createHash } from 'node:crypto';
 
 /** Training points per centroid at most, at both levels: faiss.Kmeans's default cap
  *  (max_points_per_centroid = 256); beyond it a level trains on a seeded sample. */
@@ -172,13 +172,14 @@ interface State {
 
 /**
  * Two-level k-means over `base` (or its rows `subset`, ascending), checkpointed in
- * `checkpointDir`. `device` names the backend in the checkpoint key: another device may round
- * differently, so a checkpoint is only resumed on the device that wrote it.
+ * `checkpointDir`. The checkpoint key holds the input's identity, the options, the memory plan
+ * and the backend's device: another device may round differently, so a checkpoint is only
+ * resumed on the device that wrote it.
  */
 export async function twoLevelKMeans(base: RowSource, subset: Uint32Array | null, opts: TwoLevelOptions, backend: ComputeBackend,
                                      checkpointDir: string, control: TwoLevelControl = {}): Promise<TwoLevelResult> {
   const training = subset ? subsetSource(base, subset) : base;
-  validate(training.rows, opts);
+  validate(opts);
   const d = training.cols;
   const plan = planTwoLevel(training.rows, d, opts);
   const key = { job: 'two-level k-means', version: 1, input: base.identity, rows: training.rows, d, subset: subset ? training.identity : null, opts: { ...opts, memoryBytes: undefined }, plan, device: backend.device };
@@ -240,7 +241,7 @@ interface Job {
   d: number;
 }
 
-function validate(rows: number, opts: TwoLevelOptions): void {
+function validate(opts: TwoLevelOptions): void {
   const { k, coarse, refine, nprobe } = opts;
   if (!Number.isInteger(coarse) || coarse < 1) throw new UserError(`coarse cells must be a whole number >= 1, got ${coarse}`);
   if (coarse > k) throw new UserError(`coarse cells (${coarse}) cannot outnumber the codes (k=${k})`, { cli: `use --coarse ${k} or less`, vscode: 'leave the coarse cells at their default' });
@@ -320,6 +321,13 @@ async function partition(job: Job, coarse: Matrix): Promise<void> {
     }
   } finally {
     handle.dispose();
+  }
+  // On disk before the state says the pass is complete: a reboot must not leave a short cell file
+  // that the checkpoint vouches for.
+  for (let cell = 0; cell < cells; cell++) {
+    if (cellRows[cell] === 0) continue;
+    const file = await fs.open(checkpoint.file(cellFile(cell)), 'r+');
+    await file.datasync().finally(() => file.close());
   }
   await checkpoint.save({ ...checkpoint.state, cellRows });
 }
