@@ -143,7 +143,7 @@ async function run(): Promise<void> {
     `- ours by phase (s): ${phases}; clustering counts every phase but evaluate and write, and includes streaming the shards from disk`,
     `- FAISS by step (s): load ${fmt(faiss.seconds.load)} (f16 shards into one f32 array; not counted as clustering), ${faissPhases}; cell sizes ${faiss.cellSizes.join('-')}`,
     `- ours: ${s.device}; whole process includes our own exact MSE on another 20,000-vector sample (evaluate) and writing the codebook`,
-    `- machine: ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM; command: \`npm run bench -- --scale\` (${new Date().toISOString()})`,
+    `- machine: ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM; command: \`npm run bench -- --scale${quickMode() ? ' --quick' : ''}\` (${new Date().toISOString()})`,
   ].join('\n');
   console.log(`\n${section}\n`);
   if (!quickMode()) await updateSection('scale', section);

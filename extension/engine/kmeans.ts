@@ -33,6 +33,8 @@ export interface KMeansOptions {
   tolerance?: number;
   /** k-means++ draws from a uniform sample of this many points when there are more (default 100,000) */
   initSample?: number;
+  /** k-means++ rounds (default KMEANSPP_ROUNDS): fewer rounds draw more centers per round */
+  initRounds?: number;
 }
 
 export interface KMeansProgress {
@@ -77,7 +79,7 @@ export async function kmeans(points: Matrix, opts: KMeansOptions, backend: Compu
   const init = opts.init ?? (sampleSize * k * points.cols > KMEANSPP_MAX_FLOPS ? 'random' : 'kmeans++');
   let centroids = init === 'random'
     ? takeRows(points, sampleIndices(points.rows, k, random))
-    : await kmeansPlusPlus(points, k, sampleSize, random, backend, control);
+    : await kmeansPlusPlus(points, k, sampleSize, opts.initRounds ?? KMEANSPP_ROUNDS, random, backend, control);
 
   let iteration = 0;
   let previous = Infinity;
@@ -127,18 +129,18 @@ function countUsed(counts: Float64Array): number {
 
 /**
  * k-means++ (D² sampling) on `sampleSize` points (all of them when there are few enough).
- * The first center is uniform; the rest come in KMEANSPP_ROUNDS rounds: each round draws
- * B = ceil((k-1)/(rounds-1)) centers from the same D² distribution, then updates D² with one
- * backend nearest-pass against the round's centers. B = 1 (classic, fully sequential k-means++)
- * for k <= 64; for larger k this is the batched variant (as in k-means||) that keeps the cost at
- * one sample x k x d GEMM instead of k memory-bound passes.
+ * The first center is uniform; the rest come in `maxRounds` rounds (default KMEANSPP_ROUNDS): each
+ * round draws B = ceil((k-1)/(rounds-1)) centers from the same D² distribution, then updates D²
+ * with one backend nearest-pass against the round's centers. B = 1 (classic, fully sequential
+ * k-means++) for k <= rounds; for larger k this is the batched variant (as in k-means||) that
+ * keeps the cost at one sample x k x d GEMM instead of k memory-bound passes.
  */
-async function kmeansPlusPlus(points: Matrix, k: number, sampleSize: number, random: () => number,
+async function kmeansPlusPlus(points: Matrix, k: number, sampleSize: number, maxRounds: number, random: () => number,
                               backend: ComputeBackend, control: KMeansControl): Promise<Matrix> {
   const sample = sampleSize < points.rows ? takeRows(points, sampleIndices(points.rows, sampleSize, random)) : points;
   const n = sample.rows;
   const d2 = new Float64Array(n).fill(Infinity);
-  const perRound = Math.max(1, Math.ceil((k - 1) / (KMEANSPP_ROUNDS - 1)));
+  const perRound = Math.max(1, Math.ceil((k - 1) / Math.max(1, maxRounds - 1)));
   const rounds = Math.ceil((k - 1) / perRound);
   let newest = [Math.floor(random() * n)];
   const chosen = newest.slice();

@@ -39,6 +39,12 @@ import { throwIfCancelled, UserError } from '../../common/errors';
 /** Training points per centroid at most, at both levels: faiss.Kmeans's default cap
  *  (max_points_per_centroid = 256); beyond it a level trains on a seeded sample. */
 export const POINTS_PER_CENTROID = 256;
+/** k-means++ rounds of a cell's k-means. A cell is small (thousands of points, hundreds of codes):
+ *  each round's GEMM is tiny and the round's fixed cost rules, so the default 64 rounds made the
+ *  init as costly as the iterations. Measured on six cells of embedding-like data (~1,900 points,
+ *  ~475 codes, 25 iterations): 64 rounds 0.40 CPU-s a cell, MSE 0.6350; 8 rounds 0.17 s, 0.6348;
+ *  random init 0.10 s, 0.6380. */
+const CELL_INIT_ROUNDS = 8;
 /** Largest value an f16 scratch row can hold. */
 const F16_MAX = 65504;
 /** Rows per streamed block when the budget allows: big enough that the IVF pass's per-cell GEMMs
@@ -365,7 +371,9 @@ async function trainCells(job: Job): Promise<Level> {
     throwIfCancelled(signal);
     if (shares[cell] > 0 && !(await checkpoint.exists(fineFile(cell)))) {
       const points = await readCell(job, cell, Math.min(shares[cell] * POINTS_PER_CENTROID, plan.cellSample));
-      const result = await kmeans(points, { k: shares[cell], iterations: opts.iterations, lambda: opts.lambda, seed: derivedSeed(opts.seed, 'cell', cell), tolerance: opts.tolerance }, backend, { signal });
+      const result = await kmeans(points, {
+        k: shares[cell], iterations: opts.iterations, lambda: opts.lambda, seed: derivedSeed(opts.seed, 'cell', cell), tolerance: opts.tolerance, initRounds: CELL_INIT_ROUNDS,
+      }, backend, { signal });
       // its counts and inertia first: a cell is done once its centroids file exists
       await writeFileAtomic(checkpoint.file(fineStatsFile(cell)), JSON.stringify({ counts: Array.from(result.counts), inertia: result.inertia }));
       await checkpoint.writeMatrix(fineFile(cell), result.centroids);
