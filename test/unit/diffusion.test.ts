@@ -434,7 +434,12 @@ test('a model that does not fit fails at open with one line naming what was foun
 
   const badConfig = await folder();
   await fs.writeFile(path.join(badConfig.dir, 'scheduler/scheduler_config.json'), '{"beta_schedule": ');
-  await expectError(badConfig.dir, /scheduler_config\.json: cannot read JSON/);
+  await expectError(badConfig.dir, /scheduler_config\.json: a model configuration is not valid JSON/);
+
+  // A configuration file is read whole only under the engine's size bound.
+  const hugeConfig = await folder();
+  await fs.writeFile(path.join(hugeConfig.dir, 'scheduler/scheduler_config.json'), `{"pad": "${'x'.repeat(2 ** 21)}"}`);
+  await expectError(hugeConfig.dir, /scheduler_config\.json: a model configuration is \d+ bytes; the limit is/);
 
   // Fixed conditioning sizes and initial noise are checked against the run's inputs.
   const fixedTokens = await folder({ tokens: 77 });

@@ -35,6 +35,8 @@ import type { Codebook } from '../codebook';
 import { checkTokenIds } from '../../../native-gpu/token-ids';
 import { rowsF32 } from '../../../native-gpu/tables';
 import { readNpy } from '../formats/npy';
+import { readJsonFile } from '../files';
+import { MAX_CONFIG_BYTES } from '../limits';
 import type { RgbImage } from '../image';
 import { normalSampler, seededRandom } from '../sampling';
 import { createSampler, schedulerConfig, type SchedulerKind } from './schedulers';
@@ -124,12 +126,7 @@ async function isFile(file: string): Promise<boolean> {
 }
 
 async function readJson(file: string): Promise<Record<string, unknown>> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(await fs.readFile(file, 'utf8'));
-  } catch (err) {
-    throw new UserError(`${file}: cannot read JSON (${(err as Error).message.split('\n')[0]})`);
-  }
+  const doc = await readJsonFile(file, 'a model configuration', MAX_CONFIG_BYTES);
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new UserError(`${file}: expected a JSON object`);
   return doc as Record<string, unknown>;
 }
