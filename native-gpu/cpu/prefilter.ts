@@ -39,10 +39,12 @@
 // of uint8 x int8 products at 16 bits: with |ĉ| <= 63 a pair stays below 2 x 255 x 63 = 32,130,
 // so the integer result, and with it the bound, stays exact (a ~1.4x wider bound on embedding-like data).
 //
-// Memory beyond the codebook: onnxruntime's packed copy of the int8 codes (K x d bytes, ~1.6x that
-// in the process while sessions are built), 3 numbers per code, one score block of SCORE_BLOCK
-// floats (64 MB) per session, i.e. per 131,072 codes, and per query batch LIST_GROUPS x GROUP
-// scores per chunk (more for widened lists): never a Q x K matrix.
+// Memory beyond the codebook: onnxruntime's packed copy of the int8 codes (K x d bytes; while a
+// session is built, its part's int8 codes twice more: ours and onnxruntime's unpacked copy), 3
+// numbers per code, one score block of SCORE_BLOCK floats (64 MB) per session, i.e. per 131,072
+// codes, and per query batch LIST_GROUPS x GROUP scores per chunk (more for widened lists): never a
+// Q x K matrix. Freed blocks below glibc's mmap threshold stay in the process (see quantizeCodes),
+// so what a build leaves behind shows in the peak RSS: BENCHMARKS.md, memory section.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type * as ort from 'onnxruntime-node';
@@ -169,10 +171,15 @@ export class Int8Prefilter {
     try {
       for (let partStart = 0; partStart < k; partStart += PREFILTER_SESSION_ROWS) {
         const first = chunks.length;
+        const partEnd = Math.min(k, partStart + PREFILTER_SESSION_ROWS);
+        // one buffer for the part's int8 codes, each chunk's block a view into it (see quantizeCodes)
+        const partCodes = new Int8Array(Math.ceil((partEnd - partStart) / GROUP) * GROUP * d);
         const quantized: QuantizedCodes[] = [];
-        for (let start = partStart; start < Math.min(k, partStart + PREFILTER_SESSION_ROWS); start += PREFILTER_CHUNK_ROWS) {
+        for (let start = partStart; start < partEnd; start += PREFILTER_CHUNK_ROWS) {
           const rows = Math.min(PREFILTER_CHUNK_ROWS, k - start);
-          quantized.push(quantizeCodes(codes, start, rows, levels, codeNorm2, codeError));
+          const padded = Math.ceil(rows / GROUP) * GROUP;
+          const into = partCodes.subarray((start - partStart) * d, (start - partStart + padded) * d);
+          quantized.push(quantizeCodes(codes, start, rows, levels, codeNorm2, codeError, into));
           let maxError = 0, maxNorm = 0;
           for (let r = start; r < start + rows; r++) {
             maxError = Math.max(maxError, codeError[r]);
@@ -396,8 +403,8 @@ class ExactScores {
 }
 
 interface QuantizedCodes {
-  /** row-major int8 codes, padded to whole groups */
-  q: Int8Array;
+  /** the int8 codes transposed, [d, rows padded to whole groups]: the GEMM's B as it wants it */
+  qT: Int8Array;
   /** -2 s_k: the GEMM's per-code scale */
   scale: Float32Array;
   /** ||c_k||^2, +Infinity for padding */
@@ -408,36 +415,59 @@ interface QuantizedCodes {
  *  measured ~8x faster than Math.round in this loop */
 const ROUND = 6755399441055744;
 
-/** Rows [start, start + rows) as int8 with their scales; fills e_k. */
+/**
+ * Rows [start, start + rows) as int8 with their scales, written transposed into `into`; fills e_k.
+ * Transposed here rather than by a Transpose node that onnxruntime folds at load: folding keeps
+ * a second copy of each chunk in the session while it is built, and those chunk-sized blocks
+ * (~19 MB at d = 1152, below glibc's mmap threshold) stay in the process's heap after they are
+ * freed; at K = 500,000 that was ~0.3 GB of peak RSS. For the same reason a part's chunks are
+ * views into one buffer (large enough to be mapped and unmapped on its own). Rows are quantized
+ * GROUP at a time into a small row-major tile, then written out column by column: GROUP
+ * consecutive bytes per column rather than single bytes a chunk row apart.
+ */
 function quantizeCodes(codes: CodebookData, start: number, rows: number, levels: number,
-                       codeNorm2: Float64Array, codeError: Float64Array): QuantizedCodes {
+                       codeNorm2: Float64Array, codeError: Float64Array, into: Int8Array): QuantizedCodes {
   const d = codes.cols;
   // padded to whole groups with codes that score +Infinity (bias), so no group is partial
   const padded = Math.ceil(rows / GROUP) * GROUP;
-  const q = new Int8Array(padded * d), scale = new Float32Array(padded), bias = new Float32Array(padded).fill(Infinity);
-  const scratch = new Float32Array(d);
-  for (let r = 0; r < rows; r++) {
-    const k = start + r;
-    const row = rowsF32(codes, k, 1, scratch);
-    let amax = 0;
+  if (into.length !== padded * d) throw new Error(`quantizeCodes: ${into.length} bytes for ${padded} x ${d} codes`);
+  const scale = new Float32Array(padded), bias = new Float32Array(padded).fill(Infinity);
+  const scratch = new Float32Array(d), tile = new Int8Array(GROUP * d);
+  const into32 = new Int32Array(into.buffer, into.byteOffset, into.length >> 2);
+  for (let r0 = 0; r0 < rows; r0 += GROUP) {
+    const tileRows = Math.min(GROUP, rows - r0);
+    for (let t = 0; t < tileRows; t++) {
+      const r = r0 + t, k = start + r;
+      const row = rowsF32(codes, k, 1, scratch);
+      let amax = 0;
+      for (let j = 0; j < d; j++) {
+        const a = Math.abs(row[j]);
+        if (a > amax) amax = a;
+      }
+      const s = Math.fround(amax / levels), inverse = s > 0 ? 1 / s : 0;
+      let error2 = 0;
+      for (let j = 0, to = t * d; j < d; j++) {
+        const v = row[j];
+        const h = (v * inverse + ROUND) - ROUND; // |v| <= amax, so |h| <= levels
+        tile[to + j] = h;
+        const e = v - h * s;
+        error2 += e * e;
+      }
+      codeError[k] = Math.sqrt(error2);
+      scale[r] = -2 * s;
+      bias[r] = codeNorm2[k];
+    }
+    if (tileRows < GROUP) tile.fill(0, tileRows * d); // padding codes: all zero
+    // four codes' bytes per 32-bit write (little-endian, as ONNX raw_data): columns start at
+    // multiples of GROUP codes, so every write is aligned
     for (let j = 0; j < d; j++) {
-      const a = Math.abs(row[j]);
-      if (a > amax) amax = a;
+      for (let t = 0, o = (j * padded + r0) >> 2; t < GROUP; t += 4, o++) {
+        into32[o] = (tile[t * d + j] & 255) | (tile[(t + 1) * d + j] & 255) << 8 |
+          (tile[(t + 2) * d + j] & 255) << 16 | tile[(t + 3) * d + j] << 24;
+      }
     }
-    const s = Math.fround(amax / levels), inverse = s > 0 ? 1 / s : 0;
-    let error2 = 0;
-    for (let j = 0, qo = r * d; j < d; j++) {
-      const v = row[j];
-      const h = (v * inverse + ROUND) - ROUND; // |v| <= amax, so |h| <= levels
-      q[qo + j] = h;
-      const e = v - h * s;
-      error2 += e * e;
-    }
-    codeError[k] = Math.sqrt(error2);
-    scale[r] = -2 * s;
-    bias[r] = codeNorm2[k];
   }
-  return { q, scale, bias };
+  return { qT: into, scale, bias };
 }
 
 /** Per chunk j of a part: a = ||c||^2 - 2 q̃.c̃, then per query the k{j} groups with the smallest
@@ -451,12 +481,10 @@ function partGraph(chunks: QuantizedCodes[], d: number): Uint8Array {
   chunks.forEach((codes, j) => {
     const rows = codes.scale.length;
     g.input(`k${j}`, 'int64', [1]);
-    g.initializer(`codes${j}`, { type: 'int8', dims: [rows, d], data: codes.q });
+    g.initializer(`codes_t${j}`, { type: 'int8', dims: [d, rows], data: codes.qT });
     g.initializer(`b_scale${j}`, { type: 'float32', dims: [rows], data: codes.scale });
     g.initializer(`bias${j}`, { type: 'float32', dims: [rows], data: codes.bias });
     g.initializer(`grouped_shape${j}`, { type: 'int64', dims: [3], data: BigInt64Array.of(0n, BigInt(rows / GROUP), BigInt(GROUP)) });
-    // the GEMM wants the codes as [d, rows]: transposed once, at load, where onnxruntime folds constants
-    g.node('Transpose', [`codes${j}`], [`codes_t${j}`], { perm: [1, 0] });
     g.node('MatMulIntegerToFloat', ['a', `codes_t${j}`, 'a_scale', `b_scale${j}`, 'a_zero_point', '', `bias${j}`], [`approx${j}`], {}, { domain: 'com.microsoft' });
     g.node('Reshape', [`approx${j}`, `grouped_shape${j}`], [`grouped${j}`]);
     g.node('ReduceMin', [`grouped${j}`], [`group_minima${j}`], { axes: [2], keepdims: 0 });
@@ -493,7 +521,11 @@ function quantizerGraph(d: number): Uint8Array {
  * the cores busy while the next one runs. Each session's arena keeps one score block (its chunks
  * run in turn and reuse it) between runs: without an arena every run maps the block anew
  * (measured at K = 131,072 with one session per chunk: 17% more CPU time, most of it page
- * faults), and one session per chunk would keep a block per chunk.
+ * faults), and one session per chunk would keep a block per chunk. Without a memory pattern: with
+ * one, every run after the first asks the arena for one block holding all of the run's tensors,
+ * which the first run's region cannot fit, so each arena grows a second region (~0.15 GB more peak
+ * RSS over the four sessions of a 500,000-code codebook; the k-means iteration's CPU time stayed
+ * within the noise of a loaded machine).
  */
 function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
   return {
@@ -501,6 +533,7 @@ function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    enableMemPattern: false,
     extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
 }
