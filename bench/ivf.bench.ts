@@ -6,7 +6,7 @@
 //   1. ours (this file with --ours): K codes and Q queries from the mixture; the coarse level is
 //      plain k-means over the codes (K1 about sqrt(K) cells), codes grouped by cell, as a two-level
 //      build stores them; exact search (the ground truth, timed); IVF at increasing nprobe until
-//      recall@1 reaches TARGET (and at least the default nprobe, to report its recall), then the
+//      recall@1 reaches TARGET (and at least the fallback nprobe of an uncalibrated codebook, to report its recall), then the
 //      first nprobe that reached it is timed. Codes, queries and exact answers go to the case
 //      folder as .npy.
 //   2. FAISS (bench/faiss_ivf.py): IndexIVFFlat with nlist = K1 trained on the same codes, searched
@@ -23,7 +23,7 @@ import { createCpuBackend } from '../native-gpu/cpu/index.js';
 import { CpuCodebook, createSearchSession, searchNearest } from '../native-gpu/cpu/nearest.js';
 import { writeNpy } from '../extension/engine/formats/npy.js';
 import { shareFound } from '../extension/engine/search.js';
-import { DEFAULTS } from '../extension/engine/defaults.js';
+import { FALLBACK_NPROBE } from '../extension/engine/defaults.js';
 import { EmbeddingMixture } from './embedding-data.js';
 import { coarseLevelOf } from './coarse-level.js';
 import { benchDir, faissProcess, quickMode, timeRuns, updateSection, type RunTimes } from './harness.js';
@@ -100,7 +100,7 @@ async function runOurs(c: IvfCase, dir: string): Promise<OursReport> {
     const t0 = performance.now();
     const r = await backend.nearestIvf(index, queries, { nprobe });
     curve.push({ nprobe, recall: shareFound(queries, codes, r, truth), ms: performance.now() - t0 });
-    if (curve.at(-1)!.recall >= TARGET && nprobe >= DEFAULTS.nprobe) break;
+    if (curve.at(-1)!.recall >= TARGET && nprobe >= FALLBACK_NPROBE) break;
   }
   const first = curve.find((p) => p.recall >= TARGET) ?? curve.at(-1)!;
   const times = await timeRuns(() => backend.nearestIvf(index, queries, { nprobe: first.nprobe }), 1, 5);

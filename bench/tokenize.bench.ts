@@ -17,8 +17,8 @@ import { listImages } from '../extension/engine/image.js';
 import { tokenizeImages } from '../extension/engine/tokenize.js';
 import { inMemory, type Codebook } from '../extension/engine/codebook.js';
 import { seededRandom } from '../extension/engine/sampling.js';
-import { openSearch, shareFound, type SearchOptions } from '../extension/engine/search.js';
-import { DEFAULTS } from '../extension/engine/defaults.js';
+import { calibrateCodebook, openSearch, shareFound, type SearchOptions } from '../extension/engine/search.js';
+import { FALLBACK_NPROBE } from '../extension/engine/defaults.js';
 import { coarseLevelOf } from './coarse-level.js';
 import { quickMode, updateSection } from './harness.js';
 
@@ -74,7 +74,7 @@ async function recallOf(cb: Codebook, backend: ComputeBackend, queries: Matrix, 
   }
 }
 
-async function measure(backend: ComputeBackend, cb: Codebook, images: string[], options: SearchOptions, recall: number | null, spec = SQUARE): Promise<Row> {
+async function measure(backend: ComputeBackend, cb: Codebook, images: string[], options: SearchOptions, recall: number | null, spec = SQUARE, note = ''): Promise<Row> {
   const encoder = await openEncoder(spec, backend);
   try {
     await tokenizeImages(cb, encoder, images.slice(0, 16), backend, { search: options }); // warm-up: sessions, workers, pipelines
@@ -83,7 +83,7 @@ async function measure(backend: ComputeBackend, cb: Codebook, images: string[], 
     const seconds = (performance.now() - t0) / 1000;
     if (results.length !== images.length) throw new Error(`tokenized ${results.length} of ${images.length} images`);
     const { method, nprobe } = results[0]!.search!;
-    const search = method === 'ivf' ? `IVF, ${cb.coarse!.centroids.rows} cells, nprobe ${nprobe}` : 'exact';
+    const search = method === 'ivf' ? `IVF, ${cb.coarse!.centroids.rows} cells, nprobe ${nprobe}${note}` : 'exact';
     const tokens = results.reduce((n, r) => n + r.ids.length, 0);
     return { device: backend.device, k: cb.frozen.rows, encoder: spec, search, recall, images: images.length, tokens, seconds, imagesPerSecond: images.length / seconds, tokensPerSecond: tokens / seconds };
   } finally {
@@ -121,8 +121,11 @@ async function main(): Promise<void> {
         report(await measure(backend, cb, images, { search: 'exact' }, null, KEEP_ASPECT));
       }
       // IVF: the first nprobe whose recall@1 on every patch of the source photos reaches TARGET,
-      // and the default nprobe
-      const ivf = await withCoarse(cb, cpu);
+      // the fallback nprobe (a codebook without a calibrated one), and the default a user gets: the
+      // codebook's calibrated nprobe (engine/search.ts calibrateCodebook on the same patches)
+      const uncalibrated = await withCoarse(cb, cpu);
+      const calibration = await calibrateCodebook(uncalibrated, cpu, patches);
+      const ivf = { ...uncalibrated, meta: { ...uncalibrated.meta, nprobe: calibration.nprobe } };
       const chosen: { nprobe: number; recall: number }[] = [];
       for (const nprobe of NPROBES) {
         const recall = await recallOf(ivf, cpu, patches, { nprobe });
@@ -131,8 +134,9 @@ async function main(): Promise<void> {
           break;
         }
       }
-      if (!chosen.some((c) => c.nprobe === DEFAULTS.nprobe)) chosen.push({ nprobe: DEFAULTS.nprobe, recall: await recallOf(ivf, cpu, patches, { nprobe: DEFAULTS.nprobe }) });
+      if (!chosen.some((c) => c.nprobe === FALLBACK_NPROBE)) chosen.push({ nprobe: FALLBACK_NPROBE, recall: await recallOf(ivf, cpu, patches, { nprobe: FALLBACK_NPROBE }) });
       for (const { nprobe, recall } of chosen) report(await measure(cpu, ivf, images, { nprobe }, recall));
+      report(await measure(cpu, ivf, images, {}, await recallOf(ivf, cpu, patches, {}), SQUARE, ' (default: calibrated)'));
     }
   } finally {
     for (const b of backends) await b.dispose();
@@ -149,7 +153,8 @@ async function main(): Promise<void> {
       `and for exact search also keeping each photo's shape (\`${KEEP_ASPECT}\`: short side 224; the 3:2 fixtures give 14 x 21 = 294 tokens), ` +
       `images decoded from disk each time (fixtures + samples, cycled), decode + resize + DCT in worker threads (one per core) while the main thread searches; ` +
       `K real patch vectors as the codebook. IVF rows: the codebook with a coarse level of about sqrt(K) cells (k-means over its codes), at the first nprobe ` +
-      `of ${NPROBES.join(', ')} whose recall@1 over every patch of the source photos reaches ${TARGET}, and at the default nprobe (${DEFAULTS.nprobe}); ` +
+      `of ${NPROBES.join(', ')} whose recall@1 over every patch of the source photos reaches ${TARGET}, at the fallback nprobe of a codebook without a calibrated one ` +
+      `(${FALLBACK_NPROBE}), and at the default a user gets, the codebook's calibrated nprobe (\`unicode2 calibrate\` on the same photos' patches); ` +
       `recall@1 against exact search, near-ties to f32 rounding counted as found.\n\n${table}`);
   }
 }

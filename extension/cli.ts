@@ -13,12 +13,13 @@ import { tokenize } from './cli/commands/tokenize';
 import { search } from './cli/commands/search';
 import { decode } from './cli/commands/decode';
 import { refine } from './cli/commands/refine';
+import { calibrate } from './cli/commands/calibrate';
 import { stats } from './cli/commands/stats';
 import { demo } from './cli/commands/demo';
 import { prior } from './cli/commands/prior';
 import { generate } from './cli/commands/generate';
 
-const COMMANDS: Record<string, Command | CommandGroup> = { embed, build, tokenize, search, decode, refine, stats, prior, generate, demo };
+const COMMANDS: Record<string, Command | CommandGroup> = { embed, build, tokenize, search, calibrate, decode, refine, stats, prior, generate, demo };
 
 const isGroup = (c: Command | CommandGroup): c is CommandGroup => 'subcommands' in c;
 

@@ -2,7 +2,7 @@
 // and small helpers for reading options and reporting.
 import type { CommandSpec, OptionSpec, ParsedArgs } from './args';
 import type { ProgressReporter } from './progress';
-import { checkNprobe, DEFAULTS, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index';
+import { DEFAULTS, FALLBACK_NPROBE, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index';
 
 export const DEVICE: OptionSpec = {
   kind: 'string',
@@ -26,7 +26,7 @@ export const SEARCH: Record<string, OptionSpec> = {
   nprobe: {
     kind: 'int',
     value: 'P',
-    help: `IVF search through the codebook's coarse level (used whenever it has one): cells probed per query (default ${DEFAULTS.nprobe}; more cells, better recall, slower)`,
+    help: `IVF search through the codebook's coarse level (used whenever it has one): cells probed per query (default: the codebook's calibrated nprobe, else ${FALLBACK_NPROBE}; more cells, better recall, slower)`,
   },
   exact: { kind: 'flag', help: 'exact search even when the codebook has a coarse level' },
 };
@@ -61,7 +61,7 @@ export function searchOptions(args: ParsedArgs, cb: Codebook): SearchOptions {
   const exact = args.options.exact === true;
   if (nprobe !== undefined) {
     if (exact) throw new UserError('give only one of --nprobe or --exact');
-    checkNprobe(nprobe);
+    if (!(Number.isInteger(nprobe) && nprobe >= 1)) throw new UserError(`--nprobe must be a whole number of at least 1 (leave it out for the codebook's calibrated nprobe); got ${nprobe}`);
     if (!cb.coarse) throw new UserError('--nprobe needs a codebook with a coarse level (IVF); this one has none, so its search is exact');
   }
   return { search: exact ? 'exact' : 'auto', ...(nprobe !== undefined && { nprobe }) };

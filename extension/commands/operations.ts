@@ -176,6 +176,7 @@ export class Operations {
           metrics: {
             K: summary.k, d: summary.d, method: summary.method, iterations: summary.iterations, MSE: summary.mse.toPrecision(4), utilization: pct(summary.utilization),
             perplexity: Math.round(summary.perplexity), dead: summary.dead, seconds: summary.seconds.toFixed(1), device: summary.device,
+            ...(summary.calibration && { nprobe: summary.calibration.nprobe }),
           },
           thumbnails: await this.thumbnails(await listImages(folder)),
           files: [out],
@@ -325,7 +326,10 @@ export class Operations {
         this.studio.addTokenSet(`${path.basename(dir)} (${results.length} images)`, results, files[0]);
         const stats = codeStats(await backend.histogram(Int32Array.from(results.flatMap((r) => r.ids)), cb.frozen.rows));
         return {
-          metrics: { images: results.length, skipped: skipped.length, tokens: stats.tokens, utilization: pct(stats.utilization), perplexity: Math.round(stats.perplexity) },
+          metrics: {
+            images: results.length, skipped: skipped.length, tokens: stats.tokens, utilization: pct(stats.utilization), perplexity: Math.round(stats.perplexity),
+            search: results[0]!.search?.method === 'ivf' ? `IVF, nprobe ${results[0]!.search.nprobe}` : 'exact',
+          },
           thumbnails: await this.thumbnails(results.map((r) => r.image)),
           tokenPreview: { grid: results[0]!.grid, ids: results[0]!.ids },
           files,

@@ -40,6 +40,10 @@ export interface CodebookMeta {
    *  atlas yet (ONNX encoders before refine) */
   atlas: 'dct' | 'refined' | 'none';
   createdAt: string;
+  /** codebooks with a coarse level: the IVF search's calibrated nprobe (engine/search.ts
+   *  calibrateNprobe), and the recall@1 it reached on its calibration sample */
+  nprobe?: number;
+  nprobeRecall?: number;
   [extra: string]: unknown;
 }
 
@@ -234,6 +238,9 @@ function parseMeta(file: string, metadata: Record<string, string>): CodebookMeta
   }
   for (const key of ['k', 'd'] as const) {
     if (!Number.isSafeInteger(meta[key])) fail(file, `metadata '${key}' must be an integer, found ${JSON.stringify(metadata[key])}`);
+  }
+  if (meta.nprobe !== undefined && !(Number.isSafeInteger(meta.nprobe) && (meta.nprobe as number) >= 1)) {
+    fail(file, `metadata 'nprobe' must be a whole number of at least 1, found ${JSON.stringify(metadata.nprobe)}`);
   }
   if (!ATLAS_KINDS.includes(meta.atlas as CodebookMeta['atlas'])) {
     fail(file, `metadata 'atlas' must be one of ${ATLAS_KINDS.join(', ')}, found ${JSON.stringify(metadata.atlas)}`);

@@ -7,12 +7,15 @@
 // measured; see kmeans.ts), so no single non-zero value suits every data set and codebook size;
 // 0 keeps the objective FAISS minimizes, so builds compare like for like. Set it per build.
 //
-// nprobe = 40: the smallest value reaching recall@1 >= 0.95 at both sizes bench/ivf.bench.ts
-// measures on embedding-like data (codes and queries from bench/embedding-data.ts's mixture, coarse
-// level = k-means over the codes with K1 ~ sqrt(K) cells): K = 131,072 (362 cells) 0.934 at 32,
-// 0.953 at 40; K = 500,000 (707 cells) 0.941 at 24, 0.973 at 32. Real patch embeddings cluster far
-// more than that mixture (DCT patches of the sample photos: 0.97 at nprobe 2 of 128 cells), so 40
-// errs on the side of recall; --nprobe / unicode2.nprobe trade it for speed.
+// nprobe = 0: the codebook's own calibrated nprobe (engine/search.ts: a two-level build measures
+// the smallest nprobe reaching recall@1 0.95 on a sample of its training vectors and records it;
+// `unicode2 calibrate` does it again on other vectors). The right value depends on the data:
+// DCT patches of the sample photos reach 0.95 at 1 of 128 cells, bench/embedding-data.ts's
+// mixture needs 28-40 of 362-707.
+// FALLBACK_NPROBE = 40, for codebooks without a calibrated value: the smallest value reaching
+// recall@1 >= 0.95 at both sizes bench/ivf.bench.ts measures on that mixture (K = 131,072, 362
+// cells: 0.934 at 32, 0.953 at 40; K = 500,000, 707 cells: 0.941 at 24, 0.973 at 32), so it errs
+// on the side of recall.
 import type { DeviceChoice } from '../../native-gpu/backend';
 import type { SchedulerKind } from './diffusion/schedulers';
 
@@ -47,6 +50,9 @@ export const DEFAULTS = {
   },
   /** 'auto': IVF search through the codebook's coarse level when it has one; 'exact': always exact */
   search: 'auto' as 'auto' | 'exact',
-  /** coarse cells probed per query in IVF search (see the note above) */
-  nprobe: 40,
+  /** coarse cells probed per query in IVF search; 0 = the codebook's calibrated value (see above) */
+  nprobe: 0,
 } as const;
+
+/** nprobe of a codebook with no calibrated value (see above); not a setting of its own. */
+export const FALLBACK_NPROBE = 40;

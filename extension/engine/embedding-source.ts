@@ -24,6 +24,9 @@ export interface RowSource {
   /** The rows in order, in blocks of at most `blockRows`. A block's matrix is only valid until the
    *  next block is asked for: its buffer is reused, so a pass leaves no garbage per block. */
   blocks(blockRows: number, signal?: AbortSignal): AsyncGenerator<RowBlock>;
+  /** true when a block's buffer is the pass's own scratch (not a view of data held elsewhere), so
+   *  that the consumer may overwrite it: subsetSource then drops rows in place instead of copying */
+  readonly scratchBlocks?: boolean;
 }
 
 /** The embeddings in one .npy or a folder of shards (f16, f32 or f64), read on demand. */
@@ -34,6 +37,7 @@ export async function shardSource(fileOrDir: string): Promise<RowSource> {
     cols: d,
     identity: JSON.stringify(shards.map((s) => [s.file, s.size, s.mtimeMs])),
     blocks: (blockRows, signal) => shardBlocks(shards.map(({ file, header, rows }) => ({ file, rows, dtype: header.dtype, dataOffset: header.dataOffset })), d, blockRows, signal),
+    scratchBlocks: true,
   };
 }
 
@@ -53,6 +57,7 @@ export function rawRowsSource(files: RawRows[], d: number): RowSource {
     cols: d,
     identity: JSON.stringify(files.map((f) => [f.file, f.rows, f.dtype])),
     blocks: (blockRows, signal) => shardBlocks(files, d, blockRows, signal),
+    scratchBlocks: true,
   };
 }
 
@@ -98,7 +103,11 @@ export function matrixSource(m: Matrix): RowSource {
 }
 
 /** The rows of `base` at `indices` (ascending, distinct), in that order: a seeded training
- *  subset. Streaming it reads all of `base` once. */
+ *  subset. Streaming it reads all of `base` once. A block of `base` that keeps at least half its
+ *  rows, arriving while no copied block is being filled, has them moved forward in its own buffer
+ *  when that is scratch (a build holding a few rows out of training needs no extra block buffer,
+ *  which measured +10-20 MB peak RSS at a 100 MB budget); otherwise rows are copied into blocks of
+ *  `blockRows`, so a sparse subset still gives full blocks. */
 export function subsetSource(base: RowSource, indices: Uint32Array): RowSource {
   return {
     rows: indices.length,
@@ -106,11 +115,25 @@ export function subsetSource(base: RowSource, indices: Uint32Array): RowSource {
     identity: `${base.identity} rows:${createHash('sha256').update(new Uint8Array(indices.buffer, indices.byteOffset, indices.byteLength)).digest('hex')}`,
     async *blocks(blockRows, signal) {
       const d = base.cols;
-      const out = new Float32Array(blockRows * d);
+      let out: Float32Array | null = null;
       let filled = 0;
       let next = 0; // position in indices
       for await (const { start, matrix } of base.blocks(blockRows, signal)) {
         const end = start + matrix.rows;
+        let last = next;
+        while (last < indices.length && indices[last] < end) last++;
+        const kept = last - next;
+        if (base.scratchBlocks && filled === 0 && kept > 0 && 2 * kept >= matrix.rows) {
+          // indices[next + i] - start >= i: every row moves forward, never over one still to move
+          for (let i = 0; i < kept; i++) {
+            const r = indices[next + i] - start;
+            if (r !== i) matrix.data.copyWithin(i * d, r * d, (r + 1) * d);
+          }
+          yield { start: next, matrix: { rows: kept, cols: d, data: matrix.data.subarray(0, kept * d) } };
+          next = last;
+          continue;
+        }
+        out ??= new Float32Array(blockRows * d);
         for (; next < indices.length && indices[next] < end; next++) {
           const r = indices[next] - start;
           out.set(matrix.data.subarray(r * d, (r + 1) * d), filled * d);
@@ -120,7 +143,7 @@ export function subsetSource(base: RowSource, indices: Uint32Array): RowSource {
           }
         }
       }
-      if (filled > 0) yield { start: indices.length - filled, matrix: { rows: filled, cols: d, data: out.subarray(0, filled * d) } };
+      if (filled > 0) yield { start: indices.length - filled, matrix: { rows: filled, cols: d, data: out!.subarray(0, filled * d) } };
     },
   };
 }

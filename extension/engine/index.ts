@@ -8,7 +8,7 @@ export { readNpy, writeNpy, encodeNpy, readEmbeddings, type NpyArray } from './f
 export { indexPathOf, writeIndexedNpy } from './formats/npy-index';
 export { readCodebook, writeCodebook, inMemory, type Codebook, type CodebookMeta, type LazyTable } from './codebook';
 export { nearestCodewords, coarseCells, type CoarseCell } from './inspect';
-export { openSearch, measureRecall, foundNearest, shareFound, checkNprobe, type SearchOptions, type SearchInfo, type SearchChoice, type CodebookSearch } from './search';
+export { openSearch, measureRecall, foundNearest, shareFound, checkNprobe, defaultNprobe, calibrateCodebook, nprobeLadder, CALIBRATION_SAMPLE, CALIBRATION_TARGET, type NprobeCalibration, type SearchOptions, type SearchInfo, type SearchChoice, type CodebookSearch } from './search';
 export { loadImage, imageSize, encodePng, writePng, listImages, thumbnailPng, IMAGE_EXTENSIONS, THUMBNAIL_SIDE, type RgbImage, type Thumbnail } from './image';
 export { gridFollowsPhoto } from './encoders/dct';
 export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor } from './encoders/index';
@@ -28,7 +28,7 @@ export {
   type TokenGrid,
   type TokenDatasetIndex,
 } from './token-files';
-export { DEFAULTS, type BuildMethod } from './defaults';
+export { DEFAULTS, FALLBACK_NPROBE, type BuildMethod } from './defaults';
 export { stepsOf, type ProgressEvent, type ProgressListener } from './progress';
 export {
   buildCodebook, defaultMemoryMB, FLAT_MAX_WORK, MSE_SAMPLE, NPROBE, REFINE_PASSES,

@@ -2,9 +2,16 @@
 // codebook's coarse level when it has one (nprobe cells per query), exact search otherwise or
 // when asked for. Tokenize, the CLI's search and the extension's commands open a search here, and
 // every token file records what was run ({method, nprobe}).
-import type { CodebookData, ComputeBackend, Matrix, NearestResult, RunControl } from '../../native-gpu/backend';
-import type { Codebook } from './codebook';
-import { DEFAULTS } from './defaults';
+//
+// nprobe: what the caller asks for, else the codebook's calibrated value (its metadata `nprobe`:
+// the smallest rung of NPROBE_LADDER whose recall@1 against exact search reached
+// CALIBRATION_TARGET on a sample of vectors, see calibrateNprobe), else FALLBACK_NPROBE.
+// The right value depends on the data far more than on K: 1 of 128 cells on the sample photos'
+// DCT patches, 28-40 of 362-707 on bench/embedding-data.ts's mixture; a fixed default is either
+// slow on the first or misses on the second.
+import type { CoarseData, CodebookData, ComputeBackend, Matrix, NearestResult, RunControl } from '../../native-gpu/backend';
+import type { Codebook, CodebookMeta } from './codebook';
+import { DEFAULTS, FALLBACK_NPROBE } from './defaults';
 import { UserError } from '../../common/errors';
 import { sampleIndices, seededRandom, takeRows } from './sampling';
 import { rowsF32 } from '../../native-gpu/tables';
@@ -14,7 +21,8 @@ export type SearchChoice = 'auto' | 'exact';
 
 export interface SearchOptions {
   search?: SearchChoice;
-  /** coarse cells probed per query (IVF); more than the codebook has means all of them */
+  /** coarse cells probed per query (IVF); more than the codebook has means all of them;
+   *  0 or absent: the codebook's calibrated nprobe (FALLBACK_NPROBE without one) */
   nprobe?: number;
 }
 
@@ -30,8 +38,15 @@ export interface CodebookSearch {
   dispose(): void;
 }
 
+/** nprobe as a search option: a whole number, 0 meaning the codebook's calibrated value. */
 export function checkNprobe(nprobe: number): void {
-  if (!Number.isInteger(nprobe) || nprobe < 1) throw new UserError(`nprobe must be a whole number of at least 1; got ${nprobe}`);
+  if (!Number.isInteger(nprobe) || nprobe < 0) throw new UserError(`nprobe must be a whole number of at least 0 (0: the codebook's calibrated nprobe); got ${nprobe}`);
+}
+
+/** The nprobe an IVF search of `cb` runs at when the caller asks for `requested` (0 or absent:
+ *  the codebook's calibrated value, else the fallback), before capping at the cells. */
+export function defaultNprobe(meta: CodebookMeta, requested?: number): number {
+  return requested || meta.nprobe || FALLBACK_NPROBE;
 }
 
 export function checkSearchChoice(search: string): asserts search is SearchChoice {
@@ -42,8 +57,8 @@ export function checkSearchChoice(search: string): asserts search is SearchChoic
 export async function openSearch(cb: Codebook, backend: ComputeBackend, options: SearchOptions = {}): Promise<CodebookSearch> {
   const search = options.search ?? DEFAULTS.search;
   checkSearchChoice(search);
-  const nprobe = options.nprobe ?? DEFAULTS.nprobe;
-  checkNprobe(nprobe);
+  checkNprobe(options.nprobe ?? 0);
+  const nprobe = defaultNprobe(cb.meta, options.nprobe);
   if (search === 'exact' || !cb.coarse) {
     const handle = await backend.loadCodebook(cb.frozen);
     return {
@@ -115,4 +130,86 @@ export async function measureRecall(cb: Codebook, backend: ComputeBackend, queri
   } finally {
     exact.dispose();
   }
+}
+
+/** recall@1 a calibrated nprobe reaches on its sample. */
+export const CALIBRATION_TARGET = 0.95;
+/** Vectors a calibration searches: the recall of 4,096 has a standard error of 0.0034 at 0.95. */
+export const CALIBRATION_SAMPLE = 4096;
+/** Queries per IVF search in a calibration. */
+const CALIBRATION_BATCH = 1024;
+
+/** The nprobe values a calibration tries, smallest first: 1, 2, 4, 8, then steps of x1.5 and
+ *  x4/3 (12, 16, 24, 32, 48, 64, ...), ending with every candidate cell, which is exact search. */
+export function nprobeLadder(cells: number): number[] {
+  const ladder = [1, 2, 4];
+  for (let p = 8; p < cells; p *= 2) ladder.push(p, p * 1.5);
+  return [...ladder.filter((p) => p < cells), cells];
+}
+
+export interface NprobeCalibration {
+  /** the smallest rung of the ladder whose recall@1 reached the target */
+  nprobe: number;
+  /** its recall@1 on the sample */
+  recall: number;
+  /** vectors searched */
+  queries: number;
+  /** every rung tried: nprobe and recall@1 */
+  curve: { nprobe: number; recall: number }[];
+}
+
+/**
+ * The smallest nprobe of nprobeLadder whose IVF search of `queries` finds exact search's code
+ * (`truth`, one per query; shareFound's near-ties count) for at least `target` of them. Climbs
+ * the ladder from 1: recall grows with nprobe (every rung probes a superset of the cells of the
+ * one before), and on clustered data the first rungs already reach it, so the climb is cheap where
+ * the answer is small. `codes` and `coarse` as the codebook stores them (f16 rounding included).
+ */
+export async function calibrateNprobe(codes: CodebookData, coarse: CoarseData, backend: ComputeBackend, queries: Matrix, truth: NearestResult,
+                                      control: RunControl & { target?: number; onRung?: (nprobe: number, recall: number) => void } = {}): Promise<NprobeCalibration> {
+  const target = control.target ?? CALIBRATION_TARGET;
+  if (!(target > 0 && target <= 1)) throw new UserError(`the target recall must be in (0, 1]; got ${target}`);
+  if (truth.ids.length !== queries.rows) throw new Error(`calibration has ${truth.ids.length} exact answers for ${queries.rows} queries`);
+  const index = await backend.loadIvf(codes, coarse);
+  try {
+    const curve: NprobeCalibration['curve'] = [];
+    for (const nprobe of nprobeLadder(index.cells)) {
+      // in slices, so that the search's per-cell blocks (and a build's peak memory) stay small
+      let found = 0;
+      for (let q0 = 0; q0 < queries.rows; q0 += CALIBRATION_BATCH) {
+        const rows = Math.min(CALIBRATION_BATCH, queries.rows - q0);
+        const slice: Matrix = { rows, cols: queries.cols, data: queries.data.subarray(q0 * queries.cols, (q0 + rows) * queries.cols) };
+        const answer = await backend.nearestIvf(index, slice, { nprobe, signal: control.signal });
+        found += rows * shareFound(slice, codes, answer, { ids: truth.ids.subarray(q0, q0 + rows), distances: truth.distances.subarray(q0, q0 + rows) });
+      }
+      const recall = found / queries.rows;
+      curve.push({ nprobe, recall });
+      control.onRung?.(nprobe, recall);
+      if (recall >= target) return { nprobe, recall, queries: queries.rows, curve };
+    }
+    // Every cell probed is exact search; only near-ties beyond the f32 tolerance could miss.
+    const last = curve.at(-1)!;
+    return { nprobe: last.nprobe, recall: last.recall, queries: queries.rows, curve };
+  } finally {
+    index.dispose();
+  }
+}
+
+/** calibrateNprobe for a codebook with a coarse level, on `queries` (a seeded sample of
+ *  CALIBRATION_SAMPLE of them when there are more), exact search giving the truth. */
+export async function calibrateCodebook(cb: Codebook, backend: ComputeBackend, queries: Matrix,
+                                        control: RunControl & { target?: number; sample?: number; onRung?: (nprobe: number, recall: number) => void } = {}): Promise<NprobeCalibration> {
+  if (!cb.coarse) throw new UserError('the codebook has no coarse level, so its search is exact and has no nprobe to calibrate; expected a two-level codebook');
+  if (queries.cols !== cb.frozen.cols) throw new UserError(`the queries have d=${queries.cols} but the codebook has d=${cb.frozen.cols}`);
+  const sample = control.sample ?? CALIBRATION_SAMPLE;
+  if (!Number.isInteger(sample) || sample < 1) throw new UserError(`the calibration sample must be a whole number of at least 1; got ${sample}`);
+  const picked = queries.rows > sample ? takeRows(queries, sampleIndices(queries.rows, sample, seededRandom(DEFAULTS.seed))) : queries;
+  const exact = await openSearch(cb, backend, { search: 'exact' });
+  let truth: NearestResult;
+  try {
+    truth = await exact.nearest(picked, control);
+  } finally {
+    exact.dispose();
+  }
+  return calibrateNprobe(cb.frozen, cb.coarse, backend, picked, truth, control);
 }

@@ -166,9 +166,26 @@ export class CpuIvf implements IvfHandle {
     return this.disposed;
   }
 
+  private idleScratch: Float32Array[] | null = null;
+
+  /** The fine step's CELLS_PER_RUN gather buffers (GATHER_ROWS queries each), kept between searches:
+   *  a build calls searchIvf once per streamed block, and fresh buffers every call (25 MB at
+   *  d = 768) piled up as garbage faster than it was collected. A search running meanwhile gets
+   *  its own. */
+  takeScratch(): Float32Array[] {
+    const scratch = this.idleScratch ?? Array.from({ length: CELLS_PER_RUN }, () => new Float32Array(GATHER_ROWS * this.d));
+    this.idleScratch = null;
+    return scratch;
+  }
+
+  returnScratch(scratch: Float32Array[]): void {
+    if (!this.disposed) this.idleScratch = scratch;
+  }
+
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.idleScratch = null;
     for (const cb of this.cellCodebooks) cb?.dispose();
     void this.coarse.dispose();
   }
@@ -193,12 +210,20 @@ export async function searchIvf(session: ort.InferenceSession, ivf: CpuIvf, quer
   checkFinite(queries, 0, queries.rows);
   // Only non-empty cells are candidates; probing more cells than hold codes adds nothing.
   const nprobe = Math.min(control.nprobe, ivf.coarse.candidates);
+  // Per branch of the fine graph: its gathered queries (and, in searchCells, a scratch for f16 codes).
+  const gathered = ivf.takeScratch();
+  try {
+    return await searchCells(session, ivf, queries, control, nprobe, gathered);
+  } finally {
+    ivf.returnScratch(gathered);
+  }
+}
+
+async function searchCells(session: ort.InferenceSession, ivf: CpuIvf, queries: Matrix, control: IvfControl, nprobe: number, gathered: Float32Array[]): Promise<BestPerQuery> {
   const { order, cellStart, cells } = ivf.layout;
   const d = ivf.d;
   const { Tensor } = onnxruntime();
   const best = new BestPerQuery(queries.rows);
-  // Per branch of the fine graph: its gathered queries, and a scratch for f16 codes.
-  const gathered = Array.from({ length: CELLS_PER_RUN }, () => new Float32Array(GATHER_ROWS * d));
   const decoded: (Float32Array | undefined)[] = new Array(CELLS_PER_RUN);
   const idle = idleBranch(d);
   for (let q0 = 0; q0 < queries.rows; q0 += IVF_BATCH) {

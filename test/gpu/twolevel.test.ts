@@ -51,7 +51,11 @@ test('two-level k-means runs its k-means, partition and refinement on the WebGPU
     assert.ok(Math.abs(gpu.mse - cpu.mse) <= 0.02 * cpu.mse, `MSE webgpu ${gpu.mse} vs cpu ${cpu.mse}`);
     const cb = await readCodebook(gpu.out);
     assert.equal(cb.coarse!.centroids.rows, 8);
-    assert.equal(cb.counts!.reduce((a, b) => a + b, 0), 4000);
+    // a tenth held out of training, on which the IVF search's nprobe was calibrated (on the GPU too)
+    assert.equal(gpu.calibration!.queries, 400);
+    assert.equal(cb.counts!.reduce((a, b) => a + b, 0), 3600);
+    assert.equal(cb.meta.nprobe, gpu.calibration!.nprobe);
+    assert.ok(gpu.calibration!.recall >= 0.95 && cpu.calibration!.recall >= 0.95, `${JSON.stringify(gpu.calibration)} ${JSON.stringify(cpu.calibration)}`);
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { readCodebook, writeCodebook } from '../../extension/engine/codebook';
 import { readTokenGrids } from '../../extension/engine/token-files';
-import { DEFAULTS } from '../../extension/engine/defaults';
+import { FALLBACK_NPROBE } from '../../extension/engine/defaults';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
 import { withCoarseLevel } from '../../bench/coarse-level';
 import type { Matrix } from '../../native-gpu/backend';
@@ -244,12 +244,12 @@ test('search on a codebook with a coarse level: IVF, --json fields, --recall aga
   assert.equal(one.json.recall, same / 200);
   assert.ok(same < 200, 'one cell of eight should miss some nearest codes');
 
-  // the default nprobe is recorded as what ran (at most the codebook's cells)
-  assert.equal((await run([])).json.nprobe, Math.min(8, DEFAULTS.nprobe));
+  // no calibrated nprobe in this codebook: the fallback, recorded as what ran (at most the cells)
+  assert.equal((await run([])).json.nprobe, Math.min(8, FALLBACK_NPROBE));
   for (const [args, message] of [
-    [['--nprobe', '0'], /nprobe must be a whole number of at least 1; got 0/],
+    [['--nprobe', '0'], /--nprobe must be a whole number of at least 1 \(leave it out for the codebook's calibrated nprobe\); got 0/],
     [['--nprobe', '2.5'], /--nprobe needs a whole number, got '2.5'/],
-    [['--nprobe', '-3'], /nprobe must be a whole number of at least 1; got -3/],
+    [['--nprobe', '-3'], /--nprobe must be a whole number of at least 1 .*; got -3/],
     [['--nprobe', '4', '--exact'], /give only one of --nprobe or --exact/],
     [['--recall', '0'], /--recall needs a whole number of at least 1, got 0/],
   ] as const) {
@@ -276,7 +276,7 @@ test('tokenize records its search in token JSON and in the data set index', asyn
   // every cell probed: the ids of exact search
   const allCells = await cliJson(['tokenize', '--codebook', cbFile, PHOTO_A, PHOTO_B, '--nprobe', '4']);
   assert.deepEqual(allCells.results.map((r: { ids: number[] }) => r.ids), grids.map((g) => g.ids));
-  await assertUserError(['tokenize', '--codebook', cbFile, PHOTO_A, '--nprobe', '0'], /nprobe must be a whole number of at least 1/);
+  await assertUserError(['tokenize', '--codebook', cbFile, PHOTO_A, '--nprobe', '0'], /--nprobe must be a whole number of at least 1/);
 });
 
 test('bad input exits 2 with one clear line and no stack', async () => {

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import type { Codebook } from '../../extension/engine/codebook.js';
-import { foundNearest, measureRecall, openSearch, tieTolerance } from '../../extension/engine/search.js';
-import { DEFAULTS } from '../../extension/engine/defaults.js';
+import { calibrateCodebook, foundNearest, measureRecall, nprobeLadder, openSearch, shareFound, tieTolerance } from '../../extension/engine/search.js';
+import { FALLBACK_NPROBE } from '../../extension/engine/defaults.js';
 import { UserError } from '../../common/errors.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
 import { coarseLevel, memoryCodebook, sortedByCell } from '../helpers/nearest.js';
@@ -33,12 +33,17 @@ test('openSearch: exact without a coarse level or when asked, IVF with one; npro
   };
   assert.deepEqual(await info(flat), { method: 'exact', nprobe: null });
   assert.deepEqual(await info(flat, { nprobe: 3 }), { method: 'exact', nprobe: null });
-  assert.deepEqual(await info(ivf), { method: 'ivf', nprobe: Math.min(DEFAULTS.nprobe, 10) });
+  // no calibrated nprobe: the fallback (capped at the cells); a calibrated one: that; asked for: that
+  assert.deepEqual(await info(ivf), { method: 'ivf', nprobe: Math.min(FALLBACK_NPROBE, 10) });
+  const calibrated = { ...ivf, meta: { ...ivf.meta, nprobe: 4 } };
+  assert.deepEqual(await info(calibrated), { method: 'ivf', nprobe: 4 });
+  assert.deepEqual(await info(calibrated, { nprobe: 0 }), { method: 'ivf', nprobe: 4 });
+  assert.deepEqual(await info(calibrated, { nprobe: 7 }), { method: 'ivf', nprobe: 7 });
   assert.deepEqual(await info(ivf, { nprobe: 3 }), { method: 'ivf', nprobe: 3 });
   assert.deepEqual(await info(ivf, { nprobe: 500 }), { method: 'ivf', nprobe: 10 });
   assert.deepEqual(await info(ivf, { search: 'exact', nprobe: 3 }), { method: 'exact', nprobe: null });
-  for (const nprobe of [0, -2, 1.5, NaN]) {
-    await assert.rejects(openSearch(ivf, backend, { nprobe }), (e: Error) => e instanceof UserError && /nprobe must be a whole number of at least 1/.test(e.message));
+  for (const nprobe of [-2, 1.5, NaN]) {
+    await assert.rejects(openSearch(ivf, backend, { nprobe }), (e: Error) => e instanceof UserError && /nprobe must be a whole number of at least 0 \(0: the codebook's calibrated nprobe\)/.test(e.message));
   }
   await assert.rejects(openSearch(ivf, backend, { search: 'fast' as 'auto' }), (e: Error) => e instanceof UserError && /search must be 'auto' or 'exact'; got 'fast'/.test(e.message));
 
@@ -81,4 +86,46 @@ test('measureRecall: exact search on a seeded sample, the share found', async ()
   assert.equal(sampled.sampled, 100);
   assert.deepEqual(await measureRecall(cb, backend, queries, answer, 100), sampled); // seeded
   assert.equal((await measureRecall(cb, backend, queries, truth, 100)).recall, 1);
+});
+
+test('nprobeLadder: 1, 2, 4, 8, then x1.5 and x4/3 steps, ending with every cell', () => {
+  assert.deepEqual(nprobeLadder(1), [1]);
+  assert.deepEqual(nprobeLadder(4), [1, 2, 4]);
+  assert.deepEqual(nprobeLadder(10), [1, 2, 4, 8, 10]);
+  assert.deepEqual(nprobeLadder(128), [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128]);
+  assert.deepEqual(nprobeLadder(362).slice(-4), [128, 192, 256, 362]);
+});
+
+test('calibrateCodebook: the smallest rung whose recall@1 reaches the target, every rung below it short of it', async () => {
+  const backend = await backendPromise;
+  const codes = uniform(400, 8, 7);
+  const grouped = sortedByCell(codes, coarseLevel(codes, 16, 8));
+  const cb = memoryCodebook(grouped.codes, grouped.coarse);
+  const queries = uniform(3000, 8, 9);
+  const exact = await openSearch(cb, backend, { search: 'exact' });
+  const truth = await exact.nearest(queries);
+  exact.dispose();
+  const recallAt = async (nprobe: number) => {
+    const s = await openSearch(cb, backend, { nprobe });
+    try {
+      return shareFound(queries, cb.frozen, await s.nearest(queries), truth);
+    } finally {
+      s.dispose();
+    }
+  };
+  for (const target of [0.5, 0.95, 1]) {
+    const c = await calibrateCodebook(cb, backend, queries, { target });
+    assert.equal(c.queries, 3000);
+    assert.ok(c.recall >= target, `target ${target}: ${JSON.stringify(c)}`);
+    assert.equal(c.recall, await recallAt(c.nprobe));
+    // the climb stopped at the first rung that reached it
+    assert.deepEqual(c.curve.map((p) => p.nprobe), nprobeLadder(16).slice(0, c.curve.length));
+    for (const p of c.curve.slice(0, -1)) assert.ok(p.recall < target, `target ${target}: ${JSON.stringify(c.curve)}`);
+  }
+  // uniform data in 8 dimensions needs more than one cell for 0.95, and all of them for 1
+  assert.ok((await calibrateCodebook(cb, backend, queries)).nprobe > 1);
+  // a seeded sample of the queries
+  assert.equal((await calibrateCodebook(cb, backend, queries, { sample: 500 })).queries, 500);
+  await assert.rejects(calibrateCodebook(memoryCodebook(codes), backend, queries), (e: Error) => e instanceof UserError && /no coarse level/.test(e.message));
+  await assert.rejects(calibrateCodebook(cb, backend, uniform(5, 3, 1)), (e: Error) => e instanceof UserError && /the queries have d=3 but the codebook has d=8/.test(e.message));
 });

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import type { ComputeBackend } from '../../native-gpu/backend';
 import { createCpuBackend } from '../../native-gpu/cpu/index';
-import { buildCodebook } from '../../extension/engine/build';
+import { buildCodebook, calibrationSplit } from '../../extension/engine/build';
 import { readCodebook } from '../../extension/engine/codebook';
 import { openEncoder } from '../../extension/engine/encoders/index';
 import { writeNpy } from '../../extension/engine/formats/npy';
@@ -19,6 +19,8 @@ import { listImages } from '../../extension/engine/image';
 import { seededRandom } from '../../extension/engine/sampling';
 import { decodeTokens } from '../../extension/engine/atlas';
 import { tokenizeImages } from '../../extension/engine/tokenize';
+import { CALIBRATION_TARGET, nprobeLadder, openSearch, shareFound } from '../../extension/engine/search';
+import { readNpy } from '../../extension/engine/formats/npy';
 import { proportionalShares } from '../../extension/engine/twolevel';
 import { describeProgress, PhaseClock } from '../../extension/engine/eta';
 import { f32ToF16 } from '../../common/half';
@@ -87,7 +89,7 @@ test('two-level comes within 3% of flat k-means MSE on embedding-like data, with
   assert.equal(two.coarse, 16);
   // every phase timed, whether or not anyone listened to the progress
   assert.deepEqual(Object.keys(flat.phaseSeconds), ['kmeans', 'evaluate', 'write']);
-  assert.deepEqual(Object.keys(two.phaseSeconds), ['sample', 'coarse', 'partition', 'cells', 'refine', 'evaluate', 'write']);
+  assert.deepEqual(Object.keys(two.phaseSeconds), ['sample', 'coarse', 'partition', 'cells', 'refine', 'evaluate', 'calibrate', 'write']);
   const timed = Object.values(two.phaseSeconds).reduce((a, b) => a + b, 0);
   assert.ok(timed > 0 && timed <= two.seconds, `phases ${timed} s of ${two.seconds} s`);
   // Measured here: ratio ~1.01-1.02 (cells confine codes; refinement wins some of it back).
@@ -97,7 +99,7 @@ test('two-level comes within 3% of flat k-means MSE on embedding-like data, with
   const cb = await readCodebook(two.out);
   assert.equal(cb.fingerprint, two.fingerprint);
   assert.equal(cb.meta.method, 'two-level');
-  assert.equal(cb.counts!.reduce((a, b) => a + b, 0), 20_000);
+  assert.equal(cb.counts!.reduce((a, b) => a + b, 0), 18_000); // a tenth held out to calibrate the IVF search
   assert.equal(cb.coarse!.centroids.rows, 16);
   // codes grouped by cell, every cell that holds vectors holds codes
   const assign = Array.from(cb.coarse!.assign);
@@ -234,7 +236,7 @@ test('peak memory stays within the --memory budget on data larger than it (child
   assert.ok(measured.peakRssMB < baseline.peakRssMB + budget,
     `peak RSS ${measured.peakRssMB} MB; baseline ${baseline.peakRssMB} MB + budget ${budget} MB`);
   assert.ok(measured.peakRssMB < f32MB, `peak RSS ${measured.peakRssMB} MB is not below the data's ${f32MB} MB as f32`);
-  assert.equal((await readCodebook(measured.out)).counts!.reduce((a, b) => a + b, 0), rows);
+  assert.equal((await readCodebook(measured.out)).counts!.reduce((a, b) => a + b, 0), rows - measured.calibration.queries); // the rest held out to calibrate
 });
 
 test('--dtype f16 stores F16 tensors that read back as the f32 build rounded', async () => {
@@ -283,6 +285,86 @@ test('flat and two-level codebooks from real photos both tokenize and decode; tw
   } finally {
     await encoder.dispose();
   }
+});
+
+test('calibrationSplit: held-out rows disjoint from the training rows, seeded; --sample leaves them out already', () => {
+  const check = (rows: number, k: number, sample: number | undefined, heldCount: number, trainingCount: number) => {
+    const { subset, held } = calibrationSplit(rows, k, sample, 3);
+    assert.equal(held.length, heldCount);
+    const training = subset ?? Uint32Array.from({ length: rows }, (_, i) => i);
+    assert.equal(training.length, trainingCount);
+    const inTraining = new Set(training);
+    for (const r of held) assert.ok(r < rows && !inTraining.has(r), `row ${r}`);
+    assert.deepEqual(calibrationSplit(rows, k, sample, 3), { subset, held }); // same seed, same split
+  };
+  check(100_000, 1000, undefined, 4096, 100_000 - 4096);
+  check(20_000, 512, undefined, 2000, 18_000); // a tenth at most
+  check(1000, 950, undefined, 50, 950); // never fewer than K left
+  check(5, 1, undefined, 0, 5); // too few to hold any out
+  check(100_000, 1000, 90_000, 4096, 90_000); // drawn from the 10,000 --sample left out
+  check(100_000, 1000, 99_000, 1000, 99_000);
+});
+
+test('a two-level build calibrates its IVF nprobe: recorded, reaching the target on held-out vectors; search defaults to it, --nprobe overrides, calibrate re-measures', async () => {
+  const d = 32, rows = 20_000;
+  const embeddings = await mixtureShards('calibrate', rows, d, 8_000);
+  const out = path.join(dir, 'calibrated.safetensors');
+  const summary = await cliJson(['build', '--embeddings', embeddings, '--k', '512', '--iters', '8', '--method', 'two-level', '--out', out]);
+  const cells = summary.coarse as number;
+  const { nprobe, recall, queries } = summary.calibration;
+  assert.equal(queries, 2000); // a tenth of the 20,000 vectors, held out of training
+  assert.ok(recall >= CALIBRATION_TARGET, JSON.stringify(summary.calibration));
+  assert.ok(nprobe > 1 && nprobe < cells, `nprobe ${nprobe} of ${cells} cells: this data should need more than one cell and fewer than all`);
+  const cb = await readCodebook(out);
+  assert.equal(cb.meta.nprobe, nprobe);
+  assert.equal(cb.meta.nprobeRecall, recall);
+
+  // Held-out vectors of the same mixture (rows the build never saw): the calibrated nprobe reaches
+  // the target there too, to within the two samples' standard errors (0.0034 each at 4,096).
+  const mixture = new EmbeddingMixture({ d, components: 300, seed: 7 });
+  const held = { rows: 4096, cols: d, data: mixture.rows(1_000_000, 4096) };
+  const exact = await openSearch(cb, backend, { search: 'exact' });
+  const truth = await exact.nearest(held);
+  exact.dispose();
+  const recallAt = async (p: number) => {
+    const ivf = await openSearch(cb, backend, { nprobe: p });
+    try {
+      return shareFound(held, cb.frozen, await ivf.nearest(held), truth);
+    } finally {
+      ivf.dispose();
+    }
+  };
+  const heldRecall = await recallAt(nprobe);
+  assert.ok(heldRecall >= CALIBRATION_TARGET - 0.01, `held-out recall@1 ${heldRecall} at nprobe ${nprobe} (calibration ${recall})`);
+  // and the rung below misses it (the calibration picked the smallest that does not)
+  const below = nprobeLadder(cells)[nprobeLadder(cells).indexOf(nprobe) - 1]!;
+  assert.ok(await recallAt(below) < CALIBRATION_TARGET + 0.01, `nprobe ${below} already reaches the target on held-out vectors`);
+
+  // search defaults to the codebook's nprobe; --nprobe wins
+  const heldFile = path.join(dir, 'held.npy');
+  await writeNpy(heldFile, { shape: [held.rows, d], dtype: 'float32', data: held.data });
+  const search = (extra: string[]) => cliJson(['search', '--codebook', out, '--queries', heldFile, '--out', path.join(dir, 'held-ids.npy'), ...extra]);
+  assert.equal((await search([])).nprobe, nprobe);
+  assert.equal((await search(['--nprobe', '1'])).nprobe, 1);
+
+  // calibrate on other vectors, to another target: the codebook (its tensors untouched) records the new value
+  const lower = await cliJson(['calibrate', '--codebook', out, '--queries', heldFile, '--target', '0.5', '--sample', '1000']);
+  assert.equal(lower.queries, 1000);
+  assert.ok(lower.recall >= 0.5 && lower.nprobe < nprobe, JSON.stringify(lower));
+  assert.equal(lower.curve.at(-1).nprobe, lower.nprobe);
+  assert.equal(lower.fingerprint, cb.fingerprint);
+  const recalibrated = await readCodebook(out);
+  assert.equal(recalibrated.meta.nprobe, lower.nprobe);
+  assert.deepEqual(recalibrated.coarse!.assign, cb.coarse!.assign);
+  assert.equal((await search([])).nprobe, lower.nprobe);
+  assert.ok((await readNpy(path.join(dir, 'held-ids.npy'))).shape[0] === held.rows);
+
+  // a flat codebook has nothing to calibrate; a bad target is refused
+  const flat = path.join(dir, 'calibrate-flat.safetensors');
+  await cliJson(['build', '--embeddings', embeddings, '--k', '16', '--iters', '2', '--method', 'flat', '--out', flat]);
+  assert.equal((await cliJson(['build', '--embeddings', embeddings, '--k', '16', '--iters', '2', '--method', 'flat', '--out', flat])).calibration, null);
+  await assertUserError(['calibrate', '--codebook', flat, '--queries', heldFile], /has no coarse level, so its search is exact/);
+  await assertUserError(['calibrate', '--codebook', out, '--queries', heldFile, '--target', '1.5'], /the target recall must be in \(0, 1\]; got 1.5/);
 });
 
 test('two-level options: clear one-line errors, and --help states the auto rule', async () => {
