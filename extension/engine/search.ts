@@ -58,7 +58,6 @@ export async function openSearch(cb: Codebook, backend: ComputeBackend, options:
   const search = options.search ?? DEFAULTS.search;
   checkSearchChoice(search);
   checkNprobe(options.nprobe ?? 0);
-  const nprobe = defaultNprobe(cb.meta, options.nprobe);
   if (search === 'exact' || !cb.coarse) {
     const handle = await backend.loadCodebook(cb.frozen);
     return {
@@ -68,7 +67,7 @@ export async function openSearch(cb: Codebook, backend: ComputeBackend, options:
     };
   }
   const index = await backend.loadIvf(cb.frozen, cb.coarse);
-  const cells = Math.min(nprobe, index.cells);
+  const cells = Math.min(defaultNprobe(cb.meta, options.nprobe), index.cells);
   return {
     info: { method: 'ivf', nprobe: cells },
     nearest: (queries, control) => backend.nearestIvf(index, queries, { nprobe: cells, signal: control?.signal }),

@@ -16,7 +16,7 @@ export const calibrate: Command = {
     },
     notes: [
       'The nprobe recorded is the smallest of 1, 2, 4, 8, 12, 16, 24, 32, 48, 64, ... (up to every cell) whose recall@1',
-      'against exact search reaches the target. A two-level build already does this on a sample of its training vectors.',
+      'against exact search reaches the target. A two-level build already does this on vectors it held out of training.',
       '--json prints {out, nprobe, recall, queries, curve: [{nprobe, recall}], fingerprint, device}.',
     ],
   },
