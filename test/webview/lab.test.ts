@@ -131,6 +131,22 @@ test('cells carry kind and status hooks; actions post requests naming the cell',
     assert.match((await p.page.locator('.lab-cell[data-id="c0"] .error').textContent())!, /outside the codebook/);
     assert.equal(await p.page.locator('.lab-cell[data-id="c3"] canvas.token-preview').getAttribute('width'), '21'); // chelsea's 14 x 21 grid
 
+    // progress ticks of the running cell (the host sends the whole list each time) redraw its
+    // bar only: every button stays the same element, so a click cannot straddle a rebuild
+    await p.page.evaluate(() => ((window as unknown as { before: Element[] }).before = [...document.querySelectorAll('[data-action]')]));
+    for (let done = 8; done <= 11; done++) {
+      const tick = list.map((c) => (c.id === 'c4' ? { ...c, progress: { done, total: 12, message: `image ${done} of 12` } } : c));
+      await p.post({ kind: 'notify', type: 'cells', params: { cells: tick } });
+    }
+    await p.page.locator('.lab-cell[data-id="c4"] .progress', { hasText: 'image 11 of 12' }).waitFor();
+    assert.equal(await p.page.locator('[data-action]').count(), 1 + 3 * 5, 'Cancel and three buttons on each of five finished cells');
+    assert.ok(await p.page.evaluate(() => {
+      const before = (window as unknown as { before: Element[] }).before;
+      const now = [...document.querySelectorAll('[data-action]')];
+      return now.length === before.length && now.every((b, i) => b === before[i]);
+    }), 'the cells\' buttons are the elements they were before the ticks');
+    assert.deepEqual(await p.page.locator('.lab-cell').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.id)), list.map((c) => c.id));
+
     // the host pushes a new list: the running cell finished
     const next = list.map((c) => (c.id === 'c4' ? { ...c, status: 'done' as const, progress: undefined } : c));
     await p.post({ kind: 'notify', type: 'cells', params: { cells: next } });

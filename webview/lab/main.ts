@@ -80,6 +80,13 @@ function tokenPreview(p: NonNullable<LabCell['tokenPreview']>): HTMLCanvasElemen
   return c;
 }
 
+function progressView(cell: LabCell): HTMLElement | null {
+  if (cell.status !== 'running' || !cell.progress) return null;
+  return h('div', { class: 'progress' },
+    h('vscode-progress-bar', { value: cell.progress.done, max: Math.max(1, cell.progress.total), indeterminate: cell.progress.total === 0 }),
+    h('span', { class: 'muted' }, cell.progress.message ?? `${cell.progress.done} / ${cell.progress.total}`));
+}
+
 function cellView(cell: LabCell): HTMLElement {
   const time = new Date(cell.startedAt).toLocaleTimeString();
   const actions = h('span', { class: 'actions' },
@@ -87,11 +94,7 @@ function cellView(cell: LabCell): HTMLElement {
       ? [action('cancel', 'Cancel', 'debug-stop', cell.id)]
       : [action('rerun', 'Run again', 'refresh', cell.id), action('open', 'Open in a panel', 'go-to-file', cell.id), action('remove', 'Remove', 'trash', cell.id)]),
   );
-  const progress = cell.status === 'running' && cell.progress
-    ? h('div', { class: 'progress' },
-        h('vscode-progress-bar', { value: cell.progress.done, max: Math.max(1, cell.progress.total), indeterminate: cell.progress.total === 0 }),
-        h('span', { class: 'muted' }, cell.progress.message ?? `${cell.progress.done} / ${cell.progress.total}`))
-    : '';
+  const progress = progressView(cell) ?? '';
   const outputs = h('div', { class: 'outputs' },
     ...(cell.thumbnails ?? []).map((src) => h('img', { class: 'thumb', src, alt: 'output' })),
     cell.tokenPreview ? tokenPreview(cell.tokenPreview) : '',
@@ -115,12 +118,42 @@ function cellView(cell: LabCell): HTMLElement {
   );
 }
 
+/**
+ * Each shown cell's element and what it shows apart from its progress. The host sends the whole
+ * list on every progress tick of a running job; rebuilding every cell each time replaced the
+ * buttons under the pointer, and a click that straddled a rebuild was lost. So a cell keeps its
+ * element while it is unchanged, a tick replaces only its progress bar, and only cells that
+ * changed are drawn again.
+ */
+const shown = new Map<string, { state: string; element: HTMLElement }>();
+
 function render(cells: LabCell[]): void {
-  list.replaceChildren(
-    ...(cells.length
-      ? cells.map(cellView)
-      : [h('p', { class: 'empty muted' }, 'No runs yet. Start one above, or from the command palette (UniCode²: …).')]),
-  );
+  if (!cells.length) {
+    shown.clear();
+    list.replaceChildren(h('p', { class: 'empty muted' }, 'No runs yet. Start one above, or from the command palette (UniCode²: …).'));
+    return;
+  }
+  const elements = cells.map((cell) => {
+    const state = JSON.stringify({ ...cell, progress: undefined });
+    const before = shown.get(cell.id);
+    const oldBar = before?.element.querySelector(':scope > .progress');
+    const newBar = progressView(cell);
+    if (before && before.state === state && !oldBar === !newBar) {
+      if (oldBar && newBar) oldBar.replaceWith(newBar);
+      return before.element;
+    }
+    const element = cellView(cell);
+    shown.set(cell.id, { state, element });
+    return element;
+  });
+  const ids = new Set(cells.map((c) => c.id));
+  for (const id of shown.keys()) if (!ids.has(id)) shown.delete(id);
+  // leave every element that stays in place where it is: remove the rest, then insert what is new
+  const wanted = new Set<Element>(elements);
+  for (const child of [...list.children]) if (!wanted.has(child)) child.remove();
+  elements.forEach((element, i) => {
+    if (list.children[i] !== element) list.insertBefore(element, list.children[i] ?? null);
+  });
 }
 
 host
