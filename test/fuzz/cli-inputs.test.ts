@@ -364,16 +364,21 @@ test('outputs: a folder in the way, a file as parent folder, and the file-size l
 
 test('outputs: permission denied (run as nobody) is a one-line error naming the path', async (t) => {
   if (process.getuid?.() !== 0) return t.skip('needs root to run the CLI as the user nobody');
+  // nobody runs the CLI from this checkout: say so plainly when a folder above it is closed
+  // (a clone under `mktemp -d`, mode 700), rather than fail on the CLI's missing modules
+  const asNobody = ['--reuid=65534', '--regid=65534', '--clear-groups', '--'];
+  const readable = spawnSync('setpriv', [...asNobody, 'test', '-r', path.join(ROOT, 'dist', 'cli.js')]);
+  assert.equal(readable.status, 0, `the user nobody cannot read ${ROOT}/dist/cli.js: this test needs a checkout that every user can read (a folder above it is closed to others)`);
   const closed = await folder('closed');
   await fs.chmod(closed, 0o755); // root's: nobody may read but not write
   const r = await runCli(['tokenize', '--codebook', codebook, PHOTO, '--out', path.join(closed, 'tokens.json'), '--quiet'], {
-    wrap: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'],
+    wrap: ['setpriv', ...asNobody],
     cwd: '/',
   });
   assertRefused(r, /closed\/tokens\.json: cannot write: permission denied; check its permissions or choose another location$/, 'tokenize as nobody');
   const secret = await file('secret.safetensors', await fs.readFile(codebook));
   await fs.chmod(secret, 0o600);
-  const s = await runCli(['tokenize', '--codebook', secret, PHOTO, '--quiet'], { wrap: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'], cwd: '/' });
+  const s = await runCli(['tokenize', '--codebook', secret, PHOTO, '--quiet'], { wrap: ['setpriv', ...asNobody], cwd: '/' });
   assertRefused(s, /secret\.safetensors: cannot read a safetensors file: permission denied/, 'read as nobody');
 });
 
