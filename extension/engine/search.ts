@@ -13,7 +13,7 @@ import type { CoarseData, CodebookData, ComputeBackend, Matrix, NearestResult, R
 import type { Codebook, CodebookMeta } from './codebook';
 import { DEFAULTS, FALLBACK_NPROBE } from './defaults';
 import { UserError } from '../../common/errors';
-import { sampleIndices, seededRandom, takeRows } from './sampling';
+import { sampleIndices, sampleRows, seededRandom, takeRows } from './sampling';
 import { rowsF32 } from '../../native-gpu/tables';
 
 /** 'auto': IVF when the codebook has a coarse level, else exact; 'exact': always exact. */
@@ -122,10 +122,15 @@ export async function measureRecall(cb: Codebook, backend: ComputeBackend, queri
                                     control?: RunControl): Promise<{ recall: number; sampled: number }> {
   if (!Number.isInteger(sample) || sample < 1) throw new UserError(`the recall sample must be a whole number of at least 1; got ${sample}`);
   const picked = sampleIndices(queries.rows, Math.min(sample, queries.rows), seededRandom(DEFAULTS.seed));
+  const truth = await exactNearest(cb, backend, takeRows(queries, picked), control);
+  return { recall: shareFound(queries, cb.frozen, answer, truth, picked), sampled: picked.length };
+}
+
+/** Exact search's answers for `queries` (the ground truth of recall), its search closed after. */
+async function exactNearest(cb: Codebook, backend: ComputeBackend, queries: Matrix, control?: RunControl): Promise<NearestResult> {
   const exact = await openSearch(cb, backend, { search: 'exact' });
   try {
-    const truth = await exact.nearest(takeRows(queries, picked), control);
-    return { recall: shareFound(queries, cb.frozen, answer, truth, picked), sampled: picked.length };
+    return await exact.nearest(queries, control);
   } finally {
     exact.dispose();
   }
@@ -202,13 +207,6 @@ export async function calibrateCodebook(cb: Codebook, backend: ComputeBackend, q
   if (queries.cols !== cb.frozen.cols) throw new UserError(`the queries have d=${queries.cols} but the codebook has d=${cb.frozen.cols}`);
   const sample = control.sample ?? CALIBRATION_SAMPLE;
   if (!Number.isInteger(sample) || sample < 1) throw new UserError(`the calibration sample must be a whole number of at least 1; got ${sample}`);
-  const picked = queries.rows > sample ? takeRows(queries, sampleIndices(queries.rows, sample, seededRandom(DEFAULTS.seed))) : queries;
-  const exact = await openSearch(cb, backend, { search: 'exact' });
-  let truth: NearestResult;
-  try {
-    truth = await exact.nearest(picked, control);
-  } finally {
-    exact.dispose();
-  }
-  return calibrateNprobe(cb.frozen, cb.coarse, backend, picked, truth, control);
+  const picked = queries.rows > sample ? sampleRows(queries, sample, DEFAULTS.seed) : queries;
+  return calibrateNprobe(cb.frozen, cb.coarse, backend, picked, await exactNearest(cb, backend, picked, control), control);
 }
