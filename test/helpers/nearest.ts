@@ -1,8 +1,9 @@
 // Brute-force references for the search tests (unit and gpu tiers), and coarse levels for the IVF
 // tests made without the code under test: `cells` seeded random codes as the centroids and every
 // code assigned to its nearest one by brute force.
-import type { CodebookData, Matrix } from '../../native-gpu/backend.js';
+import type { CodebookData, ComputeBackend, Matrix } from '../../native-gpu/backend.js';
 import { inMemory, type Codebook } from '../../extension/engine/codebook.js';
+import { openSearch, shareFound } from '../../extension/engine/search.js';
 import { sampleIndices, seededRandom, takeRows } from '../../extension/engine/sampling.js';
 
 export function squaredDistance(a: Float32Array, ai: number, b: Float32Array, bi: number, d: number): number {
@@ -56,5 +57,21 @@ export function memoryCodebook(frozen: CodebookData, coarse?: Codebook['coarse']
       lambda: 0, iterations: 0, seed: 0, corpusFingerprint: 'test', atlas: 'none', createdAt: new Date(0).toISOString(),
     },
     fingerprint: 'test',
+  };
+}
+
+/** recall@1 of `cb`'s IVF search of `queries` at a given nprobe, against its exact search (run
+ *  once, here): the share of queries whose nearest code it found (shareFound). */
+export async function ivfRecallOf(cb: Codebook, backend: ComputeBackend, queries: Matrix): Promise<(nprobe: number) => Promise<number>> {
+  const exact = await openSearch(cb, backend, { search: 'exact' });
+  const truth = await exact.nearest(queries);
+  exact.dispose();
+  return async (nprobe) => {
+    const ivf = await openSearch(cb, backend, { nprobe });
+    try {
+      return shareFound(queries, cb.frozen, await ivf.nearest(queries), truth);
+    } finally {
+      ivf.dispose();
+    }
   };
 }

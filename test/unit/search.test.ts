@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import type { Codebook } from '../../extension/engine/codebook.js';
-import { calibrateCodebook, foundNearest, measureRecall, nprobeLadder, openSearch, shareFound, tieTolerance } from '../../extension/engine/search.js';
+import { calibrateCodebook, foundNearest, measureRecall, nprobeLadder, openSearch, tieTolerance } from '../../extension/engine/search.js';
 import { FALLBACK_NPROBE } from '../../extension/engine/defaults.js';
 import { UserError } from '../../common/errors.js';
 import { seededRandom } from '../../extension/engine/sampling.js';
-import { coarseLevel, memoryCodebook, sortedByCell } from '../helpers/nearest.js';
+import { coarseLevel, ivfRecallOf, memoryCodebook, sortedByCell } from '../helpers/nearest.js';
 
 const backendPromise = createCpuBackend();
 after(async () => (await backendPromise).dispose());
@@ -102,17 +102,7 @@ test('calibrateCodebook: the smallest rung whose recall@1 reaches the target, ev
   const grouped = sortedByCell(codes, coarseLevel(codes, 16, 8));
   const cb = memoryCodebook(grouped.codes, grouped.coarse);
   const queries = uniform(3000, 8, 9);
-  const exact = await openSearch(cb, backend, { search: 'exact' });
-  const truth = await exact.nearest(queries);
-  exact.dispose();
-  const recallAt = async (nprobe: number) => {
-    const s = await openSearch(cb, backend, { nprobe });
-    try {
-      return shareFound(queries, cb.frozen, await s.nearest(queries), truth);
-    } finally {
-      s.dispose();
-    }
-  };
+  const recallAt = await ivfRecallOf(cb, backend, queries);
   for (const target of [0.5, 0.95, 1]) {
     const c = await calibrateCodebook(cb, backend, queries, { target });
     assert.equal(c.queries, 3000);

@@ -19,7 +19,7 @@ import { listImages } from '../../extension/engine/image';
 import { seededRandom } from '../../extension/engine/sampling';
 import { decodeTokens } from '../../extension/engine/atlas';
 import { tokenizeImages } from '../../extension/engine/tokenize';
-import { CALIBRATION_TARGET, nprobeLadder, openSearch, shareFound } from '../../extension/engine/search';
+import { CALIBRATION_TARGET, nprobeLadder } from '../../extension/engine/search';
 import { readNpy } from '../../extension/engine/formats/npy';
 import { proportionalShares } from '../../extension/engine/twolevel';
 import { describeProgress, PhaseClock } from '../../extension/engine/eta';
@@ -28,6 +28,7 @@ import { isHalf } from '../../native-gpu/tables';
 import { UserError } from '../../common/errors';
 import { EmbeddingMixture } from '../../bench/embedding-data';
 import { cliRunner, type Run } from '../helpers/cli';
+import { ivfRecallOf } from '../helpers/nearest';
 
 const ROOT = path.join(__dirname, '../..');
 const IMAGES = path.join(ROOT, 'test/fixtures/images');
@@ -323,17 +324,7 @@ test('a two-level build calibrates its IVF nprobe: recorded, reaching the target
   // the target there too, to within the two samples' standard errors (0.0034 each at 4,096).
   const mixture = new EmbeddingMixture({ d, components: 300, seed: 7 });
   const held = { rows: 4096, cols: d, data: mixture.rows(1_000_000, 4096) };
-  const exact = await openSearch(cb, backend, { search: 'exact' });
-  const truth = await exact.nearest(held);
-  exact.dispose();
-  const recallAt = async (p: number) => {
-    const ivf = await openSearch(cb, backend, { nprobe: p });
-    try {
-      return shareFound(held, cb.frozen, await ivf.nearest(held), truth);
-    } finally {
-      ivf.dispose();
-    }
-  };
+  const recallAt = await ivfRecallOf(cb, backend, held);
   const heldRecall = await recallAt(nprobe);
   assert.ok(heldRecall >= CALIBRATION_TARGET - 0.01, `held-out recall@1 ${heldRecall} at nprobe ${nprobe} (calibration ${recall})`);
   // and the rung below misses it (the calibration picked the smallest that does not)
