@@ -4,9 +4,9 @@
 // The IVF and tokenize benches and the IVF tests use it to get codebooks with a coarse level.
 import type { ComputeBackend, Matrix } from '../native-gpu/backend.js';
 import { rowsF32 } from '../native-gpu/tables.js';
-import { inMemory, type Codebook } from '../extension/engine/codebook.js';
-import { kmeans } from '../extension/engine/kmeans.js';
-import { takeRows } from '../extension/engine/sampling.js';
+import { inMemory, type Codebook } from '../extension/engine/codebook/codebook.js';
+import { kmeans } from '../extension/engine/build/kmeans.js';
+import { takeRows } from '../extension/engine/core/sampling.js';
 
 export interface GroupedCodes {
   /** the codes, grouped by cell */

@@ -11,7 +11,7 @@ import type { Matrix } from '../native-gpu/backend.js';
 import { createCpuBackend } from '../native-gpu/cpu/index.js';
 import { CHUNK_ROWS, CpuCodebook, PREFILTER_AFTER_ROWS, createSearchSession, searchNearest } from '../native-gpu/cpu/nearest.js';
 import { PREFILTER_CHUNK_ROWS, PREFILTER_SESSION_ROWS } from '../native-gpu/cpu/prefilter.js';
-import { updateCentroids } from '../extension/engine/kmeans.js';
+import { updateCentroids } from '../extension/engine/build/kmeans.js';
 import {
   agreement, benchCases, benchDir, caseName, comparisonTable, dataFile, faissIds, flops, quickMode,
   readFaiss, readMatrix, readRows, timeRuns, updateSection, type BenchCase, type CaseTimes, type Row,

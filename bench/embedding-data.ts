@@ -10,7 +10,7 @@
 //
 // Points are generated in fixed-size chunks, each from its own seed (seed, chunk index), so any
 // prefix of the stream is reproducible and a chunk can be produced without the ones before it.
-import { seededRandom } from '../extension/engine/sampling.js';
+import { seededRandom } from '../extension/engine/core/sampling.js';
 
 export interface MixtureSpec {
   d: number;

@@ -10,7 +10,7 @@ codes, adds them, then for each nprobe in NPROBES (comma-separated, ascending) s
 once for recall@1, stopping at the first nprobe whose recall reaches the target (env TARGET_RECALL,
 default 0.95), which it then times (median of RUNS runs, default 3).
 
-recall@1 uses the same rule as extension/engine/search.ts foundNearest: a query is found when its
+recall@1 uses the same rule as extension/engine/search/search.ts foundNearest: a query is found when its
 id is the exact one, or its distance is within 4 x 2^-24 x sqrt(d) x (|q|^2 + |c|^2) of the exact
 distance (a tie to f32 rounding).
 """

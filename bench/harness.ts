@@ -4,8 +4,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { HalfMatrix, Matrix } from '../native-gpu/backend.js';
-import { encodeNpyHeader, readNpy, readNpyHeader } from '../extension/engine/formats/npy.js';
-import { writeFileAtomic } from '../extension/engine/atomic-write.js';
+import { encodeNpyHeader, readNpy, readNpyHeader } from '../extension/engine/io/formats/npy.js';
+import { writeFileAtomic } from '../extension/engine/io/atomic-write.js';
 import { f32ToF16 } from '../common/half.js';
 import { EmbeddingMixture, CHUNK_ROWS as MIXTURE_CHUNK } from './embedding-data.js';
 

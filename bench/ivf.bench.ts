@@ -12,7 +12,7 @@
 //   2. FAISS (bench/faiss_ivf.py): IndexIVFFlat with nlist = K1 trained on the same codes, searched
 //      at increasing nprobe until it reaches the recall ours reached; that nprobe is timed.
 // recall@1 counts a query found when it got exact search's code or one as near to f32 rounding
-// (engine/search.ts foundNearest; the mixture has almost no such ties).
+// (engine/search/search.ts foundNearest; the mixture has almost no such ties).
 // Prints a table and rewrites the "ivf" section of BENCHMARKS.md.
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
@@ -21,9 +21,9 @@ import * as path from 'node:path';
 import type { Matrix } from '../native-gpu/backend.js';
 import { createCpuBackend } from '../native-gpu/cpu/index.js';
 import { CpuCodebook, createSearchSession, searchNearest } from '../native-gpu/cpu/nearest.js';
-import { writeNpy } from '../extension/engine/formats/npy.js';
-import { shareFound } from '../extension/engine/search.js';
-import { FALLBACK_NPROBE } from '../extension/engine/defaults.js';
+import { writeNpy } from '../extension/engine/io/formats/npy.js';
+import { shareFound } from '../extension/engine/search/search.js';
+import { FALLBACK_NPROBE } from '../extension/engine/core/defaults.js';
 import { EmbeddingMixture } from './embedding-data.js';
 import { coarseLevelOf } from './coarse-level.js';
 import { benchDir, faissProcess, quickMode, timeRuns, updateSection, type RunTimes } from './harness.js';

@@ -14,10 +14,10 @@ import { createCpuBackend } from '../native-gpu/cpu/index.js';
 import { GraphBuilder } from '../native-gpu/cpu/onnx-graph.js';
 import { rowsF32 } from '../native-gpu/tables.js';
 import { f32ToF16 } from '../common/half.js';
-import { writeSafetensors, type Tensor } from '../extension/engine/formats/safetensors.js';
-import { writeNpy } from '../extension/engine/formats/npy.js';
-import { listImages } from '../extension/engine/image.js';
-import { sampleIndices, seededRandom, takeRows } from '../extension/engine/sampling.js';
+import { writeSafetensors, type Tensor } from '../extension/engine/io/formats/safetensors.js';
+import { writeNpy } from '../extension/engine/io/formats/npy.js';
+import { listImages } from '../extension/engine/embed/image.js';
+import { sampleIndices, seededRandom, takeRows } from '../extension/engine/core/sampling.js';
 import { benchDir, quickMode, updateSection } from './harness.js';
 
 const ROOT = path.join(__dirname, '..');

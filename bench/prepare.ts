@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../extension/engine/atomic-write.js';
+import { writeFileAtomic } from '../extension/engine/io/atomic-write.js';
 import { benchCases, benchDir, quickMode, updateSection, writeBenchData } from './harness.js';
 import { int8CodeLevels } from '../native-gpu/cpu/prefilter.js';
 

@@ -12,13 +12,13 @@ import type { ComputeBackend, Matrix } from '../native-gpu/backend.js';
 import { createCpuBackend } from '../native-gpu/cpu/index.js';
 import { openBackend } from '../native-gpu/index.js';
 import { probeHardwareAdapterQuietly } from '../native-gpu/webgpu/device.js';
-import { openEncoder, type Encoder } from '../extension/engine/encoders/index.js';
-import { listImages } from '../extension/engine/image.js';
-import { tokenizeImages } from '../extension/engine/tokenize.js';
-import { inMemory, type Codebook } from '../extension/engine/codebook.js';
-import { seededRandom } from '../extension/engine/sampling.js';
-import { calibrateCodebook, openSearch, shareFound, type SearchOptions } from '../extension/engine/search.js';
-import { FALLBACK_NPROBE } from '../extension/engine/defaults.js';
+import { openEncoder, type Encoder } from '../extension/engine/embed/encoders/index.js';
+import { listImages } from '../extension/engine/embed/image.js';
+import { tokenizeImages } from '../extension/engine/search/tokenize.js';
+import { inMemory, type Codebook } from '../extension/engine/codebook/codebook.js';
+import { seededRandom } from '../extension/engine/core/sampling.js';
+import { calibrateCodebook, openSearch, shareFound, type SearchOptions } from '../extension/engine/search/search.js';
+import { FALLBACK_NPROBE } from '../extension/engine/core/defaults.js';
 import { coarseLevelOf } from './coarse-level.js';
 import { quickMode, updateSection } from './harness.js';
 
@@ -63,7 +63,7 @@ async function withCoarse(cb: Codebook, backend: ComputeBackend): Promise<Codebo
   return { ...cb, frozen: codes, trainable: inMemory(codes), coarse, fingerprint: `${cb.fingerprint}-ivf` };
 }
 
-/** recall@1 of a search over `queries` against exact search (engine/search.ts shareFound). */
+/** recall@1 of a search over `queries` against exact search (engine/search/search.ts shareFound). */
 async function recallOf(cb: Codebook, backend: ComputeBackend, queries: Matrix, options: SearchOptions): Promise<number> {
   const [ivf, exact] = [await openSearch(cb, backend, options), await openSearch(cb, backend, { search: 'exact' })];
   try {
@@ -122,7 +122,7 @@ async function main(): Promise<void> {
       }
       // IVF: the first nprobe whose recall@1 on every patch of the source photos reaches TARGET,
       // the fallback nprobe (a codebook without a calibrated one), and the default a user gets: the
-      // codebook's calibrated nprobe (engine/search.ts calibrateCodebook on the same patches)
+      // codebook's calibrated nprobe (engine/search/search.ts calibrateCodebook on the same patches)
       const uncalibrated = await withCoarse(cb, cpu);
       const calibration = await calibrateCodebook(uncalibrated, cpu, patches);
       const ivf = { ...uncalibrated, meta: { ...uncalibrated.meta, nprobe: calibration.nprobe } };

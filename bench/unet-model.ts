@@ -8,7 +8,7 @@
 //   up: nearest x2, concat the skip, conv 3x3 3C->C, SiLU; conv_out 3x3 C->4
 // Used by the generation benchmark (denoiser steps/s) and the gpu tests (WebGPU EP vs CPU EP).
 import { GraphBuilder } from '../native-gpu/cpu/onnx-graph.js';
-import { seededRandom } from '../extension/engine/sampling.js';
+import { seededRandom } from '../extension/engine/core/sampling.js';
 
 export interface UnetOptions {
   /** feature channels of the first level (default 64) */

@@ -3,21 +3,21 @@
 // progress and errors. Exit 0 on success, 2 on bad input (one line: `unicode2: <message>`),
 // 130 when interrupted (Ctrl-C aborts the run; atomic writes leave no partial file), 1 on a bug
 // (message only; the stack with UNICODE2_DEBUG=1). Each command lives in cli/commands/.
-import { commandHelp, parseArgs, wantsHelp } from './cli/args';
-import { ProgressReporter } from './cli/progress';
-import type { Command, CommandGroup } from './cli/command';
-import { DEFAULTS, openBackend, CancelledError, UserError, type ComputeBackend, type DeviceChoice } from './engine/index';
-import { embed } from './cli/commands/embed';
-import { build } from './cli/commands/build';
-import { tokenize } from './cli/commands/tokenize';
-import { search } from './cli/commands/search';
-import { decode } from './cli/commands/decode';
-import { refine } from './cli/commands/refine';
-import { calibrate } from './cli/commands/calibrate';
-import { stats } from './cli/commands/stats';
-import { demo } from './cli/commands/demo';
-import { prior } from './cli/commands/prior';
-import { generate } from './cli/commands/generate';
+import { commandHelp, parseArgs, wantsHelp } from './cli/args.js';
+import { ProgressReporter } from './cli/progress.js';
+import type { Command, CommandGroup } from './cli/command.js';
+import { DEFAULTS, openBackend, CancelledError, UserError, type ComputeBackend, type DeviceChoice } from './engine/index.js';
+import { embed } from './cli/commands/embed.js';
+import { build } from './cli/commands/build.js';
+import { tokenize } from './cli/commands/tokenize.js';
+import { search } from './cli/commands/search.js';
+import { decode } from './cli/commands/decode.js';
+import { refine } from './cli/commands/refine.js';
+import { calibrate } from './cli/commands/calibrate.js';
+import { stats } from './cli/commands/stats.js';
+import { demo } from './cli/commands/demo.js';
+import { prior } from './cli/commands/prior.js';
+import { generate } from './cli/commands/generate.js';
 
 const COMMANDS: Record<string, Command | CommandGroup> = { embed, build, tokenize, search, calibrate, decode, refine, stats, prior, generate, demo };
 

@@ -3,11 +3,11 @@
 import * as vscode from 'vscode';
 import { Studio } from './state/studio.js';
 import { registerCommands } from './commands/index.js';
-import { codebookEditor, CODEBOOK_VIEW_TYPE } from './panels/codebookPanel.js';
-import { tokenSetEditor, TOKEN_SET_VIEW_TYPE } from './panels/tokenSetEditor.js';
-import { TokenGridPanel, TOKEN_GRID_VIEW_TYPE } from './panels/tokenGridPanel.js';
-import { GenerationPanel, GENERATION_VIEW_TYPE } from './panels/generationPanel.js';
-import { LabViewProvider, LAB_VIEW_ID } from './panels/labView.js';
+import { codebookEditor, CODEBOOK_VIEW_TYPE } from './panels/codebook-panel.js';
+import { tokenSetEditor, TOKEN_SET_VIEW_TYPE } from './panels/token-set-editor.js';
+import { TokenGridPanel, TOKEN_GRID_VIEW_TYPE } from './panels/token-grid-panel.js';
+import { GenerationPanel, GENERATION_VIEW_TYPE } from './panels/generation-panel.js';
+import { LabViewProvider, LAB_VIEW_ID } from './panels/lab-view.js';
 
 let studio: Studio | null = null;
 

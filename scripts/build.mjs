@@ -9,8 +9,8 @@ const nativeExternals = ['vscode', 'onnxruntime-node', 'sharp', 'webgpu'];
 const hostBuilds = [
   { entryPoints: ['extension/extension.ts'], outfile: 'dist/extension.js' },
   { entryPoints: ['extension/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
-  // the encode pool's worker thread (engine/encode-pool.ts starts it from beside the bundle)
-  { entryPoints: ['extension/engine/encode-worker.ts'], outfile: 'dist/encode-worker.js' },
+  // the encode pool's worker thread (engine/embed/encode-pool.ts starts it from beside the bundle)
+  { entryPoints: ['extension/engine/embed/encode-worker.ts'], outfile: 'dist/encode-worker.js' },
 ].filter((b) => existsSync(b.entryPoints[0]));
 
 // Each webview/<panel>/main.ts becomes dist/webview/<panel>.js (browser, IIFE).

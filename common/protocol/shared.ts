@@ -11,7 +11,7 @@
 //   reply    {kind: 'reply', id, result} | {kind: 'reply', id, error}   host -> webview
 //   notify   {kind: 'notify', type, params}          host -> webview
 import * as v from 'valibot';
-import { UserError } from '../errors';
+import { UserError } from '../errors.js';
 
 /** Any synchronous valibot schema. */
 export type Schema = v.GenericSchema;

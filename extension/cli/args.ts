@@ -1,7 +1,7 @@
 // A small, strict argument parser for the `unicode2` commands: each command declares its options,
 // and anything not declared, missing or malformed is a UserError (exit 2) naming the option.
 // Hand-written so the CLI carries no dependency; accepts `--name value` and `--name=value`.
-import { UserError } from '../../common/errors';
+import { UserError } from '../../common/errors.js';
 
 export type OptionKind = 'string' | 'number' | 'int' | 'flag';
 

@@ -1,8 +1,8 @@
 // What every `unicode2` command shares: the Command shape, the options several commands take,
 // and small helpers for reading options and reporting.
-import type { CommandSpec, OptionSpec, ParsedArgs } from './args';
-import type { ProgressReporter } from './progress';
-import { DEFAULTS, FALLBACK_NPROBE, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index';
+import type { CommandSpec, OptionSpec, ParsedArgs } from './args.js';
+import type { ProgressReporter } from './progress.js';
+import { DEFAULTS, FALLBACK_NPROBE, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index.js';
 
 export const DEVICE: OptionSpec = {
   kind: 'string',

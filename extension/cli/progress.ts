@@ -1,7 +1,7 @@
 // Progress on stderr, never stdout (stdout carries the one result document). On a terminal it
 // is a single line rewritten in place; piped to a file or CI log it is plain lines, one when a
 // phase starts or ends and at most one a second in between, so logs stay readable.
-import { describeProgress, type ProgressEvent } from '../engine/index';
+import { describeProgress, type ProgressEvent } from '../engine/index.js';
 
 const PIPED_INTERVAL_MS = 1000;
 const TTY_INTERVAL_MS = 100;

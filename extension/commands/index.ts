@@ -2,10 +2,10 @@
 import * as vscode from 'vscode';
 import type { Studio } from '../state/studio.js';
 import { Operations } from './operations.js';
-import type { LabActions } from '../panels/labView.js';
-import { showCodebook } from '../panels/codebookPanel.js';
-import { TokenGridPanel } from '../panels/tokenGridPanel.js';
-import { GenerationPanel } from '../panels/generationPanel.js';
+import type { LabActions } from '../panels/lab-view.js';
+import { showCodebook } from '../panels/codebook-panel.js';
+import { TokenGridPanel } from '../panels/token-grid-panel.js';
+import { GenerationPanel } from '../panels/generation-panel.js';
 import { readTokenGrids } from '../engine/index.js';
 
 /** A command's optional Uri argument (Explorer context menu, or a caller passing one) as a path. */

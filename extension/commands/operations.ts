@@ -16,9 +16,9 @@ import type { Studio } from '../state/studio.js';
 import { errorText, showError } from '../state/errors.js';
 import { defaultCodebookPath, readSettings, workspaceDataDir } from '../state/config.js';
 import { resample, thumbnailUri } from '../panels/images.js';
-import { showCodebook } from '../panels/codebookPanel.js';
-import { TokenGridPanel } from '../panels/tokenGridPanel.js';
-import { GenerationPanel } from '../panels/generationPanel.js';
+import { showCodebook } from '../panels/codebook-panel.js';
+import { TokenGridPanel } from '../panels/token-grid-panel.js';
+import { GenerationPanel } from '../panels/generation-panel.js';
 
 const FILTERS: Record<'image' | 'tokens' | 'codebook', Record<string, string[]>> = {
   image: { Images: [...IMAGE_EXTENSIONS] },

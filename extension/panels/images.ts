@@ -13,7 +13,7 @@ export async function pngDataUri(img: RgbImage): Promise<string> {
   return dataUri(await encodePng(img));
 }
 
-/** A thumbnail (engine/image.ts thumbnailPng: shrunk while decoded, never zero-sized) as a URI,
+/** A thumbnail (engine/embed/image.ts thumbnailPng: shrunk while decoded, never zero-sized) as a URI,
  *  with its size. */
 export async function thumbnailUri(source: string | RgbImage): Promise<{ uri: string; width: number; height: number }> {
   const { png, width, height } = await thumbnailPng(source);

@@ -9,7 +9,7 @@ import { CancelledError } from '../../common/errors.js';
 import { describeProgress, withOutputLock, type ProgressEvent } from '../engine/index.js';
 import { errorText, showError } from './errors.js';
 import type { LabCell, LabKind } from '../../common/protocol/lab.js';
-import type { LabStore } from './labStore.js';
+import type { LabStore } from './lab-store.js';
 import type { BackendManager } from './backend.js';
 
 export interface JobSpec {

@@ -10,7 +10,7 @@ import {
 import { BackendManager } from './backend.js';
 import { Jobs } from './jobs.js';
 import { configuredCodebook, readSettings } from './config.js';
-import { LabStore } from './labStore.js';
+import { LabStore } from './lab-store.js';
 import { TrustGate } from './trust.js';
 
 /** workspaceState key: codebook fingerprint -> the encoder the user chose for it */

@@ -2,7 +2,7 @@
 // ComputeBackend.dctPatches fixes: one row per patch in raster order, each row channel-major
 // [c][u][v] (u = vertical frequency, v = horizontal). Separable: C = D X D^T and X = D^T C D with
 // D the p x p DCT-II matrix, whose rows are orthonormal, so the transform is exactly invertible.
-import type { Matrix } from '../backend';
+import type { Matrix } from '../backend.js';
 
 const bases = new Map<number, { d: Float64Array; dT: Float64Array }>();
 

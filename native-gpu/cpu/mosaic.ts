@@ -1,6 +1,6 @@
 // Token grid -> pixels: tiles each token's atlas row (a channel-major p x p RGB patch) into a
 // planar RGB image [3 x gridH*p x gridW*p], as ComputeBackend.mosaic specifies.
-import type { Matrix } from '../backend';
+import type { Matrix } from '../backend.js';
 
 export function mosaic(atlas: Matrix, ids: Int32Array, gridH: number, gridW: number, patch: number): Float32Array {
   const p = patch;

@@ -9,9 +9,9 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { repoRoot, startCodeServer } from './code-server';
-import { answerFileDialog, findWebviewFrame, openWorkbench, runCommand } from './workbench';
-import { makeWorkspace, writeWorkspaceSettings } from './workspace';
+import { repoRoot, startCodeServer } from './code-server.js';
+import { answerFileDialog, findWebviewFrame, openWorkbench, runCommand } from './workbench.js';
+import { makeWorkspace, writeWorkspaceSettings } from './workspace.js';
 
 const run = promisify(execFile);
 const bigOutput = { maxBuffer: 64 * 1024 * 1024 };

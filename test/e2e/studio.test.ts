@@ -11,16 +11,16 @@ import { copyFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
-import { repoRoot, startCodeServer, type CodeServer } from './code-server';
-import { nativeModulesLoaded } from './host-process';
+import { repoRoot, startCodeServer, type CodeServer } from './code-server.js';
+import { nativeModulesLoaded } from './host-process.js';
 import {
   answerDialog, answerFileDialog, findWebviewFrame, notification, openWith, openWorkbench, pickQuickItem, revealInExplorer, runCommand, type Workbench,
-} from './workbench';
-import { listFolder, makeRepeatedImages, makeWorkspace, sha256, writeWorkspaceSettings } from './workspace';
-import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
-import { readCodebook } from '../../extension/engine/codebook';
-import { readTokenGrids } from '../../extension/engine/token-files';
-import { listImages } from '../../extension/engine/image';
+} from './workbench.js';
+import { listFolder, makeRepeatedImages, makeWorkspace, sha256, writeWorkspaceSettings } from './workspace.js';
+import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model.js';
+import { readCodebook } from '../../extension/engine/codebook/codebook.js';
+import { readTokenGrids } from '../../extension/engine/codebook/token-files.js';
+import { listImages } from '../../extension/engine/embed/image.js';
 
 // Small and quick for the codebook the later steps use. The cancelled build is made to run for
 // minutes however fast the machine (every one of 1000 iterations, no early stop), so Cancel is

@@ -4,7 +4,7 @@ import { chromium, type BrowserContext, type Frame, type Locator, type Page } fr
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from './code-server';
+import { repoRoot } from './code-server.js';
 
 const artifactsDir = join(repoRoot, '.test-artifacts', 'e2e');
 

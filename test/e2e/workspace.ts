@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from './code-server';
+import { repoRoot } from './code-server.js';
 
 export const fixtureImages = join(repoRoot, 'test', 'fixtures', 'images');
 

@@ -9,12 +9,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { readSafetensors, writeSafetensors } from '../../extension/engine/formats/safetensors';
-import { encodeNpy } from '../../extension/engine/formats/npy';
-import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph';
-import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
-import { assertBounded, assertRefused, IMAGES, largestPeak, ROOT, runCli, tempDir } from './harness';
-import { greyPng, mkfifo, npyBytes, npyHeader, sparseFile, writeBombPng } from './hostile';
+import { readSafetensors, writeSafetensors } from '../../extension/engine/io/formats/safetensors.js';
+import { encodeNpy } from '../../extension/engine/io/formats/npy.js';
+import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph.js';
+import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model.js';
+import { assertBounded, assertRefused, IMAGES, largestPeak, ROOT, runCli, tempDir } from './harness.js';
+import { greyPng, mkfifo, npyBytes, npyHeader, sparseFile, writeBombPng } from './hostile.js';
 
 const PHOTO = path.join(IMAGES, 'astronaut.jpg');
 let dir: string;

@@ -9,9 +9,9 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { encodeNpy } from '../../extension/engine/formats/npy';
-import { seededRandom } from '../../extension/engine/sampling';
-import { assertBounded, assertRefused, IMAGES, ROOT, runCli, tempDir, type Run } from './harness';
+import { encodeNpy } from '../../extension/engine/io/formats/npy.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
+import { assertBounded, assertRefused, IMAGES, ROOT, runCli, tempDir, type Run } from './harness.js';
 
 let dir: string;
 let codebook: string;

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { openBackend } from '../../native-gpu/index.js';
-import { openEncoder } from '../../extension/engine/encoders/index.js';
-import { tokenizeImages } from '../../extension/engine/tokenize.js';
-import type { Codebook } from '../../extension/engine/codebook.js';
+import { openEncoder } from '../../extension/engine/embed/encoders/index.js';
+import { tokenizeImages } from '../../extension/engine/search/tokenize.js';
+import type { Codebook } from '../../extension/engine/codebook/codebook.js';
 import { hasHardwareAdapter } from '../../native-gpu/webgpu/device.js';
 import { UserError } from '../../common/errors.js';
 import { assertSameNearest, matrix, openCpu, openGpu, test } from './harness.js';

@@ -9,7 +9,7 @@ import { test as nodeTest, before as nodeBefore, after as nodeAfter } from 'node
 import assert from 'node:assert/strict';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
-import { seededNormals } from '../../extension/engine/sampling.js';
+import { seededNormals } from '../../extension/engine/core/sampling.js';
 import { createWebGpuBackend, type WebGpuBackend, type WebGpuTuning } from '../../native-gpu/webgpu/index.js';
 import { squaredDistance } from '../helpers/nearest.js';
 

@@ -4,7 +4,7 @@ import type { ComputeBackend, HalfMatrix, Matrix } from '../../native-gpu/backen
 import { HARDWARE_TILE } from '../../native-gpu/webgpu/kernels/nearest.js';
 import { UserError } from '../../common/errors.js';
 import * as path from 'node:path';
-import { loadImage } from '../../extension/engine/image.js';
+import { loadImage } from '../../extension/engine/embed/image.js';
 import { f16ToF32, f32ToF16 } from '../../common/half.js';
 import { assertSameNearest, matrix, maxAbsDiff, normals, openGpu, suiteBackends, test } from './harness.js';
 

@@ -2,7 +2,7 @@
 // textures, edges) for search and k-means tests, computed through a backend's dctPatches.
 import * as path from 'node:path';
 import type { ComputeBackend, Matrix } from '../../native-gpu/backend.js';
-import { loadImage } from '../../extension/engine/image.js';
+import { loadImage } from '../../extension/engine/embed/image.js';
 
 export const FIXTURE_PHOTOS = [
   'astronaut.jpg', 'brick.png', 'chelsea.png', 'china.jpg', 'coffee.jpg', 'flower.jpg',
@@ -15,4 +15,4 @@ export async function dctFeatures(backend: ComputeBackend, file: string, size: n
   return backend.dctPatches(img.data, size, size, patch);
 }
 
-export { stackRows } from '../../extension/engine/sampling.js';
+export { stackRows } from '../../extension/engine/core/sampling.js';

@@ -8,8 +8,8 @@
 //   projector        out = rows Wp                                [L,d'] -> [L,c]
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { GraphBuilder, type Dim } from '../../native-gpu/cpu/onnx-graph';
-import { seededRandom } from '../../extension/engine/sampling';
+import { GraphBuilder, type Dim } from '../../native-gpu/cpu/onnx-graph.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 
 export const VAE_SCALE = 8;
 

@@ -4,7 +4,7 @@
 // by extreme or malformed ones, punctuation swapped) and structural JSON ones (values replaced by
 // other types and extremes, keys dropped or added). Seeded, so a failure names a case that can be
 // replayed exactly.
-import { seededRandom } from '../../extension/engine/sampling';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 
 /** Integers that break naive length and size arithmetic. */
 const EXTREME_INTS = [0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0xffff, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 53 - 1, 2 ** 53];

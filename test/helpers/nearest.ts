@@ -2,9 +2,9 @@
 // tests made without the code under test: `cells` seeded random codes as the centroids and every
 // code assigned to its nearest one by brute force.
 import type { CodebookData, ComputeBackend, Matrix } from '../../native-gpu/backend.js';
-import { inMemory, type Codebook } from '../../extension/engine/codebook.js';
-import { openSearch, shareFound } from '../../extension/engine/search.js';
-import { sampleIndices, seededRandom, takeRows } from '../../extension/engine/sampling.js';
+import { inMemory, type Codebook } from '../../extension/engine/codebook/codebook.js';
+import { openSearch, shareFound } from '../../extension/engine/search/search.js';
+import { sampleIndices, seededRandom, takeRows } from '../../extension/engine/core/sampling.js';
 
 export function squaredDistance(a: Float32Array, ai: number, b: Float32Array, bi: number, d: number): number {
   let s = 0;

@@ -5,7 +5,7 @@
 // compare the two. Optional leading zero tokens stand in for a ViT's CLS token.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph';
+import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph.js';
 
 export interface TestModelOptions {
   /** square input size (default 224) */

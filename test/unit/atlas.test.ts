@@ -3,15 +3,15 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
-import { createCpuBackend } from '../../native-gpu/cpu/index';
-import { decodeTokens, refineAtlas } from '../../extension/engine/atlas';
-import { codebookFingerprint, inMemory, type Codebook } from '../../extension/engine/codebook';
-import { imageGrid, openEncoder, type Encoder } from '../../extension/engine/encoders/index';
-import { rowOffsets } from '../../extension/engine/embed';
-import { UserError } from '../../common/errors';
-import type { RgbImage } from '../../extension/engine/image';
-import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
+import type { ComputeBackend, Matrix } from '../../native-gpu/backend.js';
+import { createCpuBackend } from '../../native-gpu/cpu/index.js';
+import { decodeTokens, refineAtlas } from '../../extension/engine/generate/atlas.js';
+import { codebookFingerprint, inMemory, type Codebook } from '../../extension/engine/codebook/codebook.js';
+import { imageGrid, openEncoder, type Encoder } from '../../extension/engine/embed/encoders/index.js';
+import { rowOffsets } from '../../extension/engine/embed/embed.js';
+import { UserError } from '../../common/errors.js';
+import type { RgbImage } from '../../extension/engine/embed/image.js';
+import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model.js';
 
 const photos = ['astronaut.jpg', 'coffee.jpg', 'china.jpg', 'brick.png'].map((n) => path.join(__dirname, '../fixtures/images', n));
 

@@ -7,9 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UserError } from '../../common/errors';
-import { writeFileAtomic, writeFilesAtomic } from '../../extension/engine/atomic-write';
-import { fileError } from '../../extension/engine/files';
+import { UserError } from '../../common/errors.js';
+import { writeFileAtomic, writeFilesAtomic } from '../../extension/engine/io/atomic-write.js';
+import { fileError } from '../../extension/engine/io/files.js';
 
 async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'atomic-'));

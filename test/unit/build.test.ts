@@ -6,16 +6,16 @@ import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { ComputeBackend, Matrix } from '../../native-gpu/backend';
-import { createCpuBackend } from '../../native-gpu/cpu/index';
-import { buildCodebook } from '../../extension/engine/build';
-import { lockOutput } from '../../extension/engine/output-lock';
-import { EXTERNAL_ENCODER, imageGrid, openEncoder } from '../../extension/engine/encoders/index';
-import { listImages } from '../../extension/engine/image';
-import { readCodebook, codebookFingerprint } from '../../extension/engine/codebook';
-import { writeNpy } from '../../extension/engine/formats/npy';
-import { CancelledError, UserError } from '../../common/errors';
-import { seededRandom } from '../../extension/engine/sampling';
+import type { ComputeBackend, Matrix } from '../../native-gpu/backend.js';
+import { createCpuBackend } from '../../native-gpu/cpu/index.js';
+import { buildCodebook } from '../../extension/engine/build/build.js';
+import { lockOutput } from '../../extension/engine/io/output-lock.js';
+import { EXTERNAL_ENCODER, imageGrid, openEncoder } from '../../extension/engine/embed/encoders/index.js';
+import { listImages } from '../../extension/engine/embed/image.js';
+import { readCodebook, codebookFingerprint } from '../../extension/engine/codebook/codebook.js';
+import { writeNpy } from '../../extension/engine/io/formats/npy.js';
+import { CancelledError, UserError } from '../../common/errors.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 
 const FIXTURES = path.join(__dirname, '../fixtures/images');
 

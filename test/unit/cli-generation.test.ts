@@ -7,12 +7,12 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { writeNpy } from '../../extension/engine/formats/npy';
-import { readPrior } from '../../extension/engine/prior';
-import { readTokenGrids } from '../../extension/engine/token-files';
-import { seededNormals } from '../../extension/engine/sampling';
-import { cliRunner } from '../helpers/cli';
-import { denoiserModel, sdSchedulerConfig, vaeDecoderModel, writeDiffusionFolder } from '../helpers/diffusion-model';
+import { writeNpy } from '../../extension/engine/io/formats/npy.js';
+import { readPrior } from '../../extension/engine/generate/prior.js';
+import { readTokenGrids } from '../../extension/engine/codebook/token-files.js';
+import { seededNormals } from '../../extension/engine/core/sampling.js';
+import { cliRunner } from '../helpers/cli.js';
+import { denoiserModel, sdSchedulerConfig, vaeDecoderModel, writeDiffusionFolder } from '../helpers/diffusion-model.js';
 
 const ROOT = path.join(__dirname, '../..');
 const IMAGES = path.join(ROOT, 'test/fixtures/images');

@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readCodebook, writeCodebook, codebookFingerprint, inMemory, type Codebook, type CodebookMeta } from '../../extension/engine/codebook';
-import type { Matrix } from '../../native-gpu/backend';
+import { readCodebook, writeCodebook, codebookFingerprint, inMemory, type Codebook, type CodebookMeta } from '../../extension/engine/codebook/codebook.js';
+import type { Matrix } from '../../native-gpu/backend.js';
 import { createHash } from 'node:crypto';
-import { UserError } from '../../common/errors';
-import { writeSafetensors } from '../../extension/engine/formats/safetensors';
-import { f16ToF32, f32ToF16 } from '../../common/half';
-import { pythonWithNumpy, readSafetensorsInPython } from '../helpers/python';
+import { UserError } from '../../common/errors.js';
+import { writeSafetensors } from '../../extension/engine/io/formats/safetensors.js';
+import { f16ToF32, f32ToF16 } from '../../common/half.js';
+import { pythonWithNumpy, readSafetensorsInPython } from '../helpers/python.js';
 
 async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cb-'));

@@ -2,7 +2,7 @@
 // by hand from its definition: viridis at five stops, position log(1 + count) / log(1 + max).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { contrastRatio, countColor, DEAD_CODE_MAGENTA, deadCodeColor, heatmapColumns, logCountLevel, rampColor } from '../../common/colormap';
+import { contrastRatio, countColor, DEAD_CODE_MAGENTA, deadCodeColor, heatmapColumns, logCountLevel, rampColor } from '../../common/colormap.js';
 
 test('logCountLevel: log(1 + count) / log(1 + max), clamped to [0, 1]', () => {
   assert.equal(logCountLevel(0, 100), 0);

@@ -7,7 +7,7 @@ import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import { CHUNK_ROWS } from '../../native-gpu/cpu/nearest.js';
 import { f32ToF16, f16ToF32 } from '../../common/half.js';
 import { CancelledError, UserError } from '../../common/errors.js';
-import { seededRandom } from '../../extension/engine/sampling.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 import { dctFeatures } from '../helpers/dct-features.js';
 
 const backendPromise = createCpuBackend();

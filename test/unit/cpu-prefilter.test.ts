@@ -11,7 +11,7 @@ import { CpuCodebook, PREFILTER_AFTER_ROWS, PREFILTER_MIN_CODES, createSearchSes
 import { PREFILTER_CHUNK_ROWS, PREFILTER_SESSION_ROWS, int8CodeLevels } from '../../native-gpu/cpu/prefilter.js';
 import { f16ToF32, f32ToF16 } from '../../common/half.js';
 import { CancelledError, UserError } from '../../common/errors.js';
-import { seededRandom } from '../../extension/engine/sampling.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 import { EmbeddingMixture } from '../../bench/embedding-data.js';
 import { bruteNearest, squaredDistance } from '../helpers/nearest.js';
 import { dctFeatures, stackRows } from '../helpers/dct-features.js';

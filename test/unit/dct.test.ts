@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { dctPatches, idctPatches } from '../../native-gpu/cpu/dct';
-import { mosaic } from '../../native-gpu/cpu/mosaic';
-import { loadImage } from '../../extension/engine/image';
+import { dctPatches, idctPatches } from '../../native-gpu/cpu/dct.js';
+import { mosaic } from '../../native-gpu/cpu/mosaic.js';
+import { loadImage } from '../../extension/engine/embed/image.js';
 
 const image = (name: string) => path.join(__dirname, '../fixtures/images', name);
 

@@ -1,10 +1,10 @@
 // One set of defaults: the extension's settings in package.json and the README's settings table
-// say what extension/engine/defaults.ts says.
+// say what extension/engine/core/defaults.ts says.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { DEFAULTS } from '../../extension/engine/defaults';
+import { DEFAULTS } from '../../extension/engine/core/defaults.js';
 
 const root = path.resolve(__dirname, '../..');
 

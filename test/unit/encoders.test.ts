@@ -3,16 +3,16 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { ComputeBackend } from '../../native-gpu/backend';
-import { createCpuBackend } from '../../native-gpu/cpu/index';
-import { imageGrid, openEncoder, openEncoderFromDescriptor, validateEncoderDescriptor, type Encoder } from '../../extension/engine/encoders/index';
-import { imageSize, keepAspectSize, loadImage } from '../../extension/engine/image';
-import { gridFollowsPhoto } from '../../extension/engine/encoders/dct';
+import type { ComputeBackend } from '../../native-gpu/backend.js';
+import { createCpuBackend } from '../../native-gpu/cpu/index.js';
+import { imageGrid, openEncoder, openEncoderFromDescriptor, validateEncoderDescriptor, type Encoder } from '../../extension/engine/embed/encoders/index.js';
+import { imageSize, keepAspectSize, loadImage } from '../../extension/engine/embed/image.js';
+import { gridFollowsPhoto } from '../../extension/engine/embed/encoders/dct.js';
 import sharp from 'sharp';
-import { readPreprocessorConfig } from '../../extension/engine/encoders/preprocess';
-import { UserError } from '../../common/errors';
-import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph';
-import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model';
+import { readPreprocessorConfig } from '../../extension/engine/embed/encoders/preprocess.js';
+import { UserError } from '../../common/errors.js';
+import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph.js';
+import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model.js';
 
 const photos = ['astronaut.jpg', 'formats/chelsea.webp', 'grass.png'].map((n) => path.join(__dirname, '../fixtures/images', n));
 /** A 640 x 400 photo (not square) */

@@ -7,10 +7,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { REMEDIES, UserError, type Remedy } from '../../common/errors';
-import { lockOutput } from '../../extension/engine/output-lock';
-import { openCodebookEncoder, EXTERNAL_ENCODER, type EncoderDescriptor } from '../../extension/engine/encoders/index';
-import { openBackend } from '../../native-gpu/index';
+import { REMEDIES, UserError, type Remedy } from '../../common/errors.js';
+import { lockOutput } from '../../extension/engine/io/output-lock.js';
+import { openCodebookEncoder, EXTERNAL_ENCODER, type EncoderDescriptor } from '../../extension/engine/embed/encoders/index.js';
+import { openBackend } from '../../native-gpu/index.js';
 
 const root = path.resolve(__dirname, '../..');
 /** a CLI flag or one of the project's environment variables */
@@ -60,7 +60,7 @@ test('real engine errors: a codebook of external embeddings, and an output anoth
     await held.release();
   }
   // A job of another live process holds it: a child that takes the lock and waits.
-  const script = `const { lockOutput } = require(${JSON.stringify(path.join(root, 'extension/engine/output-lock.ts'))});
+  const script = `const { lockOutput } = require(${JSON.stringify(path.join(root, 'extension/engine/io/output-lock.ts'))});
     lockOutput(${JSON.stringify(out)}, 'build').then(() => { process.stdout.write(String(process.pid) + '\\n'); setTimeout(() => {}, 60000); });`;
   const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {

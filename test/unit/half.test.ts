@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { f16ToF32, f32ToF16 } from '../../common/half';
-import { readNpy } from '../../extension/engine/formats/npy';
+import { f16ToF32, f32ToF16 } from '../../common/half.js';
+import { readNpy } from '../../extension/engine/io/formats/npy.js';
 
 const npyDir = path.join(__dirname, '../fixtures/npy');
 

@@ -6,8 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { UserError } from '../../common/errors';
-import { encodePng, listImages, loadImage, thumbnailPng, writePng, THUMBNAIL_SIDE, type RgbImage } from '../../extension/engine/image';
+import { UserError } from '../../common/errors.js';
+import { encodePng, listImages, loadImage, thumbnailPng, writePng, THUMBNAIL_SIDE, type RgbImage } from '../../extension/engine/embed/image.js';
 
 const fixtures = path.join(__dirname, '../fixtures');
 const image = (name: string) => path.join(fixtures, 'images', name);
@@ -245,7 +245,7 @@ test('a thumbnail is shrunk while decoding: an 81-megapixel PNG never sits in me
   const side = 9000;
   await sharp({ create: { width: side, height: side, channels: 3, background: '#336699' } }).png({ compressionLevel: 1 }).toFile(file);
   // In a fresh process, so its peak resident memory is this thumbnail's alone.
-  const script = `const { thumbnailPng } = require(${JSON.stringify(path.resolve(__dirname, '../../extension/engine/image.ts'))});
+  const script = `const { thumbnailPng } = require(${JSON.stringify(path.resolve(__dirname, '../../extension/engine/embed/image.ts'))});
     thumbnailPng(${JSON.stringify(file)}).then(() => console.log(process.resourceUsage().maxRSS * 1024));`;
   const peak = Number(execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' }).trim());
   const decoded = side * side * 3; // the 8-bit pixels of a whole decode, before any float copy

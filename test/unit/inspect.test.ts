@@ -2,13 +2,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
-import { coarseCells, nearestCodewords } from '../../extension/engine/inspect.js';
+import { coarseCells, nearestCodewords } from '../../extension/engine/search/inspect.js';
 import type { CodebookData } from '../../native-gpu/backend.js';
 import { rowsF32 } from '../../native-gpu/tables.js';
 import { f32ToF16 } from '../../common/half.js';
 import { UserError } from '../../common/errors.js';
 import { memoryCodebook } from '../helpers/nearest.js';
-import { seededRandom } from '../../extension/engine/sampling.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 
 const backendPromise = createCpuBackend();
 after(async () => (await backendPromise).dispose());

@@ -10,7 +10,7 @@ import { CpuIvf, createIvfSession, searchIvf } from '../../native-gpu/cpu/ivf.js
 import { isHalf } from '../../native-gpu/tables.js';
 import { f16ToF32, f32ToF16 } from '../../common/half.js';
 import { CancelledError, UserError } from '../../common/errors.js';
-import { seededRandom } from '../../extension/engine/sampling.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 import { EmbeddingMixture } from '../../bench/embedding-data.js';
 import { bruteNearest, coarseLevel, sortedByCell, squaredDistance } from '../helpers/nearest.js';
 

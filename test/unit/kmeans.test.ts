@@ -4,9 +4,9 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
-import { kmeans, updateCentroids, type KMeansProgress } from '../../extension/engine/kmeans.js';
+import { kmeans, updateCentroids, type KMeansProgress } from '../../extension/engine/build/kmeans.js';
 import { CancelledError, UserError } from '../../common/errors.js';
-import { seededRandom } from '../../extension/engine/sampling.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 import { FIXTURE_PHOTOS, dctFeatures, stackRows } from '../helpers/dct-features.js';
 
 const backendPromise = createCpuBackend();

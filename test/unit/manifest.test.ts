@@ -1,11 +1,11 @@
 // package.json says what the code says: the Explorer menu offers "Tokenize Image…" on exactly the
-// image files the engine reads (engine/image.ts IMAGE_EXTENSIONS, which the file dialogs use too),
+// image files the engine reads (engine/embed/image.ts IMAGE_EXTENSIONS, which the file dialogs use too),
 // and the settings that name files to load are restricted in untrusted workspaces.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { IMAGE_EXTENSIONS } from '../../extension/engine/image';
+import { IMAGE_EXTENSIONS } from '../../extension/engine/embed/image.js';
 
 const root = path.resolve(__dirname, '../..');
 const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));

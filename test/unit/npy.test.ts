@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UserError } from '../../common/errors';
-import { encodeNpy, readEmbeddings, readNpy, writeNpy, type NpyArray } from '../../extension/engine/formats/npy';
-import { f16ToF32 } from '../../common/half';
-import { pythonWithNumpy, runPythonJson } from '../helpers/python';
+import { UserError } from '../../common/errors.js';
+import { encodeNpy, readEmbeddings, readNpy, writeNpy, type NpyArray } from '../../extension/engine/io/formats/npy.js';
+import { f16ToF32 } from '../../common/half.js';
+import { pythonWithNumpy, runPythonJson } from '../helpers/python.js';
 
 const dir = path.join(__dirname, '../fixtures/npy');
 const fixture = (name: string) => path.join(dir, name);

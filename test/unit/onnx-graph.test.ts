@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder, float, floats } from '../../native-gpu/cpu/onnx-graph.js';
-import { seededRandom } from '../../extension/engine/sampling.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 
 async function run(g: GraphBuilder, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {
   const session = await ort.InferenceSession.create(g.toModel());

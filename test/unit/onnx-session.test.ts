@@ -4,9 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph';
-import { ortCpuDevice, ortWebGpuDevice, describeTensors, openModelSession } from '../../native-gpu/onnx-session';
-import { UserError } from '../../common/errors';
+import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph.js';
+import { ortCpuDevice, ortWebGpuDevice, describeTensors, openModelSession } from '../../native-gpu/onnx-session.js';
+import { UserError } from '../../common/errors.js';
 
 function doubler(): Uint8Array {
   const g = new GraphBuilder('doubler');

@@ -2,7 +2,7 @@
 // Lab's thumbnails keep the photo's aspect ratio.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resample, thumbnailUri } from '../../extension/panels/images';
+import { resample, thumbnailUri } from '../../extension/panels/images.js';
 import * as path from 'node:path';
 
 const fixture = (name: string): string => path.resolve(__dirname, '../fixtures/images', name);

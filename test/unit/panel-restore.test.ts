@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { readRestoreState, requireFileOfKind } from '../../extension/panels/restoreState';
-import { tokenGridState } from '../../common/protocol/tokengrid';
-import { UserError } from '../../common/errors';
+import { readRestoreState, requireFileOfKind } from '../../extension/panels/restore-state.js';
+import { tokenGridState } from '../../common/protocol/tokengrid.js';
+import { UserError } from '../../common/errors.js';
 
 const isUserError = (pattern: RegExp) => (e: unknown) => e instanceof UserError && pattern.test(e.message);
 

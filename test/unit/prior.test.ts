@@ -5,20 +5,20 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createCpuBackend } from '../../native-gpu/cpu/index';
-import type { ComputeBackend } from '../../native-gpu/backend';
-import { buildCodebook } from '../../extension/engine/build';
-import { readCodebook } from '../../extension/engine/codebook';
-import { openEncoder } from '../../extension/engine/encoders/index';
-import { listImages } from '../../extension/engine/image';
-import { tokenizeImages } from '../../extension/engine/tokenize';
-import type { TokenGrid } from '../../extension/engine/token-files';
-import { seededRandom } from '../../extension/engine/sampling';
+import { createCpuBackend } from '../../native-gpu/cpu/index.js';
+import type { ComputeBackend } from '../../native-gpu/backend.js';
+import { buildCodebook } from '../../extension/engine/build/build.js';
+import { readCodebook } from '../../extension/engine/codebook/codebook.js';
+import { openEncoder } from '../../extension/engine/embed/encoders/index.js';
+import { listImages } from '../../extension/engine/embed/image.js';
+import { tokenizeImages } from '../../extension/engine/search/tokenize.js';
+import type { TokenGrid } from '../../extension/engine/codebook/token-files.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 import {
   PRIOR_NEIGHBOURS, cellDistribution, fitPrior, inpaintGrid, readPrior, samplePriorGrid, scorePrior, variationMask, writePrior, type GridTokens,
-} from '../../extension/engine/prior';
-import { UserError } from '../../common/errors';
-import { pythonWithNumpy, readSafetensorsInPython } from '../helpers/python';
+} from '../../extension/engine/generate/prior.js';
+import { UserError } from '../../common/errors.js';
+import { pythonWithNumpy, readSafetensorsInPython } from '../helpers/python.js';
 
 const K = 64;
 let tmp: string;

@@ -4,10 +4,10 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UserError } from '../../common/errors';
-import { encodeSafetensors, readSafetensors, writeSafetensors, type Tensor } from '../../extension/engine/formats/safetensors';
-import { f16ToF32, f32ToF16 } from '../../common/half';
-import { pythonWithNumpy, readSafetensorsInPython } from '../helpers/python';
+import { UserError } from '../../common/errors.js';
+import { encodeSafetensors, readSafetensors, writeSafetensors, type Tensor } from '../../extension/engine/io/formats/safetensors.js';
+import { f16ToF32, f32ToF16 } from '../../common/half.js';
+import { pythonWithNumpy, readSafetensorsInPython } from '../helpers/python.js';
 
 const reference = path.join(__dirname, '../fixtures/safetensors/reference.safetensors');
 

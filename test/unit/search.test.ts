@@ -1,15 +1,15 @@
-// The engine's choice of search (extension/engine/search.ts): IVF when the codebook has a coarse
+// The engine's choice of search (extension/engine/search/search.ts): IVF when the codebook has a coarse
 // level, exact otherwise or when asked; nprobe checked and capped at the cells; recall@1 against
 // exact search, near-ties of the f32 scores counted as found.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
-import type { Codebook } from '../../extension/engine/codebook.js';
-import { calibrateCodebook, foundNearest, measureRecall, nprobeLadder, openSearch, tieTolerance } from '../../extension/engine/search.js';
-import { FALLBACK_NPROBE } from '../../extension/engine/defaults.js';
+import type { Codebook } from '../../extension/engine/codebook/codebook.js';
+import { calibrateCodebook, foundNearest, measureRecall, nprobeLadder, openSearch, tieTolerance } from '../../extension/engine/search/search.js';
+import { FALLBACK_NPROBE } from '../../extension/engine/core/defaults.js';
 import { UserError } from '../../common/errors.js';
-import { seededRandom } from '../../extension/engine/sampling.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 import { coarseLevel, ivfRecallOf, memoryCodebook, sortedByCell } from '../helpers/nearest.js';
 
 const backendPromise = createCpuBackend();

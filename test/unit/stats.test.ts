@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { codeStats } from '../../extension/engine/stats';
+import { codeStats } from '../../extension/engine/codebook/stats.js';
 
 test('two of four codes used equally: utilization 1/2, perplexity 2', () => {
   const s = codeStats([2, 0, 2, 0]);

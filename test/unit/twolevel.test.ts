@@ -1,4 +1,4 @@
-// Two-level k-means (engine/twolevel.ts through buildCodebook and the CLI) on embedding-like data
+// Two-level k-means (engine/build/twolevel.ts through buildCodebook and the CLI) on embedding-like data
 // (bench/embedding-data.ts) and the real fixture photos, on the real CPU backend: the shares, the
 // quality against flat k-means, resuming after SIGKILL and Ctrl-C to the byte, the memory budget
 // measured on a child process, f16 storage, and codebooks the rest of the product reads.
@@ -8,27 +8,27 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import type { ComputeBackend } from '../../native-gpu/backend';
-import { createCpuBackend } from '../../native-gpu/cpu/index';
-import { buildCodebook, calibrationSplit } from '../../extension/engine/build';
-import { readCodebook } from '../../extension/engine/codebook';
-import { openEncoder } from '../../extension/engine/encoders/index';
-import { writeNpy } from '../../extension/engine/formats/npy';
-import { readSafetensors } from '../../extension/engine/formats/safetensors';
-import { listImages } from '../../extension/engine/image';
-import { seededRandom } from '../../extension/engine/sampling';
-import { decodeTokens } from '../../extension/engine/atlas';
-import { tokenizeImages } from '../../extension/engine/tokenize';
-import { CALIBRATION_TARGET, nprobeLadder } from '../../extension/engine/search';
-import { readNpy } from '../../extension/engine/formats/npy';
-import { proportionalShares } from '../../extension/engine/twolevel';
-import { describeProgress, PhaseClock } from '../../extension/engine/eta';
-import { f32ToF16 } from '../../common/half';
-import { isHalf } from '../../native-gpu/tables';
-import { UserError } from '../../common/errors';
-import { EmbeddingMixture } from '../../bench/embedding-data';
-import { cliRunner, type Run } from '../helpers/cli';
-import { ivfRecallOf } from '../helpers/nearest';
+import type { ComputeBackend } from '../../native-gpu/backend.js';
+import { createCpuBackend } from '../../native-gpu/cpu/index.js';
+import { buildCodebook, calibrationSplit } from '../../extension/engine/build/build.js';
+import { readCodebook } from '../../extension/engine/codebook/codebook.js';
+import { openEncoder } from '../../extension/engine/embed/encoders/index.js';
+import { writeNpy } from '../../extension/engine/io/formats/npy.js';
+import { readSafetensors } from '../../extension/engine/io/formats/safetensors.js';
+import { listImages } from '../../extension/engine/embed/image.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
+import { decodeTokens } from '../../extension/engine/generate/atlas.js';
+import { tokenizeImages } from '../../extension/engine/search/tokenize.js';
+import { CALIBRATION_TARGET, nprobeLadder } from '../../extension/engine/search/search.js';
+import { readNpy } from '../../extension/engine/io/formats/npy.js';
+import { proportionalShares } from '../../extension/engine/build/twolevel.js';
+import { describeProgress, PhaseClock } from '../../extension/engine/core/eta.js';
+import { f32ToF16 } from '../../common/half.js';
+import { isHalf } from '../../native-gpu/tables.js';
+import { UserError } from '../../common/errors.js';
+import { EmbeddingMixture } from '../../bench/embedding-data.js';
+import { cliRunner, type Run } from '../helpers/cli.js';
+import { ivfRecallOf } from '../helpers/nearest.js';
 
 const ROOT = path.join(__dirname, '../..');
 const IMAGES = path.join(ROOT, 'test/fixtures/images');

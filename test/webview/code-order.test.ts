@@ -2,7 +2,7 @@
 // close in the embedding space close on the heatmap.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { similarityOrder } from '../../extension/engine/codeOrder.js';
+import { similarityOrder } from '../../extension/engine/report/code-order.js';
 import { heatmapColumns } from '../../common/colormap.js';
 
 test('codewords along two directions come out as a grid ordered by both', () => {

@@ -12,10 +12,10 @@ import { rowsF32 } from '../../native-gpu/tables.js';
 import { heatmapLayout } from '../../webview/codebook/heatmap.js';
 import { codebookProtocol, type CodebookView, type CodeDetail } from '../../common/protocol/codebook.js';
 import { realFixture, disposeFixture } from './fixture-codebook.js';
-import { similarityOrder } from '../../extension/engine/codeOrder.js';
+import { similarityOrder } from '../../extension/engine/report/code-order.js';
 import { cropPatch, pngDataUri } from '../../extension/panels/images.js';
 import * as path from 'node:path';
-import { seededRandom } from '../../extension/engine/sampling.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
 import type { Matrix } from '../../native-gpu/backend.js';
 
 after(async () => {

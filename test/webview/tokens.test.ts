@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { openPanel, closeBrowser, canvasPixel, THEME_NAMES, type TestHost } from './harness.js';
 import { realFixture, disposeFixture, fixtureImages } from './fixture-codebook.js';
 import { readTokenGrids, writeTokenDataset, writeTokenJson, type TokenGrid } from '../../extension/engine/index.js';
-import { tokenSetGrid, tokenSetView } from '../../extension/panels/tokenSet.js';
+import { tokenSetGrid, tokenSetView } from '../../extension/panels/token-set.js';
 import { tokenSetProtocol } from '../../common/protocol/tokens.js';
 import { codeColor } from '../../webview/common/colors.js';
 
@@ -20,7 +20,7 @@ after(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-/** The editor's host for a tokens file, as tokenSetEditor.ts wires it. */
+/** The editor's host for a tokens file, as token-set-editor.ts wires it. */
 async function editorHost(file: string, k: number | null): Promise<{ grids: TokenGrid[]; host: TestHost<typeof tokenSetProtocol> }> {
   const grids = await readTokenGrids(file);
   return {

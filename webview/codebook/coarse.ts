@@ -2,7 +2,7 @@
 // cell, what an IVF search probes first): one square per coarse cell, coloured by how much its
 // codes are used together (the same log ramp as the heatmap, dead = no code of the cell used).
 // Clicking a cell lists its codes; the heatmap then fades every code outside it. The host counts
-// each cell's use (engine/inspect.ts coarseCells); this draws it.
+// each cell's use (engine/search/inspect.ts coarseCells); this draws it.
 import type { CoarseCellView } from '../../common/protocol/codebook.js';
 import { countColor, deadCodeColor, heatmapColumns } from '../common/colors.js';
 import { fitBackingStore, themeColor } from '../common/viewport.js';

@@ -9,7 +9,7 @@ import { css, deadCodeColor, rampColor } from '../common/colors.js';
 import { onThemeChange, themeColor, type ViewTransform } from '../common/viewport.js';
 import { Heatmap, heatmapBackground } from './heatmap.js';
 import { CoarseMap } from './coarse.js';
-import { drawRankFrequency } from '../common/rankFrequency.js';
+import { drawRankFrequency } from '../common/rank-frequency.js';
 
 /** Codes of a coarse cell listed by name (the rest are counted). */
 const CELL_CODES_LISTED = 40;

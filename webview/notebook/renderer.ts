@@ -4,7 +4,7 @@
 // VS Code loads renderers (the renderer API: renderOutputItem(outputItem, element)).
 import { notebookTokens, type NotebookTokenGrid } from '../../common/protocol/notebook.js';
 import { checked } from '../../common/protocol/shared.js';
-import { aspectOf, cellAt, drawTokenOverlay, loadPhoto } from '../common/tokenOverlay.js';
+import { aspectOf, cellAt, drawTokenOverlay, loadPhoto } from '../common/token-overlay.js';
 
 /** The part of VS Code's renderer API used here (vscode-notebook-renderer's OutputItem). */
 interface OutputItem {

@@ -7,7 +7,7 @@ import { tokenGridProtocol, type Reconstruction, type ReconstructionBounds, type
 import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, h } from '../common/dom.js';
 import { onThemeChange } from '../common/viewport.js';
-import { aspectOf, cellAt, drawTokenOverlay, loadPhoto, setAspect } from '../common/tokenOverlay.js';
+import { aspectOf, cellAt, drawTokenOverlay, loadPhoto, setAspect } from '../common/token-overlay.js';
 
 interface ViewState {
   restore: TokenGridRestore | null;

@@ -8,8 +8,8 @@ import { connect, loadState, saveState } from '../common/vscode.js';
 import { Tooltip, byId, formatInt, formatPct, formatShare, h } from '../common/dom.js';
 import { codeColor, css } from '../common/colors.js';
 import { onThemeChange } from '../common/viewport.js';
-import { drawRankFrequency } from '../common/rankFrequency.js';
-import { aspectOf, cellAt, drawTokenOverlay, loadPhoto, setAspect } from '../common/tokenOverlay.js';
+import { drawRankFrequency } from '../common/rank-frequency.js';
+import { aspectOf, cellAt, drawTokenOverlay, loadPhoto, setAspect } from '../common/token-overlay.js';
 
 const TOP_CODES = 12;
 

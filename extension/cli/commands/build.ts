@@ -1,9 +1,9 @@
 // `unicode2 build`
-import { COMPUTE, fmt, num, pct, reportSkipped, str, type Command } from '../command';
+import { COMPUTE, fmt, num, pct, reportSkipped, str, type Command } from '../command.js';
 import {
   buildCodebook, defaultMemoryMB, CALIBRATION_SAMPLE, CALIBRATION_TARGET, DEFAULTS, EXTERNAL_ENCODER, FLAT_MAX_WORK, MSE_SAMPLE, NPROBE, POINTS_PER_CENTROID, REFINE_PASSES,
   type BuildMethod, type CodebookDtype,
-} from '../../engine/index';
+} from '../../engine/index.js';
 
 export const build: Command = {
   spec: {

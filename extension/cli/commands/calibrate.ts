@@ -1,6 +1,6 @@
 // `unicode2 calibrate`
-import { CODEBOOK, COMPUTE, num, str, type Command, type Context } from '../command';
-import { calibrateCodebook, readCodebook, readEmbeddings, writeCodebook, withOutputLock, CALIBRATION_SAMPLE, CALIBRATION_TARGET } from '../../engine/index';
+import { CODEBOOK, COMPUTE, num, str, type Command, type Context } from '../command.js';
+import { calibrateCodebook, readCodebook, readEmbeddings, writeCodebook, withOutputLock, CALIBRATION_SAMPLE, CALIBRATION_TARGET } from '../../engine/index.js';
 
 export const calibrate: Command = {
   spec: {

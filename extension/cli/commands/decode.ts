@@ -1,6 +1,6 @@
 // `unicode2 decode`
-import { CODEBOOK, COMPUTE, num, readOneGrid, str, type Command } from '../command';
-import { decodeTokens, readCodebook, writePng } from '../../engine/index';
+import { CODEBOOK, COMPUTE, num, readOneGrid, str, type Command } from '../command.js';
+import { decodeTokens, readCodebook, writePng } from '../../engine/index.js';
 
 export const decode: Command = {
   spec: {

@@ -1,7 +1,7 @@
 // `unicode2 demo`
 import * as path from 'node:path';
-import { COMPUTE, fmt, pct, str, type Command } from '../command';
-import { runDemo } from '../../engine/index';
+import { COMPUTE, fmt, pct, str, type Command } from '../command.js';
+import { runDemo } from '../../engine/index.js';
 
 export const demo: Command = {
   spec: {

@@ -1,6 +1,6 @@
 // `unicode2 embed`
-import { COMPUTE, IMAGES_OPERANDS, imageProgress, listAll, reportSkipped, str, type Command } from '../command';
-import { commonGrid, embedImages, indexPathOf, openEncoder, requireSomeImages, writeIndexedNpy, DEFAULTS } from '../../engine/index';
+import { COMPUTE, IMAGES_OPERANDS, imageProgress, listAll, reportSkipped, str, type Command } from '../command.js';
+import { commonGrid, embedImages, indexPathOf, openEncoder, requireSomeImages, writeIndexedNpy, DEFAULTS } from '../../engine/index.js';
 
 export const embed: Command = {
   spec: {

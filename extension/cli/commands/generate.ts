@@ -1,7 +1,7 @@
 // `unicode2 generate`: tokens (given, or sampled from a prior) -> image through the atlas or a
 // diffusion decoder folder.
-import { CODEBOOK, COMPUTE, num, parseGrid, readOneGrid, str, type Command } from '../command';
-import { SAMPLING, checkPriorMatches, samplingOptions } from './prior';
+import { CODEBOOK, COMPUTE, num, parseGrid, readOneGrid, str, type Command } from '../command.js';
+import { SAMPLING, checkPriorMatches, samplingOptions } from './prior.js';
 import {
   ATLAS_DECODER,
   DEFAULTS,
@@ -16,7 +16,7 @@ import {
   writePng,
   f16ToF32,
   type SchedulerKind,
-} from '../../engine/index';
+} from '../../engine/index.js';
 
 async function readInitNoise(file: string): Promise<{ shape: number[]; data: Float32Array }> {
   const a = await readNpy(file);

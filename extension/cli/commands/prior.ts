@@ -1,6 +1,6 @@
-// `unicode2 prior fit | eval | sample`: the built-in token prior (engine/prior.ts).
-import { COMMON, fmt, num, parseGrid, readOneGrid, str, type Command, type CommandGroup } from '../command';
-import type { OptionSpec, ParsedArgs } from '../args';
+// `unicode2 prior fit | eval | sample`: the built-in token prior (engine/generate/prior.ts).
+import { COMMON, fmt, num, parseGrid, readOneGrid, str, type Command, type CommandGroup } from '../command.js';
+import type { OptionSpec, ParsedArgs } from '../args.js';
 import {
   DEFAULTS,
   MAX_PRIOR_ORDER,
@@ -19,7 +19,7 @@ import {
   type SampleOptions,
   type TokenGrid,
   type TokenPrior,
-} from '../../engine/index';
+} from '../../engine/index.js';
 
 const PRIOR: OptionSpec = { kind: 'string', value: 'P', required: true, help: 'token prior (.safetensors, from prior fit)' };
 

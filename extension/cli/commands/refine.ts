@@ -1,6 +1,6 @@
 // `unicode2 refine`
-import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, imageProgress, listAll, str, type Command, type Context } from '../command';
-import { readCodebook, refineAtlas, writeCodebook, openCodebookEncoder, withOutputLock } from '../../engine/index';
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, imageProgress, listAll, str, type Command, type Context } from '../command.js';
+import { readCodebook, refineAtlas, writeCodebook, openCodebookEncoder, withOutputLock } from '../../engine/index.js';
 
 export const refine: Command = {
   spec: {

@@ -1,6 +1,6 @@
 // `unicode2 search`
-import { CODEBOOK, COMPUTE, SEARCH, num, searchOptions, str, type Command } from '../command';
-import { measureRecall, openSearch, readCodebook, readEmbeddings, writeNpy, UserError, type NearestResult } from '../../engine/index';
+import { CODEBOOK, COMPUTE, SEARCH, num, searchOptions, str, type Command } from '../command.js';
+import { measureRecall, openSearch, readCodebook, readEmbeddings, writeNpy, UserError, type NearestResult } from '../../engine/index.js';
 
 export const search: Command = {
   spec: {

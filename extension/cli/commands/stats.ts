@@ -1,6 +1,6 @@
 // `unicode2 stats`
-import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, fmt, imageProgress, listAll, pct, reportSkipped, str, type Command } from '../command';
-import { checkTokensMatchCodebook, codeStats, readCodebook, readTokenGrids, requireSomeImages, tokenizeImages, type Codebook, openCodebookEncoder } from '../../engine/index';
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, fmt, imageProgress, listAll, pct, reportSkipped, str, type Command } from '../command.js';
+import { checkTokensMatchCodebook, codeStats, readCodebook, readTokenGrids, requireSomeImages, tokenizeImages, type Codebook, openCodebookEncoder } from '../../engine/index.js';
 
 export const stats: Command = {
   spec: {

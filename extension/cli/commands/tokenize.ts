@@ -1,6 +1,6 @@
 // `unicode2 tokenize`
-import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, SEARCH, imageProgress, listAll, reportSkipped, searchOptions, str, type Command } from '../command';
-import { commonGrid, readCodebook, requireSomeImages, tokenizeImages, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder, PADDING } from '../../engine/index';
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, SEARCH, imageProgress, listAll, reportSkipped, searchOptions, str, type Command } from '../command.js';
+import { commonGrid, readCodebook, requireSomeImages, tokenizeImages, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder, PADDING } from '../../engine/index.js';
 
 export const tokenize: Command = {
   spec: {

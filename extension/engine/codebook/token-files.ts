@@ -1,0 +1,194 @@
+// Token files, the one module that reads and writes them (CLI tokenize, stats, decode, generate,
+// prior; the extension's Tokenize Folder, Decode and panels all come here):
+//   - JSON: one grid `{image, grid: [h, w], ids, codebook, encoder, device, search}`, or several
+//     as `{results: [...]}`;
+//   - a data set: `<name>.npy` int32 + `<name>.npy.index.json`. When every image has the same
+//     grid the array is [N, L] and the index records that `grid` (the form older versions wrote
+//     and read). When the grids differ (the DCT encoder keeps each photo's shape), the array is
+//     [N, Lmax] with each row's ids first and the rest PADDING (-1), and the index records each
+//     image's grid in `grids`: one array a PyTorch user loads whole, its mask `ids >= 0`.
+import { checkTokenIds } from '../../../native-gpu/token-ids.js';
+import type { Codebook } from './codebook.js';
+import { UserError } from '../../../common/errors.js';
+import { writeFileAtomic } from '../io/atomic-write.js';
+import { readJsonFile } from '../io/files.js';
+import { indexPathOf, readIndexedNpy, writeIndexedNpy, type DataCheck } from '../io/formats/npy-index.js';
+import { checkGridSize, MAX_JSON_BYTES } from '../core/limits.js';
+
+/** What a search run was, as token files record it. nprobe is null for exact search. */
+export interface SearchInfo {
+  method: 'ivf' | 'exact';
+  nprobe: number | null;
+}
+
+export interface TokenGrid {
+  image: string;
+  grid: [number, number];
+  ids: number[];
+  codebook: string;
+  encoder: string;
+  device: string;
+  /** what search produced the ids (absent in files of older versions) */
+  search?: SearchInfo;
+  distances?: number[];
+}
+
+/** What fills a data set's rows past an image's own ids when the grids differ. */
+export const PADDING = -1;
+
+/** Index written beside a token data set (formats/npy-index.ts): which image each row of the .npy
+ *  is, its grid, and the size and sha256 of the .npy it was written with. Exactly one of `grid`
+ *  and `grids` is present. */
+export interface TokenDatasetIndex extends DataCheck {
+  images: string[];
+  /** every image's grid, when they are all the same: rows of exactly h * w ids */
+  grid?: [number, number];
+  /** each image's grid, when they differ: rows of max(h * w) ids, padded with PADDING */
+  grids?: [number, number][];
+  codebook: string;
+  encoder: string;
+  device: string;
+  /** what search produced the ids (absent in indexes of older versions) */
+  search?: SearchInfo;
+}
+
+/** The grid every one of `grids` has, or null when they differ (or there are none). */
+export function commonGrid(grids: readonly (readonly [number, number])[]): [number, number] | null {
+  const first = grids[0];
+  return first && grids.every((g) => g[0] === first[0] && g[1] === first[1]) ? [first[0], first[1]] : null;
+}
+
+/** Writes results as an int32 .npy plus `<path>.index.json`, as one pair: [N, L] with the one
+ *  `grid` when the grids agree, else [N, Lmax] padded with PADDING and each image's grid in
+ *  `grids`. */
+export async function writeTokenDataset(path: string, results: TokenGrid[]): Promise<{ shape: [number, number]; grid: [number, number] | null }> {
+  const first = results[0];
+  if (!first) throw new UserError('no token grids to write');
+  const grid = commonGrid(results.map((r) => r.grid));
+  const width = results.reduce((n, r) => Math.max(n, r.ids.length), 0); // no spread: N may be millions
+  const data = new Int32Array(results.length * width).fill(PADDING);
+  results.forEach((r, i) => data.set(r.ids, i * width));
+  const index: TokenDatasetIndex = {
+    images: results.map((r) => r.image),
+    ...(grid ? { grid } : { grids: results.map((r) => r.grid) }),
+    codebook: first.codebook,
+    encoder: first.encoder,
+    device: first.device,
+    ...(first.search && { search: first.search }),
+  };
+  await writeIndexedNpy(path, { shape: [results.length, width], dtype: 'int32', data }, index);
+  return { shape: [results.length, width], grid };
+}
+
+/** Writes token grids as JSON: one object for a single image, `{results: [...]}` otherwise. */
+export async function writeTokenJson(path: string, results: TokenGrid[]): Promise<void> {
+  const doc = results.length === 1 ? results[0] : { results };
+  await writeFileAtomic(path, JSON.stringify(doc) + '\n');
+}
+
+/** Reads token grids from a tokenize output: JSON (one grid or {results}) or a .npy data set
+ *  with its index (either form). Every grid is checked for shape and size (limits.ts) and its ids
+ *  for being integers; whether they fit a codebook is checkTokensMatchCodebook's job. */
+export async function readTokenGrids(path: string): Promise<TokenGrid[]> {
+  return path.toLowerCase().endsWith('.npy') ? readDatasetGrids(path) : readJsonGrids(path);
+}
+
+/**
+ * The one check that token grids belong to a codebook, before they are decoded or counted: made
+ * with this codebook (when they name the one they were made with), grids within the size limit,
+ * every id within [0, K). Used by decode, stats, the codebook panel's counts and generation.
+ */
+export function checkTokensMatchCodebook(cb: Codebook, grids: readonly TokenGrid[], source: string): void {
+  for (const g of grids) {
+    if (g.codebook && g.codebook !== cb.fingerprint) {
+      throw new UserError(`${source}: these tokens were made with codebook ${g.codebook}, not with this codebook (${cb.fingerprint}); tokenize the images with it again`);
+    }
+    checkGridSize(g.grid, source);
+    if (g.ids.length !== g.grid[0] * g.grid[1]) throw new UserError(`${source}: grid [${g.grid.join(', ')}] does not match ${g.ids.length} ids`);
+    checkTokenIds(g.ids, cb.frozen.rows, source);
+  }
+}
+
+async function readJsonGrids(path: string): Promise<TokenGrid[]> {
+  const doc = await readJsonFile(path, 'tokens file', MAX_JSON_BYTES);
+  const list = isRecord(doc) && Array.isArray(doc.results) ? doc.results : [doc];
+  return list.map((g) => {
+    if (!isRecord(g) || !Array.isArray(g.ids) || !Array.isArray(g.grid)) {
+      throw new UserError(`${path} is not a tokenize output: expected objects with "grid" and "ids"`);
+    }
+    checkGridSize(g.grid, path);
+    const [h, w] = g.grid;
+    if (g.ids.length !== h * w) throw new UserError(`${path}: grid [${h}, ${w}] does not match ${g.ids.length} ids`);
+    const bad = g.ids.find((id) => !Number.isSafeInteger(id));
+    if (bad !== undefined) throw new UserError(`${path}: token id ${JSON.stringify(bad)} is not a whole number`);
+    for (const key of ['image', 'codebook', 'encoder', 'device'] as const) {
+      if (g[key] !== undefined && typeof g[key] !== 'string') throw new UserError(`${path}: "${key}" must be a string, found ${JSON.stringify(g[key])}`);
+    }
+    if (g.search !== undefined && !isSearchInfo(g.search)) throw new UserError(`${path}: "search" must be {method: "ivf" | "exact", nprobe}, found ${JSON.stringify(g.search)}`);
+    return { image: '', codebook: '', encoder: '', device: '', ...g } as unknown as TokenGrid;
+  });
+}
+
+async function readDatasetGrids(path: string): Promise<TokenGrid[]> {
+  const { array: arr, index } = await readIndexedNpy(path, { what: 'token data set', redo: 'tokenize again', validate: datasetIndex });
+  if (arr.dtype !== 'int32' || arr.shape.length !== 2) {
+    throw new UserError(`${path} is not a token data set: expected int32 [N, L], found ${arr.dtype} [${arr.shape.join(', ')}]`);
+  }
+  const [n, width] = arr.shape as [number, number];
+  if (index.images.length !== n) {
+    throw new UserError(`${indexPathOf(path)} lists ${index.images.length} images but ${path} has ${n} rows`);
+  }
+  const grids = index.grids ?? index.images.map(() => index.grid!);
+  const longest = grids.reduce((n, [h, w]) => Math.max(n, h * w), 0);
+  if (width !== longest) {
+    const of = index.grid ? `the grid [${index.grid.join(', ')}]` : `the largest of the grids (${longest} tokens)`;
+    throw new UserError(`${path}: rows of ${width} tokens do not fill ${of} of its index`);
+  }
+  const data = arr.data as Int32Array;
+  return index.images.map((image, i) => {
+    const tokens = grids[i]![0] * grids[i]![1];
+    const row = data.subarray(i * width, (i + 1) * width);
+    const pad = row.subarray(tokens).findIndex((id) => id !== PADDING);
+    if (pad >= 0) throw new UserError(`${path}: row ${i} holds id ${row[tokens + pad]} past its ${grids[i]!.join('x')} grid, where only the padding ${PADDING} belongs`);
+    return {
+      image,
+      grid: grids[i]!,
+      ids: Array.from(row.subarray(0, tokens)),
+      codebook: index.codebook,
+      encoder: index.encoder,
+      device: index.device,
+      ...(index.search && { search: index.search }),
+    };
+  });
+}
+
+function datasetIndex(doc: unknown, indexPath: string): TokenDatasetIndex {
+  const ok =
+    isRecord(doc) &&
+    Array.isArray(doc.images) &&
+    doc.images.every((i) => typeof i === 'string') &&
+    (Array.isArray(doc.grid) !== Array.isArray(doc.grids)) &&
+    ['codebook', 'encoder', 'device'].every((k) => typeof doc[k] === 'string') &&
+    (doc.search === undefined || isSearchInfo(doc.search));
+  if (!ok) throw new UserError(`${indexPath} is not a token data set index: expected "images", "grid" (or "grids", one per image), "codebook", "encoder" and "device"`);
+  if (Array.isArray(doc.grid)) checkGridSize(doc.grid, indexPath);
+  else {
+    const grids = doc.grids as unknown[];
+    if (grids.length !== (doc.images as unknown[]).length) throw new UserError(`${indexPath} lists ${(doc.images as unknown[]).length} images but ${grids.length} grids`);
+    for (const [i, grid] of grids.entries()) {
+      if (!Array.isArray(grid)) throw new UserError(`${indexPath}: grid ${i} ${JSON.stringify(grid)} is not [height, width] in whole tokens`);
+      checkGridSize(grid, `${indexPath}: grid ${i}`);
+    }
+  }
+  return doc as unknown as TokenDatasetIndex;
+}
+
+function isSearchInfo(x: unknown): x is SearchInfo {
+  if (!isRecord(x)) return false;
+  if (x.method === 'exact') return x.nprobe === null;
+  return x.method === 'ivf' && Number.isSafeInteger(x.nprobe) && (x.nprobe as number) >= 1;
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}

@@ -1,0 +1,79 @@
+// A .npy array with its index beside it, `<file>.index.json`: which images the rows are, their
+// grid and where they came from. Two outputs take this form — a token data set (tokenize.ts:
+// int32 [N, L], one row per image) and `unicode2 embed`'s embeddings (float32 [N*L, d], L rows per
+// image) — and both are written and read here: the pair is written so that a failure leaves the
+// previous pair (writeFilesAtomic, data first), and the index records the data file's size and
+// sha256, so a data file and an index that do not belong together (a write killed between its two
+// renames, a file copied over) are told apart on read instead of misread.
+//
+// The embedding corpus's manifest.json (corpus.ts) is not one of these: it indexes many shards,
+// grows shard by shard while an extraction runs so that an interrupted one resumes, and is
+// rewritten after each shard, where this pair is written once, whole. What the three share —
+// bounded JSON reads and atomic writes — is files.ts and atomic-write.ts.
+import { createHash } from 'node:crypto';
+import { UserError } from '../../../../common/errors.js';
+import { writeFilesAtomic } from '../atomic-write.js';
+import { openRegularFile, readExactly, readJsonFile } from '../files.js';
+import { MAX_JSON_BYTES } from '../../core/limits.js';
+import { decodeNpy, encodeNpy, type NpyArray } from './npy.js';
+
+/** What every index records about the data file it was written with (absent in indexes of
+ *  older versions, whose pairs are then read unchecked). */
+export interface DataCheck {
+  /** size in bytes of the .npy */
+  dataBytes?: number;
+  /** sha256 (hex) of the .npy */
+  dataSha256?: string;
+}
+
+export function indexPathOf(npyPath: string): string {
+  return `${npyPath}.index.json`;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Writes `array` to `path` and `index` (plus the data check) to its index, as one pair. */
+export async function writeIndexedNpy<T extends object>(path: string, array: NpyArray, index: T): Promise<T & Required<DataCheck>> {
+  const npy = encodeNpy(array);
+  const full = { ...index, dataBytes: npy.length, dataSha256: sha256(npy) };
+  await writeFilesAtomic([
+    { path, data: npy },
+    { path: indexPathOf(path), data: JSON.stringify(full, null, 2) + '\n' },
+  ]);
+  return full;
+}
+
+export interface IndexedRead<T> {
+  /** what the pair is, for messages: "token data set" */
+  what: string;
+  /** what to do when the pair does not belong together: "tokenize again" */
+  redo: string;
+  /** checks the parsed index (throws a UserError naming the index file) */
+  validate(doc: unknown, indexPath: string): T;
+}
+
+/** Reads a pair written by writeIndexedNpy: the index (validated), then the data file, checked
+ *  against the index's size before it is read and its sha256 after. */
+export async function readIndexedNpy<T extends DataCheck>(path: string, how: IndexedRead<T>): Promise<{ array: NpyArray; index: T }> {
+  const indexPath = indexPathOf(path);
+  const index = how.validate(await readJsonFile(indexPath, `the index of ${how.what} ${path}`, MAX_JSON_BYTES), indexPath);
+  const file = `a ${how.what}`;
+  if ((index.dataBytes !== undefined && !Number.isSafeInteger(index.dataBytes)) || (index.dataSha256 !== undefined && typeof index.dataSha256 !== 'string')) {
+    throw new UserError(`${indexPath}: "dataBytes" must be a whole number and "dataSha256" a string`);
+  }
+  const mismatch = (found: string) =>
+    new UserError(`${path} does not belong to its index ${indexPath} (the data file has ${found}): an interrupted write or a file copied over; ${how.redo}`);
+  const { handle, size } = await openRegularFile(path, file);
+  let bytes: Uint8Array;
+  try {
+    if (index.dataBytes !== undefined && size !== index.dataBytes) throw mismatch(`${size} bytes, the index says ${index.dataBytes}`);
+    bytes = new Uint8Array(size);
+    await readExactly(handle, bytes, 0, path, file);
+  } finally {
+    await handle.close();
+  }
+  if (index.dataSha256 !== undefined && sha256(bytes) !== index.dataSha256) throw mismatch('a different sha256 than its index records');
+  return { array: decodeNpy(bytes, path), index };
+}

@@ -1,0 +1,162 @@
+// The Codebook editor: a codebook `.safetensors` opens here (Explorer: Open With… > UniCode²
+// Codebook, or the Open Codebook command). Loads the codebook, computes the heatmap order, counts
+// codes over the selected data set (the build corpus' stored counts or a token set of this
+// session), and answers "what is code k": the image patches that use it and its nearest codewords.
+// A custom editor rather than a free panel: VS Code ties it to the file (one tab per codebook,
+// reopened after a reload without any state of ours), and the file watcher refreshes it after a
+// rebuild.
+import * as vscode from 'vscode';
+import * as path from 'node:path';
+import { checkTokensMatchCodebook, coarseCells, codeStats, nearestCodewords, similarityOrder, type Codebook, type RgbImage } from '../engine/index.js';
+import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
+import type { Studio } from '../state/studio.js';
+import { connectWebview, readonlyEditor, watchFile } from './webview-host.js';
+import { cropPatch, pngDataUri } from './images.js';
+
+export const CODEBOOK_VIEW_TYPE = 'unicode2.codebook';
+const BUILD = 'build';
+const MAX_PATCHES = 24;
+const NEIGHBOURS = 8;
+
+/** Opens a codebook file in its editor, or brings its open editor to the front. */
+export function showCodebook(file: string): Thenable<unknown> {
+  return vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(path.resolve(file)), CODEBOOK_VIEW_TYPE);
+}
+
+/** Read-only: the editor never changes the file (Build and Refine rewrite it, and it follows). */
+export function codebookEditor(studio: Studio): vscode.CustomReadonlyEditorProvider {
+  return readonlyEditor(studio.extensionUri, (panel, uri) => new CodebookPanel(studio, panel, uri));
+}
+
+class CodebookPanel {
+  private dataset = BUILD;
+  private counts: number[] = [];
+  /** heatmap orders of one version of the file (a rebuilt codebook is ordered again): of the codes,
+   *  and of the coarse cells when there are any */
+  private order: { cb: Codebook; codes: Promise<number[]>; cells: number[] | null } | null = null;
+  private readonly file: string;
+
+  constructor(
+    private readonly studio: Studio,
+    panel: vscode.WebviewPanel,
+    uri: vscode.Uri,
+  ) {
+    this.file = uri.fsPath;
+    const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'codebook', codebookProtocol, panel.title, studio.log, {
+      init: () => this.data(),
+      selectDataset: ({ dataset }) => {
+        this.dataset = dataset === BUILD || this.studio.tokenSet(dataset) ? dataset : BUILD;
+        return this.data();
+      },
+      addTokensFile: async () => {
+        const set = await this.studio.pickTokensFile();
+        if (!set) return null;
+        this.dataset = set.id;
+        return this.data();
+      },
+      codeDetail: ({ code }) => this.detail(code),
+      reopenWith: async () => {
+        await vscode.commands.executeCommand('workbench.action.reopenWithEditor', uri);
+        return null;
+      },
+    });
+    const onSets = studio.onDidChangeTokenSets(() => endpoint.notify('datasets', { datasets: this.datasets() }));
+    // a rebuilt or refined codebook is shown as it now is
+    const watcher = watchFile(uri, () => endpoint.notify('fileChanged', {}));
+    panel.onDidDispose(() => {
+      disposable.dispose();
+      onSets.dispose();
+      watcher.dispose();
+    });
+  }
+
+  private datasets(): DatasetInfo[] {
+    return [{ id: BUILD, label: 'Build corpus (stored counts)' }, ...this.studio.allTokenSets().map((s) => ({ id: s.id, label: s.label }))];
+  }
+
+  private async data(): Promise<CodebookView> {
+    const cb = await this.studio.codebook(this.file);
+    if (this.order?.cb !== cb) {
+      this.order = {
+        cb,
+        codes: Promise.resolve().then(() => similarityOrder(cb.frozen)),
+        cells: cb.coarse ? similarityOrder(cb.coarse.centroids) : null,
+      };
+    }
+    this.counts = await this.countsOf(cb);
+    const s = codeStats(this.counts);
+    return {
+      summary: {
+        file: path.basename(this.file), k: cb.frozen.rows, d: cb.frozen.cols, encoder: cb.meta.encoder.id, lambda: cb.meta.lambda,
+        iterations: cb.meta.iterations, fingerprint: cb.fingerprint, atlas: cb.meta.atlas,
+        tokens: s.tokens, used: s.used, utilization: s.utilization, perplexity: s.perplexity, dead: s.dead,
+      },
+      counts: this.counts,
+      order: await this.order.codes,
+      datasets: this.datasets(),
+      dataset: this.dataset,
+      coarse: this.coarse(cb, this.order.cells),
+    };
+  }
+
+  /** The coarse cells and their use under the current counts. */
+  private coarse(cb: Codebook, order: number[] | null): CodebookView['coarse'] {
+    const cells = coarseCells(cb, this.counts);
+    if (!cells || !order) return null;
+    return { order, cells: cells.map((c) => ({ codes: Array.from(c.codes), tokens: c.tokens, used: c.used })) };
+  }
+
+  private async countsOf(cb: Codebook): Promise<number[]> {
+    const set = this.studio.tokenSet(this.dataset);
+    if (!set) return cb.counts ? Array.from(cb.counts) : new Array<number>(cb.frozen.rows).fill(0);
+    checkTokensMatchCodebook(cb, set.grids, set.label);
+    const ids = Int32Array.from(set.grids.flatMap((g) => g.ids));
+    const backend = await this.studio.backend.get();
+    return Array.from(await backend.histogram(ids, cb.frozen.rows));
+  }
+
+  private async detail(code: number): Promise<CodeDetail> {
+    const cb = await this.studio.codebook(this.file);
+    if (code >= cb.frozen.rows) throw new Error(`code ${code} is outside the codebook (K = ${cb.frozen.rows})`);
+    const tokens = this.counts.reduce((a, b) => a + b, 0);
+    const count = this.counts[code] ?? 0;
+    const [patches, neighbours] = await Promise.all([this.patches(cb, code), this.neighbours(cb, code)]);
+    return {
+      code, count, share: tokens > 0 ? count / tokens : 0, patches, neighbours,
+      note: patches.length ? undefined : this.studio.allTokenSets().length
+        ? 'No image of the tokenized data sets uses this code.'
+        : 'Tokenize an image or a folder to see the patches that use each code.',
+    };
+  }
+
+  /** Crops of the source images at the cells holding `code`: from the selected token set, or
+   *  from every token set of this session when the build corpus is selected. */
+  private async patches(cb: Codebook, code: number): Promise<CodePatch[]> {
+    const set = this.studio.tokenSet(this.dataset);
+    const grids = (set ? [set] : this.studio.allTokenSets()).flatMap((s) => s.grids).filter((g) => g.codebook === cb.fingerprint);
+    const hits: { image: string; cell: number; grid: [number, number] }[] = [];
+    for (const g of grids) {
+      g.ids.forEach((id, cell) => id === code && hits.length < MAX_PATCHES && hits.push({ image: g.image, cell, grid: g.grid }));
+      if (hits.length >= MAX_PATCHES) break;
+    }
+    if (!hits.length) return [];
+    const encoder = await this.studio.encoderFor(cb);
+    const loaded = new Map<string, Promise<RgbImage | null>>();
+    const out: CodePatch[] = [];
+    for (const hit of hits) {
+      if (!loaded.has(hit.image)) loaded.set(hit.image, encoder.load(hit.image).catch(() => null));
+      const img = await loaded.get(hit.image)!;
+      if (!img) continue; // the image moved since it was tokenized: skip its patches
+      const row = Math.floor(hit.cell / hit.grid[1]);
+      const col = hit.cell % hit.grid[1];
+      const src = await pngDataUri(cropPatch(img, row, col, encoder.patch, Math.max(1, Math.round(48 / encoder.patch))));
+      out.push({ src, image: path.basename(hit.image), row, col });
+    }
+    return out;
+  }
+
+  private async neighbours(cb: Codebook, code: number): Promise<CodeNeighbour[]> {
+    const nearest = await nearestCodewords(cb, code, NEIGHBOURS, await this.studio.backend.get());
+    return nearest.map((b) => ({ ...b, count: this.counts[b.code] ?? 0 }));
+  }
+}

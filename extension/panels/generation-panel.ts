@@ -1,0 +1,380 @@
+// Host side of the Generation panel. Token grids come from a source (a tokenized image of this
+// session, the grid edited in a token-grid panel, a tokens file), from a prior (opened from a file
+// or fitted on this session's token sets), or from editing a source with a prior (inpainting a
+// painted mask, variations); they are decoded through the atlas or a diffusion decoder folder.
+// Every run is a Lab cell with a cancellable progress notification; diffusion runs send a preview
+// of the current estimate every few steps. Results stay in a gallery with their settings, and
+// "Save as PNG" writes one through a save dialog and an atomic write.
+import * as vscode from 'vscode';
+import * as path from 'node:path';
+import {
+  ATLAS_DECODER, CancelledError, UserError, checkTokensMatchCodebook, decodeTokens, diffusionSettings, fitPrior, inpaintGrid, openTokenDecoder,
+  readPrior, readTokenGrids, samplePriorGrid, variationMask, writePng, writePrior, type Codebook, type RgbImage, type TokenDecoder, type TokenGrid, type TokenPrior,
+} from '../engine/index.js';
+import {
+  generationProtocol, type DecoderInfo, type GenerateRequest, type GenerationResult, type GenerationSettings, type GenerationSource, type PriorInfo,
+} from '../../common/protocol/generation.js';
+import type { LabCell } from '../../common/protocol/lab.js';
+import type { HostEndpoint } from '../../common/protocol/shared.js';
+import type { Studio } from '../state/studio.js';
+import { readSettings, workspaceDataDir } from '../state/config.js';
+import { connectWebview, webviewOptions } from './webview-host.js';
+import { pngDataUri, thumbnailUri, upscale } from './images.js';
+
+export const GENERATION_VIEW_TYPE = 'unicode2.generation';
+const EDITED = 'edited';
+/** diffusion previews: about this many per run */
+const PREVIEWS_PER_RUN = 5;
+
+interface LoadedPrior {
+  info: PriorInfo;
+  file: string;
+  prior: TokenPrior;
+}
+
+export class GenerationPanel {
+  private static current: GenerationPanel | null = null;
+  private readonly results: { result: GenerationResult; image: RgbImage }[] = [];
+  private readonly priors: LoadedPrior[] = [];
+  private readonly decoders = new Map<string, Promise<TokenDecoder>>();
+  private readonly endpoint: HostEndpoint<typeof generationProtocol>;
+  private running: AbortController | null = null;
+
+  static show(studio: Studio): GenerationPanel {
+    if (GenerationPanel.current) {
+      GenerationPanel.current.panel.reveal();
+      GenerationPanel.current.pushSources();
+      return GenerationPanel.current;
+    }
+    const panel = vscode.window.createWebviewPanel(GENERATION_VIEW_TYPE, 'Generation', vscode.ViewColumn.Active, {
+      ...webviewOptions(studio.extensionUri),
+      retainContextWhenHidden: true,
+    });
+    return new GenerationPanel(studio, panel);
+  }
+
+  static serializer(studio: Studio): vscode.WebviewPanelSerializer {
+    return {
+      async deserializeWebviewPanel(panel) {
+        panel.webview.options = webviewOptions(studio.extensionUri);
+        new GenerationPanel(studio, panel);
+      },
+    };
+  }
+
+  /** Runs a Lab cell's generation again: its prior and tokens files are read again, its settings reused. */
+  static async rerun(studio: Studio, cell: LabCell): Promise<void> {
+    const panel = GenerationPanel.show(studio);
+    const p = cell.params;
+    const mode = String(p.mode) as GenerateRequest['mode'];
+    const prior = cell.inputs.prior ? (await panel.loadPrior(cell.inputs.prior)).id : null;
+    let source: string | null = null;
+    if (cell.inputs.tokens) {
+      const set = studio.allTokenSets().find((s) => s.file === cell.inputs.tokens) ?? studio.addTokenSet(path.basename(cell.inputs.tokens), await readTokenGrids(cell.inputs.tokens), cell.inputs.tokens);
+      source = `${set.id}#${Number(p.index ?? 0)}`;
+    }
+    if (mode !== 'sample' && !source) throw new UserError('this run used a grid of an earlier session that was never saved to a file: generate it from the panel instead');
+    const settings: GenerationSettings = { ...panel.defaults(), ...Object.fromEntries(Object.entries(p).filter(([k]) => k in panel.defaults())) } as GenerationSettings;
+    const mask = typeof p.mask === 'string' && p.mask ? p.mask.split(' ').map(Number) : [];
+    const grid = typeof p.grid === 'string' ? (p.grid.split('x').map(Number) as [number, number]) : null;
+    await panel.generate({ mode, source, prior, grid, mask, settings });
+  }
+
+  private constructor(
+    private readonly studio: Studio,
+    readonly panel: vscode.WebviewPanel,
+  ) {
+    GenerationPanel.current = this;
+    const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'generation', generationProtocol, panel.title, studio.log, {
+      init: () => ({
+        sources: this.sources().map((s) => s.source),
+        priors: this.priors.map((p) => p.info),
+        decoders: this.decoderList(),
+        codebook: this.studio.codebookPath() ? path.basename(this.studio.codebookPath()!) : '',
+        results: this.results.map((x) => x.result),
+        defaults: this.defaults(),
+      }),
+      addTokensFile: async () => {
+        await this.studio.pickTokensFile();
+        return this.sources().map((s) => s.source);
+      },
+      openPrior: async () => {
+        const picked = await vscode.window.showOpenDialog({ canSelectMany: false, openLabel: 'Use prior', filters: { 'UniCode² token prior': ['safetensors'] } });
+        if (picked?.[0]) await this.loadPrior(picked[0].fsPath);
+        return this.priors.map((p) => p.info);
+      },
+      fitPrior: async () => {
+        await this.fitPrior();
+        return this.priors.map((p) => p.info);
+      },
+      addDecoder: async () => {
+        const picked = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Use decoder folder' });
+        if (picked?.[0]) await this.decoder(picked[0].fsPath);
+        return this.decoderList();
+      },
+      sourceView: async ({ source }) => {
+        const { grid } = this.source(source);
+        const cb = await this.activeCodebook();
+        checkTokensMatchCodebook(cb, [grid], path.basename(grid.image));
+        const image = await decodeTokens(cb, Int32Array.from(grid.ids), grid.grid, await this.studio.backend.get());
+        return { grid: grid.grid, ids: grid.ids, image: await pngDataUri(image) };
+      },
+      generate: (request) => this.generate(request),
+      cancel: () => {
+        this.running?.abort();
+        return null;
+      },
+      savePng: ({ result }) => this.save(result),
+    });
+    this.endpoint = endpoint;
+    const onSets = studio.onDidChangeTokenSets(() => this.pushSources());
+    // ONNX sessions were opened for the previous device: open them again on the next run.
+    const onReset = studio.backend.onDidReset(() => this.closeDecoders());
+    panel.onDidDispose(() => {
+      GenerationPanel.current = null;
+      this.running?.abort();
+      this.closeDecoders();
+      disposable.dispose();
+      onSets.dispose();
+      onReset.dispose();
+    });
+  }
+
+  private defaults(): GenerationSettings {
+    const { generation: g, seed } = readSettings();
+    return {
+      decoder: g.decoder, scheduler: g.scheduler, steps: g.steps, guidance: g.guidance, temperature: g.temperature, topK: g.topK, topP: g.topP,
+      seed, variations: g.variations, upscale: 2,
+    };
+  }
+
+  private pushSources(): void {
+    this.endpoint.notify('sources', { sources: this.sources().map((s) => s.source) });
+  }
+
+  private sources(): { source: GenerationSource; grid: TokenGrid }[] {
+    const out: { source: GenerationSource; grid: TokenGrid }[] = [];
+    const edited = this.studio.editedGrid;
+    if (edited) out.push({ source: { id: EDITED, label: `Edited grid · ${path.basename(edited.image)}`, grid: edited.grid }, grid: edited });
+    for (const set of this.studio.allTokenSets()) {
+      set.grids.forEach((g, i) => {
+        const label = set.grids.length === 1 ? path.basename(g.image) : `${set.label} · ${path.basename(g.image)}`;
+        out.push({ source: { id: `${set.id}#${i}`, label, grid: g.grid }, grid: g });
+      });
+    }
+    return out;
+  }
+
+  private source(id: string): { source: GenerationSource; grid: TokenGrid } {
+    const found = this.sources().find((s) => s.source.id === id);
+    if (!found) throw new UserError('that token source is no longer available');
+    return found;
+  }
+
+  private async activeCodebook(): Promise<Codebook> {
+    return this.studio.codebook(this.studio.requireCodebookPath());
+  }
+
+  private async loadPrior(file: string): Promise<PriorInfo> {
+    const prior = await readPrior(file);
+    const existing = this.priors.findIndex((p) => p.file === file);
+    const info: PriorInfo = { id: `prior:${file}`, label: `${path.basename(file)} · order ${prior.order}, ${prior.tokens.toLocaleString('en-US')} tokens`, k: prior.k, order: prior.order, grid: prior.grid };
+    const entry = { info, file, prior };
+    if (existing >= 0) this.priors[existing] = entry;
+    else this.priors.push(entry);
+    return info;
+  }
+
+  /** Fits a prior on every grid of this session's token sets that the active codebook made, and
+   *  saves it as <workspace>/.unicode2/prior.safetensors. */
+  private async fitPrior(): Promise<void> {
+    const cb = await this.activeCodebook();
+    const grids = this.studio.allTokenSets().flatMap((s) => s.grids).filter((g) => !g.codebook || g.codebook === cb.fingerprint);
+    if (grids.length === 0) throw new UserError('no token grids of the active codebook in this session: tokenize images or open a tokens file first');
+    checkTokensMatchCodebook(cb, grids, 'token sets');
+    const dir = workspaceDataDir();
+    if (!dir) throw new UserError('open a folder first: the fitted prior is saved in <workspace>/.unicode2/');
+    const prior = fitPrior(grids, cb.frozen.rows, readSettings().generation.priorOrder, cb.fingerprint);
+    const file = path.join(dir, 'prior.safetensors');
+    await writePrior(file, prior);
+    this.studio.log.appendLine(`[generation] fitted a prior of order ${prior.order} on ${grids.length} grids: ${file}`);
+    await this.loadPrior(file);
+  }
+
+  private decoderList(): DecoderInfo[] {
+    return [
+      { id: ATLAS_DECODER, label: 'Atlas (codebook)', kind: 'atlas' },
+      ...[...this.decoders.keys()].map((folder) => ({ id: folder, label: path.basename(folder), kind: 'diffusion' as const })),
+    ];
+  }
+
+  /** A diffusion decoder folder, opened once (checked when opened) on the current device. */
+  private async decoder(folder: string): Promise<TokenDecoder> {
+    let decoder = this.decoders.get(folder);
+    if (!decoder) {
+      decoder = this.studio.backend.get().then((b) => openTokenDecoder(folder, b, (m) => this.studio.log.appendLine(`[generation] ${m}`)));
+      this.decoders.set(folder, decoder);
+      decoder.catch(() => this.decoders.delete(folder));
+    }
+    return decoder;
+  }
+
+  private closeDecoders(): void {
+    const open = [...this.decoders.values()];
+    this.decoders.clear();
+    for (const d of open) void d.then((x) => x.dispose()).catch(() => undefined);
+  }
+
+  private prior(id: string | null): LoadedPrior {
+    const found = this.priors.find((p) => p.info.id === id);
+    if (!found) throw new UserError('choose a prior first: open one or fit one on the token sets');
+    return found;
+  }
+
+  /** The grid a request asks for, and what describes it in the gallery and the Lab. */
+  private makeGrid(r: GenerateRequest, cb: Codebook): { ids: Int32Array; grid: [number, number]; label: string; inputs: Record<string, string>; params: Record<string, string | number> } {
+    const s = r.settings;
+    const sampling = { seed: s.seed, temperature: s.temperature, topK: s.topK, topP: s.topP };
+    const usePrior = () => {
+      const p = this.prior(r.prior);
+      if (p.prior.k !== cb.frozen.rows || (p.prior.codebook && p.prior.codebook !== cb.fingerprint)) {
+        throw new UserError(`${path.basename(p.file)} was fitted on tokens of another codebook (K = ${p.prior.k}); fit one on this codebook's tokens`);
+      }
+      return p;
+    };
+    const useSource = () => {
+      if (!r.source) throw new UserError('choose a token source first');
+      const src = this.source(r.source);
+      checkTokensMatchCodebook(cb, [src.grid], src.source.label);
+      const [setId, index] = r.source.split('#');
+      const file = this.studio.tokenSet(setId ?? '')?.file;
+      const inputs: Record<string, string> = file ? { tokens: file } : {};
+      return { ...src, inputs, index: Number(index ?? 0) };
+    };
+    switch (r.mode) {
+      case 'decode': {
+        const src = useSource();
+        return { ids: Int32Array.from(src.grid.ids), grid: src.grid.grid, label: src.source.label, inputs: src.inputs, params: { mode: r.mode, index: src.index } };
+      }
+      case 'sample': {
+        const p = usePrior();
+        const grid = r.grid ?? p.prior.grid;
+        return { ids: samplePriorGrid(p.prior, grid, sampling), grid, label: `Sampled ${grid[0]}×${grid[1]}`, inputs: { prior: p.file }, params: { mode: r.mode, grid: grid.join('x'), ...sampling } };
+      }
+      case 'inpaint':
+      case 'variations': {
+        const p = usePrior();
+        const src = useSource();
+        const cells = src.grid.ids.length;
+        let mask: Uint8Array;
+        if (r.mode === 'inpaint') {
+          if (r.mask.length === 0) throw new UserError('paint the cells to redraw on the grid first');
+          mask = new Uint8Array(cells);
+          for (const i of r.mask) {
+            if (i >= cells) throw new UserError(`mask cell ${i} is outside the ${src.grid.grid.join('x')} grid`);
+            mask[i] = 1;
+          }
+        } else {
+          mask = variationMask(cells, s.variations, s.seed);
+        }
+        const ids = inpaintGrid(p.prior, src.grid.ids, src.grid.grid, mask, sampling);
+        const what = r.mode === 'inpaint' ? `${r.mask.length} cells inpainted` : `variation (${Math.round(100 * s.variations)}%)`;
+        const params: Record<string, string | number> = { mode: r.mode, index: src.index, ...sampling };
+        if (r.mode === 'inpaint') params.mask = r.mask.join(' ');
+        else params.variations = s.variations;
+        return { ids, grid: src.grid.grid, label: `${src.source.label} · ${what}`, inputs: { ...src.inputs, prior: p.file }, params };
+      }
+    }
+  }
+
+  private async generate(r: GenerateRequest): Promise<GenerationResult> {
+    if (this.running) throw new UserError('a generation is already running: wait for it or cancel it');
+    const s = r.settings;
+    if (![1, 2, 4].includes(s.upscale)) throw new UserError(`output size ${s.upscale}x is not offered (1x, 2x or 4x)`);
+    const codebook = this.studio.requireCodebookPath();
+    const cb = await this.activeCodebook();
+    const made = this.makeGrid(r, cb);
+    const diffusion = s.decoder !== ATLAS_DECODER;
+    const settings: [string, string | number][] = [['decoder', diffusion ? path.basename(s.decoder) : 'atlas']];
+    if (diffusion) settings.push(['scheduler', s.scheduler], ['steps', s.steps], ['guidance', s.guidance]);
+    if (r.mode !== 'decode') settings.push(['temperature', s.temperature], ['top-k', s.topK], ['top-p', s.topP]);
+    if (r.mode !== 'decode' || diffusion) settings.push(['seed', s.seed]);
+    const panelAbort = new AbortController();
+    this.running = panelAbort;
+    let failure: unknown = null;
+    let produced: GenerationResult | null = null;
+    try {
+      const outcome = await this.studio.jobs.run(
+        {
+          kind: 'generate',
+          title: `Generate: ${made.label}`,
+          inputs: { codebook, ...made.inputs, decoder: s.decoder },
+          params: { ...made.params, ...(diffusion ? { scheduler: s.scheduler, steps: s.steps, guidance: s.guidance } : {}), upscale: s.upscale, decoder: s.decoder },
+        },
+        async (ctx) => {
+          try {
+            const signal = AbortSignal.any([ctx.signal, panelAbort.signal]);
+            const started = Date.now();
+            const decoder = diffusion ? await this.decoder(s.decoder) : await openTokenDecoder(ATLAS_DECODER, await this.studio.backend.get());
+            const total = diffusion ? s.steps : 1;
+            let sent: Promise<void> = Promise.resolve();
+            const report = (done: number, message?: string, preview?: string) => {
+              ctx.progress({ phase: 'generate', done, total, message });
+              this.endpoint.notify('progress', { done, total, message, preview });
+            };
+            report(0, diffusion ? `Denoising with ${path.basename(s.decoder)}…` : 'Decoding through the atlas…');
+            const decoded = await decoder.decode(cb, made.ids, made.grid, diffusionSettings({
+              scheduler: s.scheduler, steps: s.steps, guidance: s.guidance, seed: s.seed, previewEvery: Math.max(1, Math.round(s.steps / PREVIEWS_PER_RUN)),
+            }), {
+              signal,
+              // previews are encoded off the step loop but sent in step order, all before the result
+              onStep: (e) => {
+                const preview = e.preview ? pngDataUri(e.preview) : Promise.resolve(undefined);
+                sent = sent.then(async () => report(e.step, `Step ${e.step} of ${e.total}`, await preview));
+              },
+            });
+            await sent;
+            if (signal.aborted) throw new CancelledError();
+            const image = diffusion ? decoded.image : upscale(decoded.image, s.upscale);
+            report(total);
+            const result: GenerationResult = {
+              id: `result-${this.results.length + 1}`, label: made.label, image: await pngDataUri(image), width: image.width, height: image.height,
+              grid: made.grid, settings, device: decoded.device, seconds: (Date.now() - started) / 1000,
+            };
+            this.results.push({ result, image });
+            produced = result;
+            return {
+              metrics: { seconds: Number(result.seconds.toFixed(2)), device: decoded.device },
+              thumbnails: [(await thumbnailUri(image)).uri],
+              tokenPreview: { grid: made.grid, ids: Array.from(made.ids) },
+            };
+          } catch (err) {
+            failure = err;
+            throw err;
+          }
+        },
+      );
+      if (!outcome || !produced) throw failure instanceof Error ? failure : new CancelledError();
+      return produced;
+    } finally {
+      this.running = null;
+      this.endpoint.notify('progress', { done: 1, total: 1 });
+    }
+  }
+
+  private async save(id: string): Promise<string | null> {
+    const found = this.results.find((x) => x.result.id === id);
+    if (!found) throw new UserError('that result is gone (the panel was reloaded): generate it again');
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri;
+    const suggested = `${path.parse(found.result.label.split(' · ')[0] ?? 'generated').name.replace(/[^\w.-]+/g, '-')}-generated.png`;
+    const target = await vscode.window.showSaveDialog({
+      defaultUri: folder ? vscode.Uri.joinPath(folder, suggested) : undefined,
+      filters: { 'PNG image': ['png'] },
+      saveLabel: 'Save PNG',
+    });
+    if (!target) return null;
+    await writePng(target.fsPath, found.image);
+    this.studio.log.appendLine(`[generation] saved ${target.fsPath}`);
+    return target.fsPath;
+  }
+}
