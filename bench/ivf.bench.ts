@@ -23,7 +23,7 @@ import { createCpuBackend } from '../native-gpu/cpu/index.js';
 import { CpuCodebook, createSearchSession, searchNearest } from '../native-gpu/cpu/nearest.js';
 import { writeNpy } from '../extension/engine/io/formats/npy.js';
 import { shareFound } from '../extension/engine/search/search.js';
-import { FALLBACK_NPROBE } from '../extension/engine/core/defaults.js';
+import { UNCALIBRATED_NPROBE } from '../extension/engine/core/defaults.js';
 import { EmbeddingMixture } from './embedding-data.js';
 import { coarseLevelOf } from './coarse-level.js';
 import { benchDir, faissProcess, quickMode, timeRuns, updateSection, type RunTimes } from './harness.js';
@@ -100,7 +100,7 @@ async function runOurs(c: IvfCase, dir: string): Promise<OursReport> {
     const t0 = performance.now();
     const r = await backend.nearestIvf(index, queries, { nprobe });
     curve.push({ nprobe, recall: shareFound(queries, codes, r, truth), ms: performance.now() - t0 });
-    if (curve.at(-1)!.recall >= TARGET && nprobe >= FALLBACK_NPROBE) break;
+    if (curve.at(-1)!.recall >= TARGET && nprobe >= UNCALIBRATED_NPROBE) break;
   }
   const first = curve.find((p) => p.recall >= TARGET) ?? curve.at(-1)!;
   const times = await timeRuns(() => backend.nearestIvf(index, queries, { nprobe: first.nprobe }), 1, 5);

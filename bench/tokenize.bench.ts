@@ -18,7 +18,7 @@ import { tokenizeImages } from '../extension/engine/search/tokenize.js';
 import { inMemory, type Codebook } from '../extension/engine/codebook/codebook.js';
 import { seededRandom } from '../extension/engine/core/sampling.js';
 import { calibrateCodebook, openSearch, shareFound, type SearchOptions } from '../extension/engine/search/search.js';
-import { FALLBACK_NPROBE } from '../extension/engine/core/defaults.js';
+import { UNCALIBRATED_NPROBE } from '../extension/engine/core/defaults.js';
 import { coarseLevelOf } from './coarse-level.js';
 import { quickMode, updateSection } from './harness.js';
 
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
           break;
         }
       }
-      if (!chosen.some((c) => c.nprobe === FALLBACK_NPROBE)) chosen.push({ nprobe: FALLBACK_NPROBE, recall: await recallOf(ivf, cpu, patches, { nprobe: FALLBACK_NPROBE }) });
+      if (!chosen.some((c) => c.nprobe === UNCALIBRATED_NPROBE)) chosen.push({ nprobe: UNCALIBRATED_NPROBE, recall: await recallOf(ivf, cpu, patches, { nprobe: UNCALIBRATED_NPROBE }) });
       for (const { nprobe, recall } of chosen) report(await measure(cpu, ivf, images, { nprobe }, recall));
       report(await measure(cpu, ivf, images, {}, await recallOf(ivf, cpu, patches, {}), SQUARE, ' (default: calibrated)'));
     }
@@ -154,7 +154,7 @@ async function main(): Promise<void> {
       `images decoded from disk each time (fixtures + samples, cycled), decode + resize + DCT in worker threads (one per core) while the main thread searches; ` +
       `K real patch vectors as the codebook. IVF rows: the codebook with a coarse level of about sqrt(K) cells (k-means over its codes), at the first nprobe ` +
       `of ${NPROBES.join(', ')} whose recall@1 over every patch of the source photos reaches ${TARGET}, at the fallback nprobe of a codebook without a calibrated one ` +
-      `(${FALLBACK_NPROBE}), and at the default a user gets, the codebook's calibrated nprobe (\`unicode2 calibrate\` on the same photos' patches); ` +
+      `(${UNCALIBRATED_NPROBE}), and at the default a user gets, the codebook's calibrated nprobe (\`unicode2 calibrate\` on the same photos' patches); ` +
       `recall@1 against exact search, near-ties to f32 rounding counted as found.\n\n${table}`);
   }
 }

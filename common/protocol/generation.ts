@@ -99,3 +99,4 @@ export type GenerateRequest = v.InferOutput<typeof generateRequest>;
 export type PriorInfo = v.InferOutput<typeof priorInfo>;
 export type DecoderInfo = v.InferOutput<typeof decoderInfo>;
 export type GenerationMode = (typeof generationModes)[number];
+export type SourceView = v.InferOutput<typeof sourceView>;

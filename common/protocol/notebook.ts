@@ -5,6 +5,7 @@
 import * as v from 'valibot';
 import { gridShape, numbers, plainObject, text } from './shared.js';
 
+/** package.json's notebookRenderer declares it too (test/unit/manifest.test.ts checks they agree). */
 export const TOKENS_MIME = 'application/vnd.unicode2.tokens+json';
 
 export const notebookTokenGrid = v.pipe(

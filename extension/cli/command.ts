@@ -2,7 +2,7 @@
 // and small helpers for reading options and reporting.
 import type { CommandSpec, OptionSpec, ParsedArgs } from './args.js';
 import type { ProgressReporter } from './progress.js';
-import { DEFAULTS, FALLBACK_NPROBE, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index.js';
+import { DEFAULTS, ENCODER_SPEC_HELP, UNCALIBRATED_NPROBE, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index.js';
 
 export const DEVICE: OptionSpec = {
   kind: 'string',
@@ -19,14 +19,14 @@ export const CODEBOOK: OptionSpec = { kind: 'string', value: 'CB', required: tru
 export const ENCODER_OVERRIDE: OptionSpec = {
   kind: 'string',
   value: 'E',
-  help: "encoder to use instead of the one recorded in the codebook: 'dct', 'dct:<size>', 'dct:<size>:square', a model folder or .onnx file",
+  help: `encoder to use instead of the one recorded in the codebook: ${ENCODER_SPEC_HELP}`,
 };
 export const IMAGES_OPERANDS = { name: 'IMAGES', min: 1, max: Infinity };
 export const SEARCH: Record<string, OptionSpec> = {
   nprobe: {
     kind: 'int',
     value: 'P',
-    help: `IVF search through the codebook's coarse level (used whenever it has one): cells probed per query (default: the codebook's calibrated nprobe, else ${FALLBACK_NPROBE}; more cells, better recall, slower)`,
+    help: `IVF search through the codebook's coarse level (used whenever it has one): cells probed per query (default: the codebook's calibrated nprobe, else ${UNCALIBRATED_NPROBE}; more cells, better recall, slower)`,
   },
   exact: { kind: 'flag', help: 'exact search even when the codebook has a coarse level' },
 };

@@ -1,39 +1,59 @@
-// Registers the palette / Explorer commands and the Lab's actions over one Operations object.
+// Registers the palette / Explorer commands (one module each, as cli/commands/ for the CLI) and
+// the Lab's actions, which reach a cell's command through LAB.
 import * as vscode from 'vscode';
+import { readTokenGrids } from '../engine/index.js';
+import type { LabKind } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
-import { Operations } from './operations.js';
+import { showError } from '../state/errors.js';
 import type { LabActions } from '../panels/lab-view.js';
 import { showCodebook } from '../panels/codebook-panel.js';
 import { TokenGridPanel } from '../panels/token-grid-panel.js';
 import { GenerationPanel } from '../panels/generation-panel.js';
-import { readTokenGrids } from '../engine/index.js';
+import type { LabCommand, StudioCommand } from './command.js';
+import * as buildCodebook from './build-codebook.js';
+import * as openCodebook from './open-codebook.js';
+import * as showActiveCodebook from './show-active-codebook.js';
+import * as tokenizeImage from './tokenize-image.js';
+import * as tokenizeFolder from './tokenize-folder.js';
+import * as decodeTokens from './decode-tokens.js';
+import * as refineCodebook from './refine-codebook.js';
+import * as selectDevice from './select-device.js';
+import * as runDemo from './run-demo.js';
+import * as generate from './generate.js';
+
+const COMMANDS: StudioCommand[] = [
+  buildCodebook, openCodebook, showActiveCodebook, tokenizeImage, tokenizeFolder, decodeTokens, refineCodebook, selectDevice, runDemo, generate,
+];
+
+/** The command of each kind of Lab cell: its new run and its re-run. */
+const LAB: Record<LabKind, LabCommand> = {
+  build: buildCodebook,
+  // one kind, two commands: a cell names the image or the folder it tokenized; a new run asks for an image
+  tokenize: { prompt: tokenizeImage.prompt, rerun: (studio, cell) => (cell.inputs.image !== undefined ? tokenizeImage : tokenizeFolder).rerun(studio, cell) },
+  decode: decodeTokens,
+  refine: refineCodebook,
+  demo: runDemo,
+  generate,
+};
 
 /** A command's optional Uri argument (Explorer context menu, or a caller passing one) as a path. */
 const fsPath = (arg: unknown): string | undefined => (arg instanceof vscode.Uri ? arg.fsPath : typeof arg === 'string' ? arg : undefined);
 
-export function registerCommands(studio: Studio): { disposables: vscode.Disposable[]; lab: LabActions } {
-  const ops = new Operations(studio);
-  const commands: Record<string, (arg?: unknown) => unknown> = {
-    'unicode2.buildCodebook': (arg) => ops.build(fsPath(arg)),
-    'unicode2.openCodebook': (arg) => ops.openCodebook(fsPath(arg)),
-    'unicode2.showActiveCodebook': () => ops.showActiveCodebook(),
-    'unicode2.tokenizeImage': (arg) => ops.tokenizeImage(fsPath(arg)),
-    'unicode2.tokenizeFolder': (arg) => ops.tokenizeFolder(fsPath(arg)),
-    'unicode2.decodeTokens': (arg) => ops.decode(fsPath(arg)),
-    'unicode2.refineCodebook': (arg) => ops.refine(fsPath(arg)),
-    'unicode2.selectDevice': () => ops.selectDevice(),
-    'unicode2.runDemo': () => ops.demo(),
-    'unicode2.openGeneration': () => ops.openGeneration(),
-  };
-  const disposables = Object.entries(commands).map(([id, run]) => vscode.commands.registerCommand(id, run));
+/** Reports an error thrown before a job started (e.g. while asking or checking inputs); a job
+ *  reports its own. */
+async function reportErrors(studio: Studio, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (err) {
+    showError(err, studio.log);
+  }
+}
 
+export function registerCommands(studio: Studio): { disposables: vscode.Disposable[]; lab: LabActions } {
+  const disposables = COMMANDS.map((c) => vscode.commands.registerCommand(c.id, (arg?: unknown) => reportErrors(studio, () => c.prompt(studio, fsPath(arg)))));
   const lab: LabActions = {
-    run: async (kind) => {
-      const id = { build: 'buildCodebook', tokenize: 'tokenizeImage', decode: 'decodeTokens', refine: 'refineCodebook', demo: 'runDemo', generate: 'openGeneration' }[kind];
-      await vscode.commands.executeCommand(`unicode2.${id}`);
-    },
-    // a generation re-runs in its panel (its settings are the panel's); every other kind in Operations
-    rerun: (cell) => (cell.kind === 'generate' ? GenerationPanel.rerun(studio, cell) : ops.rerun(cell)),
+    run: (kind) => reportErrors(studio, () => LAB[kind].prompt(studio)),
+    rerun: (cell) => reportErrors(studio, () => LAB[cell.kind].rerun(studio, cell)),
     open: async (cell) => {
       const codebook = cell.inputs.codebook ?? cell.files?.find((f) => f.endsWith('.safetensors'));
       const tokensFile = cell.files?.find((f) => f.endsWith('.tokens.json'));

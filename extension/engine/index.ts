@@ -8,10 +8,10 @@ export { readNpy, writeNpy, encodeNpy, readEmbeddings, type NpyArray } from './i
 export { indexPathOf, writeIndexedNpy } from './io/formats/npy-index.js';
 export { readCodebook, writeCodebook, inMemory, type Codebook, type CodebookMeta, type LazyTable } from './codebook/codebook.js';
 export { nearestCodewords, coarseCells, type CoarseCell } from './search/inspect.js';
-export { openSearch, measureRecall, foundNearest, shareFound, checkNprobe, defaultNprobe, calibrateCodebook, nprobeLadder, CALIBRATION_SAMPLE, CALIBRATION_TARGET, type NprobeCalibration, type SearchOptions, type SearchChoice, type CodebookSearch } from './search/search.js';
-export { loadImage, imageSize, encodePng, writePng, listImages, thumbnailPng, IMAGE_EXTENSIONS, THUMBNAIL_SIDE, type RgbImage, type Thumbnail } from './embed/image.js';
+export { openSearch, measureRecall, foundNearest, shareFound, checkNprobe, defaultNprobe, calibrateCodebook, nprobeLadder, CALIBRATION_SAMPLE, CALIBRATION_TARGET, type NprobeCalibration, type SearchOptions, type CodebookSearch } from './search/search.js';
+export { loadImage, imageSize, encodePng, writePng, listImages, thumbnailPng, cropPatch, upscale, resample, IMAGE_EXTENSIONS, THUMBNAIL_SIDE, type RgbImage, type Thumbnail } from './embed/image.js';
 export { gridFollowsPhoto } from './embed/encoders/dct.js';
-export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor } from './embed/encoders/index.js';
+export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, encoderKindOf, ENCODER_KINDS, ENCODER_SPEC_HELP, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor } from './embed/encoders/index.js';
 export { extractCorpus } from './embed/corpus.js';
 export { decodeTokens, refineAtlas } from './generate/atlas.js';
 export { codeStats, type CodeStats } from './codebook/stats.js';
@@ -29,10 +29,10 @@ export {
   type SearchInfo,
   type TokenDatasetIndex,
 } from './codebook/token-files.js';
-export { DEFAULTS, FALLBACK_NPROBE, type BuildMethod } from './core/defaults.js';
+export { DEFAULTS, SCHEDULER_KINDS, SEARCH_CHOICES, UNCALIBRATED_NPROBE, USE_CALIBRATED_NPROBE, type BuildMethod, type SchedulerKind, type SearchChoice } from './core/defaults.js';
 export { stepsOf, type ProgressEvent, type ProgressListener } from './core/progress.js';
 export {
-  buildCodebook, defaultMemoryMB, FLAT_MAX_WORK, MSE_SAMPLE, NPROBE, REFINE_PASSES,
+  buildCodebook, defaultMemoryMB, FLAT_MAX_WORK, MSE_SAMPLE, REFINE_NPROBE, REFINE_PASSES,
   type BuildRequest, type BuildSummary, type BuildProgress, type CodebookDtype,
 } from './build/build.js';
 export { POINTS_PER_CENTROID } from './build/twolevel.js';
@@ -45,6 +45,7 @@ export { countColor, rampColor, logCountLevel, heatmapColumns, deadCodeColor } f
 export type { ComputeBackend, Matrix, DeviceChoice, BackendName, NearestResult } from '../../native-gpu/backend.js';
 export { openBackend } from '../../native-gpu/index.js';
 export {
+  checkPriorMatchesCodebook,
   fitPrior,
   cellDistribution,
   readPrior,
@@ -58,7 +59,6 @@ export {
   type TokenPrior,
   type PriorScore,
   type SampleOptions,
-} from './generate/prior.js';
+} from './generate/prior/index.js';
 export { openTokenDecoder, diffusionSettings, ATLAS_DECODER, type TokenDecoder, type DiffusionSettings, type Decoded } from './generate/decoders.js';
-export { SCHEDULER_KINDS, type SchedulerKind } from './core/defaults.js';
 export type { DiffusionStep } from './generate/diffusion/decoder.js';

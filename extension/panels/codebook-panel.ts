@@ -7,11 +7,11 @@
 // rebuild.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { checkTokensMatchCodebook, coarseCells, codeStats, nearestCodewords, similarityOrder, type Codebook, type RgbImage } from '../engine/index.js';
+import { checkTokensMatchCodebook, coarseCells, codeStats, cropPatch, nearestCodewords, similarityOrder, UserError, type Codebook, type RgbImage } from '../engine/index.js';
 import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, readonlyEditor, watchFile } from './webview-host.js';
-import { cropPatch, pngDataUri } from './images.js';
+import { pngDataUri } from './images.js';
 
 export const CODEBOOK_VIEW_TYPE = 'unicode2.codebook';
 const BUILD = 'build';
@@ -117,7 +117,8 @@ class CodebookPanel {
 
   private async detail(code: number): Promise<CodeDetail> {
     const cb = await this.studio.codebook(this.file);
-    if (code >= cb.frozen.rows) throw new Error(`code ${code} is outside the codebook (K = ${cb.frozen.rows})`);
+    // the file may have been rebuilt smaller since the webview drew its heatmap
+    if (code >= cb.frozen.rows) throw new UserError(`code ${code} is not in this codebook: its codes run from 0 to ${cb.frozen.rows - 1} (K = ${cb.frozen.rows})`);
     const tokens = this.counts.reduce((a, b) => a + b, 0);
     const count = this.counts[code] ?? 0;
     const [patches, neighbours] = await Promise.all([this.patches(cb, code), this.neighbours(cb, code)]);

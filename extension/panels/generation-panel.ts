@@ -8,18 +8,19 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import {
-  ATLAS_DECODER, CancelledError, UserError, checkTokensMatchCodebook, decodeTokens, diffusionSettings, fitPrior, inpaintGrid, openTokenDecoder,
-  readPrior, readTokenGrids, samplePriorGrid, variationMask, writePng, writePrior, type Codebook, type RgbImage, type TokenDecoder, type TokenGrid, type TokenPrior,
+  ATLAS_DECODER, CancelledError, UserError, checkPriorMatchesCodebook, checkTokensMatchCodebook, decodeTokens, diffusionSettings, fitPrior, inpaintGrid, openTokenDecoder,
+  readPrior, readTokenGrids, samplePriorGrid, upscale, variationMask, writePng, writePrior, type Codebook, type RgbImage, type TokenDecoder, type TokenGrid, type TokenPrior,
 } from '../engine/index.js';
 import {
   generationProtocol, type DecoderInfo, type GenerateRequest, type GenerationResult, type GenerationSettings, type GenerationSource, type PriorInfo,
 } from '../../common/protocol/generation.js';
 import type { LabCell } from '../../common/protocol/lab.js';
-import type { HostEndpoint } from '../../common/protocol/shared.js';
+import type { Handlers, HostEndpoint } from '../../common/protocol/shared.js';
 import type { Studio } from '../state/studio.js';
+import type { JobContext } from '../state/jobs.js';
 import { readSettings, workspaceDataDir } from '../state/config.js';
 import { connectWebview, webviewOptions } from './webview-host.js';
-import { pngDataUri, thumbnailUri, upscale } from './images.js';
+import { pngDataUri, thumbnailUri } from './images.js';
 
 export const GENERATION_VIEW_TYPE = 'unicode2.generation';
 const EDITED = 'edited';
@@ -32,6 +33,15 @@ interface LoadedPrior {
   prior: TokenPrior;
 }
 
+/** A grid to decode, and what describes it in the gallery and the Lab. */
+interface MadeGrid {
+  ids: Int32Array;
+  grid: [number, number];
+  label: string;
+  inputs: Record<string, string>;
+  params: Record<string, string | number>;
+}
+
 export class GenerationPanel {
   private static current: GenerationPanel | null = null;
   private readonly results: { result: GenerationResult; image: RgbImage }[] = [];
@@ -40,17 +50,21 @@ export class GenerationPanel {
   private readonly endpoint: HostEndpoint<typeof generationProtocol>;
   private running: AbortController | null = null;
 
-  static show(studio: Studio): GenerationPanel {
-    if (GenerationPanel.current) {
-      GenerationPanel.current.panel.reveal();
-      GenerationPanel.current.pushSources();
-      return GenerationPanel.current;
+  /** Opens the panel or brings it to the front; `edited` (a grid edited in a token-grid panel)
+   *  becomes its "Edited grid" source. */
+  static show(studio: Studio, edited?: TokenGrid): GenerationPanel {
+    const current = GenerationPanel.current;
+    if (current) {
+      if (edited) current.edited = edited;
+      current.panel.reveal();
+      current.pushSources();
+      return current;
     }
     const panel = vscode.window.createWebviewPanel(GENERATION_VIEW_TYPE, 'Generation', vscode.ViewColumn.Active, {
       ...webviewOptions(studio.extensionUri),
       retainContextWhenHidden: true,
     });
-    return new GenerationPanel(studio, panel);
+    return new GenerationPanel(studio, panel, edited ?? null);
   }
 
   static serializer(studio: Studio): vscode.WebviewPanelSerializer {
@@ -83,9 +97,28 @@ export class GenerationPanel {
   private constructor(
     private readonly studio: Studio,
     readonly panel: vscode.WebviewPanel,
+    /** the grid last sent from a token-grid panel */
+    private edited: TokenGrid | null = null,
   ) {
     GenerationPanel.current = this;
-    const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'generation', generationProtocol, panel.title, studio.log, {
+    const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'generation', generationProtocol, panel.title, studio.log, this.handlers());
+    this.endpoint = endpoint;
+    const onSets = studio.onDidChangeTokenSets(() => this.pushSources());
+    // ONNX sessions were opened for the previous device: open them again on the next run.
+    const onReset = studio.backend.onDidReset(() => this.closeDecoders());
+    panel.onDidDispose(() => {
+      GenerationPanel.current = null;
+      this.running?.abort();
+      this.closeDecoders();
+      disposable.dispose();
+      onSets.dispose();
+      onReset.dispose();
+    });
+  }
+
+  /** What the panel's requests do. */
+  private handlers(): Handlers<typeof generationProtocol> {
+    return {
       init: () => ({
         sources: this.sources().map((s) => s.source),
         priors: this.priors.map((p) => p.info),
@@ -125,19 +158,7 @@ export class GenerationPanel {
         return null;
       },
       savePng: ({ result }) => this.save(result),
-    });
-    this.endpoint = endpoint;
-    const onSets = studio.onDidChangeTokenSets(() => this.pushSources());
-    // ONNX sessions were opened for the previous device: open them again on the next run.
-    const onReset = studio.backend.onDidReset(() => this.closeDecoders());
-    panel.onDidDispose(() => {
-      GenerationPanel.current = null;
-      this.running?.abort();
-      this.closeDecoders();
-      disposable.dispose();
-      onSets.dispose();
-      onReset.dispose();
-    });
+    };
   }
 
   private defaults(): GenerationSettings {
@@ -154,7 +175,7 @@ export class GenerationPanel {
 
   private sources(): { source: GenerationSource; grid: TokenGrid }[] {
     const out: { source: GenerationSource; grid: TokenGrid }[] = [];
-    const edited = this.studio.editedGrid;
+    const edited = this.edited;
     if (edited) out.push({ source: { id: EDITED, label: `Edited grid · ${path.basename(edited.image)}`, grid: edited.grid }, grid: edited });
     for (const set of this.studio.allTokenSets()) {
       set.grids.forEach((g, i) => {
@@ -232,14 +253,12 @@ export class GenerationPanel {
   }
 
   /** The grid a request asks for, and what describes it in the gallery and the Lab. */
-  private makeGrid(r: GenerateRequest, cb: Codebook): { ids: Int32Array; grid: [number, number]; label: string; inputs: Record<string, string>; params: Record<string, string | number> } {
+  private makeGrid(r: GenerateRequest, cb: Codebook): MadeGrid {
     const s = r.settings;
     const sampling = { seed: s.seed, temperature: s.temperature, topK: s.topK, topP: s.topP };
     const usePrior = () => {
       const p = this.prior(r.prior);
-      if (p.prior.k !== cb.frozen.rows || (p.prior.codebook && p.prior.codebook !== cb.fingerprint)) {
-        throw new UserError(`${path.basename(p.file)} was fitted on tokens of another codebook (K = ${p.prior.k}); fit one on this codebook's tokens`);
-      }
+      checkPriorMatchesCodebook(p.prior, { k: cb.frozen.rows, fingerprint: cb.fingerprint }, path.basename(p.file));
       return p;
     };
     const useSource = () => {
@@ -295,10 +314,6 @@ export class GenerationPanel {
     const cb = await this.activeCodebook();
     const made = this.makeGrid(r, cb);
     const diffusion = s.decoder !== ATLAS_DECODER;
-    const settings: [string, string | number][] = [['decoder', diffusion ? path.basename(s.decoder) : 'atlas']];
-    if (diffusion) settings.push(['scheduler', s.scheduler], ['steps', s.steps], ['guidance', s.guidance]);
-    if (r.mode !== 'decode') settings.push(['temperature', s.temperature], ['top-k', s.topK], ['top-p', s.topP]);
-    if (r.mode !== 'decode' || diffusion) settings.push(['seed', s.seed]);
     const panelAbort = new AbortController();
     this.running = panelAbort;
     let failure: unknown = null;
@@ -313,38 +328,10 @@ export class GenerationPanel {
         },
         async (ctx) => {
           try {
-            const signal = AbortSignal.any([ctx.signal, panelAbort.signal]);
-            const started = Date.now();
-            const decoder = diffusion ? await this.decoder(s.decoder) : await openTokenDecoder(ATLAS_DECODER, await this.studio.backend.get());
-            const total = diffusion ? s.steps : 1;
-            let sent: Promise<void> = Promise.resolve();
-            const report = (done: number, message?: string, preview?: string) => {
-              ctx.progress({ phase: 'generate', done, total, message });
-              this.endpoint.notify('progress', { done, total, message, preview });
-            };
-            report(0, diffusion ? `Denoising with ${path.basename(s.decoder)}…` : 'Decoding through the atlas…');
-            const decoded = await decoder.decode(cb, made.ids, made.grid, diffusionSettings({
-              scheduler: s.scheduler, steps: s.steps, guidance: s.guidance, seed: s.seed, previewEvery: Math.max(1, Math.round(s.steps / PREVIEWS_PER_RUN)),
-            }), {
-              signal,
-              // previews are encoded off the step loop but sent in step order, all before the result
-              onStep: (e) => {
-                const preview = e.preview ? pngDataUri(e.preview) : Promise.resolve(undefined);
-                sent = sent.then(async () => report(e.step, `Step ${e.step} of ${e.total}`, await preview));
-              },
-            });
-            await sent;
-            if (signal.aborted) throw new CancelledError();
-            const image = diffusion ? decoded.image : upscale(decoded.image, s.upscale);
-            report(total);
-            const result: GenerationResult = {
-              id: `result-${this.results.length + 1}`, label: made.label, image: await pngDataUri(image), width: image.width, height: image.height,
-              grid: made.grid, settings, device: decoded.device, seconds: (Date.now() - started) / 1000,
-            };
-            this.results.push({ result, image });
+            const { result, image } = await this.decodeGrid(r, cb, made, { signal: AbortSignal.any([ctx.signal, panelAbort.signal]), progress: ctx.progress });
             produced = result;
             return {
-              metrics: { seconds: Number(result.seconds.toFixed(2)), device: decoded.device },
+              metrics: { seconds: Number(result.seconds.toFixed(2)), device: result.device },
               thumbnails: [(await thumbnailUri(image)).uri],
               tokenPreview: { grid: made.grid, ids: Array.from(made.ids) },
             };
@@ -362,6 +349,42 @@ export class GenerationPanel {
     }
   }
 
+  /** Decodes a made grid with the request's decoder, its progress (and a diffusion run's
+   *  previews) reported to the job and the panel; the result joins the gallery. */
+  private async decodeGrid(r: GenerateRequest, cb: Codebook, made: MadeGrid, ctx: JobContext): Promise<{ result: GenerationResult; image: RgbImage }> {
+    const s = r.settings;
+    const diffusion = s.decoder !== ATLAS_DECODER;
+    const started = Date.now();
+    const decoder = diffusion ? await this.decoder(s.decoder) : await openTokenDecoder(ATLAS_DECODER, await this.studio.backend.get());
+    const total = diffusion ? s.steps : 1;
+    let sent: Promise<void> = Promise.resolve();
+    const report = (done: number, message?: string, preview?: string) => {
+      ctx.progress({ phase: 'generate', done, total, message });
+      this.endpoint.notify('progress', { done, total, message, preview });
+    };
+    report(0, diffusion ? `Denoising with ${path.basename(s.decoder)}…` : 'Decoding through the atlas…');
+    const decoded = await decoder.decode(cb, made.ids, made.grid, diffusionSettings({
+      scheduler: s.scheduler, steps: s.steps, guidance: s.guidance, seed: s.seed, previewEvery: Math.max(1, Math.round(s.steps / PREVIEWS_PER_RUN)),
+    }), {
+      signal: ctx.signal,
+      // previews are encoded off the step loop but sent in step order, all before the result
+      onStep: (e) => {
+        const preview = e.preview ? pngDataUri(e.preview) : Promise.resolve(undefined);
+        sent = sent.then(async () => report(e.step, `Step ${e.step} of ${e.total}`, await preview));
+      },
+    });
+    await sent;
+    if (ctx.signal.aborted) throw new CancelledError();
+    const image = diffusion ? decoded.image : upscale(decoded.image, s.upscale);
+    report(total);
+    const result: GenerationResult = {
+      id: `result-${this.results.length + 1}`, label: made.label, image: await pngDataUri(image), width: image.width, height: image.height,
+      grid: made.grid, settings: shownSettings(r), device: decoded.device, seconds: (Date.now() - started) / 1000,
+    };
+    this.results.push({ result, image });
+    return { result, image };
+  }
+
   private async save(id: string): Promise<string | null> {
     const found = this.results.find((x) => x.result.id === id);
     if (!found) throw new UserError('that result is gone (the panel was reloaded): generate it again');
@@ -377,4 +400,14 @@ export class GenerationPanel {
     this.studio.log.appendLine(`[generation] saved ${target.fsPath}`);
     return target.fsPath;
   }
+}
+
+/** The settings a gallery result lists: those that shaped it. */
+function shownSettings({ mode, settings: s }: GenerateRequest): [string, string | number][] {
+  const diffusion = s.decoder !== ATLAS_DECODER;
+  const shown: [string, string | number][] = [['decoder', diffusion ? path.basename(s.decoder) : 'atlas']];
+  if (diffusion) shown.push(['scheduler', s.scheduler], ['steps', s.steps], ['guidance', s.guidance]);
+  if (mode !== 'decode') shown.push(['temperature', s.temperature], ['top-k', s.topK], ['top-p', s.topP]);
+  if (mode !== 'decode' || diffusion) shown.push(['seed', s.seed]);
+  return shown;
 }

@@ -68,8 +68,7 @@ export class TokenGridPanel {
       openInGeneration: async ({ ids }) => {
         const [cb, grid] = await Promise.all([this.studio.codebook(this.codebookFile), this.grid]);
         this.checkIds(ids, grid, cb);
-        this.studio.editedGrid = { ...grid, ids, distances: undefined };
-        GenerationPanel.show(this.studio);
+        GenerationPanel.show(this.studio, { ...grid, ids, distances: undefined });
         return null;
       },
     });

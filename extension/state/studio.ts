@@ -5,7 +5,7 @@ import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { existsSync, promises as fs } from 'node:fs';
 import {
-  readCodebook, openCodebookEncoder, readTokenGrids, EXTERNAL_ENCODER, UserError, type Codebook, type Encoder, type TokenGrid,
+  readCodebook, openCodebookEncoder, readTokenGrids, ENCODER_KINDS, EXTERNAL_ENCODER, UserError, type Codebook, type Encoder, type TokenGrid,
 } from '../engine/index.js';
 import { BackendManager } from './backend.js';
 import { Jobs } from './jobs.js';
@@ -39,8 +39,6 @@ export class Studio implements vscode.Disposable {
   private readonly tokenSets: TokenSet[] = [];
   private readonly tokenSetsChanged = new vscode.EventEmitter<TokenSet[]>();
   readonly onDidChangeTokenSets = this.tokenSetsChanged.event;
-  /** the grid last sent from a token-grid panel to the generation panel */
-  editedGrid: TokenGrid | null = null;
 
   constructor(readonly context: vscode.ExtensionContext) {
     this.lab = new LabStore(context.workspaceState);
@@ -95,7 +93,7 @@ export class Studio implements vscode.Disposable {
   encoderProblem(cb: Codebook): string | null {
     const { kind, id } = cb.meta.encoder;
     if (id === EXTERNAL_ENCODER) return 'it was built from external embeddings';
-    if (kind === 'onnx' && !existsSync(id)) return `its encoder ${id} is not on this machine`;
+    if (ENCODER_KINDS[kind].needsFile && !existsSync(id)) return `its encoder ${id} is not on this machine`;
     return null;
   }
 
@@ -120,7 +118,7 @@ export class Studio implements vscode.Disposable {
     const key = own ? JSON.stringify(cb.meta.encoder) : `spec:${chosen}`;
     let encoder = this.encoders.get(key);
     if (!encoder) {
-      if (own && cb.meta.encoder.kind === 'onnx' && !this.encoderProblem(cb)) {
+      if (own && ENCODER_KINDS[cb.meta.encoder.kind].needsConsent && !this.encoderProblem(cb)) {
         await this.trust.allowCodebookModel(cb.meta.encoder.id, this.codebookFiles.get(cb) ?? 'this codebook');
       }
       // the codebook's own (a UserError that says how to name one when it cannot be reopened), or the chosen one

@@ -16,90 +16,93 @@ import { mosaic } from './mosaic.js';
 
 export async function createCpuBackend(): Promise<ComputeBackend> {
   const threads = os.availableParallelism();
-  const { env } = onnxruntime();
-  let session: ort.InferenceSession | null = await createSearchSession(threads);
+  return new CpuBackend(await createSearchSession(threads), threads);
+}
 
-  const live = (): ort.InferenceSession => {
-    if (!session) throw new Error('the cpu backend was disposed');
-    return session;
-  };
-  const own = (handle: CodebookHandle): CpuCodebook => {
-    if (!(handle instanceof CpuCodebook)) throw new Error('codebook handle was not loaded by the cpu backend');
-    return handle;
-  };
+class CpuBackend implements ComputeBackend {
+  readonly name = 'cpu' as const;
+  readonly device: string;
+  private session: ort.InferenceSession | null;
+  /** opened on the first IVF search */
+  private ivfSession: Promise<ort.InferenceSession> | null = null;
 
-  let ivfSession: Promise<ort.InferenceSession> | null = null;
-  const ivfLive = (): Promise<ort.InferenceSession> => {
-    live();
-    ivfSession ??= createIvfSession();
-    return ivfSession;
-  };
+  constructor(session: ort.InferenceSession, threads: number) {
+    const { env } = onnxruntime();
+    this.session = session;
+    this.device = `cpu (onnxruntime ${env.versions.node ?? env.versions.common}, ${threads} threads)`;
+  }
 
-  const ownIvf = (handle: IvfHandle): CpuIvf => {
+  private live(): ort.InferenceSession {
+    if (!this.session) throw new Error('the cpu backend was disposed');
+    return this.session;
+  }
+
+  private ivfLive(): Promise<ort.InferenceSession> {
+    this.live();
+    this.ivfSession ??= createIvfSession();
+    return this.ivfSession;
+  }
+
+  async loadCodebook(codebook: CodebookData): Promise<CodebookHandle> {
+    this.live();
+    return new CpuCodebook(codebook, { prefilter: 'when it pays' });
+  }
+
+  async nearest(handle: CodebookHandle, queries: Matrix, control?: RunControl): Promise<NearestResult> {
+    const cb = own(handle);
+    const ids = await searchNearestIds(this.live(), cb, queries, control);
+    return { ids, distances: exactDistances(queries, ids, (id) => cb.row(id)) };
+  }
+
+  async loadIvf(codes: CodebookData, coarse: CoarseData): Promise<IvfHandle> {
+    this.live();
+    return CpuIvf.create(codes, coarse);
+  }
+
+  async nearestIvf(handle: IvfHandle, queries: Matrix, control: IvfControl): Promise<NearestResult> {
     if (!(handle instanceof CpuIvf)) throw new Error('IVF index was not loaded by the cpu backend');
-    return handle;
-  };
+    const best = await searchIvf(await this.ivfLive(), handle, queries, control);
+    const grouped = handle.layout.grouped;
+    return { ids: best.ids, distances: exactDistances(queries, best.positions, (p) => rowsF32(grouped, p, 1)) };
+  }
 
-  return {
-    name: 'cpu',
-    device: `cpu (onnxruntime ${env.versions.node ?? env.versions.common}, ${threads} threads)`,
+  async kmeansStep(handle: CodebookHandle, points: Matrix, control?: RunControl): Promise<KMeansStepResult> {
+    const cb = own(handle);
+    const ids = await searchNearestIds(this.live(), cb, points, control);
+    // all of an f16 codebook decoded at once: k-means builds f32 centroids, so only a caller's
+    // own f16 codebook comes this way
+    return { ids, ...accumulateClusters(points, ids, cb.rowsF32(0, cb.k), cb.k) };
+  }
 
-    async loadCodebook(codebook: CodebookData): Promise<CodebookHandle> {
-      live();
-      return new CpuCodebook(codebook, { prefilter: 'when it pays' });
-    },
+  async histogram(ids: Int32Array, k: number): Promise<Uint32Array> {
+    checkTokenIds(ids, k);
+    const counts = new Uint32Array(k);
+    for (let i = 0; i < ids.length; i++) counts[ids[i]]++;
+    return counts;
+  }
 
-    async nearest(handle: CodebookHandle, queries: Matrix, control?: RunControl): Promise<NearestResult> {
-      const cb = own(handle);
-      const ids = await searchNearestIds(live(), cb, queries, control);
-      return { ids, distances: exactDistances(queries, ids, (id) => cb.row(id)) };
-    },
+  async mosaic(atlas: Matrix, ids: Int32Array, gridH: number, gridW: number, patch: number): Promise<Float32Array> {
+    return mosaic(atlas, ids, gridH, gridW, patch);
+  }
 
-    async loadIvf(codes: CodebookData, coarse: CoarseData): Promise<IvfHandle> {
-      live();
-      return CpuIvf.create(codes, coarse);
-    },
+  async dctPatches(image: Float32Array, height: number, width: number, patch: number): Promise<Matrix> {
+    return dctPatches(image, height, width, patch);
+  }
 
-    async nearestIvf(handle: IvfHandle, queries: Matrix, control: IvfControl): Promise<NearestResult> {
-      const ivf = ownIvf(handle);
-      const best = await searchIvf(await ivfLive(), ivf, queries, control);
-      const grouped = ivf.layout.grouped;
-      return { ids: best.ids, distances: exactDistances(queries, best.positions, (p) => rowsF32(grouped, p, 1)) };
-    },
+  async idctPatches(coefficients: Matrix, gridH: number, gridW: number, patch: number): Promise<Float32Array> {
+    return idctPatches(coefficients, gridH, gridW, patch);
+  }
 
-    async kmeansStep(handle: CodebookHandle, points: Matrix, control?: RunControl): Promise<KMeansStepResult> {
-      const cb = own(handle);
-      const ids = await searchNearestIds(live(), cb, points, control);
-      // all of an f16 codebook decoded at once: k-means builds f32 centroids, so only a caller's
-      // own f16 codebook comes this way
-      return { ids, ...accumulateClusters(points, ids, cb.rowsF32(0, cb.k), cb.k) };
-    },
+  async dispose(): Promise<void> {
+    const s = this.session, fine = this.ivfSession;
+    this.session = null;
+    this.ivfSession = null;
+    await s?.release();
+    await (await fine)?.release();
+  }
+}
 
-    async histogram(ids: Int32Array, k: number): Promise<Uint32Array> {
-      checkTokenIds(ids, k);
-      const counts = new Uint32Array(k);
-      for (let i = 0; i < ids.length; i++) counts[ids[i]]++;
-      return counts;
-    },
-
-    async mosaic(atlas: Matrix, ids: Int32Array, gridH: number, gridW: number, patch: number): Promise<Float32Array> {
-      return mosaic(atlas, ids, gridH, gridW, patch);
-    },
-
-    async dctPatches(image: Float32Array, height: number, width: number, patch: number): Promise<Matrix> {
-      return dctPatches(image, height, width, patch);
-    },
-
-    async idctPatches(coefficients: Matrix, gridH: number, gridW: number, patch: number): Promise<Float32Array> {
-      return idctPatches(coefficients, gridH, gridW, patch);
-    },
-
-    async dispose(): Promise<void> {
-      const s = session, fine = ivfSession;
-      session = null;
-      ivfSession = null;
-      await s?.release();
-      await (await fine)?.release();
-    },
-  };
+function own(handle: CodebookHandle): CpuCodebook {
+  if (!(handle instanceof CpuCodebook)) throw new Error('codebook handle was not loaded by the cpu backend');
+  return handle;
 }

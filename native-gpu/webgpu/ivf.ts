@@ -14,10 +14,9 @@ import type { CoarseData, CodebookData, IvfControl, IvfHandle, Matrix } from '..
 import { BestPerQuery, checkNprobe, gatherRows, groupByCell, queriesByCell, type CellLayout } from '../ivf.js';
 import { CoarseQuantizer } from '../cpu/ivf.js';
 import { UserError, throwIfCancelled } from '../../common/errors.js';
-import { STORAGE, readBack } from './buffers.js';
-import { dispatch } from './program.js';
+import { run, type DispatchSpec } from './program.js';
 import { groupedParams, nearestProgram, tileRows } from './kernels/nearest.js';
-import { GpuCodebook } from './gpu-codebook.js';
+import { GpuCodebook, type CodeChunk } from './gpu-codebook.js';
 import type { Runtime } from './runtime.js';
 
 const BEST_BYTES = 8; // struct Best { score: f32, index: u32 }
@@ -91,17 +90,40 @@ export async function searchIvf(rt: Runtime, ivf: GpuIvf, queries: Matrix, contr
   return best;
 }
 
+/** One grouped dispatch: up to maxComputeWorkgroupsPerDimension table entries of one chunk. */
+interface Group {
+  chunk: CodeChunk;
+  entries: TileEntry[];
+  codesPerSplit: number;
+  splits: number;
+}
+
 /** The fine step of one batch; `offer(query row in batch, score, grouped position)` per candidate. */
 async function searchBatch(rt: Runtime, ivf: GpuIvf, batch: Matrix, probes: Int32Array, nprobe: number,
                            offer: (row: number, score: number, position: number) => void): Promise<void> {
-  const { device, pool } = rt;
   const { codes, layout } = ivf;
-  const { dPad } = codes;
   const { start, members } = queriesByCell(probes, nprobe, layout.cells);
-  const gathered = new Float32Array(members.length * dPad);
-  gatherRows(batch, members, 0, members.length, gathered, dPad);
+  const gathered = new Float32Array(members.length * codes.dPad);
+  gatherRows(batch, members, 0, members.length, gathered, codes.dPad);
+  const groups = planGroups(rt, codes, tileEntries(rt, ivf, start));
+  const tileQueries = tileRows(rt.tile).queries;
+  const program = nearestProgram(rt.tile, codes.half, true);
+  const partials = await run(rt, {
+    // input 0: the gathered queries; input 1 + g: group g's table
+    inputs: [gathered, ...groups.map((g) => table(g.entries))],
+    outputs: groups.map((g) => ({ bytes: g.splits * g.entries.length * tileQueries * BEST_BYTES })),
+    dispatches: groups.map((g, i): DispatchSpec => {
+      const uniform = groupedParams({ codeBase: g.chunk.base, dVec: codes.dPad / 4, codesPerSplit: g.codesPerSplit, tileCount: g.entries.length });
+      return { program, bindings: [{ input: 0 }, g.chunk.buffer, codes.norms, { output: i }, { uniform }, { input: 1 + i }], workgroups: [g.splits, g.entries.length] };
+    }),
+  });
+  groups.forEach((g, i) => offerPartials(g, partials[i], tileQueries, codes.k, (row, score, position) => offer(members[row], score, position)));
+}
 
-  // Table entries per chunk: a cell whose codes straddle a chunk boundary gets one entry per side.
+/** Table entries per chunk: a cell whose codes straddle a chunk boundary gets one entry per side.
+ *  `start[c]..start[c+1]` are cell c's rows in the gathered query buffer. */
+function tileEntries(rt: Runtime, ivf: GpuIvf, start: Int32Array): TileEntry[][] {
+  const { codes, layout } = ivf;
   const tileQueries = tileRows(rt.tile).queries;
   const perChunk: TileEntry[][] = codes.chunks.map(() => []);
   for (let c = 0; c < layout.cells; c++) {
@@ -115,52 +137,51 @@ async function searchBatch(rt: Runtime, ivf: GpuIvf, batch: Matrix, probes: Int3
       });
     }
   }
+  return perChunk;
+}
 
-  const pipeline = await rt.pipelines.get(nearestProgram(rt.tile, codes.half, true));
-  const maxTiles = device.limits.maxComputeWorkgroupsPerDimension;
-  const temporaries: GPUBuffer[] = [];
-  const take = (b: GPUBuffer): GPUBuffer => (temporaries.push(b), b);
-  try {
-    const queryBuffer = take(pool.upload(gathered));
-    const runs: { entries: TileEntry[]; codesPerSplit: number; splits: number; partial: GPUBuffer }[] = [];
-    const encoder = device.createCommandEncoder();
-    codes.chunks.forEach((chunk, i) => {
-      for (let t0 = 0; t0 < perChunk[i].length; t0 += maxTiles) {
-        const entries = perChunk[i].slice(t0, t0 + maxTiles);
-        const { codesPerSplit, splits } = splitCells(rt, entries);
-        if (splits * entries.length * tileQueries * BEST_BYTES > device.limits.maxStorageBufferBindingSize) {
-          throw new Error(`IVF search: ${splits} x ${entries.length} partial minima do not fit one binding`);
-        }
-        const table = new Uint32Array(entries.length * 4);
-        entries.forEach((e, t) => table.set([e.queryStart, e.queryRows, e.codeStart, e.codeRows], 4 * t));
-        const partial = take(pool.acquire(splits * entries.length * tileQueries * BEST_BYTES, STORAGE));
-        const params = take(pool.uniform(groupedParams({ codeBase: chunk.base, dVec: dPad / 4, codesPerSplit, tileCount: entries.length })));
-        dispatch(device, encoder, pipeline, [queryBuffer, chunk.buffer, codes.norms, partial, params, take(pool.upload(table))], [splits, entries.length]);
-        runs.push({ entries, codesPerSplit, splits, partial });
+/** Cuts each chunk's entries into dispatches of at most maxComputeWorkgroupsPerDimension rows. */
+function planGroups(rt: Runtime, codes: GpuCodebook, perChunk: TileEntry[][]): Group[] {
+  const limits = rt.device.limits;
+  const maxTiles = limits.maxComputeWorkgroupsPerDimension;
+  const tileQueries = tileRows(rt.tile).queries;
+  const groups: Group[] = [];
+  codes.chunks.forEach((chunk, i) => {
+    for (let t0 = 0; t0 < perChunk[i].length; t0 += maxTiles) {
+      const entries = perChunk[i].slice(t0, t0 + maxTiles);
+      const { codesPerSplit, splits } = splitCells(rt, entries);
+      if (splits * entries.length * tileQueries * BEST_BYTES > limits.maxStorageBufferBindingSize) {
+        throw new Error(`IVF search: ${splits} x ${entries.length} partial minima do not fit one binding`);
       }
-    });
-    device.queue.submit([encoder.finish()]);
-
-    for (const run of runs) {
-      const size = run.splits * run.entries.length * tileQueries * BEST_BYTES;
-      const raw = await readBack(device, pool, run.partial, size);
-      const scores = new Float32Array(raw), indices = new Uint32Array(raw);
-      run.entries.forEach((e, t) => {
-        const usedSplits = Math.ceil(e.codeRows / run.codesPerSplit);
-        for (let s = 0; s < usedSplits; s++) {
-          const base = (s * run.entries.length + t) * tileQueries;
-          for (let r = 0; r < e.queryRows; r++) {
-            const index = indices[2 * (base + r) + 1];
-            if (index === NO_CODE) continue;
-            if (index >= codes.k) throw new Error(`IVF search: the GPU returned code ${index} (K = ${codes.k})`);
-            offer(members[e.queryStart + r], scores[2 * (base + r)], index);
-          }
-        }
-      });
+      groups.push({ chunk, entries, codesPerSplit, splits });
     }
-  } finally {
-    for (const b of temporaries) pool.release(b);
-  }
+  });
+  return groups;
+}
+
+/** The grouped kernel's table: one (first query, queries, first code, codes) per entry. */
+function table(entries: TileEntry[]): Uint32Array {
+  const out = new Uint32Array(entries.length * 4);
+  entries.forEach((e, t) => out.set([e.queryStart, e.queryRows, e.codeStart, e.codeRows], 4 * t));
+  return out;
+}
+
+/** Offers every real candidate of one group's partial minima; `row` is the gathered query row. */
+function offerPartials(g: Group, raw: ArrayBuffer, tileQueries: number, k: number,
+                       offer: (row: number, score: number, position: number) => void): void {
+  const scores = new Float32Array(raw), indices = new Uint32Array(raw);
+  g.entries.forEach((e, t) => {
+    const usedSplits = Math.ceil(e.codeRows / g.codesPerSplit);
+    for (let s = 0; s < usedSplits; s++) {
+      const base = (s * g.entries.length + t) * tileQueries;
+      for (let r = 0; r < e.queryRows; r++) {
+        const index = indices[2 * (base + r) + 1];
+        if (index === NO_CODE) continue;
+        if (index >= k) throw new Error(`IVF search: the GPU returned code ${index} (K = ${k})`);
+        offer(e.queryStart + r, scores[2 * (base + r)], index);
+      }
+    }
+  });
 }
 
 /** Splits per table entry: as many as fill about targetWorkgroups with all entries, in whole

@@ -3,8 +3,7 @@
 // reduces them across splits and chunks on the GPU, and only the winning ids come back.
 import type { Matrix, RunControl } from '../backend.js';
 import { UserError, throwIfCancelled } from '../../common/errors.js';
-import { STORAGE, readBack } from './buffers.js';
-import { dispatch, grid2d } from './program.js';
+import { grid2d, run, type DispatchSpec, type RunSpec } from './program.js';
 import { mergeProgram, nearestParams, nearestProgram, tileRows } from './kernels/nearest.js';
 import type { GpuCodebook } from './gpu-codebook.js';
 import type { Runtime } from './runtime.js';
@@ -49,57 +48,54 @@ export async function searchNearestIds(
 ): Promise<Int32Array> {
   if (cb.isDisposed) throw new Error('the codebook handle was disposed');
   checkQueries(cb, queries);
-  const { device, pool } = rt;
   const { dPad, d } = cb;
   const n = queries.rows;
   const ids = new Int32Array(n);
-  const tileQueries = tileRows(rt.tile).queries;
-  const maxY = device.limits.maxComputeWorkgroupsPerDimension;
-  const batchRows = Math.max(1, Math.min(Math.floor(rt.batchBytes / (dPad * 4)), maxY * tileQueries));
-  const [nearest, merge] = await Promise.all([rt.pipelines.get(nearestProgram(rt.tile, cb.half)), rt.pipelines.get(mergeProgram())]);
-
+  const maxY = rt.device.limits.maxComputeWorkgroupsPerDimension;
+  const batchRows = Math.max(1, Math.min(Math.floor(rt.batchBytes / (dPad * 4)), maxY * tileRows(rt.tile).queries));
   for (let start = 0; start < n; start += batchRows) {
     throwIfCancelled(control?.signal);
     const rows = Math.min(batchRows, n - start);
-    const queryTiles = Math.ceil(rows / tileQueries);
-    const plan = cb.chunks.map((chunk) => ({ chunk, ...splitChunk(rt, chunk.rows, queryTiles) }));
-    const slots = plan.reduce((s, p) => s + p.splits, 0);
-    // At most (chunks x targetWorkgroups / queryTiles) slots of one query tile each: megabytes.
-    if (slots * rows * BEST_BYTES > device.limits.maxStorageBufferBindingSize) {
-      throw new Error(`nearest: ${slots} partial minima for ${rows} queries do not fit one binding`);
-    }
-
-    const temporaries: GPUBuffer[] = [];
-    const take = (b: GPUBuffer): GPUBuffer => (temporaries.push(b), b);
-    try {
-      const batch = queries.data.subarray(start * d, (start + rows) * d);
-      const queryBuffer = take(pool.upload(d === dPad ? batch : padRows(batch, rows, d, dPad)));
-      const partial = take(pool.acquire(slots * rows * BEST_BYTES, STORAGE));
-      const result = take(pool.acquire(rows * BEST_BYTES, STORAGE));
-      const encoder = device.createCommandEncoder();
-      let slotBase = 0;
-      for (const { chunk, codesPerSplit, splits } of plan) {
-        const params = take(pool.uniform(nearestParams({ queryRows: rows, codeRows: chunk.rows, codeBase: chunk.base, dVec: dPad / 4, codesPerSplit, slotBase, slotStride: rows })));
-        dispatch(device, encoder, nearest, [queryBuffer, chunk.buffer, cb.norms, partial, params], [splits, queryTiles]);
-        slotBase += splits;
-      }
-      const [gx, gy] = grid2d(Math.ceil(rows / 64), maxY);
-      const mergeParams = take(pool.uniform(new Uint32Array([rows, slots, rows, gx * 64])));
-      dispatch(device, encoder, merge, [partial, result, mergeParams], [gx, gy]);
-      device.queue.submit([encoder.finish()]);
-
-      const best = new Uint32Array(await readBack(device, pool, result, rows * BEST_BYTES));
+    const batch = queries.data.subarray(start * d, (start + rows) * d);
+    const spec = batchSpec(rt, cb, d === dPad ? batch : padRows(batch, rows, d, dPad), rows);
+    await run(rt, spec, async ([result], held) => {
+      const best = new Uint32Array(result);
       for (let i = 0; i < rows; i++) {
         const index = best[2 * i + 1];
         if (index >= cb.k) throw new Error(`nearest: the GPU returned code ${index} for query ${start + i} (K = ${cb.k})`);
         ids[start + i] = index;
       }
-      await onBatch?.({ start, rows, buffer: queryBuffer, ids: ids.subarray(start, start + rows) });
-    } finally {
-      for (const b of temporaries) pool.release(b);
-    }
+      await onBatch?.({ start, rows, buffer: held.inputs[0], ids: ids.subarray(start, start + rows) });
+    });
   }
   return ids;
+}
+
+/** One batch of `rows` padded queries: a nearest dispatch per codebook chunk writes the partial
+ *  minima of its splits, then one merge dispatch reduces them to one Best per query. */
+function batchSpec(rt: Runtime, cb: GpuCodebook, queries: Float32Array, rows: number): RunSpec {
+  const queryTiles = Math.ceil(rows / tileRows(rt.tile).queries);
+  const plan = cb.chunks.map((chunk) => ({ chunk, ...splitChunk(rt, chunk.rows, queryTiles) }));
+  const slots = plan.reduce((s, p) => s + p.splits, 0);
+  // At most (chunks x targetWorkgroups / queryTiles) slots of one query tile each: megabytes.
+  if (slots * rows * BEST_BYTES > rt.device.limits.maxStorageBufferBindingSize) {
+    throw new Error(`nearest: ${slots} partial minima for ${rows} queries do not fit one binding`);
+  }
+  const nearest = nearestProgram(rt.tile, cb.half);
+  let slotBase = 0;
+  const dispatches = plan.map(({ chunk, codesPerSplit, splits }): DispatchSpec => {
+    const uniform = nearestParams({ queryRows: rows, codeRows: chunk.rows, codeBase: chunk.base, dVec: cb.dPad / 4, codesPerSplit, slotBase, slotStride: rows });
+    slotBase += splits;
+    return { program: nearest, bindings: [{ input: 0 }, chunk.buffer, cb.norms, { output: 0 }, { uniform }], workgroups: [splits, queryTiles] };
+  });
+  const [gx, gy] = grid2d(Math.ceil(rows / 64), rt.device.limits.maxComputeWorkgroupsPerDimension);
+  const mergeUniform = new Uint32Array([rows, slots, rows, gx * 64]);
+  dispatches.push({ program: mergeProgram(), bindings: [{ output: 0 }, { output: 1 }, { uniform: mergeUniform }], workgroups: [gx, gy] });
+  return {
+    inputs: [queries],
+    outputs: [{ bytes: slots * rows * BEST_BYTES, scratch: true }, { bytes: rows * BEST_BYTES }],
+    dispatches,
+  };
 }
 
 function padRows(data: Float32Array, rows: number, d: number, dPad: number): Float32Array {

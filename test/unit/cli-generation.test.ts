@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { writeNpy } from '../../extension/engine/io/formats/npy.js';
-import { readPrior } from '../../extension/engine/generate/prior.js';
+import { readPrior } from '../../extension/engine/generate/prior/index.js';
 import { readTokenGrids } from '../../extension/engine/codebook/token-files.js';
 import { seededNormals } from '../../extension/engine/core/sampling.js';
 import { cliRunner } from '../helpers/cli.js';

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { readCodebook, writeCodebook } from '../../extension/engine/codebook/codebook.js';
 import { readTokenGrids } from '../../extension/engine/codebook/token-files.js';
-import { FALLBACK_NPROBE } from '../../extension/engine/core/defaults.js';
+import { UNCALIBRATED_NPROBE } from '../../extension/engine/core/defaults.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import { withCoarseLevel } from '../../bench/coarse-level.js';
 import type { Matrix } from '../../native-gpu/backend.js';
@@ -245,7 +245,7 @@ test('search on a codebook with a coarse level: IVF, --json fields, --recall aga
   assert.ok(same < 200, 'one cell of eight should miss some nearest codes');
 
   // no calibrated nprobe in this codebook: the fallback, recorded as what ran (at most the cells)
-  assert.equal((await run([])).json.nprobe, Math.min(8, FALLBACK_NPROBE));
+  assert.equal((await run([])).json.nprobe, Math.min(8, UNCALIBRATED_NPROBE));
   for (const [args, message] of [
     [['--nprobe', '0'], /--nprobe must be a whole number of at least 1 \(leave it out for the codebook's calibrated nprobe\); got 0/],
     [['--nprobe', '2.5'], /--nprobe needs a whole number, got '2.5'/],

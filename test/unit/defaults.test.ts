@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { DEFAULTS } from '../../extension/engine/core/defaults.js';
+import { DEFAULTS, SCHEDULER_KINDS, SEARCH_CHOICES } from '../../extension/engine/core/defaults.js';
 
 const root = path.resolve(__dirname, '../..');
 
@@ -32,5 +32,15 @@ test("the README's settings table shows the same defaults", () => {
     assert.ok(row, `README.md has no row for unicode2.${key}`);
     const shown = row[1]!.trim().replace(/^`|`$/g, '').replace(/^"|"$/g, '');
     assert.equal(shown, String(value), `README default of unicode2.${key}`);
+  }
+});
+
+test("package.json's choice settings offer exactly the engine's lists of choices", () => {
+  const choices: [string, readonly string[]][] = [
+    ['unicode2.search', SEARCH_CHOICES],
+    ['unicode2.generation.scheduler', SCHEDULER_KINDS],
+  ];
+  for (const [key, list] of choices) {
+    assert.deepEqual((settings[key] as { enum?: string[] }).enum, [...list], key);
   }
 });

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { UserError } from '../../common/errors.js';
-import { encodePng, listImages, loadImage, thumbnailPng, writePng, THUMBNAIL_SIDE, type RgbImage } from '../../extension/engine/embed/image.js';
+import { cropPatch, encodePng, listImages, loadImage, resample, thumbnailPng, upscale, writePng, THUMBNAIL_SIDE, type RgbImage } from '../../extension/engine/embed/image.js';
 
 const fixtures = path.join(__dirname, '../fixtures');
 const image = (name: string) => path.join(fixtures, 'images', name);
@@ -250,4 +250,37 @@ test('a thumbnail is shrunk while decoding: an 81-megapixel PNG never sits in me
   const peak = Number(execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8' }).trim());
   const decoded = side * side * 3; // the 8-bit pixels of a whole decode, before any float copy
   assert.ok(peak < decoded, `peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB, a whole decode alone is ${(decoded / 2 ** 20).toFixed(0)} MiB`);
+});
+
+test('resample: a square decoding stretched to a 3:2 photo\'s size keeps its gradients and corners', () => {
+  // 4 x 4, red rises left to right, green top to bottom, blue constant
+  const n = 4;
+  const data = new Float32Array(3 * n * n);
+  for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) {
+    data[y * n + x] = x / (n - 1);
+    data[n * n + y * n + x] = y / (n - 1);
+    data[2 * n * n + y * n + x] = 0.25;
+  }
+  const out = resample({ data, width: n, height: n }, 9, 6);
+  assert.deepEqual([out.width, out.height, out.data.length], [9, 6, 3 * 9 * 6]);
+  const at = (c: number, x: number, y: number): number => out.data[(c * 6 + y) * 9 + x]!;
+  assert.equal(at(0, 0, 0), 0);
+  assert.equal(at(0, 8, 5), 1);
+  assert.equal(at(1, 8, 5), 1);
+  for (let x = 1; x < 9; x++) assert.ok(at(0, x, 3) >= at(0, x - 1, 3), 'red never falls left to right');
+  for (let y = 1; y < 6; y++) assert.ok(at(1, 4, y) >= at(1, 4, y - 1), 'green never falls top to bottom');
+  assert.ok(out.data.subarray(2 * 54).every((v) => Math.abs(v - 0.25) < 1e-6), 'a constant stays constant');
+});
+
+test('upscale repeats each pixel factor x factor times; cropPatch takes one cell\'s patch, enlarged the same way', () => {
+  // 4 x 2, one value per pixel (its index), the same in the three planes
+  const img: RgbImage = { data: Float32Array.from({ length: 24 }, (_, i) => (i % 8) / 8), width: 4, height: 2 };
+  const big = upscale(img, 2);
+  assert.deepEqual([big.width, big.height], [8, 4]);
+  assert.deepEqual(Array.from(big.data.subarray(0, 16)), [0, 0, 1, 1, 2, 2, 3, 3, 0, 0, 1, 1, 2, 2, 3, 3].map((v) => v / 8));
+  assert.equal(upscale(img, 1), img);
+  // 2 x 2 patches: cell (0, 1) holds pixels 2, 3, 6, 7
+  const patch = cropPatch(img, 0, 1, 2, 2);
+  assert.deepEqual([patch.width, patch.height], [4, 4]);
+  assert.deepEqual(Array.from(patch.data.subarray(0, 16)), [2, 2, 3, 3, 2, 2, 3, 3, 6, 6, 7, 7, 6, 6, 7, 7].map((v) => v / 8));
 });

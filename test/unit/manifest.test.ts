@@ -1,11 +1,13 @@
 // package.json says what the code says: the Explorer menu offers "Tokenize Image…" on exactly the
 // image files the engine reads (engine/embed/image.ts IMAGE_EXTENSIONS, which the file dialogs use too),
-// and the settings that name files to load are restricted in untrusted workspaces.
+// the settings that name files to load are restricted in untrusted workspaces, and the notebook
+// renderer is declared for the mime type the code names (common/protocol/notebook.ts TOKENS_MIME).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { IMAGE_EXTENSIONS } from '../../extension/engine/embed/image.js';
+import { TOKENS_MIME } from '../../common/protocol/notebook.js';
 
 const root = path.resolve(__dirname, '../..');
 const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
@@ -46,4 +48,11 @@ test('the settings that name files to load are restricted in untrusted workspace
   for (const key of restricted) assert.ok(settings.includes(key), `${key} is a setting`);
   // the two that name a codebook file or a model folder / .onnx file
   assert.deepEqual([...restricted].sort(), ['unicode2.codebook', 'unicode2.encoder']);
+});
+
+test("the notebook renderer is declared for exactly the code's TOKENS_MIME", () => {
+  const renderers = manifest.contributes.notebookRenderer as { entrypoint: string; mimeTypes: string[] }[];
+  const renderer = renderers.find((r) => r.entrypoint === './dist/webview/tokens-renderer.js');
+  assert.ok(renderer, 'dist/webview/tokens-renderer.js is a notebook renderer');
+  assert.deepEqual(renderer.mimeTypes, [TOKENS_MIME]);
 });

@@ -16,7 +16,7 @@ import type { TokenGrid } from '../../extension/engine/codebook/token-files.js';
 import { seededRandom } from '../../extension/engine/core/sampling.js';
 import {
   PRIOR_NEIGHBOURS, cellDistribution, fitPrior, inpaintGrid, readPrior, samplePriorGrid, scorePrior, variationMask, writePrior, type GridTokens,
-} from '../../extension/engine/generate/prior.js';
+} from '../../extension/engine/generate/prior/index.js';
 import { UserError } from '../../common/errors.js';
 import { pythonWithNumpy, readSafetensorsInPython } from '../helpers/python.js';
 

@@ -7,7 +7,7 @@ import type { Matrix } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import type { Codebook } from '../../extension/engine/codebook/codebook.js';
 import { calibrateCodebook, foundNearest, measureRecall, nprobeLadder, openSearch, tieTolerance } from '../../extension/engine/search/search.js';
-import { FALLBACK_NPROBE } from '../../extension/engine/core/defaults.js';
+import { UNCALIBRATED_NPROBE } from '../../extension/engine/core/defaults.js';
 import { UserError } from '../../common/errors.js';
 import { seededRandom } from '../../extension/engine/core/sampling.js';
 import { coarseLevel, ivfRecallOf, memoryCodebook, sortedByCell } from '../helpers/nearest.js';
@@ -34,7 +34,7 @@ test('openSearch: exact without a coarse level or when asked, IVF with one; npro
   assert.deepEqual(await info(flat), { method: 'exact', nprobe: null });
   assert.deepEqual(await info(flat, { nprobe: 3 }), { method: 'exact', nprobe: null });
   // no calibrated nprobe: the fallback (capped at the cells); a calibrated one: that; asked for: that
-  assert.deepEqual(await info(ivf), { method: 'ivf', nprobe: Math.min(FALLBACK_NPROBE, 10) });
+  assert.deepEqual(await info(ivf), { method: 'ivf', nprobe: Math.min(UNCALIBRATED_NPROBE, 10) });
   const calibrated = { ...ivf, meta: { ...ivf.meta, nprobe: 4 } };
   assert.deepEqual(await info(calibrated), { method: 'ivf', nprobe: 4 });
   assert.deepEqual(await info(calibrated, { nprobe: 0 }), { method: 'ivf', nprobe: 4 });

@@ -10,8 +10,8 @@ import * as path from 'node:path';
 import { openPanel, closeBrowser, THEME_NAMES, type PanelPage, type TestHost } from './harness.js';
 import { generationProtocol, type GenerateRequest, type GenerationResult } from '../../common/protocol/generation.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
-import { CancelledError, DEFAULTS, fitPrior, inpaintGrid, openTokenDecoder, samplePriorGrid, type TokenDecoder, type TokenPrior } from '../../extension/engine/index.js';
-import { pngDataUri, upscale } from '../../extension/panels/images.js';
+import { CancelledError, DEFAULTS, fitPrior, inpaintGrid, openTokenDecoder, samplePriorGrid, upscale, type TokenDecoder, type TokenPrior } from '../../extension/engine/index.js';
+import { pngDataUri } from '../../extension/panels/images.js';
 import { denoiserModel, sdSchedulerConfig, vaeDecoderModel, writeDiffusionFolder } from '../helpers/diffusion-model.js';
 
 let tmp: string;

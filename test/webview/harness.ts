@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { renderWebviewHtml, newNonce } from '../../extension/panels/html.js';
 import { HostEndpoint, type AnyProtocol, type Envelope, type Handlers, type Params, type RequestName } from '../../common/protocol/shared.js';
+import { TOKENS_MIME } from '../../common/protocol/notebook.js';
 
 const root = path.resolve(__dirname, '../..');
 export const artifacts = path.join(root, '.test-artifacts');
@@ -282,7 +283,7 @@ export async function openRenderer(theme: Theme, viewport = { width: 900, height
     const element = document.createElement('div');
     element.id = 'output-' + id;
     document.body.append(element);
-    return api.renderOutputItem({ id, mime: 'application/vnd.unicode2.tokens+json', json: () => data }, element);
+    return api.renderOutputItem({ id, mime: ${JSON.stringify(TOKENS_MIME)}, json: () => data }, element);
   };
 </script></body></html>`;
   await page.route('https://notebook.test/**', (route) => {

@@ -1,4 +1,4 @@
-// Notebook renderer for token grids (mime type application/vnd.unicode2.tokens+json): a Jupyter
+// Notebook renderer for token grids (mime type TOKENS_MIME, common/protocol/notebook.ts): a Jupyter
 // notebook in VS Code that outputs token JSON shows each grid over its photo (when the Python side
 // embedded it as a data: URI in `preview`), or the grid alone with square cells. An ES module, as
 // VS Code loads renderers (the renderer API: renderOutputItem(outputItem, element)).

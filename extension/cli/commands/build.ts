@@ -1,7 +1,7 @@
 // `unicode2 build`
 import { COMPUTE, fmt, num, pct, reportSkipped, str, type Command } from '../command.js';
 import {
-  buildCodebook, defaultMemoryMB, CALIBRATION_SAMPLE, CALIBRATION_TARGET, DEFAULTS, EXTERNAL_ENCODER, FLAT_MAX_WORK, MSE_SAMPLE, NPROBE, POINTS_PER_CENTROID, REFINE_PASSES,
+  buildCodebook, defaultMemoryMB, CALIBRATION_SAMPLE, CALIBRATION_TARGET, DEFAULTS, EXTERNAL_ENCODER, FLAT_MAX_WORK, MSE_SAMPLE, REFINE_NPROBE, POINTS_PER_CENTROID, REFINE_PASSES,
   type BuildMethod, type CodebookDtype,
 } from '../../engine/index.js';
 
@@ -27,7 +27,7 @@ export const build: Command = {
       method: { kind: 'string', choices: ['auto', 'flat', 'two-level'], help: `k-means over all vectors at once, or coarse cells then codes per cell (default ${DEFAULTS.method}; see below)` },
       coarse: { kind: 'int', value: 'K1', help: 'two-level: coarse cells (default round(sqrt K))' },
       refine: { kind: 'int', value: 'N', help: `two-level: passes that reassign every vector through the coarse level and update every code (default ${REFINE_PASSES})` },
-      nprobe: { kind: 'int', value: 'P', help: `two-level: coarse cells searched per vector in those passes (default ${NPROBE})` },
+      nprobe: { kind: 'int', value: 'P', help: `two-level: coarse cells searched per vector in those passes (default ${REFINE_NPROBE})` },
       memory: { kind: 'int', value: 'MB', help: `working-set budget (default half the RAM: ${defaultMemoryMB()} MB here)` },
       dtype: { kind: 'string', choices: ['f32', 'f16'], help: 'how the codebook tensors are stored (default f32)' },
       ...COMPUTE,

@@ -1,6 +1,6 @@
 // `unicode2 embed`
 import { COMPUTE, IMAGES_OPERANDS, imageProgress, listAll, reportSkipped, str, type Command } from '../command.js';
-import { commonGrid, embedImages, indexPathOf, openEncoder, requireSomeImages, writeIndexedNpy, DEFAULTS } from '../../engine/index.js';
+import { commonGrid, embedImages, indexPathOf, openEncoder, requireSomeImages, writeIndexedNpy, DEFAULTS, ENCODER_SPEC_HELP } from '../../engine/index.js';
 
 export const embed: Command = {
   spec: {
@@ -9,7 +9,7 @@ export const embed: Command = {
     operands: IMAGES_OPERANDS,
     options: {
       out: { kind: 'string', value: 'FILE', required: true, help: 'output .npy' },
-      encoder: { kind: 'string', value: 'E', help: `encoder: 'dct', 'dct:<size>', 'dct:<size>:square', a model folder or .onnx file (default ${DEFAULTS.encoder})` },
+      encoder: { kind: 'string', value: 'E', help: `encoder: ${ENCODER_SPEC_HELP} (default ${DEFAULTS.encoder})` },
       ...COMPUTE,
     },
   },

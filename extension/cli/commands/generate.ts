@@ -1,12 +1,13 @@
 // `unicode2 generate`: tokens (given, or sampled from a prior) -> image through the atlas or a
 // diffusion decoder folder.
 import { CODEBOOK, COMPUTE, num, parseGrid, readOneGrid, str, type Command } from '../command.js';
-import { SAMPLING, checkPriorMatches, samplingOptions } from './prior.js';
+import { SAMPLING, samplingOptions } from './prior.js';
 import {
   ATLAS_DECODER,
   DEFAULTS,
   SCHEDULER_KINDS,
   UserError,
+  checkPriorMatchesCodebook,
   diffusionSettings,
   openTokenDecoder,
   readCodebook,
@@ -15,8 +16,11 @@ import {
   samplePriorGrid,
   writePng,
   f16ToF32,
+  type Codebook,
+  type SampleOptions,
   type SchedulerKind,
 } from '../../engine/index.js';
+import type { ParsedArgs } from '../args.js';
 
 async function readInitNoise(file: string): Promise<{ shape: number[]; data: Float32Array }> {
   const a = await readNpy(file);
@@ -25,6 +29,22 @@ async function readInitNoise(file: string): Promise<{ shape: number[]; data: Flo
   const data = a.dtype === 'float16' ? f16ToF32(a.data as Uint16Array) : (a.data as Float32Array);
   if (!data.every(Number.isFinite)) throw new UserError(`${file}: initial noise holds a non-finite value`);
   return { shape: a.shape, data };
+}
+
+/** The grid `generate` decodes: one of --tokens, or sampled from --prior. */
+async function gridToDecode(a: ParsedArgs, cb: Codebook, sampling: SampleOptions): Promise<{ ids: Int32Array; grid: [number, number] }> {
+  const tokensFile = str(a, 'tokens');
+  if (tokensFile) {
+    for (const name of ['grid', 'temperature', 'top-k', 'top-p']) if (a.options[name] !== undefined) throw new UserError(`--${name} is for --prior`);
+    const g = await readOneGrid(tokensFile, num(a, 'index'), cb);
+    return { ids: Int32Array.from(g.ids), grid: g.grid };
+  }
+  if (a.options.index !== undefined) throw new UserError('--index is for --tokens');
+  const file = str(a, 'prior')!;
+  const prior = await readPrior(file);
+  checkPriorMatchesCodebook(prior, { k: cb.frozen.rows, fingerprint: cb.fingerprint }, file);
+  const grid = str(a, 'grid') ? parseGrid('grid', str(a, 'grid')!) : prior.grid;
+  return { ids: samplePriorGrid(prior, grid, sampling), grid };
 }
 
 export const generate: Command = {
@@ -69,24 +89,8 @@ export const generate: Command = {
       }
     }
     const cb = await readCodebook(str(a, 'codebook')!);
-    const k = cb.frozen.rows;
     const sampling = samplingOptions(a);
-    let ids: Int32Array;
-    let grid: [number, number];
-    const tokensFile = str(a, 'tokens');
-    if (tokensFile) {
-      for (const name of ['grid', 'temperature', 'top-k', 'top-p']) if (a.options[name] !== undefined) throw new UserError(`--${name} is for --prior`);
-      const g = await readOneGrid(tokensFile, num(a, 'index'), cb);
-      ids = Int32Array.from(g.ids);
-      grid = g.grid;
-    } else {
-      if (a.options.index !== undefined) throw new UserError('--index is for --tokens');
-      const file = str(a, 'prior')!;
-      const prior = await readPrior(file);
-      checkPriorMatches(prior, file, k, cb.fingerprint);
-      grid = str(a, 'grid') ? parseGrid('grid', str(a, 'grid')!) : prior.grid;
-      ids = samplePriorGrid(prior, grid, sampling);
-    }
+    const { ids, grid } = await gridToDecode(a, cb, sampling);
     const initNoiseFile = str(a, 'init-noise');
     const settings = diffusionSettings({
       scheduler: (str(a, 'scheduler') as SchedulerKind | undefined) ?? DEFAULTS.generation.scheduler,

@@ -1,4 +1,4 @@
-// `unicode2 prior fit | eval | sample`: the built-in token prior (engine/generate/prior.ts).
+// `unicode2 prior fit | eval | sample`: the built-in token prior (engine/generate/prior/).
 import { COMMON, fmt, num, parseGrid, readOneGrid, str, type Command, type CommandGroup } from '../command.js';
 import type { OptionSpec, ParsedArgs } from '../args.js';
 import {
@@ -6,6 +6,7 @@ import {
   MAX_PRIOR_ORDER,
   PRIOR_NEIGHBOURS,
   UserError,
+  checkPriorMatchesCodebook,
   fitPrior,
   inpaintGrid,
   readCodebook,
@@ -18,7 +19,6 @@ import {
   writeTokenJson,
   type SampleOptions,
   type TokenGrid,
-  type TokenPrior,
 } from '../../engine/index.js';
 
 const PRIOR: OptionSpec = { kind: 'string', value: 'P', required: true, help: 'token prior (.safetensors, from prior fit)' };
@@ -38,14 +38,6 @@ export function samplingOptions(args: ParsedArgs): SampleOptions {
     topK: num(args, 'top-k') ?? DEFAULTS.generation.topK,
     topP: num(args, 'top-p') ?? DEFAULTS.generation.topP,
   };
-}
-
-/** Throws unless the prior was fitted on tokens of this codebook (same K, same fingerprint). */
-export function checkPriorMatches(prior: TokenPrior, file: string, k: number, fingerprint: string): void {
-  if (prior.k !== k) throw new UserError(`${file} was fitted for K = ${prior.k} codes but the codebook has K = ${k}`);
-  if (prior.codebook && fingerprint && prior.codebook !== fingerprint) {
-    throw new UserError(`${file} was fitted on tokens of codebook ${prior.codebook}, not of ${fingerprint}`);
-  }
 }
 
 async function readAllGrids(file: string): Promise<TokenGrid[]> {
@@ -112,7 +104,7 @@ const evaluate: Command = {
     const file = str(ctx.args, 'prior')!;
     const prior = await readPrior(file);
     const grids = await readAllGrids(str(ctx.args, 'tokens')!);
-    if (grids[0]?.codebook) checkPriorMatches(prior, file, prior.k, grids[0].codebook);
+    if (grids[0]?.codebook) checkPriorMatchesCodebook(prior, { fingerprint: grids[0].codebook }, file);
     const s = scorePrior(prior, grids);
     return {
       json: s,
@@ -169,7 +161,7 @@ const sample: Command = {
       if (a.options.grid !== undefined) throw new UserError('--grid is for new grids; an edited grid keeps the size of --tokens');
       if (a.options.region !== undefined && a.options.variations !== undefined) throw new UserError('give only one of --region or --variations');
       const source = await readOneGrid(tokensFile, num(a, 'index'));
-      if (source.codebook) checkPriorMatches(prior, file, prior.k, source.codebook);
+      if (source.codebook) checkPriorMatchesCodebook(prior, { fingerprint: source.codebook }, file);
       const cells = source.grid[0] * source.grid[1];
       const region = str(a, 'region');
       const mask = region ? regionMask(region, source.grid) : variationMask(cells, num(a, 'variations') ?? DEFAULTS.generation.variations, options.seed);

@@ -24,7 +24,7 @@ import { codebookFingerprint, inMemory, writeCodebook } from '../codebook/codebo
 import { corpusInputFingerprint, extractCorpus } from '../embed/corpus.js';
 import { embedImages, imageAtRow, requireSomeImages, type SkippedImage } from '../embed/embed.js';
 import { gatherRows, matrixSource, shardSource, subsetSource, type RowSource } from '../embed/embedding-source.js';
-import { EXTERNAL_ENCODER, openEncoder, type Encoder, type EncoderDescriptor } from '../embed/encoders/index.js';
+import { ENCODER_KINDS, EXTERNAL_ENCODER, openEncoder, type Encoder, type EncoderDescriptor } from '../embed/encoders/index.js';
 import { PhaseClock } from '../core/eta.js';
 import { throwIfCancelled, UserError } from '../../../common/errors.js';
 import { f16ToF32, f32ToF16 } from '../../../common/half.js';
@@ -37,7 +37,7 @@ import { stepsOf, type ProgressEvent } from '../core/progress.js';
 import { kmeans } from './kmeans.js';
 import { derivedSeed, sampleIndices, sampleRows, seededRandom } from '../core/sampling.js';
 import { codeStats } from '../codebook/stats.js';
-import { defaultCoarseCells, twoLevelKMeans, type TwoLevelOptions, type TwoLevelProgress, type TwoLevelResult } from './twolevel.js';
+import { defaultCoarseCells, twoLevelKMeans, type TwoLevelOptions, type TwoLevelProgress } from './twolevel.js';
 
 export type CodebookDtype = 'f32' | 'f16';
 
@@ -59,7 +59,7 @@ export interface BuildRequest {
   coarse?: number;
   /** two-level: refinement passes through the coarse level (default REFINE_PASSES) */
   refine?: number;
-  /** two-level: coarse cells searched per vector in refinement (default NPROBE) */
+  /** two-level: coarse cells searched per vector in refinement (default REFINE_NPROBE) */
   nprobe?: number;
   /** working-set budget in MB (default defaultMemoryMB()) */
   memoryMB?: number;
@@ -127,7 +127,7 @@ export const FLAT_MAX_WORK = 1e12;
  *  MSE by 0.18% at nprobe 2, 0.36% at 4, 0.47% at 8, a second pass adds a third of that again;
  *  a pass at nprobe 4 costs about a third of the per-cell k-means. */
 export const REFINE_PASSES = 1;
-export const NPROBE = 4;
+export const REFINE_NPROBE = 4;
 /** Vectors the reported MSE is measured on (seeded sample; all when fewer). */
 export const MSE_SAMPLE = 20_000;
 /** Rows per block when the MSE sample is taken from vectors in memory (flat builds). */
@@ -155,25 +155,64 @@ export async function buildCodebook(req: BuildRequest, backend: ComputeBackend, 
   return withOutputLock(req.out, 'build', () => build(req, backend, control));
 }
 
+/** A build's settings, defaults filled in, and what every step of it reports to. */
+interface BuildJob {
+  req: BuildRequest;
+  iterations: number;
+  lambda: number;
+  seed: number;
+  tolerance: number;
+  dtype: CodebookDtype;
+  memoryBytes: number;
+  backend: ComputeBackend;
+  signal: AbortSignal | undefined;
+  report: (e: BuildProgress & { work?: [number, number] }) => void;
+}
+
+/** A trained codebook, flat or two-level: what the evaluation, the file and the summary take. */
+interface Trained {
+  method: 'flat' | 'two-level';
+  centroids: Matrix;
+  counts: Float64Array;
+  coarse?: CoarseLevel;
+  inertia: number;
+  iterations: number;
+  corpusFingerprint: string;
+  /** the vectors it was trained on, read blockRows at a time for the MSE */
+  training: RowSource;
+  blockRows: number;
+  /** two-level: its refinement passes and nprobe, where it resumed, and the vectors held out of
+   *  training to calibrate the IVF search on (null when too few to hold any out) */
+  twoLevel: { refine: number; nprobe: number; resumedAt: string | null; heldOut: Matrix | null } | null;
+}
+
+function buildJob(req: BuildRequest, backend: ComputeBackend, control: BuildControl, clock: PhaseClock): BuildJob {
+  return {
+    req,
+    iterations: req.iterations ?? DEFAULTS.iterations,
+    lambda: req.lambda ?? DEFAULTS.lambda,
+    seed: req.seed ?? DEFAULTS.seed,
+    tolerance: req.tolerance ?? DEFAULTS.tolerance,
+    dtype: req.dtype ?? 'f32',
+    memoryBytes: (req.memoryMB ?? defaultMemoryMB()) * 2 ** 20,
+    backend,
+    signal: control.signal,
+    // The clock hears every event, listened to or not: it also times the phases for the summary.
+    report: ({ work, ...e }) => {
+      const etaSeconds = clock.eta(e.phase, ...(work ?? [e.done, e.total]));
+      control.onProgress?.({ ...e, etaSeconds });
+    },
+  };
+}
+
 async function build(req: BuildRequest, backend: ComputeBackend, control: BuildControl): Promise<BuildSummary> {
   const started = performance.now();
-  const iterations = req.iterations ?? DEFAULTS.iterations;
-  const lambda = req.lambda ?? DEFAULTS.lambda;
-  const seed = req.seed ?? DEFAULTS.seed;
-  const tolerance = req.tolerance ?? DEFAULTS.tolerance;
-  const dtype = req.dtype ?? 'f32';
-  const memoryBytes = (req.memoryMB ?? defaultMemoryMB()) * 2 ** 20;
   const clock = new PhaseClock();
-  // The clock hears every event, listened to or not: it also times the phases for the summary.
-  const report = ({ work, ...e }: BuildProgress & { work?: [number, number] }) => {
-    const etaSeconds = clock.eta(e.phase, ...(work ?? [e.done, e.total]));
-    control.onProgress?.({ ...e, etaSeconds });
-  };
-
+  const job = buildJob(req, backend, control, clock);
   const input = req.images
-    ? await embeddingsFromImages(req, backend, { signal: control.signal, onProgress: report })
+    ? await embeddingsFromImages(req, backend, { signal: control.signal, onProgress: job.report })
     : await embeddingsFromFiles(req.embeddings!, req.encoder, backend);
-  const { source, encoder, skipped } = input;
+  const { source } = input;
   const trainingRows = req.sample !== undefined && req.sample < source.rows ? req.sample : source.rows;
   if (req.k > trainingRows) {
     throw new UserError(`k=${req.k} is larger than the number of vectors (${trainingRows})`, {
@@ -181,108 +220,29 @@ async function build(req: BuildRequest, backend: ComputeBackend, control: BuildC
       vscode: `set unicode2.k to ${trainingRows} or less`,
     });
   }
-  const method = chooseMethod(req.method ?? DEFAULTS.method, trainingRows, source.cols, req.k, memoryBytes);
-
-  let codebook: { centroids: Matrix; counts: Float64Array; coarse?: CoarseLevel; inertia: number; iterations: number; corpusFingerprint: string; training: RowSource };
-  let twoLevel: TwoLevelResult | null = null;
-  let twoLevelOptions: TwoLevelOptions | null = null;
-  /** two-level: the vectors held out of training to calibrate the IVF search on */
-  let calibrationRows: Matrix | null = null;
-  if (method === 'flat') {
-    if (source.rows * source.cols * 4 > memoryBytes) {
-      throw new UserError(`flat k-means holds all ${source.rows} vectors in memory (${Math.ceil((source.rows * source.cols * 4) / 2 ** 20)} MB as f32), more than the ${Math.floor(memoryBytes / 2 ** 20)} MB budget`, {
-        cli: 'use --method two-level (or auto), or raise --memory',
-        vscode: 'set unicode2.method to two-level or auto',
-      });
-    }
-    const points = await input.load();
-    // Same digest as a codebook's fingerprint (sha256 of the f32 bytes, 16 hex): ties the codebook
-    // to the exact data it was built from.
-    const corpusFingerprint = codebookFingerprint(points);
-    const training = trainingRows < points.rows ? sampleRows(points, trainingRows, seed) : points;
-    const result = await kmeans(training, { k: req.k, iterations, lambda, seed, tolerance }, backend, {
-      signal: control.signal,
-      // done/total count iterations only, so that the ETA is a rate of iterations
-      onProgress: (p) =>
-        report({
-          phase: 'kmeans',
-          done: p.phase === 'init' ? 0 : p.iteration,
-          total: p.phase === 'init' ? iterations : p.iterations,
-          message: p.phase === 'init' ? `k-means++ initialization, round ${p.iteration}/${p.iterations}` : describeIteration(p.inertia, p.used, req.k),
-        }),
-    });
-    codebook = { ...result, corpusFingerprint, training: matrixSource(training) };
-  } else {
-    // at most an eighth of the memory budget as f32
-    const { subset, held } = calibrationSplit(source.rows, req.k, req.sample, seed,
-      Math.min(CALIBRATION_SAMPLE, Math.floor(memoryBytes / (8 * 4 * source.cols))));
-    // Gathered now, in a pass of their own while little else is held (at the end, the pass's
-    // blocks would pile up on the refinement's garbage), and kept within the working set: the
-    // training gets the budget less their f32 bytes.
-    if (held.length > 0) calibrationRows = await gatherRows(source, held, Math.min(MSE_BATCH, source.rows), control.signal);
-    const heldBytes = held.length * source.cols * 4;
-    const coarse = req.coarse ?? defaultCoarseCells(req.k);
-    twoLevelOptions = {
-      k: req.k, coarse, iterations, lambda, seed, tolerance, memoryBytes: memoryBytes - heldBytes,
-      refine: req.refine ?? REFINE_PASSES, nprobe: req.nprobe ?? Math.min(NPROBE, coarse),
-    };
-    twoLevel = await twoLevelKMeans(source, subset, twoLevelOptions, backend, checkpointFolder(req.out), { signal: control.signal, onProgress: report });
-    codebook = { ...twoLevel, iterations, corpusFingerprint: twoLevel.fingerprint, training: subset ? subsetSource(source, subset) : source };
-  }
+  const method = chooseMethod(req.method ?? DEFAULTS.method, trainingRows, source.cols, req.k, job.memoryBytes);
+  const trained = method === 'flat' ? await trainFlat(job, input, trainingRows) : await trainTwoLevel(job, source);
   throwIfCancelled(control.signal);
+  const { mse, calibration } = await evaluate(job, trained);
 
-  // The codes and coarse centroids as they will be stored (f16 rounds), for the MSE and calibration.
-  const stored: CodebookData = dtype === 'f16' ? { rows: codebook.centroids.rows, cols: codebook.centroids.cols, half: f32ToF16(codebook.centroids.data) } : codebook.centroids;
-  const blockRows = twoLevel?.plan.blockRows ?? MSE_BATCH;
-  const mse = await sampledMse(codebook.training, stored, seed, backend, blockRows, control.signal, report);
-  let calibration: NprobeCalibration | null = null;
-  if (codebook.coarse && calibrationRows) {
-    const coarse = codebook.coarse;
-    const coarseStored: CoarseLevel = dtype === 'f16' ? { centroids: { ...coarse.centroids, data: f16ToF32(f32ToF16(coarse.centroids.data)) }, assign: coarse.assign } : coarse;
-    calibration = await calibrateBuild(calibrationRows, stored, coarseStored, backend, control.signal, report);
-  }
-
-  report({ phase: 'write', done: 0, total: 1 });
-  const meta: CodebookMeta = {
-    formatVersion: 1,
-    encoder,
-    k: req.k,
-    d: source.cols,
-    lambda,
-    iterations: codebook.iterations,
-    seed,
-    corpusFingerprint: codebook.corpusFingerprint,
-    // The DCT is exactly invertible, so its codewords already are pixel patches.
-    atlas: encoder.kind === 'dct' ? 'dct' : 'none',
-    createdAt: new Date().toISOString(),
-    method,
-    ...(codebook.coarse && { coarse: codebook.coarse.centroids.rows }),
-    ...(calibration && { nprobe: calibration.nprobe, nprobeRecall: calibration.recall }),
-  };
-  // trainable starts as frozen: the same matrix is written twice (no K x d copy in memory)
-  const fingerprint = await writeCodebook(req.out, {
-    frozen: codebook.centroids,
-    trainable: inMemory(codebook.centroids),
-    counts: codebook.counts,
-    coarse: codebook.coarse,
-    meta,
-  }, { dtype });
+  job.report({ phase: 'write', done: 0, total: 1 });
+  const fingerprint = await writeTrained(job, input.encoder, trained, calibration);
   // A two-level build's checkpoint (or one an interrupted build of another kind left) is done with.
   await fs.rm(checkpointFolder(req.out), { recursive: true, force: true });
   await input.cleanUp();
-  report({ phase: 'write', done: 1, total: 1 });
+  job.report({ phase: 'write', done: 1, total: 1 });
 
-  const stats = codeStats(codebook.counts);
+  const stats = codeStats(trained.counts);
   return {
     k: req.k,
     d: source.cols,
     method,
-    coarse: codebook.coarse?.centroids.rows ?? null,
-    refine: twoLevelOptions?.refine ?? null,
-    nprobe: twoLevelOptions?.nprobe ?? null,
+    coarse: trained.coarse?.centroids.rows ?? null,
+    refine: trained.twoLevel?.refine ?? null,
+    nprobe: trained.twoLevel?.nprobe ?? null,
     calibration: calibration && { nprobe: calibration.nprobe, recall: calibration.recall, queries: calibration.queries },
-    iterations: codebook.iterations,
-    inertia: codebook.inertia,
+    iterations: trained.iterations,
+    inertia: trained.inertia,
     mse,
     utilization: stats.utilization,
     perplexity: stats.perplexity,
@@ -291,12 +251,115 @@ async function build(req: BuildRequest, backend: ComputeBackend, control: BuildC
     phaseSeconds: clock.durations(),
     peakRssMB: peakRssMB(),
     device: backend.device,
-    dtype,
+    dtype: job.dtype,
     out: req.out,
     fingerprint,
-    resumedAt: twoLevel?.resumedAt ?? null,
-    skipped,
+    resumedAt: trained.twoLevel?.resumedAt ?? null,
+    skipped: input.skipped,
   };
+}
+
+/** Flat k-means over all the vectors in memory, or over a seeded sample of trainingRows of them. */
+async function trainFlat(job: BuildJob, input: Input, trainingRows: number): Promise<Trained> {
+  const { req, memoryBytes, seed, iterations } = job;
+  const { source } = input;
+  if (source.rows * source.cols * 4 > memoryBytes) {
+    throw new UserError(`flat k-means holds all ${source.rows} vectors in memory (${Math.ceil((source.rows * source.cols * 4) / 2 ** 20)} MB as f32), more than the ${Math.floor(memoryBytes / 2 ** 20)} MB budget`, {
+      cli: 'use --method two-level (or auto), or raise --memory',
+      vscode: 'set unicode2.method to two-level or auto',
+    });
+  }
+  const points = await input.load();
+  // Same digest as a codebook's fingerprint (sha256 of the f32 bytes, 16 hex): ties the codebook
+  // to the exact data it was built from.
+  const corpusFingerprint = codebookFingerprint(points);
+  const training = trainingRows < points.rows ? sampleRows(points, trainingRows, seed) : points;
+  const result = await kmeans(training, { k: req.k, iterations, lambda: job.lambda, seed, tolerance: job.tolerance }, job.backend, {
+    signal: job.signal,
+    // done/total count iterations only, so that the ETA is a rate of iterations
+    onProgress: (p) =>
+      job.report({
+        phase: 'kmeans',
+        done: p.phase === 'init' ? 0 : p.iteration,
+        total: p.phase === 'init' ? iterations : p.iterations,
+        message: p.phase === 'init' ? `k-means++ initialization, round ${p.iteration}/${p.iterations}` : describeIteration(p.inertia, p.used, req.k),
+      }),
+  });
+  const { centroids, counts, inertia } = result;
+  return { method: 'flat', centroids, counts, inertia, iterations: result.iterations, corpusFingerprint, training: matrixSource(training), blockRows: MSE_BATCH, twoLevel: null };
+}
+
+/** Two-level k-means streaming the vectors (checkpointed beside the output), with vectors held
+ *  out of training for the IVF search's calibration (calibrationSplit). */
+async function trainTwoLevel(job: BuildJob, source: RowSource): Promise<Trained> {
+  const { req, memoryBytes, seed } = job;
+  // at most an eighth of the memory budget as f32
+  const { subset, held } = calibrationSplit(source.rows, req.k, req.sample, seed,
+    Math.min(CALIBRATION_SAMPLE, Math.floor(memoryBytes / (8 * 4 * source.cols))));
+  // Gathered now, in a pass of their own while little else is held (at the end, the pass's
+  // blocks would pile up on the refinement's garbage), and kept within the working set: the
+  // training gets the budget less their f32 bytes.
+  const heldOut = held.length > 0 ? await gatherRows(source, held, Math.min(MSE_BATCH, source.rows), job.signal) : null;
+  const heldBytes = held.length * source.cols * 4;
+  const coarse = req.coarse ?? defaultCoarseCells(req.k);
+  const options: TwoLevelOptions = {
+    k: req.k, coarse, iterations: job.iterations, lambda: job.lambda, seed, tolerance: job.tolerance, memoryBytes: memoryBytes - heldBytes,
+    refine: req.refine ?? REFINE_PASSES, nprobe: req.nprobe ?? Math.min(REFINE_NPROBE, coarse),
+  };
+  const result = await twoLevelKMeans(source, subset, options, job.backend, checkpointFolder(req.out), { signal: job.signal, onProgress: job.report });
+  return {
+    method: 'two-level',
+    centroids: result.centroids,
+    counts: result.counts,
+    coarse: result.coarse,
+    inertia: result.inertia,
+    iterations: job.iterations,
+    corpusFingerprint: result.fingerprint,
+    training: subset ? subsetSource(source, subset) : source,
+    blockRows: result.plan.blockRows,
+    twoLevel: { refine: options.refine, nprobe: options.nprobe, resumedAt: result.resumedAt, heldOut },
+  };
+}
+
+/** The exact MSE on a sample of the training vectors and, two-level, the IVF search's calibrated
+ *  nprobe: both against the codes and coarse centroids as they will be stored (f16 rounds). */
+async function evaluate(job: BuildJob, trained: Trained): Promise<{ mse: number; calibration: NprobeCalibration | null }> {
+  const { dtype, backend, signal, report } = job;
+  const { centroids, coarse } = trained;
+  const stored: CodebookData = dtype === 'f16' ? { rows: centroids.rows, cols: centroids.cols, half: f32ToF16(centroids.data) } : centroids;
+  const mse = await sampledMse(trained.training, stored, job.seed, backend, trained.blockRows, signal, report);
+  const heldOut = trained.twoLevel?.heldOut;
+  if (!coarse || !heldOut) return { mse, calibration: null };
+  const coarseStored: CoarseLevel = dtype === 'f16' ? { centroids: { ...coarse.centroids, data: f16ToF32(f32ToF16(coarse.centroids.data)) }, assign: coarse.assign } : coarse;
+  return { mse, calibration: await calibrateBuild(heldOut, stored, coarseStored, backend, signal, report) };
+}
+
+/** Writes the codebook file, its trainable table starting as the frozen one; returns its fingerprint. */
+async function writeTrained(job: BuildJob, encoder: EncoderDescriptor, trained: Trained, calibration: NprobeCalibration | null): Promise<string> {
+  const { req } = job;
+  const meta: CodebookMeta = {
+    formatVersion: 1,
+    encoder,
+    k: req.k,
+    d: trained.centroids.cols,
+    lambda: job.lambda,
+    iterations: trained.iterations,
+    seed: job.seed,
+    corpusFingerprint: trained.corpusFingerprint,
+    atlas: ENCODER_KINDS[encoder.kind].atlas,
+    createdAt: new Date().toISOString(),
+    method: trained.method,
+    ...(trained.coarse && { coarse: trained.coarse.centroids.rows }),
+    ...(calibration && { nprobe: calibration.nprobe, nprobeRecall: calibration.recall }),
+  };
+  // the same matrix is written twice (no K x d copy in memory)
+  return writeCodebook(req.out, {
+    frozen: trained.centroids,
+    trainable: inMemory(trained.centroids),
+    counts: trained.counts,
+    coarse: trained.coarse,
+    meta,
+  }, { dtype: job.dtype });
 }
 
 /**

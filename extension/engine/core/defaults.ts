@@ -12,7 +12,7 @@
 // `unicode2 calibrate` does it again on other vectors). The right value depends on the data:
 // DCT patches of the sample photos reach 0.95 at 1 of 128 cells, bench/embedding-data.ts's
 // mixture needs 28-40 of 362-707.
-// FALLBACK_NPROBE = 40, for codebooks without a calibrated value: the smallest value reaching
+// UNCALIBRATED_NPROBE = 40, for codebooks without a calibrated value: the smallest value reaching
 // recall@1 >= 0.95 at both sizes bench/ivf.bench.ts measures on that mixture (K = 131,072, 362
 // cells: 0.934 at 32, 0.953 at 40; K = 500,000, 707 cells: 0.941 at 24, 0.973 at 32), so it errs
 // on the side of recall.
@@ -23,6 +23,14 @@ export type BuildMethod = 'auto' | 'flat' | 'two-level';
 /** The diffusion decoder's samplers (generate/diffusion/schedulers.ts implements each). */
 export type SchedulerKind = 'ddim' | 'euler';
 export const SCHEDULER_KINDS: readonly SchedulerKind[] = ['ddim', 'euler'];
+
+/** How Tokenize finds each patch's nearest code: 'auto' is IVF through the codebook's coarse level
+ *  when it has one, else exact; 'exact' is always exact search. */
+export const SEARCH_CHOICES = ['auto', 'exact'] as const;
+export type SearchChoice = (typeof SEARCH_CHOICES)[number];
+
+/** nprobe 0 asks for the codebook's own calibrated nprobe (UNCALIBRATED_NPROBE without one). */
+export const USE_CALIBRATED_NPROBE = 0;
 
 export const DEFAULTS = {
   device: 'auto' as DeviceChoice,
@@ -51,11 +59,10 @@ export const DEFAULTS = {
     priorOrder: 3,
     variations: 0.25,
   },
-  /** 'auto': IVF search through the codebook's coarse level when it has one; 'exact': always exact */
-  search: 'auto' as 'auto' | 'exact',
-  /** coarse cells probed per query in IVF search; 0 = the codebook's calibrated value (see above) */
-  nprobe: 0,
+  search: 'auto' as SearchChoice,
+  /** coarse cells probed per query in IVF search (see above) */
+  nprobe: USE_CALIBRATED_NPROBE,
 } as const;
 
 /** nprobe of a codebook with no calibrated value (see above); not a setting of its own. */
-export const FALLBACK_NPROBE = 40;
+export const UNCALIBRATED_NPROBE = 40;

@@ -116,7 +116,9 @@ export interface CorpusControl extends BatchControl {
   shardBytes?: number;
 }
 
-export async function extractCorpus(encoder: Encoder, images: string[], outDir: string, control: CorpusControl = {}): Promise<CorpusResult> {
+/** The corpus folder made or resumed: its manifest (a new one, or the one a run over the same
+ *  input left) and the images it does not hold yet. */
+async function openCorpus(encoder: Encoder, images: string[], outDir: string): Promise<{ manifest: CorpusManifest; pending: string[] }> {
   await onFile(outDir, 'create the corpus folder', () => fs.mkdir(outDir, { recursive: true }));
   const inputs = corpusInputFingerprint(encoder.descriptor, images);
   const manifest: CorpusManifest = (await readManifest(outDir, encoder, inputs)) ?? {
@@ -136,7 +138,33 @@ export async function extractCorpus(encoder: Encoder, images: string[], outDir: 
   // Images skipped earlier are tried again (the file may have been fixed); the rest stay listed.
   const retried = new Set(pending);
   manifest.skipped = manifest.skipped.filter((s) => !retried.has(s.path));
+  return { manifest, pending };
+}
 
+/** The next shard, of `batches`, then the manifest naming it (and its images' rows). */
+async function writeShard(outDir: string, manifest: CorpusManifest, batches: EncodedBatch[], encoder: Encoder): Promise<void> {
+  const d = encoder.d;
+  const index = manifest.shards.length;
+  const file = shardName(index);
+  const { rows, data: values } = stackRows(batches.map((b) => b.embeddings));
+  const images = batches.flatMap((b) => b.images);
+  const grids = batches.flatMap((b) => b.grids);
+  // f16 tops out at 65504: a larger activation would be stored as Inf and poison k-means later.
+  const bad = values.findIndex((v) => !(Math.abs(v) <= F16_MAX));
+  if (bad >= 0) {
+    const image = images[imageAtRow(grids, Math.floor(bad / d))];
+    throw new UserError(`${image}: encoder '${encoder.descriptor.id}' produced a value (${values[bad]}) that f16 cannot store`);
+  }
+  const offsets = rowOffsets(grids);
+  const entries: CorpusImage[] = images.map((image, i) => ({ path: image, shard: index, row: offsets[i]!, rows: offsets[i + 1]! - offsets[i]!, grid: grids[i]! }));
+  await writeNpy(path.join(outDir, file), { dtype: 'float16', shape: [rows, d], data: f32ToF16(values) });
+  manifest.shards.push({ file, rows });
+  manifest.images.push(...entries);
+  await writeFileAtomic(path.join(outDir, MANIFEST), JSON.stringify(manifest, null, 1));
+}
+
+export async function extractCorpus(encoder: Encoder, images: string[], outDir: string, control: CorpusControl = {}): Promise<CorpusResult> {
+  const { manifest, pending } = await openCorpus(encoder, images, outDir);
   const d = encoder.d;
   const rowsPerShard = Math.max(1, Math.floor((control.shardBytes ?? SHARD_BYTES) / (2 * d)));
   let buffer: EncodedBatch[] = [];
@@ -144,23 +172,7 @@ export async function extractCorpus(encoder: Encoder, images: string[], outDir: 
 
   const flush = async (): Promise<void> => {
     if (buffered === 0) return;
-    const index = manifest.shards.length;
-    const file = shardName(index);
-    const { rows, data: values } = stackRows(buffer.map((b) => b.embeddings));
-    const images = buffer.flatMap((b) => b.images);
-    const grids = buffer.flatMap((b) => b.grids);
-    // f16 tops out at 65504: a larger activation would be stored as Inf and poison k-means later.
-    const bad = values.findIndex((v) => !(Math.abs(v) <= F16_MAX));
-    if (bad >= 0) {
-      const image = images[imageAtRow(grids, Math.floor(bad / d))];
-      throw new UserError(`${image}: encoder '${encoder.descriptor.id}' produced a value (${values[bad]}) that f16 cannot store`);
-    }
-    const offsets = rowOffsets(grids);
-    const entries: CorpusImage[] = images.map((image, i) => ({ path: image, shard: index, row: offsets[i]!, rows: offsets[i + 1]! - offsets[i]!, grid: grids[i]! }));
-    await writeNpy(path.join(outDir, file), { dtype: 'float16', shape: [rows, d], data: f32ToF16(values) });
-    manifest.shards.push({ file, rows });
-    manifest.images.push(...entries);
-    await writeFileAtomic(path.join(outDir, MANIFEST), JSON.stringify(manifest, null, 1));
+    await writeShard(outDir, manifest, buffer, encoder);
     buffer = [];
     buffered = 0;
   };

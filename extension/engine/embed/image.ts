@@ -4,7 +4,8 @@
 // "on paper", not "on black"). Resizing either stretches to the exact size asked (ResizeTo: 'fill',
 // as the Hugging Face image processors do with do_resize and a {height, width} size), or keeps the
 // photo's shape (KeepAspect: the short side to a set size, the long side following the photo), or
-// only shrinks it to fit a box (FitWithin: for showing a photo as it is).
+// only shrinks it to fit a box (FitWithin: for showing a photo as it is). cropPatch, upscale and
+// resample work on engine images in memory, for what the panels and the Lab show.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type Sharp from 'sharp';
@@ -206,6 +207,67 @@ export async function thumbnailPng(source: string | RgbImage, side = THUMBNAIL_S
 
 export async function writePng(file: string, img: RgbImage): Promise<void> {
   await writeFileAtomic(file, await encodePng(img));
+}
+
+/** The p x p patch at grid cell (row, col), enlarged `scale` times (nearest) so it is visible. */
+export function cropPatch(img: RgbImage, row: number, col: number, p: number, scale: number): RgbImage {
+  const size = p * scale;
+  const out = new Float32Array(3 * size * size);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < size; y++) {
+      const sy = row * p + Math.floor(y / scale);
+      for (let x = 0; x < size; x++) {
+        out[(c * size + y) * size + x] = img.data[(c * img.height + sy) * img.width + col * p + Math.floor(x / scale)]!;
+      }
+    }
+  }
+  return { data: out, width: size, height: size };
+}
+
+/** Nearest-neighbour enlargement (token mosaics stay crisp). */
+export function upscale(img: RgbImage, factor: number): RgbImage {
+  if (factor === 1) return img;
+  const w = img.width * factor;
+  const h = img.height * factor;
+  const out = new Float32Array(3 * w * h);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < h; y++) {
+      const src = (c * img.height + Math.floor(y / factor)) * img.width;
+      for (let x = 0; x < w; x++) out[(c * h + y) * w + x] = img.data[src + Math.floor(x / factor)]!;
+    }
+  }
+  return { data: out, width: w, height: h };
+}
+
+/**
+ * Bilinear resampling to any size: the atlas decoding of a grid is the encoder's input (the
+ * photo's shape for the DCT, give or take the rounding to whole patches; a model's fixed square),
+ * and is shown at its photo's aspect ratio beside the photo (the Lab's thumbnails).
+ */
+export function resample(img: RgbImage, width: number, height: number): RgbImage {
+  const out = new Float32Array(3 * width * height);
+  const sx = img.width / width;
+  const sy = img.height / height;
+  for (let y = 0; y < height; y++) {
+    const fy = Math.min(img.height - 1, Math.max(0, (y + 0.5) * sy - 0.5));
+    const y0 = Math.floor(fy);
+    const y1 = Math.min(img.height - 1, y0 + 1);
+    const ty = fy - y0;
+    for (let x = 0; x < width; x++) {
+      const fx = Math.min(img.width - 1, Math.max(0, (x + 0.5) * sx - 0.5));
+      const x0 = Math.floor(fx);
+      const x1 = Math.min(img.width - 1, x0 + 1);
+      const tx = fx - x0;
+      for (let c = 0; c < 3; c++) {
+        const plane = c * img.width * img.height;
+        const at = (xx: number, yy: number): number => img.data[plane + yy * img.width + xx]!;
+        const top = at(x0, y0) * (1 - tx) + at(x1, y0) * tx;
+        const bottom = at(x0, y1) * (1 - tx) + at(x1, y1) * tx;
+        out[(c * height + y) * width + x] = top * (1 - ty) + bottom * ty;
+      }
+    }
+  }
+  return { data: out, width, height };
 }
 
 function isImageName(name: string): boolean {

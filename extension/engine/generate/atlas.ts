@@ -41,29 +41,19 @@ export async function decodeTokens(cb: Codebook, ids: Int32Array, grid: [number,
   return { data: pixels, width: gridW * p, height: gridH * p };
 }
 
-/**
- * Fits the atlas on `images`: every patch is assigned its nearest frozen code (through the
- * codebook's encoder, exactly as tokenizing does), and each code's row becomes the mean of its
- * patches. Codes no patch reached keep their row; if there was no atlas before, they get the
- * mean of all patches instead (a neutral patch rather than garbage). Returns a new Codebook.
- */
-export async function refineAtlas(
-  cb: Codebook,
-  encoder: Encoder,
-  images: string[],
-  backend: ComputeBackend,
-  control: BatchControl = {},
-): Promise<Codebook> {
-  checkEncoderMatches(cb, encoder);
-  const p = encoder.patch;
-  const [height, width] = encoder.inputSize;
-  if (height % p !== 0 || width % p !== 0) throw new UserError(`encoder '${encoder.descriptor.id}' input ${width}x${height} is not a whole number of ${p}x${p} patches`);
-  const hadAtlas = cb.meta.atlas !== 'none';
-  const cols = 3 * p * p;
-  if (hadAtlas) atlasPatch(cb);
-  // Read now, before anything else: a refined codebook is often written back over this file.
-  const previous = hadAtlas ? await cb.trainable.load() : null;
+/** What a pass over the images sums: each code's patches (DCT space) and how many, and all patches. */
+interface PatchSums {
+  sums: Float64Array;
+  counts: Float64Array;
+  total: Float64Array;
+  patches: number;
+}
 
+/** Every patch of `images` added to the sums of its nearest frozen code, found through the
+ *  codebook's encoder exactly as tokenizing does. */
+async function sumPatches(cb: Codebook, encoder: Encoder, images: string[], backend: ComputeBackend, control: BatchControl): Promise<PatchSums> {
+  const p = encoder.patch;
+  const cols = 3 * p * p;
   const k = cb.frozen.rows;
   const sums = new Float64Array(k * cols);
   const counts = new Float64Array(k);
@@ -111,8 +101,36 @@ export async function refineAtlas(
   } finally {
     handle.dispose();
   }
+  return { sums, counts, total, patches };
+}
+
+/**
+ * Fits the atlas on `images`: every patch is assigned its nearest frozen code (through the
+ * codebook's encoder, exactly as tokenizing does), and each code's row becomes the mean of its
+ * patches. Codes no patch reached keep their row; if there was no atlas before, they get the
+ * mean of all patches instead (a neutral patch rather than garbage). Returns a new Codebook.
+ */
+export async function refineAtlas(
+  cb: Codebook,
+  encoder: Encoder,
+  images: string[],
+  backend: ComputeBackend,
+  control: BatchControl = {},
+): Promise<Codebook> {
+  checkEncoderMatches(cb, encoder);
+  const p = encoder.patch;
+  const [height, width] = encoder.inputSize;
+  if (height % p !== 0 || width % p !== 0) throw new UserError(`encoder '${encoder.descriptor.id}' input ${width}x${height} is not a whole number of ${p}x${p} patches`);
+  const hadAtlas = cb.meta.atlas !== 'none';
+  const cols = 3 * p * p;
+  if (hadAtlas) atlasPatch(cb);
+  // Read now, before anything else: a refined codebook is often written back over this file.
+  const previous = hadAtlas ? await cb.trainable.load() : null;
+
+  const { sums, counts, total, patches } = await sumPatches(cb, encoder, images, backend, control);
   if (patches === 0) throw new UserError('none of the images could be read, so the atlas cannot be refined');
 
+  const k = cb.frozen.rows;
   const atlas = new Float32Array(k * cols);
   for (let code = 0; code < k; code++) {
     const row = atlas.subarray(code * cols, (code + 1) * cols);

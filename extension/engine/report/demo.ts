@@ -6,19 +6,19 @@ import * as path from 'node:path';
 import type { ComputeBackend } from '../../../native-gpu/backend.js';
 import { decodeTokens } from '../generate/atlas.js';
 import { buildCodebook, type BuildProgress, type BuildSummary } from '../build/build.js';
-import { readCodebook } from '../codebook/codebook.js';
-import { openEncoder } from '../embed/encoders/index.js';
+import { readCodebook, type Codebook } from '../codebook/codebook.js';
+import { openEncoder, type Encoder } from '../embed/encoders/index.js';
 import { throwIfCancelled, UserError } from '../../../common/errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { stepsOf, type ProgressEvent } from '../core/progress.js';
 import { listImages } from '../embed/image.js';
 import { meanPsnr, psnr } from './quality.js';
 import { renderReport, type ReportGenerated, type ReportSample } from './report.js';
-import { fitPrior, samplePriorGrid, scorePrior } from '../generate/prior.js';
+import { fitPrior, samplePriorGrid, scorePrior } from '../generate/prior/index.js';
 import { DEFAULTS } from '../core/defaults.js';
 import { codeStats, type CodeStats } from '../codebook/stats.js';
 import { tokenizeImages } from '../search/tokenize.js';
-import { writeTokenJson } from '../codebook/token-files.js';
+import { writeTokenJson, type TokenGrid } from '../codebook/token-files.js';
 
 export interface DemoProgress extends ProgressEvent {
   phase: BuildProgress['phase'] | 'tokenize' | 'decode' | 'generate' | 'report';
@@ -73,6 +73,53 @@ export function defaultSamplesDir(): string {
   throw new UserError('the bundled sample images (media/samples) were not found next to this installation');
 }
 
+/** The demo's codebook, built from the `images` sample photos in `samplesDir` into `out`. */
+function buildDemoCodebook(samplesDir: string, images: number, encoder: Encoder, out: string, backend: ComputeBackend, control: DemoControl): Promise<BuildSummary> {
+  return buildCodebook(
+    {
+      images: samplesDir,
+      encoder: DEMO_ENCODER,
+      // the fewest vectors the samples can give (a photo's grid is at least the square's)
+      k: demoK(images * encoder.tokensPerImage.min),
+      iterations: DEMO_ITERATIONS,
+      lambda: DEMO_LAMBDA,
+      seed: DEMO_SEED,
+      out,
+    },
+    backend,
+    control,
+  );
+}
+
+/** Every sample beside its tokens decoded back through the atlas, with their PSNR. */
+async function reconstructSamples(cb: Codebook, encoder: Encoder, results: TokenGrid[], backend: ComputeBackend, control: DemoControl): Promise<ReportSample[]> {
+  const samples: ReportSample[] = [];
+  for (const [i, r] of results.entries()) {
+    throwIfCancelled(control.signal);
+    control.onProgress?.({ phase: 'decode', done: i, total: results.length });
+    const input = await encoder.load(r.image);
+    const reconstruction = await decodeTokens(cb, Int32Array.from(r.ids), r.grid, backend);
+    samples.push({ name: path.basename(r.image), input, reconstruction, grid: r.grid, ids: r.ids, psnr: psnr(input, reconstruction) });
+  }
+  control.onProgress?.({ phase: 'decode', done: results.length, total: results.length });
+  return samples;
+}
+
+/** A prior fitted on the samples' own tokens, and a few grids drawn from it through the atlas. */
+async function generateFromPrior(cb: Codebook, results: TokenGrid[], backend: ComputeBackend, control: DemoControl): Promise<ReportGenerated> {
+  const prior = fitPrior(results, cb.frozen.rows, DEFAULTS.generation.priorOrder, cb.fingerprint);
+  const fit = scorePrior(prior, results);
+  const generated: ReportGenerated = { order: prior.order, perplexity: fit.perplexity, unigramPerplexity: fit.unigramPerplexity, grids: [] };
+  for (let seed = 0; seed < DEMO_GENERATED; seed++) {
+    throwIfCancelled(control.signal);
+    control.onProgress?.({ phase: 'generate', done: seed, total: DEMO_GENERATED });
+    const ids = samplePriorGrid(prior, prior.grid, { seed });
+    generated.grids.push({ seed, grid: prior.grid, image: await decodeTokens(cb, ids, prior.grid, backend) });
+  }
+  control.onProgress?.({ phase: 'generate', done: DEMO_GENERATED, total: DEMO_GENERATED });
+  return generated;
+}
+
 export async function runDemo(
   outDir: string,
   backend: ComputeBackend,
@@ -85,20 +132,7 @@ export async function runDemo(
   const encoder = await openEncoder(DEMO_ENCODER, backend);
   try {
     const codebookPath = path.join(outDir, 'codebook.safetensors');
-    const summary = await buildCodebook(
-      {
-        images: samplesDir,
-        encoder: DEMO_ENCODER,
-        // the fewest vectors the samples can give (a photo's grid is at least the square's)
-        k: demoK(images.length * encoder.tokensPerImage.min),
-        iterations: DEMO_ITERATIONS,
-        lambda: DEMO_LAMBDA,
-        seed: DEMO_SEED,
-        out: codebookPath,
-      },
-      backend,
-      control,
-    );
+    const summary = await buildDemoCodebook(samplesDir, images.length, encoder, codebookPath, backend, control);
     const cb = await readCodebook(codebookPath);
 
     const { results } = await tokenizeImages(cb, encoder, images, backend, {
@@ -108,27 +142,8 @@ export async function runDemo(
     const tokensPath = path.join(outDir, 'tokens.json');
     await writeTokenJson(tokensPath, results);
 
-    const samples: ReportSample[] = [];
-    for (const [i, r] of results.entries()) {
-      throwIfCancelled(control.signal);
-      control.onProgress?.({ phase: 'decode', done: i, total: results.length });
-      const input = await encoder.load(r.image);
-      const reconstruction = await decodeTokens(cb, Int32Array.from(r.ids), r.grid, backend);
-      samples.push({ name: path.basename(r.image), input, reconstruction, grid: r.grid, ids: r.ids, psnr: psnr(input, reconstruction) });
-    }
-    control.onProgress?.({ phase: 'decode', done: results.length, total: results.length });
-
-    // A prior fitted on the samples' own tokens, and a few grids drawn from it through the atlas.
-    const prior = fitPrior(results, cb.frozen.rows, DEFAULTS.generation.priorOrder, cb.fingerprint);
-    const fit = scorePrior(prior, results);
-    const generated: ReportGenerated = { order: prior.order, perplexity: fit.perplexity, unigramPerplexity: fit.unigramPerplexity, grids: [] };
-    for (let seed = 0; seed < DEMO_GENERATED; seed++) {
-      throwIfCancelled(control.signal);
-      control.onProgress?.({ phase: 'generate', done: seed, total: DEMO_GENERATED });
-      const ids = samplePriorGrid(prior, prior.grid, { seed });
-      generated.grids.push({ seed, grid: prior.grid, image: await decodeTokens(cb, ids, prior.grid, backend) });
-    }
-    control.onProgress?.({ phase: 'generate', done: DEMO_GENERATED, total: DEMO_GENERATED });
+    const samples = await reconstructSamples(cb, encoder, results, backend, control);
+    const generated = await generateFromPrior(cb, results, backend, control);
 
     const counts = await backend.histogram(Int32Array.from(results.flatMap((r) => r.ids)), cb.frozen.rows);
     const stats = codeStats(counts);

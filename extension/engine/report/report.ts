@@ -7,7 +7,7 @@ import type { CodeStats } from '../codebook/stats.js';
 import { encodePng, type RgbImage } from '../embed/image.js';
 import { countColor, deadCodeColor, heatmapColumns } from '../../../common/colormap.js';
 import { meanPsnr } from './quality.js';
-import { PRIOR_NEIGHBOURS } from '../generate/prior.js';
+import { PRIOR_NEIGHBOURS } from '../generate/prior/index.js';
 
 export interface ReportSample {
   name: string;

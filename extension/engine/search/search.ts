@@ -5,25 +5,23 @@
 //
 // nprobe: what the caller asks for, else the codebook's calibrated value (its metadata `nprobe`:
 // the smallest rung of NPROBE_LADDER whose recall@1 against exact search reached
-// CALIBRATION_TARGET on a sample of vectors, see calibrateNprobe), else FALLBACK_NPROBE.
+// CALIBRATION_TARGET on a sample of vectors, see calibrateNprobe), else UNCALIBRATED_NPROBE.
 // The right value depends on the data far more than on K: 1 of 128 cells on the sample photos'
 // DCT patches, 28-40 of 362-707 on bench/embedding-data.ts's mixture; a fixed default is either
 // slow on the first or misses on the second.
 import type { CoarseData, CodebookData, ComputeBackend, Matrix, NearestResult, RunControl } from '../../../native-gpu/backend.js';
 import type { Codebook, CodebookMeta } from '../codebook/codebook.js';
 import type { SearchInfo } from '../codebook/token-files.js';
-import { DEFAULTS, FALLBACK_NPROBE } from '../core/defaults.js';
+import { DEFAULTS, SEARCH_CHOICES, UNCALIBRATED_NPROBE, type SearchChoice } from '../core/defaults.js';
 import { UserError } from '../../../common/errors.js';
 import { sampleIndices, sampleRows, seededRandom, takeRows } from '../core/sampling.js';
 import { rowsF32 } from '../../../native-gpu/tables.js';
 
-/** 'auto': IVF when the codebook has a coarse level, else exact; 'exact': always exact. */
-export type SearchChoice = 'auto' | 'exact';
 
 export interface SearchOptions {
   search?: SearchChoice;
   /** coarse cells probed per query (IVF); more than the codebook has means all of them;
-   *  0 or absent: the codebook's calibrated nprobe (FALLBACK_NPROBE without one) */
+   *  0 or absent: the codebook's calibrated nprobe (UNCALIBRATED_NPROBE without one) */
   nprobe?: number;
 }
 
@@ -42,11 +40,11 @@ export function checkNprobe(nprobe: number): void {
 /** The nprobe an IVF search of `cb` runs at when the caller asks for `requested` (0 or absent:
  *  the codebook's calibrated value, else the fallback), before capping at the cells. */
 export function defaultNprobe(meta: CodebookMeta, requested?: number): number {
-  return requested || meta.nprobe || FALLBACK_NPROBE;
+  return requested || meta.nprobe || UNCALIBRATED_NPROBE;
 }
 
 export function checkSearchChoice(search: string): asserts search is SearchChoice {
-  if (search !== 'auto' && search !== 'exact') throw new UserError(`search must be 'auto' or 'exact'; got '${search}'`);
+  if (!(SEARCH_CHOICES as readonly string[]).includes(search)) throw new UserError(`search must be ${SEARCH_CHOICES.map((c) => `'${c}'`).join(' or ')}; got '${search}'`);
 }
 
 /** Loads the codebook's frozen table on the backend for the search the options ask for. */

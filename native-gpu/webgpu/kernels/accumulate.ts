@@ -4,7 +4,7 @@
 // point order into the code's f32 running sum, which persists across query batches. Same input,
 // same bits, on every run. Counts come from the same counting sort, exactly.
 import { STORAGE } from '../buffers.js';
-import { dispatch, grid2d, type ProgramInfo } from '../program.js';
+import { grid2d, run, type DispatchSpec, type ProgramInfo } from '../program.js';
 import type { Runtime } from '../runtime.js';
 
 const WORKGROUP = 64;
@@ -66,23 +66,15 @@ export class SumBuffers {
 
   /** Adds one batch of points (already on the GPU) into the sums of every chunk. */
   async add(points: GPUBuffer, ids: Int32Array, chunks: { base: number; rows: number }[], k: number): Promise<void> {
-    const { device, pool } = this.rt;
-    const pipeline = await this.rt.pipelines.get(accumulateProgram());
     const { order, offsets } = sortByCode(ids, k);
-    const orderBuffer = pool.upload(order);
-    const offsetBuffer = pool.upload(offsets);
-    const params: GPUBuffer[] = [];
     const dVec = this.dPad / 4;
-    const encoder = device.createCommandEncoder();
-    chunks.forEach((chunk, i) => {
-      const [gx, gy] = grid2d(Math.ceil((chunk.rows * dVec) / WORKGROUP), device.limits.maxComputeWorkgroupsPerDimension);
-      const p = pool.uniform(new Uint32Array([chunk.rows, chunk.base, dVec, gx * WORKGROUP]));
-      params.push(p);
-      dispatch(device, encoder, pipeline, [points, orderBuffer, offsetBuffer, this.buffers[i], p], [gx, gy]);
+    const maxPerDimension = this.rt.device.limits.maxComputeWorkgroupsPerDimension;
+    const dispatches = chunks.map((chunk, i): DispatchSpec => {
+      const [gx, gy] = grid2d(Math.ceil((chunk.rows * dVec) / WORKGROUP), maxPerDimension);
+      const uniform = new Uint32Array([chunk.rows, chunk.base, dVec, gx * WORKGROUP]);
+      return { program: accumulateProgram(), bindings: [points, { input: 0 }, { input: 1 }, this.buffers[i], { uniform }], workgroups: [gx, gy] };
     });
-    device.queue.submit([encoder.finish()]);
-    // Safe to recycle now: later writes to these buffers are queued after this submission.
-    for (const b of [orderBuffer, offsetBuffer, ...params]) pool.release(b);
+    await run(this.rt, { inputs: [order, offsets], dispatches });
   }
 
   release(): void {

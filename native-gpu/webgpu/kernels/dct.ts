@@ -8,8 +8,7 @@
 // channel-major [c][u][v], u the vertical frequency, as in the CPU backend.
 import type { Matrix } from '../../backend.js';
 import { REMEDIES, UserError } from '../../../common/errors.js';
-import { STORAGE, readBack } from '../buffers.js';
-import { dispatch, grid2d, type ProgramInfo } from '../program.js';
+import { grid2d, run, type ProgramInfo } from '../program.js';
 import type { Runtime } from '../runtime.js';
 
 type Direction = 'forward' | 'inverse';
@@ -85,24 +84,21 @@ function checkPatch(rt: Runtime, p: number): void {
   if (2 * p * p * 4 > rt.device.limits.maxComputeWorkgroupStorageSize) throw new UserError(`patches of ${p}x${p} are too large for the GPU DCT`, REMEDIES.useCpu);
 }
 
-async function run(rt: Runtime, direction: Direction, src: Float32Array, gridH: number, gridW: number, p: number): Promise<Float32Array> {
-  const { device, pool } = rt;
+async function transform(rt: Runtime, direction: Direction, src: Float32Array, gridH: number, gridW: number, p: number): Promise<Float32Array> {
+  const limits = rt.device.limits;
   const bytes = src.length * 4;
-  if (bytes > device.limits.maxStorageBufferBindingSize) throw new UserError(`an image of ${gridW * p}x${gridH * p} is too large for the GPU DCT`, REMEDIES.useCpu);
+  if (bytes > limits.maxStorageBufferBindingSize) throw new UserError(`an image of ${gridW * p}x${gridH * p} is too large for the GPU DCT`, REMEDIES.useCpu);
   if (bytes === 0) return new Float32Array(0);
-  const pipeline = await rt.pipelines.get(dctProgram(direction, p));
   const patches = gridH * gridW;
-  const [gx, gy] = grid2d(patches, device.limits.maxComputeWorkgroupsPerDimension);
-  const temporaries = [pool.upload(src), pool.upload(basis(p, direction)), pool.acquire(bytes, STORAGE)];
-  temporaries.push(pool.uniform(new Uint32Array([gridW, patches, gridW * p, gridH * p, gx, 0, 0, 0])));
-  try {
-    const encoder = device.createCommandEncoder();
-    dispatch(device, encoder, pipeline, temporaries, [gx, gy, 3]);
-    device.queue.submit([encoder.finish()]);
-    return new Float32Array(await readBack(device, pool, temporaries[2], bytes));
-  } finally {
-    for (const b of temporaries) pool.release(b);
-  }
+  const [gx, gy] = grid2d(patches, limits.maxComputeWorkgroupsPerDimension);
+  const uniform = new Uint32Array([gridW, patches, gridW * p, gridH * p, gx, 0, 0, 0]);
+  const [dst] = await run(rt, {
+    inputs: [src, basis(p, direction)],
+    outputs: [{ bytes }],
+    // one workgroup per (patch, channel)
+    dispatches: [{ program: dctProgram(direction, p), bindings: [{ input: 0 }, { input: 1 }, { output: 0 }, { uniform }], workgroups: [gx, gy, 3] }],
+  });
+  return new Float32Array(dst);
 }
 
 export async function dctPatches(rt: Runtime, image: Float32Array, height: number, width: number, p: number): Promise<Matrix> {
@@ -110,12 +106,12 @@ export async function dctPatches(rt: Runtime, image: Float32Array, height: numbe
   if (height % p || width % p) throw new UserError(`the image is ${width}x${height}, not a whole number of ${p}x${p} patches`);
   if (image.length !== 3 * height * width) throw new UserError(`the image has ${image.length} values, expected 3 x ${height} x ${width}`);
   const gridH = height / p, gridW = width / p;
-  return { rows: gridH * gridW, cols: 3 * p * p, data: await run(rt, 'forward', image, gridH, gridW, p) };
+  return { rows: gridH * gridW, cols: 3 * p * p, data: await transform(rt, 'forward', image, gridH, gridW, p) };
 }
 
 export async function idctPatches(rt: Runtime, coefficients: Matrix, gridH: number, gridW: number, p: number): Promise<Float32Array> {
   checkPatch(rt, p);
   if (coefficients.cols !== 3 * p * p) throw new UserError(`the coefficient rows have ${coefficients.cols} values but ${p}x${p} RGB patches need ${3 * p * p}`);
   if (coefficients.rows !== gridH * gridW) throw new UserError(`the grid ${gridH}x${gridW} needs ${gridH * gridW} coefficient rows, got ${coefficients.rows}`);
-  return run(rt, 'inverse', coefficients.data, gridH, gridW, p);
+  return transform(rt, 'inverse', coefficients.data, gridH, gridW, p);
 }

@@ -2,8 +2,7 @@
 // the host first (an out-of-range id is the user's data problem, not a GPU fault).
 import { REMEDIES, UserError } from '../../../common/errors.js';
 import { checkTokenIds } from '../../token-ids.js';
-import { STORAGE, readBack } from '../buffers.js';
-import { dispatch, grid2d, type ProgramInfo } from '../program.js';
+import { grid2d, run, type DispatchSpec, type ProgramInfo } from '../program.js';
 import type { Runtime } from '../runtime.js';
 
 const WORKGROUP = 256;
@@ -31,27 +30,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 export async function histogram(rt: Runtime, ids: Int32Array, k: number): Promise<Uint32Array> {
   if (!Number.isInteger(k) || k < 1) throw new UserError(`the codebook size must be a positive integer, got ${k}`);
   checkTokenIds(ids, k);
-  const { device, pool } = rt;
-  if (k * 4 > device.limits.maxStorageBufferBindingSize) throw new UserError(`a histogram of ${k} codes is too large for this GPU`, REMEDIES.useCpu);
-  const pipeline = await rt.pipelines.get(histogramProgram());
-  const counts = pool.acquire(k * 4, STORAGE);
-  const temporaries: GPUBuffer[] = [counts];
-  try {
-    const encoder = device.createCommandEncoder();
-    encoder.clearBuffer(counts);
-    const batch = Math.floor(rt.batchBytes / 4);
-    for (let start = 0; start < ids.length; start += batch) {
-      const part = ids.subarray(start, Math.min(ids.length, start + batch));
-      const idBuffer = pool.upload(part);
-      temporaries.push(idBuffer);
-      const [gx, gy] = grid2d(Math.ceil(part.length / WORKGROUP), device.limits.maxComputeWorkgroupsPerDimension);
-      const params = pool.uniform(new Uint32Array([part.length, gx * WORKGROUP, 0, 0]));
-      temporaries.push(params);
-      dispatch(device, encoder, pipeline, [idBuffer, counts, params], [gx, gy]);
-    }
-    device.queue.submit([encoder.finish()]);
-    return new Uint32Array(await readBack(device, pool, counts, k * 4));
-  } finally {
-    for (const b of temporaries) pool.release(b);
+  const limits = rt.device.limits;
+  if (k * 4 > limits.maxStorageBufferBindingSize) throw new UserError(`a histogram of ${k} codes is too large for this GPU`, REMEDIES.useCpu);
+  // Ids go up in batches that fit one binding, each counted by its own dispatch into `counts`.
+  const batch = Math.floor(rt.batchBytes / 4);
+  const inputs: Int32Array[] = [];
+  const dispatches: DispatchSpec[] = [];
+  for (let start = 0; start < ids.length; start += batch) {
+    const part = ids.subarray(start, Math.min(ids.length, start + batch));
+    const [gx, gy] = grid2d(Math.ceil(part.length / WORKGROUP), limits.maxComputeWorkgroupsPerDimension);
+    const uniform = new Uint32Array([part.length, gx * WORKGROUP, 0, 0]);
+    dispatches.push({ program: histogramProgram(), bindings: [{ input: inputs.length }, { output: 0 }, { uniform }], workgroups: [gx, gy] });
+    inputs.push(part);
   }
+  const [counts] = await run(rt, { inputs, outputs: [{ bytes: k * 4, clear: true }], dispatches });
+  return new Uint32Array(counts);
 }

@@ -2,8 +2,7 @@
 // the grid uses go to the GPU (compacted on the host), so a 500K-code atlas costs nothing here.
 import type { Matrix } from '../../backend.js';
 import { REMEDIES, UserError } from '../../../common/errors.js';
-import { STORAGE, readBack } from '../buffers.js';
-import { dispatch, grid2d, type ProgramInfo } from '../program.js';
+import { grid2d, run, type ProgramInfo } from '../program.js';
 import { checkTokenIds } from '../../token-ids.js';
 import type { Runtime } from '../runtime.js';
 
@@ -42,13 +41,25 @@ export async function mosaic(rt: Runtime, atlas: Matrix, ids: Int32Array, gridH:
   if (atlas.cols !== 3 * p * p) throw new UserError(`the atlas rows have ${atlas.cols} values but patches of ${p}x${p} RGB need ${3 * p * p}`);
   if (ids.length !== gridH * gridW) throw new UserError(`the token grid ${gridH}x${gridW} needs ${gridH * gridW} ids, got ${ids.length}`);
   checkTokenIds(ids, atlas.rows);
-  const { device, pool } = rt;
+  const limits = rt.device.limits;
   const width = gridW * p, height = gridH * p;
   const outBytes = 3 * width * height * 4;
-  if (outBytes > device.limits.maxStorageBufferBindingSize) throw new UserError(`a ${width}x${height} mosaic is too large for this GPU's buffers`, REMEDIES.useCpu);
+  if (outBytes > limits.maxStorageBufferBindingSize) throw new UserError(`a ${width}x${height} mosaic is too large for this GPU's buffers`, REMEDIES.useCpu);
   if (outBytes === 0) return new Float32Array(0);
 
-  // Compact: each distinct id gets one row of a small atlas.
+  const { used, slots } = compact(atlas, ids);
+  const [gx, gy] = grid2d(Math.ceil(outBytes / 4 / WORKGROUP), limits.maxComputeWorkgroupsPerDimension);
+  const uniform = new Uint32Array([gridW, p, width, height, gx * WORKGROUP, 0, 0, 0]);
+  const [image] = await run(rt, {
+    inputs: [used, slots],
+    outputs: [{ bytes: outBytes }],
+    dispatches: [{ program: mosaicProgram(), bindings: [{ input: 0 }, { input: 1 }, { output: 0 }, { uniform }], workgroups: [gx, gy] }],
+  });
+  return new Float32Array(image);
+}
+
+/** Each distinct id gets one row of a small atlas (`used`); `slots` maps grid cells to its rows. */
+function compact(atlas: Matrix, ids: Int32Array): { used: Float32Array; slots: Uint32Array } {
   const rowOf = new Map<number, number>();
   const slots = new Uint32Array(ids.length);
   for (let i = 0; i < ids.length; i++) {
@@ -58,18 +69,5 @@ export async function mosaic(rt: Runtime, atlas: Matrix, ids: Int32Array, gridH:
   }
   const used = new Float32Array(rowOf.size * atlas.cols);
   for (const [id, row] of rowOf) used.set(atlas.data.subarray(id * atlas.cols, (id + 1) * atlas.cols), row * atlas.cols);
-
-  const pipeline = await rt.pipelines.get(mosaicProgram());
-  const temporaries = [pool.upload(used), pool.upload(slots), pool.acquire(outBytes, STORAGE)];
-  try {
-    const [gx, gy] = grid2d(Math.ceil(outBytes / 4 / WORKGROUP), device.limits.maxComputeWorkgroupsPerDimension);
-    const params = pool.uniform(new Uint32Array([gridW, p, width, height, gx * WORKGROUP, 0, 0, 0]));
-    temporaries.push(params);
-    const encoder = device.createCommandEncoder();
-    dispatch(device, encoder, pipeline, [temporaries[0], temporaries[1], temporaries[2], params], [gx, gy]);
-    device.queue.submit([encoder.finish()]);
-    return new Float32Array(await readBack(device, pool, temporaries[2], outBytes));
-  } finally {
-    for (const b of temporaries) pool.release(b);
-  }
+  return { used, slots };
 }

@@ -84,29 +84,33 @@ export function nearestProgram(t: NearestTile, half: boolean, grouped = false): 
   };
 }
 
-function nearestSource(t: NearestTile, half: boolean, grouped: boolean): string {
+/** The unrolled pieces of the tile loop for one tile shape: unrolled so the accumulators and
+ *  running minima stay in registers. */
+function unrolled(t: NearestTile): { inner: string; fold: string; resetAcc: string } {
   const { tm, tn } = t;
   const tm4 = tm / 4, tn4 = tn / 4;
+  // The inner product step.
   const lines: string[] = [];
-  // The inner product step, fully unrolled so the accumulators stay in registers.
   for (let i4 = 0; i4 < tm4; i4++) lines.push(`      let a${i4} = As[k * TILE_M4 + ty * ${tm4}u + ${i4}u];`);
   for (let j4 = 0; j4 < tn4; j4++) lines.push(`      let b${j4} = Bs[k * TILE_N4 + tx * ${tn4}u + ${j4}u];`);
   for (let i = 0; i < tm; i++)
     for (let j4 = 0; j4 < tn4; j4++) lines.push(`      acc[${i * tn4 + j4}] = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b${j4}, acc[${i * tn4 + j4}]);`);
-  const inner = lines.join('\n');
-  // Folding a finished code tile into the running minima, unrolled for the same reason; codes are
-  // visited in increasing index, so a strict < keeps the lowest index among ties.
+  // Folding a finished code tile into the running minima; codes are visited in increasing index,
+  // so a strict < keeps the lowest index among ties.
   const foldLines: string[] = [];
   for (let j = 0; j < tn; j++) foldLines.push(`    let norm${j} = normTile[tx * TN + ${j}u];`);
   for (let i = 0; i < tm; i++)
     for (let j = 0; j < tn; j++)
       foldLines.push(`    { let s = norm${j} - 2.0 * acc[${i * tn4 + (j >> 2)}][${j & 3}]; if (s < best[${i}]) { best[${i}] = s; bestIndex[${i}] = params.codeBase + n0 + tx * TN + ${j}u; } }`);
-  const fold = foldLines.join('\n');
   // Explicit zeroing per code tile: a zero-initialized var declared inside the loop was NOT reset
   // on each iteration on NVIDIA's Vulkan driver (measured: wrong ids once a workgroup walks more
   // than one code tile), though it was on Mesa.
   const resetAcc = Array.from({ length: tm * tn4 }, (_, i) => `    acc[${i}] = vec4<f32>(0.0);`).join('\n');
+  return { inner: lines.join('\n'), fold: foldLines.join('\n'), resetAcc };
+}
 
+/** What differs between the f32 / f16 codebook and the plain / grouped variants. */
+function variant(half: boolean, grouped: boolean): { codeDecl: string; range: string; output: string; tableDecl: string } {
   const codeDecl = half
     ? `@group(0) @binding(1) var<storage, read> codes: array<vec2<u32>>; // 4 halves per element
 fn loadCode(i: u32) -> vec4<f32> { let p = codes[i]; return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)); }`
@@ -126,7 +130,16 @@ fn loadCode(i: u32) -> vec4<f32> { return codes[i]; }`;
   let splitEnd = min(splitStart + params.codesPerSplit, params.codeRows);`;
   const output = grouped ? '(wid.x * params.tileCount + wid.y) * TILE_M + l' : '(params.slotBase + wid.x) * params.slotStride + qTile + l';
   const tableDecl = grouped ? '@group(0) @binding(5) var<storage, read> tiles: array<vec4<u32>>; // (first query, queries, first code, codes)\n' : '';
+  return { codeDecl, range, output, tableDecl };
+}
 
+// The whole WGSL of the nearest kernels; the host-generated pieces come from unrolled() and variant().
+// long: one shader, kept whole so it reads top to bottom as the shader it is
+function nearestSource(t: NearestTile, half: boolean, grouped: boolean): string {
+  const { tm, tn } = t;
+  const tn4 = tn / 4;
+  const { inner, fold, resetAcc } = unrolled(t);
+  const { codeDecl, range, output, tableDecl } = variant(half, grouped);
   return /* wgsl */ `
 ${BEST_STRUCT}
 struct Params { queryRows: u32, codeRows: u32, codeBase: u32, dVec: u32, codesPerSplit: u32, slotBase: u32, slotStride: u32, tileCount: u32 }

@@ -68,17 +68,69 @@ export function imageGrid(image: { width: number; height: number }, patch: numbe
 /** The encoder id a codebook built from precomputed embeddings of unknown origin records. */
 export const EXTERNAL_ENCODER = 'external';
 
-/** 'dct' (short side 224, the photo's shape kept) | 'dct:<size>' (a multiple of 16, at most
- *  MAX_INPUT_SIDE) | 'dct:<size>:square' (stretched to size x size) | model folder | .onnx file */
+/** The grammar of an encoder spec, as every surface words it (CLI help, settings, prompts). */
+export const ENCODER_SPEC_HELP = "'dct', 'dct:<size>', 'dct:<size>:square', a model folder or an .onnx file";
+
+/**
+ * What differs between the kinds of encoder, in one place: how a spec names one, how it opens, and
+ * what the rest of the product must know about it. A new kind is a file of its own plus a row here
+ * (and its case in validateEncoderDescriptor).
+ */
+interface EncoderKind {
+  /** whether a spec names this kind (the first kind that claims a spec opens it) */
+  claims(spec: string): boolean;
+  open(spec: string, backend: ComputeBackend): Promise<Encoder>;
+  reopen(desc: EncoderDescriptor, backend: ComputeBackend): Promise<Encoder>;
+  /** what a codebook built with it starts its trainable rows as: pixel patches when the encoder is
+   *  exactly invertible ('dct'), nothing otherwise */
+  atlas: 'dct' | 'none';
+  /** reopening it needs the file its id names on this machine */
+  needsFile: boolean;
+  /** opening it runs a program the codebook names (an ONNX model): Restricted Mode asks first */
+  needsConsent: boolean;
+}
+
+export const ENCODER_KINDS: Record<EncoderDescriptor['kind'], EncoderKind> = {
+  dct: {
+    claims: (spec) => spec === 'dct' || spec.startsWith('dct:'),
+    open: (spec, backend) => {
+      if (spec === 'dct') return openDctEncoder(DEFAULT_DCT_SIZE, 'keep-aspect', backend);
+      const square = spec.endsWith(':square');
+      return openDctEncoder(dctSizeOf(spec, square ? spec.slice(4, -7) : spec.slice(4)), square ? 'stretch' : 'keep-aspect', backend);
+    },
+    // a 'dct' descriptor opens the built-in encoder, never a file
+    reopen: (desc, backend) => openDctEncoder(desc.inputSize[0], desc.resize, backend),
+    atlas: 'dct',
+    needsFile: false,
+    needsConsent: false,
+  },
+  onnx: {
+    claims: () => true,
+    open: async (spec, backend) => {
+      if (!(await fs.stat(spec).catch(() => null))) throw new UserError(`encoder '${spec}': no such model folder or .onnx file (or use 'dct', 'dct:<size>' or 'dct:<size>:square')`);
+      return openOnnxEncoder(spec, backend);
+    },
+    reopen: async (desc, backend) => {
+      if (!(await fs.stat(desc.id).catch(() => null))) {
+        throw new UserError(`the codebook was built with encoder '${desc.id}', which is not available here`, REMEDIES.locateEncoder);
+      }
+      return openOnnxEncoder(desc.id, backend);
+    },
+    atlas: 'none',
+    needsFile: true,
+    needsConsent: true,
+  },
+};
+
+/** The kind of encoder a spec names (the spec itself is checked when it is opened). */
+export function encoderKindOf(spec: string): EncoderDescriptor['kind'] {
+  return (Object.keys(ENCODER_KINDS) as EncoderDescriptor['kind'][]).find((kind) => ENCODER_KINDS[kind].claims(spec))!;
+}
+
+/** Opens the encoder a spec names (ENCODER_SPEC_HELP; 'dct' keeps the photo's shape with its short
+ *  side at 224, ':square' stretches it). */
 export async function openEncoder(spec: string, backend: ComputeBackend): Promise<Encoder> {
-  if (spec === 'dct') return openDctEncoder(DEFAULT_DCT_SIZE, 'keep-aspect', backend);
-  if (spec.startsWith('dct:')) {
-    const square = spec.endsWith(':square');
-    return openDctEncoder(dctSizeOf(spec, square ? spec.slice(4, -7) : spec.slice(4)), square ? 'stretch' : 'keep-aspect', backend);
-  }
-  const stat = await fs.stat(spec).catch(() => null);
-  if (!stat) throw new UserError(`encoder '${spec}': no such model folder or .onnx file (or use 'dct', 'dct:<size>' or 'dct:<size>:square')`);
-  return openOnnxEncoder(spec, backend);
+  return ENCODER_KINDS[encoderKindOf(spec)].open(spec, backend);
 }
 
 /** The input size of a 'dct:<size>[:square]' spec; the size itself is checked by openDctEncoder. */
@@ -114,7 +166,7 @@ export function validateEncoderDescriptor(value: unknown, source: string): Encod
   const resize = legacy ? 'stretch' : desc.resize;
   if (resize !== 'stretch' && resize !== 'keep-aspect') fail(`'resize' must be 'keep-aspect' or 'stretch', found ${JSON.stringify(resize)}`);
   const id = legacy && kind === 'dct' && typeof desc.id === 'string' && /^dct:\d+$/.test(desc.id) ? `${desc.id}:square` : desc.id;
-  if (kind !== 'dct' && kind !== 'onnx') fail(`'kind' must be 'dct' or 'onnx', found ${JSON.stringify(kind)}`);
+  if (typeof kind !== 'string' || !Object.hasOwn(ENCODER_KINDS, kind)) fail(`'kind' must be ${Object.keys(ENCODER_KINDS).map((k) => `'${k}'`).join(' or ')}, found ${JSON.stringify(kind)}`);
   if (typeof id !== 'string' || id.length === 0) fail(`'id' must be a non-empty string, found ${JSON.stringify(id)}`);
   if (!isCount(d, 1) || d > MAX_EMBEDDING_DIM) fail(`'d' must be a whole number from 1 to ${MAX_EMBEDDING_DIM}, found ${JSON.stringify(d)}`);
   if (!Array.isArray(inputSize) || inputSize.length !== 2) fail(`'inputSize' must be [height, width], found ${JSON.stringify(inputSize)}`);
@@ -145,18 +197,10 @@ function sameShape(a: EncoderDescriptor, b: EncoderDescriptor): boolean {
   return a.d === b.d && a.patch === b.patch && a.inputSize[0] === b.inputSize[0] && a.inputSize[1] === b.inputSize[1] && a.resize === b.resize;
 }
 
-/** Reopens the encoder a codebook was built with (by its kind: a 'dct' descriptor opens the
- *  built-in encoder, never a file), and checks it still produces what it did. */
+/** Reopens the encoder a codebook was built with (by its kind), and checks it still produces what
+ *  it did. */
 export async function openEncoderFromDescriptor(desc: EncoderDescriptor, backend: ComputeBackend): Promise<Encoder> {
-  let encoder: Encoder;
-  if (desc.kind === 'dct') {
-    encoder = await openDctEncoder(desc.inputSize[0], desc.resize, backend);
-  } else {
-    if (!(await fs.stat(desc.id).catch(() => null))) {
-      throw new UserError(`the codebook was built with encoder '${desc.id}', which is not available here`, REMEDIES.locateEncoder);
-    }
-    encoder = await openOnnxEncoder(desc.id, backend);
-  }
+  const encoder = await ENCODER_KINDS[desc.kind].reopen(desc, backend);
   if (!sameShape(encoder.descriptor, desc)) {
     const show = (e: EncoderDescriptor) => `d=${e.d}, patch ${e.patch}, input ${e.inputSize.join('x')} (${e.resize})`;
     await encoder.dispose();

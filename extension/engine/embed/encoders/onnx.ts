@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { onnxruntime } from '../../../../native-gpu/onnxruntime.js';
 import type { ComputeBackend, Matrix, RunControl } from '../../../../native-gpu/backend.js';
-import { describeTensors, openModelSession, type TensorInfo } from '../../../../native-gpu/onnx-session.js';
+import { describeTensors, openModelSession, type ModelSession, type TensorInfo } from '../../../../native-gpu/onnx-session.js';
 import { UserError, throwIfCancelled } from '../../../../common/errors.js';
 import { onFile, requireRegularFile } from '../../io/files.js';
 import { loadImage, type ResizeTo, type RgbImage } from '../image.js';
@@ -100,6 +100,70 @@ function inputSizeOf(file: string, input: TensorInfo, configured: [number, numbe
   return configured ?? fixed ?? [DEFAULT_SIZE, DEFAULT_SIZE];
 }
 
+/** The model's pixel input and embedding output, the input size, and the batch it fixes (null: open). */
+interface ModelIo {
+  input: TensorInfo;
+  output: TensorInfo;
+  inputSize: [number, number];
+  fixedBatch: number | null;
+}
+
+/** The model's inputs and outputs checked against a vision tower's, within the limits. */
+function checkModel(file: string, session: ModelSession, configured: [number, number] | null): ModelIo {
+  const input = pickInput(file, session.inputs);
+  const output = pickOutput(file, session.outputs);
+  const inputSize = inputSizeOf(file, input, configured);
+  const fixedBatch = fixedDim(input.shape[0]);
+  if (fixedBatch !== null && fixedBatch > MAX_FIXED_BATCH) {
+    throw new UserError(`${file}: the model's fixed batch size ${fixedBatch} exceeds the limit of ${MAX_FIXED_BATCH} images`);
+  }
+  const declaredD = fixedDim(output.shape[2]);
+  if (declaredD !== null && declaredD > MAX_EMBEDDING_DIM) {
+    throw new UserError(`${file}: the model's embedding size d = ${declaredD} exceeds the limit of ${MAX_EMBEDDING_DIM}`);
+  }
+  return { input, output, inputSize, fixedBatch };
+}
+
+/** How the output lays out tokens: L per image (`skip` of them not patches), d, and the patch grid. */
+interface TokenLayout {
+  tokens: number;
+  d: number;
+  grid: [number, number];
+  patch: number;
+  skip: number;
+}
+
+/** One run on a blank image tells the token count L and d even when the model leaves them
+ *  symbolic, and proves the model runs before any real work is queued. */
+async function probeLayout(file: string, io: ModelIo, run: (images: RgbImage[]) => Promise<ort.Tensor>): Promise<TokenLayout> {
+  const [height, width] = io.inputSize;
+  const probe = await run([{ data: new Float32Array(3 * height * width), width, height }]);
+  if (probe.dims.length !== 3) throw new UserError(`${file}: output '${io.output.name}' has shape [${probe.dims.join(',')}], expected [B,L,d]`);
+  const [, tokens, d] = probe.dims as [number, number, number];
+  if (!(d >= 1 && d <= MAX_EMBEDDING_DIM)) throw new UserError(`${file}: the model's embedding size d = ${d} is outside 1..${MAX_EMBEDDING_DIM}`);
+  const { grid, patch, skip } = gridOf(file, tokens, io.inputSize);
+  checkGridSize(grid, file);
+  return { tokens, d, grid, patch, skip };
+}
+
+/** The patch embeddings of images already at the input size, `step` images per run, the
+ *  tokens that are not patches left out. */
+async function encodeBatches(images: RgbImage[], run: (images: RgbImage[]) => Promise<ort.Tensor>, step: number, layout: TokenLayout, control?: RunControl): Promise<Matrix> {
+  const { tokens, d, grid, skip } = layout;
+  const perImage = grid[0] * grid[1];
+  const data = new Float32Array(images.length * perImage * d);
+  for (let start = 0; start < images.length; start += step) {
+    throwIfCancelled(control?.signal);
+    const batch = images.slice(start, start + step);
+    const out = (await run(batch)).data as Float32Array;
+    for (let b = 0; b < batch.length; b++) {
+      const from = (b * tokens + skip) * d;
+      data.set(out.subarray(from, from + perImage * d), (start + b) * perImage * d);
+    }
+  }
+  return { rows: images.length * perImage, cols: d, data };
+}
+
 export async function openOnnxEncoder(spec: string, backend: ComputeBackend): Promise<Encoder> {
   const files = await locate(spec);
   const config = files.config ? await readPreprocessorConfig(files.config) : null;
@@ -107,35 +171,17 @@ export async function openOnnxEncoder(spec: string, backend: ComputeBackend): Pr
 
   const session = await openModelSession(files.model, files.model, { device: backend.name });
   try {
-    const input = pickInput(files.model, session.inputs);
-    const output = pickOutput(files.model, session.outputs);
-    const inputSize = inputSizeOf(files.model, input, config?.size ?? null);
-    const fixedBatch = fixedDim(input.shape[0]);
-    if (fixedBatch !== null && fixedBatch > MAX_FIXED_BATCH) {
-      throw new UserError(`${files.model}: the model's fixed batch size ${fixedBatch} exceeds the limit of ${MAX_FIXED_BATCH} images`);
-    }
-    const declaredD = fixedDim(output.shape[2]);
-    if (declaredD !== null && declaredD > MAX_EMBEDDING_DIM) {
-      throw new UserError(`${files.model}: the model's embedding size d = ${declaredD} exceeds the limit of ${MAX_EMBEDDING_DIM}`);
-    }
-
+    const io = checkModel(files.model, session, config?.size ?? null);
+    const { input, output, inputSize, fixedBatch } = io;
     const run = async (images: RgbImage[]): Promise<ort.Tensor> => {
       const count = fixedBatch ?? images.length;
       const feeds = { [input.name]: new (onnxruntime().Tensor)('float32', toPixelValues(images, preprocess, count), [count, 3, inputSize[0], inputSize[1]]) };
       const result = await session.run(feeds, [output.name]);
       return result[output.name] as ort.Tensor;
     };
-
-    // One run on a blank image tells the token count L and d even when the model leaves them
-    // symbolic, and proves the model runs before any real work is queued.
-    const blank: RgbImage = { data: new Float32Array(3 * inputSize[0] * inputSize[1]), width: inputSize[1], height: inputSize[0] };
-    const probe = await run([blank]);
-    if (probe.dims.length !== 3) throw new UserError(`${files.model}: output '${output.name}' has shape [${probe.dims.join(',')}], expected [B,L,d]`);
-    const [, tokens, d] = probe.dims as [number, number, number];
-    if (!(d >= 1 && d <= MAX_EMBEDDING_DIM)) throw new UserError(`${files.model}: the model's embedding size d = ${d} is outside 1..${MAX_EMBEDDING_DIM}`);
-    const { grid, patch, skip } = gridOf(files.model, tokens, inputSize);
-    checkGridSize(grid, files.model);
-    const perImage = grid[0] * grid[1];
+    const layout = await probeLayout(files.model, io, run);
+    const { d, patch } = layout;
+    const perImage = layout.grid[0] * layout.grid[1];
 
     // A model with a fixed input cannot follow the photo: every image is stretched to it, as
     // the model's own image processor does (SigLIP's resizes to its square without cropping).
@@ -159,18 +205,7 @@ export async function openOnnxEncoder(spec: string, backend: ComputeBackend): Pr
             throw new Error(`onnx encoder: image is ${img.width}x${img.height}, expected ${inputSize[1]}x${inputSize[0]} (use encoder.load)`);
           }
         }
-        const data = new Float32Array(images.length * perImage * d);
-        const step = fixedBatch ?? MAX_BATCH;
-        for (let start = 0; start < images.length; start += step) {
-          throwIfCancelled(control?.signal);
-          const batch = images.slice(start, start + step);
-          const out = (await run(batch)).data as Float32Array;
-          for (let b = 0; b < batch.length; b++) {
-            const from = (b * tokens + skip) * d;
-            data.set(out.subarray(from, from + perImage * d), (start + b) * perImage * d);
-          }
-        }
-        return { rows: images.length * perImage, cols: d, data };
+        return encodeBatches(images, run, fixedBatch ?? MAX_BATCH, layout, control);
       },
       async dispose() {
         await session.release();

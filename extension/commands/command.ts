@@ -1,0 +1,119 @@
+// What the VS Code commands share, as cli/command.ts does for the CLI: the shape of a command
+// module, a Lab cell read back into a run, and what several runs do alike.
+//
+// Each command module exports a prompt that asks for what is missing (file dialogs, the encoder of
+// a codebook that needs one: prompts.ts) and reads today's settings, and a run that takes
+// everything explicitly and records it in its Lab cell. Its Lab re-run reads a cell back
+// (Recorded) into the same run, so a re-run repeats the cell's inputs, parameters, codebook and
+// encoder — what the cell shows — not today's settings or active codebook.
+import * as path from 'node:path';
+import { writeTokenJson, SEARCH_CHOICES, UserError, type RgbImage, type SearchOptions, type TokenGrid } from '../engine/index.js';
+import type { LabCell } from '../../common/protocol/lab.js';
+import type { Studio } from '../state/studio.js';
+import { errorText } from '../state/errors.js';
+import { workspaceDataDir } from '../state/config.js';
+import { thumbnailUri } from '../panels/images.js';
+
+/** A palette (and Explorer menu) command. */
+export interface StudioCommand {
+  /** its id in package.json */
+  readonly id: string;
+  /** asks for what is missing, then runs; `target` is the file or folder it was invoked on */
+  prompt(studio: Studio, target?: string): Promise<void>;
+}
+
+/** The command of a Lab cell kind: a new run prompts as the palette does, a re-run replays a cell. */
+export interface LabCommand {
+  prompt(studio: Studio): Promise<void>;
+  rerun(studio: Studio, cell: LabCell): Promise<void>;
+}
+
+/** What a tokenize run takes besides its images. */
+export interface TokenizeWith {
+  codebook: string;
+  /** the encoder spec to tokenize with; absent in cells of earlier versions: the codebook's own */
+  encoder?: string;
+  /** IVF through the codebook's coarse level or exact, and nprobe */
+  search: Required<SearchOptions>;
+}
+
+/** A tokenize run's parameters as its cell records them (Recorded.tokenizeWith reads them back). */
+export function tokenizeParams({ encoder, search }: TokenizeWith): Record<string, string | number> {
+  return { ...(encoder ? { encoder } : {}), ...search };
+}
+
+/** A Lab cell read back into a run: a value the cell lacks is a clear error, not a guess. */
+export class Recorded {
+  constructor(private readonly cell: LabCell) {}
+
+  private missing(name: string): UserError {
+    return new UserError(`this Lab cell does not record its ${name} (it was made by an earlier version); start the run again from the palette`);
+  }
+
+  input(name: string): string {
+    const value = this.cell.inputs[name];
+    if (typeof value !== 'string' || !value) throw this.missing(name);
+    return value;
+  }
+
+  number(name: string): number {
+    const value = this.cell.params[name];
+    if (typeof value !== 'number' || !Number.isFinite(value)) throw this.missing(name);
+    return value;
+  }
+
+  text(name: string): string {
+    const value = this.optionalText(name);
+    if (value === undefined) throw this.missing(name);
+    return value;
+  }
+
+  oneOf<T extends string>(name: string, choices: readonly T[]): T {
+    const value = this.text(name);
+    if (!choices.includes(value as T)) throw this.missing(name);
+    return value as T;
+  }
+
+  optionalText(name: string): string | undefined {
+    const value = this.cell.params[name];
+    return typeof value === 'string' && value ? value : undefined;
+  }
+
+  tokenizeWith(): TokenizeWith {
+    const search = { search: this.oneOf('search', SEARCH_CHOICES), nprobe: this.number('nprobe') };
+    return { codebook: this.input('codebook'), encoder: this.optionalText('encoder'), search };
+  }
+}
+
+export const MAX_THUMBS = 4;
+export const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+
+/** A thumbnail for a Lab cell, or null (logged) when it cannot be made: a finished job never
+ *  fails because of its pictures. */
+export async function thumbnail(studio: Studio, source: string | RgbImage): Promise<Awaited<ReturnType<typeof thumbnailUri>> | null> {
+  try {
+    return await thumbnailUri(source);
+  } catch (err) {
+    studio.log.appendLine(`[thumbnail] ${typeof source === 'string' ? `${source}: ` : ''}${errorText(err)}`);
+    return null;
+  }
+}
+
+/** Thumbnails of the first few images or pictures; those that cannot be made are left out. */
+export async function thumbnails(studio: Studio, sources: (string | RgbImage)[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const source of sources.slice(0, MAX_THUMBS)) {
+    const thumb = await thumbnail(studio, source);
+    if (thumb) out.push(thumb.uri);
+  }
+  return out;
+}
+
+/** Token JSON under <workspace>/.unicode2/tokens (none without a workspace: the set stays in memory). */
+export async function saveTokens(name: string, grids: TokenGrid[]): Promise<string[]> {
+  const dir = workspaceDataDir();
+  if (!dir) return [];
+  const file = path.join(dir, 'tokens', `${name}.tokens.json`);
+  await writeTokenJson(file, grids);
+  return [file];
+}

@@ -1,0 +1,60 @@
+// "UniCode²: Decode Tokens…": a tokens file -> one PNG per grid through the codebook's atlas, under
+// <workspace>/.unicode2/decoded; the grids become a source of the Generation panel.
+import * as path from 'node:path';
+import { checkTokensMatchCodebook, decodeTokens, readTokenGrids, throwIfCancelled, writePng, UserError, type RgbImage } from '../engine/index.js';
+import type { LabCell } from '../../common/protocol/lab.js';
+import type { Studio } from '../state/studio.js';
+import { workspaceDataDir } from '../state/config.js';
+import { GenerationPanel } from '../panels/generation-panel.js';
+import { MAX_THUMBS, Recorded, thumbnails } from './command.js';
+import { askCodebookRun, pick } from './prompts.js';
+
+export const id = 'unicode2.decodeTokens';
+
+export interface DecodeRun {
+  tokens: string;
+  codebook: string;
+}
+
+export async function prompt(studio: Studio, tokens?: string): Promise<void> {
+  const asked = await askCodebookRun(studio, async () => tokens ?? (await pick('tokens', 'Decode tokens from a tokens file')), { encoder: false });
+  if (asked) await run(studio, { tokens: asked.target, codebook: asked.codebook });
+}
+
+export async function run(studio: Studio, { tokens, codebook }: DecodeRun): Promise<void> {
+  const dataDir = workspaceDataDir();
+  if (!dataDir) throw new UserError('open a folder first: results are written to <folder>/.unicode2');
+  const outDir = path.join(dataDir, 'decoded');
+  const result = await studio.jobs.run(
+    { kind: 'decode', title: `Decode ${path.basename(tokens)}`, inputs: { tokens, codebook }, params: { decoder: 'atlas' }, output: outDir },
+    async ({ signal, progress }) => {
+      const cb = await studio.codebook(codebook);
+      const grids = await readTokenGrids(tokens);
+      checkTokensMatchCodebook(cb, grids, tokens);
+      const backend = await studio.backend.get();
+      const written: string[] = [];
+      const images: RgbImage[] = [];
+      for (const [i, g] of grids.entries()) {
+        throwIfCancelled(signal);
+        const img = await decodeTokens(cb, Int32Array.from(g.ids), g.grid, backend);
+        const out = path.join(outDir, `${path.parse(g.image || `grid-${i}`).name}.png`);
+        await writePng(out, img);
+        written.push(out);
+        if (images.length < MAX_THUMBS) images.push(img);
+        progress({ phase: 'decode', done: i + 1, total: grids.length });
+      }
+      studio.addTokenSet(path.basename(tokens), grids, tokens);
+      return {
+        metrics: { grids: grids.length, grid: `${grids[0]!.grid[0]}×${grids[0]!.grid[1]}` },
+        thumbnails: await thumbnails(studio, images),
+        files: written.slice(0, 8),
+      };
+    },
+  );
+  if (result) GenerationPanel.show(studio);
+}
+
+export function rerun(studio: Studio, cell: LabCell): Promise<void> {
+  const r = new Recorded(cell);
+  return run(studio, { tokens: r.input('tokens'), codebook: r.input('codebook') });
+}

@@ -1,0 +1,59 @@
+// "UniCode²: Tokenize Folder…": every image of a folder -> token grids, saved as JSON and as the
+// data set researchers load in PyTorch (int32 [N, L] + an index of image paths).
+import * as path from 'node:path';
+import { codeStats, listImages, stepsOf, tokenizeImages, writeTokenDataset, UserError } from '../engine/index.js';
+import type { LabCell } from '../../common/protocol/lab.js';
+import type { Studio } from '../state/studio.js';
+import { workspaceDataDir } from '../state/config.js';
+import { pct, Recorded, saveTokens, thumbnails, tokenizeParams, type TokenizeWith } from './command.js';
+import { askCodebookRun, pick, searchSettings } from './prompts.js';
+
+export const id = 'unicode2.tokenizeFolder';
+
+export interface TokenizeFolderRun extends TokenizeWith {
+  folder: string;
+}
+
+export async function prompt(studio: Studio, folder?: string): Promise<void> {
+  const asked = await askCodebookRun(studio, async () => folder ?? (await pick('folder', 'Tokenize the images in…')), { encoder: true });
+  if (asked) await run(studio, { folder: asked.target, codebook: asked.codebook, encoder: asked.encoder, search: searchSettings() });
+}
+
+export async function run(studio: Studio, tokenize: TokenizeFolderRun): Promise<void> {
+  const { folder: dir, codebook, encoder: spec, search } = tokenize;
+  const dataDir = workspaceDataDir();
+  const dataset = dataDir ? path.join(dataDir, 'tokens', `${path.basename(dir)}.tokens.npy`) : undefined;
+  await studio.jobs.run(
+    { kind: 'tokenize', title: `Tokenize folder ${path.basename(dir)}`, inputs: { folder: dir, codebook }, params: tokenizeParams(tokenize), output: dataset },
+    async ({ signal, progress }) => {
+      const cb = await studio.codebook(codebook);
+      const images = await listImages(dir);
+      if (!images.length) throw new UserError(`no images in ${dir}`);
+      const encoder = await studio.encoderFor(cb, spec);
+      const backend = await studio.backend.get();
+      const { results, skipped } = await tokenizeImages(cb, encoder, images, backend, { signal, onProgress: stepsOf('tokenize', progress), search });
+      if (!results.length) throw new UserError(`none of the ${images.length} images in ${dir} could be read`);
+      const files = await saveTokens(path.basename(dir), results);
+      if (dataset) {
+        await writeTokenDataset(dataset, results);
+        files.push(dataset);
+      }
+      studio.addTokenSet(`${path.basename(dir)} (${results.length} images)`, results, files[0]);
+      const stats = codeStats(await backend.histogram(Int32Array.from(results.flatMap((r) => r.ids)), cb.frozen.rows));
+      return {
+        metrics: {
+          images: results.length, skipped: skipped.length, tokens: stats.tokens, utilization: pct(stats.utilization), perplexity: Math.round(stats.perplexity),
+          search: results[0]!.search?.method === 'ivf' ? `IVF, nprobe ${results[0]!.search.nprobe}` : 'exact',
+        },
+        thumbnails: await thumbnails(studio, results.map((r) => r.image)),
+        tokenPreview: { grid: results[0]!.grid, ids: results[0]!.ids },
+        files,
+      };
+    },
+  );
+}
+
+export function rerun(studio: Studio, cell: LabCell): Promise<void> {
+  const r = new Recorded(cell);
+  return run(studio, { folder: r.input('folder'), ...r.tokenizeWith() });
+}

@@ -1,0 +1,41 @@
+// A run's output: the progress bar and the live preview while a diffusion decoder denoises, and
+// the gallery of results, newest first, each with its settings and Save as PNG.
+import type { GenerationResult } from '../../common/protocol/generation.js';
+import { byId, h } from '../common/dom.js';
+import { showStatus } from './page.js';
+
+export function showProgress(done: number, total: number, message?: string, preview?: string): void {
+  const bar = byId('progress') as HTMLElement & { value: number; max: number };
+  bar.hidden = done >= total;
+  bar.max = total;
+  bar.value = done;
+  if (message) showStatus(message);
+  if (preview) {
+    byId<HTMLImageElement>('preview').src = preview;
+    byId('live').hidden = false;
+    byId('live-caption').textContent = `Current estimate · step ${done} of ${total}`;
+  }
+}
+
+/** Adds a result to the gallery; `savePng` saves it (the path saved to, null when dismissed). */
+export function addResult(r: GenerationResult, savePng: (result: string) => Promise<string | null>): void {
+  const save = h('vscode-button', { secondary: true, 'data-result': r.id, icon: 'save' }, 'Save as PNG');
+  save.addEventListener('click', async () => {
+    try {
+      const saved = await savePng(r.id);
+      if (saved) showStatus(`Saved ${saved}`);
+    } catch (err) {
+      showStatus((err as Error).message);
+    }
+  });
+  const details = h('dl', { class: 'result-settings' },
+    ...r.settings.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))]),
+    h('dt', {}, 'grid'), h('dd', {}, `${r.grid[0]}×${r.grid[1]}`),
+    h('dt', {}, 'device'), h('dd', { title: r.device }, r.device),
+    h('dt', {}, 'time'), h('dd', {}, `${r.seconds.toFixed(2)} s`));
+  byId('results').prepend(
+    h('figure', { class: 'card result', 'data-result': r.id },
+      h('img', { src: r.image, alt: r.label, width: r.width, height: r.height }),
+      h('figcaption', {}, h('div', { class: 'row' }, h('strong', {}, r.label), h('span', { class: 'muted' }, `${r.width}×${r.height}`), h('span', { class: 'spacer' }), save), details)),
+  );
+}
