@@ -28,7 +28,7 @@ interface AdapterAttempt {
 }
 
 // Hardware first through Dawn's default backend (Vulkan on Linux). GL ES on Mesa is the software
-// path that works on a bare Linux machine (notes/webgpu-in-node.md): compatibility feature level.
+// path that works on a bare Linux machine without a Vulkan driver: compatibility feature level.
 const HARDWARE_ATTEMPT: AdapterAttempt = {
   label: 'vulkan (high-performance)',
   backend: 'vulkan',

@@ -1,6 +1,6 @@
 // Starts a real VS Code (code-server, the browser build) with the extension installed unpacked,
-// on loopback only, with every piece of state in a scratch folder. See
-// shared/notes/vscode-host-testing.md for why code-server and not @vscode/test-electron.
+// on loopback only, with every piece of state in a scratch folder. code-server and not
+// @vscode/test-electron: it installs from the npm registry and runs headless (docs/testing.md).
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { cp, mkdtemp, mkdir, rm, symlink, writeFile, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';

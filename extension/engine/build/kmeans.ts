@@ -1,5 +1,5 @@
 // The codebook builder: k-means over patch embeddings with the UniCode² utilization-regularized
-// update (notes/unicode2-method.md). The heavy part of every pass (assign each point to its
+// update (README, "Builder"). The heavy part of every pass (assign each point to its
 // nearest code, accumulate per-code sums) runs on the ComputeBackend; this file decides what the
 // codes are.
 //
