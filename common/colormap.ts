@@ -72,6 +72,12 @@ export function countColor(count: number, maxCount: number, dead: Rgb): Rgb {
   return count <= 0 ? dead : rampColor(logCountLevel(count, maxCount));
 }
 
+/** Heatmap colour of a code's training drift (its trainable row's distance from its frozen row):
+ *  the same ramp, linear from 0 (unmoved) to the largest drift of the codebook. */
+export function driftColor(distance: number, maxDistance: number): Rgb {
+  return rampColor(maxDistance > 0 ? distance / maxDistance : 0);
+}
+
 /** Columns of the near-square layout the heatmap uses for K codes (rows = ceil(K / columns)). */
 export function heatmapColumns(k: number): number {
   return Math.max(1, Math.ceil(Math.sqrt(k)));

@@ -1,6 +1,7 @@
-// IEEE 754 binary16 <-> binary32, bit-exact: f16 -> f32 is lossless, f32 -> f16 rounds to nearest
-// even (as NumPy's astype(float16) does), overflows to ±Inf and keeps NaN a NaN. Codebooks and
-// embedding shards are stored as f16 to halve their size; the engine computes in f32.
+// IEEE 754 binary16 <-> binary32 (and bfloat16 -> binary32), bit-exact: f16 -> f32 is lossless,
+// f32 -> f16 rounds to nearest even (as NumPy's astype(float16) does), overflows to ±Inf and
+// keeps NaN a NaN. Codebooks and embedding shards are stored as f16 to halve their size; the
+// engine computes in f32.
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -67,4 +68,11 @@ export function f16ToF32(h: Uint16Array, out: Float32Array = new Float32Array(h.
 export function f32ToF16(f: Float32Array, out: Uint16Array = new Uint16Array(f.length)): Uint16Array {
   for (let i = 0; i < f.length; i++) out[i] = floatToHalf(f[i]);
   return out;
+}
+
+/** bfloat16 (PyTorch checkpoints) -> f32, exact: a bfloat16 is the top half of an f32's bits. */
+export function bf16ToF32(h: Uint16Array): Float32Array {
+  const bits = new Uint32Array(h.length);
+  for (let i = 0; i < h.length; i++) bits[i] = h[i] << 16;
+  return new Float32Array(bits.buffer);
 }

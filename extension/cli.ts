@@ -18,8 +18,9 @@ import { stats } from './cli/commands/stats.js';
 import { demo } from './cli/commands/demo.js';
 import { prior } from './cli/commands/prior.js';
 import { generate } from './cli/commands/generate.js';
+import { codebook } from './cli/commands/codebook.js';
 
-const COMMANDS: Record<string, Command | CommandGroup> = { embed, build, tokenize, search, calibrate, decode, refine, stats, prior, generate, demo };
+const COMMANDS: Record<string, Command | CommandGroup> = { embed, build, tokenize, search, calibrate, decode, refine, codebook, stats, prior, generate, demo };
 
 const isGroup = (c: Command | CommandGroup): c is CommandGroup => 'subcommands' in c;
 
@@ -105,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
     });
     progress.end();
     await write(process.stdout, args.options.json ? JSON.stringify(result.json) + '\n' : result.text + '\n');
-    return 0;
+    return result.exitCode ?? 0;
   } finally {
     progress.end();
     process.off('SIGINT', onSigint);

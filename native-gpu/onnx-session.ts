@@ -27,7 +27,11 @@ export interface ModelSession {
   readonly device: string;
   readonly inputs: readonly TensorInfo[];
   readonly outputs: readonly TensorInfo[];
-  run(feeds: Record<string, ort.Tensor>, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>>;
+  /** Runs the model. With `at` (which step of the caller's work: "denoising step 3 of 20"), a NaN
+   *  or an infinity in any float output is a UserError naming the model, the output and the step,
+   *  never a result: drawn, it would be a black or garbage image. (Without it the caller checks
+   *  what it reads: an LM's logits may hold -Infinity where it masks tokens.) */
+  run(feeds: Record<string, ort.Tensor>, outputs?: readonly string[], at?: string): Promise<Record<string, ort.Tensor>>;
   release(): Promise<void>;
 }
 
@@ -54,6 +58,29 @@ function infos(metas: readonly ort.InferenceSession.ValueMetadata[]): TensorInfo
 /** "'sample' [batch,4,64,64], 'timestep' [1] int64" -- for messages naming what a model has. */
 export function describeTensors(list: readonly TensorInfo[]): string {
   return list.map((m) => `'${m.name}' [${m.shape.join(',')}]${m.type === 'float32' ? '' : ` ${m.type}`}`).join(', ') || 'nothing';
+}
+
+/** The first NaN or infinity of a float tensor as [index, value], or null (f16: raw halves whose
+ *  exponent bits are all ones). */
+function firstNonFinite(t: ort.Tensor): [number, number] | null {
+  if (t.type !== 'float32' && t.type !== 'float16' && t.type !== 'float64') return null;
+  const data = t.data as ArrayLike<number>;
+  const halves = data instanceof Uint16Array;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (halves ? (v & 0x7c00) === 0x7c00 : !Number.isFinite(v)) return [i, halves ? (v & 0x3ff ? NaN : v & 0x8000 ? -Infinity : Infinity) : v];
+  }
+  return null;
+}
+
+/** Throws when an output holds a NaN or an infinity (ModelSession.run). */
+function checkFinite(label: string, results: Record<string, ort.Tensor>, at: string | undefined): Record<string, ort.Tensor> {
+  if (at === undefined) return results;
+  for (const [name, tensor] of Object.entries(results)) {
+    const bad = firstNonFinite(tensor);
+    if (bad) throw new UserError(`${label}: output '${name}' holds ${bad[1]} (value ${bad[0]} of ${tensor.data.length}) at ${at}; a model must give finite numbers`);
+  }
+  return results;
 }
 
 function firstLine(err: unknown): string {
@@ -87,9 +114,10 @@ export async function openModelSession(model: string | Uint8Array, label: string
     }
   }
   let live: ort.InferenceSession = session;
-  const run = async (feeds: Record<string, ort.Tensor>, outputs?: readonly string[]): Promise<Record<string, ort.Tensor>> => {
+  const run = async (feeds: Record<string, ort.Tensor>, outputs?: readonly string[], at?: string): Promise<Record<string, ort.Tensor>> => {
+    let results: Record<string, ort.Tensor>;
     try {
-      return outputs ? await live.run(feeds, [...outputs]) : await live.run(feeds);
+      results = outputs ? await live.run(feeds, [...outputs]) : await live.run(feeds);
     } catch (err) {
       if (device === ortCpuDevice()) throw new UserError(`${label}: inference failed (${firstLine(err)})`);
       warn(`${label} failed on onnxruntime's WebGPU provider (${firstLine(err)}); this and every later run of it is on the CPU`);
@@ -97,8 +125,9 @@ export async function openModelSession(model: string | Uint8Array, label: string
       live = await create(model, 'cpu');
       device = ortCpuDevice();
       await failed.release().catch(() => undefined);
-      return run(feeds, outputs);
+      return run(feeds, outputs, at);
     }
+    return checkFinite(label, results, at);
   };
   return {
     get device() {

@@ -15,6 +15,7 @@ const docs = {
   'codebook-real-light': `${shots}/codebook-real-light.png`,
   'codebook-500k-dark': `${shots}/codebook-500k-dark.png`,
   'codebook-coarse-dark': `${shots}/codebook-coarse-dark.png`,
+  'codebook-drift-dark': `${shots}/codebook-drift-dark.png`,
   'codebook-dead-light': `${shots}/codebook-dead-light.png`,
   'tokengrid-light': `${shots}/tokengrid-light.png`,
   'tokengrid-dark': `${shots}/tokengrid-dark.png`,
@@ -25,10 +26,11 @@ const docs = {
   'generation-light': `${shots}/generation-light.png`,
   'generation-high-contrast': `${shots}/generation-high-contrast.png`,
   'generation-inpaint-dark': `${shots}/generation-inpaint-dark.png`,
+  'generation-ar-dark': `${shots}/generation-ar-dark.png`,
   'lab-dark': `${shots}/lab-300px-dark.png`,
   'lab-light': `${shots}/lab-light.png`,
   'in-vscode-token-grid': `${e2e}/06-token-grid.png`,
-  'in-vscode-walkthrough': `${e2e}/09-walkthrough.png`,
+  'in-vscode-walkthrough': `${e2e}/10-walkthrough.png`,
 };
 
 /** media/walkthrough/<step>-<light|dark>.png <- [screenshot of that theme, crop height or 0 for all] */

@@ -5,10 +5,11 @@
 #   libegl-mesa0 libgles2 libgl1-mesa-dri   Mesa's software renderer behind Dawn's fallback adapter (gpu tier)
 #   libkrb5-dev g++ make python3            node-gyp toolchain for code-server's native modules (e2e tier)
 #   python3-numpy            unit tests cross-check .npy/.safetensors files against NumPy
+#   python3-pil              unit tests check the model families' preprocessing against a NumPy + PIL reference
 #   unzip                    the packaging test lists the .vsix contents
 set -euo pipefail
 
-packages=(chromium libegl-mesa0 libgles2 libgl1-mesa-dri libkrb5-dev g++ make python3 python3-numpy unzip)
+packages=(chromium libegl-mesa0 libgles2 libgl1-mesa-dri libkrb5-dev g++ make python3 python3-numpy python3-pil unzip)
 
 missing=()
 for p in "${packages[@]}"; do

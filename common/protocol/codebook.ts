@@ -1,5 +1,6 @@
 // The Codebook panel's messages: the utilization heatmap's data (summary, per-code counts of the
-// selected data set, heatmap order), the detail of one code, and the data sets to count over.
+// selected data set, heatmap order, training drift), the detail of one code, and the data sets to
+// count over.
 import * as v from 'valibot';
 import { finite, index, message, noParams, numbers, protocol, request, text } from './shared.js';
 
@@ -42,6 +43,9 @@ export const codebookView = message({
   /** the coarse level, when the codebook has one: its cells with their codes and those codes' use
    *  in the selected data set, and the cells in display order (similar coarse centroids together) */
   coarse: v.nullable(message({ cells: v.array(coarseCell), order: numbers('index') })),
+  /** how far training moved each code (engine trainingDrift): per-code L2 distances between its
+   *  trainable and frozen rows, length K, or null with the reason when they share no space */
+  drift: v.optional(message({ distances: v.nullable(numbers('finite')), note: text })),
 });
 
 export const codePatch = message({

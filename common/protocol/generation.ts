@@ -1,12 +1,23 @@
 // The Generation panel's messages: token sources and priors, decoders, one generate request for
 // the four ways of making a grid (decode a source, sample a prior, inpaint a painted mask,
-// variations), live progress with previews, Cancel, and saving a result.
+// variations) with a fitted n-gram prior or an autoregressive model folder, live progress with
+// diffusion previews and the AR prior's tokens as they are drawn, Cancel, and saving a result.
 import * as v from 'valibot';
 import { finite, gridShape, index, message, noParams, numbers, positive, protocol, request, text } from './shared.js';
 
 export const generationSource = message({ id: text, label: text, grid: gridShape });
 
-export const priorInfo = message({ id: text, label: text, k: positive, order: positive, grid: gridShape });
+/** A fitted n-gram prior (its order) or an autoregressive model folder (its classes, when it is
+ *  class-conditional: `count` of them, `names` for the first ones when unicode2.json has them). */
+export const priorInfo = message({
+  id: text,
+  label: text,
+  k: positive,
+  grid: gridShape,
+  kind: v.picklist(['ngram', 'ar']),
+  order: v.optional(positive),
+  classes: v.optional(message({ count: positive, names: v.array(text) })),
+});
 
 /** 'atlas' or a diffusion decoder folder (its path is the id) */
 export const decoderInfo = message({ id: text, label: text, kind: v.picklist(['atlas', 'diffusion']) });
@@ -27,6 +38,10 @@ export const generationSettings = message({
   variations: finite,
   /** atlas output: nearest-neighbour upscale 1, 2 or 4 */
   upscale: positive,
+  /** an AR prior's class (null: the null class, unconditional) */
+  classId: v.nullable(index),
+  /** an AR prior's classifier-free guidance: uncond + G * (cond - uncond); 1 = none */
+  priorGuidance: finite,
 });
 
 export const generateRequest = message({
@@ -74,6 +89,8 @@ export const generationProtocol = protocol(
     addTokensFile: request(noParams, v.array(generationSource)),
     /** asks for a prior file (.safetensors from `unicode2 prior fit`) */
     openPrior: request(noParams, v.array(priorInfo)),
+    /** asks for an autoregressive model folder (onnx model, config.json, unicode2.json) and checks it */
+    openArPrior: request(noParams, v.array(priorInfo)),
     /** fits a prior on this session's token sets of the active codebook (saved in the workspace) */
     fitPrior: request(noParams, v.array(priorInfo)),
     /** asks for a diffusion decoder folder and checks it */
@@ -89,6 +106,13 @@ export const generationProtocol = protocol(
   {
     sources: message({ sources: v.array(generationSource) }),
     progress: message({ done: finite, total: finite, message: v.optional(text), preview: v.optional(text) }),
+    /** an AR prior run starts: the grid's ids so far (kept cells of an edit; 0 elsewhere) and the
+     *  cells it will draw, in raster order */
+    arStart: message({ grid: gridShape, ids: numbers('index'), cells: numbers('index') }),
+    /** an AR prior drew one cell (the `done`th of `total`) */
+    arToken: message({ cell: index, code: index, done: index, total: index }),
+    /** a run the panel did not ask for (a Lab re-run) finished: its result joins the gallery */
+    result: generationResult,
   },
 );
 

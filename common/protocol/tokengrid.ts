@@ -23,7 +23,7 @@ export const reconstructionBounds = message({
    *  encoder follows the photo's shape, a model has one fixed input), and its patch side */
   input: gridShape,
   patch: positive,
-  /** what the trainable codebook holds: dct (the codewords themselves), refined (mean pixel patches), none */
+  /** what the trainable codebook holds: dct (the codewords themselves), refined (mean pixel patches), none, trained (task embeddings) */
   atlas: text,
 });
 

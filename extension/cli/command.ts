@@ -2,7 +2,7 @@
 // and small helpers for reading options and reporting.
 import type { CommandSpec, OptionSpec, ParsedArgs } from './args.js';
 import type { ProgressReporter } from './progress.js';
-import { DEFAULTS, ENCODER_SPEC_HELP, UNCALIBRATED_NPROBE, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index.js';
+import { DEFAULTS, DEFAULT_PRECISION, ENCODER_SPEC_HELP, PRECISIONS, UNCALIBRATED_NPROBE, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type EncoderOptions, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index.js';
 
 export const DEVICE: OptionSpec = {
   kind: 'string',
@@ -21,6 +21,26 @@ export const ENCODER_OVERRIDE: OptionSpec = {
   value: 'E',
   help: `encoder to use instead of the one recorded in the codebook: ${ENCODER_SPEC_HELP}`,
 };
+/** Which of a model's files and layers (--precision, --layer), where --encoder names a model. */
+export const ENCODER_MODEL: Record<string, OptionSpec> = {
+  precision: {
+    kind: 'string',
+    choices: Object.keys(PRECISIONS),
+    help: `which of the export's files: ${Object.entries(PRECISIONS).map(([p, suffix]) => `${p} (*${suffix}.onnx)`).join(', ')} (default ${DEFAULT_PRECISION})`,
+  },
+  layer: {
+    kind: 'int',
+    value: 'I',
+    help: "the hidden state to take, as Python indexes outputs.hidden_states (-1 the last layer, -2 the penultimate, as LLaVA-style models use), for exports with hidden_states.<i> outputs (default: the model's last_hidden_state, after its final layer norm)",
+  },
+};
+
+/** --precision / --layer as the engine's encoder options. */
+export function encoderOptions(args: ParsedArgs): EncoderOptions {
+  const precision = str(args, 'precision') as EncoderOptions['precision'];
+  const layer = num(args, 'layer');
+  return { ...(precision !== undefined && { precision }), ...(layer !== undefined && { layer }) };
+}
 export const IMAGES_OPERANDS = { name: 'IMAGES', min: 1, max: Infinity };
 export const SEARCH: Record<string, OptionSpec> = {
   nprobe: {
@@ -42,7 +62,8 @@ export interface Context {
 
 export interface Command {
   spec: CommandSpec;
-  run(ctx: Context): Promise<{ json: unknown; text: string }>;
+  /** exitCode: 2 when part of the input failed while the rest was done (a shard) */
+  run(ctx: Context): Promise<{ json: unknown; text: string; exitCode?: number }>;
 }
 
 /** A command with subcommands, e.g. `unicode2 prior fit`; each subcommand's spec name is the full

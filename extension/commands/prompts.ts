@@ -3,7 +3,6 @@
 // when the user dismisses it, and the command then stops without a message.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { existsSync } from 'node:fs';
 import { checkEncoderMatches, encoderKindOf, ENCODER_KINDS, ENCODER_SPEC_HELP, IMAGE_EXTENSIONS, type Codebook, type SearchOptions } from '../engine/index.js';
 import type { Studio } from '../state/studio.js';
 import { readSettings } from '../state/config.js';
@@ -83,9 +82,9 @@ export async function encoderSpec(studio: Studio, codebook: string): Promise<str
   return spec;
 }
 
-/** A remembered encoder spec still usable: one that needs no file, or whose file still exists. */
+/** A remembered encoder spec still usable: one that needs no file, or whose file (or cached model) is here. */
 function isAvailable(spec: string): boolean {
-  return !ENCODER_KINDS[encoderKindOf(spec)].needsFile || existsSync(spec);
+  return ENCODER_KINDS[encoderKindOf(spec)].available(spec);
 }
 
 /** Asks which encoder goes with a codebook that does not name a usable one. */
@@ -96,7 +95,7 @@ async function askEncoder(cb: Codebook, codebook: string, problem: string): Prom
     ...(d === 768 ? [{ label: 'dct', spec: 'dct', description: 'the built-in DCT encoder, 224 × 224 input, d = 768' }] : []),
     { label: '$(folder) Model folder…', ask: 'folder', description: 'an ONNX export with its preprocessor_config.json' },
     { label: '$(file) .onnx file…', ask: 'onnx', description: 'a SigLIP-style vision tower' },
-    { label: '$(edit) Type an encoder…', ask: 'type', description: "e.g. 'dct:256'" },
+    { label: '$(edit) Type an encoder…', ask: 'type', description: "e.g. 'dct:256', or a Hugging Face id (org/name) from the local cache" },
   ];
   const item = await vscode.window.showQuickPick(items, {
     title: `UniCode²: which encoder goes with ${path.basename(codebook)}?`,

@@ -1,7 +1,7 @@
 // "UniCode²: Tokenize Image…": one image -> its token grid, shown in a Token Grid panel beside its
 // reconstruction; the tokens are saved as JSON under <workspace>/.unicode2/tokens.
 import * as path from 'node:path';
-import { decodeTokens, resample, stepsOf, tokenizeImages, UserError, type RgbImage, type TokenGrid } from '../engine/index.js';
+import { decodeTokens, hasPixelAtlas, resample, stepsOf, tokenizeImages, UserError, type RgbImage, type TokenGrid } from '../engine/index.js';
 import type { LabCell } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
 import { TokenGridPanel } from '../panels/token-grid-panel.js';
@@ -36,7 +36,7 @@ export async function run(studio: Studio, tokenize: TokenizeImageRun): Promise<v
       // the photo as it is, and its reconstruction (the encoder's input: a model's is square) at the photo's aspect beside it
       const photo = await thumbnail(studio, file);
       const pictures: (string | RgbImage)[] = [];
-      if (photo && cb.meta.atlas !== 'none') {
+      if (photo && hasPixelAtlas(cb.meta)) {
         pictures.push(resample(await decodeTokens(cb, Int32Array.from(grid.ids), grid.grid, backend), photo.width, photo.height));
       }
       const distances = grid.distances ?? [];

@@ -6,18 +6,23 @@ export { MAX_GRID_SIDE, MAX_INPUT_SIDE, MAX_IMAGE_PIXELS, checkGridSize } from '
 export { f16ToF32, f32ToF16 } from '../../common/half.js';
 export { readNpy, writeNpy, encodeNpy, readEmbeddings, type NpyArray } from './io/formats/npy.js';
 export { indexPathOf, writeIndexedNpy } from './io/formats/npy-index.js';
-export { readCodebook, writeCodebook, inMemory, type Codebook, type CodebookMeta, type LazyTable } from './codebook/codebook.js';
-export { nearestCodewords, coarseCells, type CoarseCell } from './search/inspect.js';
+export { readCodebook, writeCodebook, inMemory, hasPixelAtlas, type Codebook, type CodebookMeta, type LazyTable } from './codebook/codebook.js';
+export { readTrainableCheckpoint, withTrainable, type TrainableImport, type ImportedTrainable } from './codebook/import-trainable.js';
+export { nearestCodewords, coarseCells, trainingDrift, type CoarseCell, type TrainingDrift } from './search/inspect.js';
 export { openSearch, measureRecall, foundNearest, shareFound, checkNprobe, defaultNprobe, calibrateCodebook, nprobeLadder, CALIBRATION_SAMPLE, CALIBRATION_TARGET, type NprobeCalibration, type SearchOptions, type CodebookSearch } from './search/search.js';
 export { loadImage, imageSize, encodePng, writePng, listImages, thumbnailPng, cropPatch, upscale, resample, IMAGE_EXTENSIONS, THUMBNAIL_SIDE, type RgbImage, type Thumbnail } from './embed/image.js';
 export { gridFollowsPhoto } from './embed/encoders/dct.js';
-export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, encoderKindOf, ENCODER_KINDS, ENCODER_SPEC_HELP, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor } from './embed/encoders/index.js';
+export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, encoderKindOf, ENCODER_KINDS, ENCODER_SPEC_HELP, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor, type EncoderOptions } from './embed/encoders/index.js';
+export { DEFAULT_PRECISION, PRECISIONS } from './embed/encoders/model-files.js';
 export { extractCorpus } from './embed/corpus.js';
 export { decodeTokens, refineAtlas } from './generate/atlas.js';
 export { codeStats, type CodeStats } from './codebook/stats.js';
 export { kmeans, type KMeansOptions, type KMeansProgress, type KMeansResult } from './build/kmeans.js';
 export { embedImages, forEachEncodedBatch, requireSomeImages, type SkippedImage } from './embed/embed.js';
 export { tokenizeImages, checkEncoderMatches } from './search/tokenize.js';
+export { tokenizeShards, type TokenizeShardsRequest } from './search/tokenize-shards.js';
+export { listShards, isShardOperand, expandBraces, hasBraces, type ShardFile } from './io/shard-list.js';
+export { readShardManifest, SHARD_MANIFEST, type ShardPart, type ShardSummary, type ShardJob } from './io/shard-job.js';
 export {
   checkTokensMatchCodebook,
   readTokenGrids,
@@ -60,5 +65,19 @@ export {
   type PriorScore,
   type SampleOptions,
 } from './generate/prior/index.js';
-export { openTokenDecoder, diffusionSettings, ATLAS_DECODER, type TokenDecoder, type DiffusionSettings, type Decoded } from './generate/decoders.js';
+export {
+  checkArMatchesCodebook,
+  inpaintArGrid,
+  openArModel,
+  readArFolder,
+  resolveClass,
+  sampleArGrid,
+  scoreArGrids,
+  AR_SIDECAR,
+  type ArFolder,
+  type ArModel,
+  type ArSampleOptions,
+  type ArScore,
+} from './generate/ar/index.js';
+export { checkTokenDecoder, openTokenDecoder, diffusionSettings, ATLAS_DECODER, type TokenDecoder, type DiffusionSettings, type Decoded } from './generate/decoders.js';
 export type { DiffusionStep } from './generate/diffusion/decoder.js';

@@ -1,13 +1,14 @@
 // The Codebook editor: a codebook `.safetensors` opens here (Explorer: Open With… > UniCode²
 // Codebook, or the Open Codebook command). Loads the codebook, computes the heatmap order, counts
 // codes over the selected data set (the build corpus' stored counts or a token set of this
-// session), and answers "what is code k": the image patches that use it and its nearest codewords.
+// session), measures how far training moved each code (its trainable row from its frozen row),
+// and answers "what is code k": the image patches that use it and its nearest codewords.
 // A custom editor rather than a free panel: VS Code ties it to the file (one tab per codebook,
 // reopened after a reload without any state of ours), and the file watcher refreshes it after a
 // rebuild.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { checkTokensMatchCodebook, coarseCells, codeStats, cropPatch, nearestCodewords, similarityOrder, UserError, type Codebook, type RgbImage } from '../engine/index.js';
+import { checkTokensMatchCodebook, coarseCells, codeStats, cropPatch, nearestCodewords, similarityOrder, trainingDrift, UserError, type Codebook, type RgbImage } from '../engine/index.js';
 import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, readonlyEditor, watchFile } from './webview-host.js';
@@ -28,12 +29,23 @@ export function codebookEditor(studio: Studio): vscode.CustomReadonlyEditorProvi
   return readonlyEditor(studio.extensionUri, (panel, uri) => new CodebookPanel(studio, panel, uri));
 }
 
+/** The training drift as the webview shows it; a trainable half that cannot be read (damaged)
+ *  is said in its place, the rest of the editor still shown. */
+async function driftOf(cb: Codebook): Promise<CodebookView['drift']> {
+  try {
+    const { distances, note } = await trainingDrift(cb);
+    return { distances: distances && Array.from(distances), note };
+  } catch (err) {
+    return { distances: null, note: (err as Error).message };
+  }
+}
+
 class CodebookPanel {
   private dataset = BUILD;
   private counts: number[] = [];
   /** heatmap orders of one version of the file (a rebuilt codebook is ordered again): of the codes,
-   *  and of the coarse cells when there are any */
-  private order: { cb: Codebook; codes: Promise<number[]>; cells: number[] | null } | null = null;
+   *  and of the coarse cells when there are any; and its training drift */
+  private order: { cb: Codebook; codes: Promise<number[]>; cells: number[] | null; drift: Promise<CodebookView['drift']> } | null = null;
   private readonly file: string;
 
   constructor(
@@ -81,6 +93,7 @@ class CodebookPanel {
         cb,
         codes: Promise.resolve().then(() => similarityOrder(cb.frozen)),
         cells: cb.coarse ? similarityOrder(cb.coarse.centroids) : null,
+        drift: driftOf(cb),
       };
     }
     this.counts = await this.countsOf(cb);
@@ -96,6 +109,7 @@ class CodebookPanel {
       datasets: this.datasets(),
       dataset: this.dataset,
       coarse: this.coarse(cb, this.order.cells),
+      drift: await this.order.drift,
     };
   }
 

@@ -4,8 +4,11 @@
 // painted mask, variations); they are decoded through the atlas or a diffusion decoder folder.
 // Every run is a Lab cell with a cancellable progress notification; diffusion runs send a preview
 // of the current estimate every few steps. Results stay in a gallery with their settings, and
-// "Save as PNG" writes one through a save dialog and an atomic write.
+// "Save as PNG" writes one through a save dialog and an atomic write. An autoregressive prior
+// folder (generation-ar.ts) draws its grid token by token inside the run: the panel sees each
+// token as it arrives, and Cancel stops between tokens.
 import * as vscode from 'vscode';
+import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import {
   ATLAS_DECODER, CancelledError, UserError, checkPriorMatchesCodebook, checkTokensMatchCodebook, decodeTokens, diffusionSettings, fitPrior, inpaintGrid, openTokenDecoder,
@@ -21,16 +24,20 @@ import type { JobContext } from '../state/jobs.js';
 import { readSettings, workspaceDataDir } from '../state/config.js';
 import { connectWebview, webviewOptions } from './webview-host.js';
 import { pngDataUri, thumbnailUri } from './images.js';
+import { ArPriors, drawArGrid, type ArRun } from './generation-ar.js';
 
 export const GENERATION_VIEW_TYPE = 'unicode2.generation';
 const EDITED = 'edited';
 /** diffusion previews: about this many per run */
 const PREVIEWS_PER_RUN = 5;
+const ALREADY_RUNNING = 'a generation is already running: wait for it or cancel it';
 
 interface LoadedPrior {
   info: PriorInfo;
+  /** the prior file, or the AR prior's folder */
   file: string;
-  prior: TokenPrior;
+  /** null: an AR prior folder (its model in ArPriors) */
+  prior: TokenPrior | null;
 }
 
 /** A grid to decode, and what describes it in the gallery and the Lab. */
@@ -40,6 +47,10 @@ interface MadeGrid {
   label: string;
   inputs: Record<string, string>;
   params: Record<string, string | number>;
+  /** an AR prior's grid is drawn inside the run: this draws it (ids holds the grid before) */
+  draw?: (signal: AbortSignal, progress: JobContext['progress']) => Promise<Int32Array>;
+  /** settings the gallery shows besides the request's */
+  shown?: [string, string | number][];
 }
 
 export class GenerationPanel {
@@ -47,6 +58,7 @@ export class GenerationPanel {
   private readonly results: { result: GenerationResult; image: RgbImage }[] = [];
   private readonly priors: LoadedPrior[] = [];
   private readonly decoders = new Map<string, Promise<TokenDecoder>>();
+  private readonly ar: ArPriors;
   private readonly endpoint: HostEndpoint<typeof generationProtocol>;
   private running: AbortController | null = null;
 
@@ -79,9 +91,11 @@ export class GenerationPanel {
   /** Runs a Lab cell's generation again: its prior and tokens files are read again, its settings reused. */
   static async rerun(studio: Studio, cell: LabCell): Promise<void> {
     const panel = GenerationPanel.show(studio);
+    // reading an AR prior folder again closes its session, which a run in progress may be using
+    if (panel.running) throw new UserError(ALREADY_RUNNING);
     const p = cell.params;
     const mode = String(p.mode) as GenerateRequest['mode'];
-    const prior = cell.inputs.prior ? (await panel.loadPrior(cell.inputs.prior)).id : null;
+    const prior = cell.inputs.prior ? (await panel.loadAnyPrior(cell.inputs.prior)).id : null;
     let source: string | null = null;
     if (cell.inputs.tokens) {
       const set = studio.allTokenSets().find((s) => s.file === cell.inputs.tokens) ?? studio.addTokenSet(path.basename(cell.inputs.tokens), await readTokenGrids(cell.inputs.tokens), cell.inputs.tokens);
@@ -91,7 +105,7 @@ export class GenerationPanel {
     const settings: GenerationSettings = { ...panel.defaults(), ...Object.fromEntries(Object.entries(p).filter(([k]) => k in panel.defaults())) } as GenerationSettings;
     const mask = typeof p.mask === 'string' && p.mask ? p.mask.split(' ').map(Number) : [];
     const grid = typeof p.grid === 'string' ? (p.grid.split('x').map(Number) as [number, number]) : null;
-    await panel.generate({ mode, source, prior, grid, mask, settings });
+    panel.endpoint.notify('result', await panel.generate({ mode, source, prior, grid, mask, settings }));
   }
 
   private constructor(
@@ -101,6 +115,7 @@ export class GenerationPanel {
     private edited: TokenGrid | null = null,
   ) {
     GenerationPanel.current = this;
+    this.ar = new ArPriors(async () => (await studio.backend.get()).name, (m) => studio.log.appendLine(`[generation] ${m}`));
     const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'generation', generationProtocol, panel.title, studio.log, this.handlers());
     this.endpoint = endpoint;
     const onSets = studio.onDidChangeTokenSets(() => this.pushSources());
@@ -136,6 +151,11 @@ export class GenerationPanel {
         if (picked?.[0]) await this.loadPrior(picked[0].fsPath);
         return this.priors.map((p) => p.info);
       },
+      openArPrior: async () => {
+        const picked = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Use autoregressive model folder' });
+        if (picked?.[0]) this.listPrior({ info: await this.ar.add(picked[0].fsPath), file: picked[0].fsPath, prior: null });
+        return this.priors.map((p) => p.info);
+      },
       fitPrior: async () => {
         await this.fitPrior();
         return this.priors.map((p) => p.info);
@@ -165,7 +185,7 @@ export class GenerationPanel {
     const { generation: g, seed } = readSettings();
     return {
       decoder: g.decoder, scheduler: g.scheduler, steps: g.steps, guidance: g.guidance, temperature: g.temperature, topK: g.topK, topP: g.topP,
-      seed, variations: g.variations, upscale: 2,
+      seed, variations: g.variations, upscale: 2, classId: null, priorGuidance: 1,
     };
   }
 
@@ -198,12 +218,23 @@ export class GenerationPanel {
 
   private async loadPrior(file: string): Promise<PriorInfo> {
     const prior = await readPrior(file);
-    const existing = this.priors.findIndex((p) => p.file === file);
-    const info: PriorInfo = { id: `prior:${file}`, label: `${path.basename(file)} · order ${prior.order}, ${prior.tokens.toLocaleString('en-US')} tokens`, k: prior.k, order: prior.order, grid: prior.grid };
-    const entry = { info, file, prior };
+    const info: PriorInfo = {
+      id: `prior:${file}`, label: `${path.basename(file)} · order ${prior.order}, ${prior.tokens.toLocaleString('en-US')} tokens`, k: prior.k, grid: prior.grid, kind: 'ngram', order: prior.order,
+    };
+    return this.listPrior({ info, file, prior });
+  }
+
+  /** A Lab cell's prior: an AR model folder or an n-gram prior file. */
+  private async loadAnyPrior(file: string): Promise<PriorInfo> {
+    const folder = await fs.stat(file).then((st) => st.isDirectory(), () => false);
+    return folder ? this.listPrior({ info: await this.ar.add(file), file, prior: null }) : this.loadPrior(file);
+  }
+
+  private listPrior(entry: LoadedPrior): PriorInfo {
+    const existing = this.priors.findIndex((p) => p.file === entry.file);
     if (existing >= 0) this.priors[existing] = entry;
     else this.priors.push(entry);
-    return info;
+    return entry.info;
   }
 
   /** Fits a prior on every grid of this session's token sets that the active codebook made, and
@@ -241,6 +272,7 @@ export class GenerationPanel {
   }
 
   private closeDecoders(): void {
+    this.ar.close();
     const open = [...this.decoders.values()];
     this.decoders.clear();
     for (const d of open) void d.then((x) => x.dispose()).catch(() => undefined);
@@ -258,7 +290,9 @@ export class GenerationPanel {
     const sampling = { seed: s.seed, temperature: s.temperature, topK: s.topK, topP: s.topP };
     const usePrior = () => {
       const p = this.prior(r.prior);
-      checkPriorMatchesCodebook(p.prior, { k: cb.frozen.rows, fingerprint: cb.fingerprint }, path.basename(p.file));
+      const codebook = { k: cb.frozen.rows, fingerprint: cb.fingerprint };
+      if (p.prior) checkPriorMatchesCodebook(p.prior, codebook, path.basename(p.file));
+      else this.ar.check(p.file, { ...codebook, name: path.basename(this.studio.codebookPath() ?? 'the active codebook') });
       return p;
     };
     const useSource = () => {
@@ -277,8 +311,9 @@ export class GenerationPanel {
       }
       case 'sample': {
         const p = usePrior();
-        const grid = r.grid ?? p.prior.grid;
-        return { ids: samplePriorGrid(p.prior, grid, sampling), grid, label: `Sampled ${grid[0]}×${grid[1]}`, inputs: { prior: p.file }, params: { mode: r.mode, grid: grid.join('x'), ...sampling } };
+        const grid = r.grid ?? p.info.grid;
+        const made = { ids: new Int32Array(grid[0] * grid[1]), grid, label: `Sampled ${grid[0]}×${grid[1]}`, inputs: { prior: p.file }, params: { mode: r.mode, grid: grid.join('x'), ...sampling } };
+        return p.prior ? { ...made, ids: samplePriorGrid(p.prior, grid, sampling) } : this.arGrid(r, p, made, null);
       }
       case 'inpaint':
       case 'variations': {
@@ -296,18 +331,44 @@ export class GenerationPanel {
         } else {
           mask = variationMask(cells, s.variations, s.seed);
         }
-        const ids = inpaintGrid(p.prior, src.grid.ids, src.grid.grid, mask, sampling);
         const what = r.mode === 'inpaint' ? `${r.mask.length} cells inpainted` : `variation (${Math.round(100 * s.variations)}%)`;
         const params: Record<string, string | number> = { mode: r.mode, index: src.index, ...sampling };
         if (r.mode === 'inpaint') params.mask = r.mask.join(' ');
         else params.variations = s.variations;
-        return { ids, grid: src.grid.grid, label: `${src.source.label} · ${what}`, inputs: { ...src.inputs, prior: p.file }, params };
+        const made = { ids: Int32Array.from(src.grid.ids), grid: src.grid.grid, label: `${src.source.label} · ${what}`, inputs: { ...src.inputs, prior: p.file }, params };
+        return p.prior ? { ...made, ids: inpaintGrid(p.prior, src.grid.ids, src.grid.grid, mask, sampling) } : this.arGrid(r, p, made, mask);
       }
     }
   }
 
+  /** An AR prior's grid: drawn inside the run (class, guidance and sampling recorded for the Lab),
+   *  each token sent to the panel as it arrives. */
+  private arGrid(r: GenerateRequest, p: LoadedPrior, made: MadeGrid, mask: Uint8Array | null): MadeGrid {
+    const s = r.settings;
+    const classId = p.info.classes ? s.classId : null;
+    const className = classId === null ? 'none' : (p.info.classes?.names[classId] ?? classId);
+    const run: Omit<ArRun, 'signal'> = {
+      grid: made.grid, edit: mask ? { ids: made.ids, mask } : null, sampling: { seed: s.seed, temperature: s.temperature, topK: s.topK, topP: s.topP }, classId, guidance: s.priorGuidance,
+      onStart: (ids, cells) => this.endpoint.notify('arStart', { grid: made.grid, ids: Array.from(ids), cells }),
+    };
+    return {
+      ...made,
+      label: classId === null ? made.label : `${made.label} · ${className}`,
+      params: { ...made.params, ...(classId === null ? {} : { classId, className }), priorGuidance: s.priorGuidance },
+      shown: [['prior', path.basename(p.file)], ['class', className], ['prior guidance', s.priorGuidance]],
+      draw: async (signal, progress) => drawArGrid(await this.ar.model(p.file), {
+        ...run,
+        signal,
+        onToken: (cell, code, done, total) => {
+          progress({ phase: 'sample', done, total, message: `token ${done} of ${total}` });
+          this.endpoint.notify('arToken', { cell, code, done, total });
+        },
+      }),
+    };
+  }
+
   private async generate(r: GenerateRequest): Promise<GenerationResult> {
-    if (this.running) throw new UserError('a generation is already running: wait for it or cancel it');
+    if (this.running) throw new UserError(ALREADY_RUNNING);
     const s = r.settings;
     if (![1, 2, 4].includes(s.upscale)) throw new UserError(`output size ${s.upscale}x is not offered (1x, 2x or 4x)`);
     const codebook = this.studio.requireCodebookPath();
@@ -328,7 +389,9 @@ export class GenerationPanel {
         },
         async (ctx) => {
           try {
-            const { result, image } = await this.decodeGrid(r, cb, made, { signal: AbortSignal.any([ctx.signal, panelAbort.signal]), progress: ctx.progress });
+            const signal = AbortSignal.any([ctx.signal, panelAbort.signal]);
+            if (made.draw) made.ids = await made.draw(signal, ctx.progress);
+            const { result, image } = await this.decodeGrid(r, cb, made, { signal, progress: ctx.progress });
             produced = result;
             return {
               metrics: { seconds: Number(result.seconds.toFixed(2)), device: result.device },
@@ -379,7 +442,7 @@ export class GenerationPanel {
     report(total);
     const result: GenerationResult = {
       id: `result-${this.results.length + 1}`, label: made.label, image: await pngDataUri(image), width: image.width, height: image.height,
-      grid: made.grid, settings: shownSettings(r), device: decoded.device, seconds: (Date.now() - started) / 1000,
+      grid: made.grid, settings: [...(made.shown ?? []), ...shownSettings(r)], device: decoded.device, seconds: (Date.now() - started) / 1000,
     };
     this.results.push({ result, image });
     return { result, image };

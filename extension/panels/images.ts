@@ -2,7 +2,7 @@
 // own aspect ratio, thumbnails, atlas reconstructions with their PSNR (the pixel operations
 // themselves are the engine's: engine/embed/image.ts). No 'vscode' here, so the webview tests
 // serve their panels exactly what the extension does.
-import { decodeTokens, encodePng, gridFollowsPhoto, imageSize, loadImage, psnr, thumbnailPng, type Codebook, type ComputeBackend, type Encoder, type RgbImage } from '../engine/index.js';
+import { decodeTokens, encodePng, hasPixelAtlas, gridFollowsPhoto, imageSize, loadImage, psnr, thumbnailPng, type Codebook, type ComputeBackend, type Encoder, type RgbImage } from '../engine/index.js';
 import type { Reconstruction, ReconstructionBounds } from '../../common/protocol/tokengrid.js';
 
 /** Longest side of a photo sent to a panel: sharp on a 2x screen at a panel's width. */
@@ -32,7 +32,7 @@ export async function photoDataUri(file: string, grid: readonly [number, number]
 /** The atlas decoding of a grid and its PSNR against what the encoder saw; null when the codebook
  *  has no pixel atlas yet. */
 export async function reconstruct(cb: Codebook, encoder: Encoder, backend: ComputeBackend, image: string, ids: number[], grid: [number, number]): Promise<Reconstruction | null> {
-  if (cb.meta.atlas === 'none') return null;
+  if (!hasPixelAtlas(cb.meta)) return null;
   const [decoded, input] = await Promise.all([decodeTokens(cb, Int32Array.from(ids), grid, backend), encoder.load(image)]);
   const db = psnr(input, decoded);
   return { image: await pngDataUri(decoded), psnr: Number.isFinite(db) ? db : null };

@@ -3,9 +3,9 @@
 // data sets tokenized in this session.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import {
-  readCodebook, openCodebookEncoder, readTokenGrids, ENCODER_KINDS, EXTERNAL_ENCODER, UserError, type Codebook, type Encoder, type TokenGrid,
+  readCodebook, openCodebookEncoder, readTokenGrids, SHARD_MANIFEST, ENCODER_KINDS, EXTERNAL_ENCODER, UserError, type Codebook, type Encoder, type TokenGrid,
 } from '../engine/index.js';
 import { BackendManager } from './backend.js';
 import { Jobs } from './jobs.js';
@@ -93,7 +93,7 @@ export class Studio implements vscode.Disposable {
   encoderProblem(cb: Codebook): string | null {
     const { kind, id } = cb.meta.encoder;
     if (id === EXTERNAL_ENCODER) return 'it was built from external embeddings';
-    if (ENCODER_KINDS[kind].needsFile && !existsSync(id)) return `its encoder ${id} is not on this machine`;
+    if (!ENCODER_KINDS[kind].available(id)) return `its encoder ${id} is not on this machine`;
     return null;
   }
 
@@ -144,7 +144,8 @@ export class Studio implements vscode.Disposable {
     return set;
   }
 
-  /** Asks for a tokens file (.json or .npy data set) and adds it as a token set; undefined if dismissed. */
+  /** Asks for a tokens file (.json, .npy data set, or the manifest.json of a sharded tokenize
+   *  output, read as one data set) and adds it as a token set; undefined if dismissed. */
   async pickTokensFile(): Promise<TokenSet | undefined> {
     const picked = await vscode.window.showOpenDialog({
       canSelectMany: false,
@@ -154,7 +155,8 @@ export class Studio implements vscode.Disposable {
     if (!picked?.[0]) return undefined;
     const file = picked[0].fsPath;
     const grids = await readTokenGrids(file);
-    return this.addTokenSet(path.basename(file), grids, file);
+    const label = path.basename(file) === SHARD_MANIFEST ? `${path.basename(path.dirname(file))}/` : path.basename(file);
+    return this.addTokenSet(label, grids, file);
   }
 
   async dispose(): Promise<void> {

@@ -18,6 +18,7 @@ import {
 } from './workbench.js';
 import { listFolder, makeRepeatedImages, makeWorkspace, sha256, writeWorkspaceSettings } from './workspace.js';
 import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model.js';
+import { writeArFolder } from '../helpers/ar-model.js';
 import { readCodebook } from '../../extension/engine/codebook/codebook.js';
 import { readTokenGrids } from '../../extension/engine/codebook/token-files.js';
 import { listImages } from '../../extension/engine/embed/image.js';
@@ -230,6 +231,41 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     // chelsea's 14 x 21 grid: 336 x 224 pixels, times the output size chosen
     assert.deepEqual(await result.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]), [336 * upscale, 224 * upscale]);
     await bench().screenshot('generation');
+  });
+
+  step('Generation panel: an AR prior folder draws a grid token by token for a class named in unicode2.json', async () => {
+    const k = (await readCodebook(codebookFile())).frozen.rows;
+    const folder = ws('ar-prior');
+    await writeArFolder(folder, { vocab: k + 3, hidden: 16, heads: 2, layers: 2, maxPositions: 32 }, {
+      image_token_offset: 0, num_image_tokens: k, grid: [4, 4], condition: { type: 'class', token_offset: k, num_classes: 2, null_token: k + 2 }, class_names: ['cat', 'dog'],
+    });
+    const view = await findWebviewFrame(page(), '#generate', 60_000);
+    const choose = (id: string, value: string) => view.locator(id).evaluate((select: HTMLElement & { value: string }, v) => {
+      select.value = v;
+      select.dispatchEvent(new Event('change'));
+    }, value);
+    await choose('#mode', 'sample');
+    await view.locator('#open-ar-prior').click();
+    await answerFileDialog(page(), folder + '/');
+    await view.locator('label[data-row="ar"]').waitFor({ state: 'visible', timeout: 60_000 });
+    await choose('#class', '1');
+    await view.locator('#generate').click();
+    await view.locator('figure.result', { hasText: 'Sampled 4×4 · dog' }).waitFor({ state: 'visible', timeout: 60_000 });
+    assert.equal(await view.locator('#ar-grid').getAttribute('data-drawn'), '16', 'every token reached the panel');
+    await bench().screenshot('generation-ar');
+    // the Lab cell replays it: the same class, seed and sampling give the same grid, so the same image
+    await page().locator('.activitybar [aria-label^="UniCode² Lab"]').first().click();
+    try {
+      const lab = await findWebviewFrame(page(), 'article.lab-cell[data-kind="generate"]', 60_000);
+      await lab.locator('article.lab-cell[data-kind="generate"][data-status="done"]', { hasText: 'Sampled 4×4 · dog' }).first().locator('button[data-action="rerun"]').click();
+      const results = view.locator('figure.result', { hasText: 'Sampled 4×4 · dog' }).locator('img');
+      await waitForAsync(async () => (await results.count()) === 2, 60_000, 'the re-run result in the gallery');
+      const [again, first] = await results.evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).src));
+      assert.equal(again, first);
+    } finally {
+      // the later steps open the Lab by clicking its entry, which would close it if it were open
+      await page().locator('.activitybar [aria-label^="Explorer"]').first().click();
+    }
   });
 
   step('Refine Trainable Codebook… writes a refined atlas into the codebook', async () => {

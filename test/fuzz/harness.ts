@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { UserError } from '../../common/errors.js';
 
 export const ROOT = path.join(__dirname, '../..');
 export const CLI = path.join(ROOT, 'dist/cli.js');
@@ -39,15 +40,17 @@ export interface RunOptions {
   onStderr?: (stderr: string, child: ReturnType<typeof spawn>) => void;
   /** a command line the node invocation runs under (e.g. ['setpriv', '--reuid=65534', ...]) */
   wrap?: string[];
+  /** pass the arguments as given, without the --device cpu added for commands that take one */
+  asGiven?: boolean;
 }
 
 let runCount = 0;
 /** The largest peak RSS seen by this test file's runs, for its closing diagnostic. */
 export const largestPeak = { mb: 0, label: '' };
 
-/** Runs `unicode2 <args>` (on the CPU backend unless --device is given). */
+/** Runs `unicode2 <args>` (on the CPU backend unless --device is given or opts.asGiven). */
 export async function runCli(args: string[], opts: RunOptions = {}): Promise<Run> {
-  const argv = args.includes('--device') ? args : [...args, '--device', 'cpu'];
+  const argv = args.includes('--device') || opts.asGiven ? args : [...args, '--device', 'cpu'];
   const peakFile = path.join(os.tmpdir(), `u2-peak-${process.pid}-${runCount++}`);
   const command = [
     ...(opts.wrap ?? []),
@@ -100,6 +103,18 @@ export function assertRefused(r: Run, pattern: RegExp, label: string): void {
   assert.doesNotMatch(lines[0]!, /internal error/, label);
   assert.match(lines[0]!, pattern, label);
   assert.equal(r.stdout, '', `${label}: printed on stdout`);
+}
+
+/** For property tests run in-process: runs `parse`; a throw must be a one-line UserError. Returns
+ *  the result, or undefined when it was refused. */
+export async function parsedOrRefused<T>(parse: () => T | Promise<T>, replay: string): Promise<T | undefined> {
+  try {
+    return await parse();
+  } catch (err) {
+    assert.ok(err instanceof UserError, `${replay}: threw ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
+    assert.ok(!err.message.includes('\n'), `${replay}: a multi-line message: ${JSON.stringify(err.message)}`);
+    return undefined;
+  }
 }
 
 export async function tempDir(prefix: string): Promise<string> {

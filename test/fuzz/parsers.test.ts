@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { UserError } from '../../common/errors.js';
 import { validateEncoderDescriptor, type EncoderDescriptor } from '../../extension/engine/embed/encoders/index.js';
 import { decodeNpy, encodeNpy, parseNpyHeader, readNpy, readNpyHeader, type NpyArray, type NpyDtype } from '../../extension/engine/io/formats/npy.js';
 import { encodeSafetensors, parseSafetensorsHeader, readSafetensors, type Tensor } from '../../extension/engine/io/formats/safetensors.js';
@@ -16,6 +15,7 @@ import { MAX_GRID_SIDE, MAX_INPUT_SIDE } from '../../extension/engine/core/limit
 import { checkTokensMatchCodebook, readTokenGrids, type TokenGrid } from '../../extension/engine/codebook/token-files.js';
 import type { Codebook } from '../../extension/engine/codebook/codebook.js';
 import { Mutator, type Json } from '../helpers/mutate.js';
+import { parsedOrRefused } from './harness.js';
 
 const SEED = 20250614;
 let dir: string;
@@ -27,17 +27,6 @@ after(async () => {
 });
 
 const product = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-
-/** Runs `parse`; a throw must be a one-line UserError. Returns the result, or undefined. */
-async function parsedOrRefused<T>(parse: () => T | Promise<T>, replay: string): Promise<T | undefined> {
-  try {
-    return await parse();
-  } catch (err) {
-    assert.ok(err instanceof UserError, `${replay}: threw ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`);
-    assert.ok(!err.message.includes('\n'), `${replay}: a multi-line message: ${JSON.stringify(err.message)}`);
-    return undefined;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // .npy
@@ -112,7 +101,7 @@ function validSafetensors(m: Mutator): Uint8Array {
   return encodeSafetensors(tensors, m.chance(0.5) ? { k: '3', encoder: '{"kind":"dct"}' } : {});
 }
 
-const SAFETENSORS_BYTES: Record<string, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2 };
+const SAFETENSORS_BYTES: Record<string, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2 };
 
 test('safetensors: every mutated header and file parses consistently or is a one-line UserError (2,000 headers, 1,000 files)', async () => {
   const m = new Mutator(SEED + 1);

@@ -86,8 +86,8 @@ test('after a loss, results name the CPU that computed them, and the device chan
   const cpu = await openCpu();
   const encoder = await openEncoder('dct', gpu);
   try {
-    // tokenizeImages reads only the frozen table and the fingerprint of a codebook
-    const cb = { frozen: matrix(64, encoder.d, 31), fingerprint: 'test-codebook' } as unknown as Codebook;
+    // tokenizeImages reads only the frozen table, the fingerprint and the encoder of a codebook
+    const cb = { frozen: matrix(64, encoder.d, 31), fingerprint: 'test-codebook', meta: { encoder: encoder.descriptor } } as unknown as Codebook;
     const image = path.resolve(__dirname, '../fixtures/images/coffee.jpg');
     const gpuLabel = gpu.device;
     assert.match(gpuLabel, /^webgpu: /);

@@ -18,6 +18,13 @@ export function pythonWithNumpy(): string | null {
   return found;
 }
 
+/** A python3 that imports every one of `modules` (Debian's /usr/bin/python3 has python3-pil and
+ *  python3-numpy), or null if this machine has none. */
+export function pythonWith(modules: string[]): string | null {
+  const script = modules.map((m) => `import ${m}`).join('; ');
+  return ['python3', '/usr/bin/python3'].find((p) => spawnSync(p, ['-c', script], { stdio: 'ignore' }).status === 0) ?? null;
+}
+
 /** Whether that python also has the safetensors package. */
 export function hasPythonModule(python: string, module: string): boolean {
   return spawnSync(python, ['-c', `import ${module}`], { stdio: 'ignore' }).status === 0;

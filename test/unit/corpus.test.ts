@@ -11,7 +11,7 @@ import { imageGrid, openEncoder, type Encoder } from '../../extension/engine/emb
 import { CancelledError, UserError } from '../../common/errors.js';
 import { readEmbeddings } from '../../extension/engine/io/formats/npy.js';
 import { f16ToF32, f32ToF16 } from '../../common/half.js';
-import { listImages } from '../../extension/engine/embed/image.js';
+import { inputName, listImages } from '../../extension/engine/embed/image.js';
 
 const fixtures = path.join(__dirname, '../fixtures');
 const truncated = path.join(fixtures, 'bad/truncated.jpg');
@@ -35,7 +35,7 @@ test.after(async () => {
 /** The encoder with a count of the images it was asked to load. */
 function counting(e: Encoder): { encoder: Encoder; loads: string[] } {
   const loads: string[] = [];
-  return { loads, encoder: { ...e, load: (p) => (loads.push(p), e.load(p)) } };
+  return { loads, encoder: { ...e, load: (p) => (loads.push(inputName(p)), e.load(p)) } };
 }
 
 /** Rows of `files` under the keep-aspect encoder: each photo's own grid. */

@@ -10,9 +10,11 @@ import { imageSize, keepAspectSize, loadImage } from '../../extension/engine/emb
 import { gridFollowsPhoto } from '../../extension/engine/embed/encoders/dct.js';
 import sharp from 'sharp';
 import { readPreprocessorConfig } from '../../extension/engine/embed/encoders/preprocess.js';
+import { stackRows } from '../../extension/engine/core/sampling.js';
+import { createHash } from 'node:crypto';
 import { UserError } from '../../common/errors.js';
 import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph.js';
-import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model.js';
+import { dctVisionTower, siglipConfig, withEncoderOn, writeModelFolder } from '../helpers/siglip-model.js';
 
 const photos = ['astronaut.jpg', 'formats/chelsea.webp', 'grass.png'].map((n) => path.join(__dirname, '../fixtures/images', n));
 /** A 640 x 400 photo (not square) */
@@ -29,14 +31,7 @@ test.after(async () => {
   await fs.rm(tmp, { recursive: true, force: true });
 });
 
-async function withEncoder<T>(spec: string, use: (e: Encoder) => Promise<T>): Promise<T> {
-  const encoder = await openEncoder(spec, backend);
-  try {
-    return await use(encoder);
-  } finally {
-    await encoder.dispose();
-  }
-}
+const withEncoder = <T>(spec: string, use: (e: Encoder) => Promise<T>): Promise<T> => withEncoderOn(backend, spec, use);
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
@@ -129,17 +124,21 @@ test('a panorama beyond 4:1 is centre-cropped to 4:1, and dct:512 caps the long 
 test('onnx encoder on a SigLIP-shaped folder (onnx/vision_model.onnx, CLS token) matches the DCT encoder', async () => {
   // mean 0 / std 1 / rescale 1/255 feeds the model pixels in [0, 1], exactly what the DCT encoder sees.
   const dir = await writeModelFolder(path.join(tmp, 'siglip-cls'), dctVisionTower({ extraTokens: 1 }), siglipConfig({ image_mean: [0, 0, 0], image_std: [1, 1, 1] }), 'onnx/vision_model.onnx');
-  // A model's input is fixed: it stretches like the DCT's square mode.
-  const expected = await withEncoder('dct:224:square', async (dct) => dct.encode(await Promise.all(photos.map((p) => dct.load(p)))));
+  const sha = createHash('sha256').update(await fs.readFile(path.join(dir, 'onnx/vision_model.onnx'))).digest('hex');
   await withEncoder(dir, async (onnx) => {
     assert.deepEqual([onnx.d, onnx.patch, onnx.inputSize, onnx.tokensPerImage], [768, 16, [224, 224], { min: 196, max: 196 }]);
     const img = await onnx.load(wide);
     assert.deepEqual(imageGrid(img, onnx.patch), [14, 14]);
     assert.deepEqual(onnx.descriptor, {
       kind: 'onnx', id: path.resolve(dir), patch: 16, inputSize: [224, 224], d: 768, resize: 'stretch',
-      preprocess: { mean: [0, 0, 0], std: [1, 1, 1], rescale: 1 / 255, resample: 'bicubic' },
+      preprocess: { mean: [0, 0, 0], std: [1, 1, 1], rescale: 1 / 255, resample: 'bicubic', resize: { height: 224, width: 224 } },
+      model: { file: 'onnx/vision_model.onnx', sha256: { 'onnx/vision_model.onnx': sha }, precision: 'fp32', layer: null },
     });
-    const got = await onnx.encode(await Promise.all(photos.map((p) => onnx.load(p))));
+    // A model's input is fixed: the photos are stretched to it (SigLIP's processor), and the model
+    // computes the DCT of those pixels.
+    const loaded = await Promise.all(photos.map((p) => onnx.load(p)));
+    const got = await onnx.encode(loaded);
+    const expected = stackRows(await Promise.all(loaded.map((img) => backend.dctPatches(img.data, 224, 224, 16))));
     assert.deepEqual([got.rows, got.cols], [expected.rows, expected.cols]);
     assert.ok(maxAbsDiff(got.data, expected.data) < 1e-4);
   });
@@ -150,11 +149,12 @@ test('SigLIP default normalization ((x - 0.5) / 0.5) is applied, for a folder an
   const dir = await writeModelFolder(path.join(tmp, 'siglip'), model, siglipConfig());
   const bare = path.join(tmp, 'bare.onnx');
   await fs.writeFile(bare, model);
-  const image = await withEncoder('dct:224:square', (dct) => dct.load(photos[0]));
-  const normalized = image.data.map((v) => (v - 0.5) / 0.5);
-  const expected = await backend.dctPatches(normalized, 224, 224, 16);
   for (const spec of [dir, bare]) {
-    const got = await withEncoder(spec, async (onnx) => onnx.encode([await onnx.load(photos[0])]));
+    const { got, image } = await withEncoder(spec, async (onnx) => {
+      const loaded = await onnx.load(photos[0]);
+      return { got: await onnx.encode([loaded]), image: loaded };
+    });
+    const expected = await backend.dctPatches(image.data.map((v) => (v - 0.5) / 0.5), 224, 224, 16);
     assert.ok(maxAbsDiff(got.data, expected.data) < 1e-4, spec);
   }
 });
@@ -170,7 +170,7 @@ test('a model with a fixed batch of 1 is run once per image', async () => {
 
 test('input size comes from the config, else the model, else 224; patch = size / grid', async () => {
   const dynamic = dctVisionTower({ dynamicSize: true, patch: 8 });
-  const dir = await writeModelFolder(path.join(tmp, 'dyn'), dynamic, siglipConfig({ size: { shortest_edge: 64 } }));
+  const dir = await writeModelFolder(path.join(tmp, 'dyn'), dynamic, siglipConfig({ size: { height: 64, width: 64 } }));
   const grid = (e: Encoder) => imageGrid({ height: e.inputSize[0], width: e.inputSize[1] }, e.patch);
   await withEncoder(dir, async (e) => assert.deepEqual([e.inputSize, e.patch, grid(e), e.d], [[64, 64], 8, [8, 8], 192]));
   const fixed = path.join(tmp, 'fixed96.onnx');
@@ -188,14 +188,23 @@ test('preprocessor_config.json: PIL resample numbers, rescale and normalize swit
     return file;
   };
   const plain = await readPreprocessorConfig(await write('plain', { resample: 0, do_rescale: false, do_normalize: false, size: 256 }));
-  assert.deepEqual(plain, { size: [256, 256], preprocess: { mean: [0, 0, 0], std: [1, 1, 1], rescale: 1, resample: 'nearest' } });
+  assert.deepEqual(plain, { size: [256, 256], preprocess: { mean: [0, 0, 0], std: [1, 1, 1], rescale: 1, resample: 'nearest', resize: { height: 256, width: 256 } } });
   const clip = await readPreprocessorConfig(await write('clip', { resample: 1, image_mean: [0.48, 0.45, 0.4], image_std: [0.26, 0.26, 0.27], size: { height: 336, width: 336 } }));
-  assert.deepEqual(clip, { size: [336, 336], preprocess: { mean: [0.48, 0.45, 0.4], std: [0.26, 0.26, 0.27], rescale: 1 / 255, resample: 'lanczos3' } });
+  assert.deepEqual(clip, { size: [336, 336], preprocess: { mean: [0.48, 0.45, 0.4], std: [0.26, 0.26, 0.27], rescale: 1 / 255, resample: 'lanczos3', resize: { height: 336, width: 336 } } });
+  // CLIP's processor: an integer size is the shortest edge, then its centre crop (defaults: 224, bicubic, OpenAI's mean and std)
+  const openai = await readPreprocessorConfig(await write('openai', { feature_extractor_type: 'CLIPFeatureExtractor', size: 224, crop_size: 224 }));
+  assert.deepEqual(openai, { size: [224, 224], preprocess: { mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711], rescale: 1 / 255, resample: 'bicubic', resize: { shortestEdge: 224 }, crop: [224, 224] } });
+  // SigLIP's has no crop step: a crop in its config is not applied, as transformers does not
+  assert.equal((await readPreprocessorConfig(await write('siglipcrop', siglipConfig({ do_center_crop: true, crop_size: 200 })))).preprocess.crop, undefined);
   assert.equal((await readPreprocessorConfig(await write('bilinear', { resample: 2 }))).preprocess.resample, 'bilinear');
   for (const [name, config, message] of [
     ['badstd', { image_std: [0.5, 0.5] }, /'image_std' must be 3 numbers/],
     ['zerostd', { image_std: [0.5, 0, 0.5] }, /must not contain 0/],
     ['badresample', { resample: 9 }, /'resample' must be a PIL filter number/],
+    ['hamming', { resample: 5 }, /4 box and 5 hamming are not implemented\), found 5/],
+    ['convnext', { image_processor_type: 'ConvNextImageProcessor' }, /image processor "ConvNextImageProcessor" is not implemented \(supported: SiglipImageProcessor, .*CLIPImageProcessor/],
+    ['naflex', { image_processor_type: 'Siglip2ImageProcessor' }, /"Siglip2ImageProcessor" is not implemented .*NaFlex is not/],
+    ['nocrop', { image_processor_type: 'CLIPImageProcessor', do_center_crop: false }, /\{shortest_edge: 224\} without a centre crop gives every photo its own input size/],
     ['badsize', { size: { longest_edge: 3 } }, /'size' must be/],
     ['hugesize', { size: 50_000 }, /input size 50000x50000 exceeds the limit of 1024 x 1024 pixels/],
     ['strrescale', { rescale_factor: '0.5' }, /'rescale_factor' must be a positive number, found "0.5"/],
@@ -224,8 +233,8 @@ test('models that are not SigLIP-shaped vision towers get a clear error naming w
   pooled.output('pooler_output', 'float32', ['B', 768]);
 
   const cases: [string, Uint8Array, Record<string, unknown> | undefined, RegExp][] = [
-    ['text', textModel.toModel(), undefined, /expected input 'pixel_values' \[B,3,H,W\] float32, found 'input_ids' \[B,S\] int64/],
-    ['pooled', pooled.toModel(), undefined, /expected output 'last_hidden_state' \[B,L,d\] float32, found 'pooler_output' \[B,768\]/],
+    ['text', textModel.toModel(), undefined, /expected input 'pixel_values' \[B,3,H,W\] float32 or float16, found 'input_ids' \[B,S\] int64/],
+    ['pooled', pooled.toModel(), undefined, /expected output 'last_hidden_state' \[B,L,d\] float32 or float16, found 'pooler_output' \[B,768\]/],
     ['nogrid', dctVisionTower({ extraTokens: 2 }), undefined, /198 output tokens do not form a grid of square patches over a 224x224 input/],
     ['mismatch', dctVisionTower(), siglipConfig({ size: { height: 256, width: 256 } }), /preprocessor_config\.json resizes to 256x256 but the model takes 224x224/],
     ['garbage', new TextEncoder().encode('not a model at all'), undefined, /cannot load ONNX model/],

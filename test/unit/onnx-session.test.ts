@@ -49,3 +49,24 @@ test('cpu: inputs and outputs as the model declares them; a bad model or a bad f
   }
   await assert.rejects(openModelSession(Uint8Array.of(1, 2, 3), 'garbage.onnx', { device: 'cpu' }), (e) => e instanceof UserError && /^garbage\.onnx: cannot load ONNX model \(/.test(e.message));
 });
+
+test('outputs: with a step named, a NaN or an infinity in an f32 or f16 output is one line naming the model, the output and the step', async () => {
+  // y = log(x): log(0) = -Infinity, log(-1) = NaN, finite elsewhere
+  for (const type of ['float32', 'float16'] as const) {
+    const g = new GraphBuilder('log');
+    g.input('x', type, [3]);
+    g.node('Log', ['x'], ['y']);
+    g.output('y', type, [3]);
+    const session = await openModelSession(g.toModel(), 'log.onnx', { device: 'cpu' });
+    const x = (values: number[]) => ({ x: type === 'float32' ? new ort.Tensor('float32', Float32Array.from(values), [3]) : new ort.Tensor('float16', Uint16Array.from(values, (v) => (v === 1 ? 0x3c00 : v === 0 ? 0 : 0xbc00)), [3]) });
+    try {
+      await assert.rejects(session.run(x([1, 1, 0]), ['y'], 'step 2 of 5'), (e) => e instanceof UserError && e.message === "log.onnx: output 'y' holds -Infinity (value 2 of 3) at step 2 of 5; a model must give finite numbers");
+      await assert.rejects(session.run(x([1, -1, 1]), ['y'], 'step 3 of 5'), (e) => e instanceof UserError && e.message === "log.onnx: output 'y' holds NaN (value 1 of 3) at step 3 of 5; a model must give finite numbers");
+      assert.equal((await session.run(x([1, 1, 1]), ['y'], 'step 4 of 5')).y!.data.length, 3);
+      // without a step the caller checks what it reads (logits may hold -Infinity where a model masks)
+      assert.equal((await session.run(x([1, 1, 0]), ['y'])).y!.data.length, 3);
+    } finally {
+      await session.release();
+    }
+  }
+});

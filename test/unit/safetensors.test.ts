@@ -94,7 +94,7 @@ test('malformed files are refused with one-line UserErrors naming the file', asy
   const cases: [string, Uint8Array, RegExp][] = [
     ['short.safetensors', good.subarray(0, 20), /header length \d+ does not fit/],
     ['notjson.safetensors', withHeader('{"a": nope}', new Uint8Array(8)), /header is not JSON/],
-    ['bf16.safetensors', withHeader('{"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}', new Uint8Array(4)), /tensor 'a' has dtype "BF16"/],
+    ['f8.safetensors', withHeader('{"a":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}', new Uint8Array(2)), /tensor 'a' has dtype "F8_E4M3"; supported: .*BF16/],
     ['size.safetensors', withHeader('{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', new Uint8Array(8)), /tensor 'a' \(F32 \[3\]\) does not match its data_offsets/],
     ['hole.safetensors', withHeader('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', new Uint8Array(8)), /tensor 'a' starts at byte 4, expected 0/],
     ['tail.safetensors', withHeader('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(8)), /data buffer is 8 bytes but the tensors cover 4/],

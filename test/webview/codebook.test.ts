@@ -1,17 +1,18 @@
 // The codebook panel's bundle in headless Chromium: heatmap colours read back from the canvas,
 // tooltip, code detail round trip, protocol validation, and pan/zoom at K = 500,000 without
-// per-cell DOM, a theme switch redrawing the canvas. Screenshots (light, dark, high contrast) go to
+// per-cell DOM, a theme switch redrawing the canvas, the training-drift colouring. Screenshots (light, dark, high contrast) go to
 // .test-artifacts/screenshots/.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { openPanel, closeBrowser, canvasPixel, until, THEME_NAMES, themeRgb, type TestHost } from './harness.js';
-import { contrastRatio, countColor, deadCodeColor, rampColor, type Rgb } from '../../common/colormap.js';
+import { contrastRatio, countColor, deadCodeColor, driftColor, rampColor, type Rgb } from '../../common/colormap.js';
 import sharp from 'sharp';
-import { coarseCells, cropPatch, kmeans } from '../../extension/engine/index.js';
+import type { Page } from 'playwright-core';
+import { coarseCells, cropPatch, kmeans, trainingDrift } from '../../extension/engine/index.js';
 import { rowsF32 } from '../../native-gpu/tables.js';
 import { heatmapLayout } from '../../webview/codebook/heatmap.js';
 import { codebookProtocol, type CodebookView, type CodeDetail } from '../../common/protocol/codebook.js';
-import { realFixture, disposeFixture } from './fixture-codebook.js';
+import { realFixture, disposeFixture, trainedFixture } from './fixture-codebook.js';
 import { similarityOrder } from '../../extension/engine/report/code-order.js';
 import { pngDataUri } from '../../extension/panels/images.js';
 import * as path from 'node:path';
@@ -316,7 +317,7 @@ test('a malformed message from the host is rejected and logged, and the panel ke
     assert.match(dropped()[1]!, /reply 999 answers no pending request/);
     assert.match(dropped()[2]!, /message\.kind must be reply or notify/);
     assert.equal(await p.page.locator('#summary').textContent(), before);
-    assert.equal(await p.page.locator('vscode-option').count(), 2);
+    assert.equal(await p.page.locator('#dataset vscode-option').count(), 2);
   } finally {
     await p.close();
   }
@@ -463,5 +464,96 @@ test('K = 500,000 zoomed in: a click opens the detail of the code under the curs
     assert.equal(p.warnings.length, 0, p.warnings.join('\n'));
   } finally {
     await p.close();
+  }
+});
+
+/** Picks the heatmap's colouring as the select does: its value, then a change event. */
+async function colourBy(page: Page, value: 'usage' | 'drift'): Promise<void> {
+  await page.locator('#colouring').evaluate((e, v) => {
+    (e as unknown as { value: string }).value = v;
+    e.dispatchEvent(new Event('change'));
+  }, value);
+}
+
+/** The real codebook after a training run (fixture trainedFixture), as the host shows it: usage
+ *  from the build, drift from the engine. */
+async function trainedHost(): Promise<{ data: CodebookView; answer: CodebookHost; distances: number[] }> {
+  const { data, answer } = await realHost();
+  const trained = await trainedFixture();
+  const { distances, note } = await trainingDrift(trained);
+  const withDrift: CodebookView = { ...data, summary: { ...data.summary, atlas: trained.meta.atlas }, drift: { distances: Array.from(distances!), note } };
+  return { data: withDrift, answer: { ...answer, init: () => withDrift, selectDataset: () => withDrift }, distances: Array.from(distances!) };
+}
+
+test('training drift: the toggle colours every code by how far its trainable row moved, on the same layout and ramp', async () => {
+  const { data, answer, distances } = await trainedHost();
+  const p = await openPanel('codebook', codebookProtocol, 'dark', answer, { width: 1200, height: 760 });
+  try {
+    const canvas = p.page.locator('#heatmap[data-drawn="true"]');
+    await canvas.waitFor();
+    assert.equal(await canvas.getAttribute('data-colour'), 'usage', 'usage first');
+    assert.equal(await p.page.locator('#colour-by').isVisible(), true);
+    await colourBy(p.page, 'drift');
+    await p.page.locator('#heatmap[data-colour="drift"]').waitFor();
+    const box = (await canvas.boundingBox())!;
+    const max = Math.max(...distances);
+    const counts = data.counts;
+    // the most moved code, the least moved (the least used) and the one nearest half way
+    const most = distances.indexOf(max);
+    const least = distances.indexOf(Math.min(...distances));
+    const middling = distances.reduce((best, x, code) => (Math.abs(x - max / 2) < Math.abs(distances[best]! - max / 2) ? code : best), 0);
+    assert.ok(distances[least]! < 0.2 * max, 'training moved some codes little');
+    for (const code of [most, least, middling]) {
+      const [x, y] = cellCentre(box, data, code);
+      assert.deepEqual(await canvasPixel(p.page, '#heatmap', Math.round(x), Math.round(y)), [...driftColor(distances[code]!, max), 255], `drift colour of code ${code}`);
+    }
+    assert.deepEqual(driftColor(max, max), rampColor(1));
+    assert.deepEqual(driftColor(0, max), rampColor(0));
+    assert.equal(await p.page.locator('#ramp-max').textContent(), max.toPrecision(3));
+    assert.equal(await p.page.locator('#dead-item').isHidden(), true, 'no dead codes in the drift view');
+    const summary = (await p.page.locator('#summary').textContent())!;
+    assert.match(summary, new RegExp(`moved by training${distances.filter((x) => x > 0).length} of 256 codes`));
+    assert.match(summary, /atlastrained/);
+    const [x, y] = cellCentre(box, data, most);
+    await p.page.mouse.move(box.x + x, box.y + y);
+    await p.page.locator('#tooltip').waitFor({ state: 'visible' });
+    assert.match((await p.page.locator('#tooltip').textContent())!, new RegExp(`code ${most}(?!\\d).*drift ${max.toPrecision(3)}`));
+    await p.screenshot('codebook-drift-dark');
+    // and back to usage: the counts' colours again
+    await colourBy(p.page, 'usage');
+    await p.page.locator('#heatmap[data-colour="usage"]').waitFor();
+    const [ux, uy] = cellCentre(box, data, middling);
+    const background = themeRgb('dark', 'editor-background');
+    const usage = countColor(counts[middling]!, Math.max(...counts), deadCodeColor(background));
+    assert.notDeepEqual(usage, driftColor(distances[middling]!, max), 'the two views differ at this code');
+    assert.deepEqual(await canvasPixel(p.page, '#heatmap', Math.round(ux), Math.round(uy)), [...usage, 255]);
+    assert.equal(p.warnings.filter((w) => !/willReadFrequently/.test(w)).length, 0, p.warnings.join('\n'));
+  } finally {
+    await p.close();
+  }
+});
+
+test('training drift between spaces that differ is said, not drawn; a codebook without drift has no toggle', async () => {
+  const counts = Array.from({ length: 64 }, (_, i) => i);
+  const note = 'The trainable rows have 1152 values and the frozen rows 768: they live in different spaces, so there is no drift to measure.';
+  const data: CodebookView = { ...codebookData(counts, counts.map((_, i) => i)), drift: { distances: null, note } };
+  const p = await openPanel('codebook', codebookProtocol, 'light', host(data));
+  try {
+    await p.page.locator('#heatmap[data-drawn="true"]').waitFor();
+    await colourBy(p.page, 'drift');
+    await p.page.locator('#drift-note').waitFor({ state: 'visible' });
+    assert.equal(await p.page.locator('#drift-note').textContent(), note);
+    assert.equal(await p.page.locator('#heatmap').isHidden(), true, 'no heatmap drawn for drift across spaces');
+    assert.equal(await p.page.locator('#ramp-item').isHidden(), true, 'nor a scale');
+    await p.screenshot('codebook-drift-spaces-light');
+  } finally {
+    await p.close();
+  }
+  const plain = await openPanel('codebook', codebookProtocol, 'light', host(codebookData(counts, counts.map((_, i) => i))));
+  try {
+    await plain.page.locator('#heatmap[data-drawn="true"]').waitFor();
+    assert.equal(await plain.page.locator('#colour-by').isHidden(), true);
+  } finally {
+    await plain.close();
   }
 });

@@ -1,11 +1,16 @@
 // A small real codebook built by the engine from the fixture photos (DCT encoder, K = 256), and a
-// real image tokenized with it: test data for the token-grid and generation panels.
+// real image tokenized with it: test data for the token-grid and generation panels; and the same
+// codebook after a training run, its trainable half imported as `codebook import-trainable` does.
 import * as path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import {
-  buildCodebook, listImages, openEncoderFromDescriptor, readCodebook, tokenizeImages, type Codebook, type Encoder, type TokenGrid,
+  buildCodebook, listImages, openEncoderFromDescriptor, readCodebook, readTrainableCheckpoint, tokenizeImages, withTrainable, writeCodebook,
+  type Codebook, type Encoder, type TokenGrid,
 } from '../../extension/engine/index.js';
+import { writeSafetensors } from '../../extension/engine/io/formats/safetensors.js';
+import { seededRandom } from '../../extension/engine/core/sampling.js';
+import { rowsF32 } from '../../native-gpu/tables.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
 import type { ComputeBackend } from '../../native-gpu/backend.js';
 import { photoDataUri, reconstruct } from '../../extension/panels/images.js';
@@ -54,4 +59,35 @@ export async function disposeFixture(): Promise<void> {
   await f.encoder.dispose();
   await f.backend.dispose();
   fixture = null;
+}
+
+/**
+ * The fixture codebook after a (simulated) training run: each trainable row moved from its frozen
+ * row along a seeded direction by 0.05 x log(1 + its use) x a seeded factor in [0.5, 1.5), so used
+ * codes adapt and dead ones stay put, saved under a PyTorch name in a checkpoint and imported through the engine.
+ */
+export async function trainedFixture(): Promise<Codebook> {
+  const { cb } = await realFixture();
+  const { rows: k, cols: d } = cb.frozen;
+  const random = seededRandom(11);
+  const trained = Float32Array.from(rowsF32(cb.frozen, 0, k));
+  for (let code = 0; code < k; code++) {
+    const direction = Array.from({ length: d }, () => random() - 0.5);
+    const norm = Math.hypot(...direction);
+    const step = 0.05 * Math.log1p(cb.counts![code]!) * (0.5 + random());
+    for (let j = 0; j < d; j++) trained[code * d + j]! += (step * direction[j]!) / norm;
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), 'unicode2-trained-'));
+  try {
+    const from = path.join(dir, 'ckpt.safetensors');
+    await writeSafetensors(from, { 'model.vq.trainable.weight': { dtype: 'F32', shape: [k, d], data: trained } });
+    const opts = { from, tensor: 'model.vq.trainable.weight' };
+    const out = path.join(dir, 'trained.safetensors');
+    await writeCodebook(out, withTrainable(cb, await readTrainableCheckpoint(opts, k), opts));
+    const read = await readCodebook(out);
+    await read.trainable.load();
+    return read;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

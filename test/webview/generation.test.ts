@@ -1,7 +1,9 @@
 // The generation panel's bundle in headless Chromium, against a stand-in host that computes with
 // the real engine: a prior fitted on the fixture photos' tokens, the atlas decoder, and a tiny
-// diffusion decoder folder. Sampling, inpainting a painted mask, a diffusion run with live
-// previews, Cancel, the gallery and Save; screenshots in every theme.
+// diffusion decoder folder, and a tiny autoregressive model folder (test/helpers/ar-model.ts) run by
+// onnxruntime through the panel host's own AR code (extension/panels/generation-ar.ts). Sampling,
+// inpainting a painted mask, a diffusion run with live previews, an AR prior's class, guidance and
+// its grid filling in raster order, Cancel (between tokens), the gallery and Save; screenshots.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
@@ -10,40 +12,93 @@ import * as path from 'node:path';
 import { openPanel, closeBrowser, THEME_NAMES, type PanelPage, type TestHost } from './harness.js';
 import { generationProtocol, type GenerateRequest, type GenerationResult } from '../../common/protocol/generation.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
-import { CancelledError, DEFAULTS, fitPrior, inpaintGrid, openTokenDecoder, samplePriorGrid, upscale, type TokenDecoder, type TokenPrior } from '../../extension/engine/index.js';
+import {
+  CancelledError, DEFAULTS, fitPrior, inpaintGrid, openArModel, openTokenDecoder, readArFolder, sampleArGrid, samplePriorGrid, upscale, type ArModel, type TokenDecoder, type TokenPrior,
+} from '../../extension/engine/index.js';
 import { pngDataUri } from '../../extension/panels/images.js';
+import { ArPriors, arPriorInfo, drawArGrid } from '../../extension/panels/generation-ar.js';
+import { codeColor } from '../../webview/common/colors.js';
 import { denoiserModel, sdSchedulerConfig, vaeDecoderModel, writeDiffusionFolder } from '../helpers/diffusion-model.js';
+import { writeArFolder } from '../helpers/ar-model.js';
 
 let tmp: string;
 let folder: string;
+/** the tiny AR prior: K = 256 image tokens (the fixture codebook's), 4 named classes, a null token */
+let arModel: ArModel;
 before(async () => {
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'u2-gen-panel-'));
   folder = await writeDiffusionFolder(path.join(tmp, 'tiny-decoder'), {
     denoiser: denoiserModel({ context: 768, size: 8 }), vae: vaeDecoderModel().model, scheduler: sdSchedulerConfig(),
   });
+  const arFolder = path.join(tmp, 'tiny-ar');
+  await writeArFolder(arFolder, { vocab: 261, hidden: 16, heads: 2, layers: 2, maxPositions: 80, seed: 3 }, {
+    image_token_offset: 0, num_image_tokens: 256, grid: [8, 8],
+    condition: { type: 'class', token_offset: 256, num_classes: 4, null_token: 260 }, class_names: ['cat', 'dog', 'ship', 'tree'],
+  });
+  arModel = await openArModel(await readArFolder(arFolder), { device: 'cpu' });
 });
 after(async () => {
+  await arModel.session.release();
   await closeBrowser();
   await disposeFixture();
   await fs.rm(tmp, { recursive: true, force: true });
 });
 
 const PRIOR = 'prior:/work/.unicode2/prior.safetensors';
-const defaults = { ...DEFAULTS.generation, seed: 0, upscale: 2 };
+const defaults = { ...DEFAULTS.generation, seed: 0, upscale: 2, classId: null, priorGuidance: 1 };
 const { eta: _eta, priorOrder: _order, ...settingsDefaults } = defaults;
 
+interface StandInOptions {
+  holdUntilCancel?: boolean;
+  /** the AR model's session waits before its run number `at` until `gate` resolves */
+  arGate?: { at: number; gate: Promise<void> };
+  /** the "Model folder…" button's request */
+  openArPrior?: TestHost<typeof generationProtocol>['openArPrior'];
+}
+
+/** The AR model, its session held at one run by `gate` (so a test sees a grid half drawn). */
+function gatedArModel(gate: StandInOptions['arGate']): ArModel {
+  if (!gate) return arModel;
+  let runs = 0;
+  const session = Object.create(arModel.session) as ArModel['session'];
+  session.run = async (...args) => {
+    if (++runs === gate.at) await gate.gate;
+    return arModel.session.run(...args);
+  };
+  return { ...arModel, session };
+}
+
 /** A stand-in host: real priors and decoders, a generate handler that does what the extension's does. */
-function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof generationProtocol>, opts: { holdUntilCancel?: boolean } = {}) {
+function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof generationProtocol>, opts: StandInOptions = {}) {
   const label = path.basename(f.grid.image);
   const sources = [{ id: 'tokens:1#0', label, grid: f.grid.grid }];
   const results: GenerationResult[] = [];
   const edits: { request: GenerateRequest; ids: Int32Array }[] = [];
+  const tokens: { cell: number; code: number }[] = [];
   let diffusion: Promise<TokenDecoder> | null = null;
   let cancelled: (() => void) | null = null;
+  const ar = arPriorInfo(arModel.folder);
+  let sent: Promise<void> = Promise.resolve();
+  const notify = (type: 'progress' | 'arStart' | 'arToken', params: unknown) => (sent = sent.then(() => page().post({ kind: 'notify', type, params })));
+  /** an AR run as the panel host makes it (generation-ar.ts), each token sent as it is drawn */
+  const drawAr = (r: GenerateRequest, grid: [number, number]) => {
+    const abort = new AbortController();
+    cancelled = () => abort.abort();
+    const s = r.settings;
+    return drawArGrid(gatedArModel(opts.arGate), {
+      grid, edit: null, sampling: { seed: s.seed, temperature: s.temperature, topK: s.topK, topP: s.topP }, classId: s.classId, guidance: s.priorGuidance, signal: abort.signal,
+      onStart: (ids, cells) => notify('arStart', { grid, ids: Array.from(ids), cells }),
+      onToken: (cell, code, done, total) => {
+        tokens.push({ cell, code });
+        notify('arToken', { cell, code, done, total });
+      },
+    });
+  };
   const host: TestHost<typeof generationProtocol> = {
     init: () => ({
       sources,
-      priors: [{ id: PRIOR, label: 'prior.safetensors · order 3', k: prior.k, order: prior.order, grid: prior.grid }],
+      // with a "Model folder…" answer the AR prior joins the list through it
+      priors: [{ id: PRIOR, label: 'prior.safetensors · order 3', k: prior.k, order: prior.order, grid: prior.grid, kind: 'ngram' as const }, ...(opts.openArPrior ? [] : [ar])],
       decoders: [{ id: 'atlas', label: 'Atlas (codebook)', kind: 'atlas' as const }, { id: folder, label: 'tiny-decoder', kind: 'diffusion' as const }],
       codebook: 'codebook.safetensors',
       results: [],
@@ -59,7 +114,10 @@ function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof gen
       const sampling = { seed: s.seed, temperature: s.temperature, topK: s.topK, topP: s.topP };
       let ids: Int32Array;
       let grid = f.grid.grid;
-      if (r.mode === 'sample') {
+      if (r.mode === 'sample' && r.prior === ar.id) {
+        grid = r.grid ?? ar.grid;
+        ids = await drawAr(r, grid);
+      } else if (r.mode === 'sample') {
         grid = r.grid ?? prior.grid;
         ids = samplePriorGrid(prior, grid, sampling);
       } else if (r.mode === 'inpaint') {
@@ -70,7 +128,6 @@ function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof gen
         ids = Int32Array.from(f.grid.ids);
       }
       edits.push({ request: r, ids });
-      let sent: Promise<void> = Promise.resolve();
       const decoder = s.decoder === 'atlas' ? await openTokenDecoder('atlas', f.backend) : await (diffusion ??= openTokenDecoder(folder, f.backend));
       const decoded = await decoder.decode(f.cb, ids, grid, { scheduler: s.scheduler, steps: s.steps, guidance: s.guidance, eta: 0, seed: s.seed, previewEvery: 1 }, {
         onStep: (e) => {
@@ -94,8 +151,9 @@ function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof gen
       return null;
     },
     savePng: () => '/work/sampled-generated.png',
+    ...(opts.openArPrior ? { openArPrior: opts.openArPrior } : {}),
   };
-  return { host, edits };
+  return { host, edits, tokens, ar };
 }
 
 /** Sets a control's value and fires its change event, as picking an option or typing does. */
@@ -107,14 +165,14 @@ async function setValue(p: PanelPage<typeof generationProtocol>, selector: strin
   }, [selector, value] as const);
 }
 
-async function setup(theme: (typeof THEME_NAMES)[number], opts: { holdUntilCancel?: boolean } = {}) {
+async function setup(theme: (typeof THEME_NAMES)[number], opts: StandInOptions = {}) {
   const f = await realFixture();
   const prior = fitPrior(f.grids, f.cb.frozen.rows, 3, f.cb.fingerprint);
   let p: PanelPage<typeof generationProtocol> | null = null;
-  const { host, edits } = standIn(f, prior, () => p!, opts);
+  const { host, edits, tokens, ar } = standIn(f, prior, () => p!, opts);
   p = await openPanel('generation', generationProtocol, theme, host, { width: 1100, height: 820 });
   await p.page.locator('#prior vscode-option').first().waitFor({ state: 'attached' });
-  return { f, prior, p, edits };
+  return { f, prior, p, edits, tokens, ar, host };
 }
 
 for (const theme of THEME_NAMES) {
@@ -137,6 +195,7 @@ for (const theme of THEME_NAMES) {
       assert.equal(request!.source, null);
       assert.equal(request!.settings.seed, 7);
       assert.equal(request!.settings.temperature, 0.9);
+      assert.equal(request!.settings.classId, null, 'an n-gram prior has no class');
       assert.equal(edits[0]!.ids.length, 120);
       assert.equal(await img.getAttribute('width'), String(12 * 16 * 2));
       assert.match(await p.page.locator('#results .result-settings').innerText(), /seed\s+7/);
@@ -223,6 +282,135 @@ test('Cancel stops the run; the panel says so and can run again', async () => {
     assert.equal(await p.page.locator('#generate').getAttribute('disabled'), null);
     assert.equal(await p.page.locator('#results figure').count(), 0);
   } finally {
+    await p.close();
+  }
+});
+
+/** A gate the AR model's session waits at, and its key. */
+function gate(): { gate: Promise<void>; open: () => void } {
+  let open!: () => void;
+  return { gate: new Promise<void>((resolve) => (open = resolve)), open };
+}
+
+/** The colour of each cell of the live AR grid canvas, sampled at its centre (alpha 0: not drawn). */
+async function liveCells(p: PanelPage<typeof generationProtocol>): Promise<number[][]> {
+  return p.page.evaluate(() => {
+    const canvas = document.querySelector('#ar-grid') as HTMLCanvasElement;
+    const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+    const [rows, cols] = [8, 8];
+    const [cw, ch] = [canvas.width / cols, canvas.height / rows];
+    return Array.from({ length: rows * cols }, (_, i) => {
+      const at = (Math.floor((Math.floor(i / cols) + 0.5) * ch) * canvas.width + Math.floor(((i % cols) + 0.5) * cw)) * 4;
+      return Array.from(data.subarray(at, at + 4));
+    });
+  });
+}
+
+for (const theme of THEME_NAMES) {
+  test(`an AR prior folder: class by name, guidance; the grid fills in raster order as tokens arrive (${theme})`, async () => {
+    const held = gate();
+    // run 1 is the prompt, run n + 1 follows token n: held before run 21, 20 tokens are drawn
+    const { p, edits, tokens, ar } = await setup(theme, { arGate: { at: 21, gate: held.gate } });
+    try {
+      await setValue(p, '#mode', 'sample');
+      assert.equal(await p.page.locator('label[data-row="ar"]').isHidden(), true, 'an n-gram prior has no class');
+      await setValue(p, '#prior', ar.id);
+      assert.equal(await p.page.locator('label[data-row="ar"]').isVisible(), true);
+      const classes = await p.page.locator('#class vscode-option').allInnerTexts();
+      assert.deepEqual(classes.map((t) => t.trim()), ['none (unconditional)', 'cat', 'dog', 'ship', 'tree']);
+      await setValue(p, '#class', '2');
+      await setValue(p, '#prior-guidance', '3');
+      await setValue(p, '#rows', '8');
+      await setValue(p, '#cols', '8');
+      await setValue(p, '#seed-value', '11');
+      await p.page.locator('#generate').click();
+      await p.page.waitForFunction(() => (document.querySelector('#ar-grid') as HTMLElement | null)?.dataset.drawn === '20');
+      assert.match(await p.page.locator('#ar-caption').innerText(), /20 of 64/);
+      const cells = await liveCells(p);
+      assert.deepEqual(tokens.slice(0, 20).map((t) => t.cell), Array.from({ length: 20 }, (_, i) => i), 'raster order');
+      tokens.slice(0, 20).forEach(({ cell, code }) => assert.deepEqual(cells[cell], [...codeColor(code), 255], `cell ${cell} in code ${code}'s colour`));
+      cells.slice(20).forEach((c, i) => assert.equal(c[3], 0, `cell ${20 + i} not drawn yet`));
+      await p.screenshot(`generation-ar-${theme}`);
+      held.open();
+      await p.page.locator('#results figure img').waitFor();
+      const [request] = p.requests('generate');
+      assert.deepEqual([request!.prior, request!.settings.classId, request!.settings.priorGuidance, request!.settings.seed], [ar.id, 2, 3, 11]);
+      // the grid the panel got is the engine's for those settings (seeded: the same grid again)
+      const again = await sampleArGrid(arModel, [8, 8], { seed: 11, temperature: 1, topK: 0, topP: 1, classId: 2, guidance: 3 });
+      assert.deepEqual(Array.from(edits[0]!.ids), Array.from(again));
+      assert.equal(await p.page.locator('#ar-grid').getAttribute('data-drawn'), '64');
+      assert.equal(p.warnings.length, 0, p.warnings.join('\n'));
+    } finally {
+      held.open();
+      await p.close();
+    }
+  });
+}
+
+test('Cancel stops an AR prior between tokens: no more tokens, no result, the panel says so', async () => {
+  const held = gate();
+  const { p, tokens, ar } = await setup('dark', { arGate: { at: 11, gate: held.gate } });
+  try {
+    await setValue(p, '#mode', 'sample');
+    await setValue(p, '#prior', ar.id);
+    await p.page.locator('#generate').click();
+    await p.page.waitForFunction(() => (document.querySelector('#ar-grid') as HTMLElement | null)?.dataset.drawn === '10');
+    await p.page.locator('#cancel').click();
+    while (p.requests('cancel').length === 0) await new Promise((r) => setImmediate(r));
+    held.open(); // the step in flight ends; the next token is never drawn
+    await p.page.waitForFunction(() => /cancelled/.test(document.querySelector('#status')!.textContent!));
+    assert.equal(tokens.length, 10);
+    assert.equal(await p.page.locator('#ar-grid').getAttribute('data-drawn'), '10');
+    assert.equal(await p.page.locator('#results figure').count(), 0);
+    assert.equal(await p.page.locator('#generate').getAttribute('disabled'), null, 'it can run again');
+  } finally {
+    held.open();
+    await p.close();
+  }
+});
+
+test('a Lab re-run (a run the page did not start): its tokens fill the grid, its result joins the gallery', async () => {
+  const { p, ar, host, tokens } = await setup('dark');
+  try {
+    // what GenerationPanel.rerun does: the host runs the cell's request, then notifies its result
+    const settings = { ...settingsDefaults, classId: 3, priorGuidance: 2 };
+    const result = await host.generate!({ mode: 'sample', source: null, prior: ar.id, grid: [8, 8], mask: [], settings });
+    await p.post({ kind: 'notify', type: 'result', params: result });
+    await p.page.locator('#results figure img').waitFor();
+    assert.equal(await p.page.locator('#ar-grid').getAttribute('data-drawn'), '64');
+    assert.equal(tokens.length, 64);
+    assert.equal(await p.page.locator('#progress').isHidden(), true, 'no run of this page is in progress');
+    assert.equal(await p.page.locator('#results figure img').getAttribute('src'), result.image);
+    assert.equal(p.warnings.length, 0, p.warnings.join('\n'));
+  } finally {
+    await p.close();
+  }
+});
+
+test('Model folder…: a folder the host refuses says why in the panel; a good one joins the list, chosen, with its grid and classes', async () => {
+  const priors = new ArPriors(async () => 'cpu', () => undefined);
+  const broken = path.join(tmp, 'no-present');
+  await writeArFolder(broken, { vocab: 261, hidden: 16, heads: 2, layers: 1, noPresent: true }, { image_token_offset: 0, num_image_tokens: 256, grid: [8, 8], prefix: [260] });
+  const picked = [broken, arModel.folder.folder];
+  const { p, prior, ar } = await setup('dark', {
+    // each click picks the next folder, as the host's folder dialog would
+    openArPrior: async () => {
+      await priors.add(picked.shift()!);
+      return [{ id: PRIOR, label: 'prior.safetensors · order 3', k: prior.k, order: prior.order, grid: prior.grid, kind: 'ngram' as const }, ar];
+    },
+  });
+  try {
+    await setValue(p, '#mode', 'sample');
+    await p.page.locator('#open-ar-prior').click();
+    await p.page.waitForFunction(() => /output 'present\.0\.key' missing/.test(document.querySelector('#status')!.textContent!));
+    assert.equal(await p.page.locator('label[data-row="ar"]').isHidden(), true, 'nothing was added');
+    await p.page.locator('#open-ar-prior').click();
+    await p.page.waitForFunction((id) => (document.querySelector('#prior') as HTMLElement & { value: string }).value === id, ar.id);
+    assert.equal(await p.page.locator('label[data-row="ar"]').isVisible(), true);
+    assert.deepEqual([await p.page.locator('#rows').evaluate((e) => (e as HTMLInputElement).value), await p.page.locator('#cols').evaluate((e) => (e as HTMLInputElement).value)], ['8', '8']);
+    assert.equal(await p.page.locator('#class').evaluate((e) => (e as HTMLInputElement).value), '', 'the null class until one is chosen');
+  } finally {
+    priors.close();
     await p.close();
   }
 });

@@ -195,7 +195,7 @@ test('replies find their request by id over an asynchronous channel that reorder
 });
 
 test('generate requests: one of the four modes, mask cells as indices, settings with exactly their keys', () => {
-  const settings = { decoder: 'atlas', scheduler: 'ddim', steps: 25, guidance: 7.5, temperature: 1, topK: 0, topP: 1, seed: 0, variations: 0.25, upscale: 2 };
+  const settings = { decoder: 'atlas', scheduler: 'ddim', steps: 25, guidance: 7.5, temperature: 1, topK: 0, topP: 1, seed: 0, variations: 0.25, upscale: 2, classId: null, priorGuidance: 1 };
   const ok = { mode: 'inpaint', source: 'tokens:1#0', prior: 'prior:p', grid: null, mask: [3, 4, 17], settings };
   assert.equal(check(generateRequest, ok, 'params'), null);
   assert.match(check(generateRequest, { ...ok, mode: 'toString' }, 'params')!, /^params\.mode: Invalid type: Expected \("decode" \| "sample" \| "inpaint" \| "variations"\)/);
@@ -203,4 +203,9 @@ test('generate requests: one of the four modes, mask cells as indices, settings 
   assert.match(check(generateRequest, { ...ok, settings: { ...settings, scheduler: 'pndm' } }, 'params')!, /^params\.settings\.scheduler: /);
   assert.match(check(generateRequest, { ...ok, settings: { ...settings, extra: 1 } }, 'params')!, /^params\.settings\.extra: /);
   assert.match(check(generateRequest, { ...ok, grid: [0, 4] }, 'params')!, /^params\.grid\.0: /);
+  // an AR prior's class: a class number or null (the null class), never a name or a negative
+  assert.equal(check(generateRequest, { ...ok, settings: { ...settings, classId: 3, priorGuidance: 4 } }, 'params'), null);
+  assert.match(check(generateRequest, { ...ok, settings: { ...settings, classId: 'cat' } }, 'params')!, /^params\.settings\.classId: /);
+  assert.match(check(generateRequest, { ...ok, settings: { ...settings, classId: -1 } }, 'params')!, /^params\.settings\.classId: /);
+  assert.match(check(generateRequest, { ...ok, settings: { ...settings, priorGuidance: Infinity } }, 'params')!, /^params\.settings\.priorGuidance: /);
 });

@@ -2,10 +2,11 @@
 // so similar codes sit together), painted once into an offscreen bitmap and then drawn through
 // the viewport's transform. No per-cell DOM, whatever K is.
 //
-// Dead codes are painted in the colour that stands out on the theme's background (deadCodeColor),
+// Coloured by usage (log counts) or, with `drift` set, by how far training moved each code
+// (linear, same ramp, no dead codes). Dead codes are painted in the colour that stands out on the theme's background (deadCodeColor),
 // and once cells are big enough to carry it, hatched as well, so they read as "nothing here" even
 // without telling colours apart. A focus (the codes of one coarse cell) fades every other code.
-import { countColor, cssToRgb, deadCodeColor, heatmapColumns, type Rgb } from '../common/colors.js';
+import { countColor, cssToRgb, deadCodeColor, driftColor, heatmapColumns, type Rgb } from '../common/colors.js';
 import { Viewport, fitBackingStore, themeColor, type ViewTransform } from '../common/viewport.js';
 
 export interface HeatmapLayout {
@@ -57,6 +58,8 @@ export class Heatmap {
   private counts: number[] = [];
   private focus: Uint8Array | null = null;
   selected: number | null = null;
+  /** per-code training drift painted instead of the counts; null: usage */
+  drift: number[] | null = null;
 
   constructor(
     private readonly canvas: HTMLCanvasElement,
@@ -77,7 +80,8 @@ export class Heatmap {
     canvas.dataset.k = String(k);
   }
 
-  /** Repaints the bitmap: new counts (another data set), a new focus, or a new theme (the dead colour). */
+  /** Repaints the bitmap: new counts (another data set), a new focus, a new colouring (drift), or
+   *  a new theme (the dead colour). */
   paint(counts: number[] = this.counts, focus: Uint8Array | null = this.focus): void {
     this.counts = counts;
     this.focus = focus;
@@ -86,13 +90,14 @@ export class Heatmap {
     const img = ctx.createImageData(cols, rows);
     const background = heatmapBackground();
     const dead = deadCodeColor(background);
+    const drift = this.drift;
     let max = 0;
-    for (const c of counts) if (c > max) max = c;
+    for (const c of drift ?? counts) if (c > max) max = c;
     for (let cell = 0; cell < this.order.length; cell++) {
       const code = this.order[cell]!;
       const count = counts[code]!;
-      this.deadCells[cell] = count > 0 ? 0 : 1;
-      let [r, g, b] = countColor(count, max, dead);
+      this.deadCells[cell] = drift || count > 0 ? 0 : 1;
+      let [r, g, b] = drift ? driftColor(drift[code]!, max) : countColor(count, max, dead);
       if (focus && !focus[code]) [r, g, b] = [r, g, b].map((v, c) => Math.round(v * (1 - FADE) + background[c]! * FADE)) as [number, number, number];
       const o = cell * 4;
       img.data[o] = r;

@@ -1,6 +1,7 @@
-// Codebook editor: utilization heatmap of all K codes, summary, rank-frequency plot, the coarse
-// level when the codebook has one, and the detail of a clicked code (image patches that use it,
-// nearest codes). Data comes from the host.
+// Codebook editor: heatmap of all K codes coloured by usage or by training drift (how far each
+// trainable row moved from its frozen row), summary, rank-frequency plot, the coarse level when
+// the codebook has one, and the detail of a clicked code (image patches that use it, nearest
+// codes). Data comes from the host.
 import '../common/elements.js';
 import { codebookProtocol, type CoarseCellView, type CodebookView, type CodeDetail, type CodebookSummary, type DatasetInfo } from '../../common/protocol/codebook.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
@@ -14,14 +15,17 @@ import { drawRankFrequency } from '../common/rank-frequency.js';
 /** Codes of a coarse cell listed by name (the rest are counted). */
 const CELL_CODES_LISTED = 40;
 
+type Colouring = 'usage' | 'drift';
+
 interface ViewState {
   view: ViewTransform | null;
   selected: number | null;
   dataset: string | null;
   coarse: number | null;
+  colour?: Colouring;
 }
 
-const state = loadState<ViewState>({ view: null, selected: null, dataset: null, coarse: null });
+const state = loadState<ViewState>({ view: null, selected: null, dataset: null, coarse: null, colour: 'usage' });
 const host = connect(codebookProtocol, {
   datasets: ({ datasets }) => renderDatasets(datasets, current?.dataset ?? ''),
   fileChanged: () => void start(),
@@ -46,9 +50,17 @@ document.body.append(
   h('main', { class: 'codebook-layout' },
     h('section', { class: 'heatmap-pane' },
       h('canvas', { id: 'heatmap', tabindex: 0, 'aria-label': 'code utilization heatmap' }),
+      h('p', { id: 'drift-note', class: 'muted drift-note', hidden: true }),
       h('div', { class: 'legend' },
-        h('span', { class: 'legend-item' }, h('span', { id: 'dead-swatch', class: 'swatch dead' }), 'dead'),
-        h('span', { class: 'legend-item' }, h('span', { id: 'ramp', class: 'ramp' }), h('span', { id: 'ramp-max' }, 'max')),
+        h('span', { id: 'colour-by', class: 'legend-item', hidden: true },
+          h('label', { for: 'colouring' }, 'Colour by'),
+          h('vscode-single-select', { id: 'colouring', 'aria-label': 'colour the codes by' },
+            h('vscode-option', { value: 'usage' }, 'usage'),
+            h('vscode-option', { value: 'drift' }, 'training drift'),
+          ),
+        ),
+        h('span', { id: 'dead-item', class: 'legend-item' }, h('span', { id: 'dead-swatch', class: 'swatch dead' }), 'dead'),
+        h('span', { id: 'ramp-item', class: 'legend-item' }, h('span', { id: 'ramp-min' }, ''), h('span', { id: 'ramp', class: 'ramp' }), h('span', { id: 'ramp-max' }, 'max')),
         h('span', { class: 'spacer' }),
         h('span', { class: 'hint' }, 'scroll to zoom · drag to pan · click a code'),
         h('vscode-button', { id: 'fit', secondary: true, title: 'Fit to view', icon: 'screen-full' }),
@@ -97,9 +109,42 @@ function renderSummary(s: CodebookSummary): void {
       ...row('perplexity', `${formatInt(s.perplexity)} of ${formatInt(s.k)}`),
       ...row('dead codes', formatInt(s.dead)),
       ...row('atlas', s.atlas),
+      ...driftRows(row),
       ...row('fingerprint', s.fingerprint),
     ),
   );
+}
+
+/** The drift's summary: how many codes training moved, and how far. */
+function driftRows(row: (label: string, value: string) => HTMLElement[]): HTMLElement[] {
+  const distances = current?.drift?.distances;
+  if (!distances?.length) return [];
+  const moved = distances.filter((x) => x > 0).length;
+  const mean = distances.reduce((a, b) => a + b, 0) / distances.length;
+  const max = distances.reduce((a, b) => Math.max(a, b), 0);
+  return [...row('moved by training', `${formatInt(moved)} of ${formatInt(distances.length)} codes`), ...row('drift mean / max', `${mean.toPrecision(3)} / ${max.toPrecision(3)}`)];
+}
+
+/** Colours the heatmap by usage or by training drift; without drift distances (spaces that
+ *  differ) the drift view says why in place of the heatmap. */
+function applyColouring(data: CodebookView): void {
+  const drift = data.drift;
+  byId('colour-by').hidden = !drift;
+  const colour: Colouring = drift && state.colour === 'drift' ? 'drift' : 'usage';
+  (byId('colouring') as unknown as { value: string }).value = colour;
+  const distances = colour === 'drift' ? drift!.distances : null;
+  const note = byId('drift-note');
+  note.hidden = colour !== 'drift' || distances !== null;
+  note.textContent = colour === 'drift' && !distances ? drift!.note : '';
+  byId('heatmap').hidden = byId('ramp-item').hidden = !note.hidden;
+  byId('dead-item').hidden = colour === 'drift';
+  const values = distances ?? data.counts;
+  const max = values.reduce((a, b) => Math.max(a, b), 0);
+  byId('ramp-min').textContent = colour === 'drift' ? '0' : '';
+  byId('ramp-max').textContent = colour === 'drift' ? max.toPrecision(3) : formatInt(max);
+  byId('heatmap').setAttribute('aria-label', colour === 'drift' ? 'training drift heatmap' : 'code utilization heatmap');
+  byId('heatmap').dataset.colour = distances ? 'drift' : 'usage';
+  if (heatmap) heatmap.drift = distances;
 }
 
 function renderDatasets(datasets: DatasetInfo[], selected: string): void {
@@ -112,9 +157,6 @@ function show(data: CodebookView): void {
   current = data;
   renderSummary(data.summary);
   renderDatasets(data.datasets, data.dataset);
-  let max = 0;
-  for (const c of data.counts) if (c > max) max = c;
-  byId('ramp-max').textContent = formatInt(max);
   const canvas = byId<HTMLCanvasElement>('heatmap');
   if (heatmap && data.order.length === Number(canvas.dataset.k)) {
     heatmap.paint(data.counts);
@@ -126,6 +168,7 @@ function show(data: CodebookView): void {
     if (state.view) heatmap.viewport.t = state.view;
     else heatmap.viewport.fit();
   }
+  applyColouring(data);
   heatmap.selected = state.selected !== null && state.selected < data.order.length ? state.selected : null;
   showCoarse(data);
   heatmap.draw();
@@ -231,7 +274,8 @@ function hover(e: MouseEvent): void {
   if (code === null) return tooltip.hide();
   const count = current.counts[code]!;
   const share = current.summary.tokens > 0 ? count / current.summary.tokens : 0;
-  tooltip.show(e.clientX, e.clientY, [`code ${code}`, `count ${formatInt(count)}`, `share ${formatShare(share)}`]);
+  const drift = current.drift?.distances?.[code];
+  tooltip.show(e.clientX, e.clientY, [`code ${code}`, `count ${formatInt(count)}`, `share ${formatShare(share)}`, ...(drift === undefined ? [] : [`drift ${drift.toPrecision(3)}`])]);
 }
 canvas.addEventListener('pointermove', hover);
 // the viewport zooms first (its listener was added first), then the tooltip follows the new cell
@@ -243,6 +287,14 @@ canvas.addEventListener('click', (e) => {
   if (code !== null) void selectCode(code);
 });
 byId('fit').addEventListener('click', () => heatmap?.viewport.fit());
+byId('colouring').addEventListener('change', (e) => {
+  state.colour = (e.target as unknown as { value: string }).value === 'drift' ? 'drift' : 'usage';
+  saveState(state);
+  if (!current || !heatmap) return;
+  applyColouring(current);
+  heatmap.paint();
+  redraw();
+});
 byId('dataset').addEventListener('change', async (e) => {
   const dataset = (e.target as unknown as { value: string }).value;
   if (!current || dataset === current.dataset) return;

@@ -3,7 +3,7 @@
 // the panel and the report agree and every theme reads the same.
 import type { Rgb } from '../../common/colormap.js';
 
-export { countColor, rampColor, deadCodeColor, heatmapColumns, type Rgb } from '../../common/colormap.js';
+export { countColor, driftColor, rampColor, deadCodeColor, heatmapColumns, type Rgb } from '../../common/colormap.js';
 
 /** Any CSS colour as [r, g, b] (drawn on a 1 x 1 canvas and read back: theme colours come as #rgb,
  *  #rrggbbaa, rgb()…), composited on `under` when it is translucent. */

@@ -29,6 +29,9 @@ export function readSettings(d: GenerationSettings): GenerationSettings {
     seed: Math.max(0, Math.round(numberOf('seed-value', d.seed))),
     variations: numberOf('variations-share', 100 * d.variations) / 100,
     upscale: Number(fieldValue('upscale')) || d.upscale,
+    // '' (the null class) or a class number; an n-gram prior leaves the list empty
+    classId: fieldValue('class') === '' ? null : Math.max(0, Math.round(numberOf('class', 0))),
+    priorGuidance: numberOf('prior-guidance', d.priorGuidance),
   };
 }
 
@@ -54,6 +57,7 @@ export function fillForm(s: GenerationSettings, grid: [number, number] | null): 
   setField('seed-value', s.seed);
   setField('variations-share', Math.round(100 * s.variations));
   setField('upscale', s.upscale);
+  setField('prior-guidance', s.priorGuidance);
   if (grid) fillGrid(grid);
 }
 

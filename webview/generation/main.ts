@@ -3,7 +3,8 @@
 // or a diffusion decoder folder (scheduler, steps, guidance); live previews while a diffusion
 // decoder denoises, Cancel, and a gallery of results with their settings and Save as PNG.
 // The page is built in page.ts, read and filled in form.ts; the mask painter is mask.ts, the
-// progress and the gallery results.ts. This file holds the view state and wires them up.
+// progress and the gallery results.ts, an AR prior's grid filling in as it is drawn ar-grid.ts.
+// This file holds the view state and wires them up.
 import '../common/elements.js';
 import {
   generationProtocol, type DecoderInfo, type GenerationMode, type GenerationResult, type GenerationSettings, type GenerationSource, type PriorInfo,
@@ -14,6 +15,7 @@ import { buildPage, showStatus } from './page.js';
 import { fieldValue, fillForm, fillGrid, fillOptions, readGrid, readSettings, setField } from './form.js';
 import { MaskPainter } from './mask.js';
 import { addResult, showProgress } from './results.js';
+import { LiveGrid } from './ar-grid.js';
 
 interface ViewState {
   mode: GenerationMode;
@@ -32,13 +34,25 @@ const state = loadState<ViewState>({ mode: 'decode', source: null, prior: null, 
 let priors: PriorInfo[] = [];
 let decoders: DecoderInfo[] = [];
 let running = false;
+const live = new LiveGrid();
+/** the most classes the Class list offers (ImageNet's 1,000 fit many times over) */
+const MAX_LISTED_CLASSES = 10_000;
 
 const host = connect(generationProtocol, {
   sources: (n) => renderSources(n.sources),
   // a run's progress; anything arriving after its result is stale
   progress: ({ done, total, message, preview }) => running && showProgress(done, total, message, preview),
+  // an AR run's tokens come before its result, also in a Lab re-run (which this page did not start)
+  arStart: ({ grid, ids, cells }) => live.start(grid, ids, cells),
+  arToken: ({ cell, code, done, total }) => {
+    live.token(cell, code, done, total);
+    if (running) showProgress(done, total, `Token ${done} of ${total}`);
+  },
+  result: (r) => showResult(r),
 });
-const showResult = (r: GenerationResult) => addResult(r, (result) => host.request('savePng', { result }));
+function showResult(r: GenerationResult): void {
+  addResult(r, (result) => host.request('savePng', { result }));
+}
 
 buildPage();
 const mask = new MaskPainter(byId<HTMLCanvasElement>('mask'), state, {
@@ -57,8 +71,9 @@ function persist(): void {
 function layout(): void {
   const m = state.mode;
   const diffusion = decoders.find((d) => d.id === fieldValue('decoder'))?.kind === 'diffusion';
+  const conditional = priors.find((p) => p.id === state.prior)?.classes !== undefined;
   const shown: Record<string, boolean> = {
-    source: usesSource(m), prior: usesPrior(m), grid: m === 'sample', variations: m === 'variations', sampling: usesPrior(m),
+    source: usesSource(m), prior: usesPrior(m), ar: usesPrior(m) && conditional, grid: m === 'sample', variations: m === 'variations', sampling: usesPrior(m),
     seed: usesPrior(m) || diffusion, scheduler: diffusion, upscale: !diffusion,
   };
   for (const el of document.querySelectorAll<HTMLElement>('[data-row]')) {
@@ -82,12 +97,22 @@ function renderSources(list: GenerationSource[]): void {
 function renderPriors(list: PriorInfo[], select?: string): void {
   priors = list;
   state.prior = fillOptions('prior', list, select ?? state.prior, (p) => `K = ${p.k}, ${p.grid[0]}×${p.grid[1]}`);
-  if (state.mode === 'sample' && !state.grid) {
-    const p = list.find((x) => x.id === state.prior);
-    if (p) fillGrid(p.grid);
-  }
-  saveState(state);
-  updateGenerate();
+  const p = list.find((x) => x.id === state.prior);
+  // a newly chosen prior brings its own grid
+  if (p && (select !== undefined || (state.mode === 'sample' && !state.grid))) fillGrid(p.grid);
+  renderClasses();
+}
+
+/** The Class list of an AR prior with classes: the null class first, then each by name or number. */
+function renderClasses(): void {
+  const classes = priors.find((x) => x.id === state.prior)?.classes;
+  const items = classes
+    ? [{ id: '', label: 'none (unconditional)' }, ...Array.from({ length: Math.min(classes.count, MAX_LISTED_CLASSES) }, (_, i) => ({ id: String(i), label: classes.names[i] ?? String(i) }))]
+    : [];
+  const chosen = state.settings?.classId;
+  fillOptions('class', items, chosen === null || chosen === undefined ? '' : String(chosen), (t) => (t.id === '' ? 'the null class' : classes?.names[Number(t.id)] ? `class ${t.id}` : ''));
+  if (state.settings) persist();
+  layout();
 }
 
 function renderDecoders(list: DecoderInfo[], select?: string): void {
@@ -119,6 +144,7 @@ async function generate(): Promise<void> {
   updateGenerate();
   byId('cancel').hidden = false;
   byId('live').hidden = true;
+  byId('ar-live').hidden = true;
   showProgress(0, 1, 'Starting…');
   try {
     showResult(await host.request('generate', {
@@ -154,13 +180,13 @@ byId('source').addEventListener('change', () => {
 byId('prior').addEventListener('change', () => {
   state.prior = fieldValue('prior');
   saveState(state);
-  updateGenerate();
+  renderClasses();
 });
 byId('decoder').addEventListener('change', () => {
   persist();
   layout();
 });
-for (const id of ['scheduler', 'steps', 'guidance', 'temperature', 'top-k', 'top-p', 'seed-value', 'variations-share', 'upscale', 'rows', 'cols']) {
+for (const id of ['scheduler', 'steps', 'guidance', 'temperature', 'top-k', 'top-p', 'seed-value', 'variations-share', 'upscale', 'rows', 'cols', 'class', 'prior-guidance']) {
   byId(id).addEventListener('change', persist);
 }
 byId('new-seed').addEventListener('click', () => {
@@ -175,6 +201,11 @@ guarded('add-file', async () => renderSources(await host.request('addTokensFile'
 guarded('open-prior', async () => {
   const before = new Set(priors.map((p) => p.id));
   const list = await host.request('openPrior');
+  renderPriors(list, list.find((p) => !before.has(p.id))?.id);
+});
+guarded('open-ar-prior', async () => {
+  const before = new Set(priors.map((p) => p.id));
+  const list = await host.request('openArPrior');
   renderPriors(list, list.find((p) => !before.has(p.id))?.id);
 });
 guarded('fit-prior', async () => {

@@ -177,7 +177,9 @@ function showReconstruction(r: Reconstruction | null): void {
   const caption = byId('reconstruction-caption');
   img.hidden = !r;
   if (!r) {
-    caption.textContent = 'No reconstruction: this codebook has no pixel atlas yet (run "UniCode²: Refine Trainable Codebook…").';
+    caption.textContent = data?.bounds.atlas === 'trained'
+      ? 'No reconstruction: this codebook\'s trainable half holds trained task embeddings, not pixel patches (decode with a diffusion decoder).'
+      : 'No reconstruction: this codebook has no pixel atlas yet (run "UniCode²: Refine Trainable Codebook…").';
     return;
   }
   img.src = r.image;

@@ -1,5 +1,5 @@
 // `unicode2 build`
-import { COMPUTE, fmt, num, pct, reportSkipped, str, type Command } from '../command.js';
+import { COMPUTE, ENCODER_MODEL, encoderOptions, fmt, num, pct, reportSkipped, str, type Command } from '../command.js';
 import {
   buildCodebook, defaultMemoryMB, CALIBRATION_SAMPLE, CALIBRATION_TARGET, DEFAULTS, EXTERNAL_ENCODER, FLAT_MAX_WORK, MSE_SAMPLE, REFINE_NPROBE, POINTS_PER_CENTROID, REFINE_PASSES,
   type BuildMethod, type CodebookDtype,
@@ -11,7 +11,7 @@ export const build: Command = {
     summary: 'Build a codebook by (utilization-regularized) k-means over patch embeddings.',
     options: {
       images: { kind: 'string', value: 'DIR', help: 'images to embed (a folder or one file)' },
-      embeddings: { kind: 'string', value: 'FILE|DIR', help: 'precomputed embeddings: one .npy (f32/f16) or a folder of shards' },
+      embeddings: { kind: 'string', value: 'FILE|DIR', help: "precomputed embeddings: one .npy (f32/f16), a folder of shards, or a brace list of them ('emb/{0..9}.npy')" },
       k: { kind: 'int', value: 'K', required: true, help: 'number of codes' },
       out: { kind: 'string', value: 'FILE', required: true, help: 'output codebook (.safetensors)' },
       encoder: {
@@ -19,6 +19,7 @@ export const build: Command = {
         value: 'E',
         help: `encoder of the images (default ${DEFAULTS.encoder}), or that made the embeddings (default '${EXTERNAL_ENCODER}': unknown)`,
       },
+      ...ENCODER_MODEL,
       iters: { kind: 'int', value: 'N', help: `k-means iterations (default ${DEFAULTS.iterations})` },
       lambda: { kind: 'number', value: 'X', help: `utilization regularization: pull toward the mean codeword (default ${DEFAULTS.lambda})` },
       seed: { kind: 'int', value: 'S', help: `random seed (default ${DEFAULTS.seed})` },
@@ -53,6 +54,7 @@ export const build: Command = {
         images,
         embeddings: str(a, 'embeddings'),
         encoder: str(a, 'encoder') ?? (images ? DEFAULTS.encoder : EXTERNAL_ENCODER),
+        encoderOptions: encoderOptions(a),
         k: num(a, 'k')!,
         iterations: num(a, 'iters'),
         lambda: num(a, 'lambda'),

@@ -1,5 +1,5 @@
 // `unicode2 embed`
-import { COMPUTE, IMAGES_OPERANDS, imageProgress, listAll, reportSkipped, str, type Command } from '../command.js';
+import { COMPUTE, ENCODER_MODEL, IMAGES_OPERANDS, encoderOptions, imageProgress, listAll, reportSkipped, str, type Command } from '../command.js';
 import { commonGrid, embedImages, indexPathOf, openEncoder, requireSomeImages, writeIndexedNpy, DEFAULTS, ENCODER_SPEC_HELP } from '../../engine/index.js';
 
 export const embed: Command = {
@@ -10,13 +10,14 @@ export const embed: Command = {
     options: {
       out: { kind: 'string', value: 'FILE', required: true, help: 'output .npy' },
       encoder: { kind: 'string', value: 'E', help: `encoder: ${ENCODER_SPEC_HELP} (default ${DEFAULTS.encoder})` },
+      ...ENCODER_MODEL,
       ...COMPUTE,
     },
   },
   async run(ctx) {
     const images = await listAll(ctx.args.operands);
     const out = str(ctx.args, 'out')!;
-    const encoder = await openEncoder(str(ctx.args, 'encoder') ?? DEFAULTS.encoder, await ctx.backend());
+    const encoder = await openEncoder(str(ctx.args, 'encoder') ?? DEFAULTS.encoder, await ctx.backend(), encoderOptions(ctx.args));
     try {
       const r = await embedImages(encoder, images, { signal: ctx.signal, onProgress: imageProgress(ctx, 'embed') });
       requireSomeImages(r.images.length, r.skipped);

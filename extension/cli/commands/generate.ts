@@ -1,18 +1,22 @@
 // `unicode2 generate`: tokens (given, or sampled from a prior) -> image through the atlas or a
 // diffusion decoder folder.
-import { CODEBOOK, COMPUTE, num, parseGrid, readOneGrid, str, type Command } from '../command.js';
+import { CODEBOOK, COMPUTE, num, parseGrid, readOneGrid, str, type Command, type Context } from '../command.js';
 import { SAMPLING, samplingOptions } from './prior.js';
+import { AR_SAMPLING, arSampleOptions, isArPriorFolder, refuseArOptions, withArModel } from './ar-prior.js';
 import {
   ATLAS_DECODER,
   DEFAULTS,
   SCHEDULER_KINDS,
   UserError,
+  checkArMatchesCodebook,
+  checkTokenDecoder,
   checkPriorMatchesCodebook,
   diffusionSettings,
   openTokenDecoder,
   readCodebook,
   readNpy,
   readPrior,
+  sampleArGrid,
   samplePriorGrid,
   writePng,
   f16ToF32,
@@ -20,7 +24,6 @@ import {
   type SampleOptions,
   type SchedulerKind,
 } from '../../engine/index.js';
-import type { ParsedArgs } from '../args.js';
 
 async function readInitNoise(file: string): Promise<{ shape: number[]; data: Float32Array }> {
   const a = await readNpy(file);
@@ -32,15 +35,25 @@ async function readInitNoise(file: string): Promise<{ shape: number[]; data: Flo
 }
 
 /** The grid `generate` decodes: one of --tokens, or sampled from --prior. */
-async function gridToDecode(a: ParsedArgs, cb: Codebook, sampling: SampleOptions): Promise<{ ids: Int32Array; grid: [number, number] }> {
+async function gridToDecode(ctx: Context, cb: Codebook, sampling: SampleOptions): Promise<{ ids: Int32Array; grid: [number, number] }> {
+  const a = ctx.args;
   const tokensFile = str(a, 'tokens');
   if (tokensFile) {
-    for (const name of ['grid', 'temperature', 'top-k', 'top-p']) if (a.options[name] !== undefined) throw new UserError(`--${name} is for --prior`);
+    for (const name of ['grid', 'temperature', 'top-k', 'top-p', ...Object.keys(AR_SAMPLING)]) if (a.options[name] !== undefined) throw new UserError(`--${name} is for --prior`);
     const g = await readOneGrid(tokensFile, num(a, 'index'), cb);
     return { ids: Int32Array.from(g.ids), grid: g.grid };
   }
   if (a.options.index !== undefined) throw new UserError('--index is for --tokens');
   const file = str(a, 'prior')!;
+  if (await isArPriorFolder(file)) {
+    const backend = await ctx.backend();
+    return withArModel(ctx, file, backend.name, async (model) => {
+      checkArMatchesCodebook(model.folder, { k: cb.frozen.rows, fingerprint: cb.fingerprint }, str(a, 'codebook')!);
+      const grid = str(a, 'grid') ? parseGrid('grid', str(a, 'grid')!) : model.folder.sidecar.grid;
+      return { ids: await sampleArGrid(model, grid, arSampleOptions(a, model.folder, sampling, ctx, grid[0] * grid[1])), grid };
+    });
+  }
+  refuseArOptions(a, file);
   const prior = await readPrior(file);
   checkPriorMatchesCodebook(prior, { k: cb.frozen.rows, fingerprint: cb.fingerprint }, file);
   const grid = str(a, 'grid') ? parseGrid('grid', str(a, 'grid')!) : prior.grid;
@@ -55,7 +68,7 @@ export const generate: Command = {
       codebook: CODEBOOK,
       tokens: { kind: 'string', value: 'FILE', help: 'tokens to decode (.json or .npy data set, from tokenize or prior sample)' },
       index: { kind: 'int', value: 'I', help: 'which grid of --tokens (default 0)' },
-      prior: { kind: 'string', value: 'P', help: 'sample the tokens from this prior (.safetensors, from prior fit)' },
+      prior: { kind: 'string', value: 'P', help: 'sample the tokens from this prior: a .safetensors from prior fit, or an autoregressive model folder (README: AR prior)' },
       grid: { kind: 'string', value: 'HxW', help: "with --prior: grid size (default: the prior's training grid)" },
       decoder: {
         kind: 'string',
@@ -68,6 +81,7 @@ export const generate: Command = {
       eta: { kind: 'number', value: 'X', help: `DDIM eta (default ${DEFAULTS.generation.eta})` },
       'init-noise': { kind: 'string', value: 'FILE', help: 'start from these N(0,1) latents (.npy [1, C, h, w]) instead of seeded noise' },
       ...SAMPLING,
+      ...AR_SAMPLING,
       out: { kind: 'string', value: 'FILE', required: true, help: 'output .png' },
       ...COMPUTE,
     },
@@ -88,9 +102,10 @@ export const generate: Command = {
         if (a.options[name] !== undefined) throw new UserError(`--${name} is for a diffusion decoder; the atlas decoder takes none`);
       }
     }
+    await checkTokenDecoder(decoderSpec); // a bad folder is refused before anything loads
     const cb = await readCodebook(str(a, 'codebook')!);
     const sampling = samplingOptions(a);
-    const { ids, grid } = await gridToDecode(a, cb, sampling);
+    const { ids, grid } = await gridToDecode(ctx, cb, sampling);
     const initNoiseFile = str(a, 'init-noise');
     const settings = diffusionSettings({
       scheduler: (str(a, 'scheduler') as SchedulerKind | undefined) ?? DEFAULTS.generation.scheduler,

@@ -1,5 +1,5 @@
 // `unicode2 prior fit | eval | sample`: the built-in token prior (engine/generate/prior/).
-import { COMMON, fmt, num, parseGrid, readOneGrid, str, type Command, type CommandGroup } from '../command.js';
+import { COMMON, fmt, num, parseGrid, readOneGrid, str, type Command, type CommandGroup, type Context } from '../command.js';
 import type { OptionSpec, ParsedArgs } from '../args.js';
 import {
   DEFAULTS,
@@ -19,9 +19,11 @@ import {
   writeTokenJson,
   type SampleOptions,
   type TokenGrid,
+  type TokenPrior,
 } from '../../engine/index.js';
+import { AR_SAMPLING, arDrawer, evaluateArPrior, isArPriorFolder, refuseArOptions, withArModel, type GridDrawer } from './ar-prior.js';
 
-const PRIOR: OptionSpec = { kind: 'string', value: 'P', required: true, help: 'token prior (.safetensors, from prior fit)' };
+const PRIOR: OptionSpec = { kind: 'string', value: 'P', required: true, help: 'token prior: a .safetensors from prior fit, or an autoregressive model folder (README: AR prior)' };
 
 /** Sampling options shared by `prior sample` and `generate --prior`. */
 export const SAMPLING: Record<string, OptionSpec> = {
@@ -97,13 +99,16 @@ const evaluate: Command = {
     options: {
       prior: PRIOR,
       tokens: { kind: 'string', value: 'DATA', required: true, help: 'token data set (.npy) or tokens .json to score' },
+      ngram: { kind: 'string', value: 'P', help: 'with an AR prior folder: the n-gram prior (.safetensors) to compare with (default: one fitted on --tokens itself)' },
       ...COMMON,
     },
   },
   async run(ctx) {
     const file = str(ctx.args, 'prior')!;
-    const prior = await readPrior(file);
     const grids = await readAllGrids(str(ctx.args, 'tokens')!);
+    if (await isArPriorFolder(file)) return evaluateArPrior(ctx, file, grids);
+    if (ctx.args.options.ngram !== undefined) throw new UserError(`--ngram is for an autoregressive prior folder; ${file} is an n-gram prior file`);
+    const prior = await readPrior(file);
     if (grids[0]?.codebook) checkPriorMatchesCodebook(prior, { fingerprint: grids[0].codebook }, file);
     const s = scorePrior(prior, grids);
     return {
@@ -138,44 +143,62 @@ const sample: Command = {
       region: { kind: 'string', value: 'Y0,X0,Y1,X1', help: 'with --tokens: redraw the cells of rows Y0..Y1-1, columns X0..X1-1' },
       variations: { kind: 'number', value: 'F', help: `with --tokens: redraw a seeded random share F of the cells (default ${DEFAULTS.generation.variations} when no --region)` },
       ...SAMPLING,
+      ...AR_SAMPLING,
       ...COMMON,
     },
+    notes: ['An AR prior folder runs on the CPU here; `generate --prior DIR` runs it on --device.'],
   },
   async run(ctx) {
-    const a = ctx.args;
-    const file = str(a, 'prior')!;
-    const prior = await readPrior(file);
-    const options = samplingOptions(a);
-    const tokensFile = str(a, 'tokens');
-    const out = str(a, 'out')!;
-    if (!/\.json$/i.test(out)) throw new UserError(`--out must end in .json, got ${out}`);
-    let grid: TokenGrid;
-    let edited = 0;
-    if (!tokensFile) {
-      for (const editOnly of ['index', 'region', 'variations']) if (a.options[editOnly] !== undefined) throw new UserError(`--${editOnly} needs --tokens`);
-      const size = str(a, 'grid') ? parseGrid('grid', str(a, 'grid')!) : prior.grid;
-      const ids = samplePriorGrid(prior, size, options);
-      grid = { image: `sampled from ${file}`, grid: size, ids: Array.from(ids), codebook: prior.codebook, encoder: '', device: 'cpu' };
-      edited = ids.length;
-    } else {
-      if (a.options.grid !== undefined) throw new UserError('--grid is for new grids; an edited grid keeps the size of --tokens');
-      if (a.options.region !== undefined && a.options.variations !== undefined) throw new UserError('give only one of --region or --variations');
-      const source = await readOneGrid(tokensFile, num(a, 'index'));
-      if (source.codebook) checkPriorMatchesCodebook(prior, { fingerprint: source.codebook }, file);
-      const cells = source.grid[0] * source.grid[1];
-      const region = str(a, 'region');
-      const mask = region ? regionMask(region, source.grid) : variationMask(cells, num(a, 'variations') ?? DEFAULTS.generation.variations, options.seed);
-      const ids = inpaintGrid(prior, source.ids, source.grid, mask, options);
-      edited = mask.reduce((s, m) => s + m, 0);
-      grid = { ...source, image: source.image, ids: Array.from(ids), device: 'cpu' };
-    }
-    await writeTokenJson(out, [grid]);
-    return {
-      json: { out, grid: grid.grid, ids: grid.ids, redrawn: edited, seed: options.seed },
-      text: `wrote ${out} (${grid.grid.join('x')} grid, ${edited} cells drawn from ${file})`,
-    };
+    const file = str(ctx.args, 'prior')!;
+    if (await isArPriorFolder(file)) return withArModel(ctx, file, 'cpu', (model) => sampleGrid(ctx, file, arDrawer(ctx, model)));
+    refuseArOptions(ctx.args, file);
+    return sampleGrid(ctx, file, ngramDrawer(await readPrior(file), file));
   },
 };
+
+function ngramDrawer(prior: TokenPrior, file: string): GridDrawer {
+  return {
+    grid: prior.grid,
+    codebook: prior.codebook,
+    check: (fingerprint) => checkPriorMatchesCodebook(prior, { fingerprint }, file),
+    sample: async (size, options) => samplePriorGrid(prior, size, options),
+    inpaint: async (ids, grid, mask, options) => inpaintGrid(prior, ids, grid, mask, options),
+  };
+}
+
+/** `prior sample` with either kind of prior: a new grid, or an edit of --tokens. */
+async function sampleGrid(ctx: Context, file: string, prior: GridDrawer): Promise<{ json: unknown; text: string }> {
+  const a = ctx.args;
+  const options = samplingOptions(a);
+  const tokensFile = str(a, 'tokens');
+  const out = str(a, 'out')!;
+  if (!/\.json$/i.test(out)) throw new UserError(`--out must end in .json, got ${out}`);
+  let grid: TokenGrid;
+  let edited = 0;
+  if (!tokensFile) {
+    for (const editOnly of ['index', 'region', 'variations']) if (a.options[editOnly] !== undefined) throw new UserError(`--${editOnly} needs --tokens`);
+    const size = str(a, 'grid') ? parseGrid('grid', str(a, 'grid')!) : prior.grid;
+    const ids = await prior.sample(size, options);
+    grid = { image: `sampled from ${file}`, grid: size, ids: Array.from(ids), codebook: prior.codebook, encoder: '', device: 'cpu' };
+    edited = ids.length;
+  } else {
+    if (a.options.grid !== undefined) throw new UserError('--grid is for new grids; an edited grid keeps the size of --tokens');
+    if (a.options.region !== undefined && a.options.variations !== undefined) throw new UserError('give only one of --region or --variations');
+    const source = await readOneGrid(tokensFile, num(a, 'index'));
+    if (source.codebook) prior.check(source.codebook);
+    const cells = source.grid[0] * source.grid[1];
+    const region = str(a, 'region');
+    const mask = region ? regionMask(region, source.grid) : variationMask(cells, num(a, 'variations') ?? DEFAULTS.generation.variations, options.seed);
+    const ids = await prior.inpaint(source.ids, source.grid, mask, options);
+    edited = mask.reduce((s, m) => s + m, 0);
+    grid = { ...source, image: source.image, ids: Array.from(ids), device: 'cpu' };
+  }
+  await writeTokenJson(out, [grid]);
+  return {
+    json: { out, grid: grid.grid, ids: grid.ids, redrawn: edited, seed: options.seed },
+    text: `wrote ${out} (${grid.grid.join('x')} grid, ${edited} cells drawn from ${file})`,
+  };
+}
 
 export const prior: CommandGroup = {
   name: 'prior',

@@ -1,6 +1,7 @@
 // `unicode2 tokenize`
-import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, SEARCH, imageProgress, listAll, reportSkipped, searchOptions, str, type Command } from '../command.js';
-import { commonGrid, readCodebook, requireSomeImages, tokenizeImages, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder, PADDING } from '../../engine/index.js';
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, SEARCH, imageProgress, listAll, reportSkipped, searchOptions, str, type Command, type Context } from '../command.js';
+import { commonGrid, readCodebook, requireSomeImages, tokenizeImages, tokenizeShards, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder, PADDING } from '../../engine/index.js';
+import { isShardRun, shardProgress, shardResult, shardRun, SHARD_OPTIONS } from '../shards.js';
 
 export const tokenize: Command = {
   spec: {
@@ -9,13 +10,15 @@ export const tokenize: Command = {
     operands: IMAGES_OPERANDS,
     options: {
       codebook: CODEBOOK,
-      out: { kind: 'string', value: 'FILE', help: `write .json (per-image grids) or .npy (int32 [N, L] data set + FILE.index.json; rows padded with ${PADDING} when the grids differ); default: print` },
+      out: { kind: 'string', value: 'FILE|DIR/', help: `write .json (per-image grids) or .npy (int32 [N, L] data set + FILE.index.json; rows padded with ${PADDING} when the grids differ); over data-set shards, a folder: DIR/<shard>.tokens.npy each + DIR/manifest.json; default: print` },
       encoder: ENCODER_OVERRIDE,
+      ...SHARD_OPTIONS,
       ...SEARCH,
       ...COMPUTE,
     },
   },
   async run(ctx) {
+    if (isShardRun(ctx)) return tokenizeShardRun(ctx);
     const out = str(ctx.args, 'out');
     if (out && !/\.(json|npy)$/i.test(out)) throw new UserError(`--out must end in .json or .npy, got ${out}`);
     const images = await listAll(ctx.args.operands);
@@ -51,3 +54,18 @@ export const tokenize: Command = {
     }
   },
 };
+
+/** `tokenize SHARDS --out DIR/ [--shard I/N]`: one token data set per shard, and the manifest. */
+async function tokenizeShardRun(ctx: Context): Promise<{ json: unknown; text: string; exitCode: number }> {
+  const run = await shardRun(ctx);
+  const cb = await readCodebook(str(ctx.args, 'codebook')!);
+  const search = searchOptions(ctx.args, cb);
+  const backend = await ctx.backend();
+  const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
+  try {
+    const summary = await tokenizeShards(cb, encoder, backend, { ...run, control: { signal: ctx.signal, search }, onShard: shardProgress(ctx, 'tokenize shards') });
+    return shardResult(summary, run.out);
+  } finally {
+    await encoder.dispose();
+  }
+}

@@ -24,7 +24,7 @@ import { codebookFingerprint, inMemory, writeCodebook } from '../codebook/codebo
 import { corpusInputFingerprint, extractCorpus } from '../embed/corpus.js';
 import { embedImages, imageAtRow, requireSomeImages, type SkippedImage } from '../embed/embed.js';
 import { gatherRows, matrixSource, shardSource, subsetSource, type RowSource } from '../embed/embedding-source.js';
-import { ENCODER_KINDS, EXTERNAL_ENCODER, openEncoder, type Encoder, type EncoderDescriptor } from '../embed/encoders/index.js';
+import { ENCODER_KINDS, EXTERNAL_ENCODER, openEncoder, type Encoder, type EncoderDescriptor, type EncoderOptions } from '../embed/encoders/index.js';
 import { PhaseClock } from '../core/eta.js';
 import { throwIfCancelled, UserError } from '../../../common/errors.js';
 import { f16ToF32, f32ToF16 } from '../../../common/half.js';
@@ -45,6 +45,8 @@ export interface BuildRequest {
   images?: string;
   embeddings?: string;
   encoder: string;
+  /** a model's precision and hidden layer (--precision, --layer) */
+  encoderOptions?: EncoderOptions;
   k: number;
   iterations?: number;
   lambda?: number;
@@ -211,7 +213,7 @@ async function build(req: BuildRequest, backend: ComputeBackend, control: BuildC
   const job = buildJob(req, backend, control, clock);
   const input = req.images
     ? await embeddingsFromImages(req, backend, { signal: control.signal, onProgress: job.report })
-    : await embeddingsFromFiles(req.embeddings!, req.encoder, backend);
+    : await embeddingsFromFiles(req.embeddings!, req.encoder, req.encoderOptions, backend);
   const { source } = input;
   const trainingRows = req.sample !== undefined && req.sample < source.rows ? req.sample : source.rows;
   if (req.k > trainingRows) {
@@ -496,7 +498,7 @@ async function embeddingsFromImages(req: BuildRequest, backend: ComputeBackend, 
   const source = req.images!;
   const images = await listImages(source);
   if (images.length === 0) throw new UserError(`no images found in ${source}`);
-  const encoder = await openEncoder(req.encoder, backend);
+  const encoder = await openEncoder(req.encoder, backend, req.encoderOptions);
   try {
     const onProgress = stepsOf('embed', control.onProgress);
     const limit = req.inMemoryCorpusBytes ?? IN_MEMORY_CORPUS_BYTES;
@@ -572,14 +574,14 @@ async function embedOnDisk(encoder: Encoder, images: string[], out: string, cont
   };
 }
 
-async function embeddingsFromFiles(source: string, encoderSpec: string, backend: ComputeBackend): Promise<Input> {
+async function embeddingsFromFiles(source: string, encoderSpec: string, options: EncoderOptions | undefined, backend: ComputeBackend): Promise<Input> {
   const rows = await shardSource(source);
   if (rows.rows === 0) throw new UserError(`${source} holds no vectors`);
   const input = { source: rows, load: () => readEmbeddings(source), skipped: [], cleanUp: async () => undefined };
   if (encoderSpec === EXTERNAL_ENCODER) {
     return { ...input, encoder: { kind: 'onnx', id: EXTERNAL_ENCODER, patch: 0, inputSize: [0, 0], d: rows.cols, resize: 'stretch' } };
   }
-  const encoder = await openEncoder(encoderSpec, backend);
+  const encoder = await openEncoder(encoderSpec, backend, options);
   try {
     if (encoder.d !== rows.cols) {
       throw new UserError(`embeddings in ${source} have d=${rows.cols} but encoder '${encoder.descriptor.id}' gives d=${encoder.d}`);

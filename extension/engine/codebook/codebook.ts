@@ -24,7 +24,7 @@ import { readSafetensorsIndex, readTensors, writeSafetensors, type SafetensorsIn
 import { f16ToF32, f32ToF16 } from '../../../common/half.js';
 
 export const CODEBOOK_FORMAT_VERSION = 1;
-const ATLAS_KINDS: readonly CodebookMeta['atlas'][] = ['dct', 'refined', 'none'];
+const ATLAS_KINDS: readonly CodebookMeta['atlas'][] = ['dct', 'refined', 'none', 'trained'];
 
 export interface CodebookMeta {
   formatVersion: 1;
@@ -37,8 +37,9 @@ export interface CodebookMeta {
   corpusFingerprint: string;
   /** what trainable holds: 'dct' = initialized from frozen (DCT encoder: frozen rows are pixel
    *  patches in DCT space), 'refined' = mean pixel patches fitted by refineAtlas, 'none' = not an
-   *  atlas yet (ONNX encoders before refine) */
-  atlas: 'dct' | 'refined' | 'none';
+   *  atlas yet (ONNX encoders before refine; trainable is frozen's copy), 'trained' = task
+   *  embeddings imported from a training run that started them from frozen (import-trainable.ts) */
+  atlas: 'dct' | 'refined' | 'none' | 'trained';
   createdAt: string;
   /** codebooks with a coarse level: the IVF search's calibrated nprobe (engine/search/search.ts
    *  calibrateNprobe), and the recall@1 it reached on its calibration sample */
@@ -52,6 +53,17 @@ export interface CoarseLevel {
   centroids: Matrix;
   /** each code's coarse cell, in [0, K1) */
   assign: Int32Array;
+}
+
+/** Whether trainable's rows are pixel patches (DCT space) the atlas decoder can draw. */
+export function hasPixelAtlas(meta: CodebookMeta): boolean {
+  return meta.atlas === 'dct' || meta.atlas === 'refined';
+}
+
+/** Whether trainable row k started as frozen row k (so their distance is how far it moved): a
+ *  refined atlas was fitted from images instead. */
+export function trainableStartsAsFrozen(meta: CodebookMeta): boolean {
+  return meta.atlas !== 'refined';
 }
 
 /** A [rows x cols] table whose values may still be in the file: `load()` reads them once (f16
@@ -99,7 +111,8 @@ function fail(file: string, problem: string): never {
   throw new UserError(`${file}: ${problem}`);
 }
 
-function checkFinite(file: string, name: string, table: CodebookData): void {
+/** Refuses a table holding NaN or an infinity, naming the first row that does. */
+export function checkFinite(file: string, name: string, table: CodebookData): void {
   if (isHalf(table)) {
     const h = table.half;
     for (let i = 0; i < h.length; i++) {

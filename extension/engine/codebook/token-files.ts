@@ -14,6 +14,12 @@ import { writeFileAtomic } from '../io/atomic-write.js';
 import { readJsonFile } from '../io/files.js';
 import { indexPathOf, readIndexedNpy, writeIndexedNpy, type DataCheck } from '../io/formats/npy-index.js';
 import { checkGridSize, MAX_JSON_BYTES } from '../core/limits.js';
+import { readShardManifest, SHARD_MANIFEST } from '../io/shard-job.js';
+import { promises as fs } from 'node:fs';
+import { basename, join } from 'node:path';
+
+/** The name of a shard's token data set in a sharded output: `<shard name>.tokens.npy`. */
+export const TOKENS_SUFFIX = '.tokens.npy';
 
 /** What a search run was, as token files record it. nprobe is null for exact search. */
 export interface SearchInfo {
@@ -58,11 +64,19 @@ export function commonGrid(grids: readonly (readonly [number, number])[]): [numb
   return first && grids.every((g) => g[0] === first[0] && g[1] === first[1]) ? [first[0], first[1]] : null;
 }
 
+export interface DatasetOptions {
+  /** what the index records when there are no grids to take it from (a shard whose images were
+   *  all skipped: an empty [0, 0] data set) */
+  identity?: Pick<TokenGrid, 'codebook' | 'encoder' | 'device' | 'search'>;
+  /** more fields for the index (a shard's data set: the shard, its skipped samples, their text) */
+  extra?: Record<string, unknown>;
+}
+
 /** Writes results as an int32 .npy plus `<path>.index.json`, as one pair: [N, L] with the one
  *  `grid` when the grids agree, else [N, Lmax] padded with PADDING and each image's grid in
  *  `grids`. */
-export async function writeTokenDataset(path: string, results: TokenGrid[]): Promise<{ shape: [number, number]; grid: [number, number] | null }> {
-  const first = results[0];
+export async function writeTokenDataset(path: string, results: TokenGrid[], options: DatasetOptions = {}): Promise<{ shape: [number, number]; grid: [number, number] | null }> {
+  const first = results[0] ?? options.identity;
   if (!first) throw new UserError('no token grids to write');
   const grid = commonGrid(results.map((r) => r.grid));
   const width = results.reduce((n, r) => Math.max(n, r.ids.length), 0); // no spread: N may be millions
@@ -75,6 +89,7 @@ export async function writeTokenDataset(path: string, results: TokenGrid[]): Pro
     encoder: first.encoder,
     device: first.device,
     ...(first.search && { search: first.search }),
+    ...options.extra,
   };
   await writeIndexedNpy(path, { shape: [results.length, width], dtype: 'int32', data }, index);
   return { shape: [results.length, width], grid };
@@ -90,7 +105,28 @@ export async function writeTokenJson(path: string, results: TokenGrid[]): Promis
  *  with its index (either form). Every grid is checked for shape and size (limits.ts) and its ids
  *  for being integers; whether they fit a codebook is checkTokensMatchCodebook's job. */
 export async function readTokenGrids(path: string): Promise<TokenGrid[]> {
+  if (await isShardManifest(path)) return readManifestGrids(path);
   return path.toLowerCase().endsWith('.npy') ? readDatasetGrids(path) : readJsonGrids(path);
+}
+
+/** Whether `path` is a sharded tokenize output: its manifest.json, or a folder holding one (any
+ *  other folder is refused as a tokens file, by the readers below). */
+async function isShardManifest(path: string): Promise<boolean> {
+  if (basename(path) === SHARD_MANIFEST) return true;
+  if ((await fs.stat(path).catch(() => null))?.isDirectory() !== true) return false;
+  return (await fs.stat(join(path, SHARD_MANIFEST)).catch(() => null)) !== null;
+}
+
+/** The token data sets of a sharded tokenize output (`--out DIR/`), shard after shard, as one. */
+async function readManifestGrids(path: string): Promise<TokenGrid[]> {
+  const { outputs } = await readShardManifest(path);
+  const grids: TokenGrid[] = [];
+  for (const files of outputs) {
+    for (const file of files.filter((f) => f.endsWith(TOKENS_SUFFIX))) {
+      for (const g of await readDatasetGrids(file)) grids.push(g); // no spread: a shard may hold many
+    }
+  }
+  return grids;
 }
 
 /**

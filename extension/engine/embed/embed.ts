@@ -7,7 +7,7 @@
 // it. Search treats rows alike, so one block per batch serves any mix of shapes.
 import type { Matrix } from '../../../native-gpu/backend.js';
 import { imageGrid, type Encoder } from './encoders/index.js';
-import type { RgbImage } from './image.js';
+import { inputName, type ImageInput, type RgbImage } from './image.js';
 import { stackRows } from '../core/sampling.js';
 import * as os from 'node:os';
 import { CancelledError, UserError, throwIfCancelled } from '../../../common/errors.js';
@@ -52,75 +52,108 @@ export interface BatchControl {
  *  batch of 384x384 inputs stays well under a hundred MB. */
 export const IMAGE_BATCH = 8;
 
+/** Images as a data-set shard streams them: read batch by batch, never listed whole. */
+export type ImageStream = AsyncIterable<ImageInput>;
+
+/** What the batch runners take: files and images in memory listed up front, or a stream. */
+export type Images = readonly ImageInput[] | ImageStream;
+
+/** `images` in batches of IMAGE_BATCH, in order. */
+async function* batchesOf(images: Images): AsyncGenerator<ImageInput[]> {
+  let batch: ImageInput[] = [];
+  for await (const image of images) {
+    batch.push(image);
+    if (batch.length === IMAGE_BATCH) yield batch.splice(0);
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/** The (done, total) progress of a run over `images`: a stream's total is not known, so only a
+ *  list reports. */
+function progressOf(images: Images, control: BatchControl): (done: number) => void {
+  const total = Array.isArray(images) ? images.length : -1;
+  return (done) => {
+    if (total >= 0) control.onProgress?.(Math.min(done, total), total);
+  };
+}
+
 /** Encodes `images` in batches and hands each batch to `onBatch`, in order. */
 export async function forEachEncodedBatch(
   encoder: Encoder,
-  images: string[],
+  images: Images,
   onBatch: (batch: EncodedBatch) => Promise<void> | void,
   control: BatchControl = {},
 ): Promise<{ skipped: SkippedImage[] }> {
-  if (control.parallel && images.length > IMAGE_BATCH) return forEachInWorkers(encoder, images, onBatch, control);
+  const listed = Array.isArray(images) ? (images as readonly ImageInput[]) : null;
+  if (control.parallel && (!listed || listed.length > IMAGE_BATCH)) return forEachInWorkers(encoder, images, onBatch, control);
   const skipped: SkippedImage[] = [];
-  control.onProgress?.(0, images.length);
-  for (let start = 0; start < images.length; start += IMAGE_BATCH) {
+  const progress = progressOf(images, control);
+  let done = 0;
+  progress(0);
+  for await (const batch of batchesOf(images)) {
     throwIfCancelled(control.signal);
-    const paths: string[] = [];
+    const names: string[] = [];
     const pixels: RgbImage[] = [];
-    for (const path of images.slice(start, start + IMAGE_BATCH)) {
+    for (const image of batch) {
       try {
-        pixels.push(await encoder.load(path));
-        paths.push(path);
+        pixels.push(await encoder.load(image));
+        names.push(inputName(image));
       } catch (err) {
         if (err instanceof CancelledError) throw err;
-        skipped.push({ path, reason: err instanceof Error ? err.message : String(err) });
+        skipped.push({ path: inputName(image), reason: err instanceof Error ? err.message : String(err) });
       }
     }
     if (pixels.length > 0) {
       const embeddings = await encoder.encode(pixels, { signal: control.signal });
-      await onBatch({ images: paths, grids: pixels.map((img) => imageGrid(img, encoder.patch)), embeddings });
+      await onBatch({ images: names, grids: pixels.map((img) => imageGrid(img, encoder.patch)), embeddings });
     }
-    control.onProgress?.(Math.min(start + IMAGE_BATCH, images.length), images.length);
+    progress((done += batch.length));
   }
   return { skipped };
 }
 
 /** forEachEncodedBatch with decoding (and the DCT) in a pool of worker threads: same batches,
  *  same results, same order; the main thread searches one batch while the workers prepare the
- *  next ones. */
+ *  next ones (and, for a stream, reads the batches after those). */
 async function forEachInWorkers(
   encoder: Encoder,
-  images: string[],
+  images: Images,
   onBatch: (batch: EncodedBatch) => Promise<void> | void,
   control: BatchControl,
 ): Promise<{ skipped: SkippedImage[] }> {
   const { resize, dctPatch } = encoder.offload;
-  const batches: string[][] = [];
-  for (let start = 0; start < images.length; start += IMAGE_BATCH) batches.push(images.slice(start, start + IMAGE_BATCH));
-  const pool = new EncodePool(Math.min(os.availableParallelism(), batches.length));
+  const listed = Array.isArray(images) ? (images as readonly ImageInput[]) : null;
+  const batches = batchesOf(images);
+  const pool = new EncodePool(Math.min(os.availableParallelism(), listed ? Math.ceil(listed.length / IMAGE_BATCH) : Infinity));
   const depth = pool.size * QUEUED_PER_WORKER;
   const replies: Promise<EncodeReply>[] = [];
-  const post = (i: number): void => {
-    const reply = pool.submit(i, { paths: batches[i]!, resize, ...(dctPatch && { dctPatch }) });
+  const post = async (): Promise<void> => {
+    const next = await batches.next();
+    if (next.done) return;
+    const reply = pool.submit(replies.length, { images: next.value, resize, ...(dctPatch && { dctPatch }) });
     reply.catch(() => undefined); // awaited in order below; a failure there is what reports it
-    replies[i] = reply;
+    replies.push(reply);
   };
   const skipped: SkippedImage[] = [];
-  control.onProgress?.(0, images.length);
+  const progress = progressOf(images, control);
+  let done = 0;
+  progress(0);
   try {
-    for (let i = 0; i < Math.min(depth, batches.length); i++) post(i);
-    for (let i = 0; i < batches.length; i++) {
+    for (let i = 0; i < depth; i++) await post();
+    for (let i = 0; i < replies.length; i++) {
       throwIfCancelled(control.signal);
       const reply = await replies[i]!;
-      if (i + depth < batches.length) post(i + depth);
+      await post();
       skipped.push(...reply.skipped);
       if (reply.images.length > 0) {
         const grids = reply.sizes.map(([height, width]) => imageGrid({ width, height }, encoder.patch));
         const embeddings = dctPatch ? { rows: reply.data.length / encoder.d, cols: encoder.d, data: reply.data } : await encoder.encode(pixelsOf(reply), { signal: control.signal });
         await onBatch({ images: reply.images, grids, embeddings });
       }
-      control.onProgress?.(Math.min((i + 1) * IMAGE_BATCH, images.length), images.length);
+      progress((done += reply.images.length + reply.skipped.length));
     }
   } finally {
+    await batches.return(undefined);
     await pool.close();
   }
   return { skipped };
@@ -140,7 +173,7 @@ function pixelsOf(reply: EncodeReply): RgbImage[] {
  *  grid: image i's rows follow image i - 1's. */
 export async function embedImages(
   encoder: Encoder,
-  images: string[],
+  images: Images,
   control: BatchControl = {},
 ): Promise<{ embeddings: Matrix; images: string[]; grids: [number, number][]; skipped: SkippedImage[] }> {
   const parts: Matrix[] = [];

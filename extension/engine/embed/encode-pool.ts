@@ -8,13 +8,15 @@
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import type { KeepAspect, ResizeTo } from './image.js';
+import type { ImageInput, KeepAspect, ResizeTo } from './image.js';
 import type { SkippedImage } from './embed.js';
+import type { ProcessorResize } from './encoders/pil-resize.js';
 
 export interface EncodeTask {
   id: number;
-  paths: string[];
-  resize: ResizeTo | KeepAspect;
+  /** files, or images in memory (a shard's members) */
+  images: ImageInput[];
+  resize: ResizeTo | KeepAspect | ProcessorResize;
   /** DCT patch size: the worker returns DCT rows instead of pixels */
   dctPatch?: number;
 }

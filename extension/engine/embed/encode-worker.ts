@@ -4,7 +4,7 @@
 // reply carries the images that could be read, those skipped (with why), and one Float32Array
 // (transferred, not copied): their DCT rows, or their planar pixels for the main thread's encoder.
 import { parentPort } from 'node:worker_threads';
-import { loadImage } from './image.js';
+import { inputName, loadImage } from './image.js';
 import { dctPatches } from '../../../native-gpu/cpu/dct.js';
 import type { EncodeTask, EncodeReply } from './encode-pool.js';
 
@@ -22,10 +22,11 @@ async function run(task: EncodeTask): Promise<EncodeReply> {
   const sizes: [number, number][] = [];
   const skipped: { path: string; reason: string }[] = [];
   const parts: Float32Array[] = [];
-  for (const path of task.paths) {
+  for (const image of task.images) {
+    const path = inputName(image);
     let pixels;
     try {
-      pixels = await loadImage(path, task.resize);
+      pixels = await loadImage(image, task.resize);
     } catch (err) {
       skipped.push({ path, reason: err instanceof Error ? err.message : String(err) });
       continue;

@@ -4,7 +4,8 @@
 // "on paper", not "on black"). Resizing either stretches to the exact size asked (ResizeTo: 'fill',
 // as the Hugging Face image processors do with do_resize and a {height, width} size), or keeps the
 // photo's shape (KeepAspect: the short side to a set size, the long side following the photo), or
-// only shrinks it to fit a box (FitWithin: for showing a photo as it is). cropPatch, upscale and
+// only shrinks it to fit a box (FitWithin: for showing a photo as it is), or resizes and crops it
+// as a model's image processor does, with PIL's filters (ProcessorResize: encoders/pil-resize.ts). cropPatch, upscale and
 // resample work on engine images in memory, for what the panels and the Lab show.
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -13,6 +14,7 @@ import { writeFileAtomic } from '../io/atomic-write.js';
 import { onFile, requireRegularFile } from '../io/files.js';
 import { MAX_IMAGE_PIXELS } from '../core/limits.js';
 import { UserError } from '../../../common/errors.js';
+import { processorResize, type ProcessorResize } from './encoders/pil-resize.js';
 
 export interface RgbImage {
   /** planar [3, H, W], values in [0, 1] */
@@ -85,15 +87,42 @@ function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
 }
 
-/** The decoding pipeline of an image file, as every reader starts it: EXIF orientation applied,
+/** An image already in memory: a member of a data-set shard, named by its key. */
+export interface EncodedImage {
+  name: string;
+  bytes: Uint8Array;
+}
+
+/** What the readers take: an image file's path, or an image's bytes. */
+export type ImageInput = string | EncodedImage;
+
+/** The name an image goes by in results and messages: its path, or its key in a shard. */
+export function inputName(image: ImageInput): string {
+  return typeof image === 'string' ? image : image.name;
+}
+
+/** sharp over a file (checked to be a regular file first) or over bytes in memory. */
+async function sharpOf(image: ImageInput, options: Sharp.SharpOptions): Promise<Sharp.Sharp> {
+  if (typeof image !== 'string') {
+    try {
+      return sharp()(image.bytes, options);
+    } catch (err) {
+      // sharp refuses some bytes (an empty member) as it opens them, before any decode
+      throw new UserError(`${image.name}: cannot read image (${firstLine(err)})`);
+    }
+  }
+  // libvips opens the path itself: a FIFO would block it forever, a folder fails obscurely.
+  await requireRegularFile(image, 'an image file');
+  return sharp()(image, options);
+}
+
+/** The decoding pipeline of an image, as every reader starts it: EXIF orientation applied,
  *  alpha flattened onto white, sRGB. `sequential` lets libvips stream the decode (it reads each
  *  row once), for pipelines that only shrink. */
-async function openImage(file: string, sequential = false): Promise<Sharp.Sharp> {
-  // libvips opens the path itself: a FIFO would block it forever, a folder fails obscurely.
-  await requireRegularFile(file, 'an image file');
+async function openImage(image: ImageInput, sequential = false): Promise<Sharp.Sharp> {
   // The pixel limit is checked from the header, before decoding: a small file can announce a
   // decompression bomb.
-  return sharp()(file, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error', sequentialRead: sequential })
+  return (await sharpOf(image, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error', sequentialRead: sequential }))
     .rotate() // apply the EXIF orientation, then drop the tag
     .flatten({ background: '#ffffff' })
     .toColourspace('srgb');
@@ -113,22 +142,24 @@ async function decoded<T>(file: string, run: () => Promise<T>): Promise<T> {
 }
 
 /** [width, height] of an image file as shown (EXIF orientation applied), from its header. */
-export async function imageSize(file: string): Promise<{ width: number; height: number }> {
-  await requireRegularFile(file, 'an image file');
-  const { autoOrient } = await decoded(file, () => sharp()(file, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' }).metadata());
+export async function imageSize(image: ImageInput): Promise<{ width: number; height: number }> {
+  const reader = await sharpOf(image, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' });
+  const { autoOrient } = await decoded(inputName(image), () => reader.metadata());
   return autoOrient;
 }
 
-export async function loadImage(file: string, size?: ResizeTo | FitWithin | KeepAspect): Promise<RgbImage> {
+// long: one decode pipeline with its five kinds of resize
+export async function loadImage(image: ImageInput, size?: ResizeTo | FitWithin | KeepAspect | ProcessorResize): Promise<RgbImage> {
+  const file = inputName(image);
   if (size && 'width' in size && !(Number.isInteger(size.width) && Number.isInteger(size.height) && size.width > 0 && size.height > 0)) {
     throw new Error(`loadImage: bad target size ${size.width}x${size.height}`);
   }
   if (size && 'within' in size && !(Number.isInteger(size.within) && size.within > 0 && (size.aspect === undefined || size.aspect > 0))) {
     throw new Error(`loadImage: bad target size ${size.within} (aspect ${size.aspect})`);
   }
-  let pipeline = await openImage(file);
+  let pipeline = await openImage(image);
   if (size && 'within' in size && size.aspect) {
-    const { width, height } = await imageSize(file);
+    const { width, height } = await imageSize(image);
     // the largest box of that ratio inside the photo, then no larger than `within`
     const crop = { width: Math.min(width, height * size.aspect), height: Math.min(height, width / size.aspect) };
     const scale = Math.min(1, size.within / Math.max(crop.width, crop.height));
@@ -137,19 +168,19 @@ export async function loadImage(file: string, size?: ResizeTo | FitWithin | Keep
   } else if (size && 'within' in size) {
     pipeline = pipeline.resize(size.within, size.within, { fit: 'inside', withoutEnlargement: true, kernel: 'lanczos3' });
   } else if (size && 'shortSide' in size) {
-    const photo = await imageSize(file);
+    const photo = await imageSize(image);
     const target = keepAspectSize(photo.width, photo.height, size);
     pipeline = pipeline.resize(target.width, target.height, { fit: 'cover', position: 'centre', kernel: KERNELS[size.resample ?? 'bicubic'] });
-  } else if (size) {
+  } else if (size && 'width' in size) {
     pipeline = pipeline.resize(size.width, size.height, { fit: 'fill', kernel: KERNELS[size.resample ?? 'bicubic'] });
   }
   const raw = await decoded(file, () => pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true }));
-  const { width, height, channels } = raw.info;
-  if (channels !== 3) throw new Error(`loadImage: expected 3 channels after conversion, got ${channels}`);
+  if (raw.info.channels !== 3) throw new Error(`loadImage: expected 3 channels after conversion, got ${raw.info.channels}`);
+  // A model's image processor resizes the decoded 8-bit image with PIL's filters (pil-resize.ts).
+  const { width, height, bytes } = size && 'processor' in size ? processorResize({ bytes: raw.data, ...raw.info }, size) : { ...raw.info, bytes: raw.data };
   // Interleaved bytes (HWC) -> planar floats (CHW).
   const plane = width * height;
   const data = new Float32Array(3 * plane);
-  const bytes = raw.data;
   for (let i = 0; i < plane; i++) {
     data[i] = bytes[3 * i] / 255;
     data[plane + i] = bytes[3 * i + 1] / 255;

@@ -5,7 +5,7 @@
 // closed form: the mean pixel patch of everything a code was assigned, the least-squares best
 // patch for that code on that corpus. The DCT is linear, so the mean is taken in DCT space.
 import type { ComputeBackend, Matrix } from '../../../native-gpu/backend.js';
-import { inMemory, type Codebook } from '../codebook/codebook.js';
+import { hasPixelAtlas, inMemory, type Codebook } from '../codebook/codebook.js';
 import { rowsF32 } from '../../../native-gpu/tables.js';
 import { forEachEncodedBatch, type BatchControl } from '../embed/embed.js';
 import type { Encoder } from '../embed/encoders/index.js';
@@ -13,7 +13,7 @@ import { REMEDIES, UserError } from '../../../common/errors.js';
 import { checkEncoderMatches } from '../search/tokenize.js';
 import { checkTokenIds } from '../../../native-gpu/token-ids.js';
 import { checkGridSize } from '../core/limits.js';
-import type { RgbImage } from '../embed/image.js';
+import { inputName, type RgbImage } from '../embed/image.js';
 
 function atlasPatch(cb: Codebook): number {
   const p = cb.meta.encoder.patch;
@@ -25,7 +25,8 @@ function atlasPatch(cb: Codebook): number {
 
 /** Token grid -> image, pixels clamped to [0, 1]. */
 export async function decodeTokens(cb: Codebook, ids: Int32Array, grid: [number, number], backend: ComputeBackend): Promise<RgbImage> {
-  if (cb.meta.atlas === 'none') throw new UserError('this codebook has no pixel atlas yet', REMEDIES.refineFirst);
+  if (cb.meta.atlas === 'trained') throw new UserError("this codebook's trainable half holds trained task embeddings, not pixel patches: decode its tokens with a diffusion decoder");
+  if (!hasPixelAtlas(cb.meta)) throw new UserError('this codebook has no pixel atlas yet', REMEDIES.refineFirst);
   const p = atlasPatch(cb);
   checkGridSize(grid, 'token grid'); // before anything is allocated for it
   const [gridH, gridW] = grid;
@@ -67,7 +68,7 @@ async function sumPatches(cb: Codebook, encoder: Encoder, images: string[], back
     ...encoder,
     load: async (file) => {
       const img = await encoder.load(file);
-      loaded.set(file, img);
+      loaded.set(inputName(file), img);
       return img;
     },
   };
@@ -117,6 +118,8 @@ export async function refineAtlas(
   backend: ComputeBackend,
   control: BatchControl = {},
 ): Promise<Codebook> {
+  // the trained half came from a training run: refining would overwrite it with pixel patches
+  if (cb.meta.atlas === 'trained') throw new UserError("this codebook's trainable half holds trained task embeddings (codebook import-trainable): refining would replace them; refine a copy made before the import");
   checkEncoderMatches(cb, encoder);
   const p = encoder.patch;
   const [height, width] = encoder.inputSize;

@@ -8,6 +8,7 @@ import { decodeTokens } from './atlas.js';
 import type { Codebook } from '../codebook/codebook.js';
 import { DEFAULTS } from '../core/defaults.js';
 import { openDiffusionDecoder, type DiffusionControl, type DiffusionDecoder } from './diffusion/decoder.js';
+import { readDiffusionFolder } from './diffusion/folder.js';
 import type { SchedulerKind } from './diffusion/schedulers.js';
 import type { RgbImage } from '../embed/image.js';
 import { checkGridSize } from '../core/limits.js';
@@ -46,6 +47,12 @@ export interface TokenDecoder {
 export function diffusionSettings(over: Partial<DiffusionSettings> = {}): DiffusionSettings {
   const g = DEFAULTS.generation;
   return { scheduler: g.scheduler, steps: g.steps, guidance: g.guidance, eta: g.eta, seed: DEFAULTS.seed, ...over };
+}
+
+/** Checks a decoder spec's files and configurations without loading anything (no backend, no
+ *  model): a run can refuse a bad folder at once, before it opens the rest. */
+export async function checkTokenDecoder(spec: string): Promise<void> {
+  if (spec !== ATLAS_DECODER) await readDiffusionFolder(spec);
 }
 
 /** 'atlas' or a diffusers ONNX export folder. ONNX models run on the backend's device. */

@@ -94,10 +94,13 @@ async function removeStale(file: string, staleText: string): Promise<void> {
   await fs.rm(aside, { force: true });
 }
 
+/** The refusal of a lock a live job holds (waitForOutputLock waits these out). */
+class LockHeld extends UserError {}
+
 /** The refusal: a job of this process (another job of the same VS Code window) or of another. */
 function refusal(holder: Holder, output: string): UserError {
   const mine = holder.pid === process.pid;
-  return new UserError(mine ? `a ${holder.job} into ${output} is already running` : `another ${holder.job} is writing ${output} (pid ${holder.pid})`, {
+  return new LockHeld(mine ? `a ${holder.job} into ${output} is already running` : `another ${holder.job} is writing ${output} (pid ${holder.pid})`, {
     cli: 'wait for it or choose another output',
     vscode: mine ? 'wait for it to finish or cancel it' : 'wait for it to finish',
   });
@@ -143,5 +146,19 @@ export async function withOutputLock<T>(output: string, job: string, work: () =>
     return await work();
   } finally {
     await lock.release();
+  }
+}
+
+/** lockOutput for a short shared step (several processes merging into one manifest): a lock held
+ *  by a live job is waited for, up to `waitMs`, instead of refused. */
+export async function waitForOutputLock(output: string, job: string, waitMs: number): Promise<OutputLock> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await lockOutput(output, job);
+    } catch (err) {
+      if (!(err instanceof LockHeld) || Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 40));
+    }
   }
 }

@@ -1,9 +1,10 @@
 // What the Codebook panel shows about the codes beyond their counts: a code's nearest codewords,
-// and the coarse level of an IVF codebook (its cells, each cell's codes and how much they are used).
+// the coarse level of an IVF codebook (its cells, each cell's codes and how much they are used), and
+// how far training moved each code's trainable row from its frozen row.
 import type { ComputeBackend } from '../../../native-gpu/backend.js';
 import { rowsF32 } from '../../../native-gpu/tables.js';
 import { cellMembers } from '../../../native-gpu/ivf.js';
-import type { Codebook } from '../codebook/codebook.js';
+import { trainableStartsAsFrozen, type Codebook } from '../codebook/codebook.js';
 import { UserError } from '../../../common/errors.js';
 
 /** codewords compared per backend call (f16 tables are decoded a block at a time) */
@@ -65,4 +66,36 @@ export function coarseCells(cb: Codebook, counts: ArrayLike<number>): CoarseCell
     }
     return { cell, codes, tokens, used };
   });
+}
+
+/** How far training moved each code: the L2 distance between trainable row k and frozen row k,
+ *  its initialization. Null distances, with the reason, when the two rows do not share a space. */
+export interface TrainingDrift {
+  distances: Float64Array | null;
+  /** what the distances are, or why there are none */
+  note: string;
+}
+
+export async function trainingDrift(cb: Codebook): Promise<TrainingDrift> {
+  const { rows: k, cols: d } = cb.frozen;
+  const width = cb.trainable.cols;
+  if (width !== d) {
+    return { distances: null, note: `The trainable rows have ${width} values and the frozen rows ${d}: they live in different spaces, so there is no drift to measure.` };
+  }
+  if (!trainableStartsAsFrozen(cb.meta)) {
+    return { distances: null, note: 'The trainable half is the refined pixel atlas (mean patches fitted from images), not frozen rows moved by training.' };
+  }
+  const trainable = await cb.trainable.load();
+  const distances = new Float64Array(k);
+  for (let r0 = 0; r0 < k; r0 += BLOCK) {
+    const n = Math.min(BLOCK, k - r0);
+    const a = rowsF32(cb.frozen, r0, n);
+    const b = rowsF32(trainable, r0, n);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = i * d; j < (i + 1) * d; j++) s += (b[j]! - a[j]!) ** 2;
+      distances[r0 + i] = Math.sqrt(s);
+    }
+  }
+  return { distances, note: `L2 distance between each code's trainable row and its frozen row (atlas '${cb.meta.atlas}'): how far training moved it.` };
 }

@@ -4,8 +4,8 @@
 // shape). The token files these grids are written to and read from are token-files.ts's.
 import type { ComputeBackend } from '../../../native-gpu/backend.js';
 import type { Codebook } from '../codebook/codebook.js';
-import type { Encoder } from '../embed/encoders/index.js';
-import { forEachEncodedBatch, rowOffsets, type BatchControl, type EncodedBatch, type SkippedImage } from '../embed/embed.js';
+import { checkSameModel, type Encoder } from '../embed/encoders/index.js';
+import { forEachEncodedBatch, rowOffsets, type BatchControl, type EncodedBatch, type Images, type SkippedImage } from '../embed/embed.js';
 import { UserError } from '../../../common/errors.js';
 import { openSearch, type SearchOptions } from './search.js';
 import { stackRows } from '../core/sampling.js';
@@ -16,11 +16,13 @@ export function computedOn(encoder: Encoder, backend: ComputeBackend): string {
   return encoder.device === backend.device ? backend.device : `encoder: ${encoder.device}; search: ${backend.device}`;
 }
 
-/** Throws unless the encoder produces vectors of the codebook's dimension. */
+/** Throws unless the encoder produces vectors of the codebook's dimension, from the model the
+ *  codebook names where it names one (by its weights' sha256). */
 export function checkEncoderMatches(cb: Codebook, encoder: Encoder): void {
   if (cb.frozen.cols !== encoder.d) {
     throw new UserError(`codebook has d=${cb.frozen.cols} but encoder '${encoder.descriptor.id}' gives d=${encoder.d}`);
   }
+  checkSameModel(cb.meta.encoder, encoder.descriptor);
 }
 
 export interface TokenizeControl extends BatchControl {
@@ -37,7 +39,7 @@ export const SEARCH_IMAGES = 32;
 export async function tokenizeImages(
   cb: Codebook,
   encoder: Encoder,
-  images: string[],
+  images: Images,
   backend: ComputeBackend,
   control: TokenizeControl = {},
 ): Promise<{ results: TokenGrid[]; skipped: SkippedImage[] }> {

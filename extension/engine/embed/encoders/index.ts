@@ -1,19 +1,24 @@
 // Encoders turn an image into L patch embeddings (L = gridH * gridW, raster order). Two kinds:
 // the built-in DCT encoder (no weights; exactly invertible, so codes map straight back to pixels)
-// and ONNX exports of SigLIP-style vision towers. A codebook records its encoder's descriptor so
-// the same encoder can be reopened to tokenize with it later.
+// and ONNX exports of vision towers (SigLIP, SigLIP2, CLIP, DINOv2: onnx.ts), named by folder,
+// file or Hugging Face id. A codebook records its encoder's descriptor (for a model: its id,
+// revision and weights' sha256) so the same encoder can be reopened to tokenize with it later, and
+// another model is refused by name.
 //
 // The grid is the image's own: an encoder loads each image at the size it encodes it at (its
 // `load`), and the grid of that image is its size over the patch (imageGrid). For a model with a
 // fixed input that is one grid for every image; the DCT encoder keeps each photo's shape.
-import { promises as fs } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { ComputeBackend, Matrix, RunControl } from '../../../../native-gpu/backend.js';
 import { REMEDIES, UserError } from '../../../../common/errors.js';
-import type { KeepAspect, ResizeTo, RgbImage } from '../image.js';
+import type { ImageInput, KeepAspect, ResizeTo, RgbImage } from '../image.js';
 import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM } from '../../core/limits.js';
 import { dctEncoderId, openDctEncoder, DCT_PATCH } from './dct.js';
 import { openOnnxEncoder } from './onnx.js';
 import { checkPreprocess, type Preprocess } from './preprocess.js';
+import { cachedSnapshot, parseHubId } from './hub-cache.js';
+import { PRECISIONS, type Precision } from './model-files.js';
+import type { ProcessorResize } from './pil-resize.js';
 
 /** How images are resized: 'keep-aspect' (the short side to inputSize, the long side following the
  *  photo; the built-in DCT's default) or 'stretch' (to exactly inputSize: a model's fixed input,
@@ -33,6 +38,28 @@ export interface EncoderDescriptor {
   /** absent in files written before keep-aspect existed: they were all 'stretch' */
   resize: EncoderResize;
   preprocess?: Preprocess;
+  /** what model exactly (ONNX encoders; absent in files written before it was recorded) */
+  model?: ModelIdentity;
+}
+
+/** A model as a codebook records it, so tokenizing later with another is refused by name. */
+export interface ModelIdentity {
+  /** the Hugging Face id and the snapshot's commit, when known (an id, or a folder in the cache) */
+  repo?: string;
+  revision?: string;
+  /** the model file, relative to its folder */
+  file: string;
+  /** sha256 of each file the weights are in (the .onnx and its external data), by relative path */
+  sha256: Record<string, string>;
+  precision: Precision;
+  /** which hidden state (Python's index into hidden_states), or null: last_hidden_state */
+  layer: number | null;
+}
+
+/** How to open a model beyond its spec: which precision's file, which hidden layer. */
+export interface EncoderOptions {
+  precision?: Precision;
+  layer?: number;
 }
 
 export interface Encoder {
@@ -49,10 +76,10 @@ export interface Encoder {
   /** what computes the embeddings (the backend for the DCT; onnxruntime's device for a model) */
   readonly device: string;
   /** decoded and resized to what this encoder encodes it at; its grid is imageGrid(image, patch) */
-  load(path: string): Promise<RgbImage>;
+  load(image: ImageInput): Promise<RgbImage>;
   /** What a worker thread of the encode pool can do without this object: `load` is decoding and
    *  resizing to `resize`; with `dctPatch`, encode is the DCT of those pixels on the CPU. */
-  readonly offload: { resize: ResizeTo | KeepAspect; dctPatch?: number };
+  readonly offload: { resize: ResizeTo | KeepAspect | ProcessorResize; dctPatch?: number };
   /** [sum of the images' L x d], image-major, raster order within an image */
   encode(images: RgbImage[], control?: RunControl): Promise<Matrix>;
   dispose(): Promise<void>;
@@ -69,7 +96,7 @@ export function imageGrid(image: { width: number; height: number }, patch: numbe
 export const EXTERNAL_ENCODER = 'external';
 
 /** The grammar of an encoder spec, as every surface words it (CLI help, settings, prompts). */
-export const ENCODER_SPEC_HELP = "'dct', 'dct:<size>', 'dct:<size>:square', a model folder or an .onnx file";
+export const ENCODER_SPEC_HELP = "'dct', 'dct:<size>', 'dct:<size>:square', a model folder, an .onnx file or a Hugging Face id org/name[@revision] (from the local cache)";
 
 /**
  * What differs between the kinds of encoder, in one place: how a spec names one, how it opens, and
@@ -79,13 +106,14 @@ export const ENCODER_SPEC_HELP = "'dct', 'dct:<size>', 'dct:<size>:square', a mo
 interface EncoderKind {
   /** whether a spec names this kind (the first kind that claims a spec opens it) */
   claims(spec: string): boolean;
-  open(spec: string, backend: ComputeBackend): Promise<Encoder>;
+  open(spec: string, backend: ComputeBackend, options: EncoderOptions): Promise<Encoder>;
   reopen(desc: EncoderDescriptor, backend: ComputeBackend): Promise<Encoder>;
   /** what a codebook built with it starts its trainable rows as: pixel patches when the encoder is
    *  exactly invertible ('dct'), nothing otherwise */
   atlas: 'dct' | 'none';
-  /** reopening it needs the file its id names on this machine */
-  needsFile: boolean;
+  /** whether what a spec or recorded id names is on this machine (a file, a folder, a model in
+   *  the Hugging Face cache) */
+  available(spec: string): boolean;
   /** opening it runs a program the codebook names (an ONNX model): Restricted Mode asks first */
   needsConsent: boolean;
 }
@@ -101,23 +129,21 @@ export const ENCODER_KINDS: Record<EncoderDescriptor['kind'], EncoderKind> = {
     // a 'dct' descriptor opens the built-in encoder, never a file
     reopen: (desc, backend) => openDctEncoder(desc.inputSize[0], desc.resize, backend),
     atlas: 'dct',
-    needsFile: false,
+    available: () => true,
     needsConsent: false,
   },
   onnx: {
     claims: () => true,
-    open: async (spec, backend) => {
-      if (!(await fs.stat(spec).catch(() => null))) throw new UserError(`encoder '${spec}': no such model folder or .onnx file (or use 'dct', 'dct:<size>' or 'dct:<size>:square')`);
-      return openOnnxEncoder(spec, backend);
-    },
+    open: (spec, backend, options) => openOnnxEncoder(spec, backend, options),
     reopen: async (desc, backend) => {
-      if (!(await fs.stat(desc.id).catch(() => null))) {
+      if (!modelAvailable(desc.id)) {
         throw new UserError(`the codebook was built with encoder '${desc.id}', which is not available here`, REMEDIES.locateEncoder);
       }
-      return openOnnxEncoder(desc.id, backend);
+      const { precision, layer } = desc.model ?? {};
+      return openOnnxEncoder(desc.id, backend, { precision, ...(layer !== undefined && layer !== null && { layer }) });
     },
     atlas: 'none',
-    needsFile: true,
+    available: modelAvailable,
     needsConsent: true,
   },
 };
@@ -129,8 +155,17 @@ export function encoderKindOf(spec: string): EncoderDescriptor['kind'] {
 
 /** Opens the encoder a spec names (ENCODER_SPEC_HELP; 'dct' keeps the photo's shape with its short
  *  side at 224, ':square' stretches it). */
-export async function openEncoder(spec: string, backend: ComputeBackend): Promise<Encoder> {
-  return ENCODER_KINDS[encoderKindOf(spec)].open(spec, backend);
+export async function openEncoder(spec: string, backend: ComputeBackend, options: EncoderOptions = {}): Promise<Encoder> {
+  const kind = encoderKindOf(spec);
+  if (kind === 'dct' && (options.precision !== undefined || options.layer !== undefined)) throw new UserError(`a precision or a layer chooses among a model's files and layers; the '${spec}' encoder has none`, { cli: 'leave out --precision and --layer', vscode: 'leave the precision and the layer unset' });
+  return ENCODER_KINDS[kind].open(spec, backend, options);
+}
+
+/** A model folder or file here, or a Hugging Face id the local cache holds. */
+function modelAvailable(spec: string): boolean {
+  if (existsSync(spec)) return true;
+  const ref = parseHubId(spec);
+  return ref !== null && cachedSnapshot(ref) !== null;
 }
 
 /** The input size of a 'dct:<size>[:square]' spec; the size itself is checked by openDctEncoder. */
@@ -190,7 +225,53 @@ export function validateEncoderDescriptor(value: unknown, source: string): Encod
   // Only the built-in DCT can follow a photo's shape; a model's input is what it fixes.
   if (kind === 'onnx' && resize !== 'stretch') fail(`an 'onnx' encoder resizes with 'stretch', found ${JSON.stringify(resize)}`);
   if (desc.preprocess !== undefined) checkPreprocess(desc.preprocess, source);
+  if (desc.model !== undefined) {
+    if (kind !== 'onnx') fail(`only an 'onnx' encoder names a model, found kind ${JSON.stringify(kind)} with 'model'`);
+    checkModelIdentity(desc.model, fail);
+  }
   return { ...(value as EncoderDescriptor), id: id as string, resize: resize as EncoderResize };
+}
+
+/** The descriptor's `model`: a Hugging Face id and 40-hex commit where given, a file, 1 to 16
+ *  sha256s, a known precision and a whole layer or null. */
+function checkModelIdentity(value: unknown, fail: (problem: string) => never): void {
+  const m = value as Partial<Record<keyof ModelIdentity, unknown>> | null;
+  const hex = (v: unknown, n: number) => typeof v === 'string' && new RegExp(`^[0-9a-f]{${n}}$`).test(v);
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) fail(`'model' must be an object, found ${JSON.stringify(m)}`);
+  const shas = m!.sha256 as Record<string, unknown> | null;
+  const shasOk = typeof shas === 'object' && shas !== null && !Array.isArray(shas) && Object.keys(shas).length >= 1 && Object.keys(shas).length <= 16 && Object.values(shas).every((v) => hex(v, 64));
+  if ((m!.repo !== undefined || m!.revision !== undefined) && (typeof m!.repo !== 'string' || !parseHubId(m!.repo) || !hex(m!.revision, 40))) {
+    fail(`'model' must name a Hugging Face id 'org/name' and its 40-hex commit together, found ${JSON.stringify(m!.repo)} at ${JSON.stringify(m!.revision)}`);
+  }
+  if (typeof m!.file !== 'string' || m!.file.length === 0) fail(`'model.file' must be a file name, found ${JSON.stringify(m!.file)}`);
+  if (!shasOk) fail(`'model.sha256' must map its files to sha256 hex digests, found ${JSON.stringify(shas)}`);
+  if (typeof m!.precision !== 'string' || !Object.hasOwn(PRECISIONS, m!.precision)) fail(`'model.precision' must be one of ${Object.keys(PRECISIONS).join(', ')}, found ${JSON.stringify(m!.precision)}`);
+  if (m!.layer !== null && !Number.isSafeInteger(m!.layer)) fail(`'model.layer' must be a whole number or null, found ${JSON.stringify(m!.layer)}`);
+}
+
+/** 'google/siglip-base-patch16-224@1a2b3c4d5e6f, onnx/vision_model.onnx (fp32), sha256 0f1e2d3c4b5a' */
+function modelName(desc: EncoderDescriptor): string {
+  const m = desc.model!;
+  const where = m.repo ? `${m.repo}@${m.revision!.slice(0, 12)}` : desc.id;
+  const layer = m.layer === null ? '' : `, layer ${m.layer}`;
+  return `${where}, ${m.file} (${m.precision}${layer}), sha256 ${Object.values(m.sha256).map((h) => h.slice(0, 12)).join('+')}`;
+}
+
+/**
+ * Throws unless `actual` is the model `recorded` names: the same weights (every file's sha256) and
+ * the same layer. A codebook's codes mean nothing for another model's embeddings, even at the same
+ * d; descriptors without a model identity (older files, the DCT) are not compared.
+ */
+export function checkSameModel(recorded: EncoderDescriptor, actual: EncoderDescriptor): void {
+  const [a, b] = [recorded.model, actual.model];
+  if (!a || !b) return;
+  const same = a.layer === b.layer && JSON.stringify(Object.entries(a.sha256).sort()) === JSON.stringify(Object.entries(b.sha256).sort());
+  if (!same) {
+    throw new UserError(`the codebook was built with ${modelName(recorded)}, but the encoder given is ${modelName(actual)}: another model's embeddings, its codes would be meaningless`, {
+      cli: 'use the model the codebook names (its folder or Hugging Face id)',
+      vscode: 'choose the model the codebook names',
+    });
+  }
 }
 
 function sameShape(a: EncoderDescriptor, b: EncoderDescriptor): boolean {
@@ -206,13 +287,21 @@ export async function openEncoderFromDescriptor(desc: EncoderDescriptor, backend
     await encoder.dispose();
     throw new UserError(`encoder '${desc.id}' now gives ${show(encoder.descriptor)} but the codebook was built with ${show(desc)}`);
   }
+  try {
+    checkSameModel(desc, encoder.descriptor);
+  } catch (err) {
+    await encoder.dispose();
+    throw err;
+  }
   return encoder;
 }
 
 /** The encoder a codebook was built with, or the one the user names instead (`override`). */
 export async function openCodebookEncoder(cb: { meta: { encoder: EncoderDescriptor } }, override: string | undefined,
                                           backend: ComputeBackend): Promise<Encoder> {
-  if (override) return openEncoder(override, backend);
+  // Another place for the same model: opened at the precision and layer the codebook records.
+  const { precision, layer } = cb.meta.encoder.model ?? {};
+  if (override) return openEncoder(override, backend, encoderKindOf(override) === 'onnx' ? { precision, ...(typeof layer === 'number' && { layer }) } : {});
   if (cb.meta.encoder.id === EXTERNAL_ENCODER) {
     throw new UserError('this codebook was built from external embeddings', REMEDIES.nameEncoder);
   }

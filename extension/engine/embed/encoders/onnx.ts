@@ -1,84 +1,84 @@
-// SigLIP-style ONNX vision towers: input pixel_values [B, 3, H, W] -> output last_hidden_state
-// [B, L, d], run by onnxruntime-node on the compute backend's device (its WebGPU execution
-// provider when the backend is WebGPU, the CPU otherwise: native-gpu/onnx-session.ts). Given either a Hugging Face
-// style folder (model file + preprocessor_config.json) or a bare .onnx file (SigLIP defaults).
-// The model's inputs and outputs are checked when it is opened, so a wrong model fails with one
+// ONNX vision towers (SigLIP, SigLIP2 fixed-resolution, CLIP / OpenCLIP, DINOv2 with or without
+// registers): input pixel_values [B, 3, H, W] -> patch tokens [B, L, d], run by onnxruntime-node on
+// the compute backend's device (its WebGPU execution provider when the backend is WebGPU, the CPU
+// otherwise: native-gpu/onnx-session.ts). What differs between families is read from the folder's
+// config.json (patch size, input size, the tokens before the grid: model-config.ts) and
+// preprocessor_config.json (resize, crop, resampling, normalization: preprocess.ts), never
+// guessed; a bare .onnx file (or a folder without them) gets SigLIP's defaults and 0 or 1 leading
+// tokens, whichever makes a grid. The tokens are the model's last_hidden_state, or with `layer`
+// one of its hidden_states.<i> outputs (as Python indexes outputs.hidden_states: -2 is the
+// penultimate layer LLaVA-style models use). f16 inputs and outputs are converted at the edge.
+// The inputs and outputs are checked when the model is opened, so a wrong model fails with one
 // line saying what was expected and what was found, not deep inside a run.
-import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { onnxruntime } from '../../../../native-gpu/onnxruntime.js';
 import type { ComputeBackend, Matrix, RunControl } from '../../../../native-gpu/backend.js';
 import { describeTensors, openModelSession, type ModelSession, type TensorInfo } from '../../../../native-gpu/onnx-session.js';
+import { f16ToF32, f32ToF16 } from '../../../../common/half.js';
 import { UserError, throwIfCancelled } from '../../../../common/errors.js';
-import { onFile, requireRegularFile } from '../../io/files.js';
-import { loadImage, type ResizeTo, type RgbImage } from '../image.js';
+import { loadImage, type RgbImage } from '../image.js';
 import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM, MAX_FIXED_BATCH } from '../../core/limits.js';
-import type { Encoder, EncoderDescriptor } from './index.js';
+import type { Encoder, EncoderDescriptor, EncoderOptions } from './index.js';
 import { DEFAULT_PREPROCESS, readPreprocessorConfig, toPixelValues, type Preprocess } from './preprocess.js';
+import { checkAgainstModel, readVisionConfig, type VisionConfig } from './model-config.js';
+import { DEFAULT_PRECISION, locateModel, weightsSha256, type ModelFiles } from './model-files.js';
+import type { ProcessorResize } from './pil-resize.js';
 
-/** Where Hugging Face style repositories keep the vision tower, first match wins. */
-export const MODEL_CANDIDATES = ['model.onnx', 'vision_model.onnx', 'onnx/vision_model.onnx', 'onnx/model.onnx'];
 const DEFAULT_SIZE = 224;
 /** Images per session.run when the batch dimension is free. */
 const MAX_BATCH = 8;
+const FLOATS = ['float32', 'float16'];
 
-interface ModelFiles {
-  model: string;
-  config: string | null;
-}
-
-/** Whether anything is at `file` (a folder or FIFO there is found, and refused when read). */
-async function present(file: string): Promise<boolean> {
-  return fs.stat(file).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** The model file and its preprocessor config, each checked to be a regular file: onnxruntime
- *  would block forever opening a FIFO. */
-async function locate(spec: string): Promise<ModelFiles> {
-  if (!(await onFile(spec, 'open the encoder', () => fs.stat(spec))).isDirectory()) {
-    await requireRegularFile(spec, 'an ONNX model');
-    return { model: spec, config: null };
-  }
-  for (const candidate of MODEL_CANDIDATES) {
-    const model = path.join(spec, candidate);
-    if (await present(model)) {
-      await requireRegularFile(model, 'an ONNX model');
-      const config = path.join(spec, 'preprocessor_config.json');
-      return { model, config: (await present(config)) ? config : null };
-    }
-  }
-  throw new UserError(`${spec}: no ONNX model found (looked for ${MODEL_CANDIDATES.join(', ')})`);
-}
-
-/** The pixel input: 'pixel_values' (or the only input), float32 [B, 3, H, W]. */
+/** The pixel input: 'pixel_values' (or the only input), float32 or float16 [B, 3, H, W]. A
+ *  combined image+text model is refused naming the file to use instead. */
 function pickInput(file: string, inputs: readonly TensorInfo[]): TensorInfo {
-  const input = inputs.find((m) => m.name === 'pixel_values') ?? (inputs.length === 1 ? inputs[0] : undefined);
-  const ok = input && inputs.length === 1 && input.type === 'float32' && input.shape.length === 4 && (input.shape[1] === 3 || typeof input.shape[1] === 'string');
-  if (!ok) throw new UserError(`${file}: expected input 'pixel_values' [B,3,H,W] float32, found ${describeTensors(inputs)}`);
+  const pixels = inputs.find((m) => m.name === 'pixel_values');
+  const input = pixels ?? (inputs.length === 1 ? inputs[0] : undefined);
+  if (pixels && inputs.some((m) => m.name === 'input_ids')) {
+    throw new UserError(`${file}: a combined image+text model (inputs ${describeTensors(inputs)}) has no patch tokens of the image alone; use its vision tower, onnx/vision_model.onnx, as onnx-community's CLIP and SigLIP exports ship it`);
+  }
+  const ok = input && inputs.length === 1 && FLOATS.includes(input.type) && input.shape.length === 4 && (input.shape[1] === 3 || typeof input.shape[1] === 'string');
+  if (!ok) throw new UserError(`${file}: expected input 'pixel_values' [B,3,H,W] float32 or float16, found ${describeTensors(inputs)}`);
   return input;
 }
 
-/** The patch embeddings: 'last_hidden_state' (or the first rank-3 output), float32 [B, L, d]. */
-function pickOutput(file: string, outputs: readonly TensorInfo[]): TensorInfo {
-  const output = outputs.find((m) => m.name === 'last_hidden_state') ?? outputs.find((m) => m.shape.length === 3);
-  if (!output || output.type !== 'float32' || output.shape.length !== 3) {
-    throw new UserError(`${file}: expected output 'last_hidden_state' [B,L,d] float32, found ${describeTensors(outputs)}`);
+/** The export's hidden_states.<i> outputs, by i (0: the embeddings, the last: the last layer). */
+function hiddenStates(outputs: readonly TensorInfo[]): TensorInfo[] {
+  const found: TensorInfo[] = [];
+  for (const m of outputs) {
+    const i = /^hidden_states[._](\d+)$/.exec(m.name)?.[1];
+    if (i !== undefined) found[Number(i)] = m;
+  }
+  return found;
+}
+
+/** The patch tokens: 'last_hidden_state' (or the first rank-3 output), or hidden state `layer`. */
+function pickOutput(file: string, outputs: readonly TensorInfo[], layer: number | null): TensorInfo {
+  let output: TensorInfo | undefined;
+  if (layer === null) {
+    output = outputs.find((m) => m.name === 'last_hidden_state') ?? outputs.find((m) => m.shape.length === 3);
+  } else {
+    const states = hiddenStates(outputs);
+    const n = states.length;
+    if (n === 0 || states.includes(undefined as never) || Object.keys(states).length !== n) {
+      throw new UserError(`${file}: choosing a layer needs an export with hidden_states.0 ... hidden_states.N outputs; this one has ${describeTensors(outputs)}`, { cli: 'leave out --layer', vscode: 'leave the layer unset' });
+    }
+    output = states[layer < 0 ? n + layer : layer];
+    if (!output) throw new UserError(`${file}: layer ${layer} is outside the export's ${n} hidden states (0 to ${n - 1}, or -1 to -${n} from the last)`, { cli: 'give --layer in that range', vscode: 'choose a layer in that range' });
+  }
+  if (!output || !FLOATS.includes(output.type) || output.shape.length !== 3) {
+    throw new UserError(`${file}: expected output 'last_hidden_state' [B,L,d] float32 or float16, found ${describeTensors(outputs)}`);
   }
   return output;
 }
 
-/** Grid and patch size for L tokens over an H x W input. A ViT with a CLS token returns
- *  L = gridH*gridW + 1 with the CLS token first; it is not a patch, so it is dropped. */
-function gridOf(file: string, tokens: number, [h, w]: [number, number]): { grid: [number, number]; patch: number; skip: number } {
+/** Grid and patch size for L tokens over an H x W input, with no config to say: a ViT with a CLS
+ *  token returns L = gridH*gridW + 1 with the CLS token first; it is not a patch, so it is dropped. */
+function gridOf(file: string, tokens: number, [h, w]: [number, number]): { patch: number; skip: number } {
   for (const skip of [0, 1]) {
     const patch = Math.round(Math.sqrt((h * w) / (tokens - skip)));
-    if (patch > 0 && h % patch === 0 && w % patch === 0 && (h / patch) * (w / patch) === tokens - skip) {
-      return { grid: [h / patch, w / patch], patch, skip };
-    }
+    if (patch > 0 && h % patch === 0 && w % patch === 0 && (h / patch) * (w / patch) === tokens - skip) return { patch, skip };
   }
   throw new UserError(`${file}: ${tokens} output tokens do not form a grid of square patches over a ${h}x${w} input`);
 }
@@ -100,7 +100,7 @@ function inputSizeOf(file: string, input: TensorInfo, configured: [number, numbe
   return configured ?? fixed ?? [DEFAULT_SIZE, DEFAULT_SIZE];
 }
 
-/** The model's pixel input and embedding output, the input size, and the batch it fixes (null: open). */
+/** The model's pixel input and token output, the input size, and the batch it fixes (null: open). */
 interface ModelIo {
   input: TensorInfo;
   output: TensorInfo;
@@ -109,9 +109,9 @@ interface ModelIo {
 }
 
 /** The model's inputs and outputs checked against a vision tower's, within the limits. */
-function checkModel(file: string, session: ModelSession, configured: [number, number] | null): ModelIo {
+function checkModel(file: string, session: ModelSession, configured: [number, number] | null, layer: number | null): ModelIo {
   const input = pickInput(file, session.inputs);
-  const output = pickOutput(file, session.outputs);
+  const output = pickOutput(file, session.outputs, layer);
   const inputSize = inputSizeOf(file, input, configured);
   const fixedBatch = fixedDim(input.shape[0]);
   if (fixedBatch !== null && fixedBatch > MAX_FIXED_BATCH) {
@@ -124,7 +124,7 @@ function checkModel(file: string, session: ModelSession, configured: [number, nu
   return { input, output, inputSize, fixedBatch };
 }
 
-/** How the output lays out tokens: L per image (`skip` of them not patches), d, and the patch grid. */
+/** How the output lays out tokens: L per image (`skip` of them before the grid), d, and the grid. */
 interface TokenLayout {
   tokens: number;
   d: number;
@@ -134,28 +134,36 @@ interface TokenLayout {
 }
 
 /** One run on a blank image tells the token count L and d even when the model leaves them
- *  symbolic, and proves the model runs before any real work is queued. */
-async function probeLayout(file: string, io: ModelIo, run: (images: RgbImage[]) => Promise<ort.Tensor>): Promise<TokenLayout> {
+ *  symbolic, and proves the model runs before any real work is queued; with a config.json, L must
+ *  be what the config says. */
+async function probeLayout(file: string, io: ModelIo, vision: VisionConfig | null, run: Run): Promise<TokenLayout> {
   const [height, width] = io.inputSize;
-  const probe = await run([{ data: new Float32Array(3 * height * width), width, height }]);
+  const probe = await run([{ data: new Float32Array(3 * height * width), width, height }], 'the blank probe image');
   if (probe.dims.length !== 3) throw new UserError(`${file}: output '${io.output.name}' has shape [${probe.dims.join(',')}], expected [B,L,d]`);
   const [, tokens, d] = probe.dims as [number, number, number];
   if (!(d >= 1 && d <= MAX_EMBEDDING_DIM)) throw new UserError(`${file}: the model's embedding size d = ${d} is outside 1..${MAX_EMBEDDING_DIM}`);
-  const { grid, patch, skip } = gridOf(file, tokens, io.inputSize);
+  let layout: { patch: number; skip: number };
+  if (vision) {
+    checkAgainstModel(file, vision, io.inputSize, tokens);
+    layout = { patch: vision.patch, skip: vision.leading };
+  } else {
+    layout = gridOf(file, tokens, io.inputSize);
+  }
+  const grid: [number, number] = [height / layout.patch, width / layout.patch];
   checkGridSize(grid, file);
-  return { tokens, d, grid, patch, skip };
+  return { tokens, d, grid, ...layout };
 }
 
 /** The patch embeddings of images already at the input size, `step` images per run, the
- *  tokens that are not patches left out. */
-async function encodeBatches(images: RgbImage[], run: (images: RgbImage[]) => Promise<ort.Tensor>, step: number, layout: TokenLayout, control?: RunControl): Promise<Matrix> {
+ *  tokens before the grid left out. */
+async function encodeBatches(images: RgbImage[], run: Run, step: number, layout: TokenLayout, control?: RunControl): Promise<Matrix> {
   const { tokens, d, grid, skip } = layout;
   const perImage = grid[0] * grid[1];
   const data = new Float32Array(images.length * perImage * d);
   for (let start = 0; start < images.length; start += step) {
     throwIfCancelled(control?.signal);
     const batch = images.slice(start, start + step);
-    const out = (await run(batch)).data as Float32Array;
+    const out = (await run(batch, `images ${start + 1} to ${start + batch.length} of a batch of ${images.length}`)).data;
     for (let b = 0; b < batch.length; b++) {
       const from = (b * tokens + skip) * d;
       data.set(out.subarray(from, from + perImage * d), (start + b) * perImage * d);
@@ -164,29 +172,69 @@ async function encodeBatches(images: RgbImage[], run: (images: RgbImage[]) => Pr
   return { rows: images.length * perImage, cols: d, data };
 }
 
-export async function openOnnxEncoder(spec: string, backend: ComputeBackend): Promise<Encoder> {
-  const files = await locate(spec);
-  const config = files.config ? await readPreprocessorConfig(files.config) : null;
-  const preprocess: Preprocess = config?.preprocess ?? DEFAULT_PREPROCESS;
+/** The output's values as f32, whatever the model's output type. */
+function floats(tensor: ort.Tensor): Float32Array {
+  if (tensor.type === 'float16') return tensor.data instanceof Uint16Array ? f16ToF32(tensor.data) : Float32Array.from(tensor.data as ArrayLike<number>);
+  return tensor.data as Float32Array;
+}
 
+/** One session.run: the output tokens as f32, and their dims. `at` names the images in messages:
+ *  a NaN or an infinity in the embeddings is an error naming the model and them, never a token. */
+type Run = (images: RgbImage[], at: string) => Promise<{ data: Float32Array; dims: readonly number[] }>;
+
+/** session.run over images at the input size, in the input's type (float16 exports get halves). */
+function runner(session: ModelSession, io: ModelIo, preprocess: Preprocess): Run {
+  const { input, output, inputSize, fixedBatch } = io;
+  return async (images, at) => {
+    const count = fixedBatch ?? images.length;
+    const values = toPixelValues(images, preprocess, count);
+    const dims = [count, 3, inputSize[0], inputSize[1]];
+    const { Tensor } = onnxruntime();
+    const tensor = input.type === 'float16' ? new Tensor('float16', f32ToF16(values), dims) : new Tensor('float32', values, dims);
+    const out = (await session.run({ [input.name]: tensor }, [output.name], at))[output.name] as ort.Tensor;
+    return { data: floats(out), dims: out.dims };
+  };
+}
+
+/** The folder's configs, read and checked. */
+async function readConfigs(files: ModelFiles): Promise<{ vision: VisionConfig | null; size: [number, number] | null; preprocess: Preprocess }> {
+  const vision = files.config ? await readVisionConfig(files.config) : null;
+  const config = files.preprocessor ? await readPreprocessorConfig(files.preprocessor) : null;
+  return { vision, size: config?.size ?? null, preprocess: config?.preprocess ?? DEFAULT_PREPROCESS };
+}
+
+/** What the codebook records of a model: its id (path, or id@commit), and the model identity. */
+async function describe(spec: string, files: ModelFiles, options: EncoderOptions): Promise<Pick<EncoderDescriptor, 'id' | 'model'>> {
+  const sha256 = await weightsSha256(files);
+  const { hub } = files;
+  return {
+    id: files.byPath || !hub ? path.resolve(spec) : `${hub.repo}@${hub.commit}`,
+    model: {
+      ...(hub && { repo: hub.repo, revision: hub.commit }),
+      file: files.relative,
+      sha256,
+      precision: options.precision ?? DEFAULT_PRECISION,
+      layer: options.layer ?? null,
+    },
+  };
+}
+
+export async function openOnnxEncoder(spec: string, backend: ComputeBackend, options: EncoderOptions = {}): Promise<Encoder> {
+  const files = await locateModel(spec, options.precision ?? DEFAULT_PRECISION);
+  const { vision, size, preprocess } = await readConfigs(files);
+  const identity = await describe(spec, files, options);
   const session = await openModelSession(files.model, files.model, { device: backend.name });
   try {
-    const io = checkModel(files.model, session, config?.size ?? null);
-    const { input, output, inputSize, fixedBatch } = io;
-    const run = async (images: RgbImage[]): Promise<ort.Tensor> => {
-      const count = fixedBatch ?? images.length;
-      const feeds = { [input.name]: new (onnxruntime().Tensor)('float32', toPixelValues(images, preprocess, count), [count, 3, inputSize[0], inputSize[1]]) };
-      const result = await session.run(feeds, [output.name]);
-      return result[output.name] as ort.Tensor;
-    };
-    const layout = await probeLayout(files.model, io, run);
+    const io = checkModel(files.model, session, size, options.layer ?? null);
+    const run = runner(session, io, preprocess);
+    const layout = await probeLayout(files.model, io, vision, run);
     const { d, patch } = layout;
+    const { inputSize, fixedBatch } = io;
     const perImage = layout.grid[0] * layout.grid[1];
-
-    // A model with a fixed input cannot follow the photo: every image is stretched to it, as
-    // the model's own image processor does (SigLIP's resizes to its square without cropping).
-    const descriptor: EncoderDescriptor = { kind: 'onnx', id: path.resolve(spec), patch, inputSize, d, resize: 'stretch', preprocess };
-    const resize: ResizeTo = { width: inputSize[1], height: inputSize[0], resample: preprocess.resample };
+    // A model has a fixed input: every photo is brought to it as the model's own image processor
+    // does (resize, centre crop), whatever its shape.
+    const descriptor: EncoderDescriptor = { kind: 'onnx', ...identity, patch, inputSize, d, resize: 'stretch', preprocess };
+    const resize: ProcessorResize = { processor: { size: preprocess.resize ?? { height: inputSize[0], width: inputSize[1] }, crop: preprocess.crop ?? null, resample: preprocess.resample } };
     return {
       descriptor,
       d,
@@ -197,7 +245,7 @@ export async function openOnnxEncoder(spec: string, backend: ComputeBackend): Pr
       get device() {
         return session.device;
       },
-      load: (file) => loadImage(file, resize),
+      load: (image) => loadImage(image, resize),
       offload: { resize },
       async encode(images: RgbImage[], control?: RunControl): Promise<Matrix> {
         for (const img of images) {

@@ -76,7 +76,7 @@ async function conditionOn(models: DiffusionModels, cb: Codebook, ids: Int32Arra
   const dims = projector.input.shape.length === 3 ? [1, ids.length, d] : [ids.length, d];
   const inWidth = fixed(projector.input.shape[projector.input.shape.length - 1]);
   if (inWidth !== null && inWidth !== d) throw new UserError(`${projector.file} takes rows of ${inWidth} values but the codebook's trainable rows have ${d}`);
-  const out = (await projector.session.run({ [projector.input.name]: floatTensor(projector.input.type, rows, dims) }, [projector.output]))[projector.output]!;
+  const out = (await projector.session.run({ [projector.input.name]: floatTensor(projector.input.type, rows, dims) }, [projector.output], `the projection of ${ids.length} token rows`))[projector.output]!;
   const width = out.dims[out.dims.length - 1]!;
   return checkConditioning(models, projector.file, { rows: ids.length, cols: width, data: floats(out).slice(0, ids.length * width) });
 }

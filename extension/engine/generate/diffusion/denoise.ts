@@ -13,6 +13,7 @@ import type { DiffusionFolder } from './folder.js';
 import { checkConditioning, decodeLatents, type DiffusionModels } from './models.js';
 import { createSampler, schedulerConfig, type SchedulerKind } from './schedulers.js';
 import { fixed, floatTensor, floats, timestepTensor } from './tensors.js';
+import { MAX_LATENT_SIDE } from '../../core/limits.js';
 
 export interface DiffusionStep {
   /** steps done so far (1..total) */
@@ -73,6 +74,8 @@ interface Run {
   shape: LatentShape;
   /** values in one latent */
   size: number;
+  /** the step under way, for messages: "denoising step 3 of 20 (timestep 761)" */
+  at: string;
 }
 
 /** The unconditional embedding for guidance over the conditioning's rows: the folder's, one row
@@ -107,6 +110,7 @@ function initialLatents(models: DiffusionModels, req: DiffusionRequest, sigma: n
   if (s.length !== 4 || s[0] !== 1 || s[1] !== channels || (fixedH !== null && s[2] !== fixedH) || (fixedW !== null && s[3] !== fixedW)) {
     throw new UserError(`the initial noise is [${s.join(', ')}] but the model takes latents [1, ${channels}, ${fixedH ?? 'h'}, ${fixedW ?? 'w'}]`);
   }
+  if (s[2]! > MAX_LATENT_SIDE || s[3]! > MAX_LATENT_SIDE) throw new UserError(`the initial noise is [${s.join(', ')}]; the limit is ${MAX_LATENT_SIDE} x ${MAX_LATENT_SIDE} latents`);
   return { x: req.initNoise.data.map((v) => v * sigma), shape: s as LatentShape };
 }
 
@@ -119,7 +123,7 @@ async function runDenoiser(run: Run, latents: Float32Array, context: Float32Arra
     [denoiser.timestep.name]: timestepTensor(denoiser.timestep, t, batch),
     [denoiser.context.name]: floatTensor(denoiser.context.type, context, [batch, cond.rows, cond.cols]),
   };
-  const out = (await denoiser.session.run(feeds, [denoiser.output]))[denoiser.output]!;
+  const out = (await denoiser.session.run(feeds, [denoiser.output], run.at))[denoiser.output]!;
   const values = floats(out);
   // Models that also predict the variance (e.g. PixArt) return 2C channels: the noise is the first C.
   const outChannels = out.dims[1]!;
@@ -158,32 +162,41 @@ async function predictNoise(run: Run, input: Float32Array, t: number, guidance: 
   return guidedNoise;
 }
 
+/** The engine's own numbers get the models' rule: a NaN or an infinity is an error, never drawn. */
+function checkLatents(x: Float32Array, what: string): void {
+  const i = x.findIndex((v) => !Number.isFinite(v));
+  if (i >= 0) throw new UserError(`${what} gave ${x[i]} (latent value ${i} of ${x.length}); expected finite numbers`);
+}
+
 export async function denoise(p: Pipeline, req: DiffusionRequest, control: DiffusionControl): Promise<DiffusionResult> {
   const { conditioning: cond } = req;
   checkConditioning(p.models, 'the conditioning', cond);
   const config = schedulerConfig(req.scheduler, p.files.scheduler, p.files.schedulerFile);
-  const sampler = createSampler(req.scheduler, config, req.steps, { eta: req.eta });
+  const sampler = createSampler(req.scheduler, config, req.steps, { eta: req.eta, source: p.files.schedulerFile });
   if (!Number.isFinite(req.guidance) || req.guidance < 0) throw new UserError(`guidance must be a number >= 0, got ${req.guidance}`);
   const uncond = req.guidance > 1 ? unconditionalRows(p, cond) : null;
   const normal = normalSampler(seededRandom(req.seed));
   const { shape, x: start } = initialLatents(p.models, req, sampler.initNoiseSigma, normal);
+  checkLatents(start, `${p.files.schedulerFile}: the starting latents (noise times init_noise_sigma ${sampler.initNoiseSigma})`);
   let x = start;
-  const run: Run = { models: p.models, cond, shape, size: x.length };
-  const decode = (latents: Float32Array) => decodeLatents(p.models.vae, p.files.scaling, latents, shape);
+  const run: Run = { models: p.models, cond, shape, size: x.length, at: '' };
+  const decode = (latents: Float32Array, at: string) => decodeLatents(p.models.vae, p.files.scaling, latents, shape, at);
 
   const total = sampler.timesteps.length;
   const previewEvery = req.previewEvery ?? 0;
   for (let i = 0; i < total; i++) {
     throwIfCancelled(control.signal);
     const t = sampler.timesteps[i]!;
+    run.at = `denoising step ${i + 1} of ${total} (timestep ${t})`;
     const noise = await predictNoise(run, sampler.scaleModelInput(x, i), t, req.guidance, uncond);
     throwIfCancelled(control.signal);
     const { prev, x0 } = sampler.step(noise, i, x, sampler.stochastic ? normal : undefined);
+    checkLatents(prev, `${p.files.schedulerFile}: the ${sampler.kind} update at ${run.at}`);
     x = prev;
     const wantPreview = previewEvery > 0 && i < total - 1 && (i + 1) % previewEvery === 0;
-    control.onStep?.({ step: i + 1, total, preview: wantPreview ? await decode(x0) : undefined });
+    control.onStep?.({ step: i + 1, total, preview: wantPreview ? await decode(x0, `the preview after ${run.at}`) : undefined });
   }
   throwIfCancelled(control.signal);
-  const image = await decode(x);
+  const image = await decode(x, `the final decode after ${total} steps`);
   return { image, latents: x, latentShape: shape, timesteps: Array.from(sampler.timesteps), device: p.device() };
 }

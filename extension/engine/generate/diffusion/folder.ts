@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { UserError } from '../../../../common/errors.js';
 import { readNpy, type NpyArray } from '../../io/formats/npy.js';
 import { readJsonFile } from '../../io/files.js';
-import { MAX_CONFIG_BYTES } from '../../core/limits.js';
+import { checkWholeNumber, MAX_CONFIG_BYTES, MAX_LATENT_SIDE } from '../../core/limits.js';
+import { checkSchedule } from './schedulers.js';
 
 const DENOISER_CANDIDATES = ['unet/model.onnx', 'transformer/model.onnx'];
 const VAE_DECODER = 'vae_decoder/model.onnx';
@@ -16,6 +17,9 @@ const UNCONDITIONAL = 'unconditional.npy';
 const DEFAULT_SCALING_FACTOR = 0.18215;
 /** latent side when neither the model nor unet/config.json fixes it (512 px for an 8x VAE) */
 const DEFAULT_LATENT_SIZE = 64;
+/** scaling_factor values that make sense (diffusers' VAEs: 0.13 to 1.6); outside, latents /
+ *  scaling_factor overflow or vanish in f32 */
+const SCALING_RANGE = [1e-3, 1e3] as const;
 
 export interface DiffusionFolder {
   folder: string;
@@ -33,11 +37,11 @@ export interface DiffusionFolder {
   sampleSize: number;
 }
 
-async function isFile(file: string): Promise<boolean> {
+export async function isFile(file: string): Promise<boolean> {
   return fs.stat(file).then((s) => s.isFile(), () => false);
 }
 
-async function readJson(file: string): Promise<Record<string, unknown>> {
+export async function readJson(file: string): Promise<Record<string, unknown>> {
   const doc = await readJsonFile(file, 'a model configuration', MAX_CONFIG_BYTES);
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new UserError(`${file}: expected a JSON object`);
   return doc as Record<string, unknown>;
@@ -56,12 +60,18 @@ export async function readDiffusionFolder(folder: string): Promise<DiffusionFold
   ].filter(Boolean);
   if (missing.length || !denoiser) throw new UserError(`${folder}: not a diffusers ONNX export: ${missing.join(', ')} missing`);
 
+  // Every number that sizes a loop or an allocation is checked here, before any model loads.
   const scheduler = await readJson(at(SCHEDULER_CONFIG));
+  checkSchedule(scheduler, at(SCHEDULER_CONFIG));
   const vaeConfig = (await isFile(at('vae_decoder/config.json'))) ? await readJson(at('vae_decoder/config.json')) : {};
   const scaling = vaeConfig.scaling_factor ?? DEFAULT_SCALING_FACTOR;
-  if (typeof scaling !== 'number' || !(scaling > 0)) throw new UserError(`${at('vae_decoder/config.json')}: "scaling_factor" must be a positive number, found ${JSON.stringify(scaling)}`);
+  if (typeof scaling !== 'number' || !(scaling >= SCALING_RANGE[0] && scaling <= SCALING_RANGE[1])) {
+    throw new UserError(`${at('vae_decoder/config.json')}: "scaling_factor" must be a number from ${SCALING_RANGE[0]} to ${SCALING_RANGE[1]}, found ${typeof scaling === 'number' ? scaling : JSON.stringify(scaling)}`);
+  }
   const denoiserConfigFile = path.join(path.dirname(denoiser), 'config.json');
   const denoiserConfig = (await isFile(denoiserConfigFile)) ? await readJson(denoiserConfigFile) : {};
+  const sampleSize = denoiserConfig.sample_size ?? DEFAULT_LATENT_SIZE;
+  checkWholeNumber(sampleSize, 1, MAX_LATENT_SIDE, `${denoiserConfigFile}: "sample_size"`);
   return {
     folder,
     denoiser,
@@ -71,7 +81,7 @@ export async function readDiffusionFolder(folder: string): Promise<DiffusionFold
     schedulerFile: at(SCHEDULER_CONFIG),
     scheduler,
     scaling,
-    sampleSize: typeof denoiserConfig.sample_size === 'number' ? denoiserConfig.sample_size : DEFAULT_LATENT_SIZE,
+    sampleSize,
   };
 }
 

@@ -4,6 +4,7 @@
 import type { Matrix } from '../../../../native-gpu/backend.js';
 import { describeTensors, type ModelSession, type TensorInfo } from '../../../../native-gpu/onnx-session.js';
 import { UserError } from '../../../../common/errors.js';
+import { MAX_LATENT_CHANNELS, MAX_LATENT_SIDE } from '../../core/limits.js';
 import type { RgbImage } from '../../embed/image.js';
 import type { DiffusionFolder } from './folder.js';
 import { FLOAT_TYPES, TIMESTEP_TYPES, fixed, floatTensor, floats } from './tensors.js';
@@ -84,6 +85,15 @@ function checkProjector(file: string, session: ModelSession): OneToOne {
   return { file, session, input, output: output.name };
 }
 
+/** The latent sizes a model fixes, within the limits: they size every latent allocated for it. */
+function checkLatentShape(file: string, latent: TensorInfo): void {
+  const [, channels, h, w] = latent.shape.map(fixed);
+  if (channels! > MAX_LATENT_CHANNELS) throw new UserError(`${file}: the latent input '${latent.name}' fixes ${channels} channels; the limit is ${MAX_LATENT_CHANNELS}`);
+  if ((h ?? 0) > MAX_LATENT_SIDE || (w ?? 0) > MAX_LATENT_SIDE) {
+    throw new UserError(`${file}: the latent input '${latent.name}' is [${latent.shape.join(',')}]; the limit is ${MAX_LATENT_SIDE} x ${MAX_LATENT_SIDE} latents`);
+  }
+}
+
 /** Opens the denoiser, the VAE and the projector (when the folder has one) in that order, each
  *  checked as it opens. `open` keeps every session it opened, for the caller to release also
  *  when a later one fails. */
@@ -91,6 +101,7 @@ export async function openModels(files: DiffusionFolder, open: (file: string) =>
   const denoiser = checkDenoiser(files.denoiser, await open(files.denoiser));
   const channels = fixed(denoiser.latent.shape[1]);
   if (channels === null) throw new UserError(`${files.denoiser}: the latent input '${denoiser.latent.name}' must fix its channel count, found [${denoiser.latent.shape.join(',')}]`);
+  checkLatentShape(files.denoiser, denoiser.latent);
   const vae = checkVae(files.vae, await open(files.vae), channels);
   const projector = files.projector ? checkProjector(files.projector, await open(files.projector)) : null;
   return {
@@ -114,13 +125,16 @@ export function checkConditioning(models: DiffusionModels, label: string, m: Mat
   if (contextTokens !== null && m.rows !== contextTokens) {
     throw new UserError(`the token grid has ${m.rows} tokens but ${denoiser.file} takes encoder_hidden_states of ${contextTokens} tokens`);
   }
+  const bad = m.data.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new UserError(`${label} gives ${m.data[bad]} at token ${Math.floor(bad / m.cols)}; the conditioning must be finite numbers`);
   return m;
 }
 
-/** Latents through the VAE: image = clip(sample / 2 + 0.5, 0, 1) of latents / scaling_factor. */
-export async function decodeLatents(vae: OneToOne, scaling: number, latents: Float32Array, shape: number[]): Promise<RgbImage> {
+/** Latents through the VAE: image = clip(sample / 2 + 0.5, 0, 1) of latents / scaling_factor.
+ *  `at` names the step in messages. */
+export async function decodeLatents(vae: OneToOne, scaling: number, latents: Float32Array, shape: number[], at: string): Promise<RgbImage> {
   const scaled = latents.map((v) => v / scaling);
-  const out = (await vae.session.run({ [vae.input.name]: floatTensor(vae.input.type, scaled, shape) }, [vae.output]))[vae.output]!;
+  const out = (await vae.session.run({ [vae.input.name]: floatTensor(vae.input.type, scaled, shape) }, [vae.output], at))[vae.output]!;
   const [, c, h, w] = out.dims as number[];
   if (out.dims.length !== 4 || c !== 3) throw new UserError(`${vae.file}: output '${vae.output}' is [${out.dims.join(',')}], expected [1,3,H,W]`);
   const data = floats(out).map((v) => Math.min(1, Math.max(0, v / 2 + 0.5)));

@@ -11,6 +11,7 @@
 // and each update is computed in f64 per element and stored as f32.
 import { UserError } from '../../../../common/errors.js';
 import type { SchedulerKind } from '../../core/defaults.js';
+import { MAX_TRAIN_TIMESTEPS } from '../../core/limits.js';
 
 export type { SchedulerKind };
 export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
@@ -74,17 +75,18 @@ export function schedulerConfig(kind: SchedulerKind, raw: Record<string, unknown
   const take = <K extends keyof SchedulerConfig>(key: K, check: (v: unknown) => boolean, expected: string) => {
     const v = raw[key];
     if (v === undefined || (v === null && key === 'trained_betas')) return;
-    if (!check(v)) fail(`"${key}" must be ${expected}, found ${JSON.stringify(v)}`);
+    if (!check(v)) fail(`"${key}" must be ${expected}, found ${typeof v === 'number' ? v : JSON.stringify(v)}`); // 1e400 parses as Infinity
     config[key] = v as SchedulerConfig[K];
   };
-  const positiveInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
   const finite = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
+  // betas outside (0, 1) give negative or zero alphas: NaN latents, drawn as a black image
+  const beta = (v: unknown) => finite(v) && (v as number) > 0 && (v as number) < 1;
   const oneOf = (list: readonly string[]) => (v: unknown) => typeof v === 'string' && list.includes(v);
-  take('num_train_timesteps', positiveInt, 'a positive integer');
-  take('beta_start', finite, 'a number');
-  take('beta_end', finite, 'a number');
+  take('num_train_timesteps', (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= MAX_TRAIN_TIMESTEPS, `a whole number from 1 to ${MAX_TRAIN_TIMESTEPS}`);
+  take('beta_start', beta, 'a number in (0, 1)');
+  take('beta_end', beta, 'a number in (0, 1)');
   take('beta_schedule', oneOf(CHOICES.beta_schedule), CHOICES.beta_schedule.join(' | '));
-  take('trained_betas', (v) => Array.isArray(v) && v.every((b) => finite(b) && b > 0 && b < 1), 'a list of betas in (0, 1)');
+  take('trained_betas', (v) => Array.isArray(v) && v.length >= 1 && v.length <= MAX_TRAIN_TIMESTEPS && v.every(beta), `a list of 1 to ${MAX_TRAIN_TIMESTEPS} betas in (0, 1)`);
   take('prediction_type', oneOf(CHOICES.prediction_type[kind]), CHOICES.prediction_type[kind].join(' | '));
   take('timestep_spacing', oneOf(CHOICES.timestep_spacing), CHOICES.timestep_spacing.join(' | '));
   take('steps_offset', (v) => Number.isInteger(v) && (v as number) >= 0, 'a whole number >= 0');
@@ -123,6 +125,32 @@ export function alphasCumprod(c: SchedulerConfig): Float64Array {
   let prod = 1;
   b.forEach((beta, i) => (out[i] = prod *= 1 - beta));
   return out;
+}
+
+/** The keys that make the schedule, the same for every sampler (their defaults agree too). */
+const SCHEDULE_KEYS = ['num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas'];
+
+/**
+ * Checks the schedule a scheduler_config.json makes, whatever the sampler: its sizes and betas
+ * (schedulerConfig's checks of those keys), and that alphas_cumprod stays inside (0, 1): it
+ * underflows to 0 when betas near 1 run over many steps (infinite noise levels), and a beta below
+ * float64's resolution leaves it at 1 (a zero noise level, divided by). Run when a folder is
+ * opened, before any model loads.
+ */
+export function checkSchedule(raw: Record<string, unknown>, source: string): void {
+  const keys = Object.fromEntries(SCHEDULE_KEYS.filter((k) => k in raw).map((k) => [k, raw[k]]));
+  scheduleOf(schedulerConfig('ddim', keys, source), source);
+}
+
+/** alphas_cumprod, refused when it leaves (0, 1) (see checkSchedule). */
+function scheduleOf(c: SchedulerConfig, source: string): Float64Array {
+  const ac = alphasCumprod(c);
+  const bad = ac.findIndex((a) => !(a > 0 && a < 1));
+  if (bad >= 0) {
+    const why = ac[bad]! > 0 ? 'a beta too close to 0 for float64' : 'betas too close to 1 for so many steps';
+    throw new UserError(`${source}: alphas_cumprod is ${ac[bad]} at training step ${bad} of ${ac.length} (${why}); expected it inside (0, 1)`);
+  }
+  return ac;
 }
 
 /** The timesteps of `steps` inference steps, largest first. DDIM rounds them to integers; Euler
@@ -183,13 +211,14 @@ export interface Sampler {
   readonly stochastic: boolean;
 }
 
-export function createSampler(kind: SchedulerKind, config: SchedulerConfig, steps: number, opts: { eta?: number } = {}): Sampler {
-  return kind === 'ddim' ? ddim(config, steps, opts.eta ?? 0) : euler(config, steps);
+/** `source` names the config in messages. */
+export function createSampler(kind: SchedulerKind, config: SchedulerConfig, steps: number, opts: { eta?: number; source?: string } = {}): Sampler {
+  const ac = scheduleOf(config, opts.source ?? 'the scheduler config');
+  return kind === 'ddim' ? ddim(config, ac, steps, opts.eta ?? 0) : euler(config, ac, steps);
 }
 
-function ddim(c: SchedulerConfig, steps: number, eta: number): Sampler {
+function ddim(c: SchedulerConfig, ac: Float64Array, steps: number, eta: number): Sampler {
   if (!(eta >= 0) || !Number.isFinite(eta)) throw new UserError(`eta must be a number >= 0, got ${eta}`);
-  const ac = alphasCumprod(c);
   const finalAlpha = c.set_alpha_to_one ? 1 : ac[0]!;
   const ts = timesteps('ddim', c, steps);
   // diffusers steps back by T // N whatever the spacing
@@ -238,8 +267,7 @@ function ddim(c: SchedulerConfig, steps: number, eta: number): Sampler {
   };
 }
 
-function euler(c: SchedulerConfig, steps: number): Sampler {
-  const ac = alphasCumprod(c);
+function euler(c: SchedulerConfig, ac: Float64Array, steps: number): Sampler {
   const ts = timesteps('euler', c, steps);
   const trainSigmas = Float64Array.from(ac, (a) => Math.sqrt((1 - a) / a));
   // np.interp over the training sigmas at the (fractional) timesteps, then a final sigma of 0

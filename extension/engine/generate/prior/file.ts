@@ -9,7 +9,8 @@
 // Contexts are sorted by (parent, neighbour). __metadata__: format, formatVersion, k, order,
 // neighbours, smoothing, codebook (fingerprint), tokens, grid, images, createdAt.
 import { UserError } from '../../../../common/errors.js';
-import { readSafetensors, writeSafetensors, type Tensor } from '../../io/formats/safetensors.js';
+import { readSafetensorsIndex, readTensors, writeSafetensors, type Tensor } from '../../io/formats/safetensors.js';
+import { checkGridSize, MAX_PRIOR_K } from '../../core/limits.js';
 import { MAX_PRIOR_ORDER, PRIOR_NEIGHBOURS, withDerived, type ContextLevel, type TokenPrior } from './model.js';
 
 const PRIOR_FORMAT = 'unicode2-token-prior';
@@ -58,49 +59,84 @@ function priorTensors(file: string, tensors: Record<string, Tensor>) {
     }
     return t.data;
   };
-  const numbers = (name: string, length?: number) => Float64Array.from(vector(name, 'I64', length) as BigInt64Array, Number);
-  return { fail, vector, numbers };
+  /** An I64 tensor of counts (or offsets) as numbers, each a whole number from `min` to 2^53 - 1. */
+  const counts = (name: string, min: number, length?: number, what = 'counts') => {
+    const values = Float64Array.from(vector(name, 'I64', length) as BigInt64Array, Number);
+    const bad = values.findIndex((c) => !(c >= min && c <= Number.MAX_SAFE_INTEGER));
+    if (bad >= 0) fail(`tensor '${name}' holds ${values[bad]} at row ${bad}; expected ${what} from ${min} to ${Number.MAX_SAFE_INTEGER}`);
+    return values;
+  };
+  return { fail, vector, counts };
+}
+
+/** The offsets of each context's followers: start[0] = 0, rising strictly (every context has a
+ *  follower), start[C] = E. Checked before any loop runs over them. */
+function checkStarts({ fail }: ReturnType<typeof priorTensors>, n: number, start: Float64Array, followers: number): void {
+  if (start[0] !== 0 || start[start.length - 1] !== followers) fail(`tensor 'context${n}.start' does not cover its ${followers} followers`);
+  for (let i = 1; i < start.length; i++) {
+    if (!(start[i]! > start[i - 1]!)) fail(`context ${i - 1} of length ${n} has no followers (tensor 'context${n}.start' must rise at every row)`);
+  }
 }
 
 /** The contexts of n neighbours, checked against the `parents` contexts of n - 1. */
-function readLevel({ fail, vector, numbers }: ReturnType<typeof priorTensors>, n: number, parents: number, k: number): ContextLevel {
+function readLevel(read: ReturnType<typeof priorTensors>, n: number, parents: number, k: number): ContextLevel {
+  const { fail, vector, counts } = read;
   const parent = vector(`context${n}.parent`, 'I32') as Int32Array;
   const contexts = parent.length;
   const neighbour = vector(`context${n}.neighbour`, 'I32', contexts) as Int32Array;
-  const start = numbers(`context${n}.start`, contexts + 1);
   const code = vector(`context${n}.code`, 'I32') as Int32Array;
-  const count = numbers(`context${n}.count`, code.length);
+  const start = counts(`context${n}.start`, 0, contexts + 1, 'offsets');
+  const count = counts(`context${n}.count`, 1, code.length);
+  checkStarts(read, n, start, code.length);
+  if (code.some((c) => c < 0 || c >= k)) fail(`tensor 'context${n}.code' holds a code outside 0..${k - 1}`);
   const keys = new Float64Array(contexts);
   const total = new Float64Array(contexts);
   for (let i = 0; i < contexts; i++) {
     if (parent[i]! < 0 || parent[i]! >= parents || neighbour[i]! < 0 || neighbour[i]! > k) fail(`context ${i} of length ${n} refers outside the prior`);
     keys[i] = parent[i]! * (k + 1) + neighbour[i]!;
     if (i > 0 && keys[i]! <= keys[i - 1]!) fail(`contexts of length ${n} are not sorted by (parent, neighbour)`);
-    if (!(start[i]! < start[i + 1]!)) fail(`context ${i} of length ${n} has no followers`);
-    for (let e = start[i]!; e < start[i + 1]!; e++) total[i] += count[e]!;
+    for (let e = start[i]!; e < start[i + 1]!; e++) {
+      if (e > start[i]! && code[e]! <= code[e - 1]!) fail(`the followers of context ${i} of length ${n} are not in ascending code order`);
+      total[i] += count[e]!;
+    }
+    if (total[i]! > Number.MAX_SAFE_INTEGER) fail(`context ${i} of length ${n} counts more than ${Number.MAX_SAFE_INTEGER} tokens`);
   }
-  if (start[0] !== 0 || start[contexts] !== code.length) fail(`tensor 'context${n}.start' does not cover its ${code.length} followers`);
-  if (code.some((c) => c < 0 || c >= k)) fail(`tensor 'context${n}.code' holds a code outside 0..${k - 1}`);
   return { keys, parent, neighbour, start, code, count, total };
 }
 
-export async function readPrior(file: string): Promise<TokenPrior> {
-  const { tensors, metadata } = await readSafetensors(file);
-  const read = priorTensors(file, tensors);
-  const { fail } = read;
+/** The metadata a prior is sized by, each checked against what makes sense before any tensor is
+ *  read: K against the memory it implies, the order, the default grid, the counts. */
+function priorMetadata(file: string, metadata: Record<string, string>) {
+  const fail = (problem: string): never => {
+    throw new UserError(`${file}: ${problem}`);
+  };
   if (metadata.format !== PRIOR_FORMAT) fail(`not a UniCode² token prior (metadata format is ${JSON.stringify(metadata.format ?? null)}, expected "${PRIOR_FORMAT}")`);
   if (metadata.formatVersion !== String(PRIOR_FORMAT_VERSION)) fail(`token prior format version ${metadata.formatVersion} is not supported (expected ${PRIOR_FORMAT_VERSION})`);
-  const k = Number(metadata.k);
-  const order = Number(metadata.order);
-  if (!Number.isSafeInteger(k) || k < 1) fail(`metadata k must be a positive integer, found ${JSON.stringify(metadata.k)}`);
-  if (!Number.isInteger(order) || order < 1 || order > MAX_PRIOR_ORDER) fail(`metadata order must be 1..${MAX_PRIOR_ORDER}, found ${JSON.stringify(metadata.order)}`);
-  let grid: [number, number] = [1, 1];
+  const whole = (key: string, min: number, max: number) => {
+    const text = metadata[key] ?? '';
+    const value = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!(value >= min && value <= max)) fail(`metadata ${key} must be a whole number from ${min} to ${max}, found ${JSON.stringify(metadata[key] ?? null)}`);
+    return value;
+  };
+  const k = whole('k', 1, MAX_PRIOR_K);
+  const order = whole('order', 1, MAX_PRIOR_ORDER);
+  let grid: unknown;
   try {
-    grid = JSON.parse(metadata.grid ?? '') as [number, number];
+    grid = JSON.parse(metadata.grid ?? '');
   } catch {
-    fail(`metadata grid must be [h, w], found ${JSON.stringify(metadata.grid)}`);
+    fail(`metadata grid must be [h, w], found ${JSON.stringify(metadata.grid ?? null)}`);
   }
-  const unigram = read.numbers('unigram', k);
+  checkGridSize(Array.isArray(grid) ? grid : [grid], `${file}: metadata`);
+  const images = metadata.images === undefined ? 0 : whole('images', 0, Number.MAX_SAFE_INTEGER);
+  const tokens = metadata.tokens === undefined ? null : whole('tokens', 1, Number.MAX_SAFE_INTEGER);
+  return { k, order, grid, images, tokens, codebook: metadata.codebook ?? '', createdAt: metadata.createdAt ?? '' };
+}
+
+export async function readPrior(file: string): Promise<TokenPrior> {
+  const index = await readSafetensorsIndex(file);
+  const { k, order, grid, images, tokens: declared, codebook, createdAt } = priorMetadata(file, index.metadata);
+  const read = priorTensors(file, await readTensors(index, [...index.tensors.keys()]));
+  const unigram = read.counts('unigram', 0, k);
   const levels: ContextLevel[] = [];
   let parents = 1; // the root context
   for (let n = 1; n < order; n++) {
@@ -109,15 +145,8 @@ export async function readPrior(file: string): Promise<TokenPrior> {
     parents = level.keys.length;
   }
   const tokens = unigram.reduce((s, c) => s + c, 0);
-  return withDerived({
-    k,
-    order,
-    codebook: metadata.codebook ?? '',
-    tokens,
-    grid,
-    images: Number(metadata.images ?? 0),
-    createdAt: metadata.createdAt ?? '',
-    unigram,
-    levels,
-  });
+  // Probabilities divide by the token count: zero tokens would make every one of them NaN.
+  if (!(tokens >= 1 && tokens <= Number.MAX_SAFE_INTEGER)) read.fail(`the unigram counts sum to ${tokens}; expected 1 to ${Number.MAX_SAFE_INTEGER} tokens`);
+  if (declared !== null && declared !== tokens) read.fail(`metadata tokens is ${declared} but the unigram counts sum to ${tokens}`);
+  return withDerived({ k, order, codebook, tokens, grid: grid as [number, number], images, createdAt, unigram, levels });
 }

@@ -1,5 +1,6 @@
 // Fitting a token prior (model.ts): counting every context of every length over token grids.
 import { UserError } from '../../../../common/errors.js';
+import { checkPriorK } from '../../core/limits.js';
 import { checkOrder, lowerBound, PRIOR_NEIGHBOURS, symbolAt, withDerived, type ContextLevel, type GridTokens, type TokenPrior } from './model.js';
 
 function uniqueSorted(values: Float64Array): Float64Array {
@@ -83,7 +84,7 @@ function countLevel(grids: GridTokens[], code: Int32Array, parentOf: Int32Array,
  */
 export function fitPrior(grids: GridTokens[], k: number, order: number, codebook = ''): TokenPrior {
   checkOrder(order);
-  if (!Number.isInteger(k) || k < 1) throw new UserError(`a prior needs a codebook size K >= 1, got ${k}`);
+  checkPriorK(k, 'token prior'); // before the per-code tables are allocated
   const code = tokenCodes(grids, k);
   const tokens = code.length;
   const unigram = new Float64Array(k);

@@ -127,6 +127,8 @@ export function cellDistribution(prior: TokenPrior, ids: ArrayLike<number>, [h, 
 
 function draw(prior: TokenPrior, kept: Kept[], sparse: Map<number, number>, random: () => number): number {
   const total = kept.reduce((s, k) => s + k.take * k.weight, 0);
+  // NaN weights would pick the last item every time: never a token drawn from them
+  if (!(total > 0 && total < Infinity)) throw new UserError(`the prior's distribution for a cell sums to ${total}: its counts are inconsistent`);
   let u = random() * total;
   for (const k of kept) {
     const mass = k.take * k.weight;
@@ -139,7 +141,7 @@ function draw(prior: TokenPrior, kept: Kept[], sparse: Map<number, number>, rand
   throw new Error('unreachable: draw() ran past its items');
 }
 
-function sampleOptions(opts: SampleOptions): Required<Omit<SampleOptions, 'seed'>> {
+export function sampleOptions(opts: SampleOptions): Required<Omit<SampleOptions, 'seed'>> {
   const temperature = opts.temperature ?? 1;
   const topK = opts.topK ?? 0;
   const topP = opts.topP ?? 1;
@@ -239,7 +241,9 @@ function gibbsDraw(prior: TokenPrior, ids: Int32Array, h: number, w: number, i: 
   });
   const top = Math.max(...logits);
   const weights = logits.map((l) => Math.exp(l - top));
-  let u = random() * weights.reduce((s, v) => s + v, 0);
+  const total = weights.reduce((s, v) => s + v, 0);
+  if (!(total > 0 && total < Infinity)) throw new UserError(`the prior's distribution for a redrawn cell sums to ${total}: its counts are inconsistent`);
+  let u = random() * total;
   for (let c = 0; c < candidates.length; c++) {
     if (u < weights[c]! || c === candidates.length - 1) return candidates[c]!;
     u -= weights[c]!;

@@ -22,7 +22,10 @@ export function scorePrior(prior: TokenPrior, grids: GridTokens[]): PriorScore {
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
         const code = g.ids[y * w + x];
-        nll -= Math.log(probability(prior, chainAt(prior, g.ids, h, w, y, x), code));
+        const p = probability(prior, chainAt(prior, g.ids, h, w, y, x), code);
+        // A perplexity from impossible counts would print as if nothing were wrong.
+        if (!(p > 0 && p <= 1 + 1e-9)) throw new UserError(`the prior gives code ${code} at (${y}, ${x}) the probability ${p}, outside (0, 1]: its counts are inconsistent`);
+        nll -= Math.log(p);
         unigramNll -= Math.log(unigramProbability(prior, code));
         tokens++;
       }

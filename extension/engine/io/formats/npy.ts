@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Matrix } from '../../../../native-gpu/backend.js';
+import { expandBraces, hasBraces } from '../shard-list.js';
 import { writeFileAtomic } from '../atomic-write.js';
 import { onFile, openRegularFile, readExactly } from '../files.js';
 import { UserError } from '../../../../common/errors.js';
@@ -242,8 +243,10 @@ export async function writeNpy(file: string, a: NpyArray): Promise<void> {
   await writeFileAtomic(file, encodeNpyParts(a));
 }
 
-/** The .npy files of a folder in name order, or the one file given. */
+/** The .npy files of a folder in name order, the files a brace pattern names ('emb/{0..9}.npy',
+ *  in its order), or the one file given. */
 async function embeddingFiles(fileOrDir: string): Promise<string[]> {
+  if (hasBraces(fileOrDir)) return expandBraces(fileOrDir);
   const stat = await onFile(fileOrDir, 'read embeddings', () => fs.stat(fileOrDir));
   if (!stat.isDirectory()) return [fileOrDir];
   const names = (await onFile(fileOrDir, 'list the folder', () => fs.readdir(fileOrDir))).filter((n) => n.toLowerCase().endsWith('.npy')).sort();

@@ -7,13 +7,13 @@ import { writeFileAtomic } from '../atomic-write.js';
 import { openRegularFile, readExactly } from '../files.js';
 import { UserError } from '../../../../common/errors.js';
 
-export type SafetensorsDtype = 'F32' | 'F16' | 'F64' | 'I32' | 'I64';
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I32' | 'I64';
 export type TensorData = Float32Array | Uint16Array | Float64Array | Int32Array | BigInt64Array;
 
 export interface Tensor {
   dtype: SafetensorsDtype;
   shape: number[];
-  /** F16 tensors carry raw IEEE half bits */
+  /** F16 tensors carry raw IEEE half bits, BF16 tensors raw bfloat16 bits (PyTorch checkpoints) */
   data: TensorData;
 }
 
@@ -34,6 +34,7 @@ const DTYPES: Record<SafetensorsDtype, DtypeInfo> = {
   F32: { bytes: 4, make: (b) => new Float32Array(b), matches: (d) => d instanceof Float32Array },
   I32: { bytes: 4, make: (b) => new Int32Array(b), matches: (d) => d instanceof Int32Array },
   F16: { bytes: 2, make: (b) => new Uint16Array(b), matches: (d) => d instanceof Uint16Array },
+  BF16: { bytes: 2, make: (b) => new Uint16Array(b), matches: (d) => d instanceof Uint16Array },
 };
 
 /** The reference implementation's limit on the JSON header. */

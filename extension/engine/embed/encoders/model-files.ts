@@ -1,0 +1,153 @@
+// Where a vision model's files are, as real exports lay them out, and what exactly the weights are.
+// A spec names a folder, an .onnx file, or a Hugging Face id resolved from the local cache
+// (hub-cache.ts). In a folder the vision tower is, first match wins: optimum's model.onnx at the
+// top, a vision_model.onnx, then onnx-community / Transformers.js's onnx/vision_model.onnx (the
+// vision tower of a CLIP or SigLIP) and onnx/model.onnx (a vision-only model such as DINOv2, or a
+// combined image+text model, which onnx.ts refuses naming the file to use); each with the
+// precision's suffix (_fp16, _quantized...). External data (model.onnx_data) sits beside its
+// model. The weights are identified by the sha256 of every file they are in, which for a cache
+// snapshot is also the name of each LFS blob (checked: a truncated or altered blob is refused).
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { UserError } from '../../../../common/errors.js';
+import { onFile, requireRegularFile } from '../../io/files.js';
+import { downloadHint, parseHubId, resolveHubModel, snapshotOfFolder, type ModelSource } from './hub-cache.js';
+
+/** Transformers.js's dtype names -> the suffix of their file names. */
+export const PRECISIONS = { fp32: '', fp16: '_fp16', q8: '_quantized', int8: '_int8', uint8: '_uint8', q4: '_q4', q4f16: '_q4f16', bnb4: '_bnb4' } as const;
+export type Precision = keyof typeof PRECISIONS;
+export const DEFAULT_PRECISION: Precision = 'fp32';
+const MODEL_STEMS = ['model', 'vision_model', 'onnx/vision_model', 'onnx/model'];
+
+/** The model files for `precision`, in the order they are looked for. */
+export function modelCandidates(precision: Precision): string[] {
+  return MODEL_STEMS.map((stem) => `${stem}${PRECISIONS[precision]}.onnx`);
+}
+
+export interface ModelFiles {
+  /** the .onnx file */
+  model: string;
+  /** the folder the files are in, and the model's path relative to it */
+  dir: string;
+  relative: string;
+  config: string | null;
+  preprocessor: string | null;
+  /** the Hugging Face id and commit, when the folder is a cache snapshot */
+  hub: ModelSource['hub'];
+  /** whether the spec was a path (else a Hugging Face id) */
+  byPath: boolean;
+}
+
+async function present(file: string): Promise<boolean> {
+  return fs.stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** The precisions this folder has a model for. */
+async function precisionsIn(dir: string): Promise<Precision[]> {
+  const found: Precision[] = [];
+  for (const p of Object.keys(PRECISIONS) as Precision[]) {
+    for (const c of modelCandidates(p)) {
+      if (await present(path.join(dir, c))) {
+        found.push(p);
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+function snapshotName(source: ModelSource): string {
+  return source.hub ? `${source.hub.repo} (snapshot ${source.hub.commit.slice(0, 12)} in the Hugging Face cache)` : source.dir;
+}
+
+/** A file of the model missing from a cache snapshot: one line saying which and how to get it. */
+function missingInSnapshot(source: ModelSource, files: string[]): UserError {
+  const hub = source.hub!;
+  const hint = downloadHint(hub.repo, hub.commit, files);
+  return new UserError(`${snapshotName(source)} has no ${files.join(' or ')}`, { cli: hint, vscode: hint });
+}
+
+/** The model file of a folder for `precision`, checked to be a regular file (onnxruntime would
+ *  block forever on a FIFO). */
+async function modelIn(source: ModelSource, precision: Precision): Promise<string> {
+  const candidates = modelCandidates(precision);
+  for (const candidate of candidates) {
+    const model = path.join(source.dir, candidate);
+    if (await present(model)) {
+      await requireRegularFile(model, 'an ONNX model');
+      return candidate;
+    }
+  }
+  const others = await precisionsIn(source.dir);
+  if (others.length > 0) {
+    throw new UserError(`${snapshotName(source)}: no ${precision} model (looked for ${candidates.join(', ')}); it has ${others.join(', ')}`, { cli: 'choose one of those with --precision', vscode: 'choose one of those precisions' });
+  }
+  if (source.hub) throw missingInSnapshot(source, [candidates[2]!, candidates[3]!]);
+  throw new UserError(`${source.dir}: no ONNX model found (looked for ${candidates.join(', ')})`);
+}
+
+/** The folder a spec names: a path here, else a Hugging Face id in the local cache. */
+function sourceOf(spec: string, isPath: boolean): ModelSource {
+  if (isPath) return { dir: spec, hub: snapshotOfFolder(spec) };
+  const ref = parseHubId(spec);
+  if (!ref) throw new UserError(`encoder '${spec}': no such model folder or .onnx file, and not a Hugging Face id (org/name[@revision]); or use 'dct', 'dct:<size>' or 'dct:<size>:square'`);
+  return resolveHubModel(ref);
+}
+
+/** The files of the model a spec names (see the file comment). */
+export async function locateModel(spec: string, precision: Precision): Promise<ModelFiles> {
+  const stat = await fs.stat(spec).catch(() => null);
+  if (stat && !stat.isDirectory()) {
+    await requireRegularFile(spec, 'an ONNX model');
+    return { model: spec, dir: path.dirname(spec), relative: path.basename(spec), config: null, preprocessor: null, hub: snapshotOfFolder(path.dirname(spec)), byPath: true };
+  }
+  const source = sourceOf(spec, stat !== null);
+  const relative = await modelIn(source, precision);
+  const [config, preprocessor] = await Promise.all(['config.json', 'preprocessor_config.json'].map(async (f) => ((await present(path.join(source.dir, f))) ? path.join(source.dir, f) : null)));
+  // A snapshot holds what the repo has: one without its configs was downloaded in part.
+  if (source.hub && (!config || !preprocessor)) throw missingInSnapshot(source, [!config && 'config.json', !preprocessor && 'preprocessor_config.json'].filter((f): f is string => !!f));
+  return { model: path.join(source.dir, relative), dir: source.dir, relative, config: config ?? null, preprocessor: preprocessor ?? null, hub: source.hub, byPath: stat !== null };
+}
+
+async function sha256Of(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await onFile(file, 'hash the model weights', async () => {
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  });
+  return hash.digest('hex');
+}
+
+/** A cache blob is named by its sha256: one that is not has been truncated or altered. */
+async function checkBlob(file: string, sha256: string): Promise<void> {
+  const real = await fs.realpath(file).catch(() => file);
+  const name = path.basename(real);
+  if (path.basename(path.dirname(real)) === 'blobs' && /^[0-9a-f]{64}$/.test(name) && name !== sha256) {
+    throw new UserError(`${file}: the cached file's sha256 is ${sha256.slice(0, 12)}…, not ${name.slice(0, 12)}… as its blob is named: a truncated or altered download`, {
+      cli: `delete ${real} and download the model again`,
+      vscode: `delete ${real} and download the model again`,
+    });
+  }
+}
+
+/**
+ * The sha256 of each file the weights are in: the .onnx and its external data (`<name>_data`,
+ * `<name>_data_<n>`, `<name>.data` beside it), keyed by their paths relative to the folder.
+ */
+export async function weightsSha256(files: ModelFiles): Promise<Record<string, string>> {
+  const base = path.basename(files.model);
+  const siblings = await fs.readdir(path.dirname(files.model)).catch(() => [] as string[]);
+  const data = siblings.filter((n) => n.startsWith(`${base}_data`) || n === `${base}.data`).sort();
+  const relDir = path.dirname(files.relative);
+  const out: Record<string, string> = {};
+  for (const name of [base, ...data]) {
+    const file = path.join(path.dirname(files.model), name);
+    const sha = await sha256Of(file);
+    await checkBlob(file, sha);
+    out[relDir === '.' ? name : `${relDir}/${name}`] = sha;
+  }
+  return out;
+}

@@ -1,0 +1,64 @@
+// Tokenize over data-set shards into a folder (`tokenize SHARDS --out DIR/`): each shard gives
+// one token data set, `DIR/<shard name>.tokens.npy` and its index, whose `images` are the shard's
+// keys in shard order, beside the shard (path, bytes, mtime), the samples skipped (with why) and
+// the samples' json/txt/cls members. The job itself — parts, skipping complete outputs, failures
+// one shard at a time, the manifest — is io/shard-job.ts's.
+import * as path from 'node:path';
+import type { ComputeBackend } from '../../../native-gpu/backend.js';
+import type { Codebook } from '../codebook/codebook.js';
+import type { Encoder } from '../embed/encoders/index.js';
+import { shardImages, type ShardOptions } from '../embed/shards.js';
+import { TOKENS_SUFFIX, writeTokenDataset } from '../codebook/token-files.js';
+import { indexPathOf } from '../io/formats/npy-index.js';
+import { runShardJob, type ShardCounts, type ShardJob, type ShardPart, type ShardStat, type ShardSummary } from '../io/shard-job.js';
+import type { ShardFile } from '../io/shard-list.js';
+import { checkEncoderMatches, computedOn, tokenizeImages, type TokenizeControl } from './tokenize.js';
+import { openSearch } from './search.js';
+
+export interface TokenizeShardsRequest extends ShardOptions {
+  shards: ShardFile[];
+  out: string;
+  part?: ShardPart;
+  control?: TokenizeControl;
+  onShard?: ShardJob['onShard'];
+}
+
+/** The token data set of one shard, written into `out`; its file names and counts. */
+async function tokenizeShard(cb: Codebook, encoder: Encoder, backend: ComputeBackend, shard: ShardFile, stat: ShardStat, request: TokenizeShardsRequest): Promise<ShardCounts & { outputs: string[] }> {
+  const source = shardImages(shard, request);
+  const { results, skipped } = await tokenizeImages(cb, encoder, source.images, backend, request.control);
+  // in shard order: samples without an image and images that did not decode, interleaved
+  const all = [...source.skipped, ...skipped].map((s) => ({ key: s.path, reason: s.reason }));
+  all.sort((a, b) => source.order.get(a.key)! - source.order.get(b.key)!);
+  const meta = results.map((r) => source.meta.get(r.image) ?? {});
+  const file = `${shard.name}${TOKENS_SUFFIX}`;
+  await writeTokenDataset(path.join(request.out, file), results, {
+    // a shard whose samples were all skipped still gets its (empty) data set
+    ...(results.length === 0 && { identity: await identityOf(cb, encoder, backend, request) }),
+    extra: { shard: { path: path.resolve(shard.path), bytes: stat.size, mtimeMs: stat.mtimeMs }, skipped: all, ...(meta.some((m) => Object.keys(m).length > 0) && { meta }) },
+  });
+  return { images: results.length, skipped: all.length, outputs: [file, path.basename(indexPathOf(file))] };
+}
+
+/** What a token data set records of how it was made, without any grid to take it from. */
+async function identityOf(cb: Codebook, encoder: Encoder, backend: ComputeBackend, request: TokenizeShardsRequest) {
+  const search = await openSearch(cb, backend, request.control?.search);
+  search.dispose();
+  return { codebook: cb.fingerprint, encoder: encoder.descriptor.id, device: computedOn(encoder, backend), search: search.info };
+}
+
+/** Tokenizes the request's part of the shards (see io/shard-job.ts for what is skipped, how
+ *  failures are isolated and the manifest). */
+export async function tokenizeShards(cb: Codebook, encoder: Encoder, backend: ComputeBackend, request: TokenizeShardsRequest): Promise<ShardSummary> {
+  checkEncoderMatches(cb, encoder);
+  return runShardJob({
+    job: 'tokenize',
+    out: request.out,
+    shards: request.shards,
+    ...(request.part && { part: request.part }),
+    identity: { codebook: cb.fingerprint, encoder: encoder.descriptor.id },
+    run: (shard, stat) => tokenizeShard(cb, encoder, backend, shard, stat, request),
+    ...(request.onShard && { onShard: request.onShard }),
+    ...(request.control?.signal && { signal: request.control.signal }),
+  });
+}
