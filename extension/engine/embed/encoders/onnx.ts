@@ -12,10 +12,9 @@
 // line saying what was expected and what was found, not deep inside a run.
 import * as path from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { onnxruntime } from '../../../../native-gpu/onnxruntime.js';
 import type { ComputeBackend, Matrix, RunControl } from '../../../../native-gpu/backend.js';
 import { describeTensors, openModelSession, type ModelSession, type TensorInfo } from '../../../../native-gpu/onnx-session.js';
-import { f16ToF32, f32ToF16 } from '../../../../common/half.js';
+import { FLOAT_TYPES, fixed, floatTensor, floats } from '../../../../native-gpu/onnx-tensors.js';
 import { UserError, throwIfCancelled } from '../../../../common/errors.js';
 import { loadImage, type RgbImage } from '../image.js';
 import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM, MAX_FIXED_BATCH } from '../../core/limits.js';
@@ -28,7 +27,6 @@ import type { ProcessorResize } from './pil-resize.js';
 const DEFAULT_SIZE = 224;
 /** Images per session.run when the batch dimension is free. */
 const MAX_BATCH = 8;
-const FLOATS = ['float32', 'float16'];
 
 /** The pixel input: 'pixel_values' (or the only input), float32 or float16 [B, 3, H, W]. A
  *  combined image+text model is refused naming the file to use instead. */
@@ -38,7 +36,7 @@ function pickInput(file: string, inputs: readonly TensorInfo[]): TensorInfo {
   if (pixels && inputs.some((m) => m.name === 'input_ids')) {
     throw new UserError(`${file}: a combined image+text model (inputs ${describeTensors(inputs)}) has no patch tokens of the image alone; use its vision tower, onnx/vision_model.onnx, as onnx-community's CLIP and SigLIP exports ship it`);
   }
-  const ok = input && inputs.length === 1 && FLOATS.includes(input.type) && input.shape.length === 4 && (input.shape[1] === 3 || typeof input.shape[1] === 'string');
+  const ok = input && inputs.length === 1 && FLOAT_TYPES.includes(input.type) && input.shape.length === 4 && (input.shape[1] === 3 || typeof input.shape[1] === 'string');
   if (!ok) throw new UserError(`${file}: expected input 'pixel_values' [B,3,H,W] float32 or float16, found ${describeTensors(inputs)}`);
   return input;
 }
@@ -67,7 +65,7 @@ function pickOutput(file: string, outputs: readonly TensorInfo[], layer: number 
     output = states[layer < 0 ? n + layer : layer];
     if (!output) throw new UserError(`${file}: layer ${layer} is outside the export's ${n} hidden states (0 to ${n - 1}, or -1 to -${n} from the last)`, { cli: 'give --layer in that range', vscode: 'choose a layer in that range' });
   }
-  if (!output || !FLOATS.includes(output.type) || output.shape.length !== 3) {
+  if (!output || !FLOAT_TYPES.includes(output.type) || output.shape.length !== 3) {
     throw new UserError(`${file}: expected output 'last_hidden_state' [B,L,d] float32 or float16, found ${describeTensors(outputs)}`);
   }
   return output;
@@ -83,21 +81,16 @@ function gridOf(file: string, tokens: number, [h, w]: [number, number]): { patch
   throw new UserError(`${file}: ${tokens} output tokens do not form a grid of square patches over a ${h}x${w} input`);
 }
 
-/** A dimension the model fixes (a positive number); symbolic or unknown dimensions are free. */
-function fixedDim(dim: number | string | undefined): number | null {
-  return typeof dim === 'number' && dim > 0 ? dim : null;
-}
-
 /** Input size: the config's, else the model's fixed H and W, else 224; they must agree. */
 function inputSizeOf(file: string, input: TensorInfo, configured: [number, number] | null): [number, number] {
-  const [mh, mw] = [fixedDim(input.shape[2]), fixedDim(input.shape[3])];
-  const fixed = mh !== null && mw !== null ? ([mh, mw] as [number, number]) : null;
+  const [mh, mw] = [fixed(input.shape[2]), fixed(input.shape[3])];
+  const modelSize = mh !== null && mw !== null ? ([mh, mw] as [number, number]) : null;
   // Checked from the model's metadata, before anything is allocated for an input of that size.
-  if (fixed) checkInputSize(fixed, file);
-  if (configured && fixed && (configured[0] !== fixed[0] || configured[1] !== fixed[1])) {
-    throw new UserError(`${file}: preprocessor_config.json resizes to ${configured[0]}x${configured[1]} but the model takes ${fixed[0]}x${fixed[1]}`);
+  if (modelSize) checkInputSize(modelSize, file);
+  if (configured && modelSize && (configured[0] !== modelSize[0] || configured[1] !== modelSize[1])) {
+    throw new UserError(`${file}: preprocessor_config.json resizes to ${configured[0]}x${configured[1]} but the model takes ${modelSize[0]}x${modelSize[1]}`);
   }
-  return configured ?? fixed ?? [DEFAULT_SIZE, DEFAULT_SIZE];
+  return configured ?? modelSize ?? [DEFAULT_SIZE, DEFAULT_SIZE];
 }
 
 /** The model's pixel input and token output, the input size, and the batch it fixes (null: open). */
@@ -113,11 +106,11 @@ function checkModel(file: string, session: ModelSession, configured: [number, nu
   const input = pickInput(file, session.inputs);
   const output = pickOutput(file, session.outputs, layer);
   const inputSize = inputSizeOf(file, input, configured);
-  const fixedBatch = fixedDim(input.shape[0]);
+  const fixedBatch = fixed(input.shape[0]);
   if (fixedBatch !== null && fixedBatch > MAX_FIXED_BATCH) {
     throw new UserError(`${file}: the model's fixed batch size ${fixedBatch} exceeds the limit of ${MAX_FIXED_BATCH} images`);
   }
-  const declaredD = fixedDim(output.shape[2]);
+  const declaredD = fixed(output.shape[2]);
   if (declaredD !== null && declaredD > MAX_EMBEDDING_DIM) {
     throw new UserError(`${file}: the model's embedding size d = ${declaredD} exceeds the limit of ${MAX_EMBEDDING_DIM}`);
   }
@@ -172,12 +165,6 @@ async function encodeBatches(images: RgbImage[], run: Run, step: number, layout:
   return { rows: images.length * perImage, cols: d, data };
 }
 
-/** The output's values as f32, whatever the model's output type. */
-function floats(tensor: ort.Tensor): Float32Array {
-  if (tensor.type === 'float16') return tensor.data instanceof Uint16Array ? f16ToF32(tensor.data) : Float32Array.from(tensor.data as ArrayLike<number>);
-  return tensor.data as Float32Array;
-}
-
 /** One session.run: the output tokens as f32, and their dims. `at` names the images in messages:
  *  a NaN or an infinity in the embeddings is an error naming the model and them, never a token. */
 type Run = (images: RgbImage[], at: string) => Promise<{ data: Float32Array; dims: readonly number[] }>;
@@ -189,9 +176,7 @@ function runner(session: ModelSession, io: ModelIo, preprocess: Preprocess): Run
     const count = fixedBatch ?? images.length;
     const values = toPixelValues(images, preprocess, count);
     const dims = [count, 3, inputSize[0], inputSize[1]];
-    const { Tensor } = onnxruntime();
-    const tensor = input.type === 'float16' ? new Tensor('float16', f32ToF16(values), dims) : new Tensor('float32', values, dims);
-    const out = (await session.run({ [input.name]: tensor }, [output.name], at))[output.name] as ort.Tensor;
+    const out = (await session.run({ [input.name]: floatTensor(input.type, values, dims) }, [output.name], at))[output.name] as ort.Tensor;
     return { data: floats(out), dims: out.dims };
   };
 }

@@ -8,7 +8,7 @@ import { UserError } from '../../../../common/errors.js';
 import { onnxruntime } from '../../../../native-gpu/onnxruntime.js';
 import { describeTensors, openModelSession, type ModelSession, type ModelSessionOptions, type TensorInfo } from '../../../../native-gpu/onnx-session.js';
 import { MAX_AR_HEADS, MAX_AR_HEAD_DIM, MAX_AR_LAYERS, MAX_AR_PREFIX, MAX_AR_VOCAB, MAX_GRID_SIDE } from '../../core/limits.js';
-import { FLOAT_TYPES, fixed, floats } from '../diffusion/tensors.js';
+import { FLOAT_TYPES, fixed, floats } from '../../../../native-gpu/onnx-tensors.js';
 import type { ArFolder } from './folder.js';
 
 /** The longest sequence a run feeds: the longest prompt and the largest grid. */

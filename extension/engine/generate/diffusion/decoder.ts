@@ -28,7 +28,7 @@ import { rowsF32 } from '../../../../native-gpu/tables.js';
 import { denoise, type DiffusionControl, type DiffusionRequest, type DiffusionResult } from './denoise.js';
 import { readDiffusionFolder, readUnconditional } from './folder.js';
 import { checkConditioning, openModels, type DiffusionModels } from './models.js';
-import { fixed, floatTensor, floats } from './tensors.js';
+import { fixed, floatTensor, floats } from '../../../../native-gpu/onnx-tensors.js';
 
 export type { DiffusionControl, DiffusionRequest, DiffusionResult, DiffusionStep } from './denoise.js';
 

@@ -12,7 +12,8 @@ import { normalSampler, seededRandom } from '../../core/sampling.js';
 import type { DiffusionFolder } from './folder.js';
 import { checkConditioning, decodeLatents, type DiffusionModels } from './models.js';
 import { createSampler, schedulerConfig, type SchedulerKind } from './schedulers.js';
-import { fixed, floatTensor, floats, timestepTensor } from './tensors.js';
+import { fixed, floatTensor, floats } from '../../../../native-gpu/onnx-tensors.js';
+import { timestepTensor } from './tensors.js';
 import { MAX_LATENT_SIDE } from '../../core/limits.js';
 
 export interface DiffusionStep {

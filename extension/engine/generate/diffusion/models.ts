@@ -7,7 +7,8 @@ import { UserError } from '../../../../common/errors.js';
 import { MAX_LATENT_CHANNELS, MAX_LATENT_SIDE } from '../../core/limits.js';
 import type { RgbImage } from '../../embed/image.js';
 import type { DiffusionFolder } from './folder.js';
-import { FLOAT_TYPES, TIMESTEP_TYPES, fixed, floatTensor, floats } from './tensors.js';
+import { FLOAT_TYPES, fixed, floatTensor, floats } from '../../../../native-gpu/onnx-tensors.js';
+import { TIMESTEP_TYPES } from './tensors.js';
 
 export interface Denoiser {
   session: ModelSession;
