@@ -26,7 +26,7 @@ if [[ "$codename" == bookworm ]]; then
   # The mirror this machine already uses for Debian (first non-security http(s) URI).
   mirror="$(grep -rhE '^[[:space:]]*(URIs:|deb[[:space:]])' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
             | grep -oE 'https?://[^ ]+' | grep -i debian | grep -v -- '-security' | head -1 || true)"
-  mirror="${mirror:-http://deb.debian.org/debian}"
+  [[ -n "$mirror" ]] || { echo "setup-lavapipe: no Debian mirror in /etc/apt/sources.list(.d)" >&2; exit 1; }
   printf 'deb %s bookworm main\ndeb %s bookworm-backports main\n' "$mirror" "$mirror" > "$work/sources.list"
   opts+=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null)
   packages=(libvulkan1 mesa-vulkan-drivers/bookworm-backports libdrm2/bookworm-backports libdrm-amdgpu1/bookworm-backports)
