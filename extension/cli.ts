@@ -19,8 +19,9 @@ import { demo } from './cli/commands/demo.js';
 import { prior } from './cli/commands/prior.js';
 import { generate } from './cli/commands/generate.js';
 import { codebook } from './cli/commands/codebook.js';
+import { jobs } from './cli/commands/jobs.js';
 
-const COMMANDS: Record<string, Command | CommandGroup> = { embed, build, tokenize, search, calibrate, decode, refine, codebook, stats, prior, generate, demo };
+const COMMANDS: Record<string, Command | CommandGroup> = { embed, build, tokenize, search, calibrate, decode, refine, codebook, stats, prior, generate, demo, jobs };
 
 const isGroup = (c: Command | CommandGroup): c is CommandGroup => 'subcommands' in c;
 

@@ -1,5 +1,5 @@
 // UniCode² Studio: activation wires commands, panels (with their serializers, so they come back
-// after a reload) and the Lab view. All work lives in commands/, panels/ and engine/.
+// after a reload), the Lab view and the Codebooks view. All work lives in commands/, panels/ and engine/.
 import * as vscode from 'vscode';
 import { Studio } from './state/studio.js';
 import { registerCommands } from './commands/index.js';
@@ -8,6 +8,7 @@ import { tokenSetEditor, TOKEN_SET_VIEW_TYPE } from './panels/token-set-editor.j
 import { TokenGridPanel, TOKEN_GRID_VIEW_TYPE } from './panels/token-grid-panel.js';
 import { GenerationPanel, GENERATION_VIEW_TYPE } from './panels/generation-panel.js';
 import { LabViewProvider, LAB_VIEW_ID } from './panels/lab-view.js';
+import { CodebooksView, CODEBOOKS_VIEW_ID } from './panels/codebooks-view.js';
 
 let studio: Studio | null = null;
 
@@ -23,6 +24,8 @@ export function activate(context: vscode.ExtensionContext): void {
     // no retainContextWhenHidden: the view asks for the cells again when it is shown
     vscode.window.registerWebviewViewProvider(LAB_VIEW_ID, new LabViewProvider(studio, lab)),
   );
+  const codebooks = new CodebooksView(studio);
+  context.subscriptions.push(codebooks, vscode.window.registerTreeDataProvider(CODEBOOKS_VIEW_ID, codebooks));
 }
 
 export async function deactivate(): Promise<void> {

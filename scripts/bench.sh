@@ -62,6 +62,8 @@ if ((scale)); then
 fi
 
 node --import tsx bench/prepare.ts
+# benches that run the CLI as a user does (memory, first-search) run dist/cli.js
+node scripts/build.mjs --quiet
 faiss bench/faiss_ref.py "$BENCH_DIR" > "$BENCH_DIR/faiss.json"
 for f in bench/*.bench.ts; do
   echo "== $f"

@@ -11,6 +11,8 @@ const hostBuilds = [
   { entryPoints: ['extension/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
   // the encode pool's worker thread (engine/embed/encode-pool.ts starts it from beside the bundle)
   { entryPoints: ['extension/engine/embed/encode-worker.ts'], outfile: 'dist/encode-worker.js' },
+  // the parquet reader's decoding thread (engine/io/formats/parquet.ts starts it the same way)
+  { entryPoints: ['extension/engine/io/formats/parquet-worker.ts'], outfile: 'dist/parquet-worker.js' },
 ].filter((b) => existsSync(b.entryPoints[0]));
 
 // Each webview/<panel>/main.ts becomes dist/webview/<panel>.js (browser, IIFE).

@@ -3,11 +3,14 @@
 // down (the walkthrough's image pane is narrow) in the light and dark variants VS Code picks from.
 // Run after looking at them: `node scripts/refresh-screenshots.mjs`.
 import sharp from 'sharp';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 
 const shots = '.test-artifacts/screenshots';
 const e2e = '.test-artifacts/e2e/studio';
+
+/** The e2e screenshot of a step (they are numbered in the order taken: found by the step's name). */
+const e2eShot = (step) => path.join(e2e, (existsSync(e2e) ? readdirSync(e2e) : []).find((f) => f.endsWith(`-${step}.png`)) ?? `NN-${step}.png`);
 
 /** docs/screenshots/<name>.png <- a test's screenshot */
 const docs = {
@@ -29,8 +32,13 @@ const docs = {
   'generation-ar-dark': `${shots}/generation-ar-dark.png`,
   'lab-dark': `${shots}/lab-300px-dark.png`,
   'lab-light': `${shots}/lab-light.png`,
-  'in-vscode-token-grid': `${e2e}/06-token-grid.png`,
-  'in-vscode-walkthrough': `${e2e}/10-walkthrough.png`,
+  'in-vscode-token-grid': e2eShot('token-grid'),
+  'in-vscode-walkthrough': e2eShot('walkthrough'),
+  'in-vscode-codebooks-view': e2eShot('codebooks-view'),
+  'in-vscode-choose-codebook': e2eShot('choose-codebook'),
+  'in-vscode-build-name-refused': e2eShot('build-name-refused'),
+  'in-vscode-codebook-other-set-refused': e2eShot('codebook-other-set-refused'),
+  'in-vscode-decode-tokens': e2eShot('decode-tokens'),
 };
 
 /** media/walkthrough/<step>-<light|dark>.png <- [screenshot of that theme, crop height or 0 for all] */

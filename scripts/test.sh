@@ -3,12 +3,13 @@
 # test runner, then prints one closing line "N passed, N failed[, N skipped]" built from the
 # runner's summaries. Exits non-zero if anything failed.
 #
-#   npm test                 all tiers: unit fuzz gpu webview e2e
+#   npm test                 all tiers: unit fuzz gpu webview e2e slurm
+#                            (slurm: a one-node cluster it starts and stops itself; needs root and apt)
 #   npm test -- unit gpu     only those tiers
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-all_tiers=(unit fuzz gpu webview e2e)
+all_tiers=(unit fuzz gpu webview e2e slurm)
 tiers=("$@")
 ((${#tiers[@]})) || tiers=("${all_tiers[@]}")
 for t in "${tiers[@]}"; do

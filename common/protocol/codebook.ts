@@ -4,7 +4,8 @@
 import * as v from 'valibot';
 import { finite, index, message, noParams, numbers, protocol, request, text } from './shared.js';
 
-export const datasetInfo = message({ id: text, label: text });
+/** a data set to count over; `disabled` says why it cannot be (made with another codebook) */
+export const datasetInfo = message({ id: text, label: text, disabled: v.optional(text) });
 
 export const codebookSummary = message({
   file: text,
@@ -73,7 +74,8 @@ export const codebookProtocol = protocol(
     init: request(noParams, codebookView),
     selectDataset: request(message({ dataset: text }), codebookView),
     codeDetail: request(message({ code: index }), codeDetail),
-    /** asks for a tokens file and counts over it; null when the dialog was dismissed */
+    /** asks for a tokens file and counts over it; null when the dialog was dismissed (a set made
+     *  with another codebook is an error reply, the counts shown before staying as they are) */
     addTokensFile: request(noParams, v.nullable(codebookView)),
     /** a file that is no codebook: offers VS Code's other editors for it */
     reopenWith: request(noParams, v.null()),

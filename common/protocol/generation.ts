@@ -5,7 +5,8 @@
 import * as v from 'valibot';
 import { finite, gridShape, index, message, noParams, numbers, positive, protocol, request, text } from './shared.js';
 
-export const generationSource = message({ id: text, label: text, grid: gridShape });
+/** a grid to decode or edit; `disabled` says why it cannot be (made with another codebook) */
+export const generationSource = message({ id: text, label: text, grid: gridShape, disabled: v.optional(text) });
 
 /** A fitted n-gram prior (its order) or an autoregressive model folder (its classes, when it is
  *  class-conditional: `count` of them, `names` for the first ones when unicode2.json has them). */
@@ -81,6 +82,7 @@ export const generationProtocol = protocol(
       sources: v.array(generationSource),
       priors: v.array(priorInfo),
       decoders: v.array(decoderInfo),
+      /** the active codebook's name ('' when there is none) */
       codebook: text,
       results: v.array(generationResult),
       defaults: generationSettings,
@@ -104,7 +106,10 @@ export const generationProtocol = protocol(
     savePng: request(message({ result: text }), v.nullable(text)),
   },
   {
-    sources: message({ sources: v.array(generationSource) }),
+    /** the sources changed; `select`: the one to choose (the grid a token-grid panel just sent) */
+    sources: message({ sources: v.array(generationSource), select: v.optional(text) }),
+    /** the active codebook changed: its name ('' when there is none); the sources follow */
+    codebook: message({ codebook: text }),
     progress: message({ done: finite, total: finite, message: v.optional(text), preview: v.optional(text) }),
     /** an AR prior run starts: the grid's ids so far (kept cells of an edit; 0 elsewhere) and the
      *  cells it will draw, in raster order */

@@ -13,6 +13,9 @@ export interface OptionSpec {
   required?: boolean;
   /** allowed values for a string option */
   choices?: readonly string[];
+  /** its value is itself a list of options (`--sbatch '--partition=gpu'`): taken even when it
+   *  begins with -- */
+  optionsValue?: true;
 }
 
 export interface CommandSpec {
@@ -59,7 +62,7 @@ export function parseArgs(spec: CommandSpec, argv: string[]): ParsedArgs {
       continue;
     }
     const raw = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
-    if (raw === undefined || (eq < 0 && raw.startsWith('--'))) throw new UserError(`option --${name} needs a value (${opt.value ?? opt.kind})`);
+    if (raw === undefined || (eq < 0 && raw.startsWith('--') && !opt.optionsValue)) throw new UserError(`option --${name} needs a value (${opt.value ?? opt.kind})`);
     options[name] = convert(name, opt, raw);
   }
   for (const [name, opt] of Object.entries(spec.options)) {

@@ -2,7 +2,7 @@
 // and small helpers for reading options and reporting.
 import type { CommandSpec, OptionSpec, ParsedArgs } from './args.js';
 import type { ProgressReporter } from './progress.js';
-import { DEFAULTS, DEFAULT_PRECISION, ENCODER_SPEC_HELP, PRECISIONS, UNCALIBRATED_NPROBE, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type EncoderOptions, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index.js';
+import { DEFAULTS, DEFAULT_PRECISION, ENCODER_SPEC_HELP, PRECISIONS, UNCALIBRATED_NPROBE, checkGridSize, checkTokensMatchCodebook, listImages, readTokenGrids, stepsOf, UserError, type Codebook, type ComputeBackend, type DownloadControl, type EncoderOptions, type SearchOptions, type SkippedImage, type TokenGrid } from '../engine/index.js';
 
 export const DEVICE: OptionSpec = {
   kind: 'string',
@@ -35,11 +35,16 @@ export const ENCODER_MODEL: Record<string, OptionSpec> = {
   },
 };
 
-/** --precision / --layer as the engine's encoder options. */
-export function encoderOptions(args: ParsedArgs): EncoderOptions {
-  const precision = str(args, 'precision') as EncoderOptions['precision'];
-  const layer = num(args, 'layer');
-  return { ...(precision !== undefined && { precision }), ...(layer !== undefined && { layer }) };
+/** --precision / --layer as the engine's encoder options, with a download's progress and Ctrl-C. */
+export function encoderOptions(ctx: Context): EncoderOptions {
+  const precision = str(ctx.args, 'precision') as EncoderOptions['precision'];
+  const layer = num(ctx.args, 'layer');
+  return { ...(precision !== undefined && { precision }), ...(layer !== undefined && { layer }), download: hubDownload(ctx) };
+}
+
+/** A model downloaded from the hub: its bytes on the progress line; Ctrl-C stops it (resumed next time). */
+export function hubDownload(ctx: Context): DownloadControl {
+  return { signal: ctx.signal, onProgress: (e) => ctx.progress.report(e) };
 }
 export const IMAGES_OPERANDS = { name: 'IMAGES', min: 1, max: Infinity };
 export const SEARCH: Record<string, OptionSpec> = {

@@ -4,7 +4,7 @@
 import { promises as fs } from 'node:fs';
 import type { OptionSpec } from './args.js';
 import { str, type Context } from './command.js';
-import { isShardOperand, listShards, UserError, type ShardFile, type ShardJob, type ShardPart, type ShardSummary } from '../engine/index.js';
+import { isShardOperand, listShards, shardsOfPart, taskPlaceOf, trackTask, UserError, type ShardFile, type ShardJob, type ShardPart, type ShardSummary } from '../engine/index.js';
 
 export const SHARD_OPTIONS: Record<string, OptionSpec> = {
   shard: { kind: 'string', value: 'I/N', help: 'over data-set shards: run the I-th of N parts (shards I, I+N, ..., counted from 1); parts may run at once into one --out' },
@@ -38,6 +38,13 @@ export async function shardRun(ctx: Context): Promise<{ shards: ShardFile[]; par
   return { shards: listShards(ctx.args.operands), out, ...(shard !== undefined && { part: parseShardPart(shard) }), ...(imageColumn !== undefined && { imageColumn }) };
 }
 
+/** Runs a shard job's part; inside a Slurm task, its status file follows it (running, done or
+ *  failed, with the counts). */
+export function tracked(run: { shards: ShardFile[]; part?: ShardPart }, job: () => Promise<ShardSummary>): Promise<ShardSummary> {
+  const place = taskPlaceOf(process.env);
+  return place ? trackTask(place, shardsOfPart(run.shards, run.part).length, job) : job();
+}
+
 /** Per-shard progress on stderr: a step per shard, a line per failure. */
 export function shardProgress(ctx: Context, phase: string): NonNullable<ShardJob['onShard']> {
   return ({ shard, done, total, status, error }) => {
@@ -49,6 +56,7 @@ export function shardProgress(ctx: Context, phase: string): NonNullable<ShardJob
 /** The command's result for a shard run: exit status 2 when a shard failed. */
 export function shardResult(summary: ShardSummary, out: string): { json: ShardSummary; text: string; exitCode: number } {
   const failed = summary.failed.map((f) => `\n  failed: ${f.shard}: ${f.error}`).join('');
-  const text = `${summary.shards} shards into ${out}: ${summary.done} done, ${summary.skipped} skipped (complete already), ${summary.failed.length} failed; ${summary.images} images in ${summary.seconds.toFixed(1)} s${failed}`;
+  const on = summary.slurm ? ` on Slurm (jobs ${summary.slurm.jobs.join(', ') || 'none'}, ${summary.slurm.tasks} tasks)` : '';
+  const text = `${summary.shards} shards into ${out}${on}: ${summary.done} done, ${summary.skipped} skipped (complete already), ${summary.failed.length} failed; ${summary.images} images in ${summary.seconds.toFixed(1)} s${failed}`;
   return { json: summary, text, exitCode: summary.failed.length > 0 ? 2 : 0 };
 }

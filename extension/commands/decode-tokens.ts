@@ -1,15 +1,19 @@
 // "UniCode²: Decode Tokens…": a tokens file -> one PNG per grid through the codebook's atlas, under
-// <workspace>/.unicode2/decoded; the grids become a source of the Generation panel.
+// <workspace>/.unicode2/decoded; the first few join the Generation panel's gallery, which opens on
+// them, and the grids become a source of that panel.
 import * as path from 'node:path';
 import { checkTokensMatchCodebook, decodeTokens, readTokenGrids, throwIfCancelled, writePng, UserError, type RgbImage } from '../engine/index.js';
 import type { LabCell } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
 import { workspaceDataDir } from '../state/config.js';
+import { codebookName } from '../state/codebook-names.js';
 import { GenerationPanel } from '../panels/generation-panel.js';
 import { MAX_THUMBS, Recorded, thumbnails } from './command.js';
 import { askCodebookRun, pick } from './prompts.js';
 
 export const id = 'unicode2.decodeTokens';
+/** decoded images the Generation panel shows (all are written) */
+const MAX_SHOWN = 8;
 
 export interface DecodeRun {
   tokens: string;
@@ -25,6 +29,7 @@ export async function run(studio: Studio, { tokens, codebook }: DecodeRun): Prom
   const dataDir = workspaceDataDir();
   if (!dataDir) throw new UserError('open a folder first: results are written to <folder>/.unicode2');
   const outDir = path.join(dataDir, 'decoded');
+  const shown: Parameters<typeof GenerationPanel.showDecoded>[1] = [];
   const result = await studio.jobs.run(
     { kind: 'decode', title: `Decode ${path.basename(tokens)}`, inputs: { tokens, codebook }, params: { decoder: 'atlas' }, output: outDir },
     async ({ signal, progress }) => {
@@ -36,11 +41,18 @@ export async function run(studio: Studio, { tokens, codebook }: DecodeRun): Prom
       const images: RgbImage[] = [];
       for (const [i, g] of grids.entries()) {
         throwIfCancelled(signal);
+        const started = Date.now();
         const img = await decodeTokens(cb, Int32Array.from(g.ids), g.grid, backend);
         const out = path.join(outDir, `${path.parse(g.image || `grid-${i}`).name}.png`);
         await writePng(out, img);
         written.push(out);
         if (images.length < MAX_THUMBS) images.push(img);
+        if (shown.length < MAX_SHOWN) {
+          shown.push({
+            image: img,
+            about: { label: `Decoded ${path.basename(out)}`, grid: g.grid, settings: [['decoder', 'atlas'], ['codebook', codebookName(codebook)]], device: backend.name, seconds: (Date.now() - started) / 1000 },
+          });
+        }
         progress({ phase: 'decode', done: i + 1, total: grids.length });
       }
       studio.addTokenSet(path.basename(tokens), grids, tokens);
@@ -51,7 +63,7 @@ export async function run(studio: Studio, { tokens, codebook }: DecodeRun): Prom
       };
     },
   );
-  if (result) GenerationPanel.show(studio);
+  if (result) await GenerationPanel.showDecoded(studio, shown);
 }
 
 export function rerun(studio: Studio, cell: LabCell): Promise<void> {

@@ -13,6 +13,7 @@ import type { LabCommand, StudioCommand } from './command.js';
 import * as buildCodebook from './build-codebook.js';
 import * as openCodebook from './open-codebook.js';
 import * as showActiveCodebook from './show-active-codebook.js';
+import * as chooseCodebook from './choose-codebook.js';
 import * as tokenizeImage from './tokenize-image.js';
 import * as tokenizeFolder from './tokenize-folder.js';
 import * as decodeTokens from './decode-tokens.js';
@@ -22,7 +23,7 @@ import * as runDemo from './run-demo.js';
 import * as generate from './generate.js';
 
 const COMMANDS: StudioCommand[] = [
-  buildCodebook, openCodebook, showActiveCodebook, tokenizeImage, tokenizeFolder, decodeTokens, refineCodebook, selectDevice, runDemo, generate,
+  buildCodebook, openCodebook, showActiveCodebook, chooseCodebook, tokenizeImage, tokenizeFolder, decodeTokens, refineCodebook, selectDevice, runDemo, generate,
 ];
 
 /** The command of each kind of Lab cell: its new run and its re-run. */

@@ -95,7 +95,7 @@ async function askEncoder(cb: Codebook, codebook: string, problem: string): Prom
     ...(d === 768 ? [{ label: 'dct', spec: 'dct', description: 'the built-in DCT encoder, 224 × 224 input, d = 768' }] : []),
     { label: '$(folder) Model folder…', ask: 'folder', description: 'an ONNX export with its preprocessor_config.json' },
     { label: '$(file) .onnx file…', ask: 'onnx', description: 'a SigLIP-style vision tower' },
-    { label: '$(edit) Type an encoder…', ask: 'type', description: "e.g. 'dct:256', or a Hugging Face id (org/name) from the local cache" },
+    { label: '$(edit) Type an encoder…', ask: 'type', description: "e.g. 'dct:256', or a Hugging Face id (org/name): from the local cache, else downloaded" },
   ];
   const item = await vscode.window.showQuickPick(items, {
     title: `UniCode²: which encoder goes with ${path.basename(codebook)}?`,

@@ -1,10 +1,13 @@
 // "UniCode²: Tokenize Folder…": every image of a folder -> token grids, saved as JSON and as the
 // data set researchers load in PyTorch (int32 [N, L] + an index of image paths).
+import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { codeStats, listImages, stepsOf, tokenizeImages, writeTokenDataset, UserError } from '../engine/index.js';
 import type { LabCell } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
 import { workspaceDataDir } from '../state/config.js';
+import { codebookName } from '../state/codebook-names.js';
+import { TOKEN_SET_VIEW_TYPE } from '../panels/token-set-editor.js';
 import { pct, Recorded, saveTokens, thumbnails, tokenizeParams, type TokenizeWith } from './command.js';
 import { askCodebookRun, pick, searchSettings } from './prompts.js';
 
@@ -23,7 +26,8 @@ export async function run(studio: Studio, tokenize: TokenizeFolderRun): Promise<
   const { folder: dir, codebook, encoder: spec, search } = tokenize;
   const dataDir = workspaceDataDir();
   const dataset = dataDir ? path.join(dataDir, 'tokens', `${path.basename(dir)}.tokens.npy`) : undefined;
-  await studio.jobs.run(
+  let tokenized = 0;
+  const result = await studio.jobs.run(
     { kind: 'tokenize', title: `Tokenize folder ${path.basename(dir)}`, inputs: { folder: dir, codebook }, params: tokenizeParams(tokenize), output: dataset },
     async ({ signal, progress }) => {
       const cb = await studio.codebook(codebook);
@@ -33,6 +37,7 @@ export async function run(studio: Studio, tokenize: TokenizeFolderRun): Promise<
       const backend = await studio.backend.get();
       const { results, skipped } = await tokenizeImages(cb, encoder, images, backend, { signal, onProgress: stepsOf('tokenize', progress), search });
       if (!results.length) throw new UserError(`none of the ${images.length} images in ${dir} could be read`);
+      tokenized = results.length;
       const files = await saveTokens(path.basename(dir), results);
       if (dataset) {
         await writeTokenDataset(dataset, results);
@@ -51,6 +56,18 @@ export async function run(studio: Studio, tokenize: TokenizeFolderRun): Promise<
       };
     },
   );
+  if (result) await showResult(dir, codebook, tokenized, result.files?.at(-1));
+}
+
+/** Says what was made, and opens the data set in the token set editor. */
+async function showResult(dir: string, codebook: string, images: number, file: string | undefined): Promise<void> {
+  const what = `UniCode²: tokenized ${images} image${images === 1 ? '' : 's'} of ${path.basename(dir)}/ with ${codebookName(codebook)}`;
+  if (!file) {
+    void vscode.window.showInformationMessage(`${what}; the set is in "Counts from" and the Generation panel (no folder is open to save it in)`);
+    return;
+  }
+  await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(file), TOKEN_SET_VIEW_TYPE);
+  void vscode.window.showInformationMessage(`${what} → ${path.basename(file)}`);
 }
 
 export function rerun(studio: Studio, cell: LabCell): Promise<void> {

@@ -14,15 +14,21 @@ export { loadImage, imageSize, encodePng, writePng, listImages, thumbnailPng, cr
 export { gridFollowsPhoto } from './embed/encoders/dct.js';
 export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, encoderKindOf, ENCODER_KINDS, ENCODER_SPEC_HELP, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor, type EncoderOptions } from './embed/encoders/index.js';
 export { DEFAULT_PRECISION, PRECISIONS } from './embed/encoders/model-files.js';
+export { hubEndpoint, type DownloadControl } from './embed/encoders/hub-download.js';
 export { extractCorpus } from './embed/corpus.js';
 export { decodeTokens, refineAtlas } from './generate/atlas.js';
 export { codeStats, type CodeStats } from './codebook/stats.js';
 export { kmeans, type KMeansOptions, type KMeansProgress, type KMeansResult } from './build/kmeans.js';
 export { embedImages, forEachEncodedBatch, requireSomeImages, type SkippedImage } from './embed/embed.js';
 export { tokenizeImages, checkEncoderMatches } from './search/tokenize.js';
-export { tokenizeShards, type TokenizeShardsRequest } from './search/tokenize-shards.js';
+export { tokenizeShards, tokenizeIdentity, type TokenizeShardsRequest } from './search/tokenize-shards.js';
 export { listShards, isShardOperand, expandBraces, hasBraces, type ShardFile } from './io/shard-list.js';
-export { readShardManifest, SHARD_MANIFEST, type ShardPart, type ShardSummary, type ShardJob } from './io/shard-job.js';
+export { readShardManifest, shardsOfPart, SHARD_MANIFEST, type ShardPart, type ShardSummary, type ShardJob } from './io/shard-job.js';
+export { shellQuote, shellSplit } from './cluster/shell.js';
+export { planSlurmJob, submitSlurmJob, sbatchLine, type SlurmPlan, type SlurmRequest } from './cluster/submit.js';
+export { cancelJobs, slurmSummary, taskViews, waitForJobs, type TaskView } from './cluster/follow.js';
+export { jobFolderOf, readJobsFile, type JobsFile, type Submission } from './cluster/job-folder.js';
+export { taskPlaceOf, trackTask } from './cluster/task.js';
 export {
   checkTokensMatchCodebook,
   readTokenGrids,

@@ -10,7 +10,8 @@ import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { checkTokensMatchCodebook, coarseCells, codeStats, cropPatch, nearestCodewords, similarityOrder, trainingDrift, UserError, type Codebook, type RgbImage } from '../engine/index.js';
 import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
-import type { Studio } from '../state/studio.js';
+import type { Studio, TokenSet } from '../state/studio.js';
+import { codebookName } from '../state/codebook-names.js';
 import { connectWebview, readonlyEditor, watchFile } from './webview-host.js';
 import { pngDataUri } from './images.js';
 
@@ -56,13 +57,18 @@ class CodebookPanel {
     this.file = uri.fsPath;
     const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'codebook', codebookProtocol, panel.title, studio.log, {
       init: () => this.data(),
-      selectDataset: ({ dataset }) => {
-        this.dataset = dataset === BUILD || this.studio.tokenSet(dataset) ? dataset : BUILD;
+      // a set that cannot be counted here is refused before it is chosen: the panel keeps showing
+      // the counts it showed (and a restored panel never fails on a choice replayed from its state)
+      selectDataset: async ({ dataset }) => {
+        const set = this.studio.tokenSet(dataset);
+        if (set) await this.checkFits(set);
+        this.dataset = set ? dataset : BUILD;
         return this.data();
       },
       addTokensFile: async () => {
         const set = await this.studio.pickTokensFile();
         if (!set) return null;
+        await this.checkFits(set);
         this.dataset = set.id;
         return this.data();
       },
@@ -72,7 +78,7 @@ class CodebookPanel {
         return null;
       },
     });
-    const onSets = studio.onDidChangeTokenSets(() => endpoint.notify('datasets', { datasets: this.datasets() }));
+    const onSets = studio.onDidChangeTokenSets(() => void this.codebook().then((cb) => endpoint.notify('datasets', { datasets: this.datasets(cb) }), () => undefined));
     // a rebuilt or refined codebook is shown as it now is
     const watcher = watchFile(uri, () => endpoint.notify('fileChanged', {}));
     panel.onDidDispose(() => {
@@ -82,12 +88,32 @@ class CodebookPanel {
     });
   }
 
-  private datasets(): DatasetInfo[] {
-    return [{ id: BUILD, label: 'Build corpus (stored counts)' }, ...this.studio.allTokenSets().map((s) => ({ id: s.id, label: s.label }))];
+  private codebook(): Promise<Codebook> {
+    return this.studio.codebook(this.file);
+  }
+
+  /** The data sets to count over: the build corpus, and this session's token sets (those made
+   *  with another codebook listed disabled, saying which). */
+  private datasets(cb: Codebook): DatasetInfo[] {
+    return [
+      { id: BUILD, label: 'Build corpus (stored counts)' },
+      ...this.studio.allTokenSets().map((s) => {
+        const other = this.studio.otherCodebookOf(s.grids, cb);
+        return { id: s.id, label: s.label, ...(other ? { disabled: other } : {}) };
+      }),
+    ];
+  }
+
+  /** A UserError, saying which codebook made it, when `set` cannot be counted with this codebook. */
+  private async checkFits(set: TokenSet): Promise<void> {
+    const cb = await this.codebook();
+    const other = this.studio.otherCodebookOf(set.grids, cb);
+    if (other) throw new UserError(`${set.label} was ${other}, not with ${codebookName(this.file)}: its codes mean nothing here; tokenize its images with ${codebookName(this.file)}, or open that codebook`);
+    checkTokensMatchCodebook(cb, set.grids, set.label);
   }
 
   private async data(): Promise<CodebookView> {
-    const cb = await this.studio.codebook(this.file);
+    const cb = await this.codebook();
     if (this.order?.cb !== cb) {
       this.order = {
         cb,
@@ -106,7 +132,7 @@ class CodebookPanel {
       },
       counts: this.counts,
       order: await this.order.codes,
-      datasets: this.datasets(),
+      datasets: this.datasets(cb),
       dataset: this.dataset,
       coarse: this.coarse(cb, this.order.cells),
       drift: await this.order.drift,
@@ -121,8 +147,13 @@ class CodebookPanel {
   }
 
   private async countsOf(cb: Codebook): Promise<number[]> {
-    const set = this.studio.tokenSet(this.dataset);
-    if (!set) return cb.counts ? Array.from(cb.counts) : new Array<number>(cb.frozen.rows).fill(0);
+    const chosen = this.studio.tokenSet(this.dataset);
+    // a set chosen before the file changed under it no longer counts here: back to the build's counts
+    const set = chosen && !this.studio.otherCodebookOf(chosen.grids, cb) ? chosen : undefined;
+    if (!set) {
+      this.dataset = BUILD;
+      return cb.counts ? Array.from(cb.counts) : new Array<number>(cb.frozen.rows).fill(0);
+    }
     checkTokensMatchCodebook(cb, set.grids, set.label);
     const ids = Int32Array.from(set.grids.flatMap((g) => g.ids));
     const backend = await this.studio.backend.get();

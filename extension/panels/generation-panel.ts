@@ -22,6 +22,7 @@ import type { Handlers, HostEndpoint } from '../../common/protocol/shared.js';
 import type { Studio } from '../state/studio.js';
 import type { JobContext } from '../state/jobs.js';
 import { readSettings, workspaceDataDir } from '../state/config.js';
+import { codebookName } from '../state/codebook-names.js';
 import { connectWebview, webviewOptions } from './webview-host.js';
 import { pngDataUri, thumbnailUri } from './images.js';
 import { ArPriors, drawArGrid, type ArRun } from './generation-ar.js';
@@ -69,7 +70,8 @@ export class GenerationPanel {
     if (current) {
       if (edited) current.edited = edited;
       current.panel.reveal();
-      current.pushSources();
+      // the grid just sent is the one chosen, whatever was before
+      current.pushSources(edited ? EDITED : undefined);
       return current;
     }
     const panel = vscode.window.createWebviewPanel(GENERATION_VIEW_TYPE, 'Generation', vscode.ViewColumn.Active, {
@@ -88,7 +90,8 @@ export class GenerationPanel {
     };
   }
 
-  /** Runs a Lab cell's generation again: its prior and tokens files are read again, its settings reused. */
+  /** Runs a Lab cell's generation again with the cell's codebook: its prior and tokens files are
+   *  read again, its settings reused. */
   static async rerun(studio: Studio, cell: LabCell): Promise<void> {
     const panel = GenerationPanel.show(studio);
     // reading an AR prior folder again closes its session, which a run in progress may be using
@@ -105,7 +108,9 @@ export class GenerationPanel {
     const settings: GenerationSettings = { ...panel.defaults(), ...Object.fromEntries(Object.entries(p).filter(([k]) => k in panel.defaults())) } as GenerationSettings;
     const mask = typeof p.mask === 'string' && p.mask ? p.mask.split(' ').map(Number) : [];
     const grid = typeof p.grid === 'string' ? (p.grid.split('x').map(Number) as [number, number]) : null;
-    panel.endpoint.notify('result', await panel.generate({ mode, source, prior, grid, mask, settings }));
+    // the cell's codebook, whichever is active now (cells of earlier versions: the active one)
+    const codebook = cell.inputs.codebook || studio.requireCodebookPath();
+    panel.endpoint.notify('result', await panel.generate({ mode, source, prior, grid, mask, settings }, codebook));
   }
 
   private constructor(
@@ -119,6 +124,10 @@ export class GenerationPanel {
     const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'generation', generationProtocol, panel.title, studio.log, this.handlers());
     this.endpoint = endpoint;
     const onSets = studio.onDidChangeTokenSets(() => this.pushSources());
+    const onCodebook = studio.onDidChangeActiveCodebook(() => {
+      endpoint.notify('codebook', { codebook: this.codebookLabel() });
+      this.pushSources();
+    });
     // ONNX sessions were opened for the previous device: open them again on the next run.
     const onReset = studio.backend.onDidReset(() => this.closeDecoders());
     panel.onDidDispose(() => {
@@ -127,6 +136,7 @@ export class GenerationPanel {
       this.closeDecoders();
       disposable.dispose();
       onSets.dispose();
+      onCodebook.dispose();
       onReset.dispose();
     });
   }
@@ -134,17 +144,17 @@ export class GenerationPanel {
   /** What the panel's requests do. */
   private handlers(): Handlers<typeof generationProtocol> {
     return {
-      init: () => ({
-        sources: this.sources().map((s) => s.source),
+      init: async () => ({
+        sources: await this.listedSources(),
         priors: this.priors.map((p) => p.info),
         decoders: this.decoderList(),
-        codebook: this.studio.codebookPath() ? path.basename(this.studio.codebookPath()!) : '',
+        codebook: this.codebookLabel(),
         results: this.results.map((x) => x.result),
         defaults: this.defaults(),
       }),
       addTokensFile: async () => {
         await this.studio.pickTokensFile();
-        return this.sources().map((s) => s.source);
+        return this.listedSources();
       },
       openPrior: async () => {
         const picked = await vscode.window.showOpenDialog({ canSelectMany: false, openLabel: 'Use prior', filters: { 'UniCode² token prior': ['safetensors'] } });
@@ -189,8 +199,25 @@ export class GenerationPanel {
     };
   }
 
-  private pushSources(): void {
-    this.endpoint.notify('sources', { sources: this.sources().map((s) => s.source) });
+  private pushSources(select?: string): void {
+    void this.listedSources().then((sources) => this.endpoint.notify('sources', { sources, ...(select ? { select } : {}) }));
+  }
+
+  /** The active codebook's name, as the header shows it. */
+  private codebookLabel(): string {
+    const file = this.studio.codebookPath();
+    return file ? codebookName(file) : '';
+  }
+
+  /** The sources as the panel lists them: those made with another codebook than the active one
+   *  disabled, saying which. */
+  private async listedSources(): Promise<GenerationSource[]> {
+    const file = this.studio.codebookPath();
+    const cb = file ? await this.studio.codebook(file).catch(() => null) : null;
+    return this.sources().map(({ source, grid }) => {
+      const other = cb && this.studio.otherCodebookOf([grid], cb);
+      return other ? { ...source, disabled: other } : source;
+    });
   }
 
   private sources(): { source: GenerationSource; grid: TokenGrid }[] {
@@ -367,12 +394,12 @@ export class GenerationPanel {
     };
   }
 
-  private async generate(r: GenerateRequest): Promise<GenerationResult> {
+  /** A run with the active codebook, or with `codebook` (a Lab re-run: the cell's own). */
+  private async generate(r: GenerateRequest, codebook = this.studio.requireCodebookPath()): Promise<GenerationResult> {
     if (this.running) throw new UserError(ALREADY_RUNNING);
     const s = r.settings;
     if (![1, 2, 4].includes(s.upscale)) throw new UserError(`output size ${s.upscale}x is not offered (1x, 2x or 4x)`);
-    const codebook = this.studio.requireCodebookPath();
-    const cb = await this.activeCodebook();
+    const cb = await this.studio.codebook(codebook);
     const made = this.makeGrid(r, cb);
     const diffusion = s.decoder !== ATLAS_DECODER;
     const panelAbort = new AbortController();
@@ -440,12 +467,23 @@ export class GenerationPanel {
     if (ctx.signal.aborted) throw new CancelledError();
     const image = diffusion ? decoded.image : upscale(decoded.image, s.upscale);
     report(total);
-    const result: GenerationResult = {
-      id: `result-${this.results.length + 1}`, label: made.label, image: await pngDataUri(image), width: image.width, height: image.height,
-      grid: made.grid, settings: [...(made.shown ?? []), ...shownSettings(r)], device: decoded.device, seconds: (Date.now() - started) / 1000,
-    };
-    this.results.push({ result, image });
+    const result = await this.keep(image, {
+      label: made.label, grid: made.grid, settings: [...(made.shown ?? []), ...shownSettings(r)], device: decoded.device, seconds: (Date.now() - started) / 1000,
+    });
     return { result, image };
+  }
+
+  /** An image joins the gallery (kept here for Save as PNG). */
+  private async keep(image: RgbImage, about: Omit<GenerationResult, 'id' | 'image' | 'width' | 'height'>): Promise<GenerationResult> {
+    const result: GenerationResult = { id: `result-${this.results.length + 1}`, image: await pngDataUri(image), width: image.width, height: image.height, ...about };
+    this.results.push({ result, image });
+    return result;
+  }
+
+  /** Opens the panel on images decoded elsewhere (Decode Tokens…): they join its gallery. */
+  static async showDecoded(studio: Studio, decoded: { image: RgbImage; about: Omit<GenerationResult, 'id' | 'image' | 'width' | 'height'> }[]): Promise<void> {
+    const panel = GenerationPanel.show(studio);
+    for (const d of decoded) panel.endpoint.notify('result', await panel.keep(d.image, d.about));
   }
 
   private async save(id: string): Promise<string | null> {

@@ -1,10 +1,13 @@
 // The token set editor: a token data set (`<name>.tokens.npy` with its index, or a tokens
 // `.json`) opens here, as a list of its images, the grid of the selected one over its photo, and
-// the set's code usage. K is known when the active codebook is the one the set was made with.
+// the set's code usage. K is known when the codebook the set was made with is at hand (active, or
+// among the workspace's codebooks).
 import * as vscode from 'vscode';
 import { readTokenGrids, type TokenGrid } from '../engine/index.js';
 import { tokenSetProtocol } from '../../common/protocol/tokens.js';
 import type { Studio } from '../state/studio.js';
+import { workspaceDataDir } from '../state/config.js';
+import { listCodebookFiles } from '../state/codebook-names.js';
 import { connectWebview, readonlyEditor, watchFile } from './webview-host.js';
 import { tokenSetGrid, tokenSetView, type KnownCodebook } from './token-set.js';
 
@@ -33,10 +36,16 @@ export function tokenSetEditor(studio: Studio): vscode.CustomReadonlyEditorProvi
   });
 }
 
-/** The active codebook, when the set was tokenized with it (same fingerprint). */
+/** The codebook the set was tokenized with (same fingerprint), when it is at hand: the active
+ *  one, one read in this window, or one of the workspace's codebooks. */
 async function matchingCodebook(studio: Studio, fingerprint: string | undefined): Promise<KnownCodebook | null> {
-  const file = studio.codebookPath();
-  if (!file || !fingerprint) return null;
-  const cb = await studio.codebook(file).catch(() => null);
-  return cb?.fingerprint === fingerprint ? { file, k: cb.frozen.rows } : null;
+  if (!fingerprint) return null;
+  const dataDir = workspaceDataDir();
+  const candidates = [studio.codebookPath(), studio.codebookFileOf(fingerprint), ...(dataDir ? await listCodebookFiles(dataDir) : [])];
+  for (const file of new Set(candidates)) {
+    if (!file) continue;
+    const cb = await studio.codebook(file).catch(() => null);
+    if (cb?.fingerprint === fingerprint) return { file, k: cb.frozen.rows };
+  }
+  return null;
 }

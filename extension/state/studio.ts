@@ -3,7 +3,7 @@
 // data sets tokenized in this session.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import {
   readCodebook, openCodebookEncoder, readTokenGrids, SHARD_MANIFEST, ENCODER_KINDS, EXTERNAL_ENCODER, UserError, type Codebook, type Encoder, type TokenGrid,
 } from '../engine/index.js';
@@ -11,10 +11,14 @@ import { BackendManager } from './backend.js';
 import { Jobs } from './jobs.js';
 import { configuredCodebook, readSettings } from './config.js';
 import { LabStore } from './lab-store.js';
+import { codebookName } from './codebook-names.js';
 import { TrustGate } from './trust.js';
+import { withDownloadNotification } from './downloads.js';
 
 /** workspaceState key: codebook fingerprint -> the encoder the user chose for it */
 const ENCODER_CHOICES = 'unicode2.encoderChoices';
+/** workspaceState key: the codebook chosen last (Build, Open, the status bar), kept across reloads */
+const ACTIVE_CODEBOOK = 'unicode2.activeCodebook';
 
 export interface TokenSet {
   id: string;
@@ -30,11 +34,16 @@ export class Studio implements vscode.Disposable {
   readonly lab: LabStore;
   readonly jobs: Jobs;
   readonly trust = new TrustGate(this.log);
-  /** set by Build / Open Codebook; otherwise the unicode2.codebook setting decides */
-  private activeCodebook: string | null = null;
   private readonly codebooks = new Map<string, { mtimeMs: number; cb: Promise<Codebook> }>();
   /** the file each codebook was read from (for messages about it) */
   private readonly codebookFiles = new WeakMap<Codebook, string>();
+  /** fingerprint -> the file last read with it: names the codebook a token set was made with */
+  private readonly fingerprintFiles = new Map<string, string>();
+  private readonly activeChanged = new vscode.EventEmitter<string | null>();
+  /** the active codebook changed (Build, Open, the status bar, the setting) */
+  readonly onDidChangeActiveCodebook = this.activeChanged.event;
+  /** the active codebook's name; a click chooses another */
+  private readonly status = vscode.window.createStatusBarItem('unicode2.codebook', vscode.StatusBarAlignment.Right, 101);
   private readonly encoders = new Map<string, Promise<Encoder>>();
   private readonly tokenSets: TokenSet[] = [];
   private readonly tokenSetsChanged = new vscode.EventEmitter<TokenSet[]>();
@@ -44,6 +53,17 @@ export class Studio implements vscode.Disposable {
     this.lab = new LabStore(context.workspaceState);
     this.jobs = new Jobs(this.lab, this.log, this.backend);
     this.backend.onDidReset(() => this.disposeEncoders());
+    this.status.name = 'UniCode² active codebook';
+    this.status.command = 'unicode2.chooseCodebook';
+    this.showStatus(this.codebookPath());
+    this.status.show();
+    this.onDidChangeActiveCodebook((file) => this.showStatus(file));
+    // a codebook named in the setting takes over from the one chosen last
+    context.subscriptions.push(vscode.workspace.onDidChangeConfiguration((e) => {
+      if (!e.affectsConfiguration('unicode2.codebook')) return;
+      void context.workspaceState.update(ACTIVE_CODEBOOK, undefined);
+      this.activeChanged.fire(this.codebookPath());
+    }));
   }
 
   /** Encoders hold resources of the backend they were opened on. */
@@ -57,12 +77,25 @@ export class Studio implements vscode.Disposable {
     return this.context.extensionUri;
   }
 
+  /** The codebook chosen last in this workspace while its file exists, else the setting's (or the legacy default). */
   codebookPath(): string | null {
-    return this.activeCodebook ?? configuredCodebook(readSettings());
+    const chosen = this.context.workspaceState.get<string>(ACTIVE_CODEBOOK);
+    return chosen && existsSync(chosen) ? chosen : configuredCodebook(readSettings());
   }
 
   setActiveCodebook(file: string): void {
-    this.activeCodebook = path.resolve(file);
+    void this.context.workspaceState.update(ACTIVE_CODEBOOK, path.resolve(file));
+    this.activeChanged.fire(path.resolve(file));
+  }
+
+  private showStatus(file: string | null): void {
+    this.status.text = `$(database) ${file ? codebookName(file) : 'no codebook'}`;
+    this.status.tooltip = file ? `UniCode² active codebook: ${file}\nClick to choose another` : 'UniCode²: no active codebook. Click to choose or open one';
+  }
+
+  /** The file of a codebook read in this window with that fingerprint, if any. */
+  codebookFileOf(fingerprint: string): string | undefined {
+    return this.fingerprintFiles.get(fingerprint);
   }
 
   /** The active codebook's path, or a UserError that says how to get one. */
@@ -81,7 +114,10 @@ export class Studio implements vscode.Disposable {
     if (cached && cached.mtimeMs === stat.mtimeMs) return cached.cb;
     const cb = readCodebook(file);
     this.codebooks.set(file, { mtimeMs: stat.mtimeMs, cb });
-    cb.then((read) => this.codebookFiles.set(read, file), () => this.codebooks.delete(file));
+    cb.then((read) => {
+      this.codebookFiles.set(read, file);
+      this.fingerprintFiles.set(read.fingerprint, file);
+    }, () => this.codebooks.delete(file));
     return cb;
   }
 
@@ -122,11 +158,21 @@ export class Studio implements vscode.Disposable {
         await this.trust.allowCodebookModel(cb.meta.encoder.id, this.codebookFiles.get(cb) ?? 'this codebook');
       }
       // the codebook's own (a UserError that says how to name one when it cannot be reopened), or the chosen one
-      encoder = this.backend.get().then((b) => openCodebookEncoder(cb, own ? undefined : chosen, b));
+      const model = own ? cb.meta.encoder.id : chosen!;
+      encoder = this.backend.get().then((b) => withDownloadNotification(`UniCode²: downloading ${model}`, (download) => openCodebookEncoder(cb, own ? undefined : chosen, b, download)));
       this.encoders.set(key, encoder);
       encoder.catch(() => this.encoders.delete(key));
     }
     return encoder;
+  }
+
+  /** How grids made with another codebook than `cb` are described ("made with codebook k16-onnx"),
+   *  or null when they fit it (grids of earlier versions name no codebook: they are not refused here). */
+  otherCodebookOf(grids: readonly TokenGrid[], cb: Codebook): string | null {
+    const other = grids.find((g) => g.codebook && g.codebook !== cb.fingerprint)?.codebook;
+    if (!other) return null;
+    const file = this.codebookFileOf(other);
+    return `made with ${file ? `codebook ${codebookName(file)}` : `another codebook (fingerprint ${other})`}`;
   }
 
   allTokenSets(): TokenSet[] {
@@ -162,6 +208,8 @@ export class Studio implements vscode.Disposable {
   async dispose(): Promise<void> {
     this.disposeEncoders();
     this.tokenSetsChanged.dispose();
+    this.activeChanged.dispose();
+    this.status.dispose();
     this.lab.dispose();
     await this.backend.dispose();
     this.log.dispose();

@@ -7,9 +7,9 @@
 //   them (its Workspace Trust editor lists the workspace's as not applied). It drops the workspace's
 //   values before extensions can see them, so there is nothing for the extension to check there.
 // - A codebook records the ONNX model it was built with, and a codebook file can come with the
-//   workspace: in Restricted Mode that model is loaded only after the user agrees (a modal), once
-//   per model and window. Models the user picks in a dialog are their own choice and are not asked
-//   about.
+//   workspace: in Restricted Mode that model is loaded (and, named by a Hugging Face id the cache
+//   lacks, downloaded) only after the user agrees (a modal), once per model and window. Models the
+//   user picks in a dialog are their own choice and are not asked about.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { UserError } from '../../common/errors.js';
@@ -32,7 +32,7 @@ export class TrustGate {
       `UniCode²: load the ONNX model named by ${path.basename(codebook)}?`,
       {
         modal: true,
-        detail: `The codebook ${codebook} was built with the model ${model}, and this workspace is in Restricted Mode. An ONNX model is a program that onnxruntime runs on this machine: load it only if you trust where the codebook and the model come from.`,
+        detail: `The codebook ${codebook} was built with the model ${model}, and this workspace is in Restricted Mode. An ONNX model is a program that onnxruntime runs on this machine (one named by its Hugging Face id and not in the local cache is downloaded first): load it only if you trust where the codebook and the model come from.`,
       },
       load,
       MANAGE_TRUST,

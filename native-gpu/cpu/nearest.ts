@@ -5,7 +5,8 @@
 //   run once per (codebook chunk, query batch). Codebook chunk and queries are graph INPUTS of one
 //   session shared by every codebook: no session to build, nothing copied, so a codebook that is
 //   searched once (a k-means step on a small set, an IVF cell) costs nothing to load. An f16
-//   codebook stays f16 in memory: each chunk is decoded into one reused f32 scratch per search.
+//   codebook stays f16 in memory: its chunks go in as stored and a Cast in the graph widens them
+//   (its own session, see addNearestNodes).
 // - int8 prefilter (prefilter.ts): the codebook quantized to int8 in pre-packed sessions, an error
 //   bound, exact re-ranking of the few codes the bound cannot rule out. ~2-3x faster per search,
 //   but building it costs about as much as searching ~1,000 queries with the f32 GEMM, so a
@@ -16,7 +17,8 @@
 //
 // Memory stays bounded for any K and any number of queries. f32 GEMM: one [QUERY_BATCH x
 // chunkRows] score block per run (at most 1,024 x 16,384 floats = 64 MB) and, for f16 codebooks,
-// one CHUNK_ROWS x d f32 scratch. The prefilter adds K x d bytes (its int8 codes); see its header.
+// onnxruntime's CHUNK_ROWS x d f32 copy of a chunk (its Cast runs per query batch: ~5 ms of a
+// full batch's ~60). The prefilter adds K x d bytes (its int8 codes); see its header.
 // Never a Q x K matrix. The batch is fixed rather than sized to fill 64 MB: for a small codebook
 // the score block then stays small, and ArgMin/ReduceMin reread it while it is still in cache.
 // Measured on 2 cores, N = 200,000, K = 4,096, d = 768: 4,096-row batches 10.4 s, 2,048 10.1 s,
@@ -71,6 +73,7 @@ export class CpuCodebook implements CodebookHandle {
   private searchedRows = 0;
   private prefilter: Promise<Int8Prefilter> | null = null;
   private prefilterDropped = false;
+  private f16Session: Promise<ort.InferenceSession> | null = null;
   private disposed = false;
 
   constructor(data: CodebookData, options: CpuCodebookOptions = {}) {
@@ -84,8 +87,11 @@ export class CpuCodebook implements CodebookHandle {
     this.norm2 = rowSquaredNorms(data);
     const norms = Float32Array.from(this.norm2);
     const { Tensor } = onnxruntime();
-    for (let start = 0; start < this.k; start += CHUNK_ROWS) {
-      const rows = Math.min(CHUNK_ROWS, this.k - start);
+    // f16 chunks are half as long: onnxruntime's arena holds a chunk's f32 copy (the Cast's
+    // output) beside the score block, where full chunks cost ~50 MB more peak RSS at K = 131,072
+    const chunkRows = isHalf(data) ? CHUNK_ROWS / 2 : CHUNK_ROWS;
+    for (let start = 0; start < this.k; start += chunkRows) {
+      const rows = Math.min(chunkRows, this.k - start);
       this.chunks.push({ start, rows, norms: new Tensor('float32', norms.subarray(start, start + rows), [rows]) });
     }
   }
@@ -111,6 +117,13 @@ export class CpuCodebook implements CodebookHandle {
     return this.prefilter;
   }
 
+  /** The f32 GEMM's session for an f16 codebook (its chunks go in as stored, see
+   *  addNearestNodes), made on its first search and released with the codebook. */
+  halfSession(): Promise<ort.InferenceSession> {
+    this.f16Session ??= createSearchSession(os.availableParallelism(), 'float16');
+    return this.f16Session;
+  }
+
   /** whether searches go through the int8 prefilter now */
   get prefiltered(): boolean {
     return this.prefilter !== null;
@@ -131,21 +144,35 @@ export class CpuCodebook implements CodebookHandle {
     this.disposed = true;
     this.chunks.length = 0;
     this.dropPrefilter();
+    void this.f16Session?.then((session) => session.release(), () => undefined);
+    this.f16Session = null;
   }
 }
 
-/** ||c_k||^2 of every code; refuses NaN and infinities. */
+/** ||c_k||^2 of every code; refuses NaN and infinities. Four f64 sums per row: one sum's chain of
+ *  dependent adds held the loop to a quarter of its speed. */
 function rowSquaredNorms(data: CodebookData): Float64Array {
   const d = data.cols;
   const out = new Float64Array(data.rows);
   const table = halfTable();
+  const half = isHalf(data) ? data.half : null, f32 = isHalf(data) ? null : data.data;
   for (let r = 0; r < data.rows; r++) {
-    let s = 0;
-    if (isHalf(data)) {
-      for (let j = r * d, end = j + d; j < end; j++) s += table[data.half[j]] ** 2;
+    let s0 = 0, s1 = 0, s2 = 0, s3 = 0, j = r * d;
+    const end = j + d;
+    if (half) {
+      for (; j + 3 < end; j += 4) {
+        const a = table[half[j]], b = table[half[j + 1]], c = table[half[j + 2]], e = table[half[j + 3]];
+        s0 += a * a; s1 += b * b; s2 += c * c; s3 += e * e;
+      }
+      for (; j < end; j++) s0 += table[half[j]] ** 2;
     } else {
-      for (let j = r * d, end = j + d; j < end; j++) s += data.data[j] * data.data[j];
+      const x = f32!;
+      for (; j + 3 < end; j += 4) {
+        s0 += x[j] * x[j]; s1 += x[j + 1] * x[j + 1]; s2 += x[j + 2] * x[j + 2]; s3 += x[j + 3] * x[j + 3];
+      }
+      for (; j < end; j++) s0 += x[j] * x[j];
     }
+    const s = (s0 + s1) + (s2 + s3);
     if (!Number.isFinite(s)) throw new UserError(`code ${r} of the codebook has a non-finite value; expected finite numbers`);
     out[r] = s;
   }
@@ -155,20 +182,24 @@ function rowSquaredNorms(data: CodebookData): Float64Array {
 /** The search graph's nodes, names prefixed by `p`: inputs `queries` [Q, D], `codes` [K, D],
  *  `norms` [K] -> outputs `ids` [Q] (int64, first index on ties) and `best` [Q] (the score
  *  ||c||^2 - 2 q.c of that code). IVF search (ivf.ts) puts several copies in one graph. */
-export function addNearestNodes(g: GraphBuilder, p = ''): void {
+export function addNearestNodes(g: GraphBuilder, p = '', codes: 'float32' | 'float16' = 'float32'): void {
   g.input(`${p}queries`, 'float32', [`${p}Q`, 'D']);
-  g.input(`${p}codes`, 'float32', [`${p}K`, 'D']);
+  g.input(`${p}codes`, codes, [`${p}K`, 'D']);
   g.input(`${p}norms`, 'float32', [`${p}K`]);
-  g.node('Gemm', [`${p}queries`, `${p}codes`, `${p}norms`], [`${p}scores`], { transB: 1, alpha: float(-2) });
+  // f16 codes are widened in the graph: onnxruntime's Cast (F16C) decodes a 16,384 x 768 chunk in
+  // ~5 ms where a table lookup in JS took ~30 (exact either way: every half is an f32)
+  if (codes === 'float16') g.node('Cast', [`${p}codes`], [`${p}codes_f32`], { to: 1 /* float */ });
+  g.node('Gemm', [`${p}queries`, codes === 'float16' ? `${p}codes_f32` : `${p}codes`, `${p}norms`], [`${p}scores`], { transB: 1, alpha: float(-2) });
   g.node('ArgMin', [`${p}scores`], [`${p}ids`], { axis: 1, keepdims: 0 });
   g.node('ReduceMin', [`${p}scores`], [`${p}best`], { axes: [1], keepdims: 0 });
   g.output(`${p}ids`, 'int64', [`${p}Q`]);
   g.output(`${p}best`, 'float32', [`${p}Q`]);
 }
 
-export async function createSearchSession(threads = os.availableParallelism()): Promise<ort.InferenceSession> {
+/** The f32 GEMM's session; `codes` 'float16' takes an f16 codebook's chunks as stored. */
+export async function createSearchSession(threads = os.availableParallelism(), codes: 'float32' | 'float16' = 'float32'): Promise<ort.InferenceSession> {
   const g = new GraphBuilder('nearest_code');
-  addNearestNodes(g);
+  addNearestNodes(g, '', codes);
   return onnxruntime().InferenceSession.create(g.toModel(), {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
@@ -217,17 +248,20 @@ async function searchF32(session: ort.InferenceSession, cb: CpuCodebook, queries
   const ids = new Int32Array(n);
   const scores = new Float32Array(n).fill(Infinity);
   const { Tensor } = onnxruntime();
-  const scratch = isHalf(cb.source) ? new Float32Array(Math.min(CHUNK_ROWS, cb.k) * d) : undefined;
+  const source = cb.source;
+  const searcher = isHalf(source) ? await cb.halfSession() : session;
   // Chunks go in ascending code order and only a strictly lower score replaces the best so far,
   // so ties resolve to the lowest code index, as ArgMin does within a chunk.
   for (const chunk of cb.chunks) {
     throwIfCancelled(control?.signal);
-    const codes = new Tensor('float32', cb.rowsF32(chunk.start, chunk.rows, scratch), [chunk.rows, d]);
+    const codes = isHalf(source)
+      ? new Tensor('float16', source.half.subarray(chunk.start * d, (chunk.start + chunk.rows) * d), [chunk.rows, d])
+      : new Tensor('float32', source.data.subarray(chunk.start * d, (chunk.start + chunk.rows) * d), [chunk.rows, d]);
     for (let q0 = 0; q0 < n; q0 += QUERY_BATCH) {
       throwIfCancelled(control?.signal);
       const rows = Math.min(QUERY_BATCH, n - q0);
       const batch = new Tensor('float32', queries.data.subarray(q0 * d, (q0 + rows) * d), [rows, d]);
-      const out = await session.run({ queries: batch, codes, norms: chunk.norms });
+      const out = await searcher.run({ queries: batch, codes, norms: chunk.norms });
       const chunkIds = out.ids.data as BigInt64Array;
       const best = out.best.data as Float32Array;
       for (let i = 0; i < rows; i++) {

@@ -38,6 +38,7 @@ test('the .vsix holds the bundle and linux-x64 native code, and nothing for othe
     'package.json',
     'dist/extension.js',
     'dist/encode-worker.js',
+    'dist/parquet-worker.js',
     'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node',
     'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1',
     'node_modules/webgpu/dist/linux-x64/dawn.node',

@@ -7,17 +7,19 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import { repoRoot, startCodeServer, type CodeServer } from './code-server.js';
 import { nativeModulesLoaded } from './host-process.js';
 import {
-  answerDialog, answerFileDialog, findWebviewFrame, notification, openWith, openWorkbench, pickQuickItem, revealInExplorer, runCommand, type Workbench,
+  answerDialog, answerFileDialog, answerInputBox, findWebviewFrame, notification, openWith, openWorkbench, pickQuickItem, revealInExplorer, runCommand, type Workbench,
 } from './workbench.js';
 import { listFolder, makeRepeatedImages, makeWorkspace, sha256, writeWorkspaceSettings } from './workspace.js';
-import { dctVisionTower, siglipConfig, writeModelFolder } from '../helpers/siglip-model.js';
+import { dctVisionTower, FAMILY_CONFIGS, siglipConfig, writeModelFolder } from '../helpers/siglip-model.js';
+import { startHubServer, type HubServer } from '../helpers/hub-server.js';
 import { writeArFolder } from '../helpers/ar-model.js';
 import { readCodebook } from '../../extension/engine/codebook/codebook.js';
 import { readTokenGrids } from '../../extension/engine/codebook/token-files.js';
@@ -35,6 +37,8 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
   let workspace: string;
   let model: string;
   let server: CodeServer | undefined;
+  let hub: HubServer | undefined;
+  let hubCache: string | undefined;
   let workbench: Workbench | undefined;
   const bench = (): Workbench => {
     if (!workbench) throw new Error('the workbench did not open');
@@ -42,7 +46,9 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
   };
   const page = (): Page => bench().page;
   const ws = (...parts: string[]) => join(workspace, ...parts);
-  const codebookFile = () => ws('.unicode2', 'codebook.safetensors');
+  // each build writes a codebook of its own, named when it is built: this one is offered 'k64-dct'
+  const codebookFile = () => ws('.unicode2', 'codebooks', 'k64-dct.safetensors');
+  const statusItem = (text: string | RegExp) => page().locator('.statusbar-item', { hasText: text }).first();
   const images = () => ws('images');
 
   /** A step that leaves a screenshot behind when it fails, to see what the workbench showed. */
@@ -66,6 +72,16 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     await cli('build', '--images', images(), '--encoder', model, '--k', '16', '--iters', '2', '--out', ws('shared', 'onnx.safetensors'));
     await cli('embed', images(), '--out', ws('shared', 'embeddings.npy'));
     await cli('build', '--embeddings', ws('shared', 'embeddings.npy'), '--k', '16', '--iters', '2', '--out', ws('shared', 'external.safetensors'));
+    // A codebook naming a model by Hugging Face id, served by a stand-in for the hub on the
+    // loopback (HF_ENDPOINT, inherited by code-server); the cache is emptied afterwards, so that
+    // the model is one to download again (the consent step).
+    const siglip = FAMILY_CONFIGS.siglip(16, 224);
+    const utf8 = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+    hub = await startHubServer({ 'org/tiny-siglip': { commit: 'e'.repeat(40), files: { 'config.json': utf8(siglip.config), 'preprocessor_config.json': utf8(siglipConfig()), 'onnx/vision_model.onnx': dctVisionTower() } } });
+    hubCache = await mkdtemp(join(tmpdir(), 'e2e-hf-cache-'));
+    Object.assign(process.env, { HF_ENDPOINT: hub.endpoint, HF_HUB_CACHE: hubCache });
+    await cli('build', '--images', images(), '--encoder', 'org/tiny-siglip', '--k', '16', '--iters', '2', '--out', ws('shared', 'hub.safetensors'));
+    await rm(hubCache, { recursive: true, force: true });
     // The workspace names that model as its encoder: ignored while the workspace is untrusted.
     await writeWorkspaceSettings(workspace, { ...quickSettings, 'unicode2.encoder': model });
     server = await startCodeServer({ workspace, workspaceTrust: true });
@@ -77,6 +93,8 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     if (server && workbench) await server.saveLogs(join(workbench.artifacts, 'logs')).catch(() => undefined);
     await workbench?.close();
     await server?.stop();
+    await hub?.close();
+    if (hubCache) await rm(hubCache, { recursive: true, force: true });
     if (workspace) await rm(workspace, { recursive: true, force: true });
   });
 
@@ -90,7 +108,11 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
   step("in Restricted Mode, Build does not use the workspace's encoder setting (a model): it builds with the DCT", async () => {
     await runCommand(page(), 'UniCode²: Build Codebook from Folder…');
     await answerFileDialog(page(), images() + '/');
+    // the name offered says what is built: K = 64 with the DCT (not the workspace's model)
+    assert.equal(await answerInputBox(page()), 'k64-dct');
     await waitFor(() => existsSync(codebookFile()), 4 * 60_000, 'the codebook file to be written');
+    // the new codebook is the active one, by name, in the status bar
+    await statusItem('k64-dct').waitFor({ state: 'visible', timeout: 60_000 });
     // Written whole under its final name (atomically): it reads back as the build the settings asked
     // for, with the DCT (dct:224), not the workspace's model.
     const cb = await readCodebook(codebookFile());
@@ -117,6 +139,24 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     assert.equal(await view.locator('canvas#token-grid').getAttribute('data-grid-h'), '14');
     const tokens = (await readTokenGrids(ws('.unicode2', 'tokens', 'coffee.tokens.json')))[0]!;
     assert.equal(tokens.encoder, model, 'tokenized with the model the codebook names');
+  });
+
+  step("in Restricted Mode, a codebook's model named by a Hugging Face id the cache lacks is downloaded only after consent", async () => {
+    hub!.seen.length = 0;
+    await runCommand(page(), 'UniCode²: Open Codebook…');
+    await answerFileDialog(page(), ws('shared', 'hub.safetensors'));
+    await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"]', 2 * 60_000);
+    await runCommand(page(), 'UniCode²: Tokenize Image…');
+    await answerFileDialog(page(), ws('images', 'coffee.jpg'));
+    await answerDialog(page(), 'Cancel');
+    await notification(page(), 'was not loaded').waitFor({ state: 'visible', timeout: 30_000 });
+    assert.deepEqual(hub!.seen.map((s) => s.url), [], 'no request to the hub before consent');
+    await runCommand(page(), 'UniCode²: Tokenize Image…');
+    await answerFileDialog(page(), ws('images', 'coffee.jpg'));
+    await answerDialog(page(), 'Load the Model');
+    await findWebviewFrame(page(), 'canvas#token-grid[data-drawn="true"]', 3 * 60_000);
+    assert.ok(hub!.seen.some((s) => s.server === 'cdn'), 'downloaded once allowed');
+    assert.ok(existsSync(join(hubCache!, 'models--org--tiny-siglip', 'snapshots', 'e'.repeat(40), 'onnx', 'vision_model.onnx')), 'into the cache');
   });
 
   step('trusting the workspace from the workbench', async () => {
@@ -146,10 +186,10 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
   });
 
   step('Explorer: Open With… UniCode² Codebook shows the heatmap; a .safetensors without UniCode² metadata says so', async () => {
-    await openWith(page(), await revealInExplorer(page(), ['.unicode2', 'codebook.safetensors']), 'UniCode² Codebook');
+    await openWith(page(), await revealInExplorer(page(), ['.unicode2', 'codebooks', 'k64-dct.safetensors']), 'UniCode² Codebook');
     const view = await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"]', 2 * 60_000);
     assert.equal(await view.locator('canvas#heatmap').getAttribute('data-k'), String(quickSettings['unicode2.k']));
-    await page().locator('.tab', { hasText: 'codebook.safetensors' }).first().waitFor({ state: 'visible', timeout: 10_000 });
+    await page().locator('.tab', { hasText: 'k64-dct.safetensors' }).first().waitFor({ state: 'visible', timeout: 10_000 });
     await bench().screenshot('codebook-editor');
 
     // model weights (the reference package's file): no UniCode² metadata
@@ -181,7 +221,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
 
   step('Show Active Codebook brings back the codebook Open Codebook made active', async () => {
     await runCommand(page(), 'UniCode²: Show Active Codebook');
-    await page().locator('.tab.active', { hasText: 'codebook.safetensors' }).waitFor({ state: 'visible', timeout: 60_000 });
+    await page().locator('.tab.active', { hasText: 'k64-dct.safetensors' }).waitFor({ state: 'visible', timeout: 60_000 });
     await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"][data-k="64"]', 60_000);
   });
 
@@ -195,6 +235,31 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     await bench().screenshot('token-set-editor');
   });
 
+  step('Codebook editor: a set made with another codebook is offered disabled, refused on screen, and a tab switch keeps the codebook shown', async () => {
+    await runCommand(page(), 'UniCode²: Show Active Codebook');
+    const view = await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"][data-k="64"]', 60_000);
+    // coffee.jpg was tokenized with the ONNX codebook (k16): listed, disabled, saying which made it
+    const other = view.locator('#dataset vscode-option', { hasText: 'coffee.jpg' }).first();
+    assert.match((await other.textContent()) ?? '', /made with codebook (onnx|hub)/);
+    assert.equal(await other.evaluate((o) => (o as HTMLElement & { disabled: boolean }).disabled), true);
+    // its tokens file chosen through "Tokens file…": the error shows in the panel, the counts stay
+    const summary = await view.locator('#summary').innerText();
+    await view.locator('#add-dataset').click();
+    await answerFileDialog(page(), ws('.unicode2', 'tokens', 'coffee.tokens.json'));
+    const error = view.locator('#dataset-error');
+    await error.waitFor({ state: 'visible', timeout: 30_000 });
+    // (the last codebook to tokenize coffee.jpg wrote that file: one of the shared ones)
+    assert.match(await error.innerText(), /coffee\.tokens\.json was made with codebook (onnx|hub), not with k64-dct/);
+    assert.equal(await view.locator('#summary').innerText(), summary);
+    await bench().screenshot('codebook-other-set-refused');
+    // away and back: the editor comes back from its state showing the codebook, not "cannot be shown"
+    await page().locator('.tab', { hasText: 'Tokens: chelsea.png' }).first().click();
+    await page().locator('.tab', { hasText: 'k64-dct.safetensors' }).first().click();
+    const back = await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"][data-k="64"]', 60_000);
+    assert.equal(await back.locator('#notice').isHidden(), true);
+    assert.equal(await back.locator('#summary').innerText(), summary);
+  });
+
   step('Tokenize Folder… writes the token data set and the per-image grids', async () => {
     await runCommand(page(), 'UniCode²: Tokenize Folder…');
     await answerFileDialog(page(), images() + '/');
@@ -205,18 +270,34 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     // the photos keep their shapes: one ragged data set, each image its own grid
     assert.ok(new Set(grids.map((g) => g.grid.join('x'))).size > 1, 'grids of several shapes');
     assert.equal(grids[0]!.codebook, (await readCodebook(codebookFile())).fingerprint);
+    // it says so, and the set opens in the token set editor
+    await notification(page(), `tokenized ${grids.length} images of images/ with k64-dct`).waitFor({ state: 'visible', timeout: 60_000 });
+    await page().locator('.tab.active', { hasText: 'images.tokens.npy' }).waitFor({ state: 'visible', timeout: 60_000 });
+    const view = await findWebviewFrame(page(), 'canvas#set-grid[data-drawn="true"]', 60_000);
+    assert.equal(await view.locator('.image-item').count(), grids.length);
+    await bench().screenshot('tokenize-folder-done');
   });
 
-  step('Decode Tokens… decodes a tokens file into images and opens the Generation panel', async () => {
+  step('Decode Tokens… decodes a tokens file into images and shows them in the Generation panel', async () => {
     await runCommand(page(), 'UniCode²: Decode Tokens…');
     await answerFileDialog(page(), ws('.unicode2', 'tokens', 'chelsea.tokens.json'));
     await waitFor(() => existsSync(ws('.unicode2', 'decoded', 'chelsea.png')), 2 * 60_000, 'the decoded image');
-    await findWebviewFrame(page(), '#generate', 60_000);
+    const view = await findWebviewFrame(page(), '#generate', 60_000);
+    const decoded = view.locator('figure.result', { hasText: 'Decoded chelsea.png' }).locator('img');
+    await decoded.waitFor({ state: 'visible', timeout: 60_000 });
+    // chelsea's 14 x 21 grid through the atlas: 336 x 224 pixels
+    assert.deepEqual(await decoded.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]), [336, 224]);
+    await bench().screenshot('decode-tokens');
   });
 
   step('Open Generation Panel decodes a grid of this session at the output size chosen', async () => {
     await runCommand(page(), 'UniCode²: Open Generation Panel');
     const view = await findWebviewFrame(page(), '#generate', 60_000);
+    // the header names the active codebook; a grid of another codebook is listed disabled
+    assert.equal(await view.locator('#codebook').innerText(), 'codebook k64-dct');
+    const other = view.locator('#source vscode-option', { hasText: 'coffee.jpg' }).first();
+    assert.match((await other.textContent()) ?? '', /made with codebook (onnx|hub)/);
+    assert.equal(await other.evaluate((o) => (o as HTMLElement & { disabled: boolean }).disabled), true);
     // the grid tokenized with the active codebook (the session also holds the ONNX codebook's)
     await view.locator('#source').evaluate((select: HTMLElement & { value: string }) => {
       const option = [...select.querySelectorAll('vscode-option')].find((o) => o.textContent?.trim() === 'chelsea.png');
@@ -224,9 +305,11 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
       select.value = option.getAttribute('value')!;
       select.dispatchEvent(new Event('change'));
     });
+    // the gallery already holds what Decode Tokens… decoded: the new result comes first
+    const shown = await view.locator('figure.result').count();
     await view.locator('#generate').click();
+    await waitForAsync(async () => (await view.locator('figure.result').count()) === shown + 1, 60_000, 'the result in the gallery');
     const result = view.locator('figure.result img').first();
-    await result.waitFor({ state: 'visible', timeout: 60_000 });
     const upscale = Number(await view.locator('#upscale').evaluate((select: HTMLElement & { value: string }) => select.value));
     // chelsea's 14 x 21 grid: 336 x 224 pixels, times the output size chosen
     assert.deepEqual(await result.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]), [336 * upscale, 224 * upscale]);
@@ -311,47 +394,100 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     assert.equal(tokens.codebook, (await readCodebook(ws('shared', 'external.safetensors'))).fingerprint);
   });
 
-  step("a Lab re-run repeats the cell's parameters, not today's settings", async () => {
+  step("a Lab re-run repeats the cell's parameters, not today's settings, into a codebook of its own", async () => {
     await writeWorkspaceSettings(workspace, { ...quickSettings, 'unicode2.k': 32 });
     await page().waitForTimeout(3_000);
-    const before = (await stat(codebookFile())).mtimeMs;
+    const first = await sha256(codebookFile());
+    const rebuilt = ws('.unicode2', 'codebooks', 'k64-dct-2.safetensors');
     await page().locator('.activitybar [aria-label^="UniCode² Lab"]').first().click();
     const lab = await findWebviewFrame(page(), 'article.lab-cell[data-kind="build"][data-status="done"]', 60_000);
     await bench().screenshot('lab');
     await lab.locator('article.lab-cell[data-kind="build"][data-status="done"] button[data-action="rerun"]').first().click();
-    await waitForAsync(async () => (await stat(codebookFile())).mtimeMs !== before, 4 * 60_000, 'the codebook to be rebuilt');
+    await waitFor(() => existsSync(rebuilt), 4 * 60_000, 'the re-run to write k64-dct-2');
     await lab.locator('article.lab-cell[data-kind="build"][data-status="running"]').waitFor({ state: 'detached', timeout: 60_000 });
-    const cb = await readCodebook(codebookFile());
+    const cb = await readCodebook(rebuilt);
     assert.equal(cb.frozen.rows, quickSettings['unicode2.k'], 'K of the cell (64), not of the settings (32)');
     assert.equal(cb.meta.encoder.kind, 'dct');
+    // the codebook the cell made, and what was made with it, are untouched
+    assert.equal(await sha256(codebookFile()), first);
+    await statusItem('k64-dct-2').waitFor({ state: 'visible', timeout: 60_000 });
   });
 
-  step('a second job on the same output is refused, and cancelling a build keeps the previous codebook', async () => {
-    const before = await sha256(codebookFile());
+  step('the active codebook is remembered across a reload; its status bar item picks another', async () => {
+    await runCommand(page(), 'Developer: Reload Window');
+    await page().locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 90_000 });
+    // the workspace holds codebooks: the extension starts with the window and names the one chosen last
+    await statusItem('k64-dct-2').waitFor({ state: 'visible', timeout: 90_000 });
+    await statusItem('k64-dct-2').click();
+    const widget = page().locator('.quick-input-widget');
+    await widget.locator('.monaco-list-row', { hasText: 'k64-dct-2' }).first().waitFor({ state: 'visible', timeout: 30_000 });
+    const rows = await widget.locator('.monaco-list-row').allInnerTexts();
+    // the workspace's two codebooks by name, what each is and what it was built from, then "Open…"
+    assert.equal(rows.length, 3, JSON.stringify(rows));
+    assert.match(rows[0]!, /^\s*k64-dct(?!-)[\s\S]*K = 64, d = 768 · dct:224 · from images\//);
+    assert.match(rows[1]!, /k64-dct-2[\s\S]*K = 64, d = 768 · dct:224 · from images\//);
+    await bench().screenshot('choose-codebook');
+    await widget.locator('.monaco-list-row').first().click();
+    await statusItem(/k64-dct(?!-)/).waitFor({ state: 'visible', timeout: 30_000 });
+    await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"][data-k="64"]', 60_000);
+    await page().locator('.tab.active', { hasText: /^k64-dct\.safetensors/ }).waitFor({ state: 'visible', timeout: 30_000 });
+    await bench().screenshot('codebook-chosen');
+  });
+
+  step('the Codebooks view lists the codebooks side by side, the active one marked, with what was made from each', async () => {
+    // (the Lab's container may be open already since the reload: a click on its entry would close it)
+    await runCommand(page(), 'Focus on Codebooks View');
+    try {
+      const header = page().locator('.pane-header', { hasText: 'Codebooks' }).first();
+      await header.waitFor({ state: 'visible', timeout: 30_000 });
+      if ((await header.getAttribute('aria-expanded')) !== 'true') await header.click();
+      const rows = page().locator('.pane-body .monaco-list-row');
+      const first = rows.filter({ hasText: /^\s*k64-dct(?!-)/ }).first();
+      await first.waitFor({ state: 'visible', timeout: 30_000 });
+      assert.match(await first.innerText(), /active · K = 64 · dct:224 · from images\//);
+      assert.match(await rows.filter({ hasText: 'k64-dct-2' }).first().innerText(), /K = 64 · dct:224 · from images\//);
+      // its lineage: the token sets, decodes and generations made with it
+      await first.click();
+      await page().keyboard.press('ArrowRight');
+      await rows.filter({ hasText: 'tokens: images.tokens.json' }).first().waitFor({ state: 'visible', timeout: 30_000 });
+      await rows.filter({ hasText: 'decoded: chelsea.png' }).first().waitFor({ state: 'visible', timeout: 30_000 });
+      await bench().screenshot('codebooks-view');
+    } finally {
+      await page().locator('.activitybar [aria-label^="Explorer"]').first().click();
+    }
+  });
+
+  step("an existing codebook's name is refused, and cancelling a build writes nothing and replaces no codebook", async () => {
+    const codebooks = ws('.unicode2', 'codebooks');
+    const hashes = async () => Promise.all((await listFolder(codebooks)).map((f) => sha256(join(codebooks, f))));
+    const before = await hashes();
     const folderBefore = await listFolder(ws('.unicode2'));
+    const codebooksBefore = await listFolder(codebooks);
     const repeated = await makeRepeatedImages(workspace, 'images-repeated', 8);
     await writeWorkspaceSettings(workspace, slowSettings);
     await page().waitForTimeout(3_000);
 
     await runCommand(page(), 'UniCode²: Build Codebook from Folder…');
     await answerFileDialog(page(), repeated + '/');
-    // this build's Cancel: the refused job below shows a progress notification of its own for a moment
+    // the name box refuses an existing codebook's name, saying why (and one a build is writing:
+    // the unit tests), before anything runs
+    const widget = page().locator('.quick-input-widget');
+    await waitForAsync(async () => (await widget.locator('input').inputValue().catch(() => '')) === 'k1024-dct', 30_000, 'the name box to offer k1024-dct');
+    await widget.locator('input').fill('k64-dct');
+    await widget.locator('.quick-input-message', { hasText: 'k64-dct already exists: a build never replaces a codebook' }).waitFor({ state: 'visible', timeout: 30_000 });
+    await bench().screenshot('build-name-refused');
+    await answerInputBox(page(), 'k1024-dct');
     const cancel = notification(page(), 'images-repeated').getByRole('button', { name: 'Cancel' });
     await cancel.waitFor({ state: 'visible', timeout: 60_000 });
-
-    // The same output again while that build runs (the Lab's re-run of the earlier build is one
-    // click away): refused at once, saying why.
-    const lab = await findWebviewFrame(page(), 'article.lab-cell[data-kind="build"][data-status="running"]', 60_000);
-    await lab.locator('article.lab-cell[data-kind="build"][data-status="done"] button[data-action="rerun"]').first().click();
-    await notification(page(), `a build into ${codebookFile()} is already running`).waitFor({ state: 'visible', timeout: 60_000 });
-    await bench().screenshot('second-build-refused');
-    assert.ok(await cancel.isVisible(), 'the first build still runs');
+    await waitFor(() => existsSync(join(codebooks, 'k1024-dct.safetensors.lock')), 60_000, 'the build to hold its name');
+    assert.ok(await cancel.isVisible(), 'the build still runs');
 
     await cancel.click();
-    await notification(page(), 'build cancelled').waitFor({ state: 'visible', timeout: 60_000 });
+    await notification(page(), 'build of k1024-dct cancelled').waitFor({ state: 'visible', timeout: 60_000 });
     await bench().screenshot('slow-build-cancelled');
-    assert.equal(await sha256(codebookFile()), before, 'the codebook is byte-identical to before the cancelled build');
-    assert.deepEqual(await listFolder(ws('.unicode2')), folderBefore, 'no temp or lock file is left beside it');
+    assert.deepEqual(await listFolder(codebooks), codebooksBefore, 'no codebook, temp or lock file is left');
+    assert.deepEqual(await hashes(), before, 'every codebook is byte-identical to before');
+    assert.deepEqual(await listFolder(ws('.unicode2')), folderBefore);
   });
 });
 

@@ -213,6 +213,27 @@ export async function pickQuickItem(page: Page, label: string, timeoutMs = 30_00
   await widget.waitFor({ state: 'hidden', timeout: timeoutMs });
 }
 
+/**
+ * Answers the input box that is open (or opening) — after a file dialog, in the same widget — with
+ * `value` typed over what it offers, or with what it offers; returns the value it offered.
+ */
+export async function answerInputBox(page: Page, value?: string, timeoutMs = 30_000): Promise<string> {
+  const widget = page.locator('.quick-input-widget');
+  const input = widget.locator('input');
+  const deadline = Date.now() + timeoutMs;
+  let offered = '';
+  // the file dialog's path stays in the input until the box replaces it
+  while (!offered || offered.startsWith('/') || offered.startsWith('>')) {
+    if (Date.now() > deadline) throw new Error(`no input box opened within ${timeoutMs} ms`);
+    await page.waitForTimeout(250);
+    offered = (await widget.isVisible()) ? await input.inputValue().catch(() => '') : '';
+  }
+  if (value !== undefined) await input.fill(value);
+  await input.press('Enter');
+  await widget.waitFor({ state: 'hidden', timeout: timeoutMs });
+  return offered;
+}
+
 /** Clicks the button `name` of the modal dialog that is open (or opening). */
 export async function answerDialog(page: Page, name: string, timeoutMs = 30_000): Promise<void> {
   const dialog = page.locator('.monaco-dialog-box');

@@ -20,7 +20,7 @@ export interface CliRunner {
 }
 
 /** Commands that compute nothing on a device and so take no --device. */
-const DEVICELESS = ['prior', 'codebook'];
+const DEVICELESS = ['prior', 'codebook', 'jobs'];
 
 /** A runner whose commands run in the folder `cwd()` returns (read at each call). Commands run
  *  on the CPU backend unless a test names a device: 'auto' would probe for a GPU through Dawn,

@@ -59,13 +59,20 @@ export function sampleEntries(key: string, members: Record<string, Uint8Array | 
 }
 
 /** Writes a Hugging Face style image parquet: `image` struct{bytes, path} and `__key__`, or (with
- *  `column`) a plain binary column of that name; `rowGroupSize` rows per row group. */
-export async function writeImageParquet(out: string, rows: { key: string; bytes: Uint8Array | null }[], options: { column?: string; rowGroupSize?: number } = {}): Promise<void> {
+ *  `column`) a plain binary column of that name; `rowGroupSize` rows per row group; pages
+ *  snappy-compressed unless `codec` says otherwise; `dictionaryKeys`: `__key__` dictionary-encoded
+ *  (RLE_DICTIONARY pages: a bit width, then runs of indexes). */
+export async function writeImageParquet(
+  out: string,
+  rows: { key: string; bytes: Uint8Array | null }[],
+  options: { column?: string; rowGroupSize?: number; codec?: 'SNAPPY' | 'UNCOMPRESSED'; dictionaryKeys?: boolean } = {},
+): Promise<void> {
   const { parquetWriteBuffer } = await import('hyparquet-writer');
-  const keys = { name: '__key__', data: rows.map((r) => r.key) };
+  const keys = { name: '__key__', data: rows.map((r) => r.key), ...(options.dictionaryKeys ? { encoding: 'RLE_DICTIONARY' as const } : {}) };
   const rowGroupSize = options.rowGroupSize ?? 2;
+  const codec = options.codec ?? 'SNAPPY';
   const buffer = options.column
-    ? parquetWriteBuffer({ columnData: [{ name: options.column, data: rows.map((r) => r.bytes), type: 'BYTE_ARRAY' }, { ...keys, type: 'STRING' }], rowGroupSize })
+    ? parquetWriteBuffer({ columnData: [{ name: options.column, data: rows.map((r) => r.bytes), type: 'BYTE_ARRAY' }, { ...keys, type: 'STRING' }], rowGroupSize, codec })
     : parquetWriteBuffer({
         columnData: [{ name: 'image', data: rows.map((r) => (r.bytes ? { bytes: r.bytes, path: `${r.key}.jpg` } : null)) }, keys],
         schema: [
@@ -76,6 +83,37 @@ export async function writeImageParquet(out: string, rows: { key: string; bytes:
           { name: '__key__', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' },
         ],
         rowGroupSize,
+        codec,
       });
   await fs.writeFile(out, new Uint8Array(buffer));
+}
+
+/** One page of a parquet file: where its header starts, where its data starts and ends, and the
+ *  header as hyparquet reads it. */
+export interface ParquetPage {
+  column: string;
+  start: number;
+  data: number;
+  end: number;
+  header: import('hyparquet', { with: { 'resolution-mode': 'import' } }).PageHeader;
+}
+
+/** The pages of a (valid) parquet file, column chunk after column chunk, as its footer places them. */
+export async function parquetPages(bytes: Uint8Array): Promise<ParquetPage[]> {
+  const { parquetMetadata } = await import('hyparquet');
+  const { parquetHeader } = await import('hyparquet/src/column.js');
+  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length) as ArrayBuffer;
+  const pages: ParquetPage[] = [];
+  for (const group of parquetMetadata(buffer).row_groups) {
+    for (const { meta_data: meta } of group.columns) {
+      const start = Number(meta!.dictionary_page_offset || meta!.data_page_offset);
+      for (let at = start; at < start + Number(meta!.total_compressed_size); ) {
+        const reader = { view: new DataView(buffer), offset: at };
+        const header = parquetHeader(reader);
+        pages.push({ column: meta!.path_in_schema.join('.'), start: at, data: reader.offset, end: reader.offset + header.compressed_page_size, header });
+        at = reader.offset + header.compressed_page_size;
+      }
+    }
+  }
+  return pages;
 }

@@ -30,7 +30,7 @@ test('activation registers every contributed command', async () => {
   assert.deepEqual([...report.commands].sort(), [...contributed].sort());
 });
 
-test('activation events: none at startup, and one per restorable panel (the rest VS Code derives from contributions)', async () => {
+test('activation events: none at startup, one per restorable panel, and a workspace with codebooks (the rest VS Code derives from contributions)', async () => {
   const events: string[] = manifest.activationEvents;
   assert.ok(!events.includes('*') && !events.includes('onStartupFinished'), `activationEvents ${JSON.stringify(events)}`);
   // Webview panels have no contribution point, so VS Code cannot derive the event that brings a
@@ -38,5 +38,7 @@ test('activation events: none at startup, and one per restorable panel (the rest
   // and editors derive theirs from their contributions.
   const { serializers } = await probe();
   assert.ok(serializers.length > 0, 'activation registers the panel serializers');
-  assert.deepEqual([...events].sort(), serializers.map((t) => `onWebviewPanel:${t}`).sort());
+  // A workspace that holds codebooks activates on opening, so the status bar names its active
+  // codebook (remembered with the workspace) from the start.
+  assert.deepEqual([...events].sort(), [...serializers.map((t) => `onWebviewPanel:${t}`), 'workspaceContains:.unicode2/codebooks/*.safetensors'].sort());
 });

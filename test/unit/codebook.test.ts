@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readCodebook, writeCodebook, codebookFingerprint, inMemory, type Codebook, type CodebookMeta } from '../../extension/engine/codebook/codebook.js';
+import { checkFinite, readCodebook, writeCodebook, codebookFingerprint, inMemory, type Codebook, type CodebookMeta } from '../../extension/engine/codebook/codebook.js';
 import type { Matrix } from '../../native-gpu/backend.js';
 import { createHash } from 'node:crypto';
 import { UserError } from '../../common/errors.js';
@@ -197,4 +197,34 @@ test('a 500,000-code file is read without its trainable table, which loads on fi
   const stale = await readCodebook(file);
   await writeSafetensors(file, { frozen: { dtype: 'F16', shape: [k, d], data: frozen } }, metadata);
   await assert.rejects(stale.trainable.load(), (e: Error) => e instanceof UserError && /changed on disk since it was opened/.test(e.message));
+});
+
+test('checkFinite finds every infinity and NaN, f32 and f16, wherever it sits (word-at-a-time test)', () => {
+  const rows = 5, cols = 7, n = rows * cols; // odd: an f16 table ends in half a word
+  const finite = Float32Array.from({ length: n }, (_, i) => (i % 2 ? -1 : 1) * (65504 - i)); // the largest halves too
+  assert.doesNotThrow(() => checkFinite('cb', 'frozen', { rows, cols, data: finite }));
+  assert.doesNotThrow(() => checkFinite('cb', 'frozen', { rows, cols, half: f32ToF16(finite) }));
+  for (const bad of [Infinity, -Infinity, NaN]) {
+    for (let i = 0; i < n; i++) {
+      const data = finite.slice();
+      data[i] = bad;
+      const want = new RegExp(`cb: tensor 'frozen' row ${Math.floor(i / cols)} holds a non-finite value \\(${bad}\\)`);
+      assert.throws(() => checkFinite('cb', 'frozen', { rows, cols, data }), want);
+      // f16, also as a view starting half a word in (one more leading half outside the words)
+      const half = f32ToF16(data);
+      assert.throws(() => checkFinite('cb', 'frozen', { rows, cols, half }), want);
+      const shifted = new Uint16Array(n + 1);
+      shifted.set(half, 1);
+      assert.throws(() => checkFinite('cb', 'frozen', { rows, cols, half: shifted.subarray(1) }), want);
+    }
+  }
+});
+
+test('the fingerprint of a codebook read from a file is hashed when first asked for, and is the frozen bytes\' hash', async (t) => {
+  const file = path.join(await tempDir(t), 'cb.safetensors');
+  const written = await writeCodebook(file, sampleCodebook(), { dtype: 'f16' });
+  const back = await readCodebook(file);
+  assert.equal(back.fingerprint, written);
+  assert.equal(back.fingerprint, codebookFingerprint(back.frozen));
+  assert.equal({ ...back }.fingerprint, written); // copies carry it as a plain value
 });

@@ -78,6 +78,22 @@ test('more queries than one batch, across two codebook chunks', async () => {
   assert.deepEqual(Array.from(distances.subarray(1024, 1028)), [0, 0, 0, 0]);
 });
 
+test('an f16 codebook (its chunks widened in the graph) searches as its decoded f32 values, ties to the lowest index across chunks', async () => {
+  const backend = await backendPromise;
+  const d = 5, k = CHUNK_ROWS + 3; // three f16 chunks (they are half as long), the last one short
+  const half = f32ToF16(randomMatrix(k, d, 11).data);
+  const queries = randomMatrix(300, d, 12);
+  // a query equal to three codes, one per chunk: the lowest index wins
+  const planted = [5, CHUNK_ROWS / 2 + 1, CHUNK_ROWS + 2];
+  for (const code of planted) half.set(half.subarray(0, d), code * d);
+  queries.data.set(f16ToF32(half.subarray(0, d)), 7 * d);
+  const handle = await backend.loadCodebook({ rows: k, cols: d, half });
+  const { ids, distances } = await backend.nearest(handle, queries);
+  assertNearest({ rows: k, cols: d, data: f16ToF32(half) }, queries, ids, distances);
+  assert.equal(ids[7], 0);
+  handle.dispose();
+});
+
 test('ties go to the lowest code index, also across chunks', async () => {
   const backend = await backendPromise;
   const d = 3;

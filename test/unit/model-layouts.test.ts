@@ -32,7 +32,7 @@ test.after(async () => {
   await fs.rm(tmp, { recursive: true, force: true });
 });
 test.afterEach(() => {
-  for (const key of ['HF_HUB_CACHE', 'HF_HOME', 'HF_HUB_OFFLINE']) {
+  for (const key of ['HF_HUB_CACHE', 'HF_HOME', 'HF_HUB_OFFLINE', 'HF_ENDPOINT']) {
     if (savedEnv[key] === undefined) delete process.env[key];
     else process.env[key] = savedEnv[key];
   }
@@ -174,7 +174,11 @@ test('Hugging Face ids resolve from the local cache (HF_HUB_CACHE, else HF_HOME/
   delete process.env.HF_HUB_CACHE;
   process.env.HF_HOME = path.dirname(root);
   assert.equal((await encodeWith('org/tiny-siglip')).encoder.model!.revision, COMMIT_A);
+  // an id not in the cache can be downloaded, unless HF_HUB_OFFLINE
+  assert.ok(ENCODER_KINDS.onnx.available('org/tiny-siglip') && ENCODER_KINDS.onnx.available('org/absent'));
+  process.env.HF_HUB_OFFLINE = '1';
   assert.ok(ENCODER_KINDS.onnx.available('org/tiny-siglip') && !ENCODER_KINDS.onnx.available('org/absent'));
+  delete process.env.HF_HUB_OFFLINE;
 
   // reopened from the descriptor: the same snapshot; another model is refused by name
   const again = await openEncoderFromDescriptor(validateEncoderDescriptor(main.encoder, 'cb'), backend);
@@ -190,11 +194,11 @@ test('Hugging Face ids resolve from the local cache (HF_HUB_CACHE, else HF_HOME/
   await copied.dispose();
 });
 
-test('not in the cache, missing files, a tampered blob, a malformed id: one line each', async () => {
+test('offline: not in the cache, missing files, a tampered blob, a malformed id: one line each', async () => {
   const root = path.join(tmp, 'cache-bad');
   process.env.HF_HUB_CACHE = root;
-  await assert.rejects(openEncoder('org/absent', backend), isUserError(/encoder 'org\/absent': not a folder here, and not in the Hugging Face cache at .*cache-bad; download it with Python's huggingface_hub \(huggingface-cli download org\/absent\)/));
   process.env.HF_HUB_OFFLINE = '1';
+  await assert.rejects(openEncoder('org/absent', backend), isUserError(/encoder 'org\/absent': not a folder here, and not in the Hugging Face cache at .*cache-bad \(HF_HUB_OFFLINE is set\); download it: name it by its id with HF_HUB_OFFLINE unset, or with Python's huggingface_hub \(huggingface-cli download org\/absent\)/));
   await assert.rejects(openEncoder('org/absent@v1', backend), isUserError(/cache-bad \(HF_HUB_OFFLINE is set\); download .*--revision v1/));
   await assert.rejects(openEncoder('org/absent@abc1234', backend), isUserError(/a commit must be given in full \(40 hex digits\)/));
   await assert.rejects(openEncoder('not/an/id', backend), isUserError(/encoder 'not\/an\/id': no such model folder or \.onnx file, and not a Hugging Face id/));
@@ -203,7 +207,7 @@ test('not in the cache, missing files, a tampered blob, a malformed id: one line
   const model = dctVisionTower();
   await cacheSnapshot(root, 'org/partial', COMMIT_A, { 'onnx/vision_model.onnx': model, 'config.json': configs['config.json'] });
   await setRef(root, 'org/partial', 'main', COMMIT_A);
-  await assert.rejects(openEncoder('org/partial', backend), isUserError(/org\/partial \(snapshot aaaaaaaaaaaa in the Hugging Face cache\) has no preprocessor_config\.json; download it .*huggingface-cli download org\/partial preprocessor_config\.json --revision a{40}/));
+  await assert.rejects(openEncoder('org/partial', backend), isUserError(/org\/partial \(snapshot aaaaaaaaaaaa in the Hugging Face cache\) has no preprocessor_config\.json; download it: .*huggingface-cli download org\/partial preprocessor_config\.json --revision a{40}/));
   await cacheSnapshot(root, 'org/nomodel', COMMIT_A, configs);
   await setRef(root, 'org/nomodel', 'main', COMMIT_A);
   await assert.rejects(openEncoder('org/nomodel', backend), isUserError(/org\/nomodel .* has no onnx\/vision_model\.onnx or onnx\/model\.onnx/));
@@ -249,6 +253,8 @@ test('CLI: --encoder org/name from the cache, --layer and --precision in --help,
   assert.ok(Array.isArray(grids) && grids.length === 16 && grids.every((g) => g.grid.join('x') === '14x14'), JSON.stringify(folder).slice(0, 200));
   const other = await writeExportFolder(path.join(tmp, 'cli-other'), { hiddenStates: 1 }, siglip);
   await run.assertUserError(['tokenize', photo, '--codebook', 'cb.safetensors', '--encoder', other], /the codebook was built with org\/cli-siglip@aaaaaaaaaaaa, onnx\/vision_model\.onnx \(fp32\), sha256 [0-9a-f]{12}, but the encoder given is .*cli-other, model\.onnx/);
-  await run.assertUserError(['embed', photo, '--out', 'x.npy', '--encoder', 'org/not-cached'], /not in the Hugging Face cache at .*cli-cache; download it/);
+  process.env.HF_HUB_OFFLINE = '1';
+  await run.assertUserError(['embed', photo, '--out', 'x.npy', '--encoder', 'org/not-cached'], /not in the Hugging Face cache at .*cli-cache \(HF_HUB_OFFLINE is set\); download it/);
+  delete process.env.HF_HUB_OFFLINE;
   await run.assertUserError(['embed', photo, '--out', 'x.npy', '--encoder', 'org/cli-siglip', '--layer', '-2'], /choosing a layer needs an export with hidden_states/);
 });

@@ -302,6 +302,46 @@ test('clicking a code asks the host for its detail and shows the nearest codes',
   }
 });
 
+test('a data set made with another codebook is listed disabled with why; a refused choice shows its error under the picker and keeps the counts', async () => {
+  const data: CodebookView = {
+    ...realisticData(100),
+    datasets: [
+      { id: 'build', label: 'Build corpus' },
+      { id: 'tokens:1', label: 'coffee.jpg', disabled: 'made with codebook k16-tiny-siglip' },
+      { id: 'tokens:2', label: 'images (6 images)' },
+    ],
+  };
+  const refusal = 'images (6 images) was made with codebook k16-tiny-siglip, not with k64-dct';
+  const p = await openPanel('codebook', codebookProtocol, 'light', {
+    ...host(data),
+    selectDataset: () => {
+      throw new Error(refusal);
+    },
+  });
+  try {
+    await p.page.locator('#heatmap[data-drawn="true"]').waitFor();
+    const other = p.page.locator('#dataset vscode-option[value="tokens:1"]');
+    assert.equal(await other.evaluate((o) => (o as HTMLElement & { disabled: boolean }).disabled), true);
+    assert.equal(await other.textContent(), 'coffee.jpg (made with codebook k16-tiny-siglip)');
+    const counts = await p.page.locator('#summary').textContent();
+    await p.page.locator('#dataset').evaluate((select: HTMLElement & { value: string }) => {
+      select.value = 'tokens:2';
+      select.dispatchEvent(new Event('change'));
+    });
+    const error = p.page.locator('#dataset-error');
+    await error.waitFor({ state: 'visible' });
+    assert.equal(await error.textContent(), refusal);
+    assert.deepEqual(p.requests('selectDataset'), [{ dataset: 'tokens:2' }]);
+    // the panel still shows the codebook and the counts it showed, the picker back on them
+    assert.equal(await p.page.locator('#notice').isHidden(), true);
+    assert.equal(await p.page.locator('#summary').textContent(), counts);
+    assert.equal(await p.page.locator('#dataset').evaluate((select: HTMLElement & { value: string }) => select.value), 'build');
+    await p.screenshot('codebook-dataset-refused');
+  } finally {
+    await p.close();
+  }
+});
+
 test('a malformed message from the host is rejected and logged, and the panel keeps working', async () => {
   const data = realisticData(100);
   const p = await openPanel('codebook', codebookProtocol, 'dark', host(data));

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { openPanel, closeBrowser, THEME_NAMES, type PanelPage, type TestHost } from './harness.js';
+import { openPanel, closeBrowser, until, THEME_NAMES, type PanelPage, type TestHost } from './harness.js';
 import { generationProtocol, type GenerateRequest, type GenerationResult } from '../../common/protocol/generation.js';
 import { realFixture, disposeFixture, type Fixture } from './fixture-codebook.js';
 import {
@@ -411,6 +411,42 @@ test('Model folder…: a folder the host refuses says why in the panel; a good o
     assert.equal(await p.page.locator('#class').evaluate((e) => (e as HTMLInputElement).value), '', 'the null class until one is chosen');
   } finally {
     priors.close();
+    await p.close();
+  }
+});
+
+test('sources made with another codebook are listed disabled with why, never chosen; the header follows the active codebook by name; a grid sent from a token-grid panel is chosen', async () => {
+  const p = await openPanel('generation', generationProtocol, 'dark', {
+    init: () => ({
+      sources: [
+        { id: 'tokens:1#0', label: 'coffee.jpg', grid: [14, 14] as [number, number], disabled: 'made with codebook k16-tiny-siglip' },
+        { id: 'tokens:2#0', label: 'chelsea.png', grid: [14, 21] as [number, number] },
+      ],
+      priors: [],
+      decoders: [{ id: 'atlas', label: 'Atlas (codebook)', kind: 'atlas' as const }],
+      codebook: 'k64-dct',
+      results: [],
+      defaults: settingsDefaults,
+    }),
+  });
+  try {
+    const header = p.page.locator('#codebook');
+    await p.page.locator('#source vscode-option').nth(1).waitFor({ state: 'attached' });
+    assert.equal(await header.textContent(), 'codebook k64-dct');
+    const other = p.page.locator('#source vscode-option[value="tokens:1#0"]');
+    assert.equal(await other.evaluate((o) => (o as HTMLElement & { disabled: boolean }).disabled), true);
+    assert.equal(await other.textContent(), 'coffee.jpg (made with codebook k16-tiny-siglip)');
+    // the first source is the other codebook's: the one chosen is the first that fits
+    assert.equal(await p.page.locator('#source').evaluate((s: HTMLElement & { value: string }) => s.value), 'tokens:2#0');
+    await p.post({ kind: 'notify', type: 'codebook', params: { codebook: 'k1024-dct' } });
+    await p.page.locator('#codebook', { hasText: 'codebook k1024-dct' }).waitFor();
+    // a grid sent from a token-grid panel ("Generation" there) is the one chosen
+    await p.post({
+      kind: 'notify', type: 'sources',
+      params: { sources: [{ id: 'edited', label: 'Edited grid · chelsea.png', grid: [14, 21] }, { id: 'tokens:2#0', label: 'chelsea.png', grid: [14, 21] }], select: 'edited' },
+    });
+    await until(async () => (await p.page.locator('#source').evaluate((s: HTMLElement & { value: string }) => s.value)) === 'edited', 'the edited grid chosen');
+  } finally {
     await p.close();
   }
 });

@@ -47,6 +47,8 @@ document.body.append(
       h('vscode-button', { id: 'add-dataset', secondary: true, title: 'Count codes over a tokens JSON file', icon: 'add' }, 'Tokens file…'),
     ),
   ),
+  // what went wrong with the data set just chosen, where it was chosen (the counts shown stay)
+  h('p', { id: 'dataset-error', class: 'error dataset-error', role: 'alert', hidden: true }),
   h('main', { class: 'codebook-layout' },
     h('section', { class: 'heatmap-pane' },
       h('canvas', { id: 'heatmap', tabindex: 0, 'aria-label': 'code utilization heatmap' }),
@@ -147,10 +149,35 @@ function applyColouring(data: CodebookView): void {
   if (heatmap) heatmap.drift = distances;
 }
 
+/** The data sets; one made with another codebook is listed, disabled, with which codebook made it. */
 function renderDatasets(datasets: DatasetInfo[], selected: string): void {
   const select = byId('dataset');
-  select.replaceChildren(...datasets.map((d) => h('vscode-option', { value: d.id, selected: d.id === selected }, d.label)));
+  select.replaceChildren(...datasets.map((d) =>
+    h('vscode-option', { value: d.id, selected: d.id === selected, disabled: d.disabled !== undefined, title: d.disabled ?? '' }, d.disabled ? `${d.label} (${d.disabled})` : d.label)));
   (select as unknown as { value: string }).value = selected;
+}
+
+/** Shows the error of a data set choice beside the picker (null: clears it). */
+function datasetError(message: string | null): void {
+  const line = byId('dataset-error');
+  line.hidden = message === null;
+  line.textContent = message ?? '';
+}
+
+/** Counts over a data set (a request that returns the view); on an error the counts shown stay,
+ *  the picker goes back to them and the error shows under it. Only a choice that worked is saved. */
+async function chooseDataset(request: () => Promise<CodebookView | null>): Promise<void> {
+  try {
+    const view = await request();
+    if (!view) return;
+    datasetError(null);
+    state.dataset = view.dataset;
+    saveState(state);
+    show(view);
+  } catch (err) {
+    if (current) renderDatasets(current.datasets, current.dataset);
+    datasetError((err as Error).message);
+  }
 }
 
 function show(data: CodebookView): void {
@@ -295,17 +322,12 @@ byId('colouring').addEventListener('change', (e) => {
   heatmap.paint();
   redraw();
 });
-byId('dataset').addEventListener('change', async (e) => {
+byId('dataset').addEventListener('change', (e) => {
   const dataset = (e.target as unknown as { value: string }).value;
   if (!current || dataset === current.dataset) return;
-  state.dataset = dataset;
-  saveState(state);
-  show(await host.request('selectDataset', { dataset }));
+  void chooseDataset(() => host.request('selectDataset', { dataset }));
 });
-byId('add-dataset').addEventListener('click', async () => {
-  const view = await host.request('addTokensFile');
-  if (view) show(view);
-});
+byId('add-dataset').addEventListener('click', () => void chooseDataset(() => host.request('addTokensFile')));
 const coarseCanvas = byId<HTMLCanvasElement>('coarse-map');
 coarseCanvas.addEventListener('pointermove', (e) => {
   const cell = coarse?.cellAt(e) ?? null;
@@ -338,10 +360,15 @@ async function start(): Promise<void> {
     byId('notice').hidden = true;
     document.querySelector('header')!.hidden = false;
     document.querySelector('main')!.hidden = false;
-    if (state.dataset && state.dataset !== init.dataset && init.datasets.some((d) => d.id === state.dataset)) {
-      show(await host.request('selectDataset', { dataset: state.dataset }));
-    } else {
-      show(init);
+    show(init);
+    // the data set chosen before the tab was hidden, when it is still there and still fits; a choice
+    // that no longer works is dropped (the codebook itself was shown above, whatever it says)
+    const restore = state.dataset;
+    if (restore && restore !== init.dataset && init.datasets.some((d) => d.id === restore && d.disabled === undefined)) {
+      await host.request('selectDataset', { dataset: restore }).then(show, () => {
+        state.dataset = null;
+        saveState(state);
+      });
     }
   } catch (err) {
     showFailure(err as Error);

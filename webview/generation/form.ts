@@ -61,11 +61,15 @@ export function fillForm(s: GenerationSettings, grid: [number, number] | null): 
   if (grid) fillGrid(grid);
 }
 
-/** Fills a select with `items`, choosing `selected` while it is among them (else the first); returns the choice. */
-export function fillOptions<T extends { id: string; label: string }>(id: string, items: T[], selected: string | null, describe: (t: T) => string): string | null {
+/** Fills a select with `items`, choosing `selected` while it is among them and enabled (else the
+ *  first enabled one); returns the choice. A disabled item is listed with why it is. */
+export function fillOptions<T extends { id: string; label: string; disabled?: string }>(id: string, items: T[], selected: string | null, describe: (t: T) => string): string | null {
   const select = byId<Field>(id);
-  const chosen = items.some((t) => t.id === selected) ? selected : (items[0]?.id ?? null);
-  select.replaceChildren(...items.map((t) => h('vscode-option', { value: t.id, selected: t.id === chosen, description: describe(t) }, t.label)));
+  const usable = items.filter((t) => t.disabled === undefined);
+  const chosen = usable.some((t) => t.id === selected) ? selected : (usable[0]?.id ?? null);
+  select.replaceChildren(...items.map((t) => h('vscode-option', {
+    value: t.id, selected: t.id === chosen, disabled: t.disabled !== undefined, description: t.disabled ?? describe(t),
+  }, t.disabled ? `${t.label} (${t.disabled})` : t.label)));
   if (chosen) select.value = chosen;
   return chosen;
 }

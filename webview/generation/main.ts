@@ -39,7 +39,8 @@ const live = new LiveGrid();
 const MAX_LISTED_CLASSES = 10_000;
 
 const host = connect(generationProtocol, {
-  sources: (n) => renderSources(n.sources),
+  sources: (n) => renderSources(n.sources, n.select),
+  codebook: ({ codebook }) => showCodebook(codebook),
   // a run's progress; anything arriving after its result is stale
   progress: ({ done, total, message, preview }) => running && showProgress(done, total, message, preview),
   // an AR run's tokens come before its result, also in a Lab re-run (which this page did not start)
@@ -50,6 +51,11 @@ const host = connect(generationProtocol, {
   },
   result: (r) => showResult(r),
 });
+/** The header names the active codebook the panel decodes with. */
+function showCodebook(name: string): void {
+  byId('codebook').textContent = name ? `codebook ${name}` : 'no active codebook';
+}
+
 function showResult(r: GenerationResult): void {
   addResult(r, (result) => host.request('savePng', { result }));
 }
@@ -85,9 +91,9 @@ function layout(): void {
   updateGenerate();
 }
 
-function renderSources(list: GenerationSource[]): void {
+function renderSources(list: GenerationSource[], select?: string): void {
   const before = state.source;
-  state.source = fillOptions('source', list, state.source, (s) => `${s.grid[0]}×${s.grid[1]}`);
+  state.source = fillOptions('source', list, select ?? state.source, (s) => `${s.grid[0]}×${s.grid[1]}`);
   if (state.source !== before) state.mask = [];
   saveState(state);
   if (state.mode === 'inpaint') void mask.load();
@@ -226,7 +232,7 @@ guarded('cancel', async () => {
 host
   .request('init')
   .then((init) => {
-    byId('codebook').textContent = init.codebook ? `codebook ${init.codebook}` : 'no active codebook';
+    showCodebook(init.codebook);
     state.settings = { ...init.defaults, ...(state.settings ?? {}) };
     setField('mode', state.mode);
     fillForm(state.settings, state.grid);

@@ -19,6 +19,8 @@ export function showProgress(done: number, total: number, message?: string, prev
 
 /** Adds a result to the gallery; `savePng` saves it (the path saved to, null when dismissed). */
 export function addResult(r: GenerationResult, savePng: (result: string) => Promise<string | null>): void {
+  // a result sent while the panel was loading also comes with its init
+  if (document.querySelector(`figure.result[data-result="${CSS.escape(r.id)}"]`)) return;
   const save = h('vscode-button', { secondary: true, 'data-result': r.id, icon: 'save' }, 'Save as PNG');
   save.addEventListener('click', async () => {
     try {

@@ -54,7 +54,7 @@ export const build: Command = {
         images,
         embeddings: str(a, 'embeddings'),
         encoder: str(a, 'encoder') ?? (images ? DEFAULTS.encoder : EXTERNAL_ENCODER),
-        encoderOptions: encoderOptions(a),
+        encoderOptions: encoderOptions(ctx),
         k: num(a, 'k')!,
         iterations: num(a, 'iters'),
         lambda: num(a, 'lambda'),

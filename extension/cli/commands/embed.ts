@@ -17,7 +17,7 @@ export const embed: Command = {
   async run(ctx) {
     const images = await listAll(ctx.args.operands);
     const out = str(ctx.args, 'out')!;
-    const encoder = await openEncoder(str(ctx.args, 'encoder') ?? DEFAULTS.encoder, await ctx.backend(), encoderOptions(ctx.args));
+    const encoder = await openEncoder(str(ctx.args, 'encoder') ?? DEFAULTS.encoder, await ctx.backend(), encoderOptions(ctx));
     try {
       const r = await embedImages(encoder, images, { signal: ctx.signal, onProgress: imageProgress(ctx, 'embed') });
       requireSomeImages(r.images.length, r.skipped);

@@ -1,5 +1,5 @@
 // `unicode2 refine`
-import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, imageProgress, listAll, str, type Command, type Context } from '../command.js';
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, imageProgress, listAll, str, type Command, type Context, hubDownload } from '../command.js';
 import { readCodebook, refineAtlas, writeCodebook, openCodebookEncoder, withOutputLock } from '../../engine/index.js';
 
 export const refine: Command = {
@@ -25,7 +25,7 @@ async function refineInto(ctx: Context, cbPath: string): Promise<{ json: unknown
   const cb = await readCodebook(cbPath);
   const images = await listAll([str(ctx.args, 'images')!]);
   const backend = await ctx.backend();
-  const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
+  const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend, hubDownload(ctx));
   try {
     const refined = await refineAtlas(cb, encoder, images, backend, { signal: ctx.signal, onProgress: imageProgress(ctx, 'refine') });
     const out = str(ctx.args, 'out') ?? cbPath;

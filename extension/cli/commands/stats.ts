@@ -1,5 +1,5 @@
 // `unicode2 stats`
-import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, fmt, imageProgress, listAll, pct, reportSkipped, str, type Command } from '../command.js';
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, fmt, imageProgress, listAll, pct, reportSkipped, str, type Command, hubDownload } from '../command.js';
 import { checkTokensMatchCodebook, codeStats, readCodebook, readTokenGrids, requireSomeImages, tokenizeImages, type Codebook, openCodebookEncoder } from '../../engine/index.js';
 
 export const stats: Command = {
@@ -27,7 +27,7 @@ export const stats: Command = {
       ids = grids.flatMap((g) => g.ids);
     } else {
       const images = await listAll([str(ctx.args, 'images')!]);
-      const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
+      const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend, hubDownload(ctx));
       try {
         const r = await tokenizeImages(cb, encoder, images, backend, { signal: ctx.signal, onProgress: imageProgress(ctx, 'tokenize') });
         requireSomeImages(r.results.length, r.skipped);

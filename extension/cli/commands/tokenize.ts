@@ -1,7 +1,8 @@
 // `unicode2 tokenize`
-import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, SEARCH, imageProgress, listAll, reportSkipped, searchOptions, str, type Command, type Context } from '../command.js';
-import { commonGrid, readCodebook, requireSomeImages, tokenizeImages, tokenizeShards, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder, PADDING } from '../../engine/index.js';
-import { isShardRun, shardProgress, shardResult, shardRun, SHARD_OPTIONS } from '../shards.js';
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, SEARCH, imageProgress, listAll, reportSkipped, searchOptions, str, type Command, type Context, hubDownload } from '../command.js';
+import { commonGrid, tokenizeIdentity, readCodebook, requireSomeImages, tokenizeImages, tokenizeShards, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder, PADDING } from '../../engine/index.js';
+import { isShardRun, shardProgress, shardResult, shardRun, tracked, SHARD_OPTIONS } from '../shards.js';
+import { isSlurmRun, runOnSlurm, slurmRequest, SLURM_OPTIONS } from '../slurm.js';
 
 export const tokenize: Command = {
   spec: {
@@ -13,19 +14,21 @@ export const tokenize: Command = {
       out: { kind: 'string', value: 'FILE|DIR/', help: `write .json (per-image grids) or .npy (int32 [N, L] data set + FILE.index.json; rows padded with ${PADDING} when the grids differ); over data-set shards, a folder: DIR/<shard>.tokens.npy each + DIR/manifest.json; default: print` },
       encoder: ENCODER_OVERRIDE,
       ...SHARD_OPTIONS,
+      ...SLURM_OPTIONS,
       ...SEARCH,
       ...COMPUTE,
     },
   },
   async run(ctx) {
-    if (isShardRun(ctx)) return tokenizeShardRun(ctx);
+    if (isShardRun(ctx)) return isSlurmRun(ctx) ? tokenizeOnSlurm(ctx) : tokenizeShardRun(ctx);
+    if (ctx.args.options.slurm === true) throw new UserError('runs on Slurm are over data-set shards (.tar, .parquet)');
     const out = str(ctx.args, 'out');
     if (out && !/\.(json|npy)$/i.test(out)) throw new UserError(`--out must end in .json or .npy, got ${out}`);
     const images = await listAll(ctx.args.operands);
     const cb = await readCodebook(str(ctx.args, 'codebook')!);
     const search = searchOptions(ctx.args, cb);
     const backend = await ctx.backend();
-    const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
+    const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend, hubDownload(ctx));
     try {
       const { results, skipped } = await tokenizeImages(cb, encoder, images, backend, {
         signal: ctx.signal,
@@ -61,11 +64,27 @@ async function tokenizeShardRun(ctx: Context): Promise<{ json: unknown; text: st
   const cb = await readCodebook(str(ctx.args, 'codebook')!);
   const search = searchOptions(ctx.args, cb);
   const backend = await ctx.backend();
-  const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend);
+  const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend, hubDownload(ctx));
   try {
-    const summary = await tokenizeShards(cb, encoder, backend, { ...run, control: { signal: ctx.signal, search }, onShard: shardProgress(ctx, 'tokenize shards') });
+    const summary = await tracked(run, () => tokenizeShards(cb, encoder, backend, { ...run, control: { signal: ctx.signal, search }, onShard: shardProgress(ctx, 'tokenize shards') }));
     return shardResult(summary, run.out);
   } finally {
     await encoder.dispose();
   }
+}
+
+/** `tokenize SHARDS --out DIR/ --slurm`: the same job as Slurm array tasks and a merge step. The
+ *  encoder is opened only when --encoder names another one: its id is part of the job's identity. */
+async function tokenizeOnSlurm(ctx: Context): Promise<{ json: unknown; text: string; exitCode?: number }> {
+  const run = await shardRun(ctx);
+  const cb = await readCodebook(str(ctx.args, 'codebook')!);
+  searchOptions(ctx.args, cb);
+  const override = str(ctx.args, 'encoder');
+  let encoderId = cb.meta.encoder.id;
+  if (override !== undefined) {
+    const encoder = await openCodebookEncoder(cb, override, await ctx.backend(), hubDownload(ctx));
+    encoderId = encoder.descriptor.id;
+    await encoder.dispose();
+  }
+  return runOnSlurm(ctx, slurmRequest(ctx, 'tokenize', { out: run.out, shards: run.shards, identity: tokenizeIdentity(cb, encoderId) }));
 }

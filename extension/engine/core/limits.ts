@@ -42,8 +42,21 @@ export const MAX_IMAGE_BYTES = 128 * 2 ** 20;
 /** Largest text member of a webdataset sample carried into the index (json, txt, cls). */
 export const MAX_SAMPLE_TEXT_BYTES = 2 ** 20;
 
+/** Most array tasks one job over shards is split into on Slurm: the highest array index Slurm's
+ *  default MaxArraySize (1001) allows. */
+export const MAX_SLURM_TASKS = 1000;
+
 /** Largest single read of a parquet shard (its footer, one column chunk of a row group). */
 export const MAX_PARQUET_READ_BYTES = 1024 * 2 ** 20;
+
+/** A parquet file is decoded in a child process (io/formats/parquet-worker.ts) held to this much
+ *  JavaScript heap, and each of its steps (the footer, a row group) to PARQUET_DECODE_BASE_MS plus
+ *  PARQUET_DECODE_MS_PER_MIB for each MiB of the row group's column chunks: a damaged data page on
+ *  which hyparquet loops or grows an array without end fails its shard alone. The heap holds a
+ *  row group's decoded rows (Hugging Face writes 100 images a row group), not its bytes. */
+export const MAX_PARQUET_DECODE_HEAP_MB = 128;
+export const PARQUET_DECODE_BASE_MS = 20_000;
+export const PARQUET_DECODE_MS_PER_MIB = 100;
 
 /** Largest JSON file read whole: token JSON, a token data set's index, a corpus manifest. Larger
  *  token sets belong in the .npy data-set form. */

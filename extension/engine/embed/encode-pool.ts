@@ -6,8 +6,7 @@
 // thread blocks while onnxruntime searches, and a worker that had to wait for its next task until
 // then would sit idle. Replies are taken in task order, so results keep the order of the inputs.
 import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
+import { workerScript } from '../core/worker-script.js';
 import type { ImageInput, KeepAspect, ResizeTo } from './image.js';
 import type { SkippedImage } from './embed.js';
 import type { ProcessorResize } from './encoders/pil-resize.js';
@@ -40,12 +39,9 @@ interface Pending {
   reject(err: Error): void;
 }
 
-/** The worker script: dist/encode-worker.js beside the bundle, or the TypeScript source when the
- *  sources run under tsx (tests, benchmarks), whose require hook the worker then loads first. */
 function startWorker(): Worker {
-  const bundled = path.join(__dirname, 'encode-worker.js');
-  if (existsSync(bundled)) return new Worker(bundled);
-  return new Worker(path.join(__dirname, 'encode-worker.ts'), { execArgv: ['--require', 'tsx/cjs'] });
+  const { file, execArgv } = workerScript(__dirname, 'encode-worker');
+  return new Worker(file, { execArgv });
 }
 
 export class EncodePool {

@@ -81,14 +81,15 @@ export interface ShardSummary {
   skipped: number;
   failed: { shard: string; error: string }[];
   seconds: number;
-  slurm: null;
+  /** the Slurm jobs that ran it (array, merge) and the array tasks submitted; null for a local run */
+  slurm: { jobs: number[]; tasks: number } | null;
 }
 
 export const recordPathOf = (out: string, shard: ShardFile): string => path.join(out, `${shard.name}.done.json`);
 
 /** The shard's completion record when it says the shard's complete output is there for this
  *  input (size and mtime) and identity; null otherwise. */
-async function completeRecord(out: string, shard: ShardFile, identity: JobIdentity): Promise<ShardRecord | null> {
+export async function completeRecord(out: string, shard: ShardFile, identity: JobIdentity): Promise<ShardRecord | null> {
   const stat = await fs.stat(shard.path).catch(() => null);
   const record = (await readJsonFile(recordPathOf(out, shard), 'completion record', MAX_CONFIG_BYTES).catch(() => null)) as ShardRecord | null;
   if (!stat || !record || typeof record !== 'object' || !Array.isArray(record.outputs)) return null;

@@ -10,7 +10,7 @@ import type { Encoder } from '../embed/encoders/index.js';
 import { shardImages, type ShardOptions } from '../embed/shards.js';
 import { TOKENS_SUFFIX, writeTokenDataset } from '../codebook/token-files.js';
 import { indexPathOf } from '../io/formats/npy-index.js';
-import { runShardJob, type ShardCounts, type ShardJob, type ShardPart, type ShardStat, type ShardSummary } from '../io/shard-job.js';
+import { runShardJob, type JobIdentity, type ShardCounts, type ShardJob, type ShardPart, type ShardStat, type ShardSummary } from '../io/shard-job.js';
 import type { ShardFile } from '../io/shard-list.js';
 import { checkEncoderMatches, computedOn, tokenizeImages, type TokenizeControl } from './tokenize.js';
 import { openSearch } from './search.js';
@@ -47,6 +47,10 @@ async function identityOf(cb: Codebook, encoder: Encoder, backend: ComputeBacken
   return { codebook: cb.fingerprint, encoder: encoder.descriptor.id, device: computedOn(encoder, backend), search: search.info };
 }
 
+/** What a tokenize job's outputs depend on besides the shard: the codebook and the encoder (the
+ *  same on a cluster's submit side, which plans from the completion records). */
+export const tokenizeIdentity = (cb: Codebook, encoderId: string): JobIdentity => ({ codebook: cb.fingerprint, encoder: encoderId });
+
 /** Tokenizes the request's part of the shards (see io/shard-job.ts for what is skipped, how
  *  failures are isolated and the manifest). */
 export async function tokenizeShards(cb: Codebook, encoder: Encoder, backend: ComputeBackend, request: TokenizeShardsRequest): Promise<ShardSummary> {
@@ -56,7 +60,7 @@ export async function tokenizeShards(cb: Codebook, encoder: Encoder, backend: Co
     out: request.out,
     shards: request.shards,
     ...(request.part && { part: request.part }),
-    identity: { codebook: cb.fingerprint, encoder: encoder.descriptor.id },
+    identity: tokenizeIdentity(cb, encoder.descriptor.id),
     run: (shard, stat) => tokenizeShard(cb, encoder, backend, shard, stat, request),
     ...(request.onShard && { onShard: request.onShard }),
     ...(request.control?.signal && { signal: request.control.signal }),

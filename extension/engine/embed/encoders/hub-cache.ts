@@ -5,9 +5,8 @@
 // that commit (links into blobs/, named by their sha256 for LFS files). A model a researcher
 // already used in Python needs no download.
 //
-// Nothing is downloaded here. A downloader goes behind `resolveHubModel`: where the cache has no
-// snapshot (or, through ModelSource.file, lacks a file), it fetches into this same layout, unless
-// HF_HUB_OFFLINE is set.
+// Nothing is downloaded here: what the cache lacks, hub-download.ts fetches into this same layout
+// (model-files.ts decides when), unless HF_HUB_OFFLINE is set.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -60,7 +59,7 @@ export function hubOffline(env: NodeJS.ProcessEnv = process.env): boolean {
   return ['1', 'ON', 'YES', 'TRUE'].includes((env.HF_HUB_OFFLINE ?? '').toUpperCase());
 }
 
-function repoFolder(root: string, repo: string): string {
+export function repoFolder(root: string, repo: string): string {
   return path.join(root, `models--${repo.replace('/', '--')}`);
 }
 
@@ -90,12 +89,12 @@ export function cachedSnapshot(ref: HubRef, env: NodeJS.ProcessEnv = process.env
 /** How to get a model that is not in the cache, in one line. */
 export function downloadHint(repo: string, revision: string, files: string[] = []): string {
   const rev = revision === 'main' ? '' : ` --revision ${revision}`;
-  return `download it with Python's huggingface_hub (huggingface-cli download ${repo}${files.length ? ` ${files.join(' ')}` : ''}${rev}), or name the model's folder`;
+  return `download it: name it by its id with HF_HUB_OFFLINE unset, or with Python's huggingface_hub (huggingface-cli download ${repo}${files.length ? ` ${files.join(' ')}` : ''}${rev}); or name the model's folder`;
 }
 
 /**
- * The snapshot a Hugging Face id names, from the local cache. Not there: one line saying where it
- * looked and how to get it (the place a downloader will take, when HF_HUB_OFFLINE is not set).
+ * The snapshot a Hugging Face id names, from the local cache alone (HF_HUB_OFFLINE). Not there: one
+ * line saying where it looked and how to get it.
  */
 export function resolveHubModel(ref: HubRef, env: NodeJS.ProcessEnv = process.env): ModelSource {
   const found = cachedSnapshot(ref, env);

@@ -16,7 +16,8 @@ import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM } from '../../core/lim
 import { dctEncoderId, openDctEncoder, DCT_PATCH } from './dct.js';
 import { openOnnxEncoder } from './onnx.js';
 import { checkPreprocess, type Preprocess } from './preprocess.js';
-import { cachedSnapshot, parseHubId } from './hub-cache.js';
+import { cachedSnapshot, hubOffline, parseHubId } from './hub-cache.js';
+import type { DownloadControl } from './hub-download.js';
 import { PRECISIONS, type Precision } from './model-files.js';
 import type { ProcessorResize } from './pil-resize.js';
 
@@ -56,10 +57,12 @@ export interface ModelIdentity {
   layer: number | null;
 }
 
-/** How to open a model beyond its spec: which precision's file, which hidden layer. */
+/** How to open a model beyond its spec: which precision's file, which hidden layer; a model
+ *  downloaded from the hub reports its bytes and can be cancelled through `download`. */
 export interface EncoderOptions {
   precision?: Precision;
   layer?: number;
+  download?: DownloadControl;
 }
 
 export interface Encoder {
@@ -96,7 +99,7 @@ export function imageGrid(image: { width: number; height: number }, patch: numbe
 export const EXTERNAL_ENCODER = 'external';
 
 /** The grammar of an encoder spec, as every surface words it (CLI help, settings, prompts). */
-export const ENCODER_SPEC_HELP = "'dct', 'dct:<size>', 'dct:<size>:square', a model folder, an .onnx file or a Hugging Face id org/name[@revision] (from the local cache)";
+export const ENCODER_SPEC_HELP = "'dct', 'dct:<size>', 'dct:<size>:square', a model folder, an .onnx file or a Hugging Face id org/name[@revision] (from the local cache, else downloaded into it)";
 
 /**
  * What differs between the kinds of encoder, in one place: how a spec names one, how it opens, and
@@ -107,14 +110,15 @@ interface EncoderKind {
   /** whether a spec names this kind (the first kind that claims a spec opens it) */
   claims(spec: string): boolean;
   open(spec: string, backend: ComputeBackend, options: EncoderOptions): Promise<Encoder>;
-  reopen(desc: EncoderDescriptor, backend: ComputeBackend): Promise<Encoder>;
+  reopen(desc: EncoderDescriptor, backend: ComputeBackend, download?: DownloadControl): Promise<Encoder>;
   /** what a codebook built with it starts its trainable rows as: pixel patches when the encoder is
    *  exactly invertible ('dct'), nothing otherwise */
   atlas: 'dct' | 'none';
   /** whether what a spec or recorded id names is on this machine (a file, a folder, a model in
-   *  the Hugging Face cache) */
+   *  the Hugging Face cache) or can be downloaded (a Hugging Face id, unless HF_HUB_OFFLINE) */
   available(spec: string): boolean;
-  /** opening it runs a program the codebook names (an ONNX model): Restricted Mode asks first */
+  /** opening it runs a program the codebook names (an ONNX model), and may download it: Restricted
+   *  Mode asks first */
   needsConsent: boolean;
 }
 
@@ -135,12 +139,12 @@ export const ENCODER_KINDS: Record<EncoderDescriptor['kind'], EncoderKind> = {
   onnx: {
     claims: () => true,
     open: (spec, backend, options) => openOnnxEncoder(spec, backend, options),
-    reopen: async (desc, backend) => {
+    reopen: async (desc, backend, download) => {
       if (!modelAvailable(desc.id)) {
         throw new UserError(`the codebook was built with encoder '${desc.id}', which is not available here`, REMEDIES.locateEncoder);
       }
       const { precision, layer } = desc.model ?? {};
-      return openOnnxEncoder(desc.id, backend, { precision, ...(layer !== undefined && layer !== null && { layer }) });
+      return openOnnxEncoder(desc.id, backend, { precision, ...(layer !== undefined && layer !== null && { layer }), download });
     },
     atlas: 'none',
     available: modelAvailable,
@@ -161,11 +165,12 @@ export async function openEncoder(spec: string, backend: ComputeBackend, options
   return ENCODER_KINDS[kind].open(spec, backend, options);
 }
 
-/** A model folder or file here, or a Hugging Face id the local cache holds. */
+/** A model folder or file here, or a Hugging Face id the local cache holds or (unless
+ *  HF_HUB_OFFLINE) the hub can give. */
 function modelAvailable(spec: string): boolean {
   if (existsSync(spec)) return true;
   const ref = parseHubId(spec);
-  return ref !== null && cachedSnapshot(ref) !== null;
+  return ref !== null && (!hubOffline() || cachedSnapshot(ref) !== null);
 }
 
 /** The input size of a 'dct:<size>[:square]' spec; the size itself is checked by openDctEncoder. */
@@ -280,8 +285,8 @@ function sameShape(a: EncoderDescriptor, b: EncoderDescriptor): boolean {
 
 /** Reopens the encoder a codebook was built with (by its kind), and checks it still produces what
  *  it did. */
-export async function openEncoderFromDescriptor(desc: EncoderDescriptor, backend: ComputeBackend): Promise<Encoder> {
-  const encoder = await ENCODER_KINDS[desc.kind].reopen(desc, backend);
+export async function openEncoderFromDescriptor(desc: EncoderDescriptor, backend: ComputeBackend, download?: DownloadControl): Promise<Encoder> {
+  const encoder = await ENCODER_KINDS[desc.kind].reopen(desc, backend, download);
   if (!sameShape(encoder.descriptor, desc)) {
     const show = (e: EncoderDescriptor) => `d=${e.d}, patch ${e.patch}, input ${e.inputSize.join('x')} (${e.resize})`;
     await encoder.dispose();
@@ -298,12 +303,12 @@ export async function openEncoderFromDescriptor(desc: EncoderDescriptor, backend
 
 /** The encoder a codebook was built with, or the one the user names instead (`override`). */
 export async function openCodebookEncoder(cb: { meta: { encoder: EncoderDescriptor } }, override: string | undefined,
-                                          backend: ComputeBackend): Promise<Encoder> {
+                                          backend: ComputeBackend, download?: DownloadControl): Promise<Encoder> {
   // Another place for the same model: opened at the precision and layer the codebook records.
   const { precision, layer } = cb.meta.encoder.model ?? {};
-  if (override) return openEncoder(override, backend, encoderKindOf(override) === 'onnx' ? { precision, ...(typeof layer === 'number' && { layer }) } : {});
+  if (override) return openEncoder(override, backend, encoderKindOf(override) === 'onnx' ? { precision, ...(typeof layer === 'number' && { layer }), download } : {});
   if (cb.meta.encoder.id === EXTERNAL_ENCODER) {
     throw new UserError('this codebook was built from external embeddings', REMEDIES.nameEncoder);
   }
-  return openEncoderFromDescriptor(cb.meta.encoder, backend);
+  return openEncoderFromDescriptor(cb.meta.encoder, backend, download);
 }

@@ -1,18 +1,20 @@
 // Where a vision model's files are, as real exports lay them out, and what exactly the weights are.
 // A spec names a folder, an .onnx file, or a Hugging Face id resolved from the local cache
-// (hub-cache.ts). In a folder the vision tower is, first match wins: optimum's model.onnx at the
-// top, a vision_model.onnx, then onnx-community / Transformers.js's onnx/vision_model.onnx (the
-// vision tower of a CLIP or SigLIP) and onnx/model.onnx (a vision-only model such as DINOv2, or a
-// combined image+text model, which onnx.ts refuses naming the file to use); each with the
-// precision's suffix (_fp16, _quantized...). External data (model.onnx_data) sits beside its
-// model. The weights are identified by the sha256 of every file they are in, which for a cache
-// snapshot is also the name of each LFS blob (checked: a truncated or altered blob is refused).
+// (hub-cache.ts), what the cache lacks of the files below downloaded (hub-download.ts). In a folder
+// the vision tower is, first match wins: optimum's model.onnx at the top, a vision_model.onnx, then
+// onnx-community / Transformers.js's onnx/vision_model.onnx (the vision tower of a CLIP or SigLIP)
+// and onnx/model.onnx (a vision-only model such as DINOv2, or a combined image+text model, which
+// onnx.ts refuses naming the file to use); each with the precision's suffix (_fp16, _quantized...).
+// External data (model.onnx_data) sits beside its model. The weights are identified by the sha256
+// of every file they are in, which for a cache snapshot is also the name of each LFS blob
+// (checked: a truncated or altered blob is refused).
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../../../../common/errors.js';
 import { onFile, requireRegularFile } from '../../io/files.js';
-import { downloadHint, parseHubId, resolveHubModel, snapshotOfFolder, type ModelSource } from './hub-cache.js';
+import { cachedSnapshot, downloadHint, hubOffline, parseHubId, resolveHubModel, snapshotOfFolder, type HubRef, type ModelSource } from './hub-cache.js';
+import { downloadSnapshot, type DownloadControl } from './hub-download.js';
 
 /** Transformers.js's dtype names -> the suffix of their file names. */
 export const PRECISIONS = { fp32: '', fp16: '_fp16', q8: '_quantized', int8: '_int8', uint8: '_uint8', q4: '_q4', q4f16: '_q4f16', bnb4: '_bnb4' } as const;
@@ -46,12 +48,12 @@ async function present(file: string): Promise<boolean> {
   );
 }
 
-/** The precisions this folder has a model for. */
-async function precisionsIn(dir: string): Promise<Precision[]> {
+/** The precisions a folder (or a repo's file list) has a model for. */
+async function precisionsIn(has: (relative: string) => boolean | Promise<boolean>): Promise<Precision[]> {
   const found: Precision[] = [];
   for (const p of Object.keys(PRECISIONS) as Precision[]) {
     for (const c of modelCandidates(p)) {
-      if (await present(path.join(dir, c))) {
+      if (await has(c)) {
         found.push(p);
         break;
       }
@@ -82,7 +84,7 @@ async function modelIn(source: ModelSource, precision: Precision): Promise<strin
       return candidate;
     }
   }
-  const others = await precisionsIn(source.dir);
+  const others = await precisionsIn((c) => present(path.join(source.dir, c)));
   if (others.length > 0) {
     throw new UserError(`${snapshotName(source)}: no ${precision} model (looked for ${candidates.join(', ')}); it has ${others.join(', ')}`, { cli: 'choose one of those with --precision', vscode: 'choose one of those precisions' });
   }
@@ -90,24 +92,55 @@ async function modelIn(source: ModelSource, precision: Precision): Promise<strin
   throw new UserError(`${source.dir}: no ONNX model found (looked for ${candidates.join(', ')})`);
 }
 
-/** The folder a spec names: a path here, else a Hugging Face id in the local cache. */
-function sourceOf(spec: string, isPath: boolean): ModelSource {
+const CONFIGS = ['config.json', 'preprocessor_config.json'];
+
+/** `<model>_data`, `<model>_data_<n>`, `<model>.data`: the external data of `model` (same folder;
+ *  exactly these names, so a repo's file list cannot name a path outside the snapshot). */
+function isExternalData(model: string, name: string): boolean {
+  return name.startsWith(model) && /^(_data(_\d+)?|\.data)$/.test(name.slice(model.length));
+}
+
+/** What to fetch of a repo for `precision`: its configs, the model file and its external data. */
+async function filesToFetch(ref: HubRef, precision: Precision, files: Set<string>): Promise<string[]> {
+  const candidates = modelCandidates(precision);
+  const model = candidates.find((c) => files.has(c));
+  if (!model) {
+    const others = await precisionsIn((c) => files.has(c));
+    if (others.length > 0) throw new UserError(`${ref.repo}: no ${precision} model in the repo (looked for ${candidates.join(', ')}); it has ${others.join(', ')}`, { cli: 'choose one of those with --precision', vscode: 'choose one of those precisions' });
+    throw new UserError(`${ref.repo}: the repo has no ONNX export of a vision model (looked for ${candidates.join(', ')})`, { cli: 'name a repo with an ONNX export (e.g. onnx-community/...), or export one with optimum and name its folder', vscode: 'name a repo with an ONNX export, or an exported folder' });
+  }
+  return [...CONFIGS.filter((f) => files.has(f)), model, ...[...files].filter((f) => isExternalData(model, f)).sort()];
+}
+
+/** A snapshot holding the configs and a model for `precision`: usable without the network. */
+async function completeFor(dir: string, precision: Precision): Promise<boolean> {
+  const [configs, models] = await Promise.all([Promise.all(CONFIGS.map((f) => present(path.join(dir, f)))), Promise.all(modelCandidates(precision).map((c) => present(path.join(dir, c))))]);
+  return configs.every(Boolean) && models.some(Boolean);
+}
+
+/** The folder a spec names: a path here, else a Hugging Face id from the local cache, what it
+ *  lacks downloaded unless HF_HUB_OFFLINE is set. A snapshot in the cache is used as it is: the
+ *  hub is not asked whether a branch has moved since. */
+async function sourceOf(spec: string, isPath: boolean, precision: Precision, download: DownloadControl): Promise<ModelSource> {
   if (isPath) return { dir: spec, hub: snapshotOfFolder(spec) };
   const ref = parseHubId(spec);
   if (!ref) throw new UserError(`encoder '${spec}': no such model folder or .onnx file, and not a Hugging Face id (org/name[@revision]); or use 'dct', 'dct:<size>' or 'dct:<size>:square'`);
-  return resolveHubModel(ref);
+  const cached = cachedSnapshot(ref);
+  if (cached && (await completeFor(cached.dir, precision))) return cached;
+  if (hubOffline()) return cached ?? resolveHubModel(ref);
+  return downloadSnapshot(ref, (files) => filesToFetch(ref, precision, files), download);
 }
 
 /** The files of the model a spec names (see the file comment). */
-export async function locateModel(spec: string, precision: Precision): Promise<ModelFiles> {
+export async function locateModel(spec: string, precision: Precision, download: DownloadControl = {}): Promise<ModelFiles> {
   const stat = await fs.stat(spec).catch(() => null);
   if (stat && !stat.isDirectory()) {
     await requireRegularFile(spec, 'an ONNX model');
     return { model: spec, dir: path.dirname(spec), relative: path.basename(spec), config: null, preprocessor: null, hub: snapshotOfFolder(path.dirname(spec)), byPath: true };
   }
-  const source = sourceOf(spec, stat !== null);
+  const source = await sourceOf(spec, stat !== null, precision, download);
   const relative = await modelIn(source, precision);
-  const [config, preprocessor] = await Promise.all(['config.json', 'preprocessor_config.json'].map(async (f) => ((await present(path.join(source.dir, f))) ? path.join(source.dir, f) : null)));
+  const [config, preprocessor] = await Promise.all(CONFIGS.map(async (f) => ((await present(path.join(source.dir, f))) ? path.join(source.dir, f) : null)));
   // A snapshot holds what the repo has: one without its configs was downloaded in part.
   if (source.hub && (!config || !preprocessor)) throw missingInSnapshot(source, [!config && 'config.json', !preprocessor && 'preprocessor_config.json'].filter((f): f is string => !!f));
   return { model: path.join(source.dir, relative), dir: source.dir, relative, config: config ?? null, preprocessor: preprocessor ?? null, hub: source.hub, byPath: stat !== null };
@@ -140,7 +173,7 @@ async function checkBlob(file: string, sha256: string): Promise<void> {
 export async function weightsSha256(files: ModelFiles): Promise<Record<string, string>> {
   const base = path.basename(files.model);
   const siblings = await fs.readdir(path.dirname(files.model)).catch(() => [] as string[]);
-  const data = siblings.filter((n) => n.startsWith(`${base}_data`) || n === `${base}.data`).sort();
+  const data = siblings.filter((n) => isExternalData(base, n)).sort();
   const relDir = path.dirname(files.relative);
   const out: Record<string, string> = {};
   for (const name of [base, ...data]) {

@@ -205,7 +205,7 @@ async function describe(spec: string, files: ModelFiles, options: EncoderOptions
 }
 
 export async function openOnnxEncoder(spec: string, backend: ComputeBackend, options: EncoderOptions = {}): Promise<Encoder> {
-  const files = await locateModel(spec, options.precision ?? DEFAULT_PRECISION);
+  const files = await locateModel(spec, options.precision ?? DEFAULT_PRECISION, options.download);
   const { vision, size, preprocess } = await readConfigs(files);
   const identity = await describe(spec, files, options);
   const session = await openModelSession(files.model, files.model, { device: backend.name });

@@ -1,12 +1,14 @@
 // Parquet files read with hyparquet (a maintained pure-JS reader), one row group at a time and only
-// the columns asked for: a Hugging Face data-set shard of a few GB never sits in memory whole. The
-// file is read through positioned reads on one open descriptor, each read bounded
-// (MAX_PARQUET_READ_BYTES) and checked before anything is allocated for it; whatever the library
-// throws on a damaged file becomes one UserError naming the file.
-import type { AsyncBuffer, FileMetaData } from 'hyparquet' with { 'resolution-mode': 'import' };
+// the columns asked for: a Hugging Face data-set shard of a few GB never sits in memory whole.
+// hyparquet runs in a child process of its own (parquet-worker.ts: bounded reads, page headers
+// checked) held to a heap limit and a watchdog: a damaged data page on which it would loop or grow
+// without end ends that process, and is one UserError naming the file and the row group, whatever
+// the library did. Started per file opened: nothing starts it when no parquet file is read.
+import { fork, type ChildProcess } from 'node:child_process';
 import { UserError } from '../../../../common/errors.js';
-import { openRegularFile, readExactly } from '../files.js';
-import { MAX_PARQUET_READ_BYTES } from '../../core/limits.js';
+import { workerScript } from '../../core/worker-script.js';
+import { MAX_PARQUET_DECODE_HEAP_MB, MAX_PARQUET_READ_BYTES, PARQUET_DECODE_BASE_MS, PARQUET_DECODE_MS_PER_MIB } from '../../core/limits.js';
+import type { ParquetOpened, ParquetReply, ParquetRequest } from './parquet-worker.js';
 
 export interface ParquetColumn {
   name: string;
@@ -29,74 +31,75 @@ export interface ParquetFile {
   close(): Promise<void>;
 }
 
-type Hyparquet = typeof import('hyparquet', { with: { 'resolution-mode': 'import' } });
-let library: Promise<Hyparquet> | null = null;
-/** Loaded on first use: nothing loads it when no parquet file is read. */
-const hyparquet = (): Promise<Hyparquet> => (library ??= import('hyparquet'));
+/** The decoding process of one file: one request at a time, each under the watchdog. */
+class Decoder {
+  private readonly child: ChildProcess;
+  private pending: { reject(err: Error): void; what: string } | undefined;
+  private failed: Error | undefined;
+  private readonly exited: Promise<void>;
 
-function damaged(file: string, err: unknown): unknown {
-  if (err instanceof UserError) return err;
-  const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
-  return new UserError(`${file}: not a parquet file or a damaged one (${reason})`);
-}
+  constructor(private readonly file: string) {
+    const { file: script, execArgv = [] } = workerScript(__dirname, 'parquet-worker');
+    this.child = fork(script, [], {
+      execArgv: [...execArgv, `--max-old-space-size=${MAX_PARQUET_DECODE_HEAP_MB}`],
+      // the extension host's node is Electron's; V8's own report of a fatal error is not ours to print
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+      serialization: 'advanced', // Uint8Array cells arrive as Uint8Array
+    });
+    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
+    // V8 aborts a process whose heap passes its limit: the usual end of an array grown without end
+    this.child.once('exit', (code, signal) => this.fail(`could not be decoded in ${MAX_PARQUET_DECODE_HEAP_MB} MB of memory (the decoder ended: ${signal ?? `exit ${code}`}): a damaged data page, or a row group too large`));
+    this.child.on('error', (err) => this.fail(`could not be decoded (${err.message})`));
+  }
 
-function columnKind(element: { type?: string; num_children?: number; converted_type?: string; logical_type?: { type: string } }): ParquetColumn['kind'] {
-  if (element.num_children) return 'struct';
-  if (element.type !== 'BYTE_ARRAY') return 'other';
-  const text = element.converted_type === 'UTF8' || element.converted_type === 'JSON' || element.logical_type?.type === 'STRING';
-  return text ? 'string' : 'binary';
+  request<T>(message: ParquetRequest, what: string, bytes = 0): Promise<T> {
+    if (this.failed) return Promise.reject(this.failed);
+    const mib = Math.max(0, Math.min(bytes, MAX_PARQUET_READ_BYTES) / 2 ** 20 || 0); // a footer's sizes may be anything
+    const allowed = Math.round((PARQUET_DECODE_BASE_MS + PARQUET_DECODE_MS_PER_MIB * mib) / 1000);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(`did not decode in ${allowed} s (a damaged data page)`), allowed * 1000);
+      this.pending = { reject: (err) => (clearTimeout(timer), reject(err)), what };
+      this.child.once('message', (reply: ParquetReply) => {
+        clearTimeout(timer);
+        this.pending = undefined;
+        if (reply.ok) resolve(reply.value as T);
+        else reject(new UserError(reply.error));
+      });
+      this.child.send(message);
+    });
+  }
+
+  /** Ends the process for good: the request waiting gets one UserError naming what it was. */
+  private fail(why: string): void {
+    if (this.failed) return;
+    this.failed = new UserError(`${this.file}: ${this.pending?.what ?? 'the parquet file'} ${why}`);
+    this.pending?.reject(this.failed);
+    this.pending = undefined;
+    this.child.kill('SIGKILL');
+  }
+
+  async close(): Promise<void> {
+    this.failed ??= new UserError(`${this.file}: the parquet file was closed`);
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
 }
 
 /** Opens a parquet file: its footer read and parsed, its top-level columns listed. */
 export async function openParquet(file: string): Promise<ParquetFile> {
-  const { handle, size } = await openRegularFile(file, 'parquet file');
-  const buffer: AsyncBuffer = {
-    byteLength: size,
-    async slice(start: number, end = size) {
-      if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && end >= start && end <= size)) {
-        throw new UserError(`${file}: damaged parquet file (a read of bytes ${start}..${end} of ${size})`);
-      }
-      if (end - start > MAX_PARQUET_READ_BYTES) throw new UserError(`${file}: a parquet read of ${end - start} bytes is over the limit of ${MAX_PARQUET_READ_BYTES} (row groups too large)`);
-      const bytes = new Uint8Array(end - start);
-      await readExactly(handle, bytes, start, file, 'parquet file');
-      return bytes.buffer;
-    },
-  };
+  const decoder = new Decoder(file);
   try {
-    const lib = await hyparquet();
-    const metadata = await lib.parquetMetadataAsync(buffer);
-    const columns = lib.parquetSchema(metadata).children.map((c) => ({
-      name: c.element.name,
-      kind: columnKind(c.element),
-      children: c.children.map((g) => g.element.name),
-    }));
-    return { columns, rows: Number(metadata.num_rows), rowGroups: (names) => rowGroups(lib, buffer, metadata, names, file), close: () => handle.close() };
+    const opened = await decoder.request<ParquetOpened>({ op: 'open', file }, 'its footer');
+    return { columns: opened.columns, rows: opened.rows, rowGroups: (names) => rowGroups(decoder, opened, names), close: () => decoder.close() };
   } catch (err) {
-    await handle.close();
-    throw damaged(file, err);
+    await decoder.close();
+    throw err;
   }
 }
 
-async function* rowGroups(lib: Hyparquet, file: AsyncBuffer, metadata: FileMetaData, columns: string[], name: string): AsyncGenerator<ParquetRows> {
-  let first = 0;
-  for (const group of metadata.row_groups) {
-    const count = Number(group.num_rows);
-    // The column chunks this group reads, bounded before the library allocates for them.
-    for (const chunk of group.columns) {
-      const meta = chunk.meta_data;
-      if (!meta || !columns.includes(meta.path_in_schema[0]!)) continue;
-      const bytes = Math.max(Number(meta.total_compressed_size), Number(meta.total_uncompressed_size));
-      if (!(bytes <= MAX_PARQUET_READ_BYTES)) throw new UserError(`${name}: a parquet column chunk of ${bytes} bytes is over the limit of ${MAX_PARQUET_READ_BYTES} (write smaller row groups)`);
-    }
-    let rows: Record<string, unknown>[];
-    try {
-      // utf8: false keeps un-annotated BYTE_ARRAY (image bytes) as bytes; annotated text still decodes
-      rows = await lib.parquetReadObjects({ file, metadata, columns, rowStart: first, rowEnd: first + count, utf8: false });
-    } catch (err) {
-      throw damaged(name, err);
-    }
-    if (rows.length !== count) throw new UserError(`${name}: damaged parquet file (a row group of ${count} rows gave ${rows.length})`);
-    yield { first, rows };
-    first += count;
+async function* rowGroups(decoder: Decoder, opened: ParquetOpened, columns: string[]): AsyncGenerator<ParquetRows> {
+  for (const [index, bytes] of opened.groupBytes.entries()) {
+    yield await decoder.request<ParquetRows>({ op: 'group', index, columns }, `row group ${index}`, bytes);
   }
 }

@@ -1,0 +1,80 @@
+// Where a workspace's codebooks live and what they are called: each build writes a codebook of its
+// own, `<workspace>/.unicode2/codebooks/<name>.safetensors`, so several sit side by side and the
+// token sets, priors and Lab cells made with one keep pointing at a file that still exists. A name
+// is offered from what the build does (K, encoder, method) and never names an existing codebook.
+// (No 'vscode' here: the unit tests use these as the commands do.)
+import { existsSync, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { UserError, type BuildMethod } from '../engine/index.js';
+
+export const CODEBOOKS_FOLDER = 'codebooks';
+/** where builds of earlier versions wrote their one codebook (still listed, never written) */
+export const LEGACY_CODEBOOK = 'codebook.safetensors';
+const EXTENSION = '.safetensors';
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** `<data dir>/codebooks` */
+export function codebooksDir(dataDir: string): string {
+  return path.join(dataDir, CODEBOOKS_FOLDER);
+}
+
+/** A codebook's name as lists and headers show it: its file name without `.safetensors`. */
+export function codebookName(file: string): string {
+  const base = path.basename(file);
+  return base.toLowerCase().endsWith(EXTENSION) ? base.slice(0, -EXTENSION.length) : base;
+}
+
+/** A short word for an encoder spec: 'dct' for the DCT in any size, else the model's folder, file or repository name. */
+export function encoderTag(spec: string): string {
+  if (/^dct(:|$)/i.test(spec)) return 'dct';
+  const last = spec.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? spec;
+  return last.replace(/\.onnx$/i, '').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'model';
+}
+
+/** The name a build is offered: `k<K>-<encoder>`, with the method when it is not chosen automatically. */
+export function suggestedName({ k, encoder, method }: { k: number; encoder: string; method: BuildMethod }): string {
+  return [`k${k}`, encoderTag(encoder), ...(method === 'auto' ? [] : [method])].join('-');
+}
+
+/** Why `name` cannot name a new codebook in `dir` (null when it can): a file name of letters,
+ *  digits, '.', '-' and '_', not that of an existing codebook nor of a build still writing it. */
+export function nameProblem(dir: string, name: string): string | null {
+  const stem = stemOf(name);
+  if (!NAME.test(stem)) return 'use letters, digits, ".", "-" and "_" (no spaces or slashes), starting with a letter or digit';
+  const file = path.join(dir, stem + EXTENSION);
+  if (existsSync(file)) return `${stem} already exists: a build never replaces a codebook, choose another name`;
+  if (existsSync(`${file}.lock`)) return `a build into ${stem} is running: choose another name`;
+  return null;
+}
+
+/** The file a new codebook called `name` is written to; a UserError when the name cannot be used. */
+export function newCodebookFile(dir: string, name: string): string {
+  const problem = nameProblem(dir, name);
+  if (problem) throw new UserError(`cannot name a codebook "${name}": ${problem}`);
+  return path.join(dir, stemOf(name) + EXTENSION);
+}
+
+/** A typed name without the `.safetensors` one may type along (a path stays a path, and is refused). */
+function stemOf(name: string): string {
+  const trimmed = name.trim();
+  return trimmed.toLowerCase().endsWith(EXTENSION) ? trimmed.slice(0, -EXTENSION.length) : trimmed;
+}
+
+/** `base` when it names no codebook yet, else the first free `base-2`, `base-3`, … */
+export function uniqueName(dir: string, base: string): string {
+  const stem = codebookName(base);
+  if (!nameProblem(dir, stem)) return stem;
+  for (let n = 2; ; n++) if (!nameProblem(dir, `${stem}-${n}`)) return `${stem}-${n}`;
+}
+
+/** The workspace's codebooks: every `.safetensors` of `<data dir>/codebooks` (by name), then the
+ *  legacy `<data dir>/codebook.safetensors` when there is one. */
+export async function listCodebookFiles(dataDir: string): Promise<string[]> {
+  const dir = codebooksDir(dataDir);
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  // by name, numbers in order: k64-dct, k64-dct-2, …, k64-dct-10
+  const byName = (a: string, b: string) => codebookName(a).localeCompare(codebookName(b), 'en', { numeric: true });
+  const files = names.filter((n) => n.toLowerCase().endsWith(EXTENSION)).sort(byName).map((n) => path.join(dir, n));
+  const legacy = path.join(dataDir, LEGACY_CODEBOOK);
+  return existsSync(legacy) ? [...files, legacy] : files;
+}

@@ -1,0 +1,60 @@
+// Codebooks side by side: the name a build is offered, the names refused (an existing codebook, a
+// build still writing one, a path), the next free name of a re-run, and the workspace's list — on
+// real files in a temporary folder.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import {
+  codebookName, codebooksDir, encoderTag, listCodebookFiles, nameProblem, newCodebookFile, suggestedName, uniqueName,
+} from '../../extension/state/codebook-names.js';
+import { UserError } from '../../extension/engine/index.js';
+
+async function withDataDir(fn: (dataDir: string, dir: string) => Promise<void>): Promise<void> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'unicode2-names-'));
+  try {
+    const dir = codebooksDir(dataDir);
+    await mkdir(dir, { recursive: true });
+    await fn(dataDir, dir);
+  } finally {
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+test('the offered name says K, the encoder and a method chosen by hand', () => {
+  assert.equal(suggestedName({ k: 1024, encoder: 'dct', method: 'auto' }), 'k1024-dct');
+  assert.equal(suggestedName({ k: 64, encoder: 'dct:256:square', method: 'two-level' }), 'k64-dct-two-level');
+  assert.equal(suggestedName({ k: 16, encoder: '/work/models/tiny-siglip/', method: 'flat' }), 'k16-tiny-siglip-flat');
+  assert.equal(encoderTag('google/siglip-base-patch16-224'), 'siglip-base-patch16-224');
+  assert.equal(encoderTag('C:\\models\\Vision Tower.onnx'), 'vision-tower');
+  assert.equal(codebookName('/w/.unicode2/codebooks/k64-dct.safetensors'), 'k64-dct');
+});
+
+test('a name never points at an existing codebook nor at one a build is writing; a re-run gets the next free name', async () => {
+  await withDataDir(async (_dataDir, dir) => {
+    assert.equal(nameProblem(dir, 'k64-dct'), null);
+    assert.equal(newCodebookFile(dir, ' k64-dct '), path.join(dir, 'k64-dct.safetensors'));
+    await writeFile(path.join(dir, 'k64-dct.safetensors'), 'x');
+    assert.match(nameProblem(dir, 'k64-dct')!, /k64-dct already exists: a build never replaces a codebook/);
+    assert.match(nameProblem(dir, 'k64-dct.safetensors')!, /already exists/, 'the extension typed along is the same file');
+    assert.throws(() => newCodebookFile(dir, 'k64-dct'), (err: unknown) => err instanceof UserError && /cannot name a codebook "k64-dct"/.test(err.message));
+    assert.equal(uniqueName(dir, 'k64-dct'), 'k64-dct-2');
+    await writeFile(path.join(dir, 'k64-dct-2.safetensors.lock'), '123');
+    assert.match(nameProblem(dir, 'k64-dct-2')!, /a build into k64-dct-2 is running/);
+    assert.equal(uniqueName(dir, 'k64-dct'), 'k64-dct-3');
+    for (const bad of ['', '../k64', 'a/b', 'my codebook', '-k64']) assert.ok(nameProblem(dir, bad), `"${bad}" is refused`);
+  });
+});
+
+test("the workspace's codebooks: every .safetensors of .unicode2/codebooks by name (numbers in order), then the legacy codebook.safetensors", async () => {
+  await withDataDir(async (dataDir, dir) => {
+    assert.deepEqual(await listCodebookFiles(dataDir), []);
+    for (const name of ['k64-dct-10', 'k64-dct-2', 'k64-dct', 'k16-onnx']) await writeFile(path.join(dir, `${name}.safetensors`), 'x');
+    await writeFile(path.join(dir, 'k16-onnx.safetensors.lock'), '1');
+    await writeFile(path.join(dataDir, 'codebook.safetensors'), 'x');
+    assert.deepEqual(await listCodebookFiles(dataDir), [
+      ...['k16-onnx', 'k64-dct', 'k64-dct-2', 'k64-dct-10'].map((name) => path.join(dir, `${name}.safetensors`)), path.join(dataDir, 'codebook.safetensors'),
+    ]);
+  });
+});
