@@ -14,6 +14,10 @@ export const codebookSummary = message({
   encoder: text,
   lambda: finite,
   iterations: index,
+  /** the vectors k-means trained it on (absent where the file says neither those nor its build's counts) */
+  trainingVectors: v.optional(index),
+  /** set when they are few per code (engine/build/vectors-per-code.ts) */
+  trainingWarning: v.optional(text),
   fingerprint: text,
   atlas: text,
   /** statistics of the selected data set's counts */

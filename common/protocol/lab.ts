@@ -23,6 +23,8 @@ export const labCell = message({
   thumbnails: v.optional(v.array(text)),
   tokenPreview: v.optional(message({ grid: gridShape, ids: numbers('index') })),
   files: v.optional(v.array(text)),
+  /** a finished run's caveat: what its numbers do not mean (a build with few vectors per code) */
+  warning: v.optional(text),
   error: v.optional(text),
 });
 

@@ -1,4 +1,4 @@
-// `--slurm` on the commands over data-set shards (tokenize): the same command as a Slurm array
+// `--slurm` on the commands over data-set shards (tokenize, embed): the same command as a Slurm array
 // job (task i runs it with `--shard i/N`) and a merge step after it. Prints the scripts
 // (--dry-run), or submits and prints the job ids, or (--wait) follows the jobs and prints the
 // summary a local run prints, `slurm` filled. `unicode2 jobs DIR` follows a job folder later.

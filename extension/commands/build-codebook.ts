@@ -60,15 +60,18 @@ export async function run(studio: Studio, { folder, out, params }: BuildRun): Pr
       return {
         metrics: {
           K: summary.k, d: summary.d, method: summary.method, iterations: summary.iterations, MSE: summary.mse.toPrecision(4), utilization: pct(summary.utilization),
-          perplexity: Math.round(summary.perplexity), dead: summary.dead, seconds: summary.seconds.toFixed(1), device: summary.device,
+          perplexity: Math.round(summary.perplexity), dead: summary.dead, 'training vectors': summary.vectors, seconds: summary.seconds.toFixed(1), device: summary.device,
           ...(summary.calibration && { nprobe: summary.calibration.nprobe }),
         },
         thumbnails: await thumbnails(studio, await listImages(folder)),
         files: [out],
+        ...(summary.warning && { warning: summary.warning }),
       };
     },
   );
-  if (result) await showCodebook(out);
+  if (!result) return;
+  await showCodebook(out);
+  if (result.warning) void vscode.window.showWarningMessage(`UniCode²: built ${codebookName(out)}, but ${result.warning}`);
 }
 
 /** Builds the cell's build again into a codebook of its own, named after the cell's (`<name>-2`,

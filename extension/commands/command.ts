@@ -12,6 +12,7 @@ import type { LabCell } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
 import { errorText } from '../state/errors.js';
 import { workspaceDataDir } from '../state/config.js';
+import { tokensFile } from '../state/codebook-names.js';
 import { thumbnailUri } from '../panels/images.js';
 
 /** A palette (and Explorer menu) command. */
@@ -109,11 +110,12 @@ export async function thumbnails(studio: Studio, sources: (string | RgbImage)[])
   return out;
 }
 
-/** Token JSON under <workspace>/.unicode2/tokens (none without a workspace: the set stays in memory). */
-export async function saveTokens(name: string, grids: TokenGrid[]): Promise<string[]> {
+/** Token JSON under <workspace>/.unicode2/tokens, named after the set and its codebook (none
+ *  without a workspace: the set stays in memory). */
+export async function saveTokens(name: string, codebook: string, grids: TokenGrid[]): Promise<string[]> {
   const dir = workspaceDataDir();
   if (!dir) return [];
-  const file = path.join(dir, 'tokens', `${name}.tokens.json`);
+  const file = tokensFile(path.join(dir, 'tokens'), name, codebook, '.tokens.json');
   await writeTokenJson(file, grids);
   return [file];
 }

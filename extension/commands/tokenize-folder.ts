@@ -6,7 +6,7 @@ import { codeStats, listImages, stepsOf, tokenizeImages, writeTokenDataset, User
 import type { LabCell } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
 import { workspaceDataDir } from '../state/config.js';
-import { codebookName } from '../state/codebook-names.js';
+import { codebookName, tokensFile } from '../state/codebook-names.js';
 import { TOKEN_SET_VIEW_TYPE } from '../panels/token-set-editor.js';
 import { pct, Recorded, saveTokens, thumbnails, tokenizeParams, type TokenizeWith } from './command.js';
 import { askCodebookRun, pick, searchSettings } from './prompts.js';
@@ -25,7 +25,7 @@ export async function prompt(studio: Studio, folder?: string): Promise<void> {
 export async function run(studio: Studio, tokenize: TokenizeFolderRun): Promise<void> {
   const { folder: dir, codebook, encoder: spec, search } = tokenize;
   const dataDir = workspaceDataDir();
-  const dataset = dataDir ? path.join(dataDir, 'tokens', `${path.basename(dir)}.tokens.npy`) : undefined;
+  const dataset = dataDir ? tokensFile(path.join(dataDir, 'tokens'), path.basename(dir), codebook, '.tokens.npy') : undefined;
   let tokenized = 0;
   const result = await studio.jobs.run(
     { kind: 'tokenize', title: `Tokenize folder ${path.basename(dir)}`, inputs: { folder: dir, codebook }, params: tokenizeParams(tokenize), output: dataset },
@@ -38,7 +38,7 @@ export async function run(studio: Studio, tokenize: TokenizeFolderRun): Promise<
       const { results, skipped } = await tokenizeImages(cb, encoder, images, backend, { signal, onProgress: stepsOf('tokenize', progress), search });
       if (!results.length) throw new UserError(`none of the ${images.length} images in ${dir} could be read`);
       tokenized = results.length;
-      const files = await saveTokens(path.basename(dir), results);
+      const files = await saveTokens(path.basename(dir), codebook, results);
       if (dataset) {
         await writeTokenDataset(dataset, results);
         files.push(dataset);

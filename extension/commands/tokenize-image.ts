@@ -1,5 +1,6 @@
 // "UniCode²: Tokenize Image…": one image -> its token grid, shown in a Token Grid panel beside its
-// reconstruction; the tokens are saved as JSON under <workspace>/.unicode2/tokens.
+// reconstruction; the tokens are saved as JSON under <workspace>/.unicode2/tokens
+// (`<image>.<codebook>.tokens.json`).
 import * as path from 'node:path';
 import { decodeTokens, hasPixelAtlas, resample, stepsOf, tokenizeImages, UserError, type RgbImage, type TokenGrid } from '../engine/index.js';
 import type { LabCell } from '../../common/protocol/lab.js';
@@ -31,7 +32,7 @@ export async function run(studio: Studio, tokenize: TokenizeImageRun): Promise<v
       const { results, skipped } = await tokenizeImages(cb, encoder, [file], backend, { signal, withDistances: true, onProgress: stepsOf('tokenize', progress), search });
       grid = results[0];
       if (!grid) throw new UserError(`cannot tokenize ${file}: ${skipped[0]?.reason ?? 'unreadable image'}`);
-      const files = await saveTokens(path.parse(file).name, [grid]);
+      const files = await saveTokens(path.parse(file).name, codebook, [grid]);
       studio.addTokenSet(path.basename(file), [grid], files[0]);
       // the photo as it is, and its reconstruction (the encoder's input: a model's is square) at the photo's aspect beside it
       const photo = await thumbnail(studio, file);

@@ -19,7 +19,8 @@ export { extractCorpus } from './embed/corpus.js';
 export { decodeTokens, refineAtlas } from './generate/atlas.js';
 export { codeStats, type CodeStats } from './codebook/stats.js';
 export { kmeans, type KMeansOptions, type KMeansProgress, type KMeansResult } from './build/kmeans.js';
-export { embedImages, forEachEncodedBatch, requireSomeImages, type SkippedImage } from './embed/embed.js';
+export { commonGrid, embedImages, forEachEncodedBatch, requireSomeImages, type SkippedImage } from './embed/embed.js';
+export { embedShards, embedIdentity, writeEmbeddingSet, type EmbedShardsRequest } from './embed/embed-shards.js';
 export { tokenizeImages, checkEncoderMatches } from './search/tokenize.js';
 export { tokenizeShards, tokenizeIdentity, type TokenizeShardsRequest } from './search/tokenize-shards.js';
 export { listShards, isShardOperand, expandBraces, hasBraces, type ShardFile } from './io/shard-list.js';
@@ -35,7 +36,6 @@ export {
   writeTokenJson,
   writeTokenDataset,
   PADDING,
-  commonGrid,
   type TokenGrid,
   type SearchInfo,
   type TokenDatasetIndex,
@@ -47,6 +47,7 @@ export {
   type BuildRequest, type BuildSummary, type BuildProgress, type CodebookDtype,
 } from './build/build.js';
 export { POINTS_PER_CENTROID } from './build/twolevel.js';
+export { fewVectorsWarning, MIN_VECTORS_PER_CODE } from './build/vectors-per-code.js';
 export { describeProgress } from './core/eta.js';
 export { runDemo, type DemoResult, type DemoProgress } from './report/demo.js';
 export { renderReport, renderHeatmap, rankFrequencySvg } from './report/report.js';

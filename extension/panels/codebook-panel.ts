@@ -8,7 +8,7 @@
 // rebuild.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { checkTokensMatchCodebook, coarseCells, codeStats, cropPatch, nearestCodewords, similarityOrder, trainingDrift, UserError, type Codebook, type RgbImage } from '../engine/index.js';
+import { checkTokensMatchCodebook, coarseCells, codeStats, cropPatch, fewVectorsWarning, nearestCodewords, similarityOrder, trainingDrift, UserError, type Codebook, type RgbImage } from '../engine/index.js';
 import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
 import type { Studio, TokenSet } from '../state/studio.js';
 import { codebookName } from '../state/codebook-names.js';
@@ -127,7 +127,7 @@ class CodebookPanel {
     return {
       summary: {
         file: path.basename(this.file), k: cb.frozen.rows, d: cb.frozen.cols, encoder: cb.meta.encoder.id, lambda: cb.meta.lambda,
-        iterations: cb.meta.iterations, fingerprint: cb.fingerprint, atlas: cb.meta.atlas,
+        iterations: cb.meta.iterations, ...trainingVectorsOf(cb), fingerprint: cb.fingerprint, atlas: cb.meta.atlas,
         tokens: s.tokens, used: s.used, utilization: s.utilization, perplexity: s.perplexity, dead: s.dead,
       },
       counts: this.counts,
@@ -205,4 +205,14 @@ class CodebookPanel {
     const nearest = await nearestCodewords(cb, code, NEIGHBOURS, await this.studio.backend.get());
     return nearest.map((b) => ({ ...b, count: this.counts[b.code] ?? 0 }));
   }
+}
+
+/** The vectors that trained a codebook: recorded by its build, or (codebooks of earlier versions)
+ *  the sum of its build's counts, the vectors the codes are the means of; with the warning when few per code. */
+function trainingVectorsOf(cb: Codebook): { trainingVectors?: number; trainingWarning?: string } {
+  const recorded = cb.meta.trainingVectors;
+  const vectors = typeof recorded === 'number' ? recorded : cb.counts ? Math.round(cb.counts.reduce((a, b) => a + b, 0)) || undefined : undefined;
+  if (vectors === undefined) return {};
+  const warning = fewVectorsWarning(cb.frozen.rows, vectors);
+  return { trainingVectors: vectors, ...(warning && { trainingWarning: warning }) };
 }

@@ -8,7 +8,7 @@ import type { LabCell } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
 import { workspaceDataDir } from '../state/config.js';
 import { errorText } from '../state/errors.js';
-import { CODEBOOKS_FOLDER, codebookName, listCodebookFiles } from '../state/codebook-names.js';
+import { CODEBOOKS_FOLDER, listCodebookFiles } from '../state/codebook-names.js';
 
 export const CODEBOOKS_VIEW_ID = 'unicode2.codebooks';
 
@@ -59,7 +59,8 @@ export class CodebooksView implements vscode.TreeDataProvider<Node>, vscode.Disp
   private async codebookItem(file: string): Promise<vscode.TreeItem> {
     const active = file === this.studio.codebookPath();
     const made = this.studio.lab.all().filter((c) => c.status === 'done' && MADE[c.kind] && c.inputs.codebook === file).length;
-    const item = new vscode.TreeItem(codebookName(file), made ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
+    const label = (await this.studio.codebookLabels([file])).get(file)!;
+    const item = new vscode.TreeItem(label, made ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
     item.id = `codebook:${file}`;
     item.iconPath = new vscode.ThemeIcon(active ? 'pass-filled' : 'database');
     item.contextValue = 'codebook';
@@ -70,7 +71,7 @@ export class CodebooksView implements vscode.TreeDataProvider<Node>, vscode.Disp
       const from = built?.inputs.folder ? ` · from ${path.basename(built.inputs.folder)}/` : '';
       item.description = `${active ? 'active · ' : ''}K = ${cb.frozen.rows} · ${cb.meta.encoder.id}${from}`;
       item.tooltip = new vscode.MarkdownString([
-        `**${codebookName(file)}**${active ? ' (active)' : ''}`, '',
+        `**${label}**${active ? ' (active)' : ''}`, '',
         `K = ${cb.frozen.rows}, d = ${cb.frozen.cols}, encoder \`${cb.meta.encoder.id}\`, λ = ${cb.meta.lambda}, ${cb.meta.iterations} iterations, atlas ${cb.meta.atlas}`, '',
         `built ${cb.meta.createdAt.slice(0, 16).replace('T', ' ')}${built?.inputs.folder ? ` from \`${built.inputs.folder}\`` : ''}`, '',
         `\`${file}\``,

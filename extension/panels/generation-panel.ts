@@ -22,7 +22,6 @@ import type { Handlers, HostEndpoint } from '../../common/protocol/shared.js';
 import type { Studio } from '../state/studio.js';
 import type { JobContext } from '../state/jobs.js';
 import { readSettings, workspaceDataDir } from '../state/config.js';
-import { codebookName } from '../state/codebook-names.js';
 import { connectWebview, webviewOptions } from './webview-host.js';
 import { pngDataUri, thumbnailUri } from './images.js';
 import { ArPriors, drawArGrid, type ArRun } from './generation-ar.js';
@@ -125,7 +124,7 @@ export class GenerationPanel {
     this.endpoint = endpoint;
     const onSets = studio.onDidChangeTokenSets(() => this.pushSources());
     const onCodebook = studio.onDidChangeActiveCodebook(() => {
-      endpoint.notify('codebook', { codebook: this.codebookLabel() });
+      void this.codebookLabel().then((codebook) => endpoint.notify('codebook', { codebook }));
       this.pushSources();
     });
     // ONNX sessions were opened for the previous device: open them again on the next run.
@@ -148,7 +147,7 @@ export class GenerationPanel {
         sources: await this.listedSources(),
         priors: this.priors.map((p) => p.info),
         decoders: this.decoderList(),
-        codebook: this.codebookLabel(),
+        codebook: await this.codebookLabel(),
         results: this.results.map((x) => x.result),
         defaults: this.defaults(),
       }),
@@ -203,10 +202,10 @@ export class GenerationPanel {
     void this.listedSources().then((sources) => this.endpoint.notify('sources', { sources, ...(select ? { select } : {}) }));
   }
 
-  /** The active codebook's name, as the header shows it. */
-  private codebookLabel(): string {
+  /** The active codebook's name, as the header shows it (with its folder where another has the same name). */
+  private async codebookLabel(): Promise<string> {
     const file = this.studio.codebookPath();
-    return file ? codebookName(file) : '';
+    return file ? (await this.studio.codebookLabels([file])).get(file)! : '';
   }
 
   /** The sources as the panel lists them: those made with another codebook than the active one

@@ -78,3 +78,40 @@ export async function listCodebookFiles(dataDir: string): Promise<string[]> {
   const legacy = path.join(dataDir, LEGACY_CODEBOOK);
   return existsSync(legacy) ? [...files, legacy] : files;
 }
+
+/** Where a token set of `name` (an image's or a folder's) made with `codebook` is saved:
+ *  `<tokens dir>/<name>.<codebook name><suffix>`, so tokenizing the same images with a second
+ *  codebook keeps the first one's tokens, and the Explorer lists an image's sets side by side.
+ *  (Sets saved by earlier versions as `<name><suffix>` are read as before: readers go by content.) */
+export function tokensFile(tokensDir: string, name: string, codebook: string, suffix: '.tokens.json' | '.tokens.npy'): string {
+  return path.join(tokensDir, `${name}.${codebookName(codebook)}${suffix}`);
+}
+
+/** Each file's label as lists, headers and the status bar show it: its codebook name, and where
+ *  two files share that name, ` · ` and the fewest last folders that tell them apart (as VS Code's
+ *  tab labels do): `codebook · .unicode2` beside `codebook · demo-out`. */
+export function codebookLabels(files: readonly string[]): Map<string, string> {
+  const unique = [...new Set(files.map((f) => path.resolve(f)))];
+  const byName = new Map<string, string[]>();
+  for (const file of unique) byName.set(codebookName(file), [...(byName.get(codebookName(file)) ?? []), file]);
+  const labels = new Map<string, string>();
+  for (const [name, same] of byName) {
+    if (same.length === 1) {
+      labels.set(same[0]!, name);
+      continue;
+    }
+    const folders = same.map((f) => path.dirname(f).split(/[\\/]+/).filter(Boolean));
+    const depth = Math.max(...folders.map((parts) => parts.length));
+    // the shortest tail of folders that differs for all of them (the whole folder when none does)
+    let n = 1;
+    while (n < depth && new Set(folders.map((parts) => parts.slice(-n).join('/'))).size < same.length) n++;
+    same.forEach((file, i) => labels.set(file, `${name} · ${folders[i]!.slice(-n).join('/') || path.dirname(file)}`));
+  }
+  for (const file of files) labels.set(file, labels.get(path.resolve(file))!);
+  return labels;
+}
+
+/** `file`'s label among `others` (see codebookLabels). */
+export function codebookLabel(file: string, others: readonly string[]): string {
+  return codebookLabels([file, ...others]).get(file)!;
+}

@@ -29,7 +29,7 @@ export interface JobContext {
   progress(e: ProgressEvent): void;
 }
 
-export type JobOutputs = Pick<LabCell, 'metrics' | 'thumbnails' | 'tokenPreview' | 'files'>;
+export type JobOutputs = Pick<LabCell, 'metrics' | 'thumbnails' | 'tokenPreview' | 'files' | 'warning'>;
 
 export class Jobs {
   private readonly running = new Map<string, AbortController>();

@@ -9,9 +9,9 @@ import {
 } from '../engine/index.js';
 import { BackendManager } from './backend.js';
 import { Jobs } from './jobs.js';
-import { configuredCodebook, readSettings } from './config.js';
+import { configuredCodebook, readSettings, workspaceDataDir } from './config.js';
 import { LabStore } from './lab-store.js';
-import { codebookName } from './codebook-names.js';
+import { codebookLabels, codebookName, listCodebookFiles } from './codebook-names.js';
 import { TrustGate } from './trust.js';
 import { withDownloadNotification } from './downloads.js';
 
@@ -88,8 +88,26 @@ export class Studio implements vscode.Disposable {
     this.activeChanged.fire(path.resolve(file));
   }
 
+  /** The codebooks a name could be confused with: the workspace's, the active one, and those read in this window. */
+  async knownCodebooks(): Promise<string[]> {
+    const dataDir = workspaceDataDir();
+    const active = this.codebookPath();
+    return [...new Set([...(dataDir ? await listCodebookFiles(dataDir) : []), ...(active ? [active] : []), ...this.codebooks.keys()])];
+  }
+
+  /** Labels for `files` that tell apart codebooks of the same name (codebookLabels), among the known ones. */
+  async codebookLabels(files: readonly string[]): Promise<Map<string, string>> {
+    return codebookLabels([...files, ...(await this.knownCodebooks())]);
+  }
+
   private showStatus(file: string | null): void {
     this.status.text = `$(database) ${file ? codebookName(file) : 'no codebook'}`;
+    // then, where another codebook has the same name, with the folders that tell them apart
+    if (file) {
+      void this.codebookLabels([file]).then((labels) => {
+        if (this.codebookPath() === file) this.status.text = `$(database) ${labels.get(file)}`;
+      });
+    }
     this.status.tooltip = file ? `UniCode² active codebook: ${file}\nClick to choose another` : 'UniCode²: no active codebook. Click to choose or open one';
   }
 

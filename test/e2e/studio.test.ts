@@ -137,7 +137,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     await answerDialog(page(), 'Load the Model');
     const view = await findWebviewFrame(page(), 'canvas#token-grid[data-drawn="true"]', 3 * 60_000);
     assert.equal(await view.locator('canvas#token-grid').getAttribute('data-grid-h'), '14');
-    const tokens = (await readTokenGrids(ws('.unicode2', 'tokens', 'coffee.tokens.json')))[0]!;
+    const tokens = (await readTokenGrids(ws('.unicode2', 'tokens', 'coffee.onnx.tokens.json')))[0]!;
     assert.equal(tokens.encoder, model, 'tokenized with the model the codebook names');
   });
 
@@ -226,7 +226,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
   });
 
   step('Explorer: a tokens file opens in the token set editor, its grid over the photo', async () => {
-    (await revealInExplorer(page(), ['.unicode2', 'tokens', 'coffee.tokens.json'])).click();
+    (await revealInExplorer(page(), ['.unicode2', 'tokens', 'coffee.hub.tokens.json'])).click();
     const view = await findWebviewFrame(page(), 'canvas#set-grid[data-drawn="true"]', 60_000);
     assert.deepEqual(await view.locator('.image-item').allInnerTexts(), ['coffee.jpg']);
     const box = await view.locator('canvas#set-grid').boundingBox();
@@ -245,11 +245,12 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     // its tokens file chosen through "Tokens file…": the error shows in the panel, the counts stay
     const summary = await view.locator('#summary').innerText();
     await view.locator('#add-dataset').click();
-    await answerFileDialog(page(), ws('.unicode2', 'tokens', 'coffee.tokens.json'));
+    await answerFileDialog(page(), ws('.unicode2', 'tokens', 'coffee.hub.tokens.json'));
     const error = view.locator('#dataset-error');
     await error.waitFor({ state: 'visible', timeout: 30_000 });
-    // (the last codebook to tokenize coffee.jpg wrote that file: one of the shared ones)
-    assert.match(await error.innerText(), /coffee\.tokens\.json was made with codebook (onnx|hub), not with k64-dct/);
+    assert.match(await error.innerText(), /coffee\.hub\.tokens\.json was made with codebook hub, not with k64-dct/);
+    // the same image tokenized with two codebooks: each set in a file of its own
+    assert.ok(existsSync(ws('.unicode2', 'tokens', 'coffee.onnx.tokens.json')), "the onnx codebook's set is still there");
     assert.equal(await view.locator('#summary').innerText(), summary);
     await bench().screenshot('codebook-other-set-refused');
     // away and back: the editor comes back from its state showing the codebook, not "cannot be shown"
@@ -263,8 +264,8 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
   step('Tokenize Folder… writes the token data set and the per-image grids', async () => {
     await runCommand(page(), 'UniCode²: Tokenize Folder…');
     await answerFileDialog(page(), images() + '/');
-    const dataset = ws('.unicode2', 'tokens', 'images.tokens.npy');
-    await waitFor(() => existsSync(dataset) && existsSync(ws('.unicode2', 'tokens', 'images.tokens.json')), 3 * 60_000, 'the token data set');
+    const dataset = ws('.unicode2', 'tokens', 'images.k64-dct.tokens.npy');
+    await waitFor(() => existsSync(dataset) && existsSync(ws('.unicode2', 'tokens', 'images.k64-dct.tokens.json')), 3 * 60_000, 'the token data set');
     const grids = await readTokenGrids(dataset);
     assert.equal(grids.length, (await listImages(images())).length);
     // the photos keep their shapes: one ragged data set, each image its own grid
@@ -272,7 +273,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     assert.equal(grids[0]!.codebook, (await readCodebook(codebookFile())).fingerprint);
     // it says so, and the set opens in the token set editor
     await notification(page(), `tokenized ${grids.length} images of images/ with k64-dct`).waitFor({ state: 'visible', timeout: 60_000 });
-    await page().locator('.tab.active', { hasText: 'images.tokens.npy' }).waitFor({ state: 'visible', timeout: 60_000 });
+    await page().locator('.tab.active', { hasText: 'images.k64-dct.tokens.npy' }).waitFor({ state: 'visible', timeout: 60_000 });
     const view = await findWebviewFrame(page(), 'canvas#set-grid[data-drawn="true"]', 60_000);
     assert.equal(await view.locator('.image-item').count(), grids.length);
     await bench().screenshot('tokenize-folder-done');
@@ -280,7 +281,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
 
   step('Decode Tokens… decodes a tokens file into images and shows them in the Generation panel', async () => {
     await runCommand(page(), 'UniCode²: Decode Tokens…');
-    await answerFileDialog(page(), ws('.unicode2', 'tokens', 'chelsea.tokens.json'));
+    await answerFileDialog(page(), ws('.unicode2', 'tokens', 'chelsea.k64-dct.tokens.json'));
     await waitFor(() => existsSync(ws('.unicode2', 'decoded', 'chelsea.png')), 2 * 60_000, 'the decoded image');
     const view = await findWebviewFrame(page(), '#generate', 60_000);
     const decoded = view.locator('figure.result', { hasText: 'Decoded chelsea.png' }).locator('img');
@@ -390,7 +391,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     await answerFileDialog(page(), ws('images', 'astronaut.jpg'));
     await page().locator('.tab', { hasText: 'Tokens: astronaut.jpg' }).waitFor({ state: 'visible', timeout: 3 * 60_000 });
     assert.equal(await page().locator('.quick-input-widget').isVisible(), false);
-    const tokens = (await readTokenGrids(ws('.unicode2', 'tokens', 'astronaut.tokens.json')))[0]!;
+    const tokens = (await readTokenGrids(ws('.unicode2', 'tokens', 'astronaut.external.tokens.json')))[0]!;
     assert.equal(tokens.codebook, (await readCodebook(ws('shared', 'external.safetensors'))).fingerprint);
   });
 
@@ -449,7 +450,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
       // its lineage: the token sets, decodes and generations made with it
       await first.click();
       await page().keyboard.press('ArrowRight');
-      await rows.filter({ hasText: 'tokens: images.tokens.json' }).first().waitFor({ state: 'visible', timeout: 30_000 });
+      await rows.filter({ hasText: 'tokens: images.k64-dct.tokens.json' }).first().waitFor({ state: 'visible', timeout: 30_000 });
       await rows.filter({ hasText: 'decoded: chelsea.png' }).first().waitFor({ state: 'visible', timeout: 30_000 });
       await bench().screenshot('codebooks-view');
     } finally {

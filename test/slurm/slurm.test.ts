@@ -1,10 +1,10 @@
 // The slurm tier: a real one-node Slurm cluster (slurmctld + slurmd + munge from Debian, started
-// by scripts/setup-slurm.sh, stopped by scripts/stop-slurm.sh) running `tokenize --slurm`: the
-// outputs equal a local run's byte for byte; an array task cancelled with scancel fails its
-// shard, and the same command run again resubmits only that task and completes; a data set under
-// a folder named `data set $(touch pwned)` runs and runs nothing else; --dry-run's scripts pass
-// `bash -n` and nothing is submitted. The cluster must start: a machine where it cannot fails
-// this tier, it does not skip it.
+// by scripts/setup-slurm.sh, stopped by scripts/stop-slurm.sh) running `tokenize --slurm` and
+// `embed --slurm`: the outputs equal a local run's byte for byte; an array task cancelled with
+// scancel fails its shard, and the same command run again resubmits only that task and
+// completes; a data set under a folder named `data set $(touch pwned)` runs and runs nothing
+// else; --dry-run's scripts pass `bash -n` and nothing is submitted. The cluster must start: a
+// machine where it cannot fails this tier, it does not skip it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -89,6 +89,15 @@ test('tokenize on Slurm: the same outputs as the local run, byte for byte, and t
   assert.equal(jobs.submissions[0].array, slurm.slurm.jobs[0]);
   const again = await cliJson(['tokenize', '--codebook', codebook, shards, '--out', 'slurm/', '--slurm']);
   assert.deepEqual([again.tasks, again.jobs], [[], []], 'nothing is missing: nothing is submitted');
+});
+
+test('embed on Slurm: the same embedding sets as the local run, byte for byte, and the summary with slurm filled', async () => {
+  const here = await cliJson(['embed', pattern(), '--out', 'emb-local/']);
+  const slurm = await cliJson(['embed', pattern(), '--out', 'emb-slurm/', '--slurm', '--wait', '--tasks', '2', '--sbatch', '--time=10']);
+  assert.deepEqual({ ...slurm, seconds: 0, slurm: { ...slurm.slurm, jobs: slurm.slurm.jobs.length } }, { ...here, seconds: 0, slurm: { jobs: 2, tasks: 2 } });
+  const [mine, theirs] = [await outputsOf(path.join(dir, 'emb-slurm')), await outputsOf(path.join(dir, 'emb-local'))];
+  assert.ok(mine.has('manifest.json') && mine.has('00003.npy') && mine.has('00003.npy.index.json'));
+  assert.deepEqual(mine, theirs);
 });
 
 test('tokenize on Slurm: an array task cancelled fails its shard alone; the same command again resubmits only it', async () => {

@@ -237,3 +237,20 @@ test('one job owns an output: a build is refused while another job holds it, a d
   await buildCodebook(req, backend);
   assert.deepEqual(await fs.readdir(path.dirname(out)), ['cb.safetensors']);
 });
+
+test('a build says how many vectors trained it, records them, and warns when they are fewer than 4 per code', async () => {
+  const embeddings = await npyOf('blobs-few.npy', blobs(8, 40, 16, 4));
+  const run = (name: string, k: number, sample?: number) =>
+    buildCodebook({ embeddings, encoder: EXTERNAL_ENCODER, k, iterations: 5, seed: 1, sample, out: path.join(dir, name) }, backend);
+  const enough = await run('enough.safetensors', 80);
+  assert.equal(enough.vectors, 320);
+  assert.equal(enough.warning, null, '320 vectors for 80 codes: 4 a code');
+  assert.equal((await readCodebook(path.join(dir, 'enough.safetensors'))).meta.trainingVectors, 320);
+  const few = await run('few.safetensors', 81);
+  assert.match(few.warning!, /^K = 81 codes from 320 training vectors, 3\.9 per code \(fewer than 4\): .* measure memorization/);
+  // a sample trains on fewer vectors: those are the ones that count
+  const sampled = await run('sampled.safetensors', 16, 60);
+  assert.equal(sampled.vectors, 60);
+  assert.match(sampled.warning!, /K = 16 codes from 60 training vectors, 3\.7 per code/);
+  assert.equal((await readCodebook(path.join(dir, 'sampled.safetensors'))).meta.trainingVectors, 60);
+});

@@ -70,6 +70,16 @@ test('build --json prints exactly the summary document', async () => {
   assert.equal(s.utilization, (16 - s.dead) / 16);
 });
 
+test('build warns, in its text and --json, when K leaves fewer than 4 training vectors a code', async () => {
+  const points = await writeMatrix('few.npy', 10, 8, 5);
+  const r = await cli(['build', '--embeddings', points.file, '--k', '4', '--out', path.join(dir, 'few.safetensors'), '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /\nwarning: K = 4 codes from 10 training vectors, 2\.5 per code \(fewer than 4\): .*memorization/);
+  const s = await cliJson(['build', '--embeddings', points.file, '--k', '2', '--out', path.join(dir, 'enough.safetensors')]);
+  assert.equal(s.vectors, 10);
+  assert.equal(s.warning, null);
+});
+
 test('tokenize -> decode -> stats on real photos', async () => {
   const t = await cliJson(['tokenize', '--codebook', codebook, PHOTO_A, PHOTO_B]);
   assert.equal(t.results.length, 2);

@@ -7,7 +7,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
-  codebookName, codebooksDir, encoderTag, listCodebookFiles, nameProblem, newCodebookFile, suggestedName, uniqueName,
+  codebookLabel, codebookLabels, codebookName, codebooksDir, encoderTag, listCodebookFiles, nameProblem, newCodebookFile, suggestedName, tokensFile, uniqueName,
 } from '../../extension/state/codebook-names.js';
 import { UserError } from '../../extension/engine/index.js';
 
@@ -57,4 +57,30 @@ test("the workspace's codebooks: every .safetensors of .unicode2/codebooks by na
       ...['k16-onnx', 'k64-dct', 'k64-dct-2', 'k64-dct-10'].map((name) => path.join(dir, `${name}.safetensors`)), path.join(dataDir, 'codebook.safetensors'),
     ]);
   });
+});
+
+test("a token set's file carries its codebook's name: the same image tokenized with two codebooks keeps both", () => {
+  const dir = path.join('/w', '.unicode2', 'tokens');
+  const a = tokensFile(dir, 'chelsea', '/w/.unicode2/codebooks/k64-dct.safetensors', '.tokens.json');
+  const b = tokensFile(dir, 'chelsea', '/w/.unicode2/codebooks/k1024-dct.safetensors', '.tokens.json');
+  assert.equal(a, path.join(dir, 'chelsea.k64-dct.tokens.json'));
+  assert.equal(b, path.join(dir, 'chelsea.k1024-dct.tokens.json'));
+  assert.equal(tokensFile(dir, 'photos', '/w/.unicode2/codebook.safetensors', '.tokens.npy'), path.join(dir, 'photos.codebook.tokens.npy'));
+});
+
+test('codebooks of the same name are told apart by the fewest last folders that differ; unique names stay bare', () => {
+  const legacy = '/w/.unicode2/codebook.safetensors';
+  const demo = '/w/demo-out/codebook.safetensors';
+  const other = '/w/.unicode2/codebooks/k64-dct.safetensors';
+  const labels = codebookLabels([legacy, demo, other]);
+  assert.equal(labels.get(legacy), 'codebook · .unicode2');
+  assert.equal(labels.get(demo), 'codebook · demo-out');
+  assert.equal(labels.get(other), 'k64-dct');
+  // same last folder: one more folder up tells them apart
+  const a = '/runs/a/out/codebook.safetensors';
+  const b = '/runs/b/out/codebook.safetensors';
+  assert.deepEqual([codebookLabel(a, [b]), codebookLabel(b, [a])], ['codebook · a/out', 'codebook · b/out']);
+  // the same file named twice (as listed and as active) is one codebook, not two
+  assert.equal(codebookLabel(other, [other, legacy]), 'k64-dct');
+  assert.equal(codebookLabel(legacy, [legacy]), 'codebook');
 });

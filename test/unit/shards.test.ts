@@ -3,7 +3,8 @@
 // the readers (members, samples, keys, text members, links, damage), brace lists, and the CLI's
 // sharded tokenize: one token data set per shard plus the manifest, `--shard I/N` parts whose
 // union is the single run byte for byte, re-runs that skip complete outputs, a broken shard that
-// fails alone (exit 2), and stats reading the manifest as one data set.
+// fails alone (exit 2), and stats reading the manifest as one data set; the sharded embed: its
+// sets row for row the folder's, parts equal one run, a broken shard alone, build reading them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -247,6 +248,55 @@ test('tokenize over shards: one data set per shard, --shard parts equal the sing
   assert.match(broken.failed[1].error, /no such file/);
   await assert.rejects(fs.stat(path.join(dir, 'whole/00004.tokens.npy')));
   await assertUserError(['stats', '--codebook', codebook, '--tokens', 'whole/manifest.json'], /2 of 6 shards are not done yet/);
+});
+
+test('embed over shards: the rows of embed over the same images as a folder, --shard parts equal one run, a broken shard fails alone, build reads the folder', async () => {
+  const shards = path.join(dir, 'emb-wds');
+  const flat = path.join(dir, 'emb-flat');
+  await Promise.all([fs.mkdir(shards), fs.mkdir(flat)]);
+  writeShard(path.join(shards, '00000.tar'), 0, 4);
+  writeShard(path.join(shards, '00001.tar'), 4, 3);
+  // the same photos as a folder, named by key: the folder's name order is the shards' key order
+  for (let i = 0; i < 7; i++) await fs.writeFile(path.join(flat, `${String(i).padStart(6, '0')}${path.extname(PHOTOS[i]!)}`), photo(PHOTOS[i]!));
+  const pattern = path.join(shards, '{00000..00001}.tar');
+  await cliJson(['embed', flat, '--out', 'flat.npy']);
+  const whole = await cliJson(['embed', pattern, '--out', 'emb-whole/']);
+  assert.deepEqual({ ...whole, seconds: 0 }, { shards: 2, images: 7, done: 2, skipped: 0, failed: [], seconds: 0, slurm: null });
+
+  // row for row, in key order: the shards' sets one after the other are the folder's set
+  const one = await readEmbeddings(path.join(dir, 'flat.npy'));
+  const both = await readEmbeddings(path.join(dir, 'emb-whole'));
+  assert.deepEqual([both.rows, both.cols], [one.rows, one.cols]);
+  assert.ok(both.data.every((v, i) => v === one.data[i]), 'the same rows');
+  const indexOf = async (f: string) => JSON.parse(await fs.readFile(path.join(dir, `${f}.index.json`), 'utf8'));
+  const [flatIndex, i0, i1] = await Promise.all(['flat.npy', 'emb-whole/00000.npy', 'emb-whole/00001.npy'].map(indexOf));
+  assert.deepEqual([...i0.images, ...i1.images], flatIndex.images.map((p: string) => path.basename(p, path.extname(p))));
+  const gridsOf = (index: { images: string[]; grid?: number[]; grids?: number[][] }) => index.grids ?? index.images.map(() => index.grid);
+  assert.deepEqual([...gridsOf(i0), ...gridsOf(i1)], gridsOf(flatIndex));
+  assert.deepEqual(i1.encoder, flatIndex.encoder);
+  assert.deepEqual(i1.meta[0], { txt: 'photo flower.jpg', json: { i: 4 } });
+
+  // two parts at once into one folder: the same files, byte for byte
+  const parts = await Promise.all(['1/2', '2/2'].map((p) => cliJson(['embed', pattern, '--out', 'emb-parts/', '--shard', p])));
+  assert.deepEqual(parts.map((p) => [p.shards, p.done, p.images]), [[1, 1, 4], [1, 1, 3]]);
+  assert.deepEqual(await filesOf(path.join(dir, 'emb-parts')), await filesOf(path.join(dir, 'emb-whole')));
+
+  // build takes the folder (its manifest) or the brace list of its files: the same codebook
+  const built = await Promise.all(['emb-whole/', 'emb-whole/{00000..00001}.npy'].map((e, i) => cliJson(['build', '--embeddings', e, '--k', '8', '--iters', '2', '--seed', '1', '--out', `emb-cb${i}.safetensors`])));
+  const same = built.map((b) => [b.k, b.vectors, b.inertia, b.fingerprint]);
+  assert.deepEqual(same[0], same[1]);
+  assert.deepEqual(same[0]!.slice(0, 2), [8, one.rows]);
+
+  // a broken shard: no output for it, the others skipped (complete), exit 2; the folder is then
+  // not a whole embedding set
+  await fs.writeFile(path.join(shards, '00002.tar'), (await fs.readFile(path.join(shards, '00000.tar'))).subarray(0, 3000));
+  const r = await cli(['embed', path.join(shards, '{00000..00002}.tar'), '--out', 'emb-whole/', '--json', '--quiet']);
+  assert.equal(r.code, 2, r.stderr);
+  const broken = JSON.parse(r.stdout);
+  assert.deepEqual([broken.shards, broken.done, broken.skipped, broken.images], [3, 0, 2, 7]);
+  assert.deepEqual(broken.failed.map((f: { shard: string; error: string }) => [path.basename(f.shard), /^truncated tar archive/.test(f.error)]), [['00002.tar', true]]);
+  await assert.rejects(fs.stat(path.join(dir, 'emb-whole/00002.npy')));
+  await assertUserError(['build', '--embeddings', 'emb-whole/', '--k', '8', '--out', 'x.safetensors'], /1 of 3 shards are not done yet/);
 });
 
 test('tokenize over shards: bad requests are one line each', async () => {

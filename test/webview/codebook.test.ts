@@ -8,7 +8,7 @@ import { openPanel, closeBrowser, canvasPixel, until, THEME_NAMES, themeRgb, typ
 import { contrastRatio, countColor, deadCodeColor, driftColor, rampColor, type Rgb } from '../../common/colormap.js';
 import sharp from 'sharp';
 import type { Page } from 'playwright-core';
-import { coarseCells, cropPatch, kmeans, trainingDrift } from '../../extension/engine/index.js';
+import { coarseCells, cropPatch, fewVectorsWarning, kmeans, trainingDrift } from '../../extension/engine/index.js';
 import { rowsF32 } from '../../native-gpu/tables.js';
 import { heatmapLayout } from '../../webview/codebook/heatmap.js';
 import { codebookProtocol, type CodebookView, type CodeDetail } from '../../common/protocol/codebook.js';
@@ -595,5 +595,29 @@ test('training drift between spaces that differ is said, not drawn; a codebook w
     assert.equal(await plain.page.locator('#colour-by').isHidden(), true);
   } finally {
     await plain.close();
+  }
+});
+
+test('the summary says how many vectors trained the codebook, and warns on screen when they are few per code', async () => {
+  const counts = Array.from({ length: 64 }, (_, i) => i + 1);
+  const base = codebookData(counts, counts.map((_, i) => i));
+  const few = { ...base, summary: { ...base.summary, trainingVectors: 100, trainingWarning: fewVectorsWarning(64, 100)! } };
+  const p = await openPanel('codebook', codebookProtocol, 'dark', host(few));
+  try {
+    await p.page.locator('#heatmap[data-drawn="true"]').waitFor();
+    assert.match((await p.page.locator('#summary').textContent())!, /trained on100 vectors \(1\.5 per code\)/);
+    assert.match((await p.page.locator('#training-warning').textContent())!, /^K = 64 codes from 100 training vectors, 1\.5 per code \(fewer than 4\)/);
+  } finally {
+    await p.close();
+  }
+  // enough vectors: the count, no warning
+  const enough = { ...base, summary: { ...base.summary, trainingVectors: 25_600 } };
+  const q = await openPanel('codebook', codebookProtocol, 'dark', host(enough));
+  try {
+    await q.page.locator('#heatmap[data-drawn="true"]').waitFor();
+    assert.match((await q.page.locator('#summary').textContent())!, /trained on25,600 vectors \(400 per code\)/);
+    assert.equal(await q.page.locator('#training-warning').count(), 0);
+  } finally {
+    await q.close();
   }
 });

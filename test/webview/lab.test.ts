@@ -182,3 +182,18 @@ for (const theme of THEME_NAMES) {
     }
   });
 }
+
+test('a build with few vectors per code shows its warning in the cell', async () => {
+  const [, , , build] = await cells();
+  const warning = 'K = 1,024 codes from 1,666 training vectors, 1.6 per code (fewer than 4): each code is the mean of a handful of vectors';
+  const ok = () => null;
+  const p = await openPanel('lab', labProtocol, 'dark', { init: () => [{ ...build!, warning }], run: ok, rerun: ok, open: ok, cancel: ok, remove: ok }, { width: 360, height: 900 });
+  try {
+    const shown = p.page.locator('.lab-cell[data-id="c1"] .warning');
+    await shown.waitFor();
+    assert.equal((await shown.textContent())!.trim(), warning);
+    assert.equal(await p.page.locator('.lab-cell[data-id="c1"] .error').count(), 0);
+  } finally {
+    await p.close();
+  }
+});

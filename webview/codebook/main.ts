@@ -106,6 +106,7 @@ function renderSummary(s: CodebookSummary): void {
       ...row('encoder', s.encoder),
       ...row('lambda', String(s.lambda)),
       ...row('iterations', String(s.iterations)),
+      ...(s.trainingVectors !== undefined ? row('trained on', `${formatInt(s.trainingVectors)} vectors (${perCode(s.trainingVectors, s.k)} per code)`) : []),
       ...row('tokens counted', formatInt(s.tokens)),
       ...row('utilization', `${formatPct(s.utilization)} (${formatInt(s.used)} used)`),
       ...row('perplexity', `${formatInt(s.perplexity)} of ${formatInt(s.k)}`),
@@ -114,8 +115,12 @@ function renderSummary(s: CodebookSummary): void {
       ...driftRows(row),
       ...row('fingerprint', s.fingerprint),
     ),
+    ...(s.trainingWarning ? [h('p', { id: 'training-warning', class: 'warning' }, s.trainingWarning)] : []),
   );
 }
+
+/** Vectors per code, rounded down as the build's warning rounds them (never up to the threshold). */
+const perCode = (vectors: number, k: number): string => (vectors / k < 10 ? (Math.floor((vectors / k) * 10) / 10).toFixed(1) : formatInt(Math.floor(vectors / k)));
 
 /** The drift's summary: how many codes training moved, and how far. */
 function driftRows(row: (label: string, value: string) => HTMLElement[]): HTMLElement[] {

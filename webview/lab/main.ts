@@ -114,6 +114,7 @@ function cellView(cell: LabCell): HTMLElement {
     table(results, 'metrics'),
     outputs.childElementCount ? outputs : '',
     ...(cell.files ?? []).map((f) => h('div', { class: 'file muted' }, icon('file'), pathView(f))),
+    cell.warning ? h('div', { class: 'warning' }, icon('warning'), ' ', cell.warning) : '',
     cell.error ? h('div', { class: 'error' }, cell.error) : '',
   );
 }

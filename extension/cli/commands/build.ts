@@ -1,7 +1,7 @@
 // `unicode2 build`
 import { COMPUTE, ENCODER_MODEL, encoderOptions, fmt, num, pct, reportSkipped, str, type Command } from '../command.js';
 import {
-  buildCodebook, defaultMemoryMB, CALIBRATION_SAMPLE, CALIBRATION_TARGET, DEFAULTS, EXTERNAL_ENCODER, FLAT_MAX_WORK, MSE_SAMPLE, REFINE_NPROBE, POINTS_PER_CENTROID, REFINE_PASSES,
+  buildCodebook, defaultMemoryMB, CALIBRATION_SAMPLE, CALIBRATION_TARGET, DEFAULTS, EXTERNAL_ENCODER, FLAT_MAX_WORK, MIN_VECTORS_PER_CODE, MSE_SAMPLE, REFINE_NPROBE, POINTS_PER_CENTROID, REFINE_PASSES,
   type BuildMethod, type CodebookDtype,
 } from '../../engine/index.js';
 
@@ -40,7 +40,8 @@ export const build: Command = {
       `Two-level: coarse k-means with K1 cells on at most ${POINTS_PER_CENTROID} vectors per cell, every vector to its cell`,
       `(f16 scratch files), k-means in each cell with its share of K, then refinement passes. It streams the vectors`,
       'and keeps its progress in <out>.checkpoint/: run the same command again after an interruption (Ctrl-C, kill,',
-      'reboot) and it resumes, ending with the same codebook. --json adds method, coarse, mse (exact, on a seeded',
+      'reboot) and it resumes, ending with the same codebook. --json adds vectors (those trained on), warning (set when',
+      `they are fewer than ${MIN_VECTORS_PER_CODE} per code: the numbers then measure memorization), method, coarse, mse (exact, on a seeded`,
       `sample of ${MSE_SAMPLE.toLocaleString('en')} training vectors) and peakRssMB. A two-level build holds ${CALIBRATION_SAMPLE.toLocaleString('en')} vectors out of training`,
       '(those --sample leaves out, else at most a tenth of the input) and calibrates its IVF search on them: the smallest nprobe',
       `reaching recall@1 ${CALIBRATION_TARGET}, recorded in the codebook (search and tokenize default to it) and in --json as calibration: {nprobe, recall, queries}.`,
@@ -81,7 +82,8 @@ export const build: Command = {
         `${s.method}${s.coarse !== null ? ` (${s.coarse} coarse cells)` : ''}${s.resumedAt ? `, resumed at ${s.resumedAt}` : ''}, ` +
         `iterations ${s.iterations}, MSE ${s.mse.toPrecision(4)}, utilization ${pct(s.utilization)}, ` +
         `perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}, ${s.seconds.toFixed(2)} s on ${s.device}, peak RSS ${s.peakRssMB} MB` +
-        (s.calibration ? `\nIVF search: nprobe ${s.calibration.nprobe} (recall@1 ${s.calibration.recall.toFixed(4)} on ${s.calibration.queries} held-out vectors)` : ''),
+        (s.calibration ? `\nIVF search: nprobe ${s.calibration.nprobe} (recall@1 ${s.calibration.recall.toFixed(4)} on ${s.calibration.queries} held-out vectors)` : '') +
+        (s.warning ? `\nwarning: ${s.warning}` : ''),
     };
   },
 };

@@ -38,6 +38,7 @@ import { kmeans } from './kmeans.js';
 import { derivedSeed, sampleIndices, sampleRows, seededRandom } from '../core/sampling.js';
 import { codeStats } from '../codebook/stats.js';
 import { defaultCoarseCells, twoLevelKMeans, type TwoLevelOptions, type TwoLevelProgress } from './twolevel.js';
+import { fewVectorsWarning } from './vectors-per-code.js';
 
 export type CodebookDtype = 'f32' | 'f16';
 
@@ -107,6 +108,10 @@ export interface BuildSummary {
   resumedAt: string | null;
   /** images that could not be read and were left out of the corpus */
   skipped: SkippedImage[];
+  /** the vectors k-means trained on (recorded in the codebook as meta.trainingVectors) */
+  vectors: number;
+  /** fewer than MIN_VECTORS_PER_CODE of them per code: what that means for the numbers above, else null */
+  warning: string | null;
 }
 
 export interface BuildProgress extends ProgressEvent {
@@ -258,6 +263,8 @@ async function build(req: BuildRequest, backend: ComputeBackend, control: BuildC
     fingerprint,
     resumedAt: trained.twoLevel?.resumedAt ?? null,
     skipped: input.skipped,
+    vectors: trained.training.rows,
+    warning: fewVectorsWarning(req.k, trained.training.rows),
   };
 }
 
@@ -351,6 +358,7 @@ async function writeTrained(job: BuildJob, encoder: EncoderDescriptor, trained: 
     atlas: ENCODER_KINDS[encoder.kind].atlas,
     createdAt: new Date().toISOString(),
     method: trained.method,
+    trainingVectors: trained.training.rows,
     ...(trained.coarse && { coarse: trained.coarse.centroids.rows }),
     ...(calibration && { nprobe: calibration.nprobe, nprobeRecall: calibration.recall }),
   };

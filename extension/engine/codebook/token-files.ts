@@ -15,6 +15,7 @@ import { readJsonFile } from '../io/files.js';
 import { indexPathOf, readIndexedNpy, writeIndexedNpy, type DataCheck } from '../io/formats/npy-index.js';
 import { checkGridSize, MAX_JSON_BYTES } from '../core/limits.js';
 import { readShardManifest, SHARD_MANIFEST } from '../io/shard-job.js';
+import { commonGrid } from '../embed/embed.js';
 import { promises as fs } from 'node:fs';
 import { basename, join } from 'node:path';
 
@@ -56,12 +57,6 @@ export interface TokenDatasetIndex extends DataCheck {
   device: string;
   /** what search produced the ids (absent in indexes of older versions) */
   search?: SearchInfo;
-}
-
-/** The grid every one of `grids` has, or null when they differ (or there are none). */
-export function commonGrid(grids: readonly (readonly [number, number])[]): [number, number] | null {
-  const first = grids[0];
-  return first && grids.every((g) => g[0] === first[0] && g[1] === first[1]) ? [first[0], first[1]] : null;
 }
 
 export interface DatasetOptions {

@@ -34,6 +34,12 @@ export function rowOffsets(grids: readonly [number, number][]): number[] {
   return offsets;
 }
 
+/** The grid every one of `grids` has, or null when they differ (or there are none). */
+export function commonGrid(grids: readonly (readonly [number, number])[]): [number, number] | null {
+  const first = grids[0];
+  return first && grids.every((g) => g[0] === first[0] && g[1] === first[1]) ? [first[0], first[1]] : null;
+}
+
 /** Which of the images laid out by `rowOffsets(grids)` row `row` belongs to. */
 export function imageAtRow(grids: readonly [number, number][], row: number): number {
   const offsets = rowOffsets(grids);

@@ -5,11 +5,13 @@
 // out as bytes named by their key, for the encode pool to decode; a sample without a usable image
 // is listed as skipped with why. Keys are data: nothing is ever opened or written by one.
 import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
 import { UserError } from '../../../common/errors.js';
 import { openRegularFile } from '../io/files.js';
 import { readTarMember, tarMembers } from '../io/formats/tar.js';
 import { openParquet, type ParquetColumn } from '../io/formats/parquet.js';
 import type { ShardFile } from '../io/shard-list.js';
+import type { ShardStat } from '../io/shard-job.js';
 import { MAX_IMAGE_BYTES, MAX_SAMPLE_TEXT_BYTES } from '../core/limits.js';
 import type { SkippedImage } from './embed.js';
 import type { EncodedImage } from './image.js';
@@ -60,6 +62,17 @@ export function shardImages(shard: ShardFile, options: ShardOptions = {}): Shard
     }
   }
   return { images: images(), skipped, meta, order };
+}
+
+/** What the index of a shard's output records beside its rows (tokenize and embed alike): the
+ *  shard (path, bytes, mtime), every sample skipped in shard order (those without an image and
+ *  the images that did not decode, interleaved) and the kept images' json/txt/cls members. */
+export function shardIndexExtra(shard: ShardFile, stat: ShardStat, source: ShardImages, undecoded: readonly SkippedImage[], kept: readonly string[]): { skipped: number; extra: Record<string, unknown> } {
+  const skipped = [...source.skipped, ...undecoded].map((s) => ({ key: s.path, reason: s.reason }));
+  skipped.sort((a, b) => source.order.get(a.key)! - source.order.get(b.key)!);
+  const meta = kept.map((key) => source.meta.get(key) ?? {});
+  const extra = { shard: { path: path.resolve(shard.path), bytes: stat.size, mtimeMs: stat.mtimeMs }, skipped, ...(meta.some((m) => Object.keys(m).length > 0) && { meta }) };
+  return { skipped: skipped.length, extra };
 }
 
 /** webdataset's split of a member path into key and extension ("a/b.c.jpg" -> "a/b", "c.jpg");

@@ -196,6 +196,21 @@ async function writeShardManifest(spec: ShardJob): Promise<void> {
   }
 }
 
+/** Whether `dir` holds a sharded job's manifest. A build's on-disk corpus folder also has a
+ *  manifest.json (its own format, read in name order), so the name alone does not tell. */
+export async function holdsShardManifest(dir: string): Promise<boolean> {
+  const file = path.join(dir, SHARD_MANIFEST);
+  const stat = await fs.stat(file).catch(() => null);
+  if (!stat?.isFile() || stat.size > MAX_JSON_BYTES) return false;
+  const text = await fs.readFile(file, 'utf8').catch(() => null);
+  if (text === null) return false;
+  try {
+    return (JSON.parse(text) as { format?: unknown } | null)?.format === SHARD_MANIFEST_FORMAT;
+  } catch {
+    return false;
+  }
+}
+
 /** Reads a job folder's manifest (the folder or its manifest.json): every shard must be done; the
  *  output files it names are returned as paths, in shard order. */
 export async function readShardManifest(fileOrDir: string): Promise<{ manifest: ShardManifest; outputs: string[][] }> {

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import type { ComputeBackend } from '../../../native-gpu/backend.js';
 import type { Codebook } from '../codebook/codebook.js';
 import type { Encoder } from '../embed/encoders/index.js';
-import { shardImages, type ShardOptions } from '../embed/shards.js';
+import { shardImages, shardIndexExtra, type ShardOptions } from '../embed/shards.js';
 import { TOKENS_SUFFIX, writeTokenDataset } from '../codebook/token-files.js';
 import { indexPathOf } from '../io/formats/npy-index.js';
 import { runShardJob, type JobIdentity, type ShardCounts, type ShardJob, type ShardPart, type ShardStat, type ShardSummary } from '../io/shard-job.js';
@@ -27,17 +27,14 @@ export interface TokenizeShardsRequest extends ShardOptions {
 async function tokenizeShard(cb: Codebook, encoder: Encoder, backend: ComputeBackend, shard: ShardFile, stat: ShardStat, request: TokenizeShardsRequest): Promise<ShardCounts & { outputs: string[] }> {
   const source = shardImages(shard, request);
   const { results, skipped } = await tokenizeImages(cb, encoder, source.images, backend, request.control);
-  // in shard order: samples without an image and images that did not decode, interleaved
-  const all = [...source.skipped, ...skipped].map((s) => ({ key: s.path, reason: s.reason }));
-  all.sort((a, b) => source.order.get(a.key)! - source.order.get(b.key)!);
-  const meta = results.map((r) => source.meta.get(r.image) ?? {});
+  const index = shardIndexExtra(shard, stat, source, skipped, results.map((r) => r.image));
   const file = `${shard.name}${TOKENS_SUFFIX}`;
   await writeTokenDataset(path.join(request.out, file), results, {
     // a shard whose samples were all skipped still gets its (empty) data set
     ...(results.length === 0 && { identity: await identityOf(cb, encoder, backend, request) }),
-    extra: { shard: { path: path.resolve(shard.path), bytes: stat.size, mtimeMs: stat.mtimeMs }, skipped: all, ...(meta.some((m) => Object.keys(m).length > 0) && { meta }) },
+    extra: index.extra,
   });
-  return { images: results.length, skipped: all.length, outputs: [file, path.basename(indexPathOf(file))] };
+  return { images: results.length, skipped: index.skipped, outputs: [file, path.basename(indexPathOf(file))] };
 }
 
 /** What a token data set records of how it was made, without any grid to take it from. */

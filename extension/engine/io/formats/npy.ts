@@ -8,6 +8,7 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Matrix } from '../../../../native-gpu/backend.js';
 import { expandBraces, hasBraces } from '../shard-list.js';
+import { holdsShardManifest, readShardManifest, SHARD_MANIFEST } from '../shard-job.js';
 import { writeFileAtomic } from '../atomic-write.js';
 import { onFile, openRegularFile, readExactly } from '../files.js';
 import { UserError } from '../../../../common/errors.js';
@@ -243,15 +244,24 @@ export async function writeNpy(file: string, a: NpyArray): Promise<void> {
   await writeFileAtomic(file, encodeNpyParts(a));
 }
 
-/** The .npy files of a folder in name order, the files a brace pattern names ('emb/{0..9}.npy',
- *  in its order), or the one file given. */
+/** The .npy files of a folder in name order (of a sharded embed's folder or its manifest.json:
+ *  the shards' files, in the list's order, every shard done), the files a brace pattern names
+ *  ('emb/{0..9}.npy', in its order), or the one file given. */
 async function embeddingFiles(fileOrDir: string): Promise<string[]> {
   if (hasBraces(fileOrDir)) return expandBraces(fileOrDir);
+  if (path.basename(fileOrDir) === SHARD_MANIFEST) return manifestFiles(fileOrDir);
   const stat = await onFile(fileOrDir, 'read embeddings', () => fs.stat(fileOrDir));
   if (!stat.isDirectory()) return [fileOrDir];
+  if (await holdsShardManifest(fileOrDir)) return manifestFiles(fileOrDir);
   const names = (await onFile(fileOrDir, 'list the folder', () => fs.readdir(fileOrDir))).filter((n) => n.toLowerCase().endsWith('.npy')).sort();
   if (names.length === 0) throw new UserError(`${fileOrDir}: folder holds no .npy files`);
   return names.map((n) => path.join(fileOrDir, n));
+}
+
+async function manifestFiles(fileOrDir: string): Promise<string[]> {
+  const { manifest, outputs } = await readShardManifest(fileOrDir);
+  if (manifest.job !== 'embed') throw new UserError(`${fileOrDir}: the outputs of a sharded ${manifest.job} job, not embeddings (a sharded embed's folder holds them)`);
+  return outputs.flatMap((files) => files.filter((f) => f.toLowerCase().endsWith('.npy')));
 }
 
 /** One shard of an embedding set: its file, header and identity on disk. */
