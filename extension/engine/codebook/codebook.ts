@@ -150,7 +150,7 @@ export function checkFinite(file: string, name: string, table: CodebookData): vo
   const nonFinite = half ? nonFiniteHalves : nonFiniteFloats;
   check(0, lead);
   for (let w = 0; w < words.length; w += FINITE_BLOCK) {
-    if (nonFinite(words.subarray(w, w + FINITE_BLOCK))) check(lead + w * perWord, lead + (w + FINITE_BLOCK) * perWord);
+    if (nonFinite(words.subarray(w, w + FINITE_BLOCK))) check(lead + w * perWord, Math.min(values.length, lead + (w + FINITE_BLOCK) * perWord));
   }
   check(lead + words.length * perWord, values.length);
 }

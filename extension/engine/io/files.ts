@@ -3,7 +3,8 @@
 // regular file before anything reads it (a FIFO would block the read forever, a folder fails
 // with EISDIR deep inside a reader), and reads that never ask Node for more than a bounded
 // amount at once (fs.read takes a 32-bit length: a larger one aborts the process).
-import { promises as fs, constants } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs, constants } from 'node:fs';
 import { UserError } from '../../../common/errors.js';
 
 /** What the errno of a failed file operation means to the user, and what they can do about it. */
@@ -149,4 +150,12 @@ export function formatBytes(n: number): string {
     i++;
   }
   return i === 0 ? `${n} bytes` : `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** The hex digest of a file's bytes, streamed (model weights run to gigabytes), after `prefix`
+ *  (git's blob sha1 hashes a `blob <size>\0` header first). */
+export async function fileDigest(file: string, algorithm: 'sha256' | 'sha1', prefix = ''): Promise<string> {
+  const hash = createHash(algorithm).update(prefix);
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }

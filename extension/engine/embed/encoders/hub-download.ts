@@ -12,14 +12,13 @@
 // resumed from its end with a Range request. A finished file is checked against its ETag (sha256
 // or git sha1) and its size before it is renamed into place, so a file in the cache is verified or
 // absent; the ref is written last, once every file is placed.
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs, readFileSync } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CancelledError, UserError, type Remedy } from '../../../../common/errors.js';
 import type { ProgressListener } from '../../core/progress.js';
 import { writeFileAtomic } from '../../io/atomic-write.js';
-import { formatBytes } from '../../io/files.js';
+import { fileDigest, formatBytes } from '../../io/files.js';
 import { lockOutput } from '../../io/output-lock.js';
 import { hubCacheRoot, repoFolder, type HubRef, type ModelSource } from './hub-cache.js';
 
@@ -166,22 +165,16 @@ async function fetchInto(hub: Hub, url: string, partial: string, meta: FileMeta,
   }
 }
 
-async function digestOf(file: string, algorithm: 'sha256' | 'sha1', prefix: string): Promise<string> {
-  const hash = createHash(algorithm).update(prefix);
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 /** The file is what its ETag says: its sha256 (LFS) or its git blob sha1, and its size. An ETag
  *  of another form (a mirror's own) is not a digest: only the size is checked. */
 async function verify(hub: Hub, partial: string, meta: FileMeta, file: string): Promise<void> {
   const size = (await fs.stat(partial)).size;
   let problem = meta.size !== null && size !== meta.size ? `${size} bytes, not ${meta.size}` : null;
   if (!problem && /^[0-9a-f]{64}$/.test(meta.etag)) {
-    const sha = await digestOf(partial, 'sha256', '');
+    const sha = await fileDigest(partial, 'sha256');
     if (sha !== meta.etag) problem = `sha256 ${sha.slice(0, 12)}…, not ${meta.etag.slice(0, 12)}… as the hub's ETag says`;
   } else if (!problem && /^[0-9a-f]{40}$/.test(meta.etag)) {
-    const sha1 = await digestOf(partial, 'sha1', `blob ${size}\0`);
+    const sha1 = await fileDigest(partial, 'sha1', `blob ${size}\0`);
     if (sha1 !== meta.etag) problem = `git blob sha1 ${sha1.slice(0, 12)}…, not ${meta.etag.slice(0, 12)}… as the hub's ETag says`;
   }
   if (!problem) return;

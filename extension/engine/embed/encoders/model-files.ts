@@ -8,11 +8,10 @@
 // External data (model.onnx_data) sits beside its model. The weights are identified by the sha256
 // of every file they are in, which for a cache snapshot is also the name of each LFS blob
 // (checked: a truncated or altered blob is refused).
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../../../../common/errors.js';
-import { onFile, requireRegularFile } from '../../io/files.js';
+import { fileDigest, onFile, requireRegularFile } from '../../io/files.js';
 import { cachedSnapshot, downloadHint, hubOffline, parseHubId, resolveHubModel, snapshotOfFolder, type HubRef, type ModelSource } from './hub-cache.js';
 import { downloadSnapshot, type DownloadControl } from './hub-download.js';
 
@@ -146,14 +145,6 @@ export async function locateModel(spec: string, precision: Precision, download: 
   return { model: path.join(source.dir, relative), dir: source.dir, relative, config: config ?? null, preprocessor: preprocessor ?? null, hub: source.hub, byPath: stat !== null };
 }
 
-async function sha256Of(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await onFile(file, 'hash the model weights', async () => {
-    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  });
-  return hash.digest('hex');
-}
-
 /** A cache blob is named by its sha256: one that is not has been truncated or altered. */
 async function checkBlob(file: string, sha256: string): Promise<void> {
   const real = await fs.realpath(file).catch(() => file);
@@ -178,7 +169,7 @@ export async function weightsSha256(files: ModelFiles): Promise<Record<string, s
   const out: Record<string, string> = {};
   for (const name of [base, ...data]) {
     const file = path.join(path.dirname(files.model), name);
-    const sha = await sha256Of(file);
+    const sha = await onFile(file, 'hash the model weights', () => fileDigest(file, 'sha256'));
     await checkBlob(file, sha);
     out[relDir === '.' ? name : `${relDir}/${name}`] = sha;
   }

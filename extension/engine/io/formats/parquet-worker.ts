@@ -30,6 +30,8 @@ interface Opened {
   readHeader: ColumnModule['parquetHeader'];
   buffer: AsyncBuffer;
   metadata: FileMetaData;
+  /** top-level columns with a repeated field inside: more than one value a row */
+  repeated: Set<string>;
 }
 
 const send = process.send?.bind(process);
@@ -77,8 +79,10 @@ async function open(file: string): Promise<ParquetOpened> {
   };
   const [lib, { parquetHeader }] = await Promise.all([import('hyparquet'), import('hyparquet/src/column.js')]);
   const metadata = await lib.parquetMetadataAsync(buffer);
-  opened = { file, lib, readHeader: parquetHeader, buffer, metadata };
-  const columns = lib.parquetSchema(metadata).children.map((c) => ({
+  const schema = lib.parquetSchema(metadata);
+  const repeated = new Set(schema.children.filter((c) => hasRepetition(c)).map((c) => c.element.name));
+  opened = { file, lib, readHeader: parquetHeader, buffer, metadata, repeated };
+  const columns = schema.children.map((c) => ({
     name: c.element.name,
     kind: columnKind(c.element),
     children: c.children.map((g) => g.element.name),
@@ -95,14 +99,13 @@ async function rowGroup(o: Opened, index: number, columns: string[]): Promise<Pa
   const group = o.metadata.row_groups[index]!;
   const first = o.metadata.row_groups.slice(0, index).reduce((n, g) => n + Number(g.num_rows), 0);
   const count = Number(group.num_rows);
-  const repeated = new Set(o.lib.parquetSchema(o.metadata).children.filter((c) => hasRepetition(c)).map((c) => c.element.name));
   // The column chunks this group reads, bounded and their pages checked before the library reads them.
   for (const chunk of group.columns) {
     const meta = chunk.meta_data;
     if (!meta || !columns.includes(meta.path_in_schema[0]!)) continue;
     const bytes = chunkBytes(meta);
     if (!(bytes <= MAX_PARQUET_READ_BYTES)) throw new UserError(`${o.file}: a parquet column chunk of ${bytes} bytes is over the limit of ${MAX_PARQUET_READ_BYTES} (write smaller row groups)`);
-    await checkPages(o, meta, repeated.has(meta.path_in_schema[0]!) ? undefined : count, `row group ${index}, column '${meta.path_in_schema.join('.')}'`);
+    await checkPages(o, meta, o.repeated.has(meta.path_in_schema[0]!) ? undefined : count, `row group ${index}, column '${meta.path_in_schema.join('.')}'`);
   }
   // utf8: false keeps un-annotated BYTE_ARRAY (image bytes) as bytes; annotated text still decodes
   const rows = await o.lib.parquetReadObjects({ file: o.buffer, metadata: o.metadata, columns, rowStart: first, rowEnd: first + count, utf8: false });
