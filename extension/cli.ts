@@ -10,6 +10,7 @@ import { DEFAULTS, openBackend, CancelledError, UserError, type ComputeBackend, 
 import { embed } from './cli/commands/embed.js';
 import { build } from './cli/commands/build.js';
 import { tokenize } from './cli/commands/tokenize.js';
+import { text } from './cli/commands/text.js';
 import { search } from './cli/commands/search.js';
 import { decode } from './cli/commands/decode.js';
 import { refine } from './cli/commands/refine.js';
@@ -21,7 +22,7 @@ import { generate } from './cli/commands/generate.js';
 import { codebook } from './cli/commands/codebook.js';
 import { jobs } from './cli/commands/jobs.js';
 
-const COMMANDS: Record<string, Command | CommandGroup> = { embed, build, tokenize, search, calibrate, decode, refine, codebook, stats, prior, generate, demo, jobs };
+const COMMANDS: Record<string, Command | CommandGroup> = { embed, build, tokenize, text, search, calibrate, decode, refine, codebook, stats, prior, generate, demo, jobs };
 
 const isGroup = (c: Command | CommandGroup): c is CommandGroup => 'subcommands' in c;
 

@@ -39,6 +39,11 @@ const docs = {
   'in-vscode-build-name-refused': e2eShot('build-name-refused'),
   'in-vscode-codebook-other-set-refused': e2eShot('codebook-other-set-refused'),
   'in-vscode-decode-tokens': e2eShot('decode-tokens'),
+  'in-vscode-code-no-patches-yet': e2eShot('code-no-patches-yet'),
+  'in-vscode-code-patches-after-corpus': e2eShot('code-patches-after-corpus'),
+  'in-vscode-fit-choose-sets': e2eShot('fit-choose-sets'),
+  'in-vscode-lab-fit': e2eShot('lab-fit'),
+  'in-vscode-lab-rerun-in-gallery': e2eShot('lab-rerun-in-gallery'),
 };
 
 /** media/walkthrough/<step>-<light|dark>.png <- [screenshot of that theme, crop height or 0 for all] */

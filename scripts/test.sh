@@ -39,8 +39,8 @@ if [[ " ${tiers[*]} " == *" gpu "* ]]; then
   # onnxruntime's WebGPU provider needs a Vulkan adapter: Mesa lavapipe in a folder (~12 MB, once).
   step "lavapipe" bash scripts/setup-lavapipe.sh
 fi
-if [[ " ${tiers[*]} " == *" e2e "* ]]; then
-  # Installed here, outside any test timeout: ~3 min the first time, seconds once cached.
+if [[ " ${tiers[*]} " == *" e2e "* || " ${tiers[*]} " == *" slurm "* ]]; then
+  # The slurm tier also drives "Run on Slurm" in code-server. Installed here, outside any test timeout: ~3 min the first time, seconds once cached.
   step "code-server" bash -c 'bash scripts/setup-code-server.sh >/dev/null'
 fi
 

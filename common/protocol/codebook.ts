@@ -70,6 +70,8 @@ export const codeDetail = message({
   patches: v.array(codePatch),
   neighbours: v.array(codeNeighbour),
   note: v.optional(text),
+  /** the build corpus' folder name when tokenizing it would show the patches (none is tokenized yet) */
+  corpus: v.optional(text),
 });
 
 export const codebookProtocol = protocol(
@@ -78,6 +80,8 @@ export const codebookProtocol = protocol(
     init: request(noParams, codebookView),
     selectDataset: request(message({ dataset: text }), codebookView),
     codeDetail: request(message({ code: index }), codeDetail),
+    /** tokenizes the folder the codebook was built from with it (a Lab cell); answered when it ends */
+    tokenizeCorpus: request(noParams, v.null()),
     /** asks for a tokens file and counts over it; null when the dialog was dismissed (a set made
      *  with another codebook is an error reply, the counts shown before staying as they are) */
     addTokensFile: request(noParams, v.nullable(codebookView)),

@@ -65,7 +65,10 @@ export const generationResult = message({
   image: text,
   width: index,
   height: index,
-  grid: gridShape,
+  /** absent for an image read back from its file (a decode's second and later images) */
+  grid: v.optional(gridShape),
+  /** whether its token grid can be saved as a tokens file */
+  tokens: v.optional(v.boolean()),
   /** the settings as shown under the result, e.g. {decoder: 'atlas', seed: 3} */
   settings: v.array(v.tuple([text, v.union([text, finite])])),
   device: text,
@@ -93,7 +96,7 @@ export const generationProtocol = protocol(
     openPrior: request(noParams, v.array(priorInfo)),
     /** asks for an autoregressive model folder (onnx model, config.json, unicode2.json) and checks it */
     openArPrior: request(noParams, v.array(priorInfo)),
-    /** fits a prior on this session's token sets of the active codebook (saved in the workspace) */
+    /** fits a prior on the token sets of the active codebook the user ticks (a Lab cell; saved in the workspace) */
     fitPrior: request(noParams, v.array(priorInfo)),
     /** asks for a diffusion decoder folder and checks it */
     addDecoder: request(noParams, v.array(decoderInfo)),
@@ -104,10 +107,14 @@ export const generationProtocol = protocol(
     cancel: request(noParams, v.null()),
     /** the saved file's path, null when the save dialog was dismissed */
     savePng: request(message({ result: text }), v.nullable(text)),
+    /** saves a result's token grid as a tokens file: its path, null when the dialog was dismissed */
+    saveTokens: request(message({ result: text }), v.nullable(text)),
   },
   {
     /** the sources changed; `select`: the one to choose (the grid a token-grid panel just sent) */
     sources: message({ sources: v.array(generationSource), select: v.optional(text) }),
+    /** a prior was fitted outside a request of the panel (a Lab run): the list, and the one to choose */
+    priors: message({ priors: v.array(priorInfo), select: v.optional(text) }),
     /** the active codebook changed: its name ('' when there is none); the sources follow */
     codebook: message({ codebook: text }),
     progress: message({ done: finite, total: finite, message: v.optional(text), preview: v.optional(text) }),

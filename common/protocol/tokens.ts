@@ -1,5 +1,6 @@
-// The token set editor's messages: a token data set (`.tokens.npy` + index, or a tokens `.json`)
-// as a list of images, the grid of the one selected over its photo, and the set's code usage.
+// The token set editor's messages: a token data set (`.tokens.npy` + index, a tokens `.json`, or a
+// sharded tokenize output's manifest.json) as a list of images, the grid of the one selected over
+// its photo, and the set's code usage.
 import * as v from 'valibot';
 import { finite, gridShape, index, message, noParams, numbers, protocol, request, text } from './shared.js';
 
@@ -19,8 +20,8 @@ export const tokenSetUsage = message({
 
 export const tokenSetView = message({
   file: text,
-  /** 'npy' data set or 'json' tokenize output */
-  format: v.picklist(['npy', 'json']),
+  /** 'npy' data set, 'json' tokenize output, or 'manifest': a sharded tokenize output as one set */
+  format: v.picklist(['npy', 'json', 'manifest']),
   images: v.array(tokenSetImage),
   /** the codebook fingerprint and encoder the tokens were made with */
   codebook: text,
@@ -28,6 +29,11 @@ export const tokenSetView = message({
   /** the matching codebook's file name, '' when none is active */
   codebookFile: text,
   usage: tokenSetUsage,
+  /** a manifest's shards: how many, and the names of those not tokenized yet (their images are not in the set) */
+  shards: v.optional(message({ total: index, missing: v.array(text) })),
+  /** search by words: present when the set keeps its images' pooled embeddings (tokenize
+   *  --pooled); the encoder's text tower is opened at the first search */
+  textSearch: v.optional(message({ encoder: text, output: text, d: index })),
 });
 
 export const tokenSetGrid = message({
@@ -39,11 +45,23 @@ export const tokenSetGrid = message({
   missing: v.optional(text),
 });
 
+/** The images most similar to a text, by the cosine of their pooled image embedding and the
+ *  text's embedding (the encoder's image-text score), each with its grid; and the codes most of
+ *  them hold. */
+export const tokenSetSearch = message({
+  query: text,
+  hits: v.array(message({ grid: tokenSetGrid, score: v.pipe(finite, v.minValue(-1.001), v.maxValue(1.001)) })),
+  shared: v.array(message({ code: index, images: index, tokens: index })),
+  /** the text tower that embedded the query, and its device */
+  model: text,
+});
+
 export const tokenSetProtocol = protocol(
   'tokenSet',
   {
     init: request(noParams, tokenSetView),
     grid: request(message({ index }), tokenSetGrid),
+    searchText: request(message({ query: v.pipe(text, v.minLength(1), v.maxLength(1000)) }), tokenSetSearch),
   },
   {
     /** the file was rewritten (tokenized again): ask for the view again */
@@ -54,3 +72,4 @@ export const tokenSetProtocol = protocol(
 export type TokenSetView = v.InferOutput<typeof tokenSetView>;
 export type TokenSetUsage = v.InferOutput<typeof tokenSetUsage>;
 export type TokenSetGrid = v.InferOutput<typeof tokenSetGrid>;
+export type TokenSetSearch = v.InferOutput<typeof tokenSetSearch>;

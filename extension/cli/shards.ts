@@ -1,14 +1,20 @@
-// What the commands that read data-set shards share (tokenize, embed): their options, the output
-// folder, per-shard progress and the summary (`--json`: {shards, images, done, skipped, failed,
-// seconds, slurm}; exit status 2 when a shard failed).
+// What the commands that read data-set shards share (tokenize, embed; refine and stats take them
+// as their images): their options, the output folder, per-shard progress and the summary
+// (`--json`: {shards, images, done, skipped, failed, seconds, slurm}; exit status 2 when a shard
+// failed).
 import { promises as fs } from 'node:fs';
 import type { OptionSpec } from './args.js';
-import { str, type Context } from './command.js';
-import { isShardOperand, listShards, shardsOfPart, taskPlaceOf, trackTask, UserError, type ShardFile, type ShardJob, type ShardPart, type ShardSummary } from '../engine/index.js';
+import { imageProgress, listAll, str, type Context } from './command.js';
+import {
+  imagesOfShards, isShardOperand, listShards, shardsOfPart, taskPlaceOf, trackTask, UserError,
+  type Images, type ShardFile, type ShardJob, type ShardPart, type ShardSummary, type SkippedImage,
+} from '../engine/index.js';
+
+export const IMAGE_COLUMN: OptionSpec = { kind: 'string', value: 'NAME', help: "parquet shards: the column of image bytes (binary, or struct{bytes, path}); default 'image'" };
 
 export const SHARD_OPTIONS: Record<string, OptionSpec> = {
   shard: { kind: 'string', value: 'I/N', help: 'over data-set shards: run the I-th of N parts (shards I, I+N, ..., counted from 1); parts may run at once into one --out' },
-  'image-column': { kind: 'string', value: 'NAME', help: "parquet shards: the column of image bytes (binary, or struct{bytes, path}); default 'image'" },
+  'image-column': IMAGE_COLUMN,
 };
 
 /** "I/N" (--shard) -> the part; I counts from 1. */
@@ -25,6 +31,20 @@ export function isShardRun(ctx: Context): boolean {
   if (shards > 0 && shards < ctx.args.operands.length) throw new UserError('give either images (files, folders) or data-set shards (.tar, .parquet), not both');
   if (shards === 0 && (str(ctx.args, 'shard') ?? str(ctx.args, 'image-column')) !== undefined) throw new UserError('--shard and --image-column apply to data-set shards (.tar, .parquet)');
   return shards > 0;
+}
+
+/** The images `--images` names (refine, stats): files and folders, listed, or data-set shards
+ *  ('shards/{00000..00099}.tar'), streamed shard after shard with a progress step per shard.
+ *  `skipped` fills with the shards' samples without an image; `count` is the images read. */
+export async function imagesOption(ctx: Context, phase: string): Promise<{ images: Images; skipped: SkippedImage[]; count: () => number }> {
+  const value = str(ctx.args, 'images')!;
+  const imageColumn = str(ctx.args, 'image-column');
+  if (!isShardOperand(value)) {
+    if (imageColumn !== undefined) throw new UserError(`an image column applies to data-set shards (.tar, .parquet), not to ${value}`, { cli: 'drop --image-column', vscode: 'leave the image column empty' });
+    const images = await listAll([value]);
+    return { images, skipped: [], count: () => images.length };
+  }
+  return imagesOfShards(listShards([value]), { ...(imageColumn !== undefined && { imageColumn }), onShard: imageProgress(ctx, `${phase} shards`) });
 }
 
 /** A shard run's inputs: the shard list, the part and the output folder (`--out DIR/`, or a

@@ -39,16 +39,13 @@ function taskArgv(ctx: Context, command: string): string[] {
   return [command, ...words];
 }
 
-/** The launcher's request for `command` over `run`'s shards, with the job's identity. */
-export function slurmRequest(ctx: Context, command: string, run: Pick<SlurmRequest, 'out' | 'shards' | 'identity'>): SlurmRequest {
+/** What every job this process submits runs with: this node and CLI, from here, with the
+ *  cluster options of --sbatch, --setup and --tasks. */
+export function slurmRuntime(ctx: Context): { node: string; cli: string; cwd: string; sbatch: string[]; setup?: string; tasks?: number } {
   const sbatch = str(ctx.args, 'sbatch');
   const setup = str(ctx.args, 'setup');
   const tasks = num(ctx.args, 'tasks');
   return {
-    ...run,
-    job: command,
-    argv: taskArgv(ctx, command),
-    operands: ctx.args.operands,
     node: process.execPath,
     cli: path.resolve(process.argv[1]!),
     cwd: process.cwd(),
@@ -56,6 +53,11 @@ export function slurmRequest(ctx: Context, command: string, run: Pick<SlurmReque
     ...(setup !== undefined && { setup }),
     ...(tasks !== undefined && { tasks }),
   };
+}
+
+/** The launcher's request for `command` over `run`'s shards, with the job's identity. */
+export function slurmRequest(ctx: Context, command: string, run: Pick<SlurmRequest, 'out' | 'shards' | 'identity'>): SlurmRequest {
+  return { ...run, job: command, argv: taskArgv(ctx, command), operands: ctx.args.operands, ...slurmRuntime(ctx) };
 }
 
 function dryRun(plan: SlurmPlan): { json: unknown; text: string } {

@@ -27,6 +27,8 @@ export interface StudioCommand {
 export interface LabCommand {
   prompt(studio: Studio): Promise<void>;
   rerun(studio: Studio, cell: LabCell): Promise<void>;
+  /** follows a cell's run on Slurm again after a reload (the jobs went on without the window) */
+  reattach?(studio: Studio, cell: LabCell): Promise<void>;
 }
 
 /** What a tokenize run takes besides its images. */
@@ -38,9 +40,12 @@ export interface TokenizeWith {
   search: Required<SearchOptions>;
 }
 
-/** A tokenize run's parameters as its cell records them (Recorded.tokenizeWith reads them back). */
-export function tokenizeParams({ encoder, search }: TokenizeWith): Record<string, string | number> {
-  return { ...(encoder ? { encoder } : {}), ...search };
+/** A tokenize run's parameters as its cell records them (Recorded.tokenizeWith reads them back):
+ *  nprobe 0 (the codebook's own, which the cell's metrics name; meaningless for a flat codebook)
+ *  is kept for the re-run but not shown. */
+export function tokenizeParams({ encoder, search }: TokenizeWith): { params: Record<string, string | number>; replay: Record<string, string | number> } {
+  const shown = search.nprobe > 0 ? search : { search: search.search };
+  return { params: { ...(encoder ? { encoder } : {}), ...shown }, replay: { nprobe: search.nprobe } };
 }
 
 /** A Lab cell read back into a run: a value the cell lacks is a clear error, not a guess. */
@@ -57,8 +62,9 @@ export class Recorded {
     return value;
   }
 
+  /** a parameter, shown or kept for the re-run only (cells of earlier versions showed them all) */
   number(name: string): number {
-    const value = this.cell.params[name];
+    const value = this.cell.params[name] ?? this.cell.replay?.[name];
     if (typeof value !== 'number' || !Number.isFinite(value)) throw this.missing(name);
     return value;
   }
@@ -75,8 +81,13 @@ export class Recorded {
     return value as T;
   }
 
+  optionalNumber(name: string): number | undefined {
+    const value = this.cell.params[name] ?? this.cell.replay?.[name];
+    return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+  }
+
   optionalText(name: string): string | undefined {
-    const value = this.cell.params[name];
+    const value = this.cell.params[name] ?? this.cell.replay?.[name];
     return typeof value === 'string' && value ? value : undefined;
   }
 

@@ -6,7 +6,7 @@ import { checkTokensMatchCodebook, decodeTokens, readTokenGrids, throwIfCancelle
 import type { LabCell } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
 import { workspaceDataDir } from '../state/config.js';
-import { codebookName } from '../state/codebook-names.js';
+import { codebookName, madeFile } from '../state/codebook-names.js';
 import { GenerationPanel } from '../panels/generation-panel.js';
 import { MAX_THUMBS, Recorded, thumbnails } from './command.js';
 import { askCodebookRun, pick } from './prompts.js';
@@ -43,7 +43,7 @@ export async function run(studio: Studio, { tokens, codebook }: DecodeRun): Prom
         throwIfCancelled(signal);
         const started = Date.now();
         const img = await decodeTokens(cb, Int32Array.from(g.ids), g.grid, backend);
-        const out = path.join(outDir, `${path.parse(g.image || `grid-${i}`).name}.png`);
+        const out = madeFile(outDir, path.parse(g.image || `grid-${i}`).name, codebook, '.png');
         await writePng(out, img);
         written.push(out);
         if (images.length < MAX_THUMBS) images.push(img);
@@ -51,6 +51,8 @@ export async function run(studio: Studio, { tokens, codebook }: DecodeRun): Prom
           shown.push({
             image: img,
             about: { label: `Decoded ${path.basename(out)}`, grid: g.grid, settings: [['decoder', 'atlas'], ['codebook', codebookName(codebook)]], device: backend.name, seconds: (Date.now() - started) / 1000 },
+            // its file: "Open in a panel" on the cell finds it in the gallery
+            kept: { file: out },
           });
         }
         progress({ phase: 'decode', done: i + 1, total: grids.length });

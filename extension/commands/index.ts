@@ -6,7 +6,8 @@ import type { LabKind } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
 import { showError } from '../state/errors.js';
 import type { LabActions } from '../panels/lab-view.js';
-import { showCodebook } from '../panels/codebook-panel.js';
+import { showCodebook, type TokenizeFolderWith } from '../panels/codebook-panel.js';
+import { encoderSpec, searchSettings } from './prompts.js';
 import { TokenGridPanel } from '../panels/token-grid-panel.js';
 import { GenerationPanel } from '../panels/generation-panel.js';
 import type { LabCommand, StudioCommand } from './command.js';
@@ -16,6 +17,7 @@ import * as showActiveCodebook from './show-active-codebook.js';
 import * as chooseCodebook from './choose-codebook.js';
 import * as tokenizeImage from './tokenize-image.js';
 import * as tokenizeFolder from './tokenize-folder.js';
+import { reattach as reattachTokenize } from './tokenize-shards.js';
 import * as decodeTokens from './decode-tokens.js';
 import * as refineCodebook from './refine-codebook.js';
 import * as selectDevice from './select-device.js';
@@ -30,11 +32,12 @@ const COMMANDS: StudioCommand[] = [
 const LAB: Record<LabKind, LabCommand> = {
   build: buildCodebook,
   // one kind, two commands: a cell names the image or the folder it tokenized; a new run asks for an image
-  tokenize: { prompt: tokenizeImage.prompt, rerun: (studio, cell) => (cell.inputs.image !== undefined ? tokenizeImage : tokenizeFolder).rerun(studio, cell) },
+  tokenize: { prompt: tokenizeImage.prompt, rerun: (studio, cell) => (cell.inputs.image !== undefined ? tokenizeImage : tokenizeFolder).rerun(studio, cell), reattach: reattachTokenize },
   decode: decodeTokens,
   refine: refineCodebook,
   demo: runDemo,
   generate,
+  fit: { prompt: (studio) => GenerationPanel.fit(studio), rerun: (studio, cell) => GenerationPanel.refit(studio, cell) },
 };
 
 /** A command's optional Uri argument (Explorer context menu, or a caller passing one) as a path. */
@@ -50,8 +53,9 @@ async function reportErrors(studio: Studio, work: () => Promise<void>): Promise<
   }
 }
 
-export function registerCommands(studio: Studio): { disposables: vscode.Disposable[]; lab: LabActions } {
+export function registerCommands(studio: Studio): { disposables: vscode.Disposable[]; lab: LabActions; tokenizeFolderWith: TokenizeFolderWith } {
   const disposables = COMMANDS.map((c) => vscode.commands.registerCommand(c.id, (arg?: unknown) => reportErrors(studio, () => c.prompt(studio, fsPath(arg)))));
+
   const lab: LabActions = {
     run: (kind) => reportErrors(studio, () => LAB[kind].prompt(studio)),
     rerun: (cell) => reportErrors(studio, () => LAB[cell.kind].rerun(studio, cell)),
@@ -62,7 +66,7 @@ export function registerCommands(studio: Studio): { disposables: vscode.Disposab
         const [grid] = await readTokenGrids(tokensFile);
         if (grid) return TokenGridPanel.show(studio, codebook, grid);
       }
-      if (cell.kind === 'decode' || cell.kind === 'generate') return void GenerationPanel.show(studio);
+      if (cell.kind === 'decode' || cell.kind === 'generate') return GenerationPanel.showCell(studio, cell);
       if (codebook) {
         await showCodebook(codebook);
         return;
@@ -70,5 +74,21 @@ export function registerCommands(studio: Studio): { disposables: vscode.Disposab
       void vscode.window.showInformationMessage('UniCode²: this run has no output to open');
     },
   };
-  return { disposables, lab };
+  reattachSlurmRuns(studio);
+  // the Codebook editor's "tokenize the build corpus", with that editor's codebook
+  const tokenizeFolderWith: TokenizeFolderWith = async (folder, codebook) => {
+    const encoder = await encoderSpec(studio, codebook);
+    if (encoder) await tokenizeFolder.run(studio, { folder, codebook, encoder, search: searchSettings(), open: false });
+  };
+  return { disposables, lab, tokenizeFolderWith };
+}
+
+/** A window (re)started while runs it submitted to Slurm go on: their cells follow them again. */
+function reattachSlurmRuns(studio: Studio): void {
+  for (const cell of studio.lab.all()) {
+    if (cell.status !== 'running' || !cell.slurm) continue;
+    const reattach = LAB[cell.kind].reattach;
+    if (reattach) void reportErrors(studio, () => reattach(studio, cell));
+    else studio.lab.update(cell.id, { status: 'cancelled', error: `interrupted: the window was reloaded; its jobs on Slurm are in ${cell.slurm.folder}` });
+  }
 }

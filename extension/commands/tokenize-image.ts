@@ -24,7 +24,7 @@ export async function run(studio: Studio, tokenize: TokenizeImageRun): Promise<v
   const { image: file, codebook, encoder: spec, search } = tokenize;
   let grid: TokenGrid | undefined;
   await studio.jobs.run(
-    { kind: 'tokenize', title: `Tokenize ${path.basename(file)}`, inputs: { image: file, codebook }, params: tokenizeParams(tokenize) },
+    { kind: 'tokenize', title: `Tokenize ${path.basename(file)}`, inputs: { image: file, codebook }, ...tokenizeParams(tokenize) },
     async ({ signal, progress }) => {
       const cb = await studio.codebook(codebook);
       const encoder = await studio.encoderFor(cb, spec);

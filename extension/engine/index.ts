@@ -10,26 +10,27 @@ export { readCodebook, writeCodebook, inMemory, hasPixelAtlas, type Codebook, ty
 export { readTrainableCheckpoint, withTrainable, type TrainableImport, type ImportedTrainable } from './codebook/import-trainable.js';
 export { nearestCodewords, coarseCells, trainingDrift, type CoarseCell, type TrainingDrift } from './search/inspect.js';
 export { openSearch, measureRecall, foundNearest, shareFound, checkNprobe, defaultNprobe, calibrateCodebook, nprobeLadder, CALIBRATION_SAMPLE, CALIBRATION_TARGET, type NprobeCalibration, type SearchOptions, type CodebookSearch } from './search/search.js';
-export { loadImage, imageSize, encodePng, writePng, listImages, thumbnailPng, cropPatch, upscale, resample, IMAGE_EXTENSIONS, THUMBNAIL_SIDE, type RgbImage, type Thumbnail } from './embed/image.js';
+export { loadImage, imageSize, encodePng, writePng, listImages, thumbnailPng, cropPatch, upscale, resample, IMAGE_EXTENSIONS, THUMBNAIL_SIDE, type ImageInput, type RgbImage, type Thumbnail } from './embed/image.js';
 export { gridFollowsPhoto } from './embed/encoders/dct.js';
 export { openEncoder, openEncoderFromDescriptor, openCodebookEncoder, encoderKindOf, ENCODER_KINDS, ENCODER_SPEC_HELP, EXTERNAL_ENCODER, type Encoder, type EncoderDescriptor, type EncoderOptions } from './embed/encoders/index.js';
-export { DEFAULT_PRECISION, PRECISIONS } from './embed/encoders/model-files.js';
+export { DEFAULT_PRECISION, PRECISIONS, type Precision } from './embed/encoders/model-files.js';
 export { hubEndpoint, type DownloadControl } from './embed/encoders/hub-download.js';
 export { extractCorpus } from './embed/corpus.js';
 export { decodeTokens, refineAtlas } from './generate/atlas.js';
 export { codeStats, type CodeStats } from './codebook/stats.js';
 export { kmeans, type KMeansOptions, type KMeansProgress, type KMeansResult } from './build/kmeans.js';
-export { commonGrid, embedImages, forEachEncodedBatch, requireSomeImages, type SkippedImage } from './embed/embed.js';
+export { commonGrid, embedImages, forEachEncodedBatch, requireSomeImages, type Images, type SkippedImage } from './embed/embed.js';
 export { embedShards, embedIdentity, writeEmbeddingSet, type EmbedShardsRequest } from './embed/embed-shards.js';
 export { tokenizeImages, checkEncoderMatches } from './search/tokenize.js';
 export { tokenizeShards, tokenizeIdentity, type TokenizeShardsRequest } from './search/tokenize-shards.js';
+export { imagesOfShards, shardSampleImage } from './embed/shards.js';
 export { listShards, isShardOperand, expandBraces, hasBraces, type ShardFile } from './io/shard-list.js';
 export { readShardManifest, shardsOfPart, SHARD_MANIFEST, type ShardPart, type ShardSummary, type ShardJob } from './io/shard-job.js';
 export { shellQuote, shellSplit } from './cluster/shell.js';
 export { planSlurmJob, submitSlurmJob, sbatchLine, type SlurmPlan, type SlurmRequest } from './cluster/submit.js';
 export { cancelJobs, slurmSummary, taskViews, waitForJobs, type TaskView } from './cluster/follow.js';
-export { jobFolderOf, readJobsFile, type JobsFile, type Submission } from './cluster/job-folder.js';
-export { taskPlaceOf, trackTask } from './cluster/task.js';
+export { jobFolderOf, logName, readJobsFile, submissionJobs, type JobsFile, type Submission } from './cluster/job-folder.js';
+export { planTaskOf, taskPlaceOf, trackPlanTask, trackTask } from './cluster/task.js';
 export {
   checkTokensMatchCodebook,
   readTokenGrids,
@@ -40,13 +41,22 @@ export {
   type SearchInfo,
   type TokenDatasetIndex,
 } from './codebook/token-files.js';
+export { readPooledEmbeddings, pooledPathOf, type PooledRecord } from './codebook/token-files.js';
+export { readManifestTokenSet, type ManifestTokenShard } from './codebook/token-files.js';
+export { openTextEncoder, MAX_TEXTS, type TextEncoder } from './embed/encoders/text.js';
+export { rankByText, sharedCodes, type TextHit, type SharedCode } from './search/text-search.js';
 export { DEFAULTS, SCHEDULER_KINDS, SEARCH_CHOICES, UNCALIBRATED_NPROBE, USE_CALIBRATED_NPROBE, type BuildMethod, type SchedulerKind, type SearchChoice } from './core/defaults.js';
 export { stepsOf, type ProgressEvent, type ProgressListener } from './core/progress.js';
 export {
   buildCodebook, defaultMemoryMB, FLAT_MAX_WORK, MSE_SAMPLE, REFINE_NPROBE, REFINE_PASSES,
   type BuildRequest, type BuildSummary, type BuildProgress, type CodebookDtype,
 } from './build/build.js';
-export { POINTS_PER_CENTROID } from './build/twolevel.js';
+export { POINTS_PER_CENTROID, parseStage, stageName, type TwoLevelStage } from './build/twolevel.js';
+export { runBuildStage } from './build/build.js';
+export {
+  buildJobFolder, buildOnSlurmRequest, buildOnSlurmResult, planBuildOnSlurm, submitBuildOnSlurm, FINAL_TASK,
+  type BuildOnSlurm, type BuildSlurmPlan, type PlannedStage, type SlurmRuntime,
+} from './build/build-slurm.js';
 export { fewVectorsWarning, MIN_VECTORS_PER_CODE } from './build/vectors-per-code.js';
 export { describeProgress } from './core/eta.js';
 export { runDemo, type DemoResult, type DemoProgress } from './report/demo.js';

@@ -8,10 +8,12 @@
 // rebuild.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import { checkTokensMatchCodebook, coarseCells, codeStats, cropPatch, fewVectorsWarning, nearestCodewords, similarityOrder, trainingDrift, UserError, type Codebook, type RgbImage } from '../engine/index.js';
+import { existsSync } from 'node:fs';
+import { checkTokensMatchCodebook, coarseCells, codeStats, cropPatch, fewVectorsWarning, nearestCodewords, similarityOrder, trainingDrift, readTokenGrids, UserError, type Codebook, type RgbImage } from '../engine/index.js';
 import { codebookProtocol, type CodebookView, type CodeDetail, type CodePatch, type CodeNeighbour, type DatasetInfo } from '../../common/protocol/codebook.js';
 import type { Studio, TokenSet } from '../state/studio.js';
-import { codebookName } from '../state/codebook-names.js';
+import { codebookName, tokensFile } from '../state/codebook-names.js';
+import { workspaceDataDir } from '../state/config.js';
 import { connectWebview, readonlyEditor, watchFile } from './webview-host.js';
 import { pngDataUri } from './images.js';
 
@@ -19,6 +21,10 @@ export const CODEBOOK_VIEW_TYPE = 'unicode2.codebook';
 const BUILD = 'build';
 const MAX_PATCHES = 24;
 const NEIGHBOURS = 8;
+/** Tokenizes a folder with a given codebook as a Lab cell (Tokenize Folder's run, handed in by
+ *  commands/index.ts: panels do not import commands). The job reports its own errors; one before
+ *  it starts (the encoder question) goes back to the panel. */
+export type TokenizeFolderWith = (folder: string, codebook: string) => Promise<void>;
 
 /** Opens a codebook file in its editor, or brings its open editor to the front. */
 export function showCodebook(file: string): Thenable<unknown> {
@@ -26,8 +32,8 @@ export function showCodebook(file: string): Thenable<unknown> {
 }
 
 /** Read-only: the editor never changes the file (Build and Refine rewrite it, and it follows). */
-export function codebookEditor(studio: Studio): vscode.CustomReadonlyEditorProvider {
-  return readonlyEditor(studio.extensionUri, (panel, uri) => new CodebookPanel(studio, panel, uri));
+export function codebookEditor(studio: Studio, tokenizeFolderWith: TokenizeFolderWith): vscode.CustomReadonlyEditorProvider {
+  return readonlyEditor(studio.extensionUri, (panel, uri) => new CodebookPanel(studio, panel, uri, tokenizeFolderWith));
 }
 
 /** The training drift as the webview shows it; a trainable half that cannot be read (damaged)
@@ -53,6 +59,7 @@ class CodebookPanel {
     private readonly studio: Studio,
     panel: vscode.WebviewPanel,
     uri: vscode.Uri,
+    private readonly tokenizeFolderWith: TokenizeFolderWith,
   ) {
     this.file = uri.fsPath;
     const { endpoint, disposable } = connectWebview(panel.webview, studio.extensionUri, 'codebook', codebookProtocol, panel.title, studio.log, {
@@ -73,6 +80,12 @@ class CodebookPanel {
         return this.data();
       },
       codeDetail: ({ code }) => this.detail(code),
+      tokenizeCorpus: async () => {
+        const folder = this.corpusFolder();
+        if (!folder) throw new UserError('the folder this codebook was built from is not known here (no Lab cell of its build): tokenize a folder with it from the palette');
+        await this.tokenizeFolderWith(folder, this.file);
+        return null;
+      },
       reopenWith: async () => {
         await vscode.commands.executeCommand('workbench.action.reopenWithEditor', uri);
         return null;
@@ -166,13 +179,43 @@ class CodebookPanel {
     if (code >= cb.frozen.rows) throw new UserError(`code ${code} is not in this codebook: its codes run from 0 to ${cb.frozen.rows - 1} (K = ${cb.frozen.rows})`);
     const tokens = this.counts.reduce((a, b) => a + b, 0);
     const count = this.counts[code] ?? 0;
+    await this.loadCorpusTokens(cb);
     const [patches, neighbours] = await Promise.all([this.patches(cb, code), this.neighbours(cb, code)]);
-    return {
-      code, count, share: tokens > 0 ? count / tokens : 0, patches, neighbours,
-      note: patches.length ? undefined : this.studio.allTokenSets().length
-        ? 'No image of the tokenized data sets uses this code.'
-        : 'Tokenize an image or a folder to see the patches that use each code.',
-    };
+    return { code, count, share: tokens > 0 ? count / tokens : 0, patches, neighbours, ...(patches.length ? {} : this.noPatches(cb, count)) };
+  }
+
+  /** Why a code shows no patches, and (build corpus selected, none of its images tokenized with
+   *  this codebook) the corpus to tokenize with one click. */
+  private noPatches(cb: Codebook, count: number): Pick<CodeDetail, 'note' | 'corpus'> {
+    const folder = this.dataset === BUILD ? this.corpusFolder() : undefined;
+    const grids = this.studio.allTokenSets().flatMap((s) => s.grids).filter((g) => g.codebook === cb.fingerprint);
+    const tokenized = grids.length > 0;
+    if (folder && !grids.some((g) => g.image.startsWith(folder + path.sep))) {
+      const uses = count ? ` it has ${count.toLocaleString('en-US')} uses in the build corpus, but` : '';
+      return {
+        note: `No image tokenized with this codebook yet:${uses} a build keeps how often each code was used, not where. Tokenize the build corpus, ${path.basename(folder)}/, to see its patches.`,
+        corpus: path.basename(folder),
+      };
+    }
+    if (tokenized) return { note: 'No image of the tokenized data sets uses this code.' };
+    return { note: 'Tokenize an image or a folder with this codebook to see the patches that use each code.' };
+  }
+
+  /** The folder this codebook was built from, as its build's Lab cell records it. */
+  private corpusFolder(): string | undefined {
+    return this.studio.lab.all().find((c) => c.kind === 'build' && c.inputs.output === this.file)?.inputs.folder;
+  }
+
+  /** The build corpus' token set saved by an earlier Tokenize Folder (`<folder>.<codebook>.tokens.json`),
+   *  read into the session once (after a reload the session holds no sets). */
+  private async loadCorpusTokens(cb: Codebook): Promise<void> {
+    const folder = this.corpusFolder();
+    const dataDir = workspaceDataDir();
+    if (!folder || !dataDir) return;
+    const file = tokensFile(path.join(dataDir, 'tokens'), path.basename(folder), this.file, '.tokens.json');
+    if (!existsSync(file) || this.studio.allTokenSets().some((s) => s.file === file)) return;
+    const grids = await readTokenGrids(file).catch(() => null);
+    if (grids && !this.studio.otherCodebookOf(grids, cb)) this.studio.addTokenSet(`${path.basename(folder)} (${grids.length} images)`, grids, file);
   }
 
   /** Crops of the source images at the cells holding `code`: from the selected token set, or

@@ -20,6 +20,7 @@ const MADE: Partial<Record<LabCell['kind'], { icon: string; verb: string }>> = {
   decode: { icon: 'file-media', verb: 'decoded' },
   generate: { icon: 'sparkle', verb: 'generated' },
   refine: { icon: 'wand', verb: 'refined' },
+  fit: { icon: 'graph-line', verb: 'prior' },
 };
 
 export class CodebooksView implements vscode.TreeDataProvider<Node>, vscode.Disposable {
@@ -99,6 +100,7 @@ function madeItem(cell: LabCell): vscode.TreeItem {
   item.iconPath = new vscode.ThemeIcon(icon);
   item.description = `${from ? `from ${path.basename(from)} · ` : ''}${cell.startedAt.slice(0, 16).replace('T', ' ')}`;
   item.tooltip = [cell.title, ...(cell.files ?? [])].join('\n');
-  if (file) item.command = { command: 'vscode.open', title: 'Open', arguments: [vscode.Uri.file(file)] };
+  // a prior file has no viewer of its own: it is opened from the Generation panel
+  if (file && cell.kind !== 'fit') item.command = { command: 'vscode.open', title: 'Open', arguments: [vscode.Uri.file(file)] };
   return item;
 }

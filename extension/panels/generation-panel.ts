@@ -9,22 +9,26 @@
 // token as it arrives, and Cancel stops between tokens.
 import * as vscode from 'vscode';
 import * as fs from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import {
-  ATLAS_DECODER, CancelledError, UserError, checkPriorMatchesCodebook, checkTokensMatchCodebook, decodeTokens, diffusionSettings, fitPrior, inpaintGrid, openTokenDecoder,
-  readPrior, readTokenGrids, samplePriorGrid, upscale, variationMask, writePng, writePrior, type Codebook, type RgbImage, type TokenDecoder, type TokenGrid, type TokenPrior,
+  ATLAS_DECODER, CancelledError, UserError, checkPriorMatchesCodebook, checkTokensMatchCodebook, decodeTokens, diffusionSettings, inpaintGrid, openTokenDecoder,
+  loadImage, readPrior, readTokenGrids, samplePriorGrid, upscale, variationMask, writePng, writeTokenJson, type Codebook, type RgbImage, type TokenDecoder, type TokenGrid, type TokenPrior,
 } from '../engine/index.js';
 import {
   generationProtocol, type DecoderInfo, type GenerateRequest, type GenerationResult, type GenerationSettings, type GenerationSource, type PriorInfo,
 } from '../../common/protocol/generation.js';
 import type { LabCell } from '../../common/protocol/lab.js';
 import type { Handlers, HostEndpoint } from '../../common/protocol/shared.js';
-import type { Studio } from '../state/studio.js';
+import type { Studio, TokenSet } from '../state/studio.js';
 import type { JobContext } from '../state/jobs.js';
 import { readSettings, workspaceDataDir } from '../state/config.js';
+import { codebookName, madeFile, tokensFile } from '../state/codebook-names.js';
 import { connectWebview, webviewOptions } from './webview-host.js';
 import { pngDataUri, thumbnailUri } from './images.js';
 import { ArPriors, drawArGrid, type ArRun } from './generation-ar.js';
+import { fitOnSets, pickFitSets, recordedFitSets } from './generation-fit.js';
 
 export const GENERATION_VIEW_TYPE = 'unicode2.generation';
 const EDITED = 'edited';
@@ -40,6 +44,16 @@ interface LoadedPrior {
   prior: TokenPrior | null;
 }
 
+/** A gallery result, kept for Save as PNG and Save Tokens. */
+interface Kept {
+  result: GenerationResult;
+  image: RgbImage;
+  /** the PNG the run wrote (none without a workspace folder) */
+  file?: string;
+  /** the grid it decodes and the codebook it was decoded with */
+  tokens?: { grid: [number, number]; ids: readonly number[]; codebook: string };
+}
+
 /** A grid to decode, and what describes it in the gallery and the Lab. */
 interface MadeGrid {
   ids: Int32Array;
@@ -47,6 +61,8 @@ interface MadeGrid {
   label: string;
   inputs: Record<string, string>;
   params: Record<string, string | number>;
+  /** what the re-run needs besides (LabCell.replay) */
+  replay?: Record<string, string | number>;
   /** an AR prior's grid is drawn inside the run: this draws it (ids holds the grid before) */
   draw?: (signal: AbortSignal, progress: JobContext['progress']) => Promise<Int32Array>;
   /** settings the gallery shows besides the request's */
@@ -55,7 +71,7 @@ interface MadeGrid {
 
 export class GenerationPanel {
   private static current: GenerationPanel | null = null;
-  private readonly results: { result: GenerationResult; image: RgbImage }[] = [];
+  private readonly results: Kept[] = [];
   private readonly priors: LoadedPrior[] = [];
   private readonly decoders = new Map<string, Promise<TokenDecoder>>();
   private readonly ar: ArPriors;
@@ -98,18 +114,39 @@ export class GenerationPanel {
     const p = cell.params;
     const mode = String(p.mode) as GenerateRequest['mode'];
     const prior = cell.inputs.prior ? (await panel.loadAnyPrior(cell.inputs.prior)).id : null;
+    // which grid of the set and the painted cells: kept for the re-run (cells of earlier versions showed them)
+    const replay = { ...p, ...cell.replay };
     let source: string | null = null;
     if (cell.inputs.tokens) {
       const set = studio.allTokenSets().find((s) => s.file === cell.inputs.tokens) ?? studio.addTokenSet(path.basename(cell.inputs.tokens), await readTokenGrids(cell.inputs.tokens), cell.inputs.tokens);
-      source = `${set.id}#${Number(p.index ?? 0)}`;
+      source = `${set.id}#${Number(replay.index ?? 0)}`;
     }
     if (mode !== 'sample' && !source) throw new UserError('this run used a grid of an earlier session that was never saved to a file: generate it from the panel instead');
-    const settings: GenerationSettings = { ...panel.defaults(), ...Object.fromEntries(Object.entries(p).filter(([k]) => k in panel.defaults())) } as GenerationSettings;
-    const mask = typeof p.mask === 'string' && p.mask ? p.mask.split(' ').map(Number) : [];
+    const recorded = { ...Object.fromEntries(Object.entries(p).filter(([k]) => k in panel.defaults())), ...(cell.inputs.decoder ? { decoder: cell.inputs.decoder } : {}) };
+    const settings: GenerationSettings = { ...panel.defaults(), ...recorded } as GenerationSettings;
+    const mask = typeof replay.mask === 'string' && replay.mask ? replay.mask.split(' ').map(Number) : [];
     const grid = typeof p.grid === 'string' ? (p.grid.split('x').map(Number) as [number, number]) : null;
     // the cell's codebook, whichever is active now (cells of earlier versions: the active one)
     const codebook = cell.inputs.codebook || studio.requireCodebookPath();
-    panel.endpoint.notify('result', await panel.generate({ mode, source, prior, grid, mask, settings }, codebook));
+    // named as the cell is (its grid's set was read back from a file, under the file's name)
+    const label = cell.title.replace(/^Generate: /, '');
+    panel.endpoint.notify('result', await panel.generate({ mode, source, prior, grid, mask, settings }, codebook, label));
+  }
+
+  /** "Open in a panel" on a Lab cell of a decode or a generation: the panel, with the cell's images
+   *  in its gallery (read from their files when this panel has not shown them: a re-run, a reload). */
+  static async showCell(studio: Studio, cell: LabCell): Promise<void> {
+    const panel = GenerationPanel.show(studio);
+    const about = { label: cell.title.replace(/^Generate: /, ''), settings: Object.entries(cell.params), device: String(cell.metrics?.device ?? ''), seconds: Number(cell.metrics?.seconds ?? 0) };
+    for (const file of (cell.files ?? []).filter((f) => f.endsWith('.png'))) {
+      if (panel.results.some((x) => x.file === file)) continue;
+      const image = await loadImage(file).catch(() => null);
+      if (!image) continue; // moved or deleted since: the cell's thumbnail is all there is
+      // the cell's token preview is its first grid's
+      const first = file === cell.files?.[0] && cell.tokenPreview;
+      const shown = { ...about, ...(first ? { grid: first.grid } : {}), label: cell.kind === 'decode' ? `Decoded ${path.basename(file)}` : about.label };
+      panel.endpoint.notify('result', await panel.keep(image, shown, { file, ...(first && cell.inputs.codebook ? { tokens: { ...first, codebook: cell.inputs.codebook } } : {}) }));
+    }
   }
 
   private constructor(
@@ -187,6 +224,7 @@ export class GenerationPanel {
         return null;
       },
       savePng: ({ result }) => this.save(result),
+      saveTokens: ({ result }) => this.saveTokens(result),
     };
   }
 
@@ -263,20 +301,32 @@ export class GenerationPanel {
     return entry.info;
   }
 
-  /** Fits a prior on every grid of this session's token sets that the active codebook made, and
-   *  saves it as <workspace>/.unicode2/prior.safetensors. */
+  /** Fits a prior for the active codebook on the token sets the user picks (a Lab cell), and
+   *  lists it. */
   private async fitPrior(): Promise<void> {
-    const cb = await this.activeCodebook();
-    const grids = this.studio.allTokenSets().flatMap((s) => s.grids).filter((g) => !g.codebook || g.codebook === cb.fingerprint);
-    if (grids.length === 0) throw new UserError('no token grids of the active codebook in this session: tokenize images or open a tokens file first');
-    checkTokensMatchCodebook(cb, grids, 'token sets');
-    const dir = workspaceDataDir();
-    if (!dir) throw new UserError('open a folder first: the fitted prior is saved in <workspace>/.unicode2/');
-    const prior = fitPrior(grids, cb.frozen.rows, readSettings().generation.priorOrder, cb.fingerprint);
-    const file = path.join(dir, 'prior.safetensors');
-    await writePrior(file, prior);
-    this.studio.log.appendLine(`[generation] fitted a prior of order ${prior.order} on ${grids.length} grids: ${file}`);
-    await this.loadPrior(file);
+    const codebook = this.studio.requireCodebookPath();
+    const sets = await pickFitSets(this.studio, codebook);
+    if (sets) await this.fitAndList(codebook, sets, readSettings().generation.priorOrder);
+  }
+
+  private async fitAndList(codebook: string, sets: TokenSet[], order: number): Promise<void> {
+    const file = await fitOnSets(this.studio, codebook, sets, order);
+    if (!file) return;
+    const info = await this.loadPrior(file);
+    this.endpoint.notify('priors', { priors: this.priors.map((p) => p.info), select: info.id });
+  }
+
+  /** The Lab's new Fit run: the panel, and the question of which sets. */
+  static async fit(studio: Studio): Promise<void> {
+    await GenerationPanel.show(studio).fitPrior();
+  }
+
+  /** A Fit cell again: the same token set files, order and codebook. */
+  static async refit(studio: Studio, cell: LabCell): Promise<void> {
+    const r = { codebook: cell.inputs.codebook, order: cell.params.order };
+    if (!r.codebook || typeof r.order !== 'number') throw new UserError('this Lab cell does not record its codebook and order (it was made by an earlier version); fit again from the Generation panel');
+    const sets = await recordedFitSets(studio, cell);
+    await GenerationPanel.show(studio).fitAndList(r.codebook, sets, r.order);
   }
 
   private decoderList(): DecoderInfo[] {
@@ -311,29 +361,34 @@ export class GenerationPanel {
   }
 
   /** The grid a request asks for, and what describes it in the gallery and the Lab. */
-  private makeGrid(r: GenerateRequest, cb: Codebook): MadeGrid {
+  // long: one case per mode, each naming what its cell records
+  private async makeGrid(r: GenerateRequest, cb: Codebook, codebookFile: string): Promise<MadeGrid> {
     const s = r.settings;
     const sampling = { seed: s.seed, temperature: s.temperature, topK: s.topK, topP: s.topP };
     const usePrior = () => {
       const p = this.prior(r.prior);
       const codebook = { k: cb.frozen.rows, fingerprint: cb.fingerprint };
       if (p.prior) checkPriorMatchesCodebook(p.prior, codebook, path.basename(p.file));
-      else this.ar.check(p.file, { ...codebook, name: path.basename(this.studio.codebookPath() ?? 'the active codebook') });
+      else this.ar.check(p.file, { ...codebook, name: codebookName(codebookFile) });
       return p;
     };
+    // (one of another codebook is not saved: useSource refuses it)
+    const fits = this.edited && (!this.edited.codebook || this.edited.codebook === cb.fingerprint);
+    const edited = r.source === EDITED && this.edited && fits ? await this.saveEdited(this.edited, codebookFile) : undefined;
     const useSource = () => {
       if (!r.source) throw new UserError('choose a token source first');
       const src = this.source(r.source);
       checkTokensMatchCodebook(cb, [src.grid], src.source.label);
       const [setId, index] = r.source.split('#');
-      const file = this.studio.tokenSet(setId ?? '')?.file;
+      // an edited grid is saved with the run, so that its Lab cell can run it again
+      const file = edited ?? this.studio.tokenSet(setId ?? '')?.file;
       const inputs: Record<string, string> = file ? { tokens: file } : {};
       return { ...src, inputs, index: Number(index ?? 0) };
     };
     switch (r.mode) {
       case 'decode': {
         const src = useSource();
-        return { ids: Int32Array.from(src.grid.ids), grid: src.grid.grid, label: src.source.label, inputs: src.inputs, params: { mode: r.mode, index: src.index } };
+        return { ids: Int32Array.from(src.grid.ids), grid: src.grid.grid, label: src.source.label, inputs: src.inputs, params: { mode: r.mode }, replay: { index: src.index } };
       }
       case 'sample': {
         const p = usePrior();
@@ -358,10 +413,11 @@ export class GenerationPanel {
           mask = variationMask(cells, s.variations, s.seed);
         }
         const what = r.mode === 'inpaint' ? `${r.mask.length} cells inpainted` : `variation (${Math.round(100 * s.variations)}%)`;
-        const params: Record<string, string | number> = { mode: r.mode, index: src.index, ...sampling };
-        if (r.mode === 'inpaint') params.mask = r.mask.join(' ');
+        const params: Record<string, string | number> = { mode: r.mode, ...sampling };
+        const replay: Record<string, string | number> = { index: src.index };
+        if (r.mode === 'inpaint') replay.mask = r.mask.join(' ');
         else params.variations = s.variations;
-        const made = { ids: Int32Array.from(src.grid.ids), grid: src.grid.grid, label: `${src.source.label} · ${what}`, inputs: { ...src.inputs, prior: p.file }, params };
+        const made = { ids: Int32Array.from(src.grid.ids), grid: src.grid.grid, label: `${src.source.label} · ${what}`, inputs: { ...src.inputs, prior: p.file }, params, replay };
         return p.prior ? { ...made, ids: inpaintGrid(p.prior, src.grid.ids, src.grid.grid, mask, sampling) } : this.arGrid(r, p, made, mask);
       }
     }
@@ -393,13 +449,14 @@ export class GenerationPanel {
     };
   }
 
-  /** A run with the active codebook, or with `codebook` (a Lab re-run: the cell's own). */
-  private async generate(r: GenerateRequest, codebook = this.studio.requireCodebookPath()): Promise<GenerationResult> {
+  /** A run with the active codebook, or with `codebook` and the `label` of a Lab re-run (the cell's own). */
+  private async generate(r: GenerateRequest, codebook = this.studio.requireCodebookPath(), label?: string): Promise<GenerationResult> {
     if (this.running) throw new UserError(ALREADY_RUNNING);
     const s = r.settings;
     if (![1, 2, 4].includes(s.upscale)) throw new UserError(`output size ${s.upscale}x is not offered (1x, 2x or 4x)`);
     const cb = await this.studio.codebook(codebook);
-    const made = this.makeGrid(r, cb);
+    const made = await this.makeGrid(r, cb, codebook);
+    if (label) made.label = label;
     const diffusion = s.decoder !== ATLAS_DECODER;
     const panelAbort = new AbortController();
     this.running = panelAbort;
@@ -410,19 +467,22 @@ export class GenerationPanel {
         {
           kind: 'generate',
           title: `Generate: ${made.label}`,
-          inputs: { codebook, ...made.inputs, decoder: s.decoder },
-          params: { ...made.params, ...(diffusion ? { scheduler: s.scheduler, steps: s.steps, guidance: s.guidance } : {}), upscale: s.upscale, decoder: s.decoder },
+          // a diffusion decoder is a folder read (an input), the atlas a setting: each shown once
+          inputs: { codebook, ...made.inputs, ...(diffusion ? { decoder: s.decoder } : {}) },
+          params: { ...made.params, ...(diffusion ? { scheduler: s.scheduler, steps: s.steps, guidance: s.guidance } : { upscale: s.upscale, decoder: s.decoder }) },
+          ...(made.replay ? { replay: made.replay } : {}),
         },
         async (ctx) => {
           try {
             const signal = AbortSignal.any([ctx.signal, panelAbort.signal]);
             if (made.draw) made.ids = await made.draw(signal, ctx.progress);
-            const { result, image } = await this.decodeGrid(r, cb, made, { signal, progress: ctx.progress });
+            const { result, image, file } = await this.decodeGrid(r, cb, codebook, made, { ...ctx, signal });
             produced = result;
             return {
               metrics: { seconds: Number(result.seconds.toFixed(2)), device: result.device },
               thumbnails: [(await thumbnailUri(image)).uri],
               tokenPreview: { grid: made.grid, ids: Array.from(made.ids) },
+              ...(file ? { files: [file] } : {}),
             };
           } catch (err) {
             failure = err;
@@ -440,7 +500,7 @@ export class GenerationPanel {
 
   /** Decodes a made grid with the request's decoder, its progress (and a diffusion run's
    *  previews) reported to the job and the panel; the result joins the gallery. */
-  private async decodeGrid(r: GenerateRequest, cb: Codebook, made: MadeGrid, ctx: JobContext): Promise<{ result: GenerationResult; image: RgbImage }> {
+  private async decodeGrid(r: GenerateRequest, cb: Codebook, codebook: string, made: MadeGrid, ctx: JobContext): Promise<{ result: GenerationResult; image: RgbImage; file?: string }> {
     const s = r.settings;
     const diffusion = s.decoder !== ATLAS_DECODER;
     const started = Date.now();
@@ -466,28 +526,67 @@ export class GenerationPanel {
     if (ctx.signal.aborted) throw new CancelledError();
     const image = diffusion ? decoded.image : upscale(decoded.image, s.upscale);
     report(total);
+    const file = await writeGenerated(made.label, codebook, image);
     const result = await this.keep(image, {
       label: made.label, grid: made.grid, settings: [...(made.shown ?? []), ...shownSettings(r)], device: decoded.device, seconds: (Date.now() - started) / 1000,
-    });
-    return { result, image };
+    }, { ...(file ? { file } : {}), tokens: { grid: made.grid, ids: Array.from(made.ids), codebook } });
+    return { result, image, ...(file ? { file } : {}) };
   }
 
-  /** An image joins the gallery (kept here for Save as PNG). */
-  private async keep(image: RgbImage, about: Omit<GenerationResult, 'id' | 'image' | 'width' | 'height'>): Promise<GenerationResult> {
-    const result: GenerationResult = { id: `result-${this.results.length + 1}`, image: await pngDataUri(image), width: image.width, height: image.height, ...about };
-    this.results.push({ result, image });
+  /** An image joins the gallery (kept here for Save as PNG and Save Tokens). */
+  private async keep(image: RgbImage, about: Omit<GenerationResult, 'id' | 'image' | 'width' | 'height' | 'tokens'>, kept: Omit<Kept, 'result' | 'image'> = {}): Promise<GenerationResult> {
+    const result: GenerationResult = { id: `result-${this.results.length + 1}`, image: await pngDataUri(image), width: image.width, height: image.height, ...about, tokens: kept.tokens !== undefined };
+    this.results.push({ result, image, ...kept });
     return result;
   }
 
   /** Opens the panel on images decoded elsewhere (Decode Tokens…): they join its gallery. */
-  static async showDecoded(studio: Studio, decoded: { image: RgbImage; about: Omit<GenerationResult, 'id' | 'image' | 'width' | 'height'> }[]): Promise<void> {
+  static async showDecoded(studio: Studio, decoded: { image: RgbImage; about: Omit<GenerationResult, 'id' | 'image' | 'width' | 'height' | 'tokens'>; kept: Omit<Kept, 'result' | 'image'> }[]): Promise<void> {
     const panel = GenerationPanel.show(studio);
-    for (const d of decoded) panel.endpoint.notify('result', await panel.keep(d.image, d.about));
+    for (const d of decoded) panel.endpoint.notify('result', await panel.keep(d.image, d.about, d.kept));
+  }
+
+  private kept(id: string): Kept {
+    const found = this.results.find((x) => x.result.id === id);
+    if (!found) throw new UserError('that result is gone (the panel was reloaded): generate it again');
+    return found;
+  }
+
+  /** A grid edited in a token-grid panel, saved when a run uses it (once per edit: named by its
+   *  codes) as `.unicode2/tokens/<image>.edited-<hash>.<codebook>.tokens.json`; none without a folder. */
+  private async saveEdited(grid: TokenGrid, codebook: string): Promise<string | undefined> {
+    const dir = workspaceDataDir();
+    if (!dir) return undefined;
+    const hash = createHash('sha256').update(Int32Array.from(grid.ids)).digest('hex').slice(0, 8);
+    const file = tokensFile(path.join(dir, 'tokens'), `${path.parse(grid.image).name}.edited-${hash}`, codebook, '.tokens.json');
+    if (!existsSync(file)) await writeTokenJson(file, [grid]);
+    return file;
+  }
+
+  /** Saves a result's grid as a tokens file (JSON, with its codebook's fingerprint), through a save
+   *  dialog that offers `.unicode2/tokens/`; it joins this session's token sets. */
+  private async saveTokens(id: string): Promise<string | null> {
+    const { result, tokens } = this.kept(id);
+    if (!tokens) throw new UserError('this result has no token grid to save (it was read back from its PNG)');
+    const cb = await this.studio.codebook(tokens.codebook);
+    const dir = workspaceDataDir();
+    const name = slug(result.label);
+    const target = await vscode.window.showSaveDialog({
+      ...(dir ? { defaultUri: vscode.Uri.file(tokensFile(path.join(dir, 'tokens'), name, tokens.codebook, '.tokens.json')) } : {}),
+      filters: { 'UniCode² tokens': ['json'] },
+      saveLabel: 'Save Tokens',
+    });
+    if (!target) return null;
+    // no photo behind a made grid: its label stands where a tokenized image's path would
+    const grid: TokenGrid = { image: result.label, grid: tokens.grid, ids: [...tokens.ids], codebook: cb.fingerprint, encoder: cb.meta.encoder.id, device: result.device };
+    await writeTokenJson(target.fsPath, [grid]);
+    this.studio.addTokenSet(path.basename(target.fsPath), [grid], target.fsPath);
+    this.studio.log.appendLine(`[generation] saved ${target.fsPath}`);
+    return target.fsPath;
   }
 
   private async save(id: string): Promise<string | null> {
-    const found = this.results.find((x) => x.result.id === id);
-    if (!found) throw new UserError('that result is gone (the panel was reloaded): generate it again');
+    const found = this.kept(id);
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri;
     const suggested = `${path.parse(found.result.label.split(' · ')[0] ?? 'generated').name.replace(/[^\w.-]+/g, '-')}-generated.png`;
     const target = await vscode.window.showSaveDialog({
@@ -500,6 +599,22 @@ export class GenerationPanel {
     this.studio.log.appendLine(`[generation] saved ${target.fsPath}`);
     return target.fsPath;
   }
+}
+
+/** A label as a file name: `Sampled 14×21 · dog` -> `Sampled-14-21-dog`, `Edited grid · chelsea.png`
+ *  -> `Edited-grid-chelsea` (an image's extension would read as the file's). */
+function slug(label: string): string {
+  return label.replace(/\.(png|jpe?g|webp|gif|tiff?|bmp|avif)\b/gi, '').replace(/[^\w.-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'generated';
+}
+
+/** A generation's image under `.unicode2/generated/`, named after its label and codebook, never
+ *  over an earlier one (none without a workspace folder). */
+async function writeGenerated(label: string, codebook: string, image: RgbImage): Promise<string | undefined> {
+  const dir = workspaceDataDir();
+  if (!dir) return undefined;
+  const file = madeFile(path.join(dir, 'generated'), slug(label), codebook, '.png', true);
+  await writePng(file, image);
+  return file;
 }
 
 /** The settings a gallery result lists: those that shaped it. */

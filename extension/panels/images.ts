@@ -2,7 +2,7 @@
 // own aspect ratio, thumbnails, atlas reconstructions with their PSNR (the pixel operations
 // themselves are the engine's: engine/embed/image.ts). No 'vscode' here, so the webview tests
 // serve their panels exactly what the extension does.
-import { decodeTokens, encodePng, hasPixelAtlas, gridFollowsPhoto, imageSize, loadImage, psnr, thumbnailPng, type Codebook, type ComputeBackend, type Encoder, type RgbImage } from '../engine/index.js';
+import { decodeTokens, encodePng, hasPixelAtlas, gridFollowsPhoto, imageSize, loadImage, psnr, thumbnailPng, type Codebook, type ComputeBackend, type Encoder, type ImageInput, type RgbImage } from '../engine/index.js';
 import type { Reconstruction, ReconstructionBounds } from '../../common/protocol/tokengrid.js';
 
 /** Longest side of a photo sent to a panel: sharp on a 2x screen at a panel's width. */
@@ -24,7 +24,7 @@ export async function thumbnailUri(source: string | RgbImage): Promise<{ uri: st
 /** A photo as a panel shows it under its token grid: its own aspect ratio (EXIF applied), scaled
  *  down to fit; when the grid follows the photo's shape (the DCT's default), only the part the
  *  encoder saw (centre-cropped to the grid's ratio), so every cell lies over its own patch. */
-export async function photoDataUri(file: string, grid: readonly [number, number]): Promise<string> {
+export async function photoDataUri(file: ImageInput, grid: readonly [number, number]): Promise<string> {
   const aspect = gridFollowsPhoto(await imageSize(file), grid) ? grid[1] / grid[0] : undefined;
   return pngDataUri(await loadImage(file, { within: PHOTO_PREVIEW_SIDE, ...(aspect && { aspect }) }));
 }

@@ -1,9 +1,12 @@
 // The Lab side view (WebviewView in its own activity-bar container): renders the LabStore's
 // cells and turns the cell buttons into commands (new run, re-run, open, remove, cancel).
 import * as vscode from 'vscode';
+import * as path from 'node:path';
+import { existsSync } from 'node:fs';
 import { labProtocol, type LabCell } from '../../common/protocol/lab.js';
 import type { Studio } from '../state/studio.js';
 import { connectWebview, webviewOptions } from './webview-host.js';
+import { logName } from '../engine/index.js';
 
 export const LAB_VIEW_ID = 'unicode2.lab';
 
@@ -45,7 +48,12 @@ export class LabViewProvider implements vscode.WebviewViewProvider {
         return null;
       },
       cancel: ({ cell }) => {
+        // a run on Slurm: its follower cancels the jobs (scancel) as it stops
         this.studio.jobs.cancel(this.cell(cell).id);
+        return null;
+      },
+      log: async ({ cell, task }) => {
+        await openTaskLog(this.cell(cell), task);
         return null;
       },
     });
@@ -61,4 +69,12 @@ export class LabViewProvider implements vscode.WebviewViewProvider {
     if (!cell) throw new Error(`no Lab cell ${id}`);
     return cell;
   }
+}
+
+/** A Slurm task's log, from the cell's job folder (the task is one the cell shows). */
+async function openTaskLog(cell: LabCell, task: number | string): Promise<void> {
+  if (!cell.slurm?.tasks.some((t) => t.task === task)) throw new Error(`no Slurm task ${task} in Lab cell ${cell.id}`);
+  const file = path.join(cell.slurm.folder, logName(task));
+  if (!existsSync(file)) return void vscode.window.showInformationMessage(`UniCode²: task ${task} has no log yet (Slurm writes ${file} when the task starts)`);
+  await vscode.window.showTextDocument(vscode.Uri.file(file), { preview: true });
 }

@@ -87,6 +87,26 @@ export function tokensFile(tokensDir: string, name: string, codebook: string, su
   return path.join(tokensDir, `${name}.${codebookName(codebook)}${suffix}`);
 }
 
+/** Where something made from `name`'s tokens with `codebook` is written (a decoded or generated
+ *  image, a fitted prior): `<dir>/<name>.<codebook name><ext>` — with `fresh`, `<name>-2.…`,
+ *  `<name>-3.…` when it is taken (every generation keeps its own file); without, one file per
+ *  name and codebook, so two codebooks' decodes of the same tokens sit side by side. */
+export function madeFile(dir: string, name: string, codebook: string, ext: string, fresh = false): string {
+  const file = (n: number) => path.join(dir, `${n > 1 ? `${name}-${n}` : name}.${codebookName(codebook)}${ext}`);
+  if (!fresh) return file(1);
+  for (let n = 1; ; n++) if (!existsSync(file(n))) return file(n);
+}
+
+/** A word in a set's name or its images' folder that marks it as kept out of training. */
+const HELD_OUT = /(^|[^a-z])(held[-_ ]?out|holdout|test|val|valid|validation|eval)([^a-z]|$)/i;
+
+/** Whether a token set is held out (Fit leaves it unticked): its label, its file's name or its
+ *  images' folder says so (`held-out`, `holdout`, `test`, `val`, `validation`, `eval`). */
+export function isHeldOut(set: { label: string; file?: string; grids: readonly { image: string }[] }): boolean {
+  const folder = set.grids[0] ? path.basename(path.dirname(set.grids[0].image)) : '';
+  return [set.label, set.file ? path.basename(set.file) : '', folder].some((name) => HELD_OUT.test(name));
+}
+
 /** Each file's label as lists, headers and the status bar show it: its codebook name, and where
  *  two files share that name, ` · ` and the fewest last folders that tell them apart (as VS Code's
  *  tab labels do): `codebook · .unicode2` beside `codebook · demo-out`. */

@@ -2,11 +2,15 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
-import { DEFAULTS, type BuildMethod, type DeviceChoice, type SchedulerKind, type SearchChoice } from '../engine/index.js';
+import { DEFAULTS, encoderKindOf, type BuildMethod, type DeviceChoice, type EncoderOptions, type Precision, type SchedulerKind, type SearchChoice } from '../engine/index.js';
+import type { SlurmSettings } from './slurm-jobs.js';
 
 export interface Settings {
   device: DeviceChoice;
   encoder: string;
+  /** which of the encoder model's files, and which hidden state (null: last_hidden_state) */
+  encoderPrecision: Precision;
+  encoderLayer: number | null;
   codebook: string;
   k: number;
   lambda: number;
@@ -30,6 +34,8 @@ export interface Settings {
     priorOrder: number;
     variations: number;
   };
+  /** runs on Slurm (unicode2.slurm.*): the CLI's --sbatch, --tasks, --setup */
+  slurm: SlurmSettings;
 }
 
 export function readSettings(): Settings {
@@ -37,6 +43,8 @@ export function readSettings(): Settings {
   return {
     device: c.get<DeviceChoice>('device', DEFAULTS.device),
     encoder: c.get<string>('encoder', DEFAULTS.encoder),
+    encoderPrecision: c.get<Precision>('encoderPrecision', DEFAULTS.encoderPrecision),
+    encoderLayer: c.get<number | null>('encoderLayer', DEFAULTS.encoderLayer),
     codebook: c.get<string>('codebook', ''),
     k: c.get<number>('k', DEFAULTS.k),
     lambda: c.get<number>('lambda', DEFAULTS.lambda),
@@ -48,6 +56,7 @@ export function readSettings(): Settings {
     search: c.get<SearchChoice>('search', DEFAULTS.search),
     nprobe: c.get<number>('nprobe', DEFAULTS.nprobe),
     generation: Object.fromEntries(Object.entries(DEFAULTS.generation).map(([key, value]) => [key, c.get(`generation.${key}`, value)])) as Settings['generation'],
+    slurm: { sbatch: c.get<string>('slurm.sbatch', ''), tasks: c.get<number>('slurm.tasks', 0), setup: c.get<string>('slurm.setup', '') },
   };
 }
 
@@ -70,4 +79,12 @@ export function configuredCodebook(settings: Settings): string | null {
   }
   const fallback = defaultCodebookPath();
   return fallback && existsSync(fallback) ? fallback : null;
+}
+
+/** The precision and layer settings as encoder options for the encoder `spec` names: a model's
+ *  (the built-in DCT has neither, and the defaults are left unsaid). */
+export function encoderSettings(spec: string, settings: Pick<Settings, 'encoderPrecision' | 'encoderLayer'>): Pick<EncoderOptions, 'precision' | 'layer'> {
+  if (encoderKindOf(spec) !== 'onnx') return {};
+  const { encoderPrecision: precision, encoderLayer: layer } = settings;
+  return { ...(precision !== DEFAULTS.encoderPrecision && { precision }), ...(layer !== null && Number.isSafeInteger(layer) && { layer }) };
 }

@@ -17,15 +17,22 @@ export interface JobSpec {
   title: string;
   inputs: Record<string, string>;
   params: Record<string, string | number>;
+  /** kept for a re-run, not shown (LabCell.replay) */
+  replay?: Record<string, string | number>;
   /** shown instead of the generic "… cancelled" message */
   cancelledMessage?: string;
   /** the file or folder the job writes, locked while it runs; left out where the engine call
    *  takes that lock itself (buildCodebook) */
   output?: string;
+  /** the Lab cell of a run that outlived its window (a job on Slurm, re-attached after a reload):
+   *  the run goes on in that cell instead of a new one */
+  resume?: string;
 }
 
 export interface JobContext {
   signal: AbortSignal;
+  /** the run's Lab cell */
+  cell: string;
   progress(e: ProgressEvent): void;
 }
 
@@ -47,10 +54,10 @@ export class Jobs {
 
   /** Runs `work`; resolves to its result, or undefined when it failed or was cancelled (already reported). */
   async run<T extends JobOutputs>(spec: JobSpec, work: (ctx: JobContext) => Promise<T>): Promise<T | undefined> {
-    const id = `cell-${(this.nextId++).toString(36)}`;
+    const id = spec.resume ?? `cell-${(this.nextId++).toString(36)}`;
     const abort = new AbortController();
     this.running.set(id, abort);
-    this.lab.add({ id, kind: spec.kind, status: 'running', title: spec.title, startedAt: new Date().toISOString(), inputs: spec.inputs, params: spec.params, progress: { done: 0, total: 0 } });
+    if (!spec.resume) this.lab.add({ id, kind: spec.kind, status: 'running', title: spec.title, startedAt: new Date().toISOString(), inputs: spec.inputs, params: spec.params, ...(spec.replay ? { replay: spec.replay } : {}), progress: { done: 0, total: 0 } });
     this.log.appendLine(`[${spec.kind}] ${spec.title} ${JSON.stringify({ ...spec.inputs, ...spec.params })}`);
     const started = Date.now();
     try {
@@ -62,6 +69,7 @@ export class Jobs {
           let lastCell = 0;
           const ctx: JobContext = {
             signal: abort.signal,
+            cell: id,
             progress: (e) => {
               const { done, total } = e;
               const message = describeProgress(e);

@@ -1,6 +1,7 @@
 // The Lab's cells, kept with the workspace (workspaceState) so the notebook of runs comes back
-// after a reload. Runs cannot survive a reload: a cell still 'running' when loaded was
-// interrupted and is shown as cancelled.
+// after a reload. Runs here cannot survive a reload: a cell still 'running' when loaded was
+// interrupted and is shown as cancelled. A run on Slurm goes on without the window: its cell stays
+// running, and the command that made it re-attaches to its job folder (commands/index.ts).
 import * as vscode from 'vscode';
 import type { LabCell } from '../../common/protocol/lab.js';
 
@@ -15,7 +16,7 @@ export class LabStore {
 
   constructor(private readonly memento: vscode.Memento) {
     this.cells = (memento.get<LabCell[]>(KEY) ?? []).map((c) =>
-      c.status === 'running' ? { ...c, status: 'cancelled', error: 'interrupted: the window was reloaded', progress: undefined } : c,
+      c.status === 'running' && !c.slurm ? { ...c, status: 'cancelled', error: 'interrupted: the window was reloaded', progress: undefined } : c,
     );
   }
 

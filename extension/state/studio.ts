@@ -9,7 +9,7 @@ import {
 } from '../engine/index.js';
 import { BackendManager } from './backend.js';
 import { Jobs } from './jobs.js';
-import { configuredCodebook, readSettings, workspaceDataDir } from './config.js';
+import { configuredCodebook, encoderSettings, readSettings, workspaceDataDir } from './config.js';
 import { LabStore } from './lab-store.js';
 import { codebookLabels, codebookName, listCodebookFiles } from './codebook-names.js';
 import { TrustGate } from './trust.js';
@@ -169,7 +169,9 @@ export class Studio implements vscode.Disposable {
   async encoderFor(cb: Codebook, spec?: string): Promise<Encoder> {
     const chosen = spec ?? this.encoderChoice(cb);
     const own = chosen === undefined || chosen === cb.meta.encoder.id;
-    const key = own ? JSON.stringify(cb.meta.encoder) : `spec:${chosen}`;
+    // a model chosen for a codebook that records none opens at the precision and layer settings
+    const settings = own ? {} : encoderSettings(chosen!, readSettings());
+    const key = own ? JSON.stringify(cb.meta.encoder) : `spec:${chosen}:${JSON.stringify(settings)}`;
     let encoder = this.encoders.get(key);
     if (!encoder) {
       if (own && ENCODER_KINDS[cb.meta.encoder.kind].needsConsent && !this.encoderProblem(cb)) {
@@ -177,7 +179,7 @@ export class Studio implements vscode.Disposable {
       }
       // the codebook's own (a UserError that says how to name one when it cannot be reopened), or the chosen one
       const model = own ? cb.meta.encoder.id : chosen!;
-      encoder = this.backend.get().then((b) => withDownloadNotification(`UniCode²: downloading ${model}`, (download) => openCodebookEncoder(cb, own ? undefined : chosen, b, download)));
+      encoder = this.backend.get().then((b) => withDownloadNotification(`UniCode²: downloading ${model}`, (download) => openCodebookEncoder(cb, own ? undefined : chosen, b, download, settings)));
       this.encoders.set(key, encoder);
       encoder.catch(() => this.encoders.delete(key));
     }
@@ -201,9 +203,13 @@ export class Studio implements vscode.Disposable {
     return this.tokenSets.find((s) => s.id === id);
   }
 
+  /** A set joins the session; one of a file already held (written again, or read again by a Lab
+   *  re-run) takes that set's place under its id, so lists do not offer the same file twice. */
   addTokenSet(label: string, grids: TokenGrid[], file?: string): TokenSet {
-    const set: TokenSet = { id: `tokens:${this.tokenSets.length + 1}`, label, grids, file };
-    this.tokenSets.push(set);
+    const held = file === undefined ? -1 : this.tokenSets.findIndex((s) => s.file === file);
+    const set: TokenSet = { id: held >= 0 ? this.tokenSets[held]!.id : `tokens:${this.tokenSets.length + 1}`, label, grids, file };
+    if (held >= 0) this.tokenSets[held] = set;
+    else this.tokenSets.push(set);
     this.tokenSetsChanged.fire(this.tokenSets);
     return set;
   }

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -185,6 +185,34 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     await bench().screenshot('codebook-heatmap');
   });
 
+  step('right after a build, a used code says why it shows no patches; one click tokenizes the build corpus and shows them', async () => {
+    const view = await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"][data-k="64"]', 60_000);
+    const heatmap = view.locator('canvas#heatmap');
+    const box = (await heatmap.boundingBox())!;
+    // a code the build used (a dead one has no patches anywhere)
+    let at: { x: number; y: number } | null = null;
+    for (const [fx, fy] of [[0.5, 0.5], [0.3, 0.3], [0.7, 0.3], [0.3, 0.7], [0.7, 0.7], [0.5, 0.2]] as const) {
+      const position = { x: box.width * fx, y: box.height * fy };
+      await heatmap.hover({ position });
+      const count = Number(/count ([\d,]+)/.exec(await view.locator('#tooltip').innerText())?.[1]?.replace(/,/g, ''));
+      if (count > 0) {
+        at = position;
+        break;
+      }
+    }
+    assert.ok(at, 'a used code under one of the points tried');
+    await heatmap.click({ position: at });
+    const note = view.locator('#patches-note');
+    await note.waitFor({ state: 'visible', timeout: 60_000 });
+    assert.match(await note.innerText(), /No image tokenized with this codebook yet: it has [\d,]+ uses in the build corpus, but a build keeps how often each code was used, not where/);
+    await bench().screenshot('code-no-patches-yet');
+    await view.locator('#tokenize-corpus', { hasText: 'Tokenize images/' }).click();
+    await view.locator('#detail .patches img').first().waitFor({ state: 'visible', timeout: 3 * 60_000 });
+    // the editor stayed in front (the set was not opened over it)
+    await page().locator('.tab.active', { hasText: 'k64-dct.safetensors' }).waitFor({ state: 'visible', timeout: 10_000 });
+    await bench().screenshot('code-patches-after-corpus');
+  });
+
   step('Explorer: Open With… UniCode² Codebook shows the heatmap; a .safetensors without UniCode² metadata says so', async () => {
     await openWith(page(), await revealInExplorer(page(), ['.unicode2', 'codebooks', 'k64-dct.safetensors']), 'UniCode² Codebook');
     const view = await findWebviewFrame(page(), 'canvas#heatmap[data-drawn="true"]', 2 * 60_000);
@@ -282,9 +310,10 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
   step('Decode Tokens… decodes a tokens file into images and shows them in the Generation panel', async () => {
     await runCommand(page(), 'UniCode²: Decode Tokens…');
     await answerFileDialog(page(), ws('.unicode2', 'tokens', 'chelsea.k64-dct.tokens.json'));
-    await waitFor(() => existsSync(ws('.unicode2', 'decoded', 'chelsea.png')), 2 * 60_000, 'the decoded image');
+    // named per codebook: another codebook's decode of the same tokens would sit beside it
+    await waitFor(() => existsSync(ws('.unicode2', 'decoded', 'chelsea.k64-dct.png')), 2 * 60_000, 'the decoded image');
     const view = await findWebviewFrame(page(), '#generate', 60_000);
-    const decoded = view.locator('figure.result', { hasText: 'Decoded chelsea.png' }).locator('img');
+    const decoded = view.locator('figure.result', { hasText: 'Decoded chelsea.k64-dct.png' }).locator('img');
     await decoded.waitFor({ state: 'visible', timeout: 60_000 });
     // chelsea's 14 x 21 grid through the atlas: 336 x 224 pixels
     assert.deepEqual(await decoded.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]), [336, 224]);
@@ -352,6 +381,81 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     }
   });
 
+  step('an edited grid sent to Generation is saved with its run; Fit asks which token sets (held-out ones unticked) and records a Lab cell', async () => {
+    // two photos kept out of training, in a folder that says so
+    const heldOut = ws('held-out');
+    await mkdir(heldOut);
+    for (const photo of ['coffee.jpg', 'chelsea.png']) await copyFile(join(images(), photo), join(heldOut, photo));
+    await runCommand(page(), 'UniCode²: Tokenize Folder…');
+    await answerFileDialog(page(), heldOut + '/');
+    await notification(page(), 'tokenized 2 images of held-out/ with k64-dct').waitFor({ state: 'visible', timeout: 3 * 60_000 });
+
+    await page().locator('.tab', { hasText: 'Tokens: chelsea.png' }).first().click();
+    const tokens = await findWebviewFrame(page(), 'body:has-text("chelsea.png") canvas#token-grid[data-drawn="true"]', 60_000);
+    const canvas = tokens.locator('canvas#token-grid');
+    const box = (await canvas.boundingBox())!;
+    const cell = { x: box.width * 0.25, y: box.height * 0.25 };
+    await canvas.hover({ position: cell });
+    const code = Number(/code (\d+)/.exec(await tokens.locator('#tooltip').innerText())![1]);
+    await tokens.locator('#paint').click();
+    await tokens.locator('#paint-code').click();
+    await page().keyboard.type(String((code + 1) % quickSettings['unicode2.k']));
+    await canvas.click({ position: cell });
+    assert.equal(await tokens.locator('#edits').innerText(), '1 cell edited');
+    await tokens.locator('#to-generation').click();
+
+    const view = await findWebviewFrame(page(), '#generate', 60_000);
+    await view.locator('#mode').evaluate((select: HTMLElement & { value: string }) => {
+      select.value = 'decode';
+      select.dispatchEvent(new Event('change'));
+    });
+    assert.match(await view.locator('#source').evaluate((s: HTMLElement & { value: string }) => s.value), /^edited$/);
+    await view.locator('#generate').click();
+    await view.locator('figure.result', { hasText: 'Edited grid · chelsea.png' }).first().waitFor({ state: 'visible', timeout: 60_000 });
+    // the edited grid is kept in a tokens file the Lab cell names, and the image under generated/, per codebook
+    const saved = (await listFolder(ws('.unicode2', 'tokens'))).filter((f) => /^chelsea\.edited-[0-9a-f]{8}\.k64-dct\.tokens\.json$/.test(f));
+    assert.equal(saved.length, 1, 'one tokens file of the edited grid');
+    const [edited] = await readTokenGrids(ws('.unicode2', 'tokens', saved[0]!));
+    const [original] = await readTokenGrids(ws('.unicode2', 'tokens', 'chelsea.k64-dct.tokens.json'));
+    assert.equal(edited!.ids.filter((id, i) => id !== original!.ids[i]).length, 1, 'the grid as edited: one cell differs');
+    assert.ok((await listFolder(ws('.unicode2', 'generated'))).includes('Edited-grid-chelsea.k64-dct.png'));
+    // the grid behind a result saves as a tokens file of the codebook it was decoded with
+    const savedTokens = ws('.unicode2', 'tokens', 'edited-chelsea.k64-dct.tokens.json');
+    await view.locator('figure.result', { hasText: 'Edited grid · chelsea.png' }).first().locator('vscode-button', { hasText: 'Save Tokens' }).click();
+    await answerFileDialog(page(), savedTokens);
+    await waitFor(() => existsSync(savedTokens), 30_000, 'the saved tokens file');
+    const [back] = await readTokenGrids(savedTokens);
+    assert.deepEqual(back!.ids, edited!.ids);
+    assert.equal(back!.codebook, (await readCodebook(codebookFile())).fingerprint);
+
+    // Fit (in a mode that uses a prior): the sets of the active codebook, the held-out one unticked
+    await view.locator('#mode').evaluate((select: HTMLElement & { value: string }) => {
+      select.value = 'sample';
+      select.dispatchEvent(new Event('change'));
+    });
+    await view.locator('#fit-prior').click();
+    const widget = page().locator('.quick-input-widget');
+    const held = widget.locator('.monaco-list-row', { hasText: 'held-out' }).first();
+    await held.waitFor({ state: 'visible', timeout: 30_000 });
+    await bench().screenshot('fit-choose-sets');
+    const ticked = async (row: typeof held) => (await row.getAttribute('aria-checked')) ?? String(await row.locator('input[type="checkbox"]').isChecked());
+    assert.equal(await ticked(held), 'false', 'the held-out set is left out');
+    assert.equal(await ticked(widget.locator('.monaco-list-row', { hasText: 'images (' }).first()), 'true', 'the corpus set is in');
+    await page().keyboard.press('Enter');
+    await waitFor(() => existsSync(ws('.unicode2', 'priors', 'prior-order3.k64-dct.safetensors')), 60_000, 'the fitted prior');
+    await view.locator('#status', { hasText: /^Fitted prior-order3\.k64-dct\.safetensors/ }).waitFor({ state: 'visible', timeout: 30_000 });
+    await page().locator('.activitybar [aria-label^="UniCode² Lab"]').first().click();
+    try {
+      const lab = await findWebviewFrame(page(), 'article.lab-cell[data-kind="fit"][data-status="done"]', 60_000);
+      const fit = await lab.locator('article.lab-cell[data-kind="fit"]').first().innerText();
+      assert.match(fit, /order\s+3/);
+      assert.doesNotMatch(fit, /held-out/, 'the fit names the sets it used, and the held-out one is not among them');
+      await bench().screenshot('lab-fit');
+    } finally {
+      await page().locator('.activitybar [aria-label^="Explorer"]').first().click();
+    }
+  });
+
   step('Refine Trainable Codebook… writes a refined atlas into the codebook', async () => {
     await runCommand(page(), 'UniCode²: Refine Trainable Codebook…');
     await answerFileDialog(page(), images() + '/');
@@ -393,6 +497,38 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
     assert.equal(await page().locator('.quick-input-widget').isVisible(), false);
     const tokens = (await readTokenGrids(ws('.unicode2', 'tokens', 'astronaut.external.tokens.json')))[0]!;
     assert.equal(tokens.codebook, (await readCodebook(ws('shared', 'external.safetensors'))).fingerprint);
+  });
+
+  step("Lab Run again on the edited grid's Generate cell decodes with the cell's codebook, not the active one; the re-run lands in the gallery, and Open in a panel brings it back", async () => {
+    await statusItem('external').waitFor({ state: 'visible', timeout: 30_000 });
+    const generated = ws('.unicode2', 'generated');
+    const before = await listFolder(generated);
+    await page().locator('.activitybar [aria-label^="UniCode² Lab"]').first().click();
+    try {
+      const lab = await findWebviewFrame(page(), 'article.lab-cell[data-kind="generate"]', 60_000);
+      const cells = lab.locator('article.lab-cell[data-kind="generate"][data-status="done"]', { hasText: 'Edited grid · chelsea.png' });
+      // it reads as a notebook: which codebook and tokens file, no internal fields
+      const text = await cells.first().innerText();
+      assert.match(text, /codebook[\s\S]*k64-dct\.safetensors/);
+      assert.match(text, /tokens[\s\S]*chelsea\.edited-[0-9a-f]{8}\.k64-dct\.tokens\.json/);
+      assert.doesNotMatch(text, /\bindex\b|\bmask\b|nprobe 0/);
+      await cells.first().locator('button[data-action="rerun"]').click();
+      await waitForAsync(async () => (await listFolder(generated)).includes('Edited-grid-chelsea-2.k64-dct.png'), 2 * 60_000, "the re-run's image, decoded with k64-dct");
+      await waitForAsync(async () => (await cells.count()) === 2, 60_000, "the re-run's cell done");
+      assert.equal((await listFolder(generated)).length, before.length + 1);
+      const view = await findWebviewFrame(page(), '#generate', 60_000);
+      await waitForAsync(async () => (await view.locator('figure.result', { hasText: 'Edited grid · chelsea.png' }).count()) === 2, 60_000, 'the re-run in the gallery');
+      // the panel closed, Open in a panel on the re-run's cell shows the re-run's image again
+      await page().locator('.tab', { hasText: 'Generation' }).first().click();
+      await runCommand(page(), 'View: Close Editor');
+      await page().locator('.tab', { hasText: 'Generation' }).waitFor({ state: 'detached', timeout: 30_000 });
+      await cells.first().locator('button[data-action="open"]').click();
+      const reopened = await findWebviewFrame(page(), 'figure.result img', 60_000);
+      assert.equal(await reopened.locator('figure.result', { hasText: 'Edited grid · chelsea.png' }).count(), 1);
+      await bench().screenshot('lab-rerun-in-gallery');
+    } finally {
+      await page().locator('.activitybar [aria-label^="Explorer"]').first().click();
+    }
   });
 
   step("a Lab re-run repeats the cell's parameters, not today's settings, into a codebook of its own", async () => {
@@ -451,7 +587,7 @@ describe('UniCode² Studio in code-server', { timeout: 30 * 60_000 }, () => {
       await first.click();
       await page().keyboard.press('ArrowRight');
       await rows.filter({ hasText: 'tokens: images.k64-dct.tokens.json' }).first().waitFor({ state: 'visible', timeout: 30_000 });
-      await rows.filter({ hasText: 'decoded: chelsea.png' }).first().waitFor({ state: 'visible', timeout: 30_000 });
+      await rows.filter({ hasText: 'decoded: chelsea.k64-dct.png' }).first().waitFor({ state: 'visible', timeout: 30_000 });
       await bench().screenshot('codebooks-view');
     } finally {
       await page().locator('.activitybar [aria-label^="Explorer"]').first().click();

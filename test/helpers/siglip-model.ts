@@ -37,6 +37,9 @@ export interface TestModelOptions {
   /** the convolution weights in this external data file beside the model (as optimum writes
    *  model.onnx_data): see writeExportFolder */
   externalData?: string;
+  /** also a pooled output [B, d] of this name ('image_embeds', 'pooler_output'): the mean of the
+   *  patch tokens, so a solid colour's is its DC coefficients (p x the normalized value) */
+  pooled?: string;
 }
 
 /** W[o = c*p*p + u*p + v][c][y][x] = a(u) cos(pi(2y+1)u/2p) * a(v) cos(pi(2x+1)v/2p) */
@@ -79,6 +82,10 @@ export function dctVisionTowerGraph(opts: TestModelOptions = {}): GraphBuilder {
   g.node('Pad', ['grid_tokens', 'pads'], ['sequence']);
   g.node('Cast', ['sequence'], ['last_hidden_state'], { to: opts.f16Io ? 10 : 1 });
   g.output('last_hidden_state', opts.f16Io ? 'float16' : 'float32', [batch, tokens, d]);
+  if (opts.pooled) {
+    g.node('ReduceMean', ['grid_tokens'], [opts.pooled], { axes: [1], keepdims: 0 });
+    g.output(opts.pooled, 'float32', [batch, d]);
+  }
   for (let i = 0; i < (opts.hiddenStates ?? 0); i++) {
     g.initializer(`factor_${i}`, { type: 'float32', dims: [], data: Float32Array.of(i + 1) });
     g.node('Mul', ['sequence', `factor_${i}`], [`hidden_states.${i}`]);

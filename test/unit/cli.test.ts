@@ -321,7 +321,7 @@ test('bad input exits 2 with one clear line and no stack', async () => {
 });
 
 test('--help for every command exits 0 and lists its options', async () => {
-  for (const [command, option] of [['embed', '--encoder'], ['build', '--embeddings'], ['tokenize', '--codebook'], ['search', '--queries'], ['decode', '--tokens'], ['refine', '--images'], ['stats', '--tokens'], ['demo', '--out']] as const) {
+  for (const [command, option] of [['embed', '--encoder'], ['build', '--embeddings'], ['tokenize', '--codebook'], ['search', '--queries'], ['decode', '--tokens'], ['refine', '--images'], ['stats', '--tokens'], ['demo', '--out'], ['text', '--encoder']] as const) {
     const r = await cli([command, '--help']);
     assert.equal(r.code, 0);
     assert.match(r.stdout, new RegExp(`^usage: unicode2 ${command}`));

@@ -7,7 +7,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
-  codebookLabel, codebookLabels, codebookName, codebooksDir, encoderTag, listCodebookFiles, nameProblem, newCodebookFile, suggestedName, tokensFile, uniqueName,
+  codebookLabel, codebookLabels, codebookName, codebooksDir, encoderTag, isHeldOut, listCodebookFiles, madeFile, nameProblem, newCodebookFile, suggestedName, tokensFile, uniqueName,
 } from '../../extension/state/codebook-names.js';
 import { UserError } from '../../extension/engine/index.js';
 
@@ -83,4 +83,33 @@ test('codebooks of the same name are told apart by the fewest last folders that 
   // the same file named twice (as listed and as active) is one codebook, not two
   assert.equal(codebookLabel(other, [other, legacy]), 'k64-dct');
   assert.equal(codebookLabel(legacy, [legacy]), 'codebook');
+});
+
+test('decoded images are named per codebook, so two codebooks decode the same tokens side by side; a generation never replaces an earlier one', async () => {
+  await withDataDir(async (dataDir) => {
+    const decoded = path.join(dataDir, 'decoded');
+    const a = madeFile(decoded, 'chelsea', '/w/.unicode2/codebooks/k64-dct.safetensors', '.png');
+    const b = madeFile(decoded, 'chelsea', '/w/.unicode2/codebooks/k64-dct-2.safetensors', '.png');
+    assert.deepEqual([path.basename(a), path.basename(b)], ['chelsea.k64-dct.png', 'chelsea.k64-dct-2.png']);
+    await mkdir(decoded, { recursive: true });
+    await writeFile(a, '');
+    // without fresh: the same decode again is the same file
+    assert.equal(madeFile(decoded, 'chelsea', '/w/k64-dct.safetensors', '.png'), a);
+    // fresh: the next free number goes on the name, not on the codebook's
+    assert.equal(path.basename(madeFile(decoded, 'chelsea', '/w/k64-dct.safetensors', '.png', true)), 'chelsea-2.k64-dct.png');
+    await writeFile(path.join(decoded, 'chelsea-2.k64-dct.png'), '');
+    assert.equal(path.basename(madeFile(decoded, 'chelsea', '/w/k64-dct.safetensors', '.png', true)), 'chelsea-3.k64-dct.png');
+  });
+});
+
+test('a token set is held out when its name, its file or its images\' folder says so', () => {
+  const set = (label: string, image: string, file?: string) => ({ label, grids: [{ image }], ...(file ? { file } : {}) });
+  assert.equal(isHeldOut(set('images (6 images)', '/w/images/a.jpg')), false);
+  assert.equal(isHeldOut(set('held-out (2 images)', '/w/held-out/a.jpg')), true);
+  assert.equal(isHeldOut(set('a.jpg', '/w/photos-test/a.jpg')), true);
+  assert.equal(isHeldOut(set('x', '/w/x/a.jpg', '/w/.unicode2/tokens/val.k64-dct.tokens.json')), true);
+  assert.equal(isHeldOut(set('holdout', '/w/h/a.jpg')), true);
+  // a word that only contains one is no mark
+  assert.equal(isHeldOut(set('contest (3 images)', '/w/contest/a.jpg')), false);
+  assert.equal(isHeldOut(set('intervals', '/w/intervals/a.jpg')), false);
 });

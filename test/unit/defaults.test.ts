@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULTS, SCHEDULER_KINDS, SEARCH_CHOICES } from '../../extension/engine/core/defaults.js';
+import { PRECISIONS } from '../../extension/engine/embed/encoders/model-files.js';
 
 const root = path.resolve(__dirname, '../..');
 
@@ -39,6 +40,7 @@ test("package.json's choice settings offer exactly the engine's lists of choices
   const choices: [string, readonly string[]][] = [
     ['unicode2.search', SEARCH_CHOICES],
     ['unicode2.generation.scheduler', SCHEDULER_KINDS],
+    ['unicode2.encoderPrecision', Object.keys(PRECISIONS)],
   ];
   for (const [key, list] of choices) {
     assert.deepEqual((settings[key] as { enum?: string[] }).enum, [...list], key);

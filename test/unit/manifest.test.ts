@@ -1,6 +1,6 @@
 // package.json says what the code says: the Explorer menu offers "Tokenize Image…" on exactly the
 // image files the engine reads (engine/embed/image.ts IMAGE_EXTENSIONS, which the file dialogs use too),
-// the settings that name files to load are restricted in untrusted workspaces, and the notebook
+// the settings that name files to load or lines to run are restricted in untrusted workspaces, and the notebook
 // renderer is declared for the mime type the code names (common/protocol/notebook.ts TOKENS_MIME).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,8 +46,9 @@ test('the settings that name files to load are restricted in untrusted workspace
   const restricted: string[] = trust.restrictedConfigurations;
   const settings = Object.keys(manifest.contributes.configuration.properties);
   for (const key of restricted) assert.ok(settings.includes(key), `${key} is a setting`);
-  // the two that name a codebook file or a model folder / .onnx file
-  assert.deepEqual([...restricted].sort(), ['unicode2.codebook', 'unicode2.encoder']);
+  // the two that name a codebook file or a model folder / .onnx file, and the two that reach a
+  // shell on the cluster (sbatch's options, the setup line each task runs)
+  assert.deepEqual([...restricted].sort(), ['unicode2.codebook', 'unicode2.encoder', 'unicode2.slurm.sbatch', 'unicode2.slurm.setup']);
 });
 
 test("the notebook renderer is declared for exactly the code's TOKENS_MIME", () => {

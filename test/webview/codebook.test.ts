@@ -92,6 +92,9 @@ test('heatmap pixels follow the colour ramp of the known counts; tooltip names t
     const canvas = p.page.locator('#heatmap[data-drawn="true"]');
     await canvas.waitFor();
     assert.equal(await canvas.getAttribute('data-k'), '64');
+    // the legend says the scale is logarithmic, and where it starts and ends
+    const legend = await Promise.all(['#ramp-scale', '#ramp-min', '#ramp-max'].map((id) => p.page.locator(id).textContent()));
+    assert.deepEqual(legend, ['uses, log scale:', '1', max.toLocaleString('en-US')]);
     const box = (await canvas.boundingBox())!;
     const { cols, rows } = heatmapLayout(64);
     const scale = Math.min(box.width / cols, box.height / rows);
@@ -358,6 +361,69 @@ test('a malformed message from the host is rejected and logged, and the panel ke
     assert.match(dropped()[2]!, /message\.kind must be reply or notify/);
     assert.equal(await p.page.locator('#summary').textContent(), before);
     assert.equal(await p.page.locator('#dataset vscode-option').count(), 2);
+  } finally {
+    await p.close();
+  }
+});
+
+test('a rebuilt file starts over: the new layout at fit, no code selected, no detail of the old code', async () => {
+  let data = realisticData(1000);
+  const p = await openPanel('codebook', codebookProtocol, 'dark', { ...host(data), init: () => data });
+  try {
+    const canvas = p.page.locator('#heatmap[data-drawn="true"]');
+    await canvas.waitFor();
+    const box = (await canvas.boundingBox())!;
+    const [x, y] = [box.x + box.width * 0.3, box.y + box.height * 0.4];
+    const codeAt = async (): Promise<number> => {
+      await p.page.mouse.move(x - 1, y - 1);
+      await p.page.mouse.move(x, y);
+      return Number(/code (\d+)/.exec((await p.page.locator('#tooltip').textContent())!)![1]);
+    };
+    const atFit = await codeAt();
+    for (let i = 0; i < 6; i++) await p.page.mouse.wheel(0, -240);
+    await p.page.mouse.click(x, y);
+    await p.page.locator('#detail .neighbours li').first().waitFor();
+    // the same K, rebuilt: other codes, so another layout (here the reversed order)
+    data = { ...realisticData(1000), order: [...data.order].reverse() };
+    const cell = data.order.indexOf(atFit);
+    await p.post({ kind: 'notify', type: 'fileChanged', params: {} });
+    await p.page.locator('#detail p.muted', { hasText: 'Click a code' }).waitFor();
+    // at fit again (the zoom forgotten), and the pixel that showed code atFit shows the code the new layout puts there
+    assert.equal(await codeAt(), data.order[data.order.length - 1 - cell]);
+    assert.equal(p.requests('codeDetail').length, 1, 'the old code is not asked about again');
+  } finally {
+    await p.close();
+  }
+});
+
+test('right after a build a code says why it shows no patches, and one click tokenizes the build corpus to show them', async () => {
+  const data = realisticData(1000);
+  let tokenized = false;
+  const patch = await pngDataUri({ width: 2, height: 2, data: new Float32Array(12).fill(0.5) });
+  const p = await openPanel('codebook', codebookProtocol, 'light', {
+    ...host(data),
+    codeDetail: ({ code }) => ({
+      code, count: data.counts[code]!, share: 0.01, neighbours: [],
+      ...(tokenized
+        ? { patches: [{ src: patch, image: 'coffee.jpg', row: 1, col: 2 }] }
+        : { patches: [], note: `No image tokenized with this codebook yet: it has ${data.counts[code]} uses in the build corpus, but a build keeps how often each code was used, not where.`, corpus: 'images' }),
+    }),
+    tokenizeCorpus: () => {
+      tokenized = true;
+      return null;
+    },
+  });
+  try {
+    const canvas = p.page.locator('#heatmap[data-drawn="true"]');
+    await canvas.waitFor();
+    const box = (await canvas.boundingBox())!;
+    await p.page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    await p.page.locator('#patches-note').waitFor();
+    assert.match(await p.page.locator('#patches-note').innerText(), /uses in the build corpus, but a build keeps how often/);
+    await p.page.locator('#tokenize-corpus', { hasText: 'Tokenize images/' }).click();
+    await p.page.locator('#detail .patches img[alt="patch of coffee.jpg"]').waitFor();
+    assert.equal(p.requests('tokenizeCorpus').length, 1);
+    assert.equal(p.requests('codeDetail').length, 2, 'the code is asked about again once the corpus is tokenized');
   } finally {
     await p.close();
   }

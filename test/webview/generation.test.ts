@@ -141,7 +141,7 @@ function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof gen
       const result: GenerationResult = {
         id: `result-${results.length + 1}`, label: r.mode === 'sample' ? `Sampled ${grid[0]}×${grid[1]}` : label, image: await pngDataUri(image),
         width: image.width, height: image.height, grid, settings: [['decoder', s.decoder === 'atlas' ? 'atlas' : 'tiny-decoder'], ['seed', s.seed]],
-        device: decoded.device, seconds: 0.1,
+        device: decoded.device, seconds: 0.1, tokens: r.mode === 'sample',
       };
       results.push(result);
       return result;
@@ -151,6 +151,7 @@ function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof gen
       return null;
     },
     savePng: () => '/work/sampled-generated.png',
+    saveTokens: () => '/work/.unicode2/tokens/Sampled-10-12.k256-dct.tokens.json',
     ...(opts.openArPrior ? { openArPrior: opts.openArPrior } : {}),
   };
   return { host, edits, tokens, ar };
@@ -201,9 +202,13 @@ for (const theme of THEME_NAMES) {
       assert.match(await p.page.locator('#results .result-settings').innerText(), /seed\s+7/);
       await p.page.waitForFunction(() => (document.querySelector('#results img') as HTMLImageElement).complete);
       await p.screenshot(`generation-${theme}`);
-      await p.page.locator('#results vscode-button[data-result="result-1"]').click();
+      await p.page.locator('#results vscode-button[data-result="result-1"]', { hasText: 'Save as PNG' }).click();
       await p.page.waitForFunction(() => document.querySelector('#status')!.textContent!.startsWith('Saved'));
       assert.deepEqual(p.requests('savePng'), [{ result: 'result-1' }]);
+      // a sampled grid saves as tokens too
+      await p.page.locator('#results vscode-button[data-result="result-1"]', { hasText: 'Save Tokens' }).click();
+      await p.page.waitForFunction(() => document.querySelector('#status')!.textContent!.endsWith('.tokens.json'));
+      assert.deepEqual(p.requests('saveTokens'), [{ result: 'result-1' }]);
       assert.equal(p.warnings.length, 0, p.warnings.join('\n'));
     } finally {
       await p.close();

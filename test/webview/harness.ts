@@ -103,6 +103,9 @@ export interface PanelPage<P extends AnyProtocol> {
   rejected: string[];
   /** the console warnings the page logged (the webview reports dropped messages there) */
   warnings: string[];
+  /** loads the page again keeping its saved state, as VS Code brings back a webview that was not
+   *  kept alive while its tab was hidden */
+  reload(): Promise<void>;
   /** posts a raw message into the webview, as the host's postMessage would */
   post(message: unknown): Promise<void>;
   /** switches the colour theme the way VS Code does: variables on <html>'s style, kind on <body>'s class */
@@ -154,11 +157,12 @@ export async function openPanel<P extends AnyProtocol>(
   const vars = Object.entries(THEMES[theme]).map(([k, v]) => `--vscode-${k}: ${v};`).join(' ');
   const standIn = `<style nonce="${nonce}">html { ${vars} }</style>
 <script nonce="${nonce}">
-  let state;
+  // kept in sessionStorage: it outlives a reload() as VS Code's outlives a hidden tab
+  let state = JSON.parse(sessionStorage.getItem('vscode-state') ?? 'null') ?? undefined;
   window.acquireVsCodeApi = () => ({
     postMessage: (m) => window.__toHost(m),
     getState: () => state,
-    setState: (s) => { state = s; },
+    setState: (s) => { state = s; sessionStorage.setItem('vscode-state', JSON.stringify(s)); },
   });
   document.addEventListener('DOMContentLoaded', () => document.body.classList.add('vscode-${theme}'));
 </script>`;
@@ -183,6 +187,9 @@ export async function openPanel<P extends AnyProtocol>(
     rejected,
     warnings,
     post,
+    async reload() {
+      await page.reload();
+    },
     async setTheme(next) {
       await page.evaluate(([vars, kind, all]) => {
         for (const [k, v] of Object.entries(vars as Record<string, string>)) document.documentElement.style.setProperty(`--vscode-${k}`, v);

@@ -37,6 +37,7 @@ function codebookHost() {
       selectDataset: ({ dataset }) => (handled.push(`select ${dataset}`), view),
       addTokensFile: () => null,
       reopenWith: () => null,
+      tokenizeCorpus: () => null,
       codeDetail: ({ code }) => {
         handled.push(`detail ${code}`);
         if (code === 13) throw new Error('code 13 is unlucky');
@@ -67,7 +68,7 @@ test('the host answers well-formed requests and names what is wrong with the res
   // a request with bad parameters is still answered (with an error), so the webview never waits forever
   assert.deepEqual(posted.at(-1), { kind: 'reply', id: 3, error: 'malformed codeDetail request: params.code: Invalid value: Expected >=0 but received -1' });
   await endpoint.receive({ kind: 'request', id: 4, type: 'dropTables', params: {} });
-  assert.equal(rejected.at(-1), 'request type "dropTables" is not one of init, selectDataset, codeDetail, addTokensFile, reopenWith');
+  assert.equal(rejected.at(-1), 'request type "dropTables" is not one of init, selectDataset, codeDetail, tokenizeCorpus, addTokensFile, reopenWith');
   await endpoint.receive({ kind: 'request', id: '5', type: 'init', params: {} });
   assert.match(rejected.at(-1)!, /^message\.id: Invalid type: Expected number but received "5"$/);
   await endpoint.receive({ kind: 'reply', id: 6, result: null });
@@ -82,7 +83,7 @@ test('inherited names and prototype tricks never reach a handler', async () => {
   // every object has these names through Object.prototype; none is a request
   for (const type of ['__proto__', 'toString', 'constructor', 'hasOwnProperty', 'valueOf']) {
     await endpoint.receive({ kind: 'request', id: 1, type, params: {} });
-    assert.equal(rejected.at(-1), `request type "${type}" is not one of init, selectDataset, codeDetail, addTokensFile, reopenWith`);
+    assert.equal(rejected.at(-1), `request type "${type}" is not one of init, selectDataset, codeDetail, tokenizeCorpus, addTokensFile, reopenWith`);
   }
   // an own "__proto__" key, as JSON.parse makes it: an extra key, in the params and in the envelope
   await endpoint.receive({ kind: 'request', id: 1, type: 'selectDataset', params: JSON.parse('{"dataset": "build", "__proto__": {"isAdmin": true}}') });
@@ -103,7 +104,7 @@ test('inherited names and prototype tricks never reach a handler', async () => {
 test('lab cells: kinds come from the list, tables must be plain objects of strings and numbers, no extra keys', () => {
   const cell = { id: 'a', kind: 'build', status: 'done', title: 't', startedAt: 's', inputs: {}, params: {} };
   assert.equal(check(labCell, cell, 'cell'), null);
-  assert.equal(check(labCell, { ...cell, kind: 'toString' }, 'cell'), 'cell.kind: Invalid type: Expected ("build" | "tokenize" | "decode" | "refine" | "demo" | "generate") but received "toString"');
+  assert.equal(check(labCell, { ...cell, kind: 'toString' }, 'cell'), 'cell.kind: Invalid type: Expected ("build" | "tokenize" | "decode" | "refine" | "demo" | "generate" | "fit") but received "toString"');
   assert.equal(check(labCell, { ...cell, inputs: Object.create({ folder: '/etc' }) }, 'cell'), 'cell.inputs: Invalid type: Expected a plain object');
   assert.equal(check(labCell, { ...cell, params: { k: '256', seed: Number.NaN } }, 'cell'), 'cell.params.seed: Invalid type: Expected (string | number) but received NaN');
   assert.equal(check(labCell, { ...cell, tokenPreview: { grid: [2, 2], ids: [1, 2, 3] }, extra: 1 }, 'cell'), 'cell.extra: Invalid key: Expected never but received "extra"');
@@ -178,6 +179,7 @@ test('replies find their request by id over an asynchronous channel that reorder
       selectDataset: () => minimalView(),
       addTokensFile: () => null,
       reopenWith: () => null,
+      tokenizeCorpus: () => null,
       codeDetail: async ({ code }) => {
         await new Promise((r) => setTimeout(r, Math.random() * 10));
         return { code, count: code * 10, share: 0, patches: [], neighbours: [] };

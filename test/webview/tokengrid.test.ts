@@ -117,6 +117,62 @@ test('paint a cell with another code and decode again through the host', async (
   }
 });
 
+test('edits kept while the tab was hidden come back with their own reconstruction, not the unedited one', async () => {
+  const f = await realFixture();
+  const p = await openPanel('tokengrid', tokenGridProtocol, 'dark', host(f));
+  try {
+    const canvas = p.page.locator('#token-grid[data-drawn="true"]');
+    await canvas.waitFor();
+    const box = (await canvas.boundingBox())!;
+    const [gh, gw] = f.grid.grid;
+    const edited = [...f.grid.ids];
+    for (const [row, col] of [[2, 3], [7, 10]] as const) {
+      const cell = row * gw + col;
+      edited[cell] = (f.grid.ids[cell]! + 7) % f.cb.frozen.rows;
+      await p.page.locator('#paint').click();
+      await p.page.locator('#paint-code').click();
+      await p.page.keyboard.press('Control+A');
+      await p.page.keyboard.type(String(edited[cell]));
+      await p.page.mouse.click(box.x + ((col + 0.5) * box.width) / gw, box.y + ((row + 0.5) * box.height) / gh);
+      await p.page.locator('#paint').click();
+    }
+    assert.equal(await p.page.locator('#edits').textContent(), '2 cells edited');
+    await p.reload();
+    await p.page.locator('#token-grid[data-drawn="true"]').waitFor();
+    assert.equal(await p.page.locator('#edits').textContent(), '2 cells edited');
+    // the edited grid was decoded on the way back, and its PSNR is the one shown
+    assert.deepEqual(p.requests('decode').at(-1), { ids: edited });
+    const psnr = (await f.decode(edited)).psnr!;
+    assert.notEqual(psnr.toFixed(1), (await f.decode(f.grid.ids)).psnr!.toFixed(1), 'the two edits change the PSNR shown');
+    assert.equal(await p.page.locator('#reconstruction-caption').textContent(), `Reconstruction · atlas decoder · PSNR ${psnr.toFixed(1)} dB`);
+  } finally {
+    await p.close();
+  }
+});
+
+test('edits made with another codebook (a rebuilt one) are dropped when the tab comes back', async () => {
+  const f = await realFixture();
+  let fingerprint = f.cb.fingerprint;
+  const p = await openPanel('tokengrid', tokenGridProtocol, 'light', { ...host(f), init: async () => ({ ...view(f), codebook: fingerprint, reconstruction: await f.decode(f.grid.ids) }) });
+  try {
+    const canvas = p.page.locator('#token-grid[data-drawn="true"]');
+    await canvas.waitFor();
+    const box = (await canvas.boundingBox())!;
+    await p.page.locator('#paint').click();
+    await p.page.locator('#paint-code').click();
+    await p.page.keyboard.type(String((f.grid.ids[0]! + 1) % f.cb.frozen.rows));
+    await p.page.mouse.click(box.x + 2, box.y + 2);
+    assert.equal(await p.page.locator('#edits').textContent(), '1 cell edited');
+    fingerprint = 'another-codebook';
+    await p.reload();
+    await p.page.locator('#token-grid[data-drawn="true"]').waitFor();
+    assert.equal(await p.page.locator('#edits').textContent(), '');
+    assert.deepEqual(p.requests('decode'), []);
+  } finally {
+    await p.close();
+  }
+});
+
 test('clicking a cell highlights every cell holding that code', async () => {
   const f = await realFixture();
   const p = await openPanel('tokengrid', tokenGridProtocol, 'dark', host(f));

@@ -16,6 +16,7 @@ import { drawRankFrequency } from '../common/rank-frequency.js';
 const CELL_CODES_LISTED = 40;
 
 type Colouring = 'usage' | 'drift';
+const DETAIL_HINT = 'Click a code to see the image patches that use it and its nearest codes.';
 
 interface ViewState {
   view: ViewTransform | null;
@@ -28,7 +29,10 @@ interface ViewState {
 const state = loadState<ViewState>({ view: null, selected: null, dataset: null, coarse: null, colour: 'usage' });
 const host = connect(codebookProtocol, {
   datasets: ({ datasets }) => renderDatasets(datasets, current?.dataset ?? ''),
-  fileChanged: () => void start(),
+  fileChanged: () => {
+    forgetView();
+    void start();
+  },
 });
 
 let current: CodebookView | null = null;
@@ -62,7 +66,7 @@ document.body.append(
           ),
         ),
         h('span', { id: 'dead-item', class: 'legend-item' }, h('span', { id: 'dead-swatch', class: 'swatch dead' }), 'dead'),
-        h('span', { id: 'ramp-item', class: 'legend-item' }, h('span', { id: 'ramp-min' }, ''), h('span', { id: 'ramp', class: 'ramp' }), h('span', { id: 'ramp-max' }, 'max')),
+        h('span', { id: 'ramp-item', class: 'legend-item' }, h('span', { id: 'ramp-scale', class: 'muted' }, ''), h('span', { id: 'ramp-min' }, ''), h('span', { id: 'ramp', class: 'ramp' }), h('span', { id: 'ramp-max' }, 'max')),
         h('span', { class: 'spacer' }),
         h('span', { class: 'hint' }, 'scroll to zoom · drag to pan · click a code'),
         h('vscode-button', { id: 'fit', secondary: true, title: 'Fit to view', icon: 'screen-full' }),
@@ -76,7 +80,7 @@ document.body.append(
         h('canvas', { id: 'coarse-map', 'aria-label': 'coarse cells' }),
         h('div', { id: 'coarse-detail' }),
       ),
-      h('section', { id: 'detail', class: 'card' }, h('p', { class: 'muted' }, 'Click a code to see the image patches that use it and its nearest codes.')),
+      h('section', { id: 'detail', class: 'card' }, h('p', { class: 'muted' }, DETAIL_HINT)),
       h('section', { class: 'card' }, h('h2', {}, 'Rank-frequency'), h('canvas', { id: 'rank-frequency' })),
     ),
   ),
@@ -147,8 +151,13 @@ function applyColouring(data: CodebookView): void {
   byId('dead-item').hidden = colour === 'drift';
   const values = distances ?? data.counts;
   const max = values.reduce((a, b) => Math.max(a, b), 0);
-  byId('ramp-min').textContent = colour === 'drift' ? '0' : '';
+  // usage is drawn on a log scale (code counts are Zipf-like): the legend says so, and where it starts
+  byId('ramp-scale').textContent = colour === 'drift' ? 'drift, linear:' : 'uses, log scale:';
+  byId('ramp-min').textContent = colour === 'drift' ? '0' : '1';
   byId('ramp-max').textContent = colour === 'drift' ? max.toPrecision(3) : formatInt(max);
+  byId('ramp').title = colour === 'drift'
+    ? 'colour = distance / largest distance'
+    : 'colour = log(1 + uses) / log(1 + largest); unused codes have the dead colour, not the ramp\'s';
   byId('heatmap').setAttribute('aria-label', colour === 'drift' ? 'training drift heatmap' : 'code utilization heatmap');
   byId('heatmap').dataset.colour = distances ? 'drift' : 'usage';
   if (heatmap) heatmap.drift = distances;
@@ -193,6 +202,7 @@ function show(data: CodebookView): void {
   if (heatmap && data.order.length === Number(canvas.dataset.k)) {
     heatmap.paint(data.counts);
   } else {
+    heatmap?.viewport.dispose();
     heatmap = new Heatmap(canvas, data.order, data.counts, (t) => {
       state.view = t;
       saveState(state);
@@ -206,6 +216,16 @@ function show(data: CodebookView): void {
   heatmap.draw();
   drawRankFrequency(byId<HTMLCanvasElement>('rank-frequency'), data.counts);
   if (heatmap.selected !== null) void selectCode(heatmap.selected);
+}
+
+/** The file was rewritten (a rebuild, a refine): its codes are other codes now, laid out anew, so
+ *  the zoom, the selected code and coarse cell, and the code's detail are dropped. */
+function forgetView(): void {
+  Object.assign(state, { view: null, selected: null, coarse: null });
+  saveState(state);
+  heatmap?.viewport.dispose();
+  heatmap = null;
+  byId('detail').replaceChildren(h('p', { class: 'muted' }, DETAIL_HINT));
 }
 
 function showCoarse(data: CodebookView): void {
@@ -283,15 +303,32 @@ function renderDetail(d: CodeDetail): void {
   const patches = d.patches.length
     ? h('div', { class: 'patches' },
         ...d.patches.map((p) => h('img', { src: p.src, alt: `patch of ${p.image}`, title: `${p.image} (row ${p.row}, col ${p.col})` })))
-    : h('p', { class: 'muted' }, d.note ?? 'No tokenized image uses this code.');
+    : h('p', { class: 'muted', id: 'patches-note' }, d.note ?? 'No tokenized image uses this code.');
   byId('detail').replaceChildren(
     h('h2', {}, `Code ${d.code}`),
     h('p', {}, `${formatInt(d.count)} use${d.count === 1 ? '' : 's'} · ${formatShare(d.share)} of tokens`),
     h('h3', {}, 'Image patches'),
     patches,
+    d.patches.length || !d.corpus ? '' : tokenizeCorpusButton(d.code, d.corpus),
     h('h3', {}, 'Nearest codes'),
     neighbours,
   );
+}
+
+/** One click to tokenize the build corpus with this codebook (a Lab cell); the code's patches then show. */
+function tokenizeCorpusButton(code: number, corpus: string): HTMLElement {
+  const button = h('vscode-button', { id: 'tokenize-corpus', icon: 'symbol-array' }, `Tokenize ${corpus}/`);
+  button.addEventListener('click', async () => {
+    button.toggleAttribute('disabled', true);
+    button.textContent = `Tokenizing ${corpus}/…`;
+    try {
+      await host.request('tokenizeCorpus');
+      if (heatmap?.selected === code) await selectCode(code);
+    } catch (err) {
+      button.replaceWith(h('p', { class: 'error' }, (err as Error).message));
+    }
+  });
+  return button;
 }
 
 // --- interaction -------------------------------------------------------------------------------

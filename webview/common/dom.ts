@@ -51,7 +51,11 @@ export class Tooltip {
 
 export const formatInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 export const formatPct = (x: number, digits = 1): string => `${(x * 100).toFixed(digits)}%`;
+/** A share as people read one: 12.34%, then two significant digits below 0.1% (0.045%), and
+ *  "< 0.0001%" below that — never an exponent. */
 export function formatShare(x: number): string {
   if (x === 0) return '0%';
-  return x >= 0.001 ? formatPct(x, 2) : `${(x * 100).toExponential(1)}%`;
+  if (x >= 0.001) return formatPct(x, 2);
+  if (x < 1e-6) return '< 0.0001%';
+  return `${Number((x * 100).toPrecision(2)).toFixed(Math.min(20, 1 - Math.floor(Math.log10(x * 100))))}%`;
 }

@@ -12,6 +12,8 @@ export class Viewport {
   t: ViewTransform = { scale: 1, tx: 0, ty: 0 };
   private drag: { x: number; y: number; moved: boolean } | null = null;
   private frame = 0;
+  /** removes the canvas listeners: a picture replaced on the same canvas stops answering */
+  private readonly listening = new AbortController();
 
   constructor(
     private readonly canvas: HTMLCanvasElement,
@@ -19,11 +21,12 @@ export class Viewport {
     private readonly redraw: () => void,
     private readonly onChange: (t: ViewTransform) => void,
   ) {
-    canvas.addEventListener('wheel', (e) => this.onWheel(e), { passive: false });
+    const signal = this.listening.signal;
+    canvas.addEventListener('wheel', (e) => this.onWheel(e), { passive: false, signal });
     canvas.addEventListener('pointerdown', (e) => {
       this.drag = { x: e.clientX, y: e.clientY, moved: false };
       canvas.setPointerCapture(e.pointerId);
-    });
+    }, { signal });
     canvas.addEventListener('pointermove', (e) => {
       if (!this.drag || (e.buttons & 1) === 0) return;
       const dx = e.clientX - this.drag.x;
@@ -33,12 +36,16 @@ export class Viewport {
       this.t = { ...this.t, tx: this.t.tx + dx, ty: this.t.ty + dy };
       canvas.classList.add('panning');
       this.changed();
-    });
+    }, { signal });
     canvas.addEventListener('pointerup', () => {
       canvas.classList.remove('panning');
       // keep `drag` until the click event has seen whether this was a drag
       setTimeout(() => (this.drag = null), 0);
-    });
+    }, { signal });
+  }
+
+  dispose(): void {
+    this.listening.abort();
   }
 
   /** True while the current pointer gesture is a pan, so a click handler can ignore it. */

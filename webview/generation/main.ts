@@ -41,6 +41,7 @@ const MAX_LISTED_CLASSES = 10_000;
 const host = connect(generationProtocol, {
   sources: (n) => renderSources(n.sources, n.select),
   codebook: ({ codebook }) => showCodebook(codebook),
+  priors: ({ priors: list, select }) => renderPriors(list, select),
   // a run's progress; anything arriving after its result is stale
   progress: ({ done, total, message, preview }) => running && showProgress(done, total, message, preview),
   // an AR run's tokens come before its result, also in a Lab re-run (which this page did not start)
@@ -57,7 +58,7 @@ function showCodebook(name: string): void {
 }
 
 function showResult(r: GenerationResult): void {
-  addResult(r, (result) => host.request('savePng', { result }));
+  addResult(r, { png: (result) => host.request('savePng', { result }), tokens: (result) => host.request('saveTokens', { result }) });
 }
 
 buildPage();
@@ -215,10 +216,13 @@ guarded('open-ar-prior', async () => {
   renderPriors(list, list.find((p) => !before.has(p.id))?.id);
 });
 guarded('fit-prior', async () => {
-  showStatus('Fitting a prior on the token sets…');
+  showStatus('Choose the token sets to fit on…');
+  const before = new Set(priors.map((p) => p.id));
   const list = await host.request('fitPrior');
-  renderPriors(list, list[list.length - 1]?.id);
-  showStatus(`Fitted ${list[list.length - 1]?.label ?? ''}`);
+  // each fit writes a prior of its own: the new one is the one fitted (none when the pick was dismissed)
+  const fitted = list.find((p) => !before.has(p.id));
+  renderPriors(list, fitted?.id);
+  showStatus(fitted ? `Fitted ${fitted.label}` : 'No prior was fitted.');
 });
 guarded('add-decoder', async () => {
   const before = new Set(decoders.map((d) => d.id));

@@ -53,7 +53,7 @@ function tokensCard(): HTMLElement {
       h('vscode-single-select', { id: 'prior', 'aria-label': 'token prior' }),
       h('vscode-button', { id: 'open-prior', secondary: true, icon: 'folder-opened' }, 'Prior file…'),
       h('vscode-button', { id: 'open-ar-prior', secondary: true, icon: 'folder-library', title: 'An autoregressive model folder (ONNX, config.json, unicode2.json)' }, 'Model folder…'),
-      h('vscode-button', { id: 'fit-prior', secondary: true, icon: 'graph', title: "Fit a prior on this session's token sets" }, 'Fit')),
+      h('vscode-button', { id: 'fit-prior', secondary: true, icon: 'graph', title: "Fit a prior on the token sets you tick (held-out ones are left out)" }, 'Fit')),
     ...labelled('ar', 'Class',
       h('vscode-single-select', { id: 'class', 'aria-label': 'class' }),
       muted('guidance'), field('prior-guidance', 'classifier-free guidance of the prior', { title: 'uncond + G × (cond − uncond); 1 = none' })),

@@ -17,27 +17,35 @@ export function showProgress(done: number, total: number, message?: string, prev
   }
 }
 
-/** Adds a result to the gallery; `savePng` saves it (the path saved to, null when dismissed). */
-export function addResult(r: GenerationResult, savePng: (result: string) => Promise<string | null>): void {
-  // a result sent while the panel was loading also comes with its init
-  if (document.querySelector(`figure.result[data-result="${CSS.escape(r.id)}"]`)) return;
-  const save = h('vscode-button', { secondary: true, 'data-result': r.id, icon: 'save' }, 'Save as PNG');
-  save.addEventListener('click', async () => {
+type Save = (result: string) => Promise<string | null>;
+
+/** A gallery button that saves through the host and says where. */
+function saveButton(r: GenerationResult, label: string, icon: string, save: Save): HTMLElement {
+  const button = h('vscode-button', { secondary: true, 'data-result': r.id, icon }, label);
+  button.addEventListener('click', async () => {
     try {
-      const saved = await savePng(r.id);
+      const saved = await save(r.id);
       if (saved) showStatus(`Saved ${saved}`);
     } catch (err) {
       showStatus((err as Error).message);
     }
   });
+  return button;
+}
+
+/** Adds a result to the gallery: Save as PNG, and Save Tokens for a result whose grid the host kept. */
+export function addResult(r: GenerationResult, save: { png: Save; tokens: Save }): void {
+  // a result sent while the panel was loading also comes with its init
+  if (document.querySelector(`figure.result[data-result="${CSS.escape(r.id)}"]`)) return;
+  const buttons = [saveButton(r, 'Save as PNG', 'save', save.png), ...(r.tokens ? [saveButton(r, 'Save Tokens', 'symbol-array', save.tokens)] : [])];
   const details = h('dl', { class: 'result-settings' },
     ...r.settings.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))]),
-    h('dt', {}, 'grid'), h('dd', {}, `${r.grid[0]}×${r.grid[1]}`),
+    ...(r.grid ? [h('dt', {}, 'grid'), h('dd', {}, `${r.grid[0]}×${r.grid[1]}`)] : []),
     h('dt', {}, 'device'), h('dd', { title: r.device }, r.device),
     h('dt', {}, 'time'), h('dd', {}, `${r.seconds.toFixed(2)} s`));
   byId('results').prepend(
     h('figure', { class: 'card result', 'data-result': r.id },
       h('img', { src: r.image, alt: r.label, width: r.width, height: r.height }),
-      h('figcaption', {}, h('div', { class: 'row' }, h('strong', {}, r.label), h('span', { class: 'muted' }, `${r.width}×${r.height}`), h('span', { class: 'spacer' }), save), details)),
+      h('figcaption', {}, h('div', { class: 'row' }, h('strong', {}, r.label), h('span', { class: 'muted' }, `${r.width}×${r.height}`), h('span', { class: 'spacer' }), ...buttons), details)),
   );
 }

@@ -16,6 +16,7 @@ const KINDS: { kind: LabKind; label: string; icon: string }[] = [
   { kind: 'refine', label: 'Refine', icon: 'wand' },
   { kind: 'demo', label: 'Demo', icon: 'beaker' },
   { kind: 'generate', label: 'Generate', icon: 'sparkle' },
+  { kind: 'fit', label: 'Fit', icon: 'graph-line' },
 ];
 const kindIcon = (kind: LabKind): string => KINDS.find((k) => k.kind === kind)!.icon;
 const STATUS_ICON: Record<LabCell['status'], string> = {
@@ -87,6 +88,38 @@ function progressView(cell: LabCell): HTMLElement | null {
     h('span', { class: 'muted' }, cell.progress.message ?? `${cell.progress.done} / ${cell.progress.total}`));
 }
 
+type SlurmTask = NonNullable<LabCell['slurm']>['tasks'][number];
+const TASK_STATES: SlurmTask['state'][] = ['pending', 'running', 'done', 'failed'];
+const TASK_ICON: Record<SlurmTask['state'], string> = { pending: 'clock', running: 'loading codicon-modifier-spin', done: 'pass', failed: 'error' };
+
+function slurmTaskView(cell: string, t: SlurmTask): HTMLElement {
+  const name = typeof t.task === 'number' ? `task ${t.task}` : t.task;
+  // the job id once Slurm has given one (a pending task's status file has none yet)
+  const what = [t.state, ...(t.job ? [t.job] : []), `${t.shards} shard${t.shards === 1 ? '' : 's'}`, ...(t.images !== undefined ? [`${t.images} images`] : [])].join(' · ');
+  const log = h('button', { class: 'icon-button', title: `Open the log of ${name}`, 'aria-label': `Open the log of ${name}`, 'data-action': 'log' }, icon('output'));
+  log.addEventListener('click', () => void host.request('log', { cell, task: t.task }));
+  return h('li', { class: 'slurm-task', 'data-task': String(t.task), 'data-state': t.state },
+    h('span', { class: `status status-${t.state}`, title: t.state }, icon(TASK_ICON[t.state])),
+    h('span', { class: 'name' }, name),
+    h('span', { class: 'muted what', title: what }, what),
+    log,
+    t.error ? h('div', { class: 'error' }, t.error) : '',
+    t.tail ? h('pre', { class: 'tail', title: 'the last lines of its log' }, t.tail) : '');
+}
+
+/** A run on Slurm: its jobs and how many tasks are in each state (the merge step after an array
+ *  not counted), then each task with its state, job and shards, a button that opens its log, and
+ *  why it failed. Tasks come as the job folder names them: array tasks by number, a plan's by name. */
+function slurmView(cell: LabCell): HTMLElement | string {
+  const slurm = cell.slurm;
+  if (!slurm) return '';
+  const tasks = slurm.tasks.filter((t) => t.task !== 'merge');
+  const counts = TASK_STATES.map((state) => `${tasks.filter((t) => t.state === state).length} ${state}`).join(', ');
+  return h('section', { class: 'slurm', 'aria-label': 'Slurm tasks' },
+    h('div', { class: 'slurm-summary muted' }, `Slurm jobs ${slurm.jobs.join(', ')}: ${counts}`),
+    h('ul', { class: 'slurm-tasks' }, ...slurm.tasks.map((t) => slurmTaskView(cell.id, t))));
+}
+
 function cellView(cell: LabCell): HTMLElement {
   const time = new Date(cell.startedAt).toLocaleTimeString();
   const actions = h('span', { class: 'actions' },
@@ -111,6 +144,7 @@ function cellView(cell: LabCell): HTMLElement {
     table(Object.entries(cell.inputs).map(([k, v]) => [k, pathView(v)]), 'inputs'),
     table(settings, 'params'),
     progress,
+    slurmView(cell),
     table(results, 'metrics'),
     outputs.childElementCount ? outputs : '',
     ...(cell.files ?? []).map((f) => h('div', { class: 'file muted' }, icon('file'), pathView(f))),

@@ -12,6 +12,8 @@ import { aspectOf, cellAt, drawTokenOverlay, loadPhoto, setAspect } from '../com
 interface ViewState {
   restore: TokenGridRestore | null;
   ids: number[] | null;
+  /** the fingerprint of the codebook `ids` were edited with: edits of another (a rebuilt one) are dropped */
+  base?: string;
   opacity: number;
   showIds: boolean;
   paint: boolean;
@@ -197,14 +199,16 @@ async function start(): Promise<void> {
   data = await host.request('init');
   state.restore = data.restore;
   const [gh, gw] = data.grid;
-  ids = state.ids && state.ids.length === gh * gw ? state.ids : [...data.ids];
+  ids = state.ids && state.ids.length === gh * gw && state.base === data.codebook ? state.ids : [...data.ids];
+  state.base = data.codebook;
   if (state.paintCode !== null) paintCode.value = String(state.paintCode);
   setPaintMode(state.paint);
   byId('title').textContent = `Tokens · ${data.imageLabel}`;
   byId('grid-caption').textContent = `${gh} × ${gw} tokens · K = ${data.bounds.k.toLocaleString('en-US')} · codebook ${data.codebook}`;
   canvas.dataset.gridH = String(gh);
   canvas.dataset.gridW = String(gw);
-  showReconstruction(data.reconstruction);
+  // edits kept from before the tab was hidden: their reconstruction, not the unedited grid's
+  showReconstruction(edits() && data.reconstruction ? await host.request('decode', { ids }).catch(() => data!.reconstruction) : data.reconstruction);
   byId('quality-note').textContent = data.reconstruction ? qualityNote(data.bounds) : '';
   photo = await loadPhoto(data.image);
   setAspect(byId('figures'), aspectOf(photo, data.grid));

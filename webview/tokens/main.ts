@@ -1,7 +1,8 @@
 // Token set editor: a token data set as a list of its images; the selected image's grid over its
 // photo (at the photo's aspect ratio; the grid alone when the photo is gone), hover for the code;
 // and the set's code usage: counts, the most used codes (click one to outline its cells) and the
-// rank-frequency curve.
+// rank-frequency curve. A sharded tokenize output's manifest is one set; the shards it lists that
+// are not tokenized yet are named above.
 import '../common/elements.js';
 import { tokenSetProtocol, type TokenSetGrid, type TokenSetUsage, type TokenSetView } from '../../common/protocol/tokens.js';
 import { connect, loadState, saveState } from '../common/vscode.js';
@@ -10,6 +11,7 @@ import { codeColor, css } from '../common/colors.js';
 import { onThemeChange } from '../common/viewport.js';
 import { drawRankFrequency } from '../common/rank-frequency.js';
 import { aspectOf, cellAt, drawTokenOverlay, loadPhoto, setAspect } from '../common/token-overlay.js';
+import { mountSearch, searchSection } from './search.js';
 
 const TOP_CODES = 12;
 
@@ -23,6 +25,7 @@ let wanted = -1;
 
 document.body.append(
   h('header', { class: 'toolbar wraps' }, h('h1', { id: 'title' }, 'Token set'), h('span', { id: 'set-summary', class: 'muted' })),
+  h('p', { id: 'shards-missing', class: 'warning', hidden: true }),
   h('main', { class: 'tokenset-layout' },
     h('nav', { id: 'images', class: 'image-list', 'aria-label': 'images of the set', tabindex: 0 }),
     h('figure', { id: 'figure' },
@@ -30,6 +33,7 @@ document.body.append(
       h('figcaption', { id: 'grid-caption' }, 'Loading…'),
     ),
     h('aside', { class: 'side' },
+      searchSection(),
       h('section', { id: 'usage', class: 'card' }, h('h2', {}, 'Code usage')),
       h('section', { class: 'card' }, h('h2', {}, 'Rank-frequency'), h('canvas', { id: 'rank-frequency' })),
     ),
@@ -138,13 +142,27 @@ async function start(): Promise<void> {
     view = await host.request('init');
     const n = view.images.length;
     byId('title').textContent = `Token set · ${view.file}`;
+    const shards = view.shards;
     byId('set-summary').textContent = [
       `${formatInt(n)} image${n === 1 ? '' : 's'}`,
+      shards && `${formatInt(shards.total - shards.missing.length)} of ${formatInt(shards.total)} shards`,
       view.encoder && `encoder ${view.encoder}`,
       view.codebook && `codebook ${view.codebook}${view.codebookFile ? ` (${view.codebookFile})` : ''}`,
     ].filter(Boolean).join(' · ');
+    const missing = byId('shards-missing');
+    missing.hidden = !shards?.missing.length;
+    missing.textContent = shards?.missing.length
+      ? `Not tokenized yet: ${shards.missing.length} of ${shards.total} shards (${shards.missing.join(', ')}); their images are not in this set.`
+      : '';
     renderList(view);
     renderUsage(view.usage);
+    const shownView = view;
+    mountSearch(view, {
+      search: (query) => host.request('searchText', { query }),
+      select: (index) => void select(index),
+      highlight,
+      labelOf: (index) => shownView.images[index]?.label ?? `grid ${index + 1}`,
+    });
     drawRankFrequency(byId<HTMLCanvasElement>('rank-frequency'), view.usage.counts);
     await select(Math.min(state.selected, n - 1));
   } catch (err) {

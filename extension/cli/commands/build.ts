@@ -2,15 +2,19 @@
 import { COMPUTE, ENCODER_MODEL, encoderOptions, fmt, num, pct, reportSkipped, str, type Command } from '../command.js';
 import {
   buildCodebook, defaultMemoryMB, CALIBRATION_SAMPLE, CALIBRATION_TARGET, DEFAULTS, EXTERNAL_ENCODER, FLAT_MAX_WORK, MIN_VECTORS_PER_CODE, MSE_SAMPLE, REFINE_NPROBE, POINTS_PER_CENTROID, REFINE_PASSES,
-  type BuildMethod, type CodebookDtype,
+  type BuildMethod, type BuildRequest, type BuildSummary, type CodebookDtype,
 } from '../../engine/index.js';
+import { isSlurmRun } from '../slurm.js';
+import { asFinalTask, buildOnSlurm, runStageTask, BUILD_SLURM_OPTIONS } from '../build-slurm.js';
+import { IMAGE_COLUMN } from '../shards.js';
 
 export const build: Command = {
   spec: {
     name: 'build',
     summary: 'Build a codebook by (utilization-regularized) k-means over patch embeddings.',
     options: {
-      images: { kind: 'string', value: 'DIR', help: 'images to embed (a folder or one file)' },
+      images: { kind: 'string', value: 'DIR|SHARDS', help: "images to embed: a folder, one file, or data-set shards ('shards/{00000..00099}.tar', .parquet)" },
+      'image-column': IMAGE_COLUMN,
       embeddings: { kind: 'string', value: 'FILE|DIR', help: "precomputed embeddings: one .npy (f32/f16), a folder of shards, or a brace list of them ('emb/{0..9}.npy')" },
       k: { kind: 'int', value: 'K', required: true, help: 'number of codes' },
       out: { kind: 'string', value: 'FILE', required: true, help: 'output codebook (.safetensors)' },
@@ -31,6 +35,7 @@ export const build: Command = {
       nprobe: { kind: 'int', value: 'P', help: `two-level: coarse cells searched per vector in those passes (default ${REFINE_NPROBE})` },
       memory: { kind: 'int', value: 'MB', help: `working-set budget (default half the RAM: ${defaultMemoryMB()} MB here)` },
       dtype: { kind: 'string', choices: ['f32', 'f16'], help: 'how the codebook tensors are stored (default f32)' },
+      ...BUILD_SLURM_OPTIONS,
       ...COMPUTE,
     },
     exactlyOne: [['images', 'embeddings']],
@@ -50,40 +55,46 @@ export const build: Command = {
   async run(ctx) {
     const a = ctx.args;
     const images = str(a, 'images');
-    const summary = await buildCodebook(
-      {
-        images,
-        embeddings: str(a, 'embeddings'),
-        encoder: str(a, 'encoder') ?? (images ? DEFAULTS.encoder : EXTERNAL_ENCODER),
-        encoderOptions: encoderOptions(ctx),
-        k: num(a, 'k')!,
-        iterations: num(a, 'iters'),
-        lambda: num(a, 'lambda'),
-        seed: num(a, 'seed'),
-        sample: num(a, 'sample'),
-        tolerance: num(a, 'tolerance'),
-        method: str(a, 'method') as BuildMethod | undefined,
-        coarse: num(a, 'coarse'),
-        refine: num(a, 'refine'),
-        nprobe: num(a, 'nprobe'),
-        memoryMB: num(a, 'memory'),
-        dtype: str(a, 'dtype') as CodebookDtype | undefined,
-        out: str(a, 'out')!,
-      },
-      await ctx.backend(),
-      { signal: ctx.signal, onProgress: (e) => ctx.progress.report(e) },
-    );
-    reportSkipped(ctx.progress, summary.skipped);
-    const s = summary;
-    return {
-      json: s,
-      text:
-        `wrote ${s.out} (K=${s.k}, d=${s.d}, ${s.dtype}, fingerprint ${s.fingerprint})\n` +
-        `${s.method}${s.coarse !== null ? ` (${s.coarse} coarse cells)` : ''}${s.resumedAt ? `, resumed at ${s.resumedAt}` : ''}, ` +
-        `iterations ${s.iterations}, MSE ${s.mse.toPrecision(4)}, utilization ${pct(s.utilization)}, ` +
-        `perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}, ${s.seconds.toFixed(2)} s on ${s.device}, peak RSS ${s.peakRssMB} MB` +
-        (s.calibration ? `\nIVF search: nprobe ${s.calibration.nprobe} (recall@1 ${s.calibration.recall.toFixed(4)} on ${s.calibration.queries} held-out vectors)` : '') +
-        (s.warning ? `\nwarning: ${s.warning}` : ''),
+    const req: BuildRequest = {
+      images,
+      imageColumn: str(a, 'image-column'),
+      embeddings: str(a, 'embeddings'),
+      encoder: str(a, 'encoder') ?? (images ? DEFAULTS.encoder : EXTERNAL_ENCODER),
+      encoderOptions: encoderOptions(ctx),
+      k: num(a, 'k')!,
+      iterations: num(a, 'iters'),
+      lambda: num(a, 'lambda'),
+      seed: num(a, 'seed'),
+      sample: num(a, 'sample'),
+      tolerance: num(a, 'tolerance'),
+      method: str(a, 'method') as BuildMethod | undefined,
+      coarse: num(a, 'coarse'),
+      refine: num(a, 'refine'),
+      nprobe: num(a, 'nprobe'),
+      memoryMB: num(a, 'memory'),
+      dtype: str(a, 'dtype') as CodebookDtype | undefined,
+      out: str(a, 'out')!,
     };
+    if (isSlurmRun(ctx)) return buildOnSlurm(ctx, req, summaryResult);
+    const stage = str(a, 'stage');
+    if (stage !== undefined) return runStageTask(ctx, req, stage);
+    const backend = await ctx.backend();
+    const summary = await asFinalTask(() => buildCodebook(req, backend, { signal: ctx.signal, onProgress: (e) => ctx.progress.report(e) }));
+    reportSkipped(ctx.progress, summary.skipped);
+    return summaryResult(summary);
   },
 };
+
+/** A build's summary as the command prints it. */
+function summaryResult(s: BuildSummary): { json: unknown; text: string } {
+  return {
+    json: s,
+    text:
+      `wrote ${s.out} (K=${s.k}, d=${s.d}, ${s.dtype}, fingerprint ${s.fingerprint})\n` +
+      `${s.method}${s.coarse !== null ? ` (${s.coarse} coarse cells)` : ''}${s.resumedAt ? `, resumed at ${s.resumedAt}` : ''}, ` +
+      `iterations ${s.iterations}, MSE ${s.mse.toPrecision(4)}, utilization ${pct(s.utilization)}, ` +
+      `perplexity ${fmt(s.perplexity, 1)}, dead ${s.dead}, ${s.seconds.toFixed(2)} s on ${s.device}, peak RSS ${s.peakRssMB} MB` +
+      (s.calibration ? `\nIVF search: nprobe ${s.calibration.nprobe} (recall@1 ${s.calibration.recall.toFixed(4)} on ${s.calibration.queries} held-out vectors)` : '') +
+      (s.warning ? `\nwarning: ${s.warning}` : ''),
+  };
+}

@@ -47,7 +47,7 @@ async function embedShardRun(ctx: Context, onSlurm: boolean): Promise<{ json: un
   const encoder = await openEncoder(str(ctx.args, 'encoder') ?? DEFAULTS.encoder, await ctx.backend(), encoderOptions(ctx));
   if (onSlurm) {
     // not held while the jobs are followed: only its descriptor is needed here
-    const identity = embedIdentity(encoder.descriptor);
+    const identity = embedIdentity(encoder.descriptor, run);
     await encoder.dispose();
     return runOnSlurm(ctx, slurmRequest(ctx, 'embed', { out: run.out, shards: run.shards, identity }));
   }

@@ -1,20 +1,24 @@
 // `unicode2 jobs DIR`: the state of a job folder a `--slurm` run left in its output folder DIR
-// (DIR/.slurm): each task pending, running, done or failed, a failed task with its log's last
-// lines; `--cancel` cancels its jobs still queued or running (scancel).
+// (DIR/.slurm; a build's beside its codebook, CB.slurm, named by the codebook or itself): each
+// task pending, running, done or failed, a failed task with its log's last lines; `--cancel`
+// cancels its jobs still queued or running (scancel).
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { COMMON, type Command } from '../command.js';
-import { cancelJobs, jobFolderOf, readJobsFile, taskViews, UserError, type JobsFile, type TaskView } from '../../engine/index.js';
+import { buildJobFolder, cancelJobs, jobFolderOf, readJobsFile, taskViews, UserError, type JobsFile, type TaskView } from '../../engine/index.js';
 
-/** The job folder of an output folder, or the job folder itself. */
+/** The job folder of an output folder, of a build's codebook (`<out>.slurm` beside it), or the
+ *  job folder itself. */
 function folderOf(dir: string): string {
-  return path.basename(path.resolve(dir)) === path.basename(jobFolderOf('.')) ? dir : jobFolderOf(dir);
+  if (path.basename(path.resolve(dir)) === path.basename(jobFolderOf('.')) || dir.endsWith('.slurm')) return dir;
+  return existsSync(buildJobFolder(dir)) ? buildJobFolder(dir) : jobFolderOf(dir);
 }
 
 function taskLine(view: TaskView, count: number): string {
-  const name = view.task === 'merge' ? 'merge' : `task ${view.task}/${count}`;
+  const name = typeof view.task === 'string' ? view.task : `task ${view.task}/${count}`;
   const counts = view.done !== undefined ? `, ${view.done} done, ${view.skipped ?? 0} skipped, ${view.failed?.length ?? 0} failed, ${view.images ?? 0} images` : '';
   const times = view.started ? `  ${view.started}${view.ended ? ` .. ${view.ended}` : ''}` : '';
-  const lines = [`  ${name.padEnd(12)} ${view.state.padEnd(8)} ${view.job || '-'}  ${view.shards} shards${counts}${times}`];
+  const lines = [`  ${name.padEnd(12)} ${view.state.padEnd(8)} ${view.job || '-'}  ${view.shards} ${typeof view.task === 'string' && view.task !== 'merge' ? 'input files' : 'shards'}${counts}${times}`];
   if (view.error) lines.push(`      ${view.error}`);
   for (const f of view.failed ?? []) lines.push(`      failed: ${f.shard}: ${f.error}`);
   if (view.tail) lines.push(`      log ${view.log}:`, ...view.tail.split('\n').map((l) => `      | ${l}`));
@@ -24,8 +28,9 @@ function taskLine(view: TaskView, count: number): string {
 function report(folder: string, jobs: JobsFile, views: TaskView[]): string {
   const last = jobs.submissions.at(-1)!;
   const states = (['pending', 'running', 'done', 'failed'] as const).map((s) => `${views.filter((v) => v.task !== 'merge' && v.state === s).length} ${s}`);
+  const submitted = last.chain ? `jobs ${last.chain.map((c) => `${c.stage} ${c.job}`).join(', ')}` : `array job ${last.array}, merge job ${last.merge}`;
   return [
-    `${jobs.job} on Slurm in ${folder}: ${jobs.count} tasks (${states.join(', ')}); last submitted ${last.submitted}: array job ${last.array}, merge job ${last.merge}`,
+    `${jobs.job} on Slurm in ${folder}: ${jobs.count} tasks (${states.join(', ')}); last submitted ${last.submitted}: ${submitted}`,
     ...views.map((v) => taskLine(v, jobs.count)),
   ].join('\n');
 }
@@ -33,7 +38,7 @@ function report(folder: string, jobs: JobsFile, views: TaskView[]): string {
 export const jobs: Command = {
   spec: {
     name: 'jobs',
-    summary: 'The state of a Slurm job folder (a --slurm run\'s DIR/.slurm): each task, a failed one with its log; --cancel.',
+    summary: 'The state of a Slurm job folder (a --slurm run\'s DIR/.slurm, or a build\'s OUT.slurm): each task, a failed one with its log; --cancel.',
     operands: { name: 'DIR', min: 1, max: 1 },
     options: {
       cancel: { kind: 'flag', help: "cancel the folder's jobs still queued or running (scancel)" },

@@ -1,6 +1,7 @@
 // `unicode2 stats`
-import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, fmt, imageProgress, listAll, pct, reportSkipped, str, type Command, hubDownload } from '../command.js';
-import { checkTokensMatchCodebook, codeStats, readCodebook, readTokenGrids, requireSomeImages, tokenizeImages, type Codebook, openCodebookEncoder } from '../../engine/index.js';
+import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, fmt, imageProgress, pct, reportSkipped, str, type Command, hubDownload } from '../command.js';
+import { checkTokensMatchCodebook, codeStats, readCodebook, readTokenGrids, requireSomeImages, tokenizeImages, type Codebook, openCodebookEncoder, UserError } from '../../engine/index.js';
+import { imagesOption, IMAGE_COLUMN } from '../shards.js';
 
 export const stats: Command = {
   spec: {
@@ -8,7 +9,8 @@ export const stats: Command = {
     summary: 'Codebook usage over images or a tokens file: utilization, perplexity, dead codes.',
     options: {
       codebook: CODEBOOK,
-      images: { kind: 'string', value: 'DIR', help: 'tokenize these images and count' },
+      images: { kind: 'string', value: 'DIR|SHARDS', help: "tokenize these images and count: a folder, or data-set shards ('shards/{00000..00099}.tar', .parquet)" },
+      'image-column': IMAGE_COLUMN,
       tokens: { kind: 'string', value: 'FILE', help: 'count the ids of a tokenize output (.json or .npy data set)' },
       encoder: ENCODER_OVERRIDE,
       ...COMPUTE,
@@ -22,16 +24,18 @@ export const stats: Command = {
     const backend = await ctx.backend();
     let ids: number[];
     if (tokensPath) {
+      if (str(ctx.args, 'image-column') !== undefined) throw new UserError('an image column applies to images in data-set shards, not to tokens', { cli: 'drop --image-column', vscode: 'leave the image column empty' });
       const grids = await readTokenGrids(tokensPath);
       checkTokensMatchCodebook(cb, grids, tokensPath);
       ids = grids.flatMap((g) => g.ids);
     } else {
-      const images = await listAll([str(ctx.args, 'images')!]);
+      const images = await imagesOption(ctx, 'tokenize');
       const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend, hubDownload(ctx));
       try {
-        const r = await tokenizeImages(cb, encoder, images, backend, { signal: ctx.signal, onProgress: imageProgress(ctx, 'tokenize') });
-        requireSomeImages(r.results.length, r.skipped);
-        reportSkipped(ctx.progress, r.skipped);
+        const r = await tokenizeImages(cb, encoder, images.images, backend, { signal: ctx.signal, onProgress: imageProgress(ctx, 'tokenize') });
+        const skipped = [...images.skipped, ...r.skipped];
+        requireSomeImages(r.results.length, skipped);
+        reportSkipped(ctx.progress, skipped);
         ids = r.results.flatMap((g) => g.ids);
       } finally {
         await encoder.dispose();

@@ -1,6 +1,6 @@
 // `unicode2 tokenize`
 import { CODEBOOK, COMPUTE, ENCODER_OVERRIDE, IMAGES_OPERANDS, SEARCH, imageProgress, listAll, reportSkipped, searchOptions, str, type Command, type Context, hubDownload } from '../command.js';
-import { commonGrid, tokenizeIdentity, readCodebook, requireSomeImages, tokenizeImages, tokenizeShards, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder, PADDING } from '../../engine/index.js';
+import { commonGrid, tokenizeIdentity, readCodebook, requireSomeImages, tokenizeImages, tokenizeShards, writeTokenDataset, writeTokenJson, UserError, openCodebookEncoder, pooledPathOf, PADDING } from '../../engine/index.js';
 import { isShardRun, shardProgress, shardResult, shardRun, tracked, SHARD_OPTIONS } from '../shards.js';
 import { isSlurmRun, runOnSlurm, slurmRequest, SLURM_OPTIONS } from '../slurm.js';
 
@@ -13,6 +13,7 @@ export const tokenize: Command = {
       codebook: CODEBOOK,
       out: { kind: 'string', value: 'FILE|DIR/', help: `write .json (per-image grids) or .npy (int32 [N, L] data set + FILE.index.json; rows padded with ${PADDING} when the grids differ); over data-set shards, a folder: DIR/<shard>.tokens.npy each + DIR/manifest.json; default: print` },
       encoder: ENCODER_OVERRIDE,
+      pooled: { kind: 'flag', help: "also keep each image's pooled embedding (the model's image_embeds or pooler_output) beside its tokens: <name>.pooled.npy float32 [N, d], named in the index (an .npy output over images; the token set editor's search by words needs it)" },
       ...SHARD_OPTIONS,
       ...SLURM_OPTIONS,
       ...SEARCH,
@@ -20,20 +21,24 @@ export const tokenize: Command = {
     },
   },
   async run(ctx) {
+    if (isShardRun(ctx) && ctx.args.options.pooled === true) throw new UserError('pooled embeddings are kept for images and folders, not yet over data-set shards', { cli: 'leave out --pooled, or tokenize the images as a folder', vscode: 'tokenize the images as a folder' });
     if (isShardRun(ctx)) return isSlurmRun(ctx) ? tokenizeOnSlurm(ctx) : tokenizeShardRun(ctx);
     if (ctx.args.options.slurm === true) throw new UserError('runs on Slurm are over data-set shards (.tar, .parquet)');
     const out = str(ctx.args, 'out');
     if (out && !/\.(json|npy)$/i.test(out)) throw new UserError(`--out must end in .json or .npy, got ${out}`);
+    const pooled = ctx.args.options.pooled === true;
+    if (pooled && !/\.npy$/i.test(out ?? '')) throw new UserError('pooled embeddings are kept beside a token data set (.npy)', { cli: 'give --out FILE.npy with --pooled', vscode: 'tokenize into an .npy data set' });
     const images = await listAll(ctx.args.operands);
     const cb = await readCodebook(str(ctx.args, 'codebook')!);
     const search = searchOptions(ctx.args, cb);
     const backend = await ctx.backend();
     const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend, hubDownload(ctx));
     try {
-      const { results, skipped } = await tokenizeImages(cb, encoder, images, backend, {
+      const { results, skipped, pooled: keep } = await tokenizeImages(cb, encoder, images, backend, {
         signal: ctx.signal,
         onProgress: imageProgress(ctx, 'tokenize'),
         search,
+        pooled,
       });
       requireSomeImages(results.length, skipped);
       reportSkipped(ctx.progress, skipped);
@@ -46,9 +51,10 @@ export const tokenize: Command = {
       const grid = commonGrid(results.map((r) => r.grid));
       const grids = grid ? grid.join('x') : 'of different shapes';
       if (/\.npy$/i.test(out)) {
-        const { shape } = await writeTokenDataset(out, results);
+        const { shape } = await writeTokenDataset(out, results, keep ? { pooled: keep } : {});
         const padded = grid ? '' : ` (grids ${grids}: rows padded with ${PADDING})`;
-        return { json: { out, shape, grid, index: `${out}.index.json`, device: backend.device, search: searched }, text: `wrote ${out} [${shape.join(', ')}]${padded}` };
+        const withPooled = keep ? { pooled: { file: pooledPathOf(out), shape: [keep.embeddings.rows, keep.embeddings.cols], output: keep.output } } : {};
+        return { json: { out, shape, grid, index: `${out}.index.json`, device: backend.device, search: searched, ...withPooled }, text: `wrote ${out} [${shape.join(', ')}]${padded}${keep ? ` and ${pooledPathOf(out)} [${keep.embeddings.rows}, ${keep.embeddings.cols}] (${keep.output})` : ''}` };
       }
       await writeTokenJson(out, results);
       return { json: { out, images: results.length, grid, device: backend.device, search: searched }, text: `wrote ${out} (${results.length} token grids, ${grids})` };
@@ -86,5 +92,5 @@ async function tokenizeOnSlurm(ctx: Context): Promise<{ json: unknown; text: str
     encoderId = encoder.descriptor.id;
     await encoder.dispose();
   }
-  return runOnSlurm(ctx, slurmRequest(ctx, 'tokenize', { out: run.out, shards: run.shards, identity: tokenizeIdentity(cb, encoderId) }));
+  return runOnSlurm(ctx, slurmRequest(ctx, 'tokenize', { out: run.out, shards: run.shards, identity: tokenizeIdentity(cb, encoderId, run) }));
 }

@@ -37,13 +37,18 @@ import { stepsOf, type ProgressEvent } from '../core/progress.js';
 import { kmeans } from './kmeans.js';
 import { derivedSeed, sampleIndices, sampleRows, seededRandom } from '../core/sampling.js';
 import { codeStats } from '../codebook/stats.js';
-import { defaultCoarseCells, twoLevelKMeans, type TwoLevelOptions, type TwoLevelProgress } from './twolevel.js';
+import { defaultCoarseCells, runTwoLevelStage, twoLevelKMeans, type TwoLevelOptions, type TwoLevelProgress, type TwoLevelStage } from './twolevel.js';
 import { fewVectorsWarning } from './vectors-per-code.js';
+import { embedShardCorpus, shardCorpusInputs } from './shard-corpus.js';
+import { isShardOperand, listShards } from '../io/shard-list.js';
 
 export type CodebookDtype = 'f32' | 'f16';
 
 export interface BuildRequest {
+  /** a folder or file of images, or data-set shards ('shards/{00000..00099}.tar', .parquet) */
   images?: string;
+  /** parquet shards: the column of image bytes (default: shards.ts's choice) */
+  imageColumn?: string;
   embeddings?: string;
   encoder: string;
   /** a model's precision and hidden layer (--precision, --layer) */
@@ -298,23 +303,31 @@ async function trainFlat(job: BuildJob, input: Input, trainingRows: number): Pro
   return { method: 'flat', centroids, counts, inertia, iterations: result.iterations, corpusFingerprint, training: matrixSource(training), blockRows: MSE_BATCH, twoLevel: null };
 }
 
-/** Two-level k-means streaming the vectors (checkpointed beside the output), with vectors held
- *  out of training for the IVF search's calibration (calibrationSplit). */
-async function trainTwoLevel(job: BuildJob, source: RowSource): Promise<Trained> {
+/** A two-level build's training rows, the rows held out of training to calibrate its IVF search
+ *  on (calibrationSplit), and its k-means options. */
+function twoLevelSetup(job: BuildJob, source: RowSource): { subset: Uint32Array | null; held: Uint32Array; options: TwoLevelOptions } {
   const { req, memoryBytes, seed } = job;
   // at most an eighth of the memory budget as f32
   const { subset, held } = calibrationSplit(source.rows, req.k, req.sample, seed,
     Math.min(CALIBRATION_SAMPLE, Math.floor(memoryBytes / (8 * 4 * source.cols))));
-  // Gathered now, in a pass of their own while little else is held (at the end, the pass's
-  // blocks would pile up on the refinement's garbage), and kept within the working set: the
-  // training gets the budget less their f32 bytes.
-  const heldOut = held.length > 0 ? await gatherRows(source, held, Math.min(MSE_BATCH, source.rows), job.signal) : null;
+  // the training gets the budget less the held-out rows' f32 bytes
   const heldBytes = held.length * source.cols * 4;
   const coarse = req.coarse ?? defaultCoarseCells(req.k);
   const options: TwoLevelOptions = {
     k: req.k, coarse, iterations: job.iterations, lambda: job.lambda, seed, tolerance: job.tolerance, memoryBytes: memoryBytes - heldBytes,
     refine: req.refine ?? REFINE_PASSES, nprobe: req.nprobe ?? Math.min(REFINE_NPROBE, coarse),
   };
+  return { subset, held, options };
+}
+
+/** Two-level k-means streaming the vectors (checkpointed beside the output), with vectors held
+ *  out of training for the IVF search's calibration. */
+async function trainTwoLevel(job: BuildJob, source: RowSource): Promise<Trained> {
+  const { req } = job;
+  const { subset, held, options } = twoLevelSetup(job, source);
+  // Gathered now, in a pass of their own while little else is held (at the end, the pass's
+  // blocks would pile up on the refinement's garbage), and kept within the working set.
+  const heldOut = held.length > 0 ? await gatherRows(source, held, Math.min(MSE_BATCH, source.rows), job.signal) : null;
   const result = await twoLevelKMeans(source, subset, options, job.backend, checkpointFolder(req.out), { signal: job.signal, onProgress: job.report });
   return {
     method: 'two-level',
@@ -328,6 +341,32 @@ async function trainTwoLevel(job: BuildJob, source: RowSource): Promise<Trained>
     blockRows: result.plan.blockRows,
     twoLevel: { refine: options.refine, nprobe: options.nprobe, resumedAt: result.resumedAt, heldOut },
   };
+}
+
+/** A two-level build over embedding files as its plan's tasks take it (build-slurm.ts): its
+ *  input, training rows and k-means options, the same in every task. Other builds are refused:
+ *  their input is not files every task can read (images are embedded by the build itself). */
+export async function twoLevelBuildInput(req: BuildRequest, backend: ComputeBackend): Promise<{ source: RowSource; subset: Uint32Array | null; options: TwoLevelOptions }> {
+  validateRequest(req);
+  const remedy = { cli: 'embed the images first (unicode2 embed), then build from --embeddings with --method two-level', vscode: 'build from embeddings with unicode2.method two-level' };
+  if (!req.embeddings) throw new UserError('a build runs as a plan of tasks from precomputed embeddings only', remedy);
+  const { source } = await embeddingsFromFiles(req.embeddings, req.encoder, req.encoderOptions, backend);
+  const job = buildJob(req, backend, {}, new PhaseClock());
+  const trainingRows = req.sample !== undefined && req.sample < source.rows ? req.sample : source.rows;
+  if (chooseMethod(req.method ?? DEFAULTS.method, trainingRows, source.cols, req.k, job.memoryBytes) !== 'two-level') {
+    throw new UserError('a build runs as a plan of tasks with the two-level method only', remedy);
+  }
+  if (req.k > trainingRows) throw new UserError(`k=${req.k} is larger than the number of vectors (${trainingRows})`);
+  const { subset, options } = twoLevelSetup(job, source);
+  return { source, subset, options };
+}
+
+/** Runs one task of a two-level build's plan (twolevel.ts runTwoLevelStage) in the build's
+ *  checkpoint folder; the plan's last task is the build itself (buildCodebook), which finds every
+ *  stage done and evaluates and writes the codebook. */
+export async function runBuildStage(req: BuildRequest, stage: TwoLevelStage, backend: ComputeBackend, control: BuildControl = {}): Promise<void> {
+  const { source, subset, options } = await twoLevelBuildInput(req, backend);
+  await runTwoLevelStage(source, subset, options, backend, checkpointFolder(req.out), stage, control);
 }
 
 /** The exact MSE on a sample of the training vectors and, two-level, the IVF search's calibrated
@@ -484,6 +523,9 @@ function validateRequest(req: BuildRequest): void {
   if (req.images && req.encoder === EXTERNAL_ENCODER) {
     throw new UserError(`encoder '${EXTERNAL_ENCODER}' only applies to precomputed embeddings; name an encoder for images`);
   }
+  if (req.imageColumn !== undefined && !(req.images && isShardOperand(req.images))) {
+    throw new UserError('an image column applies to images in data-set shards (.tar, .parquet) only', { cli: 'drop --image-column', vscode: 'leave the image column empty' });
+  }
 }
 
 function describeIteration(inertia: number | undefined, used: number | undefined, k: number): string | undefined {
@@ -504,11 +546,18 @@ interface Input {
 
 async function embeddingsFromImages(req: BuildRequest, backend: ComputeBackend, control: BuildControl): Promise<Input> {
   const source = req.images!;
-  const images = await listImages(source);
-  if (images.length === 0) throw new UserError(`no images found in ${source}`);
+  const shards = isShardOperand(source) ? listShards([source]) : null;
+  const images = shards ? [] : await listImages(source);
+  if (!shards && images.length === 0) throw new UserError(`no images found in ${source}`);
   const encoder = await openEncoder(req.encoder, backend, req.encoderOptions);
   try {
     const onProgress = stepsOf('embed', control.onProgress);
+    if (shards) {
+      // embedded into a corpus folder as a sharded embed writes it, then streamed from there
+      const dir = corpusFolder(req.out, encoder.descriptor, shardCorpusInputs(shards, req.imageColumn));
+      const corpus = await embedShardCorpus(encoder, shards, dir, { imageColumn: req.imageColumn, signal: control.signal, onProgress });
+      return { ...corpus, encoder: encoder.descriptor, cleanUp: () => removeCorpusFolders(req.out) };
+    }
     const limit = req.inMemoryCorpusBytes ?? IN_MEMORY_CORPUS_BYTES;
     const corpus =
       (await corpusBytes(encoder, images, limit)) <= limit
@@ -569,17 +618,16 @@ async function embedOnDisk(encoder: Encoder, images: string[], out: string, cont
   const dir = corpusFolder(out, encoder.descriptor, images);
   const corpus = await extractCorpus(encoder, images, dir, control);
   requireSomeImages(corpus.vectors, corpus.skipped);
+  return { source: await shardSource(dir), load: () => readEmbeddings(dir), skipped: corpus.skipped, cleanUp: () => removeCorpusFolders(out) };
+}
+
+/** Removes every corpus folder of the output `out` (this build's and earlier, interrupted ones'). */
+async function removeCorpusFolders(out: string): Promise<void> {
   const prefix = `${path.basename(path.resolve(out))}.corpus-`;
-  return {
-    source: await shardSource(dir),
-    load: () => readEmbeddings(dir),
-    skipped: corpus.skipped,
-    cleanUp: async () => {
-      for (const name of await fs.readdir(path.dirname(dir))) {
-        if (name.startsWith(prefix)) await fs.rm(path.join(path.dirname(dir), name), { recursive: true, force: true });
-      }
-    },
-  };
+  const parent = path.dirname(path.resolve(out));
+  for (const name of await fs.readdir(parent)) {
+    if (name.startsWith(prefix)) await fs.rm(path.join(parent, name), { recursive: true, force: true });
+  }
 }
 
 async function embeddingsFromFiles(source: string, encoderSpec: string, options: EncoderOptions | undefined, backend: ComputeBackend): Promise<Input> {

@@ -5,8 +5,8 @@ import * as path from 'node:path';
 import { CancelledError } from '../../../common/errors.js';
 import { completeRecord, shardsOfPart, type ShardSummary } from '../io/shard-job.js';
 import type { ShardFile } from '../io/shard-list.js';
-import { logName, logTail, readJobsFile, readTaskStatus, type JobsFile, type Submission, type TaskStatus } from './job-folder.js';
-import { endedState, scancel, squeue, type QueuedJob } from './slurm.js';
+import { logName, logTail, readJobsFile, readTaskStatus, submissionJobs, type ChainJob, type JobsFile, type Submission, type TaskStatus } from './job-folder.js';
+import { doomedJobs, endedState, scancel, squeue, type QueuedJob } from './slurm.js';
 
 /** A task as `unicode2 jobs` shows it: its status, and a failed task's log's last lines. */
 export interface TaskView extends TaskStatus {
@@ -23,25 +23,44 @@ async function viewOf(folder: string, jobs: JobsFile, task: number | 'merge', qu
   const sub = submissionOf(jobs, task);
   const status = await readTaskStatus(folder, task);
   if (!sub || !status) return null;
-  const job = jobOf(sub, task);
-  const view: TaskView = { ...status, job };
-  if (view.state === 'pending' || view.state === 'running') {
-    const live = queued.find((q) => (task === 'merge' ? q.job === sub.merge : q.job === sub.array && q.task === task));
-    if (live) return { ...view, state: live.state === 'PENDING' ? 'pending' : 'running' };
-    const ended = await endedState(job);
-    Object.assign(view, { state: 'failed', error: `ended without finishing (${ended ?? 'cancelled or killed'})` });
-  }
-  if (view.state === 'failed') view.tail = await logTail(path.join(folder, logName(task)));
-  return view;
+  const live = queued.find((q) => (task === 'merge' ? q.job === sub.merge : q.job === sub.array && q.task === task));
+  return settle(folder, { ...status, job: jobOf(sub, task) }, live);
 }
 
-/** Every task's view (1..count, then the merge), as the folder and the queue say now. */
+/** Every task's view (1..count, then the merge; a plan's tasks in its order), as the folder and
+ *  the queue say now. */
 export async function taskViews(folder: string, jobs: JobsFile): Promise<TaskView[]> {
-  const ids = jobs.submissions.flatMap((s) => [s.array, s.merge]);
-  const queued = await squeue(ids);
+  const queued = await squeue(jobs.submissions.flatMap(submissionJobs));
+  if (jobs.submissions.some((s) => s.chain)) return chainViews(folder, jobs, queued);
   const tasks: (number | 'merge')[] = [...Array.from({ length: jobs.count }, (_, i) => i + 1), 'merge'];
   const views = await Promise.all(tasks.map((t) => viewOf(folder, jobs, t, queued)));
   return views.filter((v): v is TaskView => v !== null);
+}
+
+/** A plan's tasks, each as the newest submission that ran it says. */
+async function chainViews(folder: string, jobs: JobsFile, queued: QueuedJob[]): Promise<TaskView[]> {
+  const newest = new Map<string, { chain: ChainJob; index: number }>();
+  for (const sub of jobs.submissions) for (const chain of sub.chain ?? []) chain.tasks.forEach((name, index) => newest.set(name, { chain, index }));
+  const views = await Promise.all([...newest].map(async ([name, { chain, index }]) => {
+    const status = await readTaskStatus(folder, name);
+    if (!status) return null;
+    const id = chain.array?.[index];
+    const view: TaskView = { ...status, job: id === undefined ? String(chain.job) : `${chain.job}_${id}` };
+    return settle(folder, view, queued.find((q) => q.job === chain.job && (id === undefined || q.task === id)));
+  }));
+  return views.filter((v): v is TaskView => v !== null);
+}
+
+/** A view as the queue says: a task still queued is pending or running, one that says so but is
+ *  not queued ended without finishing; a failed one gets its log's last lines. */
+async function settle(folder: string, view: TaskView, live: QueuedJob | undefined): Promise<TaskView> {
+  if (view.state === 'pending' || view.state === 'running') {
+    if (live) return { ...view, state: live.state === 'PENDING' ? 'pending' : 'running' };
+    const ended = await endedState(view.job);
+    Object.assign(view, { state: 'failed', error: `ended without finishing (${ended ?? 'cancelled or killed'})` });
+  }
+  if (view.state === 'failed') view.tail = await logTail(path.join(folder, logName(view.task)));
+  return view;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -51,16 +70,18 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 
-/** Waits until the submission's jobs have left the queue; a merge left waiting on a failed array
- *  (its dependency can never be met) is cancelled. `onTick`: array tasks ended of all. */
+/** Waits until the submission's jobs have left the queue; jobs left waiting on a failed one
+ *  (their dependency can never be met) are cancelled. `onTick`: tasks ended of all (array tasks,
+ *  or every task of a plan). */
 export async function waitForJobs(sub: Submission, options: { signal?: AbortSignal; pollMs?: number; onTick?(ended: number, total: number): void } = {}): Promise<void> {
+  const total = sub.chain ? sub.chain.reduce((n, c) => n + c.tasks.length, 0) : sub.tasks.length;
   for (;;) {
-    const queued = await squeue([sub.array, sub.merge]);
-    const tasks = queued.filter((q) => q.job === sub.array);
-    options.onTick?.(sub.tasks.length - tasks.length, sub.tasks.length);
-    const merge = queued.find((q) => q.job === sub.merge);
-    if (tasks.length === 0 && !merge) return;
-    if (tasks.length === 0 && /DependencyNeverSatisfied/.test(merge!.reason)) return scancel([String(sub.merge)]);
+    const queued = await squeue(submissionJobs(sub));
+    const tasks = sub.chain ? queued : queued.filter((q) => q.job === sub.array);
+    options.onTick?.(total - tasks.length, total);
+    if (queued.length === 0) return;
+    const doomed = doomedJobs(submissionJobs(sub), queued);
+    if (doomed.length > 0) return scancel(doomed.map(String));
     await sleep(options.pollMs ?? 1000, options.signal);
   }
 }
@@ -69,8 +90,8 @@ export async function waitForJobs(sub: Submission, options: { signal?: AbortSign
 export async function cancelJobs(folder: string): Promise<number[]> {
   const last = (await readJobsFile(folder))?.submissions.at(-1);
   if (!last) return [];
-  const queued = new Set((await squeue([last.array, last.merge])).map((q) => q.job));
-  const ids = [last.array, last.merge].filter((id) => queued.has(id));
+  const queued = new Set((await squeue(submissionJobs(last))).map((q) => q.job));
+  const ids = submissionJobs(last).filter((id) => queued.has(id));
   await scancel(ids.map(String));
   return ids;
 }

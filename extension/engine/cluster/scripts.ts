@@ -39,7 +39,9 @@ export function arrayRanges(ids: readonly number[]): string {
   return parts.join(',');
 }
 
-function script(run: Invocation, folder: string, directives: string[], comment: string, command: string): string {
+/** A job's script: its directives, then the CLI run again from the command's directory with the
+ *  task's own options (`command`: shell text after the forwarded options, e.g. ` --shard ...`). */
+export function jobScript(run: Invocation, folder: string, directives: string[], comment: string, command: string): string {
   return [
     '#!/bin/bash',
     ...directives.map((d) => `#SBATCH ${d}`),
@@ -60,11 +62,11 @@ export function tasksScript(run: Invocation, folder: string, ids: readonly numbe
   // %a: Slurm's array task id in the log's name, relative to the folder it is submitted from
   const directives = [`--job-name=unicode2-${run.job}`, `--array=${arrayRanges(ids)}`, '--output=task-%a.log'];
   const comment = `unicode2 ${run.job}, task i of ${count}: shards i, i+${count}, ... of the list (i = $SLURM_ARRAY_TASK_ID)`;
-  return script(run, folder, directives, comment, ` --shard "$SLURM_ARRAY_TASK_ID"/${count}`);
+  return jobScript(run, folder, directives, comment, ` --shard "$SLURM_ARRAY_TASK_ID"/${count}`);
 }
 
 /** The merge step's script: the command whole, after every task succeeded. */
 export function mergeScript(run: Invocation, folder: string): string {
   const directives = [`--job-name=unicode2-${run.job}-merge`, `--output=${logName('merge')}`];
-  return script(run, folder, directives, `unicode2 ${run.job}, the merge: every shard done, the manifest written whole`, '');
+  return jobScript(run, folder, directives, `unicode2 ${run.job}, the merge: every shard done, the manifest written whole`, '');
 }

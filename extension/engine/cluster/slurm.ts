@@ -62,3 +62,15 @@ export async function endedState(job: string): Promise<string | null> {
 export async function scancel(jobs: string[]): Promise<void> {
   if (jobs.length > 0) await slurmCommand('scancel', jobs);
 }
+
+/** Of the jobs `order` (a submission's, each depending on those before it), the ones that can
+ *  never run and are still queued: from the first whose dependency can never be met (a job it
+ *  waits on failed) on, once no job before it is queued (a merge waits while array tasks run). */
+export function doomedJobs(order: number[], queued: QueuedJob[]): number[] {
+  const at = (q: QueuedJob) => order.indexOf(q.job);
+  const stuck = queued.filter((q) => /DependencyNeverSatisfied/.test(q.reason)).map(at);
+  if (stuck.length === 0) return [];
+  const first = Math.min(...stuck);
+  if (queued.some((q) => at(q) < first)) return [];
+  return [...new Set(queued.map((q) => q.job))];
+}

@@ -9,9 +9,9 @@ import { writeFileAtomic } from '../io/atomic-write.js';
 import { completeRecord, shardsOfPart, type JobIdentity } from '../io/shard-job.js';
 import type { ShardFile } from '../io/shard-list.js';
 import { MAX_SLURM_TASKS } from '../core/limits.js';
-import { JOB_FORMAT, jobFolderOf, logName, readJobsFile, writeJobsFile, writeTaskStatus, type Submission } from './job-folder.js';
+import { JOB_FORMAT, jobFolderOf, logName, readJobsFile, submissionJobs, writeJobsFile, writeTaskStatus, type Submission } from './job-folder.js';
 import { mergeScript, tasksScript, MERGE_SCRIPT, TASKS_SCRIPT, type Invocation } from './scripts.js';
-import { sbatch, scancel, squeue } from './slurm.js';
+import { doomedJobs, sbatch, scancel, squeue } from './slurm.js';
 import { shellQuote } from './shell.js';
 
 export interface SlurmRequest extends Invocation {
@@ -82,17 +82,18 @@ export async function planSlurmJob(request: SlurmRequest): Promise<SlurmPlan> {
 /** The sbatch command line of a planned script, as a user would type it from the job folder. */
 export const sbatchLine = (s: PlannedScript): string => ['sbatch', '--parsable', ...s.sbatch].map((w) => (w === '<array job>' ? w : shellQuote(w))).join(' ');
 
-/** Refuses while the folder's last submission is still queued or running; a merge step left
- *  waiting on a failed array (its dependency can never be met) is cancelled instead. */
-async function checkNothingRunning(folder: string): Promise<void> {
+/** Refuses while the folder's last submission is still queued or running; jobs left waiting on
+ *  a failed one (their dependency can never be met: doomedJobs) are cancelled instead. */
+export async function checkNothingRunning(folder: string): Promise<void> {
   const last = (await readJobsFile(folder))?.submissions.at(-1);
   if (!last) return;
-  const queued = await squeue([last.array, last.merge]);
-  const stuck = queued.filter((j) => j.job === last.merge && /DependencyNeverSatisfied/.test(j.reason));
-  if (stuck.length > 0) await scancel([String(last.merge)]);
-  if (queued.length > stuck.length) {
-    throw new UserError(`${folder}: its jobs ${last.array} and ${last.merge} are still queued or running`, {
-      cli: `follow them with unicode2 jobs ${shellQuote(path.dirname(folder))}, or cancel them with --cancel there`,
+  const jobs = submissionJobs(last);
+  const queued = await squeue(jobs);
+  const doomed = doomedJobs(jobs, queued);
+  await scancel(doomed.map(String));
+  if (queued.some((j) => !doomed.includes(j.job))) {
+    throw new UserError(`${folder}: its jobs ${jobs.join(', ')} are still queued or running`, {
+      cli: `follow them with unicode2 jobs ${shellQuote(last.chain ? folder : path.dirname(folder))}, or cancel them with --cancel there`,
       vscode: "follow them in the Lab, or cancel them from the job's cell",
     });
   }

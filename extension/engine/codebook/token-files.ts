@@ -6,18 +6,22 @@
 //     grid the array is [N, L] and the index records that `grid` (the form older versions wrote
 //     and read). When the grids differ (the DCT encoder keeps each photo's shape), the array is
 //     [N, Lmax] with each row's ids first and the rest PADDING (-1), and the index records each
-//     image's grid in `grids`: one array a PyTorch user loads whole, its mask `ids >= 0`.
+//     image's grid in `grids`: one array a PyTorch user loads whole, its mask `ids >= 0`. With
+//     pooled embeddings (tokenize --pooled), `<name>.pooled.npy` float32 [N, d] beside it, written
+//     with the pair and named (with its size and sha256) in the index's `pooled`.
 import { checkTokenIds } from '../../../native-gpu/token-ids.js';
 import type { Codebook } from './codebook.js';
 import { UserError } from '../../../common/errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { readJsonFile } from '../io/files.js';
-import { indexPathOf, readIndexedNpy, writeIndexedNpy, type DataCheck } from '../io/formats/npy-index.js';
+import { dataCheckOf, indexPathOf, readCheckedNpy, readIndexedNpy, writeIndexedNpy, type DataCheck } from '../io/formats/npy-index.js';
+import { encodeNpy } from '../io/formats/npy.js';
+import type { Matrix } from '../../../native-gpu/backend.js';
 import { checkGridSize, MAX_JSON_BYTES } from '../core/limits.js';
 import { readShardManifest, SHARD_MANIFEST } from '../io/shard-job.js';
 import { commonGrid } from '../embed/embed.js';
 import { promises as fs } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 /** The name of a shard's token data set in a sharded output: `<shard name>.tokens.npy`. */
 export const TOKENS_SUFFIX = '.tokens.npy';
@@ -57,9 +61,36 @@ export interface TokenDatasetIndex extends DataCheck {
   device: string;
   /** what search produced the ids (absent in indexes of older versions) */
   search?: SearchInfo;
+  /** each image's pooled embedding, in a file beside the set (tokenize --pooled) */
+  pooled?: PooledRecord;
+}
+
+/** The pooled image embeddings a token data set keeps beside its tokens: float32 [N, d], row i
+ *  image i's, in `file` (same folder), checked by its size and sha256. */
+export interface PooledRecord extends Required<DataCheck> {
+  file: string;
+  d: number;
+  /** the model output they are: 'image_embeds' or 'pooler_output' */
+  output: string;
+  /** the precision of the encoder's files, at which its text tower opens */
+  precision: string;
+}
+
+/** What tokenize keeps of each image beside its tokens, rows in the results' order. */
+export interface PooledEmbeddings {
+  embeddings: Matrix;
+  output: string;
+  precision: string;
+}
+
+/** `<name>.pooled.npy` beside `<name>.npy`. */
+export function pooledPathOf(npyPath: string): string {
+  return `${npyPath.replace(/\.npy$/i, '')}.pooled.npy`;
 }
 
 export interface DatasetOptions {
+  /** each image's pooled embedding, written beside the set and recorded in its index */
+  pooled?: PooledEmbeddings;
   /** what the index records when there are no grids to take it from (a shard whose images were
    *  all skipped: an empty [0, 0] data set) */
   identity?: Pick<TokenGrid, 'codebook' | 'encoder' | 'device' | 'search'>;
@@ -86,7 +117,15 @@ export async function writeTokenDataset(path: string, results: TokenGrid[], opti
     ...(first.search && { search: first.search }),
     ...options.extra,
   };
-  await writeIndexedNpy(path, { shape: [results.length, width], dtype: 'int32', data }, index);
+  const also: { path: string; data: Uint8Array }[] = [];
+  if (options.pooled) {
+    const { embeddings: m, output, precision } = options.pooled;
+    if (m.rows !== results.length) throw new Error(`${m.rows} pooled embeddings for ${results.length} token grids`);
+    const bytes = encodeNpy({ shape: [m.rows, m.cols], dtype: 'float32', data: m.data });
+    also.push({ path: pooledPathOf(path), data: bytes });
+    index.pooled = { file: basename(pooledPathOf(path)), d: m.cols, output, precision, ...dataCheckOf(bytes) };
+  }
+  await writeIndexedNpy(path, { shape: [results.length, width], dtype: 'int32', data }, index, also);
   return { shape: [results.length, width], grid };
 }
 
@@ -112,16 +151,51 @@ async function isShardManifest(path: string): Promise<boolean> {
   return (await fs.stat(join(path, SHARD_MANIFEST)).catch(() => null)) !== null;
 }
 
-/** The token data sets of a sharded tokenize output (`--out DIR/`), shard after shard, as one. */
+/** The token data sets of a sharded tokenize output (`--out DIR/`), shard after shard, as one;
+ *  every shard must be done. */
 async function readManifestGrids(path: string): Promise<TokenGrid[]> {
-  const { outputs } = await readShardManifest(path);
+  return (await readManifestTokenSet(path, { partial: false })).grids;
+}
+
+/** One shard of a sharded tokenize output: where its grids lie in the whole set, or missing (not
+ *  done yet: no grids). */
+export interface ManifestTokenShard {
+  name: string;
+  /** the shard file, as the manifest records it */
+  shard: string;
+  first: number;
+  count: number;
+  missing: boolean;
+  /** the shard's bytes and mtime when it was tokenized (its data set's index), when recorded */
+  tokenized: { bytes: number; mtimeMs: number } | null;
+  /** the parquet image column the job was told to read, when it was named */
+  imageColumn?: string;
+}
+
+/** A sharded tokenize output (its folder or manifest.json) as one set: every done shard's grids
+ *  in manifest order, and where each shard's lie; `partial` (default true) takes a manifest whose
+ *  shards are not all done, else such a manifest is refused naming what is missing. */
+export async function readManifestTokenSet(path: string, options: { partial?: boolean } = {}): Promise<{ grids: TokenGrid[]; shards: ManifestTokenShard[] }> {
+  const { manifest, outputs } = await readShardManifest(path, { partial: options.partial ?? true });
+  if (manifest.job !== 'tokenize') throw new UserError(`${path}: the outputs of a sharded ${manifest.job} job, not token data sets (a sharded tokenize's folder holds them)`);
   const grids: TokenGrid[] = [];
-  for (const files of outputs) {
-    for (const file of files.filter((f) => f.endsWith(TOKENS_SUFFIX))) {
-      for (const g of await readDatasetGrids(file)) grids.push(g); // no spread: a shard may hold many
+  const shards: ManifestTokenShard[] = [];
+  const column = manifest.identity?.imageColumn;
+  for (const [i, s] of manifest.shards.entries()) {
+    const first = grids.length;
+    let tokenized: ManifestTokenShard['tokenized'] = null;
+    for (const file of outputs[i]!.filter((f) => f.endsWith(TOKENS_SUFFIX))) {
+      const set = await readDataset(file);
+      for (const g of set.grids) grids.push(g); // no spread: a shard may hold many
+      const shard = (set.index as { shard?: { bytes?: unknown; mtimeMs?: unknown } }).shard;
+      if (typeof shard?.bytes === 'number' && typeof shard.mtimeMs === 'number') tokenized = { bytes: shard.bytes, mtimeMs: shard.mtimeMs };
     }
+    shards.push({
+      name: String(s.name), shard: String(s.shard), first, count: grids.length - first, missing: s.missing === true, tokenized,
+      ...(typeof column === 'string' && { imageColumn: column }),
+    });
   }
-  return grids;
+  return { grids, shards };
 }
 
 /**
@@ -161,6 +235,10 @@ async function readJsonGrids(path: string): Promise<TokenGrid[]> {
 }
 
 async function readDatasetGrids(path: string): Promise<TokenGrid[]> {
+  return (await readDataset(path)).grids;
+}
+
+async function readDataset(path: string): Promise<{ grids: TokenGrid[]; index: TokenDatasetIndex }> {
   const { array: arr, index } = await readIndexedNpy(path, { what: 'token data set', redo: 'tokenize again', validate: datasetIndex });
   if (arr.dtype !== 'int32' || arr.shape.length !== 2) {
     throw new UserError(`${path} is not a token data set: expected int32 [N, L], found ${arr.dtype} [${arr.shape.join(', ')}]`);
@@ -176,7 +254,7 @@ async function readDatasetGrids(path: string): Promise<TokenGrid[]> {
     throw new UserError(`${path}: rows of ${width} tokens do not fill ${of} of its index`);
   }
   const data = arr.data as Int32Array;
-  return index.images.map((image, i) => {
+  const read = index.images.map((image, i) => {
     const tokens = grids[i]![0] * grids[i]![1];
     const row = data.subarray(i * width, (i + 1) * width);
     const pad = row.subarray(tokens).findIndex((id) => id !== PADDING);
@@ -191,6 +269,7 @@ async function readDatasetGrids(path: string): Promise<TokenGrid[]> {
       ...(index.search && { search: index.search }),
     };
   });
+  return { grids: read, index };
 }
 
 function datasetIndex(doc: unknown, indexPath: string): TokenDatasetIndex {
@@ -222,4 +301,30 @@ function isSearchInfo(x: unknown): x is SearchInfo {
 
 function isRecord(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+function isPooledRecord(x: unknown): x is PooledRecord {
+  return isRecord(x) && typeof x.file === 'string' && basename(x.file) === x.file && /\.npy$/i.test(x.file) && Number.isSafeInteger(x.d) && (x.d as number) >= 1 &&
+    typeof x.output === 'string' && typeof x.precision === 'string' && Number.isSafeInteger(x.dataBytes) && typeof x.dataSha256 === 'string';
+}
+
+/**
+ * The pooled image embeddings a token data set keeps (tokenize --pooled), [N, d] with row i image
+ * i's, and the encoder they came from; null when the set has none (a JSON tokens file, a shard
+ * folder, a set tokenized without them).
+ */
+export async function readPooledEmbeddings(path: string): Promise<{ embeddings: Matrix; record: PooledRecord; encoder: string } | null> {
+  if (!path.toLowerCase().endsWith('.npy') || (await isShardManifest(path))) return null;
+  const indexPath = indexPathOf(path);
+  const index = datasetIndex(await readJsonFile(indexPath, `the index of token data set ${path}`, MAX_JSON_BYTES), indexPath);
+  if (index.pooled === undefined) return null;
+  if (!isPooledRecord(index.pooled)) throw new UserError(`${indexPath}: "pooled" must be {file, d, output, precision, dataBytes, dataSha256}, found ${JSON.stringify(index.pooled)}`);
+  const record = index.pooled;
+  const file = join(dirname(path), record.file);
+  const arr = await readCheckedNpy(file, indexPath, record, { what: 'pooled embeddings file', redo: 'tokenize again with pooled embeddings' });
+  const [n, d] = arr.shape;
+  if (arr.dtype !== 'float32' || arr.shape.length !== 2 || n !== index.images.length || d !== record.d) {
+    throw new UserError(`${file}: expected float32 [${index.images.length}, ${record.d}] pooled embeddings (one per image of the set), found ${arr.dtype} [${arr.shape.join(', ')}]`);
+  }
+  return { embeddings: { rows: n!, cols: d!, data: arr.data as Float32Array }, record, encoder: index.encoder };
 }

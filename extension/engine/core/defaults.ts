@@ -35,6 +35,10 @@ export const USE_CALIBRATED_NPROBE = 0;
 export const DEFAULTS = {
   device: 'auto' as DeviceChoice,
   encoder: 'dct',
+  /** which of a model's files (a Transformers.js dtype name) and which hidden state (null: the
+   *  last_hidden_state) new codebooks are built from; a codebook records its own */
+  encoderPrecision: 'fp32' as const,
+  encoderLayer: null as number | null,
   /** codebook size of the extension's Build (the CLI requires --k) */
   k: 1024,
   lambda: 0,

@@ -37,9 +37,10 @@ export interface EmbedShardsRequest extends ShardOptions {
 /** What an embed job's outputs depend on besides the shard: the encoder, and for a model its file
  *  (the precision's) and layer (the same on a cluster's submit side, which plans from the
  *  completion records). */
-export const embedIdentity = (descriptor: EncoderDescriptor): JobIdentity => ({
+export const embedIdentity = (descriptor: EncoderDescriptor, options: ShardOptions = {}): JobIdentity => ({
   encoder: descriptor.id,
   ...(descriptor.model && { model: `${descriptor.model.file}#${descriptor.model.layer ?? 'last'}` }),
+  ...(options.imageColumn !== undefined && { imageColumn: options.imageColumn }),
 });
 
 /** The embedding set of one shard, written into `out`; its file names and counts. */
@@ -61,7 +62,7 @@ export function embedShards(encoder: Encoder, request: EmbedShardsRequest): Prom
     out: request.out,
     shards: request.shards,
     ...(request.part && { part: request.part }),
-    identity: embedIdentity(encoder.descriptor),
+    identity: embedIdentity(encoder.descriptor, request),
     run: (shard, stat) => embedShard(encoder, shard, stat, request),
     ...(request.onShard && { onShard: request.onShard }),
     ...(request.signal && { signal: request.signal }),

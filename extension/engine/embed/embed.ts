@@ -25,6 +25,8 @@ export interface EncodedBatch {
   grids: [number, number][];
   /** [sum of gridH * gridW over the images, d], image-major, raster order within an image */
   embeddings: Matrix;
+  /** [images, d'] each image's pooled embedding (BatchControl.pooled) */
+  pooled?: Matrix;
 }
 
 /** The first row of each image of a batch in its embeddings, and one past the last. */
@@ -52,6 +54,15 @@ export interface BatchControl {
   /** decode (and encode, for the DCT on the CPU) in worker threads, overlapped with onBatch,
    *  when there is more than one batch (encode-pool.ts) */
   parallel?: boolean;
+  /** also each image's pooled embedding (encoders with a pooled output: encodeWithPooled) */
+  pooled?: boolean;
+}
+
+/** The tokens of decoded images, and their pooled embeddings when asked for. */
+async function encodeBatch(encoder: Encoder, pixels: RgbImage[], control: BatchControl): Promise<{ embeddings: Matrix; pooled?: Matrix }> {
+  if (!control.pooled) return { embeddings: await encoder.encode(pixels, { signal: control.signal }) };
+  const { tokens, pooled } = await encoder.encodeWithPooled!(pixels, { signal: control.signal });
+  return { embeddings: tokens, pooled };
 }
 
 /** Images per encoder call: large enough to amortize a GPU/ONNX dispatch, small enough that a
@@ -91,6 +102,9 @@ export async function forEachEncodedBatch(
   control: BatchControl = {},
 ): Promise<{ skipped: SkippedImage[] }> {
   const listed = Array.isArray(images) ? (images as readonly ImageInput[]) : null;
+  if (control.pooled && !encoder.encodeWithPooled) {
+    throw new UserError(`encoder '${encoder.descriptor.id}' gives no pooled image embedding (a model output named image_embeds or pooler_output)`, { cli: 'leave out --pooled, or use a CLIP or SigLIP export whose vision model outputs one', vscode: 'use a CLIP or SigLIP export whose vision model outputs a pooled embedding' });
+  }
   if (control.parallel && (!listed || listed.length > IMAGE_BATCH)) return forEachInWorkers(encoder, images, onBatch, control);
   const skipped: SkippedImage[] = [];
   const progress = progressOf(images, control);
@@ -110,8 +124,7 @@ export async function forEachEncodedBatch(
       }
     }
     if (pixels.length > 0) {
-      const embeddings = await encoder.encode(pixels, { signal: control.signal });
-      await onBatch({ images: names, grids: pixels.map((img) => imageGrid(img, encoder.patch)), embeddings });
+      await onBatch({ images: names, grids: pixels.map((img) => imageGrid(img, encoder.patch)), ...(await encodeBatch(encoder, pixels, control)) });
     }
     progress((done += batch.length));
   }
@@ -153,8 +166,8 @@ async function forEachInWorkers(
       skipped.push(...reply.skipped);
       if (reply.images.length > 0) {
         const grids = reply.sizes.map(([height, width]) => imageGrid({ width, height }, encoder.patch));
-        const embeddings = dctPatch ? { rows: reply.data.length / encoder.d, cols: encoder.d, data: reply.data } : await encoder.encode(pixelsOf(reply), { signal: control.signal });
-        await onBatch({ images: reply.images, grids, embeddings });
+        const encoded = dctPatch ? { embeddings: { rows: reply.data.length / encoder.d, cols: encoder.d, data: reply.data } } : await encodeBatch(encoder, pixelsOf(reply), control);
+        await onBatch({ images: reply.images, grids, ...encoded });
       }
       progress((done += reply.images.length + reply.skipped.length));
     }

@@ -27,17 +27,23 @@ export interface RowSource {
   /** true when a block's buffer is the pass's own scratch (not a view of data held elsewhere), so
    *  that the consumer may overwrite it: subsetSource then drops rows in place instead of copying */
   readonly scratchBlocks?: boolean;
+  /** the source file by file (a folder of shards): the two-level build's groups of rows */
+  readonly files?: readonly RowSource[];
 }
 
 /** The embeddings in one .npy or a folder of shards (f16, f32 or f64), read on demand. */
 export async function shardSource(fileOrDir: string): Promise<RowSource> {
   const { shards, rows, d } = await scanEmbeddingShards(fileOrDir);
+  const raw = shards.map(({ file, header, rows }) => ({ file, rows, dtype: header.dtype, dataOffset: header.dataOffset }));
+  // the files are read one after another (a two-level build's groups): one set of buffers for all
+  const filesScratch = blockScratch();
   return {
     rows,
     cols: d,
     identity: JSON.stringify(shards.map((s) => [s.file, s.size, s.mtimeMs])),
-    blocks: (blockRows, signal) => shardBlocks(shards.map(({ file, header, rows }) => ({ file, rows, dtype: header.dtype, dataOffset: header.dataOffset })), d, blockRows, signal),
+    blocks: (blockRows, signal) => shardBlocks(raw, d, blockRows, signal, blockScratch()),
     scratchBlocks: true,
+    files: raw.map((f) => rawRowsSource([f], d, filesScratch)),
   };
 }
 
@@ -50,22 +56,35 @@ export interface RawRows {
   dataOffset: number;
 }
 
-/** Files of raw rows, concatenated in the order given. */
-export function rawRowsSource(files: RawRows[], d: number): RowSource {
+/** Block buffers that sources read one at a time may share (grown to the largest block asked
+ *  for, never shrunk): passes over many small sources one after another then leave no buffers
+ *  behind for the collector, which V8 reclaims too late to keep a memory budget. */
+export interface BlockScratch {
+  bytes: Uint8Array;
+  values: Float32Array;
+}
+
+export const blockScratch = (): BlockScratch => ({ bytes: new Uint8Array(0), values: new Float32Array(0) });
+
+/** Files of raw rows, concatenated in the order given; `scratch`: buffers shared with other
+ *  sources (never read at the same time as this one). */
+export function rawRowsSource(files: RawRows[], d: number, scratch?: BlockScratch): RowSource {
   return {
     rows: files.reduce((n, f) => n + f.rows, 0),
     cols: d,
     identity: JSON.stringify(files.map((f) => [f.file, f.rows, f.dtype])),
-    blocks: (blockRows, signal) => shardBlocks(files, d, blockRows, signal),
+    blocks: (blockRows, signal) => shardBlocks(files, d, blockRows, signal, scratch ?? blockScratch()),
     scratchBlocks: true,
   };
 }
 
-async function* shardBlocks(files: RawRows[], d: number, blockRows: number, signal?: AbortSignal): AsyncGenerator<RowBlock> {
+async function* shardBlocks(files: RawRows[], d: number, blockRows: number, signal: AbortSignal | undefined, scratch: BlockScratch): AsyncGenerator<RowBlock> {
   // One read buffer and one f32 buffer for the whole pass, sized for its largest block.
   const largest = Math.min(blockRows, Math.max(0, ...files.map((f) => f.rows)));
-  const buffer = new Uint8Array(largest * d * Math.max(...files.map((f) => EMBEDDING_DTYPE_BYTES[f.dtype])));
-  const values = new Float32Array(largest * d);
+  const bytes = largest * d * Math.max(...files.map((f) => EMBEDDING_DTYPE_BYTES[f.dtype]));
+  if (scratch.bytes.length < bytes) scratch.bytes = new Uint8Array(bytes);
+  if (scratch.values.length < largest * d) scratch.values = new Float32Array(largest * d);
+  const { bytes: buffer, values } = scratch;
   let start = 0;
   for (const { file, rows, dtype, dataOffset } of files) {
     const rowBytes = d * EMBEDDING_DTYPE_BYTES[dtype];

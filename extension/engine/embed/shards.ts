@@ -64,6 +64,41 @@ export function shardImages(shard: ShardFile, options: ShardOptions = {}): Shard
   return { images: images(), skipped, meta, order };
 }
 
+/** The images of several shards as one input, shard after shard, each streamed (refine and stats
+ *  over a whole data set). Samples without an image go to `skipped`; `onShard` hears each shard
+ *  begin and the end (done, total); a damaged shard throws naming it when it is reached. */
+export function imagesOfShards(
+  shards: readonly ShardFile[],
+  options: ShardOptions & { onShard?: (done: number, total: number) => void } = {},
+): { images: AsyncIterable<EncodedImage>; skipped: SkippedImage[]; count: () => number } {
+  const skipped: SkippedImage[] = [];
+  let count = 0;
+  async function* images(): AsyncGenerator<EncodedImage> {
+    for (const [i, shard] of shards.entries()) {
+      options.onShard?.(i, shards.length);
+      const source = shardImages(shard, options);
+      for await (const image of source.images) {
+        count++;
+        yield image;
+      }
+      skipped.push(...source.skipped);
+    }
+    options.onShard?.(shards.length, shards.length);
+  }
+  return { images: images(), skipped, count: () => count };
+}
+
+/** The image of sample `key` in `shard` (the `occurrence`-th image of that key, from 0: keys may
+ *  repeat), found by streaming the shard up to it; null when the shard holds no such image. The
+ *  key is only compared, never opened. */
+export async function shardSampleImage(shard: ShardFile, key: string, occurrence = 0, options: ShardOptions = {}): Promise<EncodedImage | null> {
+  let seen = 0;
+  for await (const image of shardImages(shard, options).images) {
+    if (image.name === key && seen++ === occurrence) return image;
+  }
+  return null;
+}
+
 /** What the index of a shard's output records beside its rows (tokenize and embed alike): the
  *  shard (path, bytes, mtime), every sample skipped in shard order (those without an image and
  *  the images that did not decode, interleaved) and the kept images' json/txt/cls members. */

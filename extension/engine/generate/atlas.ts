@@ -7,7 +7,7 @@
 import type { ComputeBackend, Matrix } from '../../../native-gpu/backend.js';
 import { hasPixelAtlas, inMemory, type Codebook } from '../codebook/codebook.js';
 import { rowsF32 } from '../../../native-gpu/tables.js';
-import { forEachEncodedBatch, type BatchControl } from '../embed/embed.js';
+import { forEachEncodedBatch, type BatchControl, type Images } from '../embed/embed.js';
 import type { Encoder } from '../embed/encoders/index.js';
 import { REMEDIES, UserError } from '../../../common/errors.js';
 import { checkEncoderMatches } from '../search/tokenize.js';
@@ -52,7 +52,7 @@ interface PatchSums {
 
 /** Every patch of `images` added to the sums of its nearest frozen code, found through the
  *  codebook's encoder exactly as tokenizing does. */
-async function sumPatches(cb: Codebook, encoder: Encoder, images: string[], backend: ComputeBackend, control: BatchControl): Promise<PatchSums> {
+async function sumPatches(cb: Codebook, encoder: Encoder, images: Images, backend: ComputeBackend, control: BatchControl): Promise<PatchSums> {
   const p = encoder.patch;
   const cols = 3 * p * p;
   const k = cb.frozen.rows;
@@ -62,13 +62,14 @@ async function sumPatches(cb: Codebook, encoder: Encoder, images: string[], back
   let patches = 0;
 
   // forEachEncodedBatch decodes each image once for the encoder; keep those pixels for the batch
-  // so the patches are cut from exactly what was encoded.
-  const loaded = new Map<string, RgbImage>();
+  // so the patches are cut from exactly what was encoded. Queued by name: shards' keys may repeat.
+  const loaded = new Map<string, RgbImage[]>();
   const keeping: Encoder = {
     ...encoder,
     load: async (file) => {
       const img = await encoder.load(file);
-      loaded.set(inputName(file), img);
+      const name = inputName(file);
+      loaded.set(name, [...(loaded.get(name) ?? []), img]);
       return img;
     },
   };
@@ -81,7 +82,7 @@ async function sumPatches(cb: Codebook, encoder: Encoder, images: string[], back
         const { ids } = await backend.nearest(handle, embeddings, { signal: control.signal });
         let token = 0;
         for (const file of files) {
-          const img = loaded.get(file)!;
+          const img = loaded.get(file)!.shift()!;
           const dct: Matrix = await backend.dctPatches(img.data, img.height, img.width, p); // the image's own grid
           for (let r = 0; r < dct.rows; r++, token++) {
             const id = ids[token];
@@ -114,7 +115,7 @@ async function sumPatches(cb: Codebook, encoder: Encoder, images: string[], back
 export async function refineAtlas(
   cb: Codebook,
   encoder: Encoder,
-  images: string[],
+  images: Images,
   backend: ComputeBackend,
   control: BatchControl = {},
 ): Promise<Codebook> {

@@ -30,6 +30,25 @@ export class Checkpoint<State extends object> {
     return checkpoint;
   }
 
+  /** The checkpoint in `dir` for `key`, as it is: a task of a plan running beside others neither
+   *  empties it nor sweeps its temp files (another task may be writing one); another key is refused. */
+  static async attach<State extends object>(dir: string, key: unknown): Promise<Checkpoint<State>> {
+    const keyText = JSON.stringify(key);
+    const saved = await readState(dir);
+    if (!saved || saved.key !== keyText) {
+      throw new UserError(`${dir} holds no work of this build (it was started with other arguments, input or device, or not at all)`, {
+        cli: 'run the same command again without --stage, or with --slurm, to start it over',
+        vscode: 'run the build again',
+      });
+    }
+    return new Checkpoint(dir, keyText, saved.state as State, true);
+  }
+
+  /** The key a checkpoint folder was opened with (as JSON text), or null when there is none. */
+  static async savedKey(dir: string): Promise<string | null> {
+    return (await readState(dir))?.key ?? null;
+  }
+
   file(name: string): string {
     return path.join(this.dir, name);
   }

@@ -211,15 +211,17 @@ export async function holdsShardManifest(dir: string): Promise<boolean> {
   }
 }
 
-/** Reads a job folder's manifest (the folder or its manifest.json): every shard must be done; the
- *  output files it names are returned as paths, in shard order. */
-export async function readShardManifest(fileOrDir: string): Promise<{ manifest: ShardManifest; outputs: string[][] }> {
+/** Reads a job folder's manifest (the folder or its manifest.json): every shard must be done
+ *  (`partial`: a shard not done has no outputs); the output files it names are returned as paths,
+ *  in shard order. */
+export async function readShardManifest(fileOrDir: string, options: { partial?: boolean } = {}): Promise<{ manifest: ShardManifest; outputs: string[][] }> {
   const file = path.basename(fileOrDir) === SHARD_MANIFEST ? fileOrDir : path.join(fileOrDir, SHARD_MANIFEST);
   const doc = (await readJsonFile(file, 'shard manifest', MAX_JSON_BYTES)) as Partial<ShardManifest> | null;
   if (!doc || doc.format !== SHARD_MANIFEST_FORMAT || !Array.isArray(doc.shards)) throw new UserError(`${file} is not a shard manifest (format "${SHARD_MANIFEST_FORMAT}")`);
   const missing = doc.shards.filter((s) => s?.missing);
-  if (missing.length > 0) throw new UserError(`${file}: ${missing.length} of ${doc.shards.length} shards are not done yet (first: ${missing[0]!.shard}); run the missing parts first`);
+  if (missing.length > 0 && !options.partial) throw new UserError(`${file}: ${missing.length} of ${doc.shards.length} shards are not done yet (first: ${missing[0]!.shard}); run the missing parts first`);
   const outputs = doc.shards.map((s) => {
+    if (options.partial && s?.missing) return [];
     if (!Array.isArray(s?.outputs) || !s.outputs.every((o) => typeof o === 'string' && o !== '..' && path.basename(o) === o)) {
       throw new UserError(`${file}: shard ${JSON.stringify(s?.name)} lists outputs that are not file names in the folder`);
     }

@@ -44,9 +44,14 @@ async function identityOf(cb: Codebook, encoder: Encoder, backend: ComputeBacken
   return { codebook: cb.fingerprint, encoder: encoder.descriptor.id, device: computedOn(encoder, backend), search: search.info };
 }
 
-/** What a tokenize job's outputs depend on besides the shard: the codebook and the encoder (the
- *  same on a cluster's submit side, which plans from the completion records). */
-export const tokenizeIdentity = (cb: Codebook, encoderId: string): JobIdentity => ({ codebook: cb.fingerprint, encoder: encoderId });
+/** What a tokenize job's outputs depend on besides the shard: the codebook, the encoder and a
+ *  parquet image column when one is named (the same on a cluster's submit side, which plans from
+ *  the completion records; the token set editor reads the column back to find each photo). */
+export const tokenizeIdentity = (cb: Codebook, encoderId: string, options: ShardOptions = {}): JobIdentity => ({
+  codebook: cb.fingerprint,
+  encoder: encoderId,
+  ...(options.imageColumn !== undefined && { imageColumn: options.imageColumn }),
+});
 
 /** Tokenizes the request's part of the shards (see io/shard-job.ts for what is skipped, how
  *  failures are isolated and the manifest). */
@@ -57,7 +62,7 @@ export async function tokenizeShards(cb: Codebook, encoder: Encoder, backend: Co
     out: request.out,
     shards: request.shards,
     ...(request.part && { part: request.part }),
-    identity: tokenizeIdentity(cb, encoder.descriptor.id),
+    identity: tokenizeIdentity(cb, encoder.descriptor.id, request),
     run: (shard, stat) => tokenizeShard(cb, encoder, backend, shard, stat, request),
     ...(request.onShard && { onShard: request.onShard }),
     ...(request.control?.signal && { signal: request.control.signal }),

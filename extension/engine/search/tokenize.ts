@@ -2,14 +2,15 @@
 // every patch (squared L2). Indexing always uses the frozen codebook so tokens never move when the
 // trainable half is refined. Each image gets its own grid (the DCT encoder keeps the photo's
 // shape). The token files these grids are written to and read from are token-files.ts's.
-import type { ComputeBackend } from '../../../native-gpu/backend.js';
+import type { ComputeBackend, Matrix } from '../../../native-gpu/backend.js';
 import type { Codebook } from '../codebook/codebook.js';
 import { checkSameModel, type Encoder } from '../embed/encoders/index.js';
 import { forEachEncodedBatch, rowOffsets, type BatchControl, type EncodedBatch, type Images, type SkippedImage } from '../embed/embed.js';
 import { UserError } from '../../../common/errors.js';
 import { openSearch, type SearchOptions } from './search.js';
 import { stackRows } from '../core/sampling.js';
-import type { TokenGrid } from '../codebook/token-files.js';
+import type { PooledEmbeddings, TokenGrid } from '../codebook/token-files.js';
+import { DEFAULT_PRECISION } from '../embed/encoders/model-files.js';
 
 /** The device(s) behind a token: one name when the encoder and the search ran on the same one. */
 export function computedOn(encoder: Encoder, backend: ComputeBackend): string {
@@ -42,9 +43,11 @@ export async function tokenizeImages(
   images: Images,
   backend: ComputeBackend,
   control: TokenizeControl = {},
-): Promise<{ results: TokenGrid[]; skipped: SkippedImage[] }> {
+): Promise<{ results: TokenGrid[]; skipped: SkippedImage[]; pooled: PooledEmbeddings | null }> {
   checkEncoderMatches(cb, encoder);
   const results: TokenGrid[] = [];
+  // with control.pooled: each result's pooled image embedding, in the results' order
+  const pooled: Matrix[] = [];
   const search = await openSearch(cb, backend, control.search);
   let pending: EncodedBatch[] = [];
   const searchPending = async (): Promise<void> => {
@@ -54,6 +57,7 @@ export async function tokenizeImages(
     if (paths.length === 0) return;
     const embeddings = batches.length === 1 ? batches[0]!.embeddings : stackRows(batches.map((b) => b.embeddings));
     const grids = batches.flatMap((b) => b.grids);
+    for (const b of batches) if (b.pooled) pooled.push(b.pooled);
     const { ids, distances } = await search.nearest(embeddings, { signal: control.signal });
     const offsets = rowOffsets(grids);
     paths.forEach((image, i) => {
@@ -83,7 +87,8 @@ export async function tokenizeImages(
       { parallel: true, ...control },
     );
     await searchPending();
-    return { results, skipped };
+    const kept = control.pooled && pooled.length > 0 ? { embeddings: stackRows(pooled), output: encoder.pooledOutput!, precision: encoder.descriptor.model?.precision ?? DEFAULT_PRECISION } : null;
+    return { results, skipped, pooled: kept };
   } finally {
     search.dispose();
   }

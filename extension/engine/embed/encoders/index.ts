@@ -85,6 +85,10 @@ export interface Encoder {
   readonly offload: { resize: ResizeTo | KeepAspect | ProcessorResize; dctPatch?: number };
   /** [sum of the images' L x d], image-major, raster order within an image */
   encode(images: RgbImage[], control?: RunControl): Promise<Matrix>;
+  /** the model's pooled image output ('image_embeds', else 'pooler_output'), where it has one */
+  readonly pooledOutput?: string;
+  /** encode, and each image's pooled embedding [images, d'] too (models with a pooledOutput) */
+  encodeWithPooled?(images: RgbImage[], control?: RunControl): Promise<{ tokens: Matrix; pooled: Matrix }>;
   dispose(): Promise<void>;
 }
 
@@ -301,11 +305,13 @@ export async function openEncoderFromDescriptor(desc: EncoderDescriptor, backend
   return encoder;
 }
 
-/** The encoder a codebook was built with, or the one the user names instead (`override`). */
+/** The encoder a codebook was built with, or the one the user names instead (`override`);
+ *  `fallback`: the precision and layer for an override when the codebook records none (built from
+ *  external embeddings, or before they were recorded). */
 export async function openCodebookEncoder(cb: { meta: { encoder: EncoderDescriptor } }, override: string | undefined,
-                                          backend: ComputeBackend, download?: DownloadControl): Promise<Encoder> {
+                                          backend: ComputeBackend, download?: DownloadControl, fallback: Pick<EncoderOptions, 'precision' | 'layer'> = {}): Promise<Encoder> {
   // Another place for the same model: opened at the precision and layer the codebook records.
-  const { precision, layer } = cb.meta.encoder.model ?? {};
+  const { precision, layer } = cb.meta.encoder.model ?? fallback;
   if (override) return openEncoder(override, backend, encoderKindOf(override) === 'onnx' ? { precision, ...(typeof layer === 'number' && { layer }), download } : {});
   if (cb.meta.encoder.id === EXTERNAL_ENCODER) {
     throw new UserError('this codebook was built from external embeddings', REMEDIES.nameEncoder);

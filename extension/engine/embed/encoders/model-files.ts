@@ -11,6 +11,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../../../../common/errors.js';
+import { DEFAULTS } from '../../core/defaults.js';
 import { fileDigest, onFile, requireRegularFile } from '../../io/files.js';
 import { cachedSnapshot, downloadHint, hubOffline, parseHubId, resolveHubModel, snapshotOfFolder, type HubRef, type ModelSource } from './hub-cache.js';
 import { downloadSnapshot, type DownloadControl } from './hub-download.js';
@@ -18,7 +19,7 @@ import { downloadSnapshot, type DownloadControl } from './hub-download.js';
 /** Transformers.js's dtype names -> the suffix of their file names. */
 export const PRECISIONS = { fp32: '', fp16: '_fp16', q8: '_quantized', int8: '_int8', uint8: '_uint8', q4: '_q4', q4f16: '_q4f16', bnb4: '_bnb4' } as const;
 export type Precision = keyof typeof PRECISIONS;
-export const DEFAULT_PRECISION: Precision = 'fp32';
+export const DEFAULT_PRECISION: Precision = DEFAULTS.encoderPrecision;
 const MODEL_STEMS = ['model', 'vision_model', 'onnx/vision_model', 'onnx/model'];
 
 /** The model files for `precision`, in the order they are looked for. */
@@ -117,17 +118,26 @@ async function completeFor(dir: string, precision: Precision): Promise<boolean> 
   return configs.every(Boolean) && models.some(Boolean);
 }
 
+/** What a spec naming a Hugging Face id needs of its repo: whether a cached snapshot has it all,
+ *  and which of the repo's files to fetch when not. */
+interface Needs {
+  complete(dir: string): Promise<boolean>;
+  choose(ref: HubRef, files: Set<string>): Promise<string[]>;
+}
+
+const VISION_NEEDS = (precision: Precision): Needs => ({ complete: (dir) => completeFor(dir, precision), choose: (ref, files) => filesToFetch(ref, precision, files) });
+
 /** The folder a spec names: a path here, else a Hugging Face id from the local cache, what it
  *  lacks downloaded unless HF_HUB_OFFLINE is set. A snapshot in the cache is used as it is: the
  *  hub is not asked whether a branch has moved since. */
-async function sourceOf(spec: string, isPath: boolean, precision: Precision, download: DownloadControl): Promise<ModelSource> {
+async function sourceOf(spec: string, isPath: boolean, needs: Needs, download: DownloadControl): Promise<ModelSource> {
   if (isPath) return { dir: spec, hub: snapshotOfFolder(spec) };
   const ref = parseHubId(spec);
   if (!ref) throw new UserError(`encoder '${spec}': no such model folder or .onnx file, and not a Hugging Face id (org/name[@revision]); or use 'dct', 'dct:<size>' or 'dct:<size>:square'`);
   const cached = cachedSnapshot(ref);
-  if (cached && (await completeFor(cached.dir, precision))) return cached;
+  if (cached && (await needs.complete(cached.dir))) return cached;
   if (hubOffline()) return cached ?? resolveHubModel(ref);
-  return downloadSnapshot(ref, (files) => filesToFetch(ref, precision, files), download);
+  return downloadSnapshot(ref, (files) => needs.choose(ref, files), download);
 }
 
 /** The files of the model a spec names (see the file comment). */
@@ -137,7 +147,7 @@ export async function locateModel(spec: string, precision: Precision, download: 
     await requireRegularFile(spec, 'an ONNX model');
     return { model: spec, dir: path.dirname(spec), relative: path.basename(spec), config: null, preprocessor: null, hub: snapshotOfFolder(path.dirname(spec)), byPath: true };
   }
-  const source = await sourceOf(spec, stat !== null, precision, download);
+  const source = await sourceOf(spec, stat !== null, VISION_NEEDS(precision), download);
   const relative = await modelIn(source, precision);
   const [config, preprocessor] = await Promise.all(CONFIGS.map(async (f) => ((await present(path.join(source.dir, f))) ? path.join(source.dir, f) : null)));
   // A snapshot holds what the repo has: one without its configs was downloaded in part.
@@ -174,4 +184,78 @@ export async function weightsSha256(files: ModelFiles): Promise<Record<string, s
     out[relDir === '.' ? name : `${relDir}/${name}`] = sha;
   }
   return out;
+}
+
+/** A text tower's model files, first match wins: a text model of its own (optimum's
+ *  text_model.onnx, onnx-community's onnx/text_model.onnx), else a combined image+text model
+ *  (text.ts checks that it takes input_ids). */
+const TEXT_STEMS = ['text_model', 'onnx/text_model', 'model', 'onnx/model'];
+/** The tokenizer as transformers saves it: tokenizer.json is required, the others are read when
+ *  there (special_tokens_map.json: older exports keep the pad token there). */
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+
+function textCandidates(precision: Precision): string[] {
+  return TEXT_STEMS.map((stem) => `${stem}${PRECISIONS[precision]}.onnx`);
+}
+
+export interface TextModelFiles {
+  /** the .onnx file, and its path relative to `dir` */
+  model: string;
+  dir: string;
+  relative: string;
+  config: string | null;
+  preprocessor: string | null;
+  tokenizer: string;
+  tokenizerConfig: string | null;
+  specialTokens: string | null;
+  hub: ModelSource['hub'];
+}
+
+/** What to fetch of a repo for its text tower: configs, tokenizer files, the model and its data. */
+function textFilesToFetch(ref: HubRef, precision: Precision, files: Set<string>): Promise<string[]> {
+  const model = textCandidates(precision).find((c) => files.has(c));
+  const missing = [!model && `a text model (${textCandidates(precision).join(', ')})`, !files.has('tokenizer.json') && 'tokenizer.json'].filter(Boolean);
+  if (!model || missing.length > 0) throw new UserError(`${ref.repo}: the repo has no text tower: no ${missing.join(' and no ')}`, { cli: 'name a CLIP or SigLIP repo with an ONNX export of its text model', vscode: 'choose an encoder with a text tower (CLIP, SigLIP)' });
+  const wanted = [...CONFIGS, ...TOKENIZER_FILES].filter((f) => files.has(f));
+  return Promise.resolve([...wanted, model, ...[...files].filter((f) => isExternalData(model, f)).sort()]);
+}
+
+const TEXT_NEEDS = (precision: Precision): Needs => ({
+  complete: async (dir) => (await present(path.join(dir, 'tokenizer.json'))) && (await Promise.all(textCandidates(precision).map((c) => present(path.join(dir, c))))).some(Boolean),
+  choose: (ref, files) => textFilesToFetch(ref, precision, files),
+});
+
+/** The first of `names` in `dirs` (a folder, then the one above: an onnx/ file's tokenizer is
+ *  beside the onnx/ folder), or null. */
+async function firstIn(dirs: string[], name: string): Promise<string | null> {
+  for (const dir of dirs) if (await present(path.join(dir, name))) return path.join(dir, name);
+  return null;
+}
+
+/**
+ * The text tower of the model a spec names (a folder, an .onnx file, or a Hugging Face id, its text
+ * files downloaded as for the vision tower): one line naming what is missing when there is none.
+ */
+export async function locateTextModel(spec: string, precision: Precision, download: DownloadControl = {}): Promise<TextModelFiles> {
+  const stat = await fs.stat(spec).catch(() => null);
+  const isFile = stat !== null && !stat.isDirectory();
+  const source = isFile ? { dir: path.dirname(spec), hub: snapshotOfFolder(path.dirname(spec)) } : await sourceOf(spec, stat !== null, TEXT_NEEDS(precision), download);
+  let relative: string | null = isFile ? path.basename(spec) : null;
+  for (const c of isFile ? [] : textCandidates(precision)) {
+    if (await present(path.join(source.dir, c))) {
+      relative = c;
+      break;
+    }
+  }
+  const dirs = isFile && path.basename(source.dir) === 'onnx' ? [source.dir, path.dirname(source.dir)] : [source.dir];
+  const [tokenizer, tokenizerConfig, specialTokens, config, preprocessor] = await Promise.all([...TOKENIZER_FILES, ...CONFIGS].map((f) => firstIn(dirs, f)));
+  const missing = [!relative && `text model (looked for ${textCandidates(precision).join(', ')})`, !tokenizer && 'tokenizer.json'].filter(Boolean);
+  if (!relative || !tokenizer) {
+    // a cache snapshot holds what was fetched of the repo: the rest may be there to download
+    const hint = source.hub && downloadHint(source.hub.repo, source.hub.commit, [textCandidates(precision)[1]!, ...TOKENIZER_FILES]);
+    throw new UserError(`${snapshotName(source)} has no text tower: no ${missing.join(' and no ')}`, hint ? { cli: hint, vscode: hint } : { cli: 'name a CLIP or SigLIP model exported with its text model and tokenizer', vscode: 'choose an encoder with a text tower (CLIP, SigLIP)' });
+  }
+  const model = path.join(source.dir, relative);
+  await requireRegularFile(model, 'an ONNX model');
+  return { model, dir: source.dir, relative, config, preprocessor, tokenizer, tokenizerConfig, specialTokens, hub: source.hub };
 }

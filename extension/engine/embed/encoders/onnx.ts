@@ -8,6 +8,8 @@
 // tokens, whichever makes a grid. The tokens are the model's last_hidden_state, or with `layer`
 // one of its hidden_states.<i> outputs (as Python indexes outputs.hidden_states: -2 is the
 // penultimate layer LLaVA-style models use). f16 inputs and outputs are converted at the edge.
+// Where the export has a pooled output (image_embeds, else pooler_output), encodeWithPooled gives
+// it beside the tokens from the same run (tokenize --pooled).
 // The inputs and outputs are checked when the model is opened, so a wrong model fails with one
 // line saying what was expected and what was found, not deep inside a run.
 import * as path from 'node:path';
@@ -71,6 +73,15 @@ function pickOutput(file: string, outputs: readonly TensorInfo[], layer: number 
   return output;
 }
 
+/** The image's pooled embedding, preferred first: CLIP's projection (image_embeds), else the
+ *  vision model's pooled output (SigLIP's attention-pooling head). */
+export const POOLED_OUTPUTS = ['image_embeds', 'pooler_output'];
+
+function pickPooled(outputs: readonly TensorInfo[]): TensorInfo | null {
+  const found = POOLED_OUTPUTS.map((n) => outputs.find((m) => m.name === n)).find((m) => m !== undefined);
+  return found && FLOAT_TYPES.includes(found.type) && found.shape.length === 2 ? found : null;
+}
+
 /** Grid and patch size for L tokens over an H x W input, with no config to say: a ViT with a CLS
  *  token returns L = gridH*gridW + 1 with the CLS token first; it is not a patch, so it is dropped. */
 function gridOf(file: string, tokens: number, [h, w]: [number, number]): { patch: number; skip: number } {
@@ -99,6 +110,8 @@ interface ModelIo {
   output: TensorInfo;
   inputSize: [number, number];
   fixedBatch: number | null;
+  /** the pooled image embedding output, when the export has one */
+  pooled: TensorInfo | null;
 }
 
 /** The model's inputs and outputs checked against a vision tower's, within the limits. */
@@ -114,7 +127,7 @@ function checkModel(file: string, session: ModelSession, configured: [number, nu
   if (declaredD !== null && declaredD > MAX_EMBEDDING_DIM) {
     throw new UserError(`${file}: the model's embedding size d = ${declaredD} exceeds the limit of ${MAX_EMBEDDING_DIM}`);
   }
-  return { input, output, inputSize, fixedBatch };
+  return { input, output, inputSize, fixedBatch, pooled: pickPooled(session.outputs) };
 }
 
 /** How the output lays out tokens: L per image (`skip` of them before the grid), d, and the grid. */
@@ -148,36 +161,53 @@ async function probeLayout(file: string, io: ModelIo, vision: VisionConfig | nul
 }
 
 /** The patch embeddings of images already at the input size, `step` images per run, the
- *  tokens before the grid left out. */
-async function encodeBatches(images: RgbImage[], run: Run, step: number, layout: TokenLayout, control?: RunControl): Promise<Matrix> {
+ *  tokens before the grid left out; with `withPooled`, each image's pooled embedding too. */
+async function encodeBatches(images: RgbImage[], run: Run, step: number, layout: TokenLayout, control?: RunControl, withPooled = false): Promise<{ tokens: Matrix; pooled: Matrix | null }> {
   const { tokens, d, grid, skip } = layout;
   const perImage = grid[0] * grid[1];
   const data = new Float32Array(images.length * perImage * d);
+  const pooledParts: Float32Array[] = [];
+  let pooledD = 0;
   for (let start = 0; start < images.length; start += step) {
     throwIfCancelled(control?.signal);
     const batch = images.slice(start, start + step);
-    const out = (await run(batch, `images ${start + 1} to ${start + batch.length} of a batch of ${images.length}`)).data;
+    const out = await run(batch, `images ${start + 1} to ${start + batch.length} of a batch of ${images.length}`, withPooled);
     for (let b = 0; b < batch.length; b++) {
       const from = (b * tokens + skip) * d;
-      data.set(out.subarray(from, from + perImage * d), (start + b) * perImage * d);
+      data.set(out.data.subarray(from, from + perImage * d), (start + b) * perImage * d);
+    }
+    if (out.pooled) {
+      pooledD = out.pooled.d;
+      pooledParts.push(out.pooled.data.slice(0, batch.length * pooledD));
     }
   }
-  return { rows: images.length * perImage, cols: d, data };
+  const pooledData = new Float32Array(images.length * pooledD);
+  pooledParts.reduce((offset, p) => (pooledData.set(p, offset), offset + p.length), 0);
+  const pooled = withPooled ? { rows: images.length, cols: pooledD, data: pooledData } : null;
+  return { tokens: { rows: images.length * perImage, cols: d, data }, pooled };
 }
 
-/** One session.run: the output tokens as f32, and their dims. `at` names the images in messages:
- *  a NaN or an infinity in the embeddings is an error naming the model and them, never a token. */
-type Run = (images: RgbImage[], at: string) => Promise<{ data: Float32Array; dims: readonly number[] }>;
+/** One session.run: the output tokens as f32, and their dims (with `withPooled`, the pooled
+ *  embeddings [B, d] too). `at` names the images in messages: a NaN or an infinity in the
+ *  embeddings is an error naming the model and them, never a token. */
+type Run = (images: RgbImage[], at: string, withPooled?: boolean) => Promise<{ data: Float32Array; dims: readonly number[]; pooled?: { data: Float32Array; d: number } }>;
 
 /** session.run over images at the input size, in the input's type (float16 exports get halves). */
 function runner(session: ModelSession, io: ModelIo, preprocess: Preprocess): Run {
-  const { input, output, inputSize, fixedBatch } = io;
-  return async (images, at) => {
+  const { input, output, inputSize, fixedBatch, pooled } = io;
+  return async (images, at, withPooled) => {
     const count = fixedBatch ?? images.length;
     const values = toPixelValues(images, preprocess, count);
     const dims = [count, 3, inputSize[0], inputSize[1]];
-    const out = (await session.run({ [input.name]: floatTensor(input.type, values, dims) }, [output.name], at))[output.name] as ort.Tensor;
-    return { data: floats(out), dims: out.dims };
+    const names = withPooled && pooled ? [output.name, pooled.name] : [output.name];
+    const results = await session.run({ [input.name]: floatTensor(input.type, values, dims) }, names, at);
+    const out = results[output.name] as ort.Tensor;
+    const p = withPooled && pooled ? (results[pooled.name] as ort.Tensor) : null;
+    const pd = p?.dims[1] ?? 0;
+    if (p && (p.dims.length !== 2 || p.dims[0] !== count || !(pd >= 1 && pd <= MAX_EMBEDDING_DIM))) {
+      throw new UserError(`the model's pooled output '${pooled!.name}' has shape [${p.dims.join(',')}], expected [${count},d] with d from 1 to ${MAX_EMBEDDING_DIM}`);
+    }
+    return { data: floats(out), dims: out.dims, ...(p && { pooled: { data: floats(p), d: p.dims[1] ?? 0 } }) };
   };
 }
 
@@ -216,6 +246,13 @@ export async function openOnnxEncoder(spec: string, backend: ComputeBackend, opt
     const { d, patch } = layout;
     const { inputSize, fixedBatch } = io;
     const perImage = layout.grid[0] * layout.grid[1];
+    const checkInputs = (images: RgbImage[]): void => {
+      for (const img of images) {
+        if (img.width !== inputSize[1] || img.height !== inputSize[0]) {
+          throw new Error(`onnx encoder: image is ${img.width}x${img.height}, expected ${inputSize[1]}x${inputSize[0]} (use encoder.load)`);
+        }
+      }
+    };
     // A model has a fixed input: every photo is brought to it as the model's own image processor
     // does (resize, centre crop), whatever its shape.
     const descriptor: EncoderDescriptor = { kind: 'onnx', ...identity, patch, inputSize, d, resize: 'stretch', preprocess };
@@ -233,13 +270,17 @@ export async function openOnnxEncoder(spec: string, backend: ComputeBackend, opt
       load: (image) => loadImage(image, resize),
       offload: { resize },
       async encode(images: RgbImage[], control?: RunControl): Promise<Matrix> {
-        for (const img of images) {
-          if (img.width !== inputSize[1] || img.height !== inputSize[0]) {
-            throw new Error(`onnx encoder: image is ${img.width}x${img.height}, expected ${inputSize[1]}x${inputSize[0]} (use encoder.load)`);
-          }
-        }
-        return encodeBatches(images, run, fixedBatch ?? MAX_BATCH, layout, control);
+        checkInputs(images);
+        return (await encodeBatches(images, run, fixedBatch ?? MAX_BATCH, layout, control)).tokens;
       },
+      ...(io.pooled && {
+        pooledOutput: io.pooled.name,
+        async encodeWithPooled(images: RgbImage[], control?: RunControl) {
+          checkInputs(images);
+          const { tokens, pooled } = await encodeBatches(images, run, fixedBatch ?? MAX_BATCH, layout, control, true);
+          return { tokens, pooled: pooled! };
+        },
+      }),
       async dispose() {
         await session.release();
       },

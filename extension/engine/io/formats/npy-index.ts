@@ -34,11 +34,19 @@ function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** Writes `array` to `path` and `index` (plus the data check) to its index, as one pair. */
-export async function writeIndexedNpy<T extends object>(path: string, array: NpyArray, index: T): Promise<T & Required<DataCheck>> {
+/** The data check of a file's bytes (for files an index names beside its own data file). */
+export function dataCheckOf(bytes: Uint8Array): Required<DataCheck> {
+  return { dataBytes: bytes.length, dataSha256: sha256(bytes) };
+}
+
+/** Writes `array` to `path` and `index` (plus the data check) to its index, as one pair; the
+ *  files in `also` (which the index names, with their own data checks) are written with them,
+ *  before them. */
+export async function writeIndexedNpy<T extends object>(path: string, array: NpyArray, index: T, also: { path: string; data: Uint8Array }[] = []): Promise<T & Required<DataCheck>> {
   const npy = encodeNpy(array);
-  const full = { ...index, dataBytes: npy.length, dataSha256: sha256(npy) };
+  const full = { ...index, ...dataCheckOf(npy) };
   await writeFilesAtomic([
+    ...also,
     { path, data: npy },
     { path: indexPathOf(path), data: JSON.stringify(full, null, 2) + '\n' },
   ]);
@@ -59,6 +67,12 @@ export interface IndexedRead<T> {
 export async function readIndexedNpy<T extends DataCheck>(path: string, how: IndexedRead<T>): Promise<{ array: NpyArray; index: T }> {
   const indexPath = indexPathOf(path);
   const index = how.validate(await readJsonFile(indexPath, `the index of ${how.what} ${path}`, MAX_JSON_BYTES), indexPath);
+  return { array: await readCheckedNpy(path, indexPath, index, how), index };
+}
+
+/** A data file an index names, checked against the index's size before it is read and its
+ *  sha256 after. */
+export async function readCheckedNpy(path: string, indexPath: string, index: DataCheck, how: Pick<IndexedRead<unknown>, 'what' | 'redo'>): Promise<NpyArray> {
   const file = `a ${how.what}`;
   if ((index.dataBytes !== undefined && !Number.isSafeInteger(index.dataBytes)) || (index.dataSha256 !== undefined && typeof index.dataSha256 !== 'string')) {
     throw new UserError(`${indexPath}: "dataBytes" must be a whole number and "dataSha256" a string`);
@@ -75,5 +89,5 @@ export async function readIndexedNpy<T extends DataCheck>(path: string, how: Ind
     await handle.close();
   }
   if (index.dataSha256 !== undefined && sha256(bytes) !== index.dataSha256) throw mismatch('a different sha256 than its index records');
-  return { array: decodeNpy(bytes, path), index };
+  return decodeNpy(bytes, path);
 }
