@@ -205,6 +205,10 @@ export async function createSearchSession(threads = os.availableParallelism(), c
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    // no spin-waiting between runs: a spinning pool takes the cores the decode workers (and other
+    // processes tokenizing other shards) need; each run is long enough that waking costs nothing
+    // measurable (BENCHMARKS.md, "Sharded tokenization")
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
   });
 }
 
