@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ComputeBackend } from '../../native-gpu/backend.js';
 import { createCpuBackend } from '../../native-gpu/cpu/index.js';
-import { checkSameModel, ENCODER_KINDS, openCodebookEncoder, openEncoder, openEncoderFromDescriptor, validateEncoderDescriptor, type Encoder, type EncoderOptions } from '../../extension/engine/embed/encoders/index.js';
+import { checkSameModel, ENCODER_KINDS, imageGrid, openCodebookEncoder, openEncoder, openEncoderFromDescriptor, validateEncoderDescriptor, type Encoder, type EncoderOptions } from '../../extension/engine/embed/encoders/index.js';
 import { UserError } from '../../common/errors.js';
 import { GraphBuilder } from '../../native-gpu/cpu/onnx-graph.js';
 import { dctVisionTower, FAMILY_CONFIGS, writeExportFolder } from '../helpers/siglip-model.js';
@@ -90,6 +90,24 @@ test('onnx-community folders: --precision picks the file, f16 inputs and outputs
   await assert.rejects(openEncoder('dct', backend, { precision: 'fp16' }), isUserError(/the 'dct' encoder has none/));
 });
 
+test('a patch that leaves a margin (SigLIP-so400m-patch14-384: 384 px = 27 patches of 14 + 6 px): a 27 x 27 grid, from the config or, without one, from the tokens', async () => {
+  const so400m = FAMILY_CONFIGS.siglip(14, 384);
+  const configured = await writeExportFolder(path.join(tmp, 'so400m-geometry'), { size: 384, patch: 14 }, so400m);
+  const bare = await writeExportFolder(path.join(tmp, 'so400m-bare'), { size: 384, patch: 14 }, { preprocessor: so400m.preprocessor });
+  for (const dir of [configured, bare]) {
+    const e = await openEncoder(dir, backend);
+    try {
+      assert.deepEqual([e.patch, e.inputSize, e.tokensPerImage.max, e.d], [14, [384, 384], 729, 588], dir);
+      const image = await e.load(photo);
+      assert.deepEqual(imageGrid(image, e.patch), [27, 27]);
+      const out = await e.encode([image]);
+      assert.deepEqual([out.rows, out.cols], [729, 588]);
+    } finally {
+      await e.dispose();
+    }
+  }
+});
+
 test('a combined image+text model is refused naming the vision tower to use', async () => {
   const g = new GraphBuilder('clip');
   g.input('input_ids', 'int64', ['B', 'S']);
@@ -114,7 +132,7 @@ test('optimum exports: model.onnx with its weights in model.onnx_data, both hash
 test('a config that disagrees with the model, or names what is not implemented: one line each', async () => {
   const cases: [string, Parameters<typeof writeExportFolder>[1], Record<string, unknown>, Record<string, unknown>, RegExp][] = [
     ['patch', { patch: 16 }, { model_type: 'siglip_vision_model', patch_size: 14, image_size: 224 }, siglip.preprocessor, /config\.json \(siglip_vision_model, patch 14, 0 leading tokens\) means 256 tokens for a 224x224 input, but the model gives 196/],
-    ['tile', { patch: 16 }, { model_type: 'siglip_vision_model', patch_size: 15, image_size: 224 }, siglip.preprocessor, /config\.json's patch size 15 does not tile the 224x224 input/],
+    ['whole patches', { patch: 16 }, { model_type: 'siglip_vision_model', patch_size: 17, image_size: 224 }, siglip.preprocessor, /\(siglip_vision_model, patch 17, 0 leading tokens\) means 169 tokens for a 224x224 input, but the model gives 196/],
     ['size', { dynamicSize: true }, { model_type: 'siglip_vision_model', patch_size: 16, image_size: 384 }, siglip.preprocessor, /config\.json \(siglip_vision_model\) is made for 384x384 inputs but preprocessor_config\.json gives 224x224/],
     ['registers', { patch: 14, dynamicSize: true, extraTokens: 1 }, FAMILY_CONFIGS.dinov2(14, 224, 4).config, FAMILY_CONFIGS.dinov2(14, 224).preprocessor, /\(dinov2_with_registers, patch 14, 5 leading tokens\) means 261 tokens .* but the model gives 257/],
     ['family', {}, { model_type: 'convnext' }, siglip.preprocessor, /model_type "convnext" is not supported; supported: siglip, siglip_vision_model, clip, clip_vision_model, dinov2, dinov2_with_registers/],

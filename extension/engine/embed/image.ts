@@ -349,3 +349,10 @@ export async function listImages(fileOrDir: string): Promise<string[]> {
   await walk(fileOrDir);
   return [...files.values()].map((f) => f.path).sort();
 }
+
+/** [gridH, gridW] of an image an encoder loaded: its size in whole patches. A ViT's patch
+ *  convolution drops what is left past the last whole patch (SigLIP-so400m-patch14-384: 384 px
+ *  is 27 patches of 14 and 6 px unseen, a 27 x 27 grid), and so does this. */
+export function imageGrid(image: { width: number; height: number }, patch: number): [number, number] {
+  return [Math.floor(image.height / patch), Math.floor(image.width / patch)];
+}

@@ -11,7 +11,9 @@
 import { existsSync } from 'node:fs';
 import type { ComputeBackend, Matrix, RunControl } from '../../../../native-gpu/backend.js';
 import { REMEDIES, UserError } from '../../../../common/errors.js';
-import type { ImageInput, KeepAspect, ResizeTo, RgbImage } from '../image.js';
+import { imageGrid, type ImageInput, type KeepAspect, type ResizeTo, type RgbImage } from '../image.js';
+
+export { imageGrid };
 import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM } from '../../core/limits.js';
 import { dctEncoderId, openDctEncoder, DCT_PATCH } from './dct.js';
 import { openOnnxEncoder } from './onnx.js';
@@ -94,10 +96,6 @@ export interface Encoder {
 
 export const DEFAULT_DCT_SIZE = 224;
 
-/** [gridH, gridW] of an image an encoder loaded: its size in patches. */
-export function imageGrid(image: { width: number; height: number }, patch: number): [number, number] {
-  return [image.height / patch, image.width / patch];
-}
 
 /** The encoder id a codebook built from precomputed embeddings of unknown origin records. */
 export const EXTERNAL_ENCODER = 'external';
@@ -222,8 +220,8 @@ export function validateEncoderDescriptor(value: unknown, source: string): Encod
   } else {
     checkInputSize(size, `${source}: encoder '${id}'`);
     const [h, w] = size as [number, number];
-    if (!isCount(patch, 1) || h % patch !== 0 || w % patch !== 0) fail(`patch ${patch} does not tile the ${h}x${w} input`);
-    checkGridSize([h / (patch as number), w / (patch as number)], `${source}: encoder '${id}'`);
+    if (!isCount(patch, 1) || patch > Math.min(h, w)) fail(`patch ${patch} does not fit the ${h}x${w} input`);
+    checkGridSize(imageGrid({ height: h, width: w }, patch as number), `${source}: encoder '${id}'`);
     if (kind === 'dct') {
       const expected = dctEncoderId(h, resize as EncoderResize);
       if (id !== expected || h !== w || patch !== DCT_PATCH || d !== 3 * DCT_PATCH * DCT_PATCH) {

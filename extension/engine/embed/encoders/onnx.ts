@@ -18,7 +18,7 @@ import type { ComputeBackend, Matrix, RunControl } from '../../../../native-gpu/
 import { describeTensors, openModelSession, type ModelSession, type TensorInfo } from '../../../../native-gpu/onnx-session.js';
 import { FLOAT_TYPES, fixed, floatTensor, floats } from '../../../../native-gpu/onnx-tensors.js';
 import { UserError, throwIfCancelled } from '../../../../common/errors.js';
-import { loadImage, type RgbImage } from '../image.js';
+import { imageGrid, loadImage, type RgbImage } from '../image.js';
 import { checkGridSize, checkInputSize, MAX_EMBEDDING_DIM, MAX_FIXED_BATCH } from '../../core/limits.js';
 import type { Encoder, EncoderDescriptor, EncoderOptions } from './index.js';
 import { DEFAULT_PREPROCESS, readPreprocessorConfig, toPixelValues, type Preprocess } from './preprocess.js';
@@ -83,11 +83,14 @@ function pickPooled(outputs: readonly TensorInfo[]): TensorInfo | null {
 }
 
 /** Grid and patch size for L tokens over an H x W input, with no config to say: a ViT with a CLS
- *  token returns L = gridH*gridW + 1 with the CLS token first; it is not a patch, so it is dropped. */
+ *  token returns L = gridH*gridW + 1 with the CLS token first; it is not a patch, so it is dropped.
+ *  The grid counts whole patches (see imageGrid). */
 function gridOf(file: string, tokens: number, [h, w]: [number, number]): { patch: number; skip: number } {
   for (const skip of [0, 1]) {
-    const patch = Math.round(Math.sqrt((h * w) / (tokens - skip)));
-    if (patch > 0 && h % patch === 0 && w % patch === 0 && (h / patch) * (w / patch) === tokens - skip) return { patch, skip };
+    const exact = Math.sqrt((h * w) / (tokens - skip));
+    for (const patch of [Math.round(exact), Math.floor(exact)]) {
+      if (patch > 0 && Math.floor(h / patch) * Math.floor(w / patch) === tokens - skip) return { patch, skip };
+    }
   }
   throw new UserError(`${file}: ${tokens} output tokens do not form a grid of square patches over a ${h}x${w} input`);
 }
@@ -155,7 +158,7 @@ async function probeLayout(file: string, io: ModelIo, vision: VisionConfig | nul
   } else {
     layout = gridOf(file, tokens, io.inputSize);
   }
-  const grid: [number, number] = [height / layout.patch, width / layout.patch];
+  const grid = imageGrid({ height, width }, layout.patch);
   checkGridSize(grid, file);
   return { tokens, d, grid, ...layout };
 }
