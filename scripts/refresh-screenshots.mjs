@@ -1,7 +1,9 @@
 // Copies the screenshots the tests took (.test-artifacts/, from `npm test -- webview e2e`) to where
-// the README and the walkthrough show them: docs/screenshots/ as taken, media/walkthrough/ scaled
-// down (the walkthrough's image pane is narrow) in the light and dark variants VS Code picks from.
-// Run after looking at them: `node scripts/refresh-screenshots.mjs`.
+// the README and the walkthrough show them: docs/screenshots/ as taken, media/walkthrough/ cropped
+// to the part each step is about (the walkthrough's image pane is narrow) in the light and dark
+// variants VS Code picks from.
+// Run after looking at them: `node scripts/refresh-screenshots.mjs` (`--walkthrough`: only the
+// walkthrough's images, which need only `npm test -- webview`).
 import sharp from 'sharp';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
@@ -46,31 +48,41 @@ const docs = {
   'in-vscode-lab-rerun-in-gallery': e2eShot('lab-rerun-in-gallery'),
 };
 
-/** media/walkthrough/<step>-<light|dark>.png <- [screenshot of that theme, crop height or 0 for all] */
+/**
+ * media/walkthrough/<step>-<light|dark>.png <- [screenshot of that theme, the part of it shown].
+ * The walkthrough's image pane is narrow: a whole panel shrunk to fit it cannot be read, so each
+ * step shows the part it is about at (or near) the size it was taken.
+ */
+// the parts, in the screenshots' pixels (each test's viewport fixes its layout)
+const TOKENIZE = { left: 0, top: 0, width: 558, height: 432 }; // the grid with a cell's tooltip and its caption
+const CODEBOOK = { left: 450, top: 0, width: 750, height: 760 }; // half the heatmap, the selected code, summary and detail
+const GENERATE = { left: 564, top: 0, width: 536, height: 536 }; // the sampled image, its codebook and details
 const walkthrough = {
-  build: (theme) => [`${shots}/lab-${theme}.png`, 520],
-  tokenize: (theme) => [`${shots}/tokengrid-${theme}.png`, 0],
-  codebook: (theme) => [`${shots}/codebook-real-${theme}.png`, 0],
-  generate: (theme) => [`${shots}/generation-${theme}.png`, 0],
+  build: (theme) => [`${shots}/lab-${theme}.png`, { left: 0, top: 0, width: 360, height: 462 }],
+  tokenize: (theme) => [`${shots}/tokengrid-${theme}.png`, TOKENIZE],
+  codebook: (theme) => [`${shots}/codebook-real-${theme}.png`, CODEBOOK],
+  generate: (theme) => [`${shots}/generation-${theme}.png`, GENERATE],
 };
 const WALKTHROUGH_WIDTH = 640;
 
-const missing = [...Object.values(docs), ...Object.values(walkthrough).flatMap((f) => ['light', 'dark'].map((t) => f(t)[0]))].filter((f) => !existsSync(f));
+// `--walkthrough`: only media/walkthrough/, from the webview tests' screenshots (no e2e run needed)
+const only = process.argv.includes('--walkthrough');
+const sources = [...(only ? [] : Object.values(docs)), ...Object.values(walkthrough).flatMap((f) => ['light', 'dark'].map((t) => f(t)[0]))];
+const missing = sources.filter((f) => !existsSync(f));
 if (missing.length) {
-  console.error(`missing (run npm test -- webview e2e first):\n  ${missing.join('\n  ')}`);
+  console.error(`missing (run ${only ? 'the webview tests' : 'npm test -- webview e2e'} first):\n  ${missing.join('\n  ')}`);
   process.exit(1);
 }
-mkdirSync('docs/screenshots', { recursive: true });
 mkdirSync('media/walkthrough', { recursive: true });
-for (const [name, from] of Object.entries(docs)) await sharp(from).png({ palette: true, quality: 90 }).toFile(`docs/screenshots/${name}.png`);
+if (!only) {
+  mkdirSync('docs/screenshots', { recursive: true });
+  for (const [name, from] of Object.entries(docs)) await sharp(from).png({ palette: true, quality: 90 }).toFile(`docs/screenshots/${name}.png`);
+}
 for (const [step, source] of Object.entries(walkthrough)) {
   for (const theme of ['light', 'dark']) {
-    const [from, height] = source(theme);
-    let image = sharp(from);
-    if (height) image = image.extract({ left: 0, top: 0, width: (await image.metadata()).width, height });
-    const buffer = await image.png().toBuffer();
-    const meta = await sharp(buffer).metadata();
-    await sharp(buffer).resize({ width: Math.min(WALKTHROUGH_WIDTH, meta.width) }).png({ palette: true, quality: 90 }).toFile(path.join('media/walkthrough', `${step}-${theme}.png`));
+    const [from, region] = source(theme);
+    const buffer = await sharp(from).extract(region).png().toBuffer();
+    await sharp(buffer).resize({ width: Math.min(WALKTHROUGH_WIDTH, region.width) }).png({ palette: true, quality: 90 }).toFile(path.join('media/walkthrough', `${step}-${theme}.png`));
   }
 }
-console.log(`docs/screenshots: ${Object.keys(docs).length} files; media/walkthrough: ${Object.keys(walkthrough).length * 2} files`);
+console.log(`${only ? '' : `docs/screenshots: ${Object.keys(docs).length} files; `}media/walkthrough: ${Object.keys(walkthrough).length * 2} files`);

@@ -152,6 +152,9 @@ test('tokenize --slurm --dry-run: the scripts pass bash -n, name every part, and
   assert.match(plan.scripts[0].text, /--shard "\$SLURM_ARRAY_TASK_ID"\/2 --json -- /);
   assert.match(plan.scripts[1].text, /^#SBATCH --output=merge\.log$/m);
   await assert.rejects(fs.stat(path.join(dir, 'dry')), 'a dry run writes nothing');
+  // --pooled is part of the job: its tasks and merge run with it
+  const pooled = await cliJson(['tokenize', '--codebook', codebook, shards, '--out', 'dry/', '--pooled', '--slurm', '--dry-run', '--tasks', '2']);
+  for (const s of pooled.scripts) assert.match(s.text, /cli\.js tokenize .*--pooled /);
   const tokenize = ['tokenize', '--codebook', codebook, shards, '--out', 'dry/'];
   await assertUserError([...tokenize, '--wait'], /--wait applies to runs on Slurm \(--slurm\)/);
   await assertUserError([...tokenize, '--slurm', '--shard', '1/2'], /on Slurm the job runs every part itself/);

@@ -20,6 +20,10 @@ import { FAMILY_CONFIGS, writeExportFolder } from '../helpers/siglip-model.js';
 import { BLUE, CLIP_TOKENIZER, CLIP_VOCAB, D, GREEN, KITE, RED, siglipFolder, signed, solid, textTower, writeTextSide } from '../helpers/text-model.js';
 import { startHubServer } from '../helpers/hub-server.js';
 import { cliRunner } from '../helpers/cli.js';
+import { sampleEntries, writeTar } from '../helpers/shards.js';
+import { readTokenSet } from '../../extension/panels/token-set.js';
+import { TokenSetSearcher } from '../../extension/panels/token-set-search.js';
+import type { Precision } from '../../extension/engine/index.js';
 
 const isUserError = (message: RegExp) => (e: Error) => e instanceof UserError && message.test(e.message) && !e.message.includes('\n');
 
@@ -208,3 +212,59 @@ test('CLI: `text` prints or writes the embeddings; `tokenize --pooled` keeps poo
   await fs.writeFile(pooledFile, bytes);
   await assert.rejects(readPooledEmbeddings(path.join(tmp, 'colours.tokens.npy')), isUserError(/colours\.tokens\.pooled\.npy does not belong to its index .*a different sha256/));
 });
+
+test('tokenize --pooled over tar shards: each shard keeps its pooled rows, the manifest searches as the folder does; --pooled is part of the job', async () => {
+  const model = await siglipFolder(path.join(tmp, 'shard-siglip'));
+  const images = path.join(tmp, 'shard-colours');
+  await fs.mkdir(images);
+  const colours: [string, [number, number, number]][] = [['a-red', [255, 0, 0]], ['b-green', [0, 255, 0]], ['c-blue', [0, 0, 255]], ['d-grey', [128, 128, 128]]];
+  for (const [key, rgb] of colours) await solid(path.join(images, `${key}.png`), rgb);
+  await cliJson(['build', '--images', images, '--encoder', model, '--k', '3', '--out', 'shard-colours.safetensors']);
+  await cliJson(['tokenize', '--codebook', 'shard-colours.safetensors', images, '--pooled', '--out', 'shard-colours.tokens.npy']);
+  // the same images as two webdataset shards, two samples each, in key order
+  const shards = path.join(tmp, 'colour-shards');
+  await fs.mkdir(shards);
+  for (const [n, pair] of [colours.slice(0, 2), colours.slice(2)].entries()) {
+    writeTar(path.join(shards, `${n}.tar`), (await Promise.all(pair.map(async ([key]) => sampleEntries(key, { png: await fs.readFile(path.join(images, `${key}.png`)) })))).flat());
+  }
+  const run = (...more: string[]) => cliJson(['tokenize', '--codebook', 'shard-colours.safetensors', path.join(shards, '{0..1}.tar'), '--out', 'pooled-shards/', ...more]);
+  assert.deepEqual(pick(await run('--pooled')), [2, 0, 4]);
+  const manifest = path.join(tmp, 'pooled-shards', 'manifest.json');
+  const outputs = JSON.parse(await fs.readFile(manifest, 'utf8')).shards.map((s: { outputs: string[] }) => s.outputs);
+  assert.deepEqual(outputs, ['0', '1'].map((n) => [`${n}.tokens.npy`, `${n}.tokens.npy.index.json`, `${n}.tokens.pooled.npy`]));
+  const folder = (await readPooledEmbeddings(path.join(tmp, 'shard-colours.tokens.npy')))!;
+  const sharded = (await readPooledEmbeddings(manifest))!;
+  assert.deepEqual([sharded.embeddings.rows, sharded.embeddings.cols, sharded.record.output], [4, D, 'pooler_output']);
+  assert.deepEqual(Array.from(sharded.embeddings.data), Array.from(folder.embeddings.data));
+
+  // the editor's search over the manifest ranks its images as over the folder's set
+  const words = (encoder: string, precision: Precision) => openTextEncoder(encoder, backend, { precision });
+  const ranked = async (file: string) => {
+    const { grids } = await readTokenSet(file);
+    const searcher = new TokenSetSearcher(file, words);
+    try {
+      assert.equal((await searcher.view()).textSearch?.d, D);
+      const found = await searcher.search('a blue kite', grids, async (index) => ({ index, grid: grids[index]!.grid, ids: grids[index]!.ids, image: null }));
+      return found.hits.map((h) => [path.basename(grids[h.grid.index]!.image!).replace(/\.png$/, ''), h.score.toFixed(5)]);
+    } finally {
+      await searcher.dispose();
+    }
+  };
+  const byFolder = await ranked(path.join(tmp, 'shard-colours.tokens.npy'));
+  assert.equal(byFolder[0]![0], 'c-blue');
+  assert.deepEqual(await ranked(manifest), byFolder);
+
+  // complete with the same options: skipped; without --pooled, then with it again: redone
+  assert.deepEqual(pick(await run('--pooled')), [0, 2, 4]);
+  assert.deepEqual(pick(await run()), [2, 0, 4]);
+  assert.equal(await readPooledEmbeddings(manifest), null);
+  assert.deepEqual(pick(await run()), [0, 2, 4]);
+  assert.deepEqual(pick(await run('--pooled')), [2, 0, 4]);
+  assert.deepEqual(Array.from((await readPooledEmbeddings(manifest))!.embeddings.data), Array.from(folder.embeddings.data));
+  // an encoder without a pooled output: one line before any shard, not a failure per shard
+  await cliJson(['build', '--images', images, '--encoder', 'dct', '--k', '2', '--out', 'shard-dct.safetensors']);
+  await assertUserError(['tokenize', '--codebook', 'shard-dct.safetensors', path.join(shards, '{0..1}.tar'), '--out', 'dct-shards/', '--pooled'], /encoder 'dct:224' gives no pooled image embedding/);
+  await assert.rejects(fs.stat(path.join(tmp, 'dct-shards', 'manifest.json')));
+});
+
+const pick = (summary: Record<string, unknown>) => [summary.done, summary.skipped, summary.images];

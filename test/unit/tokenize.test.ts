@@ -263,13 +263,21 @@ test('a data file and an index that do not belong together are told apart, not m
   assert.match(index.dataSha256, /^[0-9a-f]{64}$/);
   // b's data under a's index: same size, other content (as after a write killed between renames)
   await fs.copyFile(b, a);
-  await assert.rejects(readTokenGrids(a), (e: Error) => e instanceof UserError && e.message.startsWith(`${a} does not belong to its index ${a}.index.json (the data file has a different sha256 than its index records)`));
+  await assert.rejects(readTokenGrids(a), (e: Error) => e instanceof UserError && e.message.startsWith(`${a} does not belong to its index pair-a.npy.index.json (the data file has a different sha256 than its index records)`));
   await fs.writeFile(a, (await fs.readFile(b)).subarray(0, 200));
   await assert.rejects(readTokenGrids(a), (e: Error) => e instanceof UserError && e.message.includes('(the data file has 200 bytes, the index says'));
   // An index of an older version (no size, no sha256) is read as it was.
   const { dataBytes: _size, dataSha256: _sha, ...legacy } = JSON.parse(await fs.readFile(`${b}.index.json`, 'utf8'));
   await fs.writeFile(`${b}.index.json`, JSON.stringify(legacy));
   assert.deepEqual((await readTokenGrids(b)).map((g) => g.image), [PHOTOS[2], PHOTOS[0], PHOTOS[1], PHOTOS[3]]);
+});
+
+test('a data set whose index is missing or not JSON is refused naming the index once, not the data file beside it too', async () => {
+  const set = path.join(dir, 'no-index.npy');
+  const once = (message: string) => message.split(set).length - 1 === 1;
+  await assert.rejects(readTokenGrids(set), (e: Error) => e instanceof UserError && e.message === `${set}.index.json: cannot read the token data set's index: no such file or folder` && once(e.message));
+  await fs.writeFile(`${set}.index.json`, '{"images": [');
+  await assert.rejects(readTokenGrids(set), (e: Error) => e instanceof UserError && e.message.startsWith(`${set}.index.json: the token data set's index is not valid JSON (`) && once(e.message));
 });
 
 test('token grids beyond the grid limit are refused when read, before anything is allocated for them', async () => {

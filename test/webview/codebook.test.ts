@@ -483,7 +483,7 @@ test('K = 500,000: one canvas, zoom keeps the code under the cursor, pan moves i
 async function realHost(): Promise<{ data: CodebookView; answer: CodebookHost }> {
   const f = await realFixture();
   const counts = Array.from(f.cb.counts!);
-  const data = codebookData(counts, similarityOrder(f.cb.frozen));
+  const data = codebookData(counts, similarityOrder(f.cb.frozen), 'k256-dct.safetensors'); // a named codebook, as builds write them
   data.summary = { ...data.summary, d: f.cb.frozen.cols, encoder: f.cb.meta.encoder.id, lambda: f.cb.meta.lambda, iterations: f.cb.meta.iterations, fingerprint: f.cb.fingerprint };
   const images = new Map(await Promise.all(f.grids.map(async (g) => [g.image, await f.encoder.load(g.image)] as const)));
   const { rows: k, cols: d, data: w } = f.cb.frozen as Matrix; // built as f32

@@ -100,7 +100,7 @@ function standIn(f: Fixture, prior: TokenPrior, page: () => PanelPage<typeof gen
       // with a "Model folder…" answer the AR prior joins the list through it
       priors: [{ id: PRIOR, label: 'prior.safetensors · order 3', k: prior.k, order: prior.order, grid: prior.grid, kind: 'ngram' as const }, ...(opts.openArPrior ? [] : [ar])],
       decoders: [{ id: 'atlas', label: 'Atlas (codebook)', kind: 'atlas' as const }, { id: folder, label: 'tiny-decoder', kind: 'diffusion' as const }],
-      codebook: 'codebook.safetensors',
+      codebook: 'k256-dct',
       results: [],
       defaults: settingsDefaults,
     }),

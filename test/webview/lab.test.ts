@@ -18,33 +18,36 @@ async function cells(): Promise<LabCell[]> {
   const thumb = (await thumbnailUri(f.grid.image)).uri;
   const t0 = Date.parse('2026-01-15T10:00:00Z');
   const at = (min: number): string => new Date(t0 + min * 60_000).toISOString();
+  // paths as a workspace shows them (these screenshots become the walkthrough's: no test machine's paths)
+  const ws = '/home/ana/research';
+  const codebook = `${ws}/.unicode2/codebooks/k256-dct.safetensors`;
   return [
     {
       id: 'c4', kind: 'tokenize', status: 'running', title: 'Tokenize folder images', startedAt: at(9),
-      inputs: { folder: '/work/data/images', codebook: '/work/.unicode2/codebook.safetensors' }, params: {},
+      inputs: { folder: `${ws}/photos`, codebook }, params: {},
       progress: { done: 7, total: 12, message: 'image 7 of 12' },
     },
     {
       id: 'c3', kind: 'tokenize', status: 'done', title: `Tokenize ${path.basename(f.grid.image)}`, startedAt: at(6), finishedAt: at(6),
-      inputs: { image: f.grid.image }, params: {}, metrics: { grid: `${f.grid.grid[0]}×${f.grid.grid[1]}`, 'distinct codes': new Set(f.grid.ids).size },
-      thumbnails: [thumb], tokenPreview: { grid: f.grid.grid, ids: f.grid.ids }, files: ['/work/.unicode2/tokens/chelsea.tokens.json'],
+      inputs: { image: `${ws}/photos/${path.basename(f.grid.image)}`, codebook }, params: {}, metrics: { grid: `${f.grid.grid[0]}×${f.grid.grid[1]}`, 'distinct codes': new Set(f.grid.ids).size },
+      thumbnails: [thumb], tokenPreview: { grid: f.grid.grid, ids: f.grid.ids }, files: [`${ws}/.unicode2/tokens/chelsea.k256-dct.tokens.json`],
     },
     {
-      id: 'c2', kind: 'build', status: 'cancelled', title: 'Build codebook (K = 16384) from photos', startedAt: at(3), finishedAt: at(4),
-      inputs: { folder: '/work/photos' }, params: { k: 16384, lambda: 0.1, iterations: 20, seed: 0, encoder: 'dct' },
+      id: 'c2', kind: 'build', status: 'cancelled', title: 'Build codebook k16384-dct (K = 16384) from photos', startedAt: at(3), finishedAt: at(4),
+      inputs: { folder: `${ws}/photos`, output: `${ws}/.unicode2/codebooks/k16384-dct.safetensors` }, params: { k: 16384, lambda: 0.1, iterations: 20, seed: 0, encoder: 'dct' },
       error: 'UniCode²: build cancelled — previous codebook kept',
     },
     {
       // what Build Codebook records: the settings, and figures that repeat two of them (K; iterations, here stopped early)
-      id: 'c1', kind: 'build', status: 'done', title: 'Build codebook (K = 256) from images', startedAt: at(0), finishedAt: at(1),
-      inputs: { folder: '/work/data/images' }, params: { k: 256, lambda: 0.1, iterations: 20, tolerance: 0.0001, seed: 0, encoder: 'dct' },
+      id: 'c1', kind: 'build', status: 'done', title: 'Build codebook k256-dct (K = 256) from photos', startedAt: at(0), finishedAt: at(1),
+      inputs: { folder: `${ws}/photos`, output: codebook }, params: { k: 256, lambda: 0.1, iterations: 20, tolerance: 0.0001, seed: 0, encoder: 'dct' },
       metrics: { K: 256, d: 768, iterations: 12, utilization: '100.0%', perplexity: 231, dead: 0, seconds: '1.4', device: 'cpu (onnxruntime)' },
-      thumbnails: [thumb, thumb], files: ['/work/.unicode2/codebook.safetensors'],
+      thumbnails: [thumb, thumb], files: [codebook],
     },
     {
       // a folder run deep in a workspace: its two outputs differ only in the file name's end
       id: 'c5', kind: 'tokenize', status: 'done', title: 'Tokenize folder holiday-photos-2025-summer', startedAt: at(10), finishedAt: at(11),
-      inputs: { folder: '/home/researcher/projects/unicode2-experiments/data/holiday-photos-2025-summer', codebook: '/home/researcher/projects/unicode2-experiments/.unicode2/codebook.safetensors' },
+      inputs: { folder: '/home/researcher/projects/unicode2-experiments/data/holiday-photos-2025-summer', codebook: '/home/researcher/projects/unicode2-experiments/.unicode2/codebooks/k256-dct.safetensors' },
       params: {}, metrics: { images: 12, skipped: 0, tokens: 2352, utilization: '61.2%', perplexity: 118 },
       thumbnails: [thumb], tokenPreview: { grid: f.grid.grid, ids: f.grid.ids },
       files: [
@@ -54,7 +57,7 @@ async function cells(): Promise<LabCell[]> {
     },
     {
       id: 'c0', kind: 'decode', status: 'failed', title: 'Decode grid.tokens.json', startedAt: at(0),
-      inputs: { tokens: '/work/grid.tokens.json' }, params: { decoder: 'atlas' }, error: 'token id 70000 at position 3 is outside the codebook (ids run from 0 to 255)',
+      inputs: { tokens: `${ws}/grid.tokens.json`, codebook }, params: { decoder: 'atlas' }, error: 'token id 70000 at position 3 is outside the codebook (ids run from 0 to 255)',
     },
   ];
 }

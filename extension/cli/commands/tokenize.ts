@@ -13,7 +13,7 @@ export const tokenize: Command = {
       codebook: CODEBOOK,
       out: { kind: 'string', value: 'FILE|DIR/', help: `write .json (per-image grids) or .npy (int32 [N, L] data set + FILE.index.json; rows padded with ${PADDING} when the grids differ); over data-set shards, a folder: DIR/<shard>.tokens.npy each + DIR/manifest.json; default: print` },
       encoder: ENCODER_OVERRIDE,
-      pooled: { kind: 'flag', help: "also keep each image's pooled embedding (the model's image_embeds or pooler_output) beside its tokens: <name>.pooled.npy float32 [N, d], named in the index (an .npy output over images; the token set editor's search by words needs it)" },
+      pooled: { kind: 'flag', help: "also keep each image's pooled embedding (the model's image_embeds or pooler_output) beside its tokens: <name>.pooled.npy float32 [N, d], named in the index (an .npy output over images; over data-set shards each shard's DIR/<shard>.tokens.pooled.npy; the token set editor's search by words needs it)" },
       ...SHARD_OPTIONS,
       ...SLURM_OPTIONS,
       ...SEARCH,
@@ -21,7 +21,6 @@ export const tokenize: Command = {
     },
   },
   async run(ctx) {
-    if (isShardRun(ctx) && ctx.args.options.pooled === true) throw new UserError('pooled embeddings are kept for images and folders, not yet over data-set shards', { cli: 'leave out --pooled, or tokenize the images as a folder', vscode: 'tokenize the images as a folder' });
     if (isShardRun(ctx)) return isSlurmRun(ctx) ? tokenizeOnSlurm(ctx) : tokenizeShardRun(ctx);
     if (ctx.args.options.slurm === true) throw new UserError('runs on Slurm are over data-set shards (.tar, .parquet)');
     const out = str(ctx.args, 'out');
@@ -72,7 +71,7 @@ async function tokenizeShardRun(ctx: Context): Promise<{ json: unknown; text: st
   const backend = await ctx.backend();
   const encoder = await openCodebookEncoder(cb, str(ctx.args, 'encoder'), backend, hubDownload(ctx));
   try {
-    const summary = await tracked(run, () => tokenizeShards(cb, encoder, backend, { ...run, control: { signal: ctx.signal, search }, onShard: shardProgress(ctx, 'tokenize shards') }));
+    const summary = await tracked(run, () => tokenizeShards(cb, encoder, backend, { ...run, pooled: ctx.args.options.pooled === true, control: { signal: ctx.signal, search }, onShard: shardProgress(ctx, 'tokenize shards') }));
     return shardResult(summary, run.out);
   } finally {
     await encoder.dispose();
@@ -92,5 +91,5 @@ async function tokenizeOnSlurm(ctx: Context): Promise<{ json: unknown; text: str
     encoderId = encoder.descriptor.id;
     await encoder.dispose();
   }
-  return runOnSlurm(ctx, slurmRequest(ctx, 'tokenize', { out: run.out, shards: run.shards, identity: tokenizeIdentity(cb, encoderId, run) }));
+  return runOnSlurm(ctx, slurmRequest(ctx, 'tokenize', { out: run.out, shards: run.shards, identity: tokenizeIdentity(cb, encoderId, { ...run, pooled: ctx.args.options.pooled === true }) }));
 }

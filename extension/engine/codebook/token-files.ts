@@ -14,7 +14,7 @@ import type { Codebook } from './codebook.js';
 import { UserError } from '../../../common/errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { readJsonFile } from '../io/files.js';
-import { dataCheckOf, indexPathOf, readCheckedNpy, readIndexedNpy, writeIndexedNpy, type DataCheck } from '../io/formats/npy-index.js';
+import { dataCheckOf, indexPathOf, readCheckedNpy, readIndexedNpy, readNpyIndex, writeIndexedNpy, type DataCheck } from '../io/formats/npy-index.js';
 import { encodeNpy } from '../io/formats/npy.js';
 import type { Matrix } from '../../../native-gpu/backend.js';
 import { checkGridSize, MAX_JSON_BYTES } from '../core/limits.js';
@@ -308,15 +308,22 @@ function isPooledRecord(x: unknown): x is PooledRecord {
     typeof x.output === 'string' && typeof x.precision === 'string' && Number.isSafeInteger(x.dataBytes) && typeof x.dataSha256 === 'string';
 }
 
+export interface PooledSet {
+  embeddings: Matrix;
+  record: PooledRecord;
+  encoder: string;
+}
+
 /**
  * The pooled image embeddings a token data set keeps (tokenize --pooled), [N, d] with row i image
- * i's, and the encoder they came from; null when the set has none (a JSON tokens file, a shard
- * folder, a set tokenized without them).
+ * i's, and the encoder they came from; null when the set has none (a JSON tokens file, a set
+ * tokenized without them). A sharded tokenize output is read as readManifestTokenSet reads it.
  */
-export async function readPooledEmbeddings(path: string): Promise<{ embeddings: Matrix; record: PooledRecord; encoder: string } | null> {
-  if (!path.toLowerCase().endsWith('.npy') || (await isShardManifest(path))) return null;
+export async function readPooledEmbeddings(path: string): Promise<PooledSet | null> {
+  if (await isShardManifest(path)) return readManifestPooled(path);
+  if (!path.toLowerCase().endsWith('.npy')) return null;
   const indexPath = indexPathOf(path);
-  const index = datasetIndex(await readJsonFile(indexPath, `the index of token data set ${path}`, MAX_JSON_BYTES), indexPath);
+  const index = datasetIndex(await readNpyIndex(path, 'token data set'), indexPath);
   if (index.pooled === undefined) return null;
   if (!isPooledRecord(index.pooled)) throw new UserError(`${indexPath}: "pooled" must be {file, d, output, precision, dataBytes, dataSha256}, found ${JSON.stringify(index.pooled)}`);
   const record = index.pooled;
@@ -327,4 +334,31 @@ export async function readPooledEmbeddings(path: string): Promise<{ embeddings: 
     throw new UserError(`${file}: expected float32 [${index.images.length}, ${record.d}] pooled embeddings (one per image of the set), found ${arr.dtype} [${arr.shape.join(', ')}]`);
   }
   return { embeddings: { rows: n!, cols: d!, data: arr.data as Float32Array }, record, encoder: index.encoder };
+}
+
+/** A sharded tokenize output's pooled embeddings as one set: every done shard's rows in manifest
+ *  order, as readManifestTokenSet's grids; null unless every shard with images keeps them. The
+ *  record is the first shard's (every shard's must agree on d, output and precision). */
+async function readManifestPooled(path: string): Promise<PooledSet | null> {
+  const { outputs } = await readShardManifest(path, { partial: true });
+  const parts: PooledSet[] = [];
+  for (const file of outputs.flat().filter((f) => f.endsWith(TOKENS_SUFFIX))) {
+    const part = await readPooledEmbeddings(file);
+    if (part) parts.push(part);
+    // a shard whose samples were all skipped has no rows to keep
+    else if (datasetIndex(await readNpyIndex(file, 'token data set'), indexPathOf(file)).images.length > 0) return null;
+  }
+  const first = parts[0];
+  if (!first) return null;
+  const { d, output, precision } = first.record;
+  const odd = parts.find((p) => p.record.d !== d || p.record.output !== output || p.record.precision !== precision || p.encoder !== first.encoder);
+  if (odd) throw new UserError(`${path}: its shards keep pooled embeddings of different models or shapes (${odd.record.file}: ${odd.record.output} d = ${odd.record.d} vs ${first.record.file}: ${output} d = ${d}); tokenize again`);
+  const rows = parts.reduce((n, p) => n + p.embeddings.rows, 0);
+  const data = new Float32Array(rows * d);
+  let at = 0;
+  for (const p of parts) {
+    data.set(p.embeddings.data, at);
+    at += p.embeddings.data.length;
+  }
+  return { embeddings: { rows, cols: d, data }, record: first.record, encoder: first.encoder };
 }

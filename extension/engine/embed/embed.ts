@@ -58,6 +58,12 @@ export interface BatchControl {
   pooled?: boolean;
 }
 
+/** Refuses an encoder that gives no pooled image embedding, before any image is read. */
+export function checkPooledOutput(encoder: Encoder): void {
+  if (encoder.encodeWithPooled) return;
+  throw new UserError(`encoder '${encoder.descriptor.id}' gives no pooled image embedding (a model output named image_embeds or pooler_output)`, { cli: 'leave out --pooled, or use a CLIP or SigLIP export whose vision model outputs one', vscode: 'use a CLIP or SigLIP export whose vision model outputs a pooled embedding' });
+}
+
 /** The tokens of decoded images, and their pooled embeddings when asked for. */
 async function encodeBatch(encoder: Encoder, pixels: RgbImage[], control: BatchControl): Promise<{ embeddings: Matrix; pooled?: Matrix }> {
   if (!control.pooled) return { embeddings: await encoder.encode(pixels, { signal: control.signal }) };
@@ -102,9 +108,7 @@ export async function forEachEncodedBatch(
   control: BatchControl = {},
 ): Promise<{ skipped: SkippedImage[] }> {
   const listed = Array.isArray(images) ? (images as readonly ImageInput[]) : null;
-  if (control.pooled && !encoder.encodeWithPooled) {
-    throw new UserError(`encoder '${encoder.descriptor.id}' gives no pooled image embedding (a model output named image_embeds or pooler_output)`, { cli: 'leave out --pooled, or use a CLIP or SigLIP export whose vision model outputs one', vscode: 'use a CLIP or SigLIP export whose vision model outputs a pooled embedding' });
-  }
+  if (control.pooled) checkPooledOutput(encoder);
   if (control.parallel && (!listed || listed.length > IMAGE_BATCH)) return forEachInWorkers(encoder, images, onBatch, control);
   const skipped: SkippedImage[] = [];
   const progress = progressOf(images, control);

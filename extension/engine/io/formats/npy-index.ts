@@ -11,6 +11,7 @@
 // rewritten after each shard, where this pair is written once, whole. What the three share —
 // bounded JSON reads and atomic writes — is files.ts and atomic-write.ts.
 import { createHash } from 'node:crypto';
+import { basename } from 'node:path';
 import { UserError } from '../../../../common/errors.js';
 import { writeFilesAtomic } from '../atomic-write.js';
 import { openRegularFile, readExactly, readJsonFile } from '../files.js';
@@ -28,6 +29,12 @@ export interface DataCheck {
 
 export function indexPathOf(npyPath: string): string {
   return `${npyPath}.index.json`;
+}
+
+/** A .npy's index, parsed but not yet validated. A problem names the index file alone: its name
+ *  already says which data file it indexes (naming both repeated the path). */
+export function readNpyIndex(npyPath: string, what: string): Promise<unknown> {
+  return readJsonFile(indexPathOf(npyPath), `the ${what}'s index`, MAX_JSON_BYTES);
 }
 
 function sha256(bytes: Uint8Array): string {
@@ -66,7 +73,7 @@ export interface IndexedRead<T> {
  *  against the index's size before it is read and its sha256 after. */
 export async function readIndexedNpy<T extends DataCheck>(path: string, how: IndexedRead<T>): Promise<{ array: NpyArray; index: T }> {
   const indexPath = indexPathOf(path);
-  const index = how.validate(await readJsonFile(indexPath, `the index of ${how.what} ${path}`, MAX_JSON_BYTES), indexPath);
+  const index = how.validate(await readNpyIndex(path, how.what), indexPath);
   return { array: await readCheckedNpy(path, indexPath, index, how), index };
 }
 
@@ -77,8 +84,9 @@ export async function readCheckedNpy(path: string, indexPath: string, index: Dat
   if ((index.dataBytes !== undefined && !Number.isSafeInteger(index.dataBytes)) || (index.dataSha256 !== undefined && typeof index.dataSha256 !== 'string')) {
     throw new UserError(`${indexPath}: "dataBytes" must be a whole number and "dataSha256" a string`);
   }
+  // the index sits beside the data file: its name is enough (its full path repeated the folder)
   const mismatch = (found: string) =>
-    new UserError(`${path} does not belong to its index ${indexPath} (the data file has ${found}): an interrupted write or a file copied over; ${how.redo}`);
+    new UserError(`${path} does not belong to its index ${basename(indexPath)} (the data file has ${found}): an interrupted write or a file copied over; ${how.redo}`);
   const { handle, size } = await openRegularFile(path, file);
   let bytes: Uint8Array;
   try {
