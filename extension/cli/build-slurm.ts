@@ -6,10 +6,10 @@
 import { promises as fs } from 'node:fs';
 import type { OptionSpec } from './args.js';
 import { str, type Context } from './command.js';
-import { slurmRuntime, SLURM_OPTIONS } from './slurm.js';
+import { followSubmission, scriptsText, slurmRuntime, SLURM_OPTIONS } from './slurm.js';
 import {
-  buildOnSlurmRequest, buildOnSlurmResult, parseStage, planBuildOnSlurm, planTaskOf, runBuildStage, sbatchLine, shellQuote, stageName,
-  submitBuildOnSlurm, trackPlanTask, waitForJobs, FINAL_TASK, UserError, type BuildRequest, type BuildSlurmPlan, type BuildSummary, type Submission,
+  buildOnSlurmRequest, buildOnSlurmResult, parseStage, planBuildOnSlurm, planTaskOf, runBuildStage, shellQuote, stageName,
+  submitBuildOnSlurm, trackPlanTask, FINAL_TASK, UserError, type BuildRequest, type BuildSlurmPlan, type BuildSummary, type Submission,
 } from '../engine/index.js';
 
 type Result = { json: unknown; text: string; exitCode?: number };
@@ -25,7 +25,7 @@ export const BUILD_SLURM_OPTIONS: Record<string, OptionSpec> = {
 const arrayTasks = (sub: Submission | null) => (sub?.chain ?? []).reduce((n, c) => n + (c.array ? c.tasks.length : 0), 0);
 
 function dryRun(plan: BuildSlurmPlan): Result {
-  const text = plan.stages.map((s) => `# ${s.file}\n# submitted from ${plan.folder} as: ${sbatchLine(s)}\n${s.text}`).join('\n');
+  const text = scriptsText(plan.folder, plan.stages);
   const note = plan.stages.length === 0 ? `# nothing to submit: the codebook is written already\n` : '';
   return { json: { folder: plan.folder, stages: plan.stages }, text: note + text };
 }
@@ -47,12 +47,7 @@ export async function buildOnSlurm(ctx: Context, req: BuildRequest, show: (s: Bu
       : `nothing to submit: ${req.out} is written already`;
     return { json: { folder: plan.folder, jobs, tasks: sub?.chain?.flatMap((c) => c.tasks) ?? [] }, text };
   }
-  if (sub) {
-    ctx.progress.note(`unicode2: submitted jobs ${jobs.join(', ')}`);
-    let reported = -1;
-    const onTick = (done: number, total: number) => done !== reported && ctx.progress.report({ phase: 'slurm tasks', done: (reported = done), total });
-    await waitForJobs(sub, { signal: ctx.signal, onTick });
-  }
+  if (sub) await followSubmission(ctx, sub, `jobs ${jobs.join(', ')}`);
   const { summary, failed } = await buildOnSlurmResult(plan.folder);
   const slurm = { jobs, tasks: arrayTasks(sub) };
   if (summary) {

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { OptionSpec } from './args.js';
 import { num, str, type Context } from './command.js';
 import { shardResult } from './shards.js';
-import { planSlurmJob, readJobsFile, sbatchLine, shellQuote, shellSplit, slurmSummary, submitSlurmJob, taskViews, waitForJobs, UserError, type SlurmPlan, type SlurmRequest } from '../engine/index.js';
+import { planSlurmJob, readJobsFile, sbatchLine, shellQuote, shellSplit, slurmSummary, submitSlurmJob, taskViews, waitForJobs, UserError, type SlurmPlan, type SlurmRequest, type Submission } from '../engine/index.js';
 
 export const SLURM_OPTIONS: Record<string, OptionSpec> = {
   slurm: { kind: 'flag', help: 'over data-set shards: run on Slurm as an array job (task i runs this command with --shard i/N) and a merge step after it; prints the job ids' },
@@ -60,8 +60,21 @@ export function slurmRequest(ctx: Context, command: string, run: Pick<SlurmReque
   return { ...run, job: command, argv: taskArgv(ctx, command), operands: ctx.args.operands, ...slurmRuntime(ctx) };
 }
 
+/** What --dry-run prints of the scripts a job folder would get: each with its sbatch line. */
+export function scriptsText(folder: string, scripts: readonly Parameters<typeof sbatchLine>[0][]): string {
+  return scripts.map((s) => `# ${s.file}\n# submitted from ${folder} as: ${sbatchLine(s)}\n${s.text}`).join('\n');
+}
+
+/** --wait: follows the submitted jobs to their end, the tasks ended as progress. */
+export async function followSubmission(ctx: Context, sub: Submission, submitted: string): Promise<void> {
+  ctx.progress.note(`unicode2: submitted ${submitted}`);
+  let reported = -1;
+  const onTick = (done: number, total: number) => done !== reported && ctx.progress.report({ phase: 'slurm tasks', done: (reported = done), total });
+  await waitForJobs(sub, { signal: ctx.signal, onTick });
+}
+
 function dryRun(plan: SlurmPlan): { json: unknown; text: string } {
-  const text = plan.scripts.map((s) => `# ${s.file}\n# submitted from ${plan.folder} as: ${sbatchLine(s)}\n${s.text}`).join('\n');
+  const text = scriptsText(plan.folder, plan.scripts);
   const note = plan.pending.length === 0 ? `# nothing to submit: every part's outputs are complete\n` : '';
   return { json: { folder: plan.folder, count: plan.count, tasks: plan.pending, scripts: plan.scripts }, text: note + text };
 }
@@ -80,12 +93,7 @@ export async function runOnSlurm(ctx: Context, request: SlurmRequest): Promise<{
       : `nothing to submit: every part's outputs are complete in ${request.out}`;
     return { json, text };
   }
-  if (sub) {
-    ctx.progress.note(`unicode2: submitted array job ${sub.array} (${sub.tasks.length} tasks) and merge job ${sub.merge}`);
-    let reported = -1;
-    const onTick = (done: number, total: number) => done !== reported && ctx.progress.report({ phase: 'slurm tasks', done: (reported = done), total });
-    await waitForJobs(sub, { signal: ctx.signal, onTick });
-  }
+  if (sub) await followSubmission(ctx, sub, `array job ${sub.array} (${sub.tasks.length} tasks) and merge job ${sub.merge}`);
   const jobs = await readJobsFile(plan.folder);
   const views = jobs ? await taskViews(plan.folder, jobs) : [];
   const summary = await slurmSummary({ ...request, count: plan.count }, sub, views, (performance.now() - started) / 1000);

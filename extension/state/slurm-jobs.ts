@@ -7,8 +7,8 @@
 import { accessSync, constants } from 'node:fs';
 import * as path from 'node:path';
 import {
-  cancelJobs, defaultMemoryMB, submissionJobs, readJobsFile, shellSplit, taskViews, tokenizeIdentity, waitForJobs, UserError,
-  type BuildOnSlurm, type Codebook, type JobsFile, type SearchOptions, type ShardFile, type SlurmRequest, type Submission, type TaskView,
+  buildOnSlurmRequest, cancelJobs, submissionJobs, readJobsFile, shellSplit, taskViews, tokenizeIdentity, waitForJobs, UserError,
+  type BuildOnSlurm, type BuildRequest, type Codebook, type JobsFile, type SearchOptions, type ShardFile, type SlurmRequest, type Submission, type TaskView,
 } from '../engine/index.js';
 import type { SlurmView } from '../../common/protocol/lab.js';
 
@@ -82,7 +82,7 @@ function slurmOptions(settings: SlurmSettings): { sbatch: string[]; tasks?: numb
 
 /** A build from a folder of embedding files as a Slurm request: the two-level plan `unicode2 build
  *  --embeddings DIR --method two-level --slurm` submits, every path absolute. The memory budget
- *  is fixed here: it shapes the plan, so every task must have the one the plan was made with. */
+ *  is fixed by buildOnSlurmRequest: it shapes the plan, so every task must have the one the plan was made with. */
 export interface BuildFromEmbeddingsOnSlurm {
   embeddings: string;
   out: string;
@@ -92,17 +92,10 @@ export interface BuildFromEmbeddingsOnSlurm {
 }
 
 export function buildSlurmRequest(b: BuildFromEmbeddingsOnSlurm): BuildOnSlurm {
-  const [embeddings, out, memoryMB] = [path.resolve(b.embeddings), path.resolve(b.out), defaultMemoryMB()];
-  const { k, lambda, iterations, tolerance, seed, encoder } = b.params;
-  const argv = ['build', `--embeddings=${embeddings}`, `--out=${out}`, `--encoder=${encoder}`, `--k=${k}`, `--lambda=${lambda}`, `--iters=${iterations}`,
-    `--tolerance=${tolerance}`, `--seed=${seed}`, '--method=two-level', `--memory=${memoryMB}`];
-  return {
-    build: { embeddings, out, encoder, k, lambda, iterations, tolerance, seed, method: 'two-level', memoryMB },
-    argv,
-    cwd: path.dirname(out),
-    ...taskRuntime(b.cli, b.settings.setup),
-    ...slurmOptions(b.settings),
-  };
+  const out = path.resolve(b.out);
+  const build: BuildRequest = { ...b.params, embeddings: path.resolve(b.embeddings), out, method: 'two-level' };
+  const options = slurmOptions(b.settings);
+  return buildOnSlurmRequest(build, { ...taskRuntime(b.cli, b.settings.setup), cwd: path.dirname(out), ...options });
 }
 
 /** What a Lab cell shows of a job folder: each task's state, job, shards and, failed, why. */
